@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cli.h: what the commands share: the command table, messages, options common to every command. */
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+
+/* Exit statuses (DESIGN.md). */
+#define EXIT_OK	   0
+#define EXIT_FAIL  1
+#define EXIT_USAGE 2
+#define EXIT_INTR  130
+
+enum progress_mode {
+	PROGRESS_AUTO,
+	PROGRESS_TTY,
+	PROGRESS_PLAIN,
+	PROGRESS_QUIET,
+};
+
+struct cli_state {
+	bool quiet;
+	enum progress_mode progress; /* resolved: never AUTO after option parsing */
+	const char *command;	     /* the command running ("build") */
+};
+extern struct cli_state cli;
+extern volatile sig_atomic_t cli_interrupted;
+
+struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+	const char *usage; /* the synopsis, as in the man page */
+	const char *help;  /* the options, one per line */
+};
+
+extern const struct command commands[];
+
+/* Messages on stderr. errorf always prints; warnf and infof respect --quiet. */
+void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void infof(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Report ERR (prefixed by nothing: its message already says what failed) and return the exit status:
+ * EXIT_INTR for an interruption, else EXIT_FAIL. */
+int cli_fail(struct kiln_error *err);
+
+/* A usage error: print the message, the synopsis and a hint, and return EXIT_USAGE. */
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Print the help of the current command to stdout and return EXIT_OK. */
+int cli_help(const char *name);
+
+/* Handle an option every command takes (--quiet, --progress, --help). Returns 1 when it was one of
+ * them, 0 when not, or -(status + 1) when the command must exit with that status now (after --help,
+ * or a bad value); CLI_EXIT_STATUS(r) gives the status back. */
+#define CLI_EXIT_STATUS(r) (-(r) - 1)
+int cli_common_option(int opt, const char *arg);
+/* After option parsing: resolve --progress auto. */
+void cli_options_done(void);
+
+/* Install SIGINT/SIGTERM handlers that set cli_interrupted. */
+void cli_catch_signals(void);
+
+/* "512.0 MiB" */
+void cli_human_size(char out[32], uint64_t bytes);
+
+/* getopt_long entries of the common options, and their codes. */
+#define CLI_OPT_QUIET	 'q'
+#define CLI_OPT_PROGRESS 1000
+#define CLI_OPT_HELP	 'h'
+#define CLI_COMMON_LONG                                                                                    \
+	{"quiet", no_argument, NULL, CLI_OPT_QUIET}, {"progress", required_argument, NULL, CLI_OPT_PROGRESS}, \
+		{"help", no_argument, NULL, CLI_OPT_HELP}
+#define CLI_COMMON_SHORT "qh"
+
+int cmd_build(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_version(int argc, char **argv);
+int cmd_help(int argc, char **argv);
+
+#endif

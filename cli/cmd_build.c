@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cmd_build.c: `kiln build`: build an image from a model project, report it, optionally write it out. */
+#include "cli/cli.h"
+#include "common/cleanup.h"
+#include "pkg/build.h"
+#include "pkg/export.h"
+#include "pkg/store.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { OPT_OUTPUT = 2000, OPT_JSON };
+
+static pthread_mutex_t progress_lock = PTHREAD_MUTEX_INITIALIZER;
+static double last_bar;
+static bool bar_shown;
+
+static double mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void clear_bar(void)
+{
+	if (bar_shown) {
+		fputs("\r\033[K", stderr);
+		bar_shown = false;
+	}
+}
+
+/* One line per finished layer (plain and tty modes). */
+static void on_layer(void *ctx, const struct kiln_built_layer *l)
+{
+	if (cli.progress == PROGRESS_QUIET)
+		return;
+	char size[32];
+	cli_human_size(size, l->size);
+	pthread_mutex_lock(&progress_lock);
+	clear_bar();
+	fprintf(stderr, "%-8s %-40s %10s  %.19s%s\n", kiln_layer_kind_name(l->kind), l->title ? l->title : "",
+		size, l->digest, l->cached ? "  (cached)" : "");
+	pthread_mutex_unlock(&progress_lock);
+}
+
+/* A live "hashed X of Y" line, on a terminal only, at most ten times a second. */
+static void on_bytes(void *ctx, uint64_t done, uint64_t total)
+{
+	if (cli.progress != PROGRESS_TTY)
+		return;
+	pthread_mutex_lock(&progress_lock);
+	double t = mono();
+	if (t - last_bar >= 0.1 || done == total) {
+		char a[32], b[32];
+		cli_human_size(a, done);
+		cli_human_size(b, total);
+		fprintf(stderr, "\r\033[Khashing %s of %s (%d%%)", a, b, total ? (int)(done * 100 / total) : 100);
+		bar_shown = true;
+		last_bar = t;
+	}
+	pthread_mutex_unlock(&progress_lock);
+}
+
+static json_t *report_json(const struct kiln_build_result *r, const char *output, uint64_t exported)
+{
+	json_t *layers = json_array();
+	for (size_t i = 0; i < r->n; i++) {
+		const struct kiln_built_layer *l = &r->layers[i];
+		json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:b,s:I}", "kind", kiln_layer_kind_name(l->kind),
+				      "media_type", l->media_type, "digest", l->digest, "diff_id", l->diff_id, "size",
+				      (json_int_t)l->size, "files", (json_int_t)l->files, "cached", l->cached,
+				      "bytes_read", (json_int_t)l->bytes_read);
+		if (l->title)
+			json_object_set_new(o, "title", json_string(l->title));
+		json_array_append_new(layers, o);
+	}
+	json_t *skipped = json_array();
+	for (size_t i = 0; i < r->nskipped; i++)
+		json_array_append_new(skipped, json_string(r->skipped[i]));
+	json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:I,s:o,s:I,s:I,s:f,s:o}", "reference", r->familiar, "name",
+			      r->reference, "digest", r->manifest_digest, "config", r->config_digest, "size",
+			      (json_int_t)r->image_size, "layers", layers, "bytes_hashed", (json_int_t)r->bytes_hashed,
+			      "bytes_written", (json_int_t)r->bytes_written, "seconds", r->seconds, "skipped", skipped);
+	if (output) {
+		json_object_set_new(j, "output", json_string(output));
+		json_object_set_new(j, "bytes_exported", json_integer((json_int_t)exported));
+	}
+	return j;
+}
+
+int cmd_build(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"file", required_argument, NULL, 'f'},
+		{"tag", required_argument, NULL, 't'},
+		{"output", required_argument, NULL, OPT_OUTPUT},
+		{"jobs", required_argument, NULL, 'j'},
+		{"json", no_argument, NULL, OPT_JSON},
+		CLI_COMMON_LONG,
+		{NULL, 0, NULL, 0},
+	};
+	struct kiln_build_options opt = {.dir = ".", .on_layer = on_layer, .on_bytes = on_bytes,
+					 .cancel = &cli_interrupted};
+	const char *output = NULL;
+	bool json = false;
+	int c;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":f:t:j:" CLI_COMMON_SHORT, longopts, NULL)) != -1) {
+		int r = cli_common_option(c, optarg);
+		if (r < 0)
+			return CLI_EXIT_STATUS(r);
+		if (r > 0)
+			continue;
+		switch (c) {
+		case 'f':
+			opt.file = optarg;
+			break;
+		case 't':
+			opt.tag = optarg;
+			break;
+		case 'j': {
+			char *end = NULL;
+			long n = strtol(optarg, &end, 10);
+			if (*end || n < 1 || n > 64)
+				return cli_usage_error("--jobs: '%s' is not a number from 1 to 64", optarg);
+			opt.jobs = (int)n;
+			break;
+		}
+		case OPT_OUTPUT:
+			output = optarg;
+			break;
+		case OPT_JSON:
+			json = true;
+			break;
+		case ':':
+			return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
+		default:
+			return cli_usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		opt.dir = argv[optind++];
+	if (optind < argc)
+		return cli_usage_error("too many arguments ('%s')", argv[optind]);
+	cli_options_done();
+	cli_catch_signals();
+
+	_cleanup_error_ struct kiln_error *err = NULL;
+	if (output && kiln_export_check(output, &err) < 0)
+		return cli_usage_error("%s", err->message);
+	struct kiln_store *store = NULL;
+	if (kiln_store_open(&store, NULL, &err) < 0)
+		return cli_fail(err);
+	struct kiln_build_result *r = NULL;
+	int status = EXIT_OK;
+	if (kiln_build(&r, store, &opt, &err) < 0) {
+		pthread_mutex_lock(&progress_lock);
+		clear_bar();
+		pthread_mutex_unlock(&progress_lock);
+		kiln_error_wrap(&err, "cannot build '%s'", opt.dir);
+		status = cli_fail(err);
+		goto out;
+	}
+	clear_bar();
+	for (size_t i = 0; i < r->nskipped; i++)
+		warnf("'%s' is not a regular file, directory or symlink: left out", r->skipped[i]);
+	uint64_t exported = 0;
+	if (output) {
+		const char *tag = strrchr(r->reference, ':');
+		if (kiln_export(store, r->manifest_digest, output, tag ? tag + 1 : NULL, &exported, &err) < 0) {
+			status = cli_fail(err);
+			goto out;
+		}
+	}
+	if (json) {
+		json_t *j = report_json(r, output, exported);
+		json_dumpf(j, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+		json_decref(j);
+	} else {
+		char size[32], hashed[32];
+		cli_human_size(size, r->image_size);
+		cli_human_size(hashed, r->bytes_hashed);
+		infof("built %s in %.2fs: %zu layers, %s, %s hashed", r->familiar, r->seconds, r->n, size, hashed);
+		if (output)
+			infof("wrote %s", output);
+		printf("%s@%s\n", r->familiar, r->manifest_digest);
+	}
+out:
+	kiln_build_result_free(r);
+	kiln_store_free(store);
+	return status;
+}

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* main.c: kiln's entry point and command table. */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const struct command commands[] = {
+	{"build", cmd_build, "build an image from a model project",
+	 "kiln build [DIR] [-f FILE] [-t REF] [--output oci:DIR | oci-archive:FILE] [-j N] [--json]",
+	 "  -f, --file FILE      the manifest (default: DIR/kiln.yaml, else DIR/cog.yaml)\n"
+	 "  -t, --tag REF        the image's reference (default: the manifest's image, else DIR's name)\n"
+	 "  --output DEST        also write the image to oci:DIR[:TAG] or oci-archive:FILE[:TAG]\n"
+	 "  -j, --jobs N         layers built at once (default: one per CPU)\n"
+	 "  --json               print the build report as JSON\n"},
+	{"help", cmd_help, "show help for kiln or one of its commands", "kiln help [COMMAND]", ""},
+	{"inspect", cmd_inspect, "show an image's layers, labels and hints",
+	 "kiln inspect [REF | DIR] [--json]",
+	 "  --json               print the image description as JSON\n"},
+	{"version", cmd_version, "print kiln's version", "kiln version [--json]",
+	 "  --json               print the versions as JSON\n"},
+	{NULL, NULL, NULL, NULL, NULL},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: kiln [--quiet] [--progress auto|tty|plain|quiet] <command> [<args>]\n\n"
+		   "Package machine-learning models into OCI images and serve them.\n\ncommands:\n");
+	for (const struct command *c = commands; c->name; c++)
+		fprintf(f, "  %-10s %s\n", c->name, c->summary);
+	fprintf(f, "\nSee 'kiln help <command>' or 'man kiln-<command>' for a command's options.\n");
+}
+
+int cmd_help(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	for (const struct command *c = commands; c->name; c++)
+		if (strcmp(c->name, argv[1]) == 0)
+			return cli_help(c->name);
+	return cli_usage_error("unknown command '%s'", argv[1]);
+}
+
+int main(int argc, char **argv)
+{
+	int i = 1;
+	/* Options before the command: kiln --quiet build ... */
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return EXIT_OK;
+		}
+		if (strcmp(argv[i], "--version") == 0)
+			return cmd_version(1, (char *[]){"version", NULL});
+		int r;
+		if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0)
+			r = cli_common_option(CLI_OPT_QUIET, NULL);
+		else if (strcmp(argv[i], "--progress") == 0 && i + 1 < argc)
+			r = cli_common_option(CLI_OPT_PROGRESS, argv[++i]);
+		else if (strncmp(argv[i], "--progress=", 11) == 0)
+			r = cli_common_option(CLI_OPT_PROGRESS, argv[i] + 11);
+		else {
+			fprintf(stderr, "kiln: unknown option '%s'\n", argv[i]);
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+		if (r < 0)
+			return CLI_EXIT_STATUS(r);
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	for (const struct command *c = commands; c->name; c++) {
+		if (strcmp(c->name, argv[i]) == 0) {
+			cli.command = c->name;
+			return c->fn(argc - i, argv + i);
+		}
+	}
+	fprintf(stderr, "kiln: '%s' is not a kiln command; see 'kiln --help'\n", argv[i]);
+	return EXIT_USAGE;
+}

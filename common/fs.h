@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* fs.h: small filesystem helpers: stat fingerprints, atomic writes, directories, whole small files. */
+#ifndef KILN_FS_H
+#define KILN_FS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "common/error.h"
+
+/*
+ * What identifies a file's content without reading it: if any of these differ, the file may have
+ * changed. Used by the stat cache and to verify that a weight file is still what was hashed.
+ */
+struct kiln_stat_fp {
+	uint64_t dev;
+	uint64_t ino;
+	uint64_t size;
+	int64_t mtime_ns;
+	int64_t ctime_ns;
+};
+
+void kiln_stat_fp_from(struct kiln_stat_fp *out, const struct stat *st);
+bool kiln_stat_fp_equal(const struct kiln_stat_fp *a, const struct kiln_stat_fp *b);
+
+/* mkdir -p with mode 0755; existing directories are fine. */
+int kiln_mkdir_p(const char *path, struct kiln_error **err);
+
+/*
+ * Write DATA to PATH atomically: a temporary file beside it, fsync, rename, fsync of the directory.
+ * On failure PATH is untouched and the temporary file is removed.
+ */
+int kiln_write_file_atomic(const char *path, const void *data, size_t len, struct kiln_error **err);
+
+/* Read a whole (small) file; *out is NUL-terminated and owned by the caller. At most max_len bytes. */
+int kiln_read_file(char **out, size_t *len, const char *path, size_t max_len, struct kiln_error **err);
+
+/* Write all of LEN bytes to fd, retrying short writes and EINTR; sets errno and returns -1 on failure. */
+int kiln_write_all(int fd, const void *data, size_t len);
+
+/* fsync the directory that holds PATH. */
+int kiln_fsync_parent(const char *path, struct kiln_error **err);
+
+/* rm -rf PATH; a missing PATH is fine. */
+int kiln_remove_tree(const char *path, struct kiln_error **err);
+
+/* Join two path parts with one '/'; the result is owned by the caller (NULL when memory runs out). */
+char *kiln_path_join(const char *a, const char *b);
+
+#endif

@@ -1,0 +1,429 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* build.c: the build pipeline: plan, layers in parallel through the layer cache, image, store. */
+#include "pkg/build.h"
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/fs.h"
+#include "pkg/base.h"
+#include "pkg/plan.h"
+#include "pkg/source.h"
+#include "registry/reference.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Bump when the bytes kiln writes for the same inputs change, so old cache entries are not reused. */
+#define LAYER_FORMAT "kiln-layer-v1"
+
+struct job {
+	const struct kiln_plan_layer *pl;
+	struct kiln_built_layer *out;
+	char key[65];
+};
+
+struct pool {
+	struct kiln_store *store;
+	const struct kiln_build_options *opt;
+	int64_t mtime;
+	struct job *jobs;
+	size_t njobs;
+	atomic_size_t next;
+	atomic_uint_least64_t read;
+	atomic_uint_least64_t written;
+	uint64_t to_read;
+	volatile sig_atomic_t stop;
+	pthread_mutex_t lock;
+	struct kiln_error *err; /* the first failure */
+};
+
+int kiln_build_epoch(int64_t *out, struct kiln_error **err)
+{
+	const char *s = getenv("SOURCE_DATE_EPOCH");
+	*out = 0;
+	if (s == NULL || *s == '\0')
+		return 0;
+	char *end = NULL;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *end || v < 0 || v > 253402300799LL)
+		return kiln_error_set(err, KILN_EINVAL, "SOURCE_DATE_EPOCH: '%s' is not a number of seconds", s);
+	*out = v;
+	return 0;
+}
+
+/* The layer cache key: everything that decides the layer's bytes, including each source file's
+ * stat fingerprint. Equal keys mean the layer need not be read again. */
+static void layer_key(char out[65], const struct kiln_plan_layer *pl, int64_t mtime)
+{
+	_cleanup_buf_ struct kiln_buf b = KILN_BUF_INIT;
+	kiln_buf_printf(&b, "%s\n%d\n%lld\n", LAYER_FORMAT, (int)pl->compression, (long long)mtime);
+	for (size_t i = 0; i < pl->n; i++) {
+		const struct kiln_tar_entry *e = &pl->entries[i];
+		kiln_buf_printf(&b, "%d %o %s", (int)e->type, (unsigned)e->mode, e->name);
+		kiln_buf_put(&b, "", 1);
+		kiln_buf_puts(&b, e->link_target ? e->link_target : "");
+		kiln_buf_put(&b, "", 1);
+		kiln_buf_puts(&b, e->source ? e->source : "");
+		kiln_buf_put(&b, "", 1);
+		kiln_buf_printf(&b, "%llu %llu %llu %lld %lld\n", (unsigned long long)e->size,
+				(unsigned long long)e->fp.dev, (unsigned long long)e->fp.ino,
+				(long long)e->fp.mtime_ns, (long long)e->fp.ctime_ns);
+	}
+	char d[KILN_DIGEST_LEN];
+	kiln_digest_buffer(d, b.ptr, b.len);
+	memcpy(out, kiln_digest_hex(d), 65);
+}
+
+static void on_progress(void *ctx, uint64_t n)
+{
+	struct pool *p = ctx;
+	uint64_t total = atomic_fetch_add(&p->read, n) + n;
+	if (p->opt->cancel && *p->opt->cancel)
+		p->stop = 1;
+	if (p->opt->on_bytes)
+		p->opt->on_bytes(p->opt->ctx, total, p->to_read);
+}
+
+/* Reuse a cached layer when its blob is still in the store. */
+static bool from_cache(struct pool *p, struct job *j)
+{
+	json_t *c = kiln_store_cache_get(p->store, j->key);
+	const char *digest = json_string_value(json_object_get(c, "digest"));
+	const char *diff_id = json_string_value(json_object_get(c, "diff_id"));
+	json_t *size = json_object_get(c, "size");
+	bool ok = digest && diff_id && json_is_integer(size) && kiln_digest_valid(digest) &&
+		  kiln_digest_valid(diff_id) && kiln_store_blob_exists(p->store, digest);
+	if (ok) {
+		snprintf(j->out->digest, KILN_DIGEST_LEN, "%s", digest);
+		snprintf(j->out->diff_id, KILN_DIGEST_LEN, "%s", diff_id);
+		j->out->size = (uint64_t)json_integer_value(size);
+		j->out->cached = true;
+	}
+	json_decref(c);
+	return ok;
+}
+
+/* Build one layer: a recipe for an uncompressed layer, a blob in the store for a compressed one. */
+static int run_job(struct pool *p, struct job *j, struct kiln_error **err)
+{
+	const struct kiln_plan_layer *pl = j->pl;
+	layer_key(j->key, pl, p->mtime);
+	if (from_cache(p, j))
+		return 0;
+	struct kiln_layer_options lo = {
+		.mtime = p->mtime,
+		.fd = -1,
+		.compression = pl->compression,
+		.progress = on_progress,
+		.progress_ctx = p,
+		.cancel = &p->stop,
+	};
+	_cleanup_free_ char *tmp = NULL;
+	struct kiln_layer_out lout = {0};
+	if (pl->compression != KILN_COMPRESS_NONE && kiln_store_tmpfile(p->store, &lo.fd, &tmp, err) < 0)
+		return -1;
+	int rc = kiln_layer_write(&lout, pl->entries, pl->n, &lo, err);
+	if (rc < 0) {
+		if (lo.fd >= 0) {
+			close(lo.fd);
+			unlink(tmp);
+		}
+		return kiln_error_wrap(err, "cannot write layer '%s'", pl->title);
+	}
+	if (lo.fd >= 0) {
+		rc = kiln_store_blob_commit(p->store, lo.fd, tmp, lout.digest, err);
+		atomic_fetch_add(&p->written, lout.size);
+	} else if (lout.recipe) {
+		rc = kiln_store_recipe_put(p->store, lout.recipe, err);
+		atomic_fetch_add(&p->written, 512 * (lout.recipe->nsegs + 1));
+	}
+	if (rc == 0) {
+		json_t *c = json_pack("{s:s,s:s,s:I}", "digest", lout.digest, "diff_id", lout.diff_id, "size",
+				      (json_int_t)lout.size);
+		rc = kiln_store_cache_put(p->store, j->key, c, err);
+		json_decref(c);
+	}
+	memcpy(j->out->digest, lout.digest, KILN_DIGEST_LEN);
+	memcpy(j->out->diff_id, lout.diff_id, KILN_DIGEST_LEN);
+	j->out->size = lout.size;
+	j->out->bytes_read = lout.bytes_read;
+	kiln_layer_out_release(&lout);
+	return rc;
+}
+
+static void *worker(void *arg)
+{
+	struct pool *p = arg;
+	for (;;) {
+		size_t i = atomic_fetch_add(&p->next, 1);
+		if (i >= p->njobs || p->stop)
+			break;
+		struct kiln_error *e = NULL;
+		if (run_job(p, &p->jobs[i], &e) < 0) {
+			pthread_mutex_lock(&p->lock);
+			/* The first failure wins; later ones are EINTR from the stop it caused. */
+			if (p->err == NULL)
+				p->err = e;
+			else
+				kiln_error_free(e);
+			pthread_mutex_unlock(&p->lock);
+			p->stop = 1;
+			break;
+		}
+		if (p->opt->on_layer)
+			p->opt->on_layer(p->opt->ctx, p->jobs[i].out);
+	}
+	return NULL;
+}
+
+static int by_bytes_desc(const void *a, const void *b)
+{
+	const struct job *x = a, *y = b;
+	return x->pl->bytes == y->pl->bytes ? 0 : x->pl->bytes < y->pl->bytes ? 1 : -1;
+}
+
+/* Build every layer of the plan into OUT (nlayers entries), several at once. */
+static int build_layers(struct kiln_built_layer *out, const struct kiln_plan *plan, struct kiln_store *s,
+			const struct kiln_build_options *opt, int64_t mtime, uint64_t *read, uint64_t *written,
+			struct kiln_error **err)
+{
+	struct pool p = {.store = s, .opt = opt, .mtime = mtime, .njobs = plan->n};
+	p.jobs = calloc(plan->n, sizeof(*p.jobs));
+	if (p.jobs == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	for (size_t i = 0; i < plan->n; i++) {
+		p.jobs[i].pl = &plan->layers[i];
+		p.jobs[i].out = &out[i];
+		p.to_read += plan->layers[i].bytes;
+	}
+	qsort(p.jobs, p.njobs, sizeof(*p.jobs), by_bytes_desc);
+	pthread_mutex_init(&p.lock, NULL);
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t nthreads = opt->jobs > 0 ? (size_t)opt->jobs : (size_t)(ncpu > 0 ? (ncpu < 8 ? ncpu : 8) : 2);
+	if (nthreads > p.njobs)
+		nthreads = p.njobs ? p.njobs : 1;
+	pthread_t tids[64];
+	if (nthreads > 64)
+		nthreads = 64;
+	size_t started = 0;
+	for (; started < nthreads; started++)
+		if (pthread_create(&tids[started], NULL, worker, &p) != 0)
+			break;
+	if (started == 0)
+		worker(&p);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(tids[i], NULL);
+	pthread_mutex_destroy(&p.lock);
+	free(p.jobs);
+	*read = p.read;
+	*written = p.written;
+	if (p.err) {
+		int code = p.err->code;
+		if (err) {
+			kiln_error_free(*err);
+			*err = p.err;
+		} else {
+			kiln_error_free(p.err);
+		}
+		return code;
+	}
+	if (p.stop || (opt->cancel && *opt->cancel))
+		return kiln_error_set(err, KILN_EINTR, "interrupted");
+	return 0;
+}
+
+/* "My Model_2" → "my-model_2": a repository name from a directory name. */
+static char *repo_from_dir(const char *dir)
+{
+	char real[PATH_MAX];
+	const char *path = realpath(dir, real) ? real : dir;
+	_cleanup_free_ char *copy = strdup(path);
+	if (copy == NULL)
+		return NULL;
+	const char *name = basename(copy);
+	struct kiln_buf b = KILN_BUF_INIT;
+	for (const char *c = name; *c; c++) {
+		unsigned char ch = (unsigned char)tolower((unsigned char)*c);
+		bool ok = isalnum(ch) || ch == '_' || ch == '.' || ch == '-';
+		if (b.len == 0 && !isalnum(ch))
+			continue;
+		kiln_buf_put(&b, ok ? (const char *)&ch : "-", 1);
+	}
+	while (b.len > 0 && !isalnum((unsigned char)b.ptr[b.len - 1]))
+		b.ptr[--b.len] = '\0';
+	if (b.len == 0)
+		kiln_buf_puts(&b, "model");
+	kiln_buf_puts(&b, ":latest");
+	return kiln_buf_detach(&b);
+}
+
+static int default_tag(char **out, const struct kiln_manifest *m, const char *dir)
+{
+	*out = m->image ? strdup(m->image) : repo_from_dir(dir);
+	return *out ? 0 : -1;
+}
+
+int kiln_build_default_tag(char **out, const char *dir, const char *file, struct kiln_error **err)
+{
+	struct kiln_manifest *m = NULL;
+	if (kiln_manifest_load(&m, dir, file, err) < 0)
+		return -1;
+	int rc = default_tag(out, m, dir);
+	kiln_manifest_free(m);
+	return rc < 0 ? kiln_error_set(err, KILN_EFAIL, "out of memory") : 0;
+}
+
+static size_t count_files(const struct kiln_plan_layer *pl)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < pl->n; i++)
+		n += pl->entries[i].type == KILN_TAR_FILE;
+	return n;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struct kiln_build_options *opt,
+	       struct kiln_error **err)
+{
+	double t0 = now();
+	struct kiln_manifest *m = NULL;
+	struct kiln_plan *plan = NULL;
+	struct kiln_base base = {0};
+	struct kiln_source src = {0};
+	struct kiln_reference *ref = NULL;
+	struct kiln_build_result *r = calloc(1, sizeof(*r));
+	char *config = NULL, *manifest = NULL;
+	_cleanup_free_ char *tag = NULL;
+	int64_t epoch = 0;
+	int rc = -1;
+	if (r == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	if (kiln_build_epoch(&epoch, err) < 0 || kiln_manifest_load(&m, opt->dir, opt->file, err) < 0)
+		goto cleanup;
+	if (opt->tag)
+		tag = strdup(opt->tag);
+	else if (default_tag(&tag, m, opt->dir) < 0)
+		goto oom;
+	if (kiln_reference_parse(&ref, tag, err) < 0) {
+		if (!opt->tag && m->image)
+			kiln_error_wrap(err, "%s: image", m->path);
+		goto cleanup;
+	}
+	if (ref->tag == NULL) {
+		rc = kiln_error_set(err, KILN_EINVAL, "invalid reference '%s': an image is tagged by name, not by digest",
+				    tag);
+		goto cleanup;
+	}
+	r->reference = kiln_reference_string(ref);
+	r->familiar = kiln_reference_familiar(ref);
+	struct kiln_plan_options po;
+	kiln_plan_options_init(&po);
+	if (kiln_plan_make(&plan, m, &po, err) < 0 || kiln_base_load(&base, m, s, err) < 0)
+		goto cleanup;
+	if (kiln_source_describe(&src, opt->dir, err) < 0)
+		goto cleanup;
+
+	size_t nbase = json_array_size(base.layers);
+	r->n = nbase + plan->n;
+	r->layers = calloc(r->n ? r->n : 1, sizeof(*r->layers));
+	if (r->layers == NULL)
+		goto oom;
+	json_t *diff_ids = json_object_get(json_object_get(base.config, "rootfs"), "diff_ids");
+	for (size_t i = 0; i < nbase; i++) {
+		json_t *d = json_array_get(base.layers, i);
+		struct kiln_built_layer *l = &r->layers[i];
+		l->kind = KILN_LAYER_BASE;
+		l->media_type = strdup(json_string_value(json_object_get(d, "mediaType")) ?: KILN_MEDIA_LAYER_GZIP);
+		snprintf(l->digest, KILN_DIGEST_LEN, "%s", json_string_value(json_object_get(d, "digest")));
+		snprintf(l->diff_id, KILN_DIGEST_LEN, "%s", json_string_value(json_array_get(diff_ids, i)) ?: "");
+		l->size = (uint64_t)json_integer_value(json_object_get(d, "size"));
+		l->cached = true;
+	}
+	struct kiln_built_layer *mine = r->layers + nbase;
+	for (size_t i = 0; i < plan->n; i++) {
+		mine[i].kind = plan->layers[i].kind;
+		mine[i].media_type =
+			strdup(plan->layers[i].compression == KILN_COMPRESS_GZIP ? KILN_MEDIA_LAYER_GZIP : KILN_MEDIA_LAYER);
+		mine[i].title = strdup(plan->layers[i].title);
+		mine[i].files = count_files(&plan->layers[i]);
+	}
+	if (build_layers(mine, plan, s, opt, epoch, &r->bytes_hashed, &r->bytes_written, err) < 0)
+		goto cleanup;
+
+	struct kiln_image_spec spec = {
+		.manifest = m,
+		.plan = plan,
+		.base = &base,
+		.layers = mine,
+		.nlayers = plan->n,
+		.created = epoch,
+		.revision = src.revision,
+		.source = src.url,
+	};
+	if (kiln_image_assemble(&config, &manifest, &spec, err) < 0)
+		goto cleanup;
+	if (kiln_store_blob_put(s, config, strlen(config), r->config_digest, err) < 0 ||
+	    kiln_store_blob_put(s, manifest, strlen(manifest), r->manifest_digest, err) < 0)
+		goto cleanup;
+	r->manifest_size = strlen(manifest);
+	r->bytes_written += strlen(config) + strlen(manifest);
+	if (kiln_store_tag(s, r->reference, r->manifest_digest, r->manifest_size, KILN_MEDIA_MANIFEST, err) < 0)
+		goto cleanup;
+	for (size_t i = 0; i < r->n; i++)
+		r->image_size += r->layers[i].size;
+	r->skipped = plan->skipped;
+	r->nskipped = plan->nskipped;
+	plan->skipped = NULL;
+	plan->nskipped = 0;
+	r->seconds = now() - t0;
+	*out = r;
+	r = NULL;
+	rc = 0;
+	goto cleanup;
+oom:
+	rc = kiln_error_set(err, KILN_EFAIL, "out of memory");
+cleanup:
+	if (rc < 0 && err && *err)
+		rc = (*err)->code;
+	free(config);
+	free(manifest);
+	kiln_reference_free(ref);
+	kiln_source_release(&src);
+	kiln_base_release(&base);
+	kiln_plan_free(plan);
+	kiln_manifest_free(m);
+	kiln_build_result_free(r);
+	return rc;
+}
+
+void kiln_build_result_free(struct kiln_build_result *r)
+{
+	if (r == NULL)
+		return;
+	for (size_t i = 0; i < r->n; i++) {
+		free((char *)r->layers[i].media_type);
+		free(r->layers[i].title);
+	}
+	for (size_t i = 0; i < r->nskipped; i++)
+		free(r->skipped[i]);
+	free(r->skipped);
+	free(r->layers);
+	free(r->reference);
+	free(r->familiar);
+	free(r);
+}

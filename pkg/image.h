@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * image.h: the image config and manifest (OCI image-spec 1.1) of a build: layers, diff_ids, history,
+ * Env, WorkingDir, ExposedPorts and the labels tools read (run.cog.config, org.opencontainers.image.*,
+ * kiln's weight index and serving hints).
+ */
+#ifndef KILN_IMAGE_H
+#define KILN_IMAGE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "layers/digest.h"
+#include "pkg/manifest.h"
+#include "pkg/plan.h"
+
+#define KILN_MEDIA_MANIFEST   "application/vnd.oci.image.manifest.v1+json"
+#define KILN_MEDIA_INDEX      "application/vnd.oci.image.index.v1+json"
+#define KILN_MEDIA_CONFIG     "application/vnd.oci.image.config.v1+json"
+#define KILN_MEDIA_LAYER      "application/vnd.oci.image.layer.v1.tar"
+#define KILN_MEDIA_LAYER_GZIP "application/vnd.oci.image.layer.v1.tar+gzip"
+#define KILN_MEDIA_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+#define KILN_MEDIA_DOCKER_LIST	   "application/vnd.docker.distribution.manifest.list.v2+json"
+
+/* Labels kiln writes besides Cog's and OCI's. */
+#define KILN_LABEL_WEIGHTS "dev.kiln.weights"
+#define KILN_LABEL_SERVE   "dev.kiln.serve"
+/* Annotation on each layer descriptor: its kind ("weights", "code", ...). */
+#define KILN_ANNOTATION_KIND "dev.kiln.layer.kind"
+
+/* One layer of the image, as built (or taken from the base). */
+struct kiln_built_layer {
+	enum kiln_layer_kind kind;
+	const char *media_type;
+	char digest[KILN_DIGEST_LEN];
+	char diff_id[KILN_DIGEST_LEN];
+	uint64_t size;
+	char *title;	     /* org.opencontainers.image.title, NULL for base layers */
+	size_t files;	     /* regular files in the layer (0 for base layers) */
+	bool cached;	     /* reused from the layer cache: nothing was read */
+	uint64_t bytes_read; /* source bytes read to build it */
+};
+
+/* The base an image starts from: nothing (scratch), or another image's config and layers. */
+struct kiln_base {
+	char *name;	 /* as written in the manifest ("scratch", "oci:DIR:TAG") */
+	json_t *config;	 /* the base image's config, or NULL for scratch */
+	json_t *layers;	 /* array of layer descriptors (may be empty) */
+};
+
+struct kiln_image_spec {
+	const struct kiln_manifest *manifest;
+	const struct kiln_plan *plan;
+	const struct kiln_base *base;
+	const struct kiln_built_layer *layers; /* kiln's layers, in plan order (base layers excluded) */
+	size_t nlayers;
+	int64_t created;      /* SOURCE_DATE_EPOCH, else 0 */
+	const char *revision; /* may be NULL */
+	const char *source;   /* may be NULL */
+};
+
+/* Make the config and manifest JSON documents (compact, deterministic); the caller frees both. */
+int kiln_image_assemble(char **config_out, char **manifest_out, const struct kiln_image_spec *spec,
+			struct kiln_error **err);
+
+/* RFC 3339 UTC form of an epoch ("1970-01-01T00:00:00Z"). */
+void kiln_image_time(char out[32], int64_t epoch);
+
+#endif

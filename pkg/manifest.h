@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * manifest.h: kiln.yaml / cog.yaml parsed with libyaml into typed structs. kiln.yaml is Cog's schema
+ * plus kiln's own keys (base, weights, serve). Every error names the file, line and column, and the key.
+ */
+#ifndef KILN_MANIFEST_H
+#define KILN_MANIFEST_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/error.h"
+
+/* A position in the manifest file, 1-based (as editors count). */
+struct kiln_pos {
+	int line;
+	int column;
+};
+
+/* A list of strings, each with the position it was read from. */
+struct kiln_strv {
+	char **v;
+	struct kiln_pos *pos;
+	size_t n;
+};
+
+struct kiln_manifest {
+	char *path; /* the manifest file, as it was opened ("DIR/kiln.yaml") */
+	char *dir;  /* the project directory */
+	bool is_cog; /* the file is a cog.yaml */
+
+	/* build: */
+	bool gpu;
+	char *cuda;
+	char *cudnn;
+	char *python_version;
+	char *python_requirements;
+	struct kiln_strv python_packages;
+	struct kiln_strv system_packages;
+	struct kiln_strv run_commands; /* build.run, the command of each item */
+	struct kiln_strv pre_install;  /* build.pre_install (deprecated in Cog): run before the Python packages */
+
+	/* run (or its older alias predict): "file.py:Class", or "native:lib/x.so" */
+	char *predict;
+	struct kiln_pos predict_pos;
+	char *train;
+	char *image;		    /* default reference for build -t and push */
+	long concurrency_max;	    /* 0 when absent */
+	struct kiln_strv environment; /* "NAME=value" */
+
+	/* kiln's keys */
+	char *base; /* "scratch" (also when absent), "oci:DIR:TAG", or a registry reference */
+	struct kiln_pos base_pos;
+	struct kiln_strv weights; /* globs (relative to the project, "**" allowed) */
+	struct {
+		struct kiln_strv prefetch; /* globs or paths, in the order to prefetch */
+		long min_instances;	   /* -1 when absent */
+		long max_instances;	   /* -1 when absent */
+		long scaledown_window;	   /* seconds, -1 when absent */
+		long target_concurrency;   /* -1 when absent */
+		json_t *warmup;		   /* an input object, or NULL */
+	} serve;
+
+	json_t *json; /* the whole manifest as JSON, keys as written (the run.cog.config label) */
+};
+
+/*
+ * Load the manifest of the project in DIR: FILE when non-NULL (-f; relative to the current directory),
+ * else DIR/kiln.yaml, else DIR/cog.yaml. Validates it, including that the predictor file exists.
+ */
+int kiln_manifest_load(struct kiln_manifest **out, const char *dir, const char *file, struct kiln_error **err);
+
+/* Parse and validate one manifest file; dir is the project directory that relative paths refer to. */
+int kiln_manifest_parse(struct kiln_manifest **out, const char *path, const char *dir, struct kiln_error **err);
+
+void kiln_manifest_free(struct kiln_manifest *m);
+
+#endif

@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* manifest_check.c: the manifest's checks beyond types: files that must exist, environment names, bounds. */
+#include "pkg/manifest_yaml.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/cleanup.h"
+#include "common/fs.h"
+
+/* The libyaml mark of a position kept in a struct kiln_strv, for messages about one of its items. */
+static yaml_mark_t mark_of(struct kiln_pos pos)
+{
+	return (yaml_mark_t){0, (size_t)pos.line - 1, (size_t)pos.column - 1};
+}
+
+static bool is_identifier(const char *s)
+{
+	if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+		return false;
+	for (s++; *s; s++)
+		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+		      *s == '_'))
+			return false;
+	return true;
+}
+
+/* Whether REL leaves the project directory: absolute, or with a ".." component. */
+static bool escapes(const char *rel)
+{
+	if (rel[0] == '/')
+		return true;
+	for (const char *s = rel; (s = strstr(s, "..")) != NULL; s += 2)
+		if ((s == rel || s[-1] == '/') && (s[2] == '\0' || s[2] == '/'))
+			return true;
+	return false;
+}
+
+/* Fail unless FILE (relative to the project directory, or absolute when allowed) is a regular file. */
+static int check_file(struct mparser *p, yaml_node_t *val, const char *where, const char *file, bool inside)
+{
+	if (inside && escapes(file))
+		return mfail(p, val, "%s: '%s' is outside the project directory", where, file);
+	_cleanup_free_ char *full = file[0] == '/' ? strdup(file) : kiln_path_join(p->m->dir, file);
+	if (full == NULL)
+		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
+	struct stat st;
+	if (stat(full, &st) < 0) {
+		if (errno == ENOENT || errno == ENOTDIR)
+			return mfail(p, val, "%s: file '%s' does not exist", where, file);
+		return mfail(p, val, "%s: cannot access '%s': %s", where, file, strerror(errno));
+	}
+	if (!S_ISREG(st.st_mode))
+		return mfail(p, val, "%s: '%s' is not a regular file", where, file);
+	return 0;
+}
+
+/* A predictor reference: "FILE.py:NAME" or "native:PATH", whose file exists in the project. */
+int mcheck_program(struct mparser *p, yaml_node_t *val, const char *where, const char *ref)
+{
+	if (strncmp(ref, "native:", 7) == 0) {
+		if (ref[7] == '\0')
+			return mfail(p, val, "%s: expected 'native:PATH', got '%s'", where, ref);
+		return check_file(p, val, where, ref + 7, true);
+	}
+	const char *colon = strrchr(ref, ':');
+	if (colon == NULL || colon == ref || !is_identifier(colon + 1))
+		return mfail(p, val, "%s: expected 'FILE.py:NAME' or 'native:PATH', got '%s'", where, ref);
+	_cleanup_free_ char *file = strndup(ref, (size_t)(colon - ref));
+	if (file == NULL)
+		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
+	return check_file(p, val, where, file, true);
+}
+
+int mcheck_train(struct mparser *p, yaml_node_t *val, const char *where)
+{
+	return mcheck_program(p, val, where, p->m->train);
+}
+
+int mcheck_requirements(struct mparser *p, yaml_node_t *val, const char *where)
+{
+	return check_file(p, val, where, p->m->python_requirements, false);
+}
+
+int mcheck_serve(struct mparser *p, yaml_node_t *val, const char *where)
+{
+	long lo = p->m->serve.min_instances, hi = p->m->serve.max_instances;
+	if (lo >= 0 && hi >= 0 && lo > hi)
+		return mfail(p, mmap_get(p, val, "min_instances"),
+		             "%s.min_instances: %ld is greater than max_instances (%ld)", where, lo, hi);
+	return 0;
+}
+
+/* Names the runtime sets itself: Cog's deny list, and kiln's own prefix. */
+static const char *const env_reserved[] = {
+    "PATH",        "LD_LIBRARY_PATH",           "PYTHONPATH",
+    "VIRTUAL_ENV", "PYTHONUNBUFFERED",          "LIBRARY_PATH",
+    "HF_ENDPOINT", "HF_HUB_ENABLE_HF_TRANSFER", NULL,
+};
+static const char *const env_reserved_prefixes[] = {
+    "R8_", "REPLICATE_", "CUDA_", "NVIDIA_", "NV_", "PGET_", "KUBERNETES_", "KILN_", NULL,
+};
+
+int mcheck_environment(struct mparser *p, yaml_node_t *val, const char *where)
+{
+	const struct kiln_strv *env = &p->m->environment;
+	char sub[MANIFEST_WHERE_MAX];
+	for (size_t i = 0; i < env->n; i++) {
+		const char *item = env->v[i];
+		const char *eq = strchr(item, '=');
+		mwhere_index(sub, where, i);
+		if (eq == NULL || eq == item)
+			return mfail_at(p, mark_of(env->pos[i]), "%s: expected 'NAME=value', got '%s'", sub,
+			                item);
+		_cleanup_free_ char *name = strndup(item, (size_t)(eq - item));
+		if (name == NULL)
+			return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
+		if (!is_identifier(name))
+			return mfail_at(p, mark_of(env->pos[i]), "%s: '%s' is not a valid variable name", sub,
+			                name);
+		for (const char *const *r = env_reserved; *r; r++)
+			if (strcmp(name, *r) == 0)
+				return mfail_at(p, mark_of(env->pos[i]),
+				                "%s: '%s' may not be set (reserved by the runtime)", sub,
+				                name);
+		for (const char *const *r = env_reserved_prefixes; *r; r++)
+			if (strncmp(name, *r, strlen(*r)) == 0)
+				return mfail_at(
+				    p, mark_of(env->pos[i]),
+				    "%s: '%s' may not be set (names starting with '%s' are reserved by the "
+				    "runtime)",
+				    sub, name, *r);
+		for (size_t j = 0; j < i; j++) {
+			size_t len = strlen(name);
+			if (strncmp(env->v[j], name, len) == 0 && env->v[j][len] == '=')
+				return mfail_at(p, mark_of(env->pos[i]), "%s: '%s' is already set", sub,
+				                name);
+		}
+	}
+	return 0;
+}
+
+int mcheck_base(struct mparser *p, yaml_node_t *val, const char *where)
+{
+	const char *base = p->m->base;
+	p->m->base_pos = mpos(val);
+	if (base[0] == '\0' || strpbrk(base, " \t\r\n") != NULL || strcmp(base, "oci:") == 0)
+		return mfail(p, val, "%s: expected 'scratch', 'oci:DIR:TAG' or an image reference, got '%s'",
+		             where, base);
+	return 0;
+}
+
+/* Patterns name files of the project: not empty, not absolute, no "..". */
+static int check_globs(struct mparser *p, const struct kiln_strv *globs, const char *where)
+{
+	char sub[MANIFEST_WHERE_MAX];
+	for (size_t i = 0; i < globs->n; i++) {
+		mwhere_index(sub, where, i);
+		if (globs->v[i][0] == '\0')
+			return mfail_at(p, mark_of(globs->pos[i]), "%s: empty pattern", sub);
+		if (escapes(globs->v[i]))
+			return mfail_at(p, mark_of(globs->pos[i]),
+			                "%s: '%s' is outside the project directory", sub, globs->v[i]);
+	}
+	return 0;
+}
+
+int mcheck_weights(struct mparser *p, yaml_node_t *val, const char *where)
+{
+	return check_globs(p, &p->m->weights, where);
+}
+
+int mcheck_prefetch(struct mparser *p, yaml_node_t *val, const char *where)
+{
+	return check_globs(p, &p->m->serve.prefetch, where);
+}

@@ -1,0 +1,408 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* store.c: the local OCI layout under $KILN_HOME, its recipes and its layer cache. */
+#include "pkg/store.h"
+#include "common/cleanup.h"
+#include "common/fs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#define INDEX_MAX (64 << 20)
+#define REF_ANNOTATION "org.opencontainers.image.ref.name"
+
+struct kiln_store {
+	char *home;
+};
+
+char *kiln_store_default_home(void)
+{
+	const char *h = getenv("KILN_HOME");
+	if (h && *h)
+		return strdup(h);
+	const char *xdg = getenv("XDG_CACHE_HOME");
+	if (xdg && *xdg)
+		return kiln_path_join(xdg, "kiln");
+	const char *home = getenv("HOME");
+	char *out = NULL;
+	if (asprintf(&out, "%s/.cache/kiln", home && *home ? home : "/tmp") < 0)
+		return NULL;
+	return out;
+}
+
+static char *store_path(const struct kiln_store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *store_path(const struct kiln_store *s, const char *fmt, ...)
+{
+	va_list ap;
+	_cleanup_free_ char *rel = NULL;
+	va_start(ap, fmt);
+	int n = vasprintf(&rel, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return NULL;
+	return kiln_path_join(s->home, rel);
+}
+
+/* Remove tmp/<pid>-* files whose process is gone (an interrupted or killed build). */
+static void remove_stale_tmp(struct kiln_store *s)
+{
+	_cleanup_free_ char *dir = store_path(s, "tmp");
+	_cleanup_closedir_ DIR *d = dir ? opendir(dir) : NULL;
+	if (d == NULL)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		char *end = NULL;
+		long pid = strtol(de->d_name, &end, 10);
+		if (end == de->d_name || *end != '-')
+			continue;
+		if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+			continue;
+		unlinkat(dirfd(d), de->d_name, 0);
+	}
+}
+
+int kiln_store_open(struct kiln_store **out, const char *home, struct kiln_error **err)
+{
+	struct kiln_store *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	s->home = home ? strdup(home) : kiln_store_default_home();
+	if (s->home == NULL) {
+		free(s);
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+	static const char *const dirs[] = {"blobs/sha256", "recipes/sha256", "cache/layers", "tmp"};
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		_cleanup_free_ char *p = store_path(s, "%s", dirs[i]);
+		if (p == NULL || kiln_mkdir_p(p, err) < 0) {
+			kiln_store_free(s);
+			return kiln_error_wrap(err, "cannot open the store");
+		}
+	}
+	_cleanup_free_ char *layout = store_path(s, "oci-layout");
+	if (layout && access(layout, F_OK) < 0) {
+		static const char text[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
+		if (kiln_write_file_atomic(layout, text, sizeof(text) - 1, err) < 0) {
+			kiln_store_free(s);
+			return kiln_error_wrap(err, "cannot open the store");
+		}
+	}
+	remove_stale_tmp(s);
+	*out = s;
+	return 0;
+}
+
+void kiln_store_free(struct kiln_store *s)
+{
+	if (s == NULL)
+		return;
+	free(s->home);
+	free(s);
+}
+
+const char *kiln_store_home(const struct kiln_store *s)
+{
+	return s->home;
+}
+
+int kiln_store_tmpfile(struct kiln_store *s, int *fd_out, char **path_out, struct kiln_error **err)
+{
+	char *path = store_path(s, "tmp/%d-XXXXXX", (int)getpid());
+	if (path == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	int fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		free(path);
+		return kiln_error_errno(err, e, "cannot create a temporary file in '%s/tmp'", s->home);
+	}
+	*fd_out = fd;
+	*path_out = path;
+	return 0;
+}
+
+/* Write DATA to DST (inside the store) through a file in tmp/, so a killed process leaves nothing but a
+ * stale temporary file that the next open removes. */
+static int store_write_atomic(struct kiln_store *s, const char *dst, const void *data, size_t len,
+			      struct kiln_error **err)
+{
+	int fd;
+	_cleanup_free_ char *tmp = NULL;
+	if (kiln_store_tmpfile(s, &fd, &tmp, err) < 0)
+		return -1;
+	if (kiln_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+		int e = errno;
+		close(fd);
+		unlink(tmp);
+		return kiln_error_errno(err, e, "cannot write '%s'", dst);
+	}
+	if (close(fd) < 0 || rename(tmp, dst) < 0) {
+		int e = errno;
+		unlink(tmp);
+		return kiln_error_errno(err, e, "cannot write '%s'", dst);
+	}
+	return kiln_fsync_parent(dst, err);
+}
+
+static char *blob_file(struct kiln_store *s, const char *digest)
+{
+	return store_path(s, "blobs/sha256/%s", kiln_digest_hex(digest));
+}
+
+static char *recipe_file(struct kiln_store *s, const char *digest)
+{
+	return store_path(s, "recipes/sha256/%s.json", kiln_digest_hex(digest));
+}
+
+int kiln_store_blob_commit(struct kiln_store *s, int fd, const char *tmp_path, const char *digest,
+			   struct kiln_error **err)
+{
+	_cleanup_free_ char *dst = blob_file(s, digest);
+	if (fsync(fd) < 0) {
+		int e = errno;
+		close(fd);
+		unlink(tmp_path);
+		return kiln_error_errno(err, e, "cannot write blob %s", digest);
+	}
+	if (close(fd) < 0 || dst == NULL || rename(tmp_path, dst) < 0) {
+		int e = errno;
+		unlink(tmp_path);
+		return kiln_error_errno(err, e, "cannot store blob %s", digest);
+	}
+	return kiln_fsync_parent(dst, err);
+}
+
+int kiln_store_blob_put(struct kiln_store *s, const void *data, size_t len, char out[KILN_DIGEST_LEN],
+			struct kiln_error **err)
+{
+	kiln_digest_buffer(out, data, len);
+	if (kiln_store_blob_exists(s, out))
+		return 0;
+	_cleanup_free_ char *dst = blob_file(s, out);
+	if (dst == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	return store_write_atomic(s, dst, data, len, err);
+}
+
+int kiln_store_recipe_put(struct kiln_store *s, const struct kiln_recipe *r, struct kiln_error **err)
+{
+	json_t *j = NULL;
+	if (kiln_recipe_to_json(&j, r, err) < 0)
+		return -1;
+	char *text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	_cleanup_free_ char *dst = recipe_file(s, r->digest);
+	if (text == NULL || dst == NULL) {
+		free(text);
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+	int rc = store_write_atomic(s, dst, text, strlen(text), err);
+	free(text);
+	return rc;
+}
+
+bool kiln_store_blob_exists(struct kiln_store *s, const char *digest)
+{
+	_cleanup_free_ char *b = blob_file(s, digest);
+	_cleanup_free_ char *r = recipe_file(s, digest);
+	return (b && access(b, F_OK) == 0) || (r && access(r, F_OK) == 0);
+}
+
+char *kiln_store_blob_path(struct kiln_store *s, const char *digest)
+{
+	char *b = blob_file(s, digest);
+	if (b && access(b, F_OK) < 0) {
+		free(b);
+		return NULL;
+	}
+	return b;
+}
+
+int kiln_store_blob_read(struct kiln_store *s, const char *digest, char **out, size_t *len, size_t max,
+			 struct kiln_error **err)
+{
+	_cleanup_free_ char *path = blob_file(s, digest);
+	_cleanup_free_ char *data = NULL;
+	size_t n = 0;
+	if (path == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	if (kiln_read_file(&data, &n, path, max, err) < 0)
+		return kiln_error_wrap(err, "cannot read blob %s", digest);
+	char got[KILN_DIGEST_LEN];
+	kiln_digest_buffer(got, data, n);
+	if (strcmp(got, digest) != 0)
+		return kiln_error_set(err, KILN_EIO, "blob %s in the store is corrupt (its content has digest %s)",
+				      digest, got);
+	*out = steal_pointer(&data);
+	if (len)
+		*len = n;
+	return 0;
+}
+
+int kiln_store_recipe_get(struct kiln_store *s, const char *digest, struct kiln_recipe **out,
+			  struct kiln_error **err)
+{
+	_cleanup_free_ char *path = recipe_file(s, digest);
+	if (path == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	json_error_t je;
+	json_t *j = json_load_file(path, 0, &je);
+	if (j == NULL) {
+		if (access(path, F_OK) < 0)
+			return kiln_error_set(err, KILN_ENOTFOUND, "blob %s is not in the store", digest);
+		return kiln_error_set(err, KILN_EIO, "cannot read '%s': %s (line %d)", path, je.text, je.line);
+	}
+	int rc = kiln_recipe_from_json(out, j, err);
+	json_decref(j);
+	if (rc < 0)
+		return kiln_error_wrap(err, "cannot read '%s'", path);
+	return 0;
+}
+
+int kiln_store_blob_stream(struct kiln_store *s, const char *digest, kiln_write_fn write, void *ctx,
+			   struct kiln_error **err)
+{
+	_cleanup_free_ char *path = kiln_store_blob_path(s, digest);
+	if (path) {
+		_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return kiln_error_errno(err, errno, "cannot open blob %s", digest);
+		_cleanup_free_ char *buf = malloc(1 << 20);
+		if (buf == NULL)
+			return kiln_error_set(err, KILN_EFAIL, "out of memory");
+		for (;;) {
+			ssize_t n = read(fd, buf, 1 << 20);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				return kiln_error_errno(err, errno, "cannot read blob %s", digest);
+			if (n == 0)
+				return 0;
+			if (write(ctx, buf, (size_t)n, err) < 0)
+				return -1;
+		}
+	}
+	struct kiln_recipe *r = NULL;
+	if (kiln_store_recipe_get(s, digest, &r, err) < 0)
+		return -1;
+	int rc = kiln_recipe_stream(r, write, ctx, err);
+	kiln_recipe_free(r);
+	return rc;
+}
+
+/* Lock the index against other kiln processes for the caller's read-modify-write. */
+static int lock_index(struct kiln_store *s, struct kiln_error **err)
+{
+	_cleanup_free_ char *path = store_path(s, "index.lock");
+	int fd = path ? open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644) : -1;
+	if (fd < 0)
+		return kiln_error_errno(err, errno, "cannot lock the store index");
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			int e = errno;
+			close(fd);
+			return kiln_error_errno(err, e, "cannot lock the store index");
+		}
+	}
+	return fd;
+}
+
+/* Load index.json, or an empty index when there is none yet. */
+static json_t *load_index(struct kiln_store *s, struct kiln_error **err)
+{
+	_cleanup_free_ char *path = store_path(s, "index.json");
+	if (access(path, F_OK) < 0)
+		return json_pack("{s:i,s:s,s:[]}", "schemaVersion", 2, "mediaType",
+				 "application/vnd.oci.image.index.v1+json", "manifests");
+	json_error_t je;
+	json_t *j = json_load_file(path, 0, &je);
+	if (j == NULL || !json_is_array(json_object_get(j, "manifests"))) {
+		json_decref(j);
+		kiln_error_set(err, KILN_EIO, "the store index '%s' is not valid: %s", path,
+			       j ? "no 'manifests' array" : je.text);
+		return NULL;
+	}
+	return j;
+}
+
+int kiln_store_tag(struct kiln_store *s, const char *ref, const char *digest, uint64_t size,
+		   const char *media_type, struct kiln_error **err)
+{
+	_cleanup_close_ int lock = lock_index(s, err);
+	if (lock < 0)
+		return -1;
+	json_t *index = load_index(s, err);
+	if (index == NULL)
+		return -1;
+	json_t *list = json_object_get(index, "manifests");
+	for (size_t i = 0; i < json_array_size(list);) {
+		json_t *ann = json_object_get(json_array_get(list, i), "annotations");
+		const char *name = json_string_value(json_object_get(ann, REF_ANNOTATION));
+		if (name && strcmp(name, ref) == 0)
+			json_array_remove(list, i);
+		else
+			i++;
+	}
+	json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:{s:s}}", "mediaType", media_type, "digest", digest,
+					      "size", (json_int_t)size, "annotations", REF_ANNOTATION, ref));
+	char *text = json_dumps(index, JSON_COMPACT);
+	json_decref(index);
+	_cleanup_free_ char *path = store_path(s, "index.json");
+	if (text == NULL || path == NULL) {
+		free(text);
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+	int rc = store_write_atomic(s, path, text, strlen(text), err);
+	free(text);
+	return rc;
+}
+
+int kiln_store_resolve(struct kiln_store *s, const char *ref, char out[KILN_DIGEST_LEN], struct kiln_error **err)
+{
+	json_t *index = load_index(s, err);
+	if (index == NULL)
+		return -1;
+	json_t *list = json_object_get(index, "manifests");
+	int rc = kiln_error_set(err, KILN_ENOTFOUND, "no image '%s' in the store '%s'", ref, s->home);
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		json_t *m = json_array_get(list, i);
+		const char *name = json_string_value(json_object_get(json_object_get(m, "annotations"), REF_ANNOTATION));
+		const char *d = json_string_value(json_object_get(m, "digest"));
+		if (name && d && strcmp(name, ref) == 0 && kiln_digest_valid(d)) {
+			snprintf(out, KILN_DIGEST_LEN, "%s", d);
+			kiln_error_free(err ? *err : NULL);
+			if (err)
+				*err = NULL;
+			rc = 0;
+			break;
+		}
+	}
+	json_decref(index);
+	return rc;
+}
+
+json_t *kiln_store_cache_get(struct kiln_store *s, const char *key)
+{
+	_cleanup_free_ char *path = store_path(s, "cache/layers/%s.json", key);
+	return path ? json_load_file(path, 0, NULL) : NULL;
+}
+
+int kiln_store_cache_put(struct kiln_store *s, const char *key, json_t *value, struct kiln_error **err)
+{
+	_cleanup_free_ char *path = store_path(s, "cache/layers/%s.json", key);
+	char *text = json_dumps(value, JSON_COMPACT);
+	if (path == NULL || text == NULL) {
+		free(text);
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+	int rc = store_write_atomic(s, path, text, strlen(text), err);
+	free(text);
+	return rc;
+}

@@ -1,0 +1,96 @@
+# SPDX-License-Identifier: Apache-2.0
+# lib.sh: the small harness integration tests share: a scratch directory and store per test file,
+# checks that report what differed, and the closing "N passed, N failed" line.
+set -uo pipefail
+
+KILN=${KILN:?set KILN to the kiln binary}
+KILN_SOURCE_DIR=${KILN_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+T_WORK=$(mktemp -d /tmp/kiln-it.XXXXXX)
+export KILN_HOME=$T_WORK/home
+export HOME=$T_WORK/userhome
+mkdir -p "$HOME"
+unset SOURCE_DATE_EPOCH
+T_PASSED=0
+T_FAILED=0
+T_CURRENT=""
+T_CURRENT_FAILED=0
+T_CLEANUPS=()
+
+t_cleanup() {
+	for c in "${T_CLEANUPS[@]}"; do eval "$c" || true; done
+	rm -rf "$T_WORK"
+}
+trap t_cleanup EXIT
+
+# Register a command to run when the test file ends.
+t_defer() { T_CLEANUPS+=("$1"); }
+
+t_end_current() {
+	[ -n "$T_CURRENT" ] || return 0
+	if [ "$T_CURRENT_FAILED" -eq 0 ]; then
+		T_PASSED=$((T_PASSED + 1))
+		echo "ok - $T_CURRENT"
+	else
+		T_FAILED=$((T_FAILED + 1))
+		echo "FAILED - $T_CURRENT"
+	fi
+	T_CURRENT=""
+}
+
+# Start a test case.
+t_case() {
+	t_end_current
+	T_CURRENT=$1
+	T_CURRENT_FAILED=0
+}
+
+t_fail() {
+	echo "  check failed in '$T_CURRENT': $*" >&2
+	T_CURRENT_FAILED=1
+}
+
+# Run kiln, keeping stdout, stderr and the exit status in $OUT, $ERR, $RC.
+run_kiln() {
+	OUT=$("$KILN" "$@" 2>"$T_WORK/stderr")
+	RC=$?
+	ERR=$(cat "$T_WORK/stderr")
+}
+
+expect_rc() { [ "$RC" -eq "$1" ] || t_fail "exit status $RC, expected $1 (stderr: $ERR)"; }
+expect_eq() { [ "$1" == "$2" ] || t_fail "${3:-value}: got '$1', expected '$2'"; }
+expect_ne() { [ "$1" != "$2" ] || t_fail "${3:-value}: got '$1' both times"; }
+expect_contains() { [[ "$1" == *"$2"* ]] || t_fail "expected '$2' in: $1"; }
+expect_not_contains() { [[ "$1" != *"$2"* ]] || t_fail "did not expect '$2' in: $1"; }
+expect_file_same() { cmp -s "$1" "$2" || t_fail "'$2' differs from '$1'"; }
+
+# jq-like access without jq: python3 reads JSON from stdin and evaluates an expression on `j`.
+json() { python3 -c "import json,sys; j=json.load(sys.stdin); r=($1); print(json.dumps(r) if isinstance(r,(dict,list)) else r)"; }
+
+# Every blob in the store's blobs/ is named by its digest; no temporary file is left over.
+expect_store_consistent() {
+	local home=${1:-$KILN_HOME} bad=0 f
+	for f in "$home"/blobs/sha256/*; do
+		[ -e "$f" ] || continue
+		[ "$(sha256sum "$f" | cut -d' ' -f1)" == "$(basename "$f")" ] || { t_fail "blob $f does not match its name"; bad=1; }
+	done
+	local left
+	left=$(ls -A "$home/tmp" 2>/dev/null | head -5)
+	[ -z "$left" ] || t_fail "temporary files left in the store: $left"
+	if [ -f "$home/index.json" ]; then
+		python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$home/index.json" || t_fail "index.json is not JSON"
+	fi
+	return $bad
+}
+
+# A file of SIZE bytes of repeatable pseudo-random content (seeded by NAME), written fast.
+make_file() {
+	local path=$1 size=$2
+	mkdir -p "$(dirname "$path")"
+	openssl enc -aes-128-ctr -nosalt -pass "pass:$path" -pbkdf2 -in /dev/zero 2>/dev/null | head -c "$size" >"$path"
+}
+
+t_finish() {
+	t_end_current
+	echo "$T_PASSED passed, $T_FAILED failed"
+	[ "$T_FAILED" -eq 0 ]
+}

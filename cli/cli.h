@@ -10,7 +10,7 @@
 #include "common/error.h"
 
 /* Exit statuses (DESIGN.md). */
-#define EXIT_OK	   0
+#define EXIT_OK    0
 #define EXIT_FAIL  1
 #define EXIT_USAGE 2
 #define EXIT_INTR  130
@@ -25,7 +25,7 @@ enum progress_mode {
 struct cli_state {
 	bool quiet;
 	enum progress_mode progress; /* resolved: never AUTO after option parsing */
-	const char *command;	     /* the command running ("build") */
+	const char *command;         /* the command running ("build") */
 };
 extern struct cli_state cli;
 extern volatile sig_atomic_t cli_interrupted;
@@ -58,7 +58,7 @@ int cli_help(const char *name);
 /* Handle an option every command takes (--quiet, --progress, --help). Returns 1 when it was one of
  * them, 0 when not, or -(status + 1) when the command must exit with that status now (after --help,
  * or a bad value); CLI_EXIT_STATUS(r) gives the status back. */
-#define CLI_EXIT_STATUS(r) (-(r) - 1)
+#define CLI_EXIT_STATUS(r) (-(r)-1)
 int cli_common_option(int opt, const char *arg);
 /* After option parsing: resolve --progress auto. */
 void cli_options_done(void);
@@ -70,15 +70,39 @@ void cli_catch_signals(void);
 void cli_human_size(char out[32], uint64_t bytes);
 
 /* getopt_long entries of the common options, and their codes. */
-#define CLI_OPT_QUIET	 'q'
+#define CLI_OPT_QUIET    'q'
 #define CLI_OPT_PROGRESS 1000
-#define CLI_OPT_HELP	 'h'
-#define CLI_COMMON_LONG                                                                                    \
-	{"quiet", no_argument, NULL, CLI_OPT_QUIET}, {"progress", required_argument, NULL, CLI_OPT_PROGRESS}, \
-		{"help", no_argument, NULL, CLI_OPT_HELP}
+#define CLI_OPT_HELP     'h'
+#define CLI_COMMON_LONG                                                                                      \
+	{"quiet", no_argument, NULL, CLI_OPT_QUIET},                                                         \
+	    {"progress", required_argument, NULL, CLI_OPT_PROGRESS},                                         \
+	{                                                                                                    \
+		"help", no_argument, NULL, CLI_OPT_HELP                                                      \
+	}
 #define CLI_COMMON_SHORT "qh"
 
+/* Registry options every command that talks to a registry takes: --ca-file FILE, --insecure-registry HOST
+ * (repeatable). cli_registry_option returns 1 when OPT was one of them, 0 when not, or -(status + 1). */
+struct kiln_registry_options;
+#define CLI_OPT_CA_FILE  1001
+#define CLI_OPT_INSECURE 1002
+#define CLI_REGISTRY_LONG                                                                                    \
+	{"ca-file", required_argument, NULL, CLI_OPT_CA_FILE},                                               \
+	{                                                                                                    \
+		"insecure-registry", required_argument, NULL, CLI_OPT_INSECURE                               \
+	}
+int cli_registry_option(struct kiln_registry_options *ropt, int opt, const char *arg);
+#define CLI_REGISTRY_HELP                                                                                    \
+	"  --ca-file FILE       trust the CA certificates in FILE (default: SSL_CERT_FILE, else the "        \
+	"system's)\n"                                                                                        \
+	"  --insecure-registry HOST\n"                                                                       \
+	"                       allow plain HTTP to HOST (localhost and 127.0.0.0/8 always are)\n"
+
 int cmd_build(int argc, char **argv);
+int cmd_login(int argc, char **argv);
+int cmd_logout(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_push(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_help(int argc, char **argv);

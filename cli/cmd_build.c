@@ -5,6 +5,7 @@
 #include "pkg/build.h"
 #include "pkg/export.h"
 #include "pkg/store.h"
+#include "registry/client.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -14,7 +15,11 @@
 #include <string.h>
 #include <time.h>
 
-enum { OPT_OUTPUT = 2000, OPT_JSON };
+enum { OPT_OUTPUT = 2000, OPT_JSON, OPT_PUSH };
+
+/* cmd_push.c */
+int cli_push_image(struct kiln_store *store, const char *image, int jobs,
+                   const struct kiln_registry_options *ropt, bool json, json_t **report);
 
 static pthread_mutex_t progress_lock = PTHREAD_MUTEX_INITIALIZER;
 static double last_bar;
@@ -45,7 +50,7 @@ static void on_layer(void *ctx, const struct kiln_built_layer *l)
 	pthread_mutex_lock(&progress_lock);
 	clear_bar();
 	fprintf(stderr, "%-8s %-40s %10s  %.19s%s\n", kiln_layer_kind_name(l->kind), l->title ? l->title : "",
-		size, l->digest, l->cached ? "  (cached)" : "");
+	        size, l->digest, l->cached ? "  (cached)" : "");
 	pthread_mutex_unlock(&progress_lock);
 }
 
@@ -60,7 +65,8 @@ static void on_bytes(void *ctx, uint64_t done, uint64_t total)
 		char a[32], b[32];
 		cli_human_size(a, done);
 		cli_human_size(b, total);
-		fprintf(stderr, "\r\033[Khashing %s of %s (%d%%)", a, b, total ? (int)(done * 100 / total) : 100);
+		fprintf(stderr, "\r\033[Khashing %s of %s (%d%%)", a, b,
+		        total ? (int)(done * 100 / total) : 100);
 		bar_shown = true;
 		last_bar = t;
 	}
@@ -72,10 +78,11 @@ static json_t *report_json(const struct kiln_build_result *r, const char *output
 	json_t *layers = json_array();
 	for (size_t i = 0; i < r->n; i++) {
 		const struct kiln_built_layer *l = &r->layers[i];
-		json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:b,s:I}", "kind", kiln_layer_kind_name(l->kind),
-				      "media_type", l->media_type, "digest", l->digest, "diff_id", l->diff_id, "size",
-				      (json_int_t)l->size, "files", (json_int_t)l->files, "cached", l->cached,
-				      "bytes_read", (json_int_t)l->bytes_read);
+		json_t *o =
+		    json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:b,s:I}", "kind", kiln_layer_kind_name(l->kind),
+		              "media_type", l->media_type, "digest", l->digest, "diff_id", l->diff_id, "size",
+		              (json_int_t)l->size, "files", (json_int_t)l->files, "cached", l->cached,
+		              "bytes_read", (json_int_t)l->bytes_read);
 		if (l->title)
 			json_object_set_new(o, "title", json_string(l->title));
 		json_array_append_new(layers, o);
@@ -84,9 +91,10 @@ static json_t *report_json(const struct kiln_build_result *r, const char *output
 	for (size_t i = 0; i < r->nskipped; i++)
 		json_array_append_new(skipped, json_string(r->skipped[i]));
 	json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:I,s:o,s:I,s:I,s:f,s:o}", "reference", r->familiar, "name",
-			      r->reference, "digest", r->manifest_digest, "config", r->config_digest, "size",
-			      (json_int_t)r->image_size, "layers", layers, "bytes_hashed", (json_int_t)r->bytes_hashed,
-			      "bytes_written", (json_int_t)r->bytes_written, "seconds", r->seconds, "skipped", skipped);
+	                      r->reference, "digest", r->manifest_digest, "config", r->config_digest, "size",
+	                      (json_int_t)r->image_size, "layers", layers, "bytes_hashed",
+	                      (json_int_t)r->bytes_hashed, "bytes_written", (json_int_t)r->bytes_written,
+	                      "seconds", r->seconds, "skipped", skipped);
 	if (output) {
 		json_object_set_new(j, "output", json_string(output));
 		json_object_set_new(j, "bytes_exported", json_integer((json_int_t)exported));
@@ -97,23 +105,31 @@ static json_t *report_json(const struct kiln_build_result *r, const char *output
 int cmd_build(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"file", required_argument, NULL, 'f'},
-		{"tag", required_argument, NULL, 't'},
-		{"output", required_argument, NULL, OPT_OUTPUT},
-		{"jobs", required_argument, NULL, 'j'},
-		{"json", no_argument, NULL, OPT_JSON},
-		CLI_COMMON_LONG,
-		{NULL, 0, NULL, 0},
+	    {"file", required_argument, NULL, 'f'},
+	    {"tag", required_argument, NULL, 't'},
+	    {"output", required_argument, NULL, OPT_OUTPUT},
+	    {"jobs", required_argument, NULL, 'j'},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"push", no_argument, NULL, OPT_PUSH},
+	    CLI_REGISTRY_LONG,
+	    CLI_COMMON_LONG,
+	    {NULL, 0, NULL, 0},
 	};
-	struct kiln_build_options opt = {.dir = ".", .on_layer = on_layer, .on_bytes = on_bytes,
-					 .cancel = &cli_interrupted};
+	struct kiln_build_options opt = {
+	    .dir = ".", .on_layer = on_layer, .on_bytes = on_bytes, .cancel = &cli_interrupted};
 	const char *output = NULL;
-	bool json = false;
+	bool json = false, push = false;
+	struct kiln_registry_options ropt;
+	kiln_registry_options_init(&ropt);
+	ropt.cancel = &cli_interrupted;
+	opt.registry = &ropt;
 	int c;
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":f:t:j:" CLI_COMMON_SHORT, longopts, NULL)) != -1) {
 		int r = cli_common_option(c, optarg);
+		if (r == 0)
+			r = cli_registry_option(&ropt, c, optarg);
 		if (r < 0)
 			return CLI_EXIT_STATUS(r);
 		if (r > 0)
@@ -138,6 +154,9 @@ int cmd_build(int argc, char **argv)
 			break;
 		case OPT_JSON:
 			json = true;
+			break;
+		case OPT_PUSH:
+			push = true;
 			break;
 		case ':':
 			return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -174,13 +193,23 @@ int cmd_build(int argc, char **argv)
 	uint64_t exported = 0;
 	if (output) {
 		const char *tag = strrchr(r->reference, ':');
-		if (kiln_export(store, r->manifest_digest, output, tag ? tag + 1 : NULL, &exported, &err) < 0) {
+		if (kiln_export(store, r->manifest_digest, output, tag ? tag + 1 : NULL, &exported, &ropt, &err) <
+		    0) {
 			status = cli_fail(err);
 			goto out;
 		}
 	}
+	json_t *pushed = NULL;
+	if (push) {
+		status = cli_push_image(store, r->reference, opt.jobs ? opt.jobs : 4, &ropt, json,
+		                        json ? &pushed : NULL);
+		if (status != EXIT_OK)
+			goto out;
+	}
 	if (json) {
 		json_t *j = report_json(r, output, exported);
+		if (pushed)
+			json_object_set_new(j, "push", pushed);
 		json_dumpf(j, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
 		json_decref(j);
@@ -188,10 +217,12 @@ int cmd_build(int argc, char **argv)
 		char size[32], hashed[32];
 		cli_human_size(size, r->image_size);
 		cli_human_size(hashed, r->bytes_hashed);
-		infof("built %s in %.2fs: %zu layers, %s, %s hashed", r->familiar, r->seconds, r->n, size, hashed);
+		infof("built %s in %.2fs: %zu layers, %s, %s hashed", r->familiar, r->seconds, r->n, size,
+		      hashed);
 		if (output)
 			infof("wrote %s", output);
-		printf("%s@%s\n", r->familiar, r->manifest_digest);
+		if (!push)
+			printf("%s@%s\n", r->familiar, r->manifest_digest);
 	}
 out:
 	kiln_build_result_free(r);

@@ -41,7 +41,8 @@ static json_t *describe(struct kiln_store *s, const char *ref, const char *diges
 	if (kiln_store_blob_read(s, digest, &mtext, &mlen, 4 << 20, err) < 0)
 		return NULL;
 	json_t *manifest = json_loadb(mtext, mlen, 0, NULL);
-	const char *cdigest = json_string_value(json_object_get(json_object_get(manifest, "config"), "digest"));
+	const char *cdigest =
+	    json_string_value(json_object_get(json_object_get(manifest, "config"), "digest"));
 	if (cdigest == NULL || kiln_store_blob_read(s, cdigest, &ctext, &clen, 16 << 20, err) < 0) {
 		json_decref(manifest);
 		if (cdigest == NULL)
@@ -66,23 +67,24 @@ static json_t *describe(struct kiln_store *s, const char *ref, const char *diges
 			if (wl && ld && strcmp(wl, ld) == 0)
 				json_array_append(files, json_object_get(f, "path"));
 		}
-		_cleanup_free_ char *path = ld && kind && strcmp(kind, "weights") != 0 ? kiln_store_blob_path(s, ld)
-										      : NULL;
+		_cleanup_free_ char *path =
+		    ld && kind && strcmp(kind, "weights") != 0 ? kiln_store_blob_path(s, ld) : NULL;
 		if (path)
 			kiln_archive_list(path, add_file, files, NULL);
 		total += (uint64_t)json_integer_value(json_object_get(d, "size"));
 		json_t *o = json_pack("{s:s,s:O,s:O,s:O,s:o}", "kind", kind ? kind : "base", "media_type",
-				      json_object_get(d, "mediaType"), "digest", json_object_get(d, "digest"), "size",
-				      json_object_get(d, "size"), "files", files);
+		                      json_object_get(d, "mediaType"), "digest", json_object_get(d, "digest"),
+		                      "size", json_object_get(d, "size"), "files", files);
 		const char *title = json_string_value(json_object_get(ann, "org.opencontainers.image.title"));
 		if (title)
 			json_object_set_new(o, "title", json_string(title));
 		json_array_append_new(layers, o);
 	}
 	json_t *serve = label_json(labels, KILN_LABEL_SERVE);
-	json_t *out = json_pack("{s:s,s:s,s:s,s:I,s:O,s:o,s:O}", "reference", ref, "digest", digest, "config",
-				cdigest, "size", (json_int_t)total, "created", json_object_get(config, "created"),
-				"layers", layers, "labels", labels ? labels : json_object());
+	json_t *out =
+	    json_pack("{s:s,s:s,s:s,s:I,s:O,s:o,s:O}", "reference", ref, "digest", digest, "config", cdigest,
+	              "size", (json_int_t)total, "created", json_object_get(config, "created"), "layers",
+	              layers, "labels", labels ? labels : json_object());
 	json_object_set_new(out, "serve", serve ? serve : json_object());
 	json_object_set_new(out, "weights", weights ? weights : json_array());
 	json_decref(manifest);
@@ -94,7 +96,8 @@ static void print_text(json_t *d)
 {
 	char size[32];
 	cli_human_size(size, (uint64_t)json_integer_value(json_object_get(d, "size")));
-	printf("%s\n  digest   %s\n  size     %s\n  created  %s\n", json_string_value(json_object_get(d, "reference")),
+	printf("%s\n  digest   %s\n  size     %s\n  created  %s\n",
+	       json_string_value(json_object_get(d, "reference")),
 	       json_string_value(json_object_get(d, "digest")), size,
 	       json_string_value(json_object_get(d, "created")) ?: "-");
 	printf("\nlayers:\n  %-8s %-44s %10s  %-19s  %s\n", "KIND", "MEDIA TYPE", "SIZE", "DIGEST", "FILES");
@@ -123,7 +126,8 @@ static void print_text(json_t *d)
 	{
 		const char *s = json_string_value(v);
 		size_t len = s ? strlen(s) : 0;
-		printf("  %s = %.*s%s\n", key, len > 100 ? 100 : (int)len, s ? s : "", len > 100 ? "..." : "");
+		printf("  %s = %.*s%s\n", key, len > 100 ? 100 : (int)len, s ? s : "",
+		       len > 100 ? "..." : "");
 	}
 	json_t *serve = json_object_get(d, "serve");
 	if (json_object_size(serve)) {
@@ -140,9 +144,9 @@ static void print_text(json_t *d)
 int cmd_inspect(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"json", no_argument, NULL, OPT_JSON},
-		CLI_COMMON_LONG,
-		{NULL, 0, NULL, 0},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    CLI_COMMON_LONG,
+	    {NULL, 0, NULL, 0},
 	};
 	bool json = false;
 	int c;

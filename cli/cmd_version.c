@@ -5,6 +5,7 @@
 
 #include <archive.h>
 #include <curl/curlver.h>
+#include <getopt.h>
 #include <git2.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -13,26 +14,44 @@
 #include <yaml.h>
 #include <zlib.h>
 
+enum { OPT_JSON = 2000 };
+
 int cmd_version(int argc, char **argv)
 {
+	static const struct option longopts[] = {
+	    {"json", no_argument, NULL, OPT_JSON},
+	    CLI_COMMON_LONG,
+	    {NULL, 0, NULL, 0},
+	};
 	bool json = false;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
+	int c;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":" CLI_COMMON_SHORT, longopts, NULL)) != -1) {
+		int r = cli_common_option(c, optarg);
+		if (r < 0)
+			return CLI_EXIT_STATUS(r);
+		if (r > 0)
+			continue;
+		if (c == OPT_JSON)
 			json = true;
-		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-			return cli_help("version");
+		else if (c == ':')
+			return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
 		else
-			return cli_usage_error("unknown option '%s'", argv[i]);
+			return cli_usage_error("unknown option '%s'", argv[optind - 1]);
 	}
+	if (optind < argc)
+		return cli_usage_error("too many arguments ('%s')", argv[optind]);
 	int gmaj, gmin, grev;
 	git_libgit2_version(&gmaj, &gmin, &grev);
 	char git[32];
 	snprintf(git, sizeof(git), "%d.%d.%d", gmaj, gmin, grev);
 	if (json) {
-		json_t *j = json_pack("{s:s,s:{s:s,s:s,s:s,s:s,s:s,s:s,s:s}}", "version", KILN_VERSION, "libraries",
-				      "libarchive", archive_version_details(), "libgit2", git, "libyaml",
-				      yaml_get_version_string(), "jansson", JANSSON_VERSION, "openssl",
-				      OpenSSL_version(OPENSSL_VERSION), "libcurl", LIBCURL_VERSION, "zlib", zlibVersion());
+		json_t *j = json_pack("{s:s,s:{s:s,s:s,s:s,s:s,s:s,s:s,s:s}}", "version", KILN_VERSION,
+		                      "libraries", "libarchive", archive_version_details(), "libgit2", git,
+		                      "libyaml", yaml_get_version_string(), "jansson", JANSSON_VERSION,
+		                      "openssl", OpenSSL_version(OPENSSL_VERSION), "libcurl", LIBCURL_VERSION,
+		                      "zlib", zlibVersion());
 		json_dumpf(j, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
 		json_decref(j);

@@ -6,26 +6,40 @@
 #include <string.h>
 
 const struct command commands[] = {
-	{"build", cmd_build, "build an image from a model project",
-	 "kiln build [DIR] [-f FILE] [-t REF] [--output oci:DIR | oci-archive:FILE] [-j N] [--json]",
-	 "  -f, --file FILE      the manifest (default: DIR/kiln.yaml, else DIR/cog.yaml)\n"
-	 "  -t, --tag REF        the image's reference (default: the manifest's image, else DIR's name)\n"
-	 "  --output DEST        also write the image to oci:DIR[:TAG] or oci-archive:FILE[:TAG]\n"
-	 "  -j, --jobs N         layers built at once (default: one per CPU)\n"
-	 "  --json               print the build report as JSON\n"},
-	{"help", cmd_help, "show help for kiln or one of its commands", "kiln help [COMMAND]", ""},
-	{"inspect", cmd_inspect, "show an image's layers, labels and hints",
-	 "kiln inspect [REF | DIR] [--json]",
-	 "  --json               print the image description as JSON\n"},
-	{"version", cmd_version, "print kiln's version", "kiln version [--json]",
-	 "  --json               print the versions as JSON\n"},
-	{NULL, NULL, NULL, NULL, NULL},
+    {"build", cmd_build, "build an image from a model project",
+     "kiln build [DIR] [-f FILE] [-t REF] [--output oci:DIR | oci-archive:FILE] [--push] [-j N] [--json]",
+     "  -f, --file FILE      the manifest (default: DIR/kiln.yaml, else DIR/cog.yaml)\n"
+     "  -t, --tag REF        the image's reference (default: the manifest's image, else DIR's name)\n"
+     "  --output DEST        also write the image to oci:DIR[:TAG] or oci-archive:FILE[:TAG]\n"
+     "  --push               push the image to its registry once built\n"
+     "  -j, --jobs N         layers built (and blobs pushed) at once (default: one per CPU; push: 4)\n"
+     "  --json               print the build report as JSON\n" CLI_REGISTRY_HELP},
+    {"help", cmd_help, "show help for kiln or one of its commands", "kiln help [COMMAND]", ""},
+    {"inspect", cmd_inspect, "show an image's layers, labels and hints", "kiln inspect [REF | DIR] [--json]",
+     "  --json               print the image description as JSON\n"},
+    {"login", cmd_login, "store credentials for a registry",
+     "kiln login REGISTRY [-u USER] [--password-stdin]",
+     "  -u, --username USER  the user name (asked on the terminal when missing)\n"
+     "  --password-stdin     read the password from standard input\n" CLI_REGISTRY_HELP},
+    {"logout", cmd_logout, "remove the credentials of a registry", "kiln logout REGISTRY", ""},
+    {"pull", cmd_pull, "fetch an image from a registry into the local store",
+     "kiln pull REF [--platform OS/ARCH[/VARIANT]] [--json]",
+     "  --platform P         the platform to take from a multi-platform image (default: linux/amd64)\n"
+     "  --json               print what was pulled as JSON\n" CLI_REGISTRY_HELP},
+    {"push", cmd_push, "push an image to a registry, sending only what it lacks",
+     "kiln push [REF] [-C DIR] [-j N] [--json]",
+     "  -C, --dir DIR        the project whose manifest's image to push when REF is not given\n"
+     "  -j, --jobs N         blobs pushed at once (default: 4)\n"
+     "  --json               print what was pushed, blob by blob, as JSON\n" CLI_REGISTRY_HELP},
+    {"version", cmd_version, "print kiln's version", "kiln version [--json]",
+     "  --json               print the versions as JSON\n"},
+    {NULL, NULL, NULL, NULL, NULL},
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: kiln [--quiet] [--progress auto|tty|plain|quiet] <command> [<args>]\n\n"
-		   "Package machine-learning models into OCI images and serve them.\n\ncommands:\n");
+	           "Package machine-learning models into OCI images and serve them.\n\ncommands:\n");
 	for (const struct command *c = commands; c->name; c++)
 		fprintf(f, "  %-10s %s\n", c->name, c->summary);
 	fprintf(f, "\nSee 'kiln help <command>' or 'man kiln-<command>' for a command's options.\n");

@@ -110,7 +110,9 @@ int cli_common_option(int opt, const char *arg)
 		else if (strcmp(arg, "quiet") == 0)
 			cli.progress = PROGRESS_QUIET;
 		else
-			return -cli_usage_error("--progress: '%s' is not one of auto, tty, plain, quiet", arg) - 1;
+			return -cli_usage_error("--progress: '%s' is not one of auto, tty, plain, quiet",
+			                        arg) -
+			       1;
 		return 1;
 	case CLI_OPT_HELP:
 		return -cli_help(cli.command) - 1;

@@ -11,7 +11,10 @@ struct kiln_buf {
 	size_t cap;
 };
 
-#define KILN_BUF_INIT {NULL, 0, 0}
+#define KILN_BUF_INIT                                                                                        \
+	{                                                                                                    \
+		NULL, 0, 0                                                                                   \
+	}
 
 /* Each returns 0, or -1 when memory runs out (the buffer is left as it was). */
 int kiln_buf_grow(struct kiln_buf *b, size_t extra);

@@ -32,8 +32,8 @@ static inline void kiln_closedirp(DIR **d)
 		closedir(*d);
 }
 
-#define _cleanup_free_	   __attribute__((cleanup(kiln_freep)))
-#define _cleanup_close_	   __attribute__((cleanup(kiln_closep)))
+#define _cleanup_free_     __attribute__((cleanup(kiln_freep)))
+#define _cleanup_close_    __attribute__((cleanup(kiln_closep)))
 #define _cleanup_fclose_   __attribute__((cleanup(kiln_fclosep)))
 #define _cleanup_closedir_ __attribute__((cleanup(kiln_closedirp)))
 

@@ -50,10 +50,10 @@ int kiln_error_errno(struct kiln_error **err, int errnum, const char *fmt, ...)
 	va_start(ap, fmt);
 	char *m = vformat(fmt, ap);
 	va_end(ap);
-	int code = errnum == ENOSPC ? KILN_ENOSPC
-		   : errnum == EINTR ? KILN_EINTR
-		   : errnum == ENOENT ? KILN_ENOTFOUND
-				      : KILN_EIO;
+	int code = errnum == ENOSPC   ? KILN_ENOSPC
+	           : errnum == EINTR  ? KILN_EINTR
+	           : errnum == ENOENT ? KILN_ENOTFOUND
+	                              : KILN_EIO;
 	char *full = NULL;
 	if (m && asprintf(&full, "%s: %s", m, strerror(errnum)) < 0)
 		full = NULL;

@@ -30,12 +30,12 @@ struct kiln_error {
  * error is dropped. When *err is already set it is replaced.
  */
 int kiln_error_set(struct kiln_error **err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Like kiln_error_set, appending ": strerror(errnum)"; the code is KILN_ENOSPC for ENOSPC, KILN_EINTR
  * for EINTR, KILN_ENOTFOUND for ENOENT, else KILN_EIO. */
 int kiln_error_errno(struct kiln_error **err, int errnum, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /*
  * Put context in front of an existing error ("cannot build 'x': <old message>") and return its code. When

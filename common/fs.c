@@ -28,6 +28,8 @@ bool kiln_stat_fp_equal(const struct kiln_stat_fp *a, const struct kiln_stat_fp 
 
 int kiln_mkdir_p(const char *path, struct kiln_error **err)
 {
+	if (*path == '\0')
+		return kiln_error_set(err, KILN_EINVAL, "cannot create a directory with an empty name");
 	_cleanup_free_ char *p = strdup(path);
 	if (p == NULL)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
@@ -106,7 +108,7 @@ int kiln_read_file(char **out, size_t *len, const char *path, size_t max_len, st
 		return kiln_error_set(err, KILN_EINVAL, "'%s' is not a regular file", path);
 	if ((uint64_t)st.st_size > max_len)
 		return kiln_error_set(err, KILN_EINVAL, "'%s' is too large (%lld bytes, at most %zu)", path,
-				      (long long)st.st_size, max_len);
+		                      (long long)st.st_size, max_len);
 	_cleanup_free_ char *buf = malloc((size_t)st.st_size + 1);
 	if (buf == NULL)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");

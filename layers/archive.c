@@ -47,7 +47,7 @@ int kiln_archive_create(struct kiln_archive **out, int fd, int64_t mtime, struct
 	    archive_write_set_bytes_per_block(a->a, 0) != ARCHIVE_OK ||
 	    archive_write_open(a->a, a, NULL, write_cb, NULL) != ARCHIVE_OK) {
 		int rc = kiln_error_set(err, KILN_EFAIL, "cannot start an archive: %s",
-					a->a ? archive_error_string(a->a) : "out of memory");
+		                        a->a ? archive_error_string(a->a) : "out of memory");
 		kiln_archive_free(a);
 		return rc;
 	}
@@ -56,7 +56,7 @@ int kiln_archive_create(struct kiln_archive **out, int fd, int64_t mtime, struct
 }
 
 static struct archive_entry *entry(struct kiln_archive *a, const char *name, mode_t type, mode_t perm,
-				   uint64_t size)
+                                   uint64_t size)
 {
 	struct archive_entry *e = archive_entry_new();
 	if (e == NULL)
@@ -104,7 +104,7 @@ static int produce_write(void *ctx, const void *data, size_t len, struct kiln_er
 }
 
 int kiln_archive_add_file(struct kiln_archive *a, const char *name, uint64_t size, kiln_produce_fn produce,
-			  void *ctx, struct kiln_error **err)
+                          void *ctx, struct kiln_error **err)
 {
 	struct archive_entry *e = entry(a, name, AE_IFREG, 0644, size);
 	if (e == NULL)
@@ -118,7 +118,8 @@ int kiln_archive_add_file(struct kiln_archive *a, const char *name, uint64_t siz
 		return -1;
 	if (ps.left != 0)
 		return kiln_error_set(err, KILN_EIO, "archive entry '%s' is shorter than announced", name);
-	return archive_write_finish_entry(a->a) == ARCHIVE_OK ? 0 : fail(a, err, "cannot write archive entry");
+	return archive_write_finish_entry(a->a) == ARCHIVE_OK ? 0
+	                                                      : fail(a, err, "cannot write archive entry");
 }
 
 int kiln_archive_finish(struct kiln_archive *a, struct kiln_error **err)
@@ -136,7 +137,7 @@ void kiln_archive_free(struct kiln_archive *a)
 }
 
 int kiln_archive_list(const char *path, void (*fn)(void *ctx, const char *name, char type, uint64_t size),
-		      void *ctx, struct kiln_error **err)
+                      void *ctx, struct kiln_error **err)
 {
 	struct archive *a = archive_read_new();
 	if (a == NULL)

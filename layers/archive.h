@@ -23,7 +23,7 @@ int kiln_archive_add_dir(struct kiln_archive *a, const char *name, struct kiln_e
  * Writing more or fewer than SIZE bytes is an error. */
 typedef int (*kiln_produce_fn)(void *ctx, kiln_write_fn write, void *wctx, struct kiln_error **err);
 int kiln_archive_add_file(struct kiln_archive *a, const char *name, uint64_t size, kiln_produce_fn produce,
-			  void *ctx, struct kiln_error **err);
+                          void *ctx, struct kiln_error **err);
 
 /* Write the end of the archive. */
 int kiln_archive_finish(struct kiln_archive *a, struct kiln_error **err);
@@ -31,6 +31,6 @@ void kiln_archive_free(struct kiln_archive *a);
 
 /* Call FN for each entry of the tar (plain or compressed) at PATH. */
 int kiln_archive_list(const char *path, void (*fn)(void *ctx, const char *name, char type, uint64_t size),
-		      void *ctx, struct kiln_error **err);
+                      void *ctx, struct kiln_error **err);
 
 #endif

@@ -17,8 +17,8 @@
 /* The message for a source file that is no longer what the recipe recorded. */
 static int source_changed(struct kiln_error **err, const char *path)
 {
-	return kiln_error_set(err, KILN_ECHANGED, "'%s' changed since the image was built (run 'kiln build' again)",
-			      path);
+	return kiln_error_set(err, KILN_ECHANGED,
+	                      "'%s' changed since the image was built (run 'kiln build' again)", path);
 }
 
 /* Hand LEN bytes to the caller's WRITE, making sure a failure comes back with an error set. */
@@ -35,7 +35,7 @@ static int emit(kiln_write_fn write, void *ctx, const void *data, size_t len, st
  * opened file must match the recorded fingerprint before and after reading, and end at seg->size.
  */
 static int stream_file(const struct kiln_segment *seg, unsigned char *buf, struct kiln_sha256 *h,
-		       kiln_write_fn write, void *ctx, struct kiln_error **err)
+                       kiln_write_fn write, void *ctx, struct kiln_error **err)
 {
 	_cleanup_close_ int fd = open(seg->source, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -106,7 +106,8 @@ int kiln_recipe_stream(const struct kiln_recipe *r, kiln_write_fn write, void *c
 	kiln_sha256_free(h);
 	if (total != r->size || strcmp(digest, r->digest) != 0)
 		return kiln_error_set(err, KILN_ECHANGED,
-				      "blob %s: content does not match its digest (a source file changed)", r->digest);
+		                      "blob %s: content does not match its digest (a source file changed)",
+		                      r->digest);
 	return 0;
 }
 
@@ -153,8 +154,8 @@ static int base64_decode(unsigned char **out, size_t *len, const char *s)
 		pad = n > 1 && s[n - 2] == '=' ? 2 : 1;
 	for (size_t i = 0; i < n - pad; i++) {
 		char c = s[i];
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-		      c == '/'))
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '+' || c == '/'))
 			return -1;
 	}
 	unsigned char *buf = malloc(n / 4 * 3 + 1);
@@ -178,8 +179,8 @@ static json_t *segment_to_json(const struct kiln_segment *seg)
 		return b64 ? json_pack("{s:s}", "data", b64) : NULL;
 	}
 	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "file", seg->source, "size", (json_int_t)seg->size,
-			 "dev", (json_int_t)seg->fp.dev, "ino", (json_int_t)seg->fp.ino, "mtime_ns",
-			 (json_int_t)seg->fp.mtime_ns, "ctime_ns", (json_int_t)seg->fp.ctime_ns);
+	                 "dev", (json_int_t)seg->fp.dev, "ino", (json_int_t)seg->fp.ino, "mtime_ns",
+	                 (json_int_t)seg->fp.mtime_ns, "ctime_ns", (json_int_t)seg->fp.ctime_ns);
 }
 
 int kiln_recipe_to_json(json_t **out, const struct kiln_recipe *r, struct kiln_error **err)
@@ -194,7 +195,8 @@ int kiln_recipe_to_json(json_t **out, const struct kiln_recipe *r, struct kiln_e
 		}
 	}
 	/* "o" steals segs, also when json_pack fails */
-	json_t *j = json_pack("{s:s, s:I, s:o}", "digest", r->digest, "size", (json_int_t)r->size, "segments", segs);
+	json_t *j =
+	    json_pack("{s:s, s:I, s:o}", "digest", r->digest, "size", (json_int_t)r->size, "segments", segs);
 	if (j == NULL)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	*out = j;
@@ -203,27 +205,28 @@ int kiln_recipe_to_json(json_t **out, const struct kiln_recipe *r, struct kiln_e
 
 /* Fetch the integer field KEY of O (at least MIN) into *v; WHERE names the object in messages. */
 static int get_int(json_int_t *v, const json_t *o, const char *key, json_int_t min, const char *where,
-		   struct kiln_error **err)
+                   struct kiln_error **err)
 {
 	json_t *f = json_object_get(o, key);
 	if (f == NULL)
 		return kiln_error_set(err, KILN_EINVAL, "invalid recipe: %smissing field '%s'", where, key);
 	if (!json_is_integer(f) || json_integer_value(f) < min)
-		return kiln_error_set(err, KILN_EINVAL, "invalid recipe: %sfield '%s' is not a valid integer", where,
-				      key);
+		return kiln_error_set(err, KILN_EINVAL, "invalid recipe: %sfield '%s' is not a valid integer",
+		                      where, key);
 	*v = json_integer_value(f);
 	return 0;
 }
 
 /* Fetch the string field KEY of O into *v (borrowed); WHERE names the object in messages. */
 static int get_string(const char **v, const json_t *o, const char *key, const char *where,
-		      struct kiln_error **err)
+                      struct kiln_error **err)
 {
 	json_t *f = json_object_get(o, key);
 	if (f == NULL)
 		return kiln_error_set(err, KILN_EINVAL, "invalid recipe: %smissing field '%s'", where, key);
 	if (!json_is_string(f) || json_string_length(f) != strlen(json_string_value(f)))
-		return kiln_error_set(err, KILN_EINVAL, "invalid recipe: %sfield '%s' is not a string", where, key);
+		return kiln_error_set(err, KILN_EINVAL, "invalid recipe: %sfield '%s' is not a string", where,
+		                      key);
 	*v = json_string_value(f);
 	return 0;
 }
@@ -237,27 +240,29 @@ static int segment_from_json(struct kiln_segment *seg, const json_t *j, size_t i
 		return kiln_error_set(err, KILN_EINVAL, "invalid recipe: %snot an object", where);
 	bool has_data = json_object_get(j, "data") != NULL, has_file = json_object_get(j, "file") != NULL;
 	if (has_data == has_file)
-		return kiln_error_set(err, KILN_EINVAL, "invalid recipe: %sneeds exactly one of 'data' and 'file'",
-				      where);
+		return kiln_error_set(err, KILN_EINVAL,
+		                      "invalid recipe: %sneeds exactly one of 'data' and 'file'", where);
 	const char *s;
 	int r;
 	if (has_data) {
 		if ((r = get_string(&s, j, "data", where, err)) < 0)
 			return r;
 		if (base64_decode(&seg->data, &seg->len, s) < 0)
-			return kiln_error_set(err, KILN_EINVAL, "invalid recipe: %sfield 'data' is not base64", where);
+			return kiln_error_set(err, KILN_EINVAL,
+			                      "invalid recipe: %sfield 'data' is not base64", where);
 		return 0;
 	}
 	json_int_t size, dev, ino, mtime, ctime;
-	if ((r = get_string(&s, j, "file", where, err)) < 0 || (r = get_int(&size, j, "size", 0, where, err)) < 0 ||
+	if ((r = get_string(&s, j, "file", where, err)) < 0 ||
+	    (r = get_int(&size, j, "size", 0, where, err)) < 0 ||
 	    (r = get_int(&dev, j, "dev", INT64_MIN, where, err)) < 0 ||
 	    (r = get_int(&ino, j, "ino", INT64_MIN, where, err)) < 0 ||
 	    (r = get_int(&mtime, j, "mtime_ns", INT64_MIN, where, err)) < 0 ||
 	    (r = get_int(&ctime, j, "ctime_ns", INT64_MIN, where, err)) < 0)
 		return r;
 	if (*s != '/')
-		return kiln_error_set(err, KILN_EINVAL, "invalid recipe: %sfield 'file' is not an absolute path",
-				      where);
+		return kiln_error_set(err, KILN_EINVAL,
+		                      "invalid recipe: %sfield 'file' is not an absolute path", where);
 	if ((seg->source = strdup(s)) == NULL)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	seg->size = (uint64_t)size;
@@ -273,10 +278,12 @@ int kiln_recipe_from_json(struct kiln_recipe **out, const json_t *j, struct kiln
 	const char *digest;
 	json_int_t size;
 	int r;
-	if ((r = get_string(&digest, j, "digest", "", err)) < 0 || (r = get_int(&size, j, "size", 0, "", err)) < 0)
+	if ((r = get_string(&digest, j, "digest", "", err)) < 0 ||
+	    (r = get_int(&size, j, "size", 0, "", err)) < 0)
 		return r;
 	if (!kiln_digest_valid(digest))
-		return kiln_error_set(err, KILN_EINVAL, "invalid recipe: field 'digest' is not a sha256 digest");
+		return kiln_error_set(err, KILN_EINVAL,
+		                      "invalid recipe: field 'digest' is not a sha256 digest");
 	const json_t *segs = json_object_get(j, "segments");
 	if (segs == NULL)
 		return kiln_error_set(err, KILN_EINVAL, "invalid recipe: missing field 'segments'");
@@ -307,8 +314,9 @@ int kiln_recipe_from_json(struct kiln_recipe **out, const json_t *j, struct kiln
 	}
 	if (total != rec->size) {
 		kiln_recipe_free(rec);
-		return kiln_error_set(err, KILN_EINVAL, "invalid recipe: segments add up to %llu bytes, not %llu",
-				      (unsigned long long)total, (unsigned long long)size);
+		return kiln_error_set(err, KILN_EINVAL,
+		                      "invalid recipe: segments add up to %llu bytes, not %llu",
+		                      (unsigned long long)total, (unsigned long long)size);
 	}
 	*out = rec;
 	return 0;

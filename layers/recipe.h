@@ -28,7 +28,7 @@ struct kiln_segment {
 
 struct kiln_recipe {
 	char digest[KILN_DIGEST_LEN]; /* digest of the produced blob */
-	uint64_t size;		      /* size of the produced blob */
+	uint64_t size;                /* size of the produced blob */
 	struct kiln_segment *segs;
 	size_t nsegs;
 };

@@ -33,11 +33,18 @@ int kiln_sink_init(struct kiln_sink *s, int fd, enum kiln_compression compressio
 	/* windowBits 15 + 16: a gzip wrapper; memLevel 8 and the default strategy, as gzip(1) does. */
 	if (deflateInit2(&s->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
 		return kiln_error_set(err, KILN_EFAIL, "cannot start gzip compression: %s",
-				      s->z.msg ? s->z.msg : "zlib failed");
+		                      s->z.msg ? s->z.msg : "zlib failed");
 	s->z_ready = true;
 	if (deflateSetHeader(&s->z, &gzip_header) != Z_OK)
 		return kiln_error_set(err, KILN_EFAIL, "cannot set the gzip header");
 	return 0;
+}
+
+/* Record a failed write to fd. */
+static int write_failed(struct kiln_sink *s, int errnum)
+{
+	s->write_errno = errnum;
+	return kiln_error_errno(&s->err, errnum, "cannot write the layer");
 }
 
 /* Write the gathered small writes to fd. */
@@ -46,7 +53,7 @@ static int flush_wbuf(struct kiln_sink *s)
 	if (s->wlen == 0)
 		return 0;
 	if (kiln_write_all(s->fd, s->wbuf, s->wlen) < 0)
-		return kiln_error_errno(&s->err, errno, "cannot write the layer");
+		return write_failed(s, errno);
 	s->wlen = 0;
 	return 0;
 }
@@ -69,7 +76,7 @@ static int output(struct kiln_sink *s, const void *data, size_t len)
 		return 0;
 	}
 	if (kiln_write_all(s->fd, data, len) < 0)
-		return kiln_error_errno(&s->err, errno, "cannot write the layer");
+		return write_failed(s, errno);
 	return 0;
 }
 
@@ -90,7 +97,7 @@ static int deflate_some(struct kiln_sink *s, const void *data, size_t len, int f
 		int zr = deflate(&s->z, len > 0 ? Z_NO_FLUSH : flush);
 		if (zr == Z_STREAM_ERROR)
 			return kiln_error_set(&s->err, KILN_EFAIL, "gzip compression failed: %s",
-					      s->z.msg ? s->z.msg : "zlib stream error");
+			                      s->z.msg ? s->z.msg : "zlib stream error");
 		size_t have = ZBUF_SIZE - s->z.avail_out;
 		if (have > 0) {
 			kiln_sha256_update(s->blob_hash, s->zbuf, have);
@@ -99,7 +106,8 @@ static int deflate_some(struct kiln_sink *s, const void *data, size_t len, int f
 			if (r < 0)
 				return r;
 		}
-		if (flush == Z_FINISH ? zr == Z_STREAM_END : (s->z.avail_in == 0 && len == 0 && s->z.avail_out > 0))
+		if (flush == Z_FINISH ? zr == Z_STREAM_END
+		                      : (s->z.avail_in == 0 && len == 0 && s->z.avail_out > 0))
 			return 0;
 	}
 }
@@ -124,6 +132,8 @@ static int record_literal(struct kiln_sink *s, const void *data, size_t len)
 
 int kiln_sink_write(struct kiln_sink *s, const void *data, size_t len)
 {
+	if (s->discard)
+		return 0;
 	if (s->err)
 		return s->err->code;
 	kiln_sha256_update(s->tar_hash, data, len);
@@ -132,7 +142,7 @@ int kiln_sink_write(struct kiln_sink *s, const void *data, size_t len)
 		if (s->in_file) {
 			if (len > s->file_left)
 				return kiln_error_set(&s->err, KILN_EFAIL,
-						      "internal error: more file content than its size");
+				                      "internal error: more file content than its size");
 			s->file_left -= len;
 		} else if (record_literal(s, data, len) < 0) {
 			return s->err->code;
@@ -203,8 +213,9 @@ int kiln_sink_end_file(struct kiln_sink *s, struct kiln_error **err)
 		return 0;
 	s->in_file = false;
 	if (s->file_left != 0)
-		return kiln_error_set(err, KILN_EFAIL, "internal error: %llu bytes of file content did not arrive",
-				      (unsigned long long)s->file_left);
+		return kiln_error_set(err, KILN_EFAIL,
+		                      "internal error: %llu bytes of file content did not arrive",
+		                      (unsigned long long)s->file_left);
 	return 0;
 }
 

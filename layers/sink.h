@@ -15,7 +15,7 @@
 
 struct kiln_sink {
 	enum kiln_compression compression;
-	int fd; /* -1: the blob goes nowhere */
+	int fd;                        /* -1: the blob goes nowhere */
 	struct kiln_sha256 *tar_hash;  /* the uncompressed stream */
 	struct kiln_sha256 *blob_hash; /* the compressed stream (gzip only) */
 	uint64_t tar_size;
@@ -32,7 +32,7 @@ struct kiln_sink {
 
 	/* recipe (uncompressed layers only) */
 	bool record;
-	bool in_file;	    /* bytes now arriving are a source file's content */
+	bool in_file;       /* bytes now arriving are a source file's content */
 	uint64_t file_left; /* content bytes still expected for that file */
 	unsigned char *lit; /* literal bytes not yet made a segment */
 	size_t lit_len, lit_cap;
@@ -40,12 +40,15 @@ struct kiln_sink {
 	size_t nsegs, segs_cap;
 
 	struct kiln_error *err; /* the first failure inside kiln_sink_write */
+	int write_errno;        /* errno, when that failure was a write to fd */
+	bool discard;           /* drop whatever arrives (the layer failed; libarchive is being closed) */
 };
 
 /* Prepare S for a layer written to FD (or nowhere when -1) with COMPRESSION. */
 int kiln_sink_init(struct kiln_sink *s, int fd, enum kiln_compression compression, struct kiln_error **err);
 
-/* Take LEN bytes of the tar stream. Returns 0, or a negative KILN_E* code with s->err set. */
+/* Take LEN bytes of the tar stream. Returns 0 (also when discarding), or a negative KILN_E* code with
+ * s->err set. */
 int kiln_sink_write(struct kiln_sink *s, const void *data, size_t len);
 
 /* The next SIZE bytes are the content of the source file of E (recorded as a file segment). */

@@ -32,6 +32,7 @@ struct layer_state {
 	size_t nadded;
 	unsigned char *buf; /* the read buffer */
 	struct archive *a;
+	bool opened; /* archive_write_open succeeded */
 	struct archive_entry *ae;
 	struct kiln_sink sink;
 };
@@ -39,11 +40,6 @@ struct layer_state {
 static int compare_items(const void *x, const void *y)
 {
 	return strcmp(((const struct item *)x)->name, ((const struct item *)y)->name);
-}
-
-static int compare_strings(const void *x, const void *y)
-{
-	return strcmp(*(char *const *)x, *(char *const *)y);
 }
 
 /* true when NAME is relative, has no empty, "." or ".." component and no leading or trailing '/'. */
@@ -88,7 +84,7 @@ static int check_entry(const struct kiln_tar_entry *e, struct kiln_error **err)
  * Fails with KILN_EINVAL on an invalid or duplicate name, or a parent that is not a directory.
  */
 static int plan_items(struct layer_state *st, const struct kiln_tar_entry *entries, size_t n,
-		      struct kiln_error **err)
+                      struct kiln_error **err)
 {
 	struct item *given = calloc(n ? n : 1, sizeof(*given));
 	if (given == NULL)
@@ -98,7 +94,8 @@ static int plan_items(struct layer_state *st, const struct kiln_tar_entry *entri
 		int r = check_entry(&entries[i], err);
 		if (r < 0)
 			return r;
-		given[i] = (struct item){entries[i].name, entries[i].type, entries[i].mode & 07777, &entries[i]};
+		given[i] =
+		    (struct item){entries[i].name, entries[i].type, entries[i].mode & 07777, &entries[i]};
 	}
 	qsort(given, n, sizeof(*given), compare_items);
 	for (size_t i = 1; i < n; i++) {
@@ -108,20 +105,23 @@ static int plan_items(struct layer_state *st, const struct kiln_tar_entry *entri
 
 	size_t cap = 0;
 	for (size_t i = 0; i < n; i++) {
-		const char *name = given[i].name;
+		const char *name = given[i].name, *prev = i > 0 ? given[i - 1].name : "";
 		for (const char *s = strchr(name, '/'); s; s = strchr(s + 1, '/')) {
-			_cleanup_free_ char *parent = strndup(name, (size_t)(s - name));
+			size_t len = (size_t)(s - name);
+			/* once sorted, entries under one directory are adjacent: already seen */
+			if (strncmp(prev, name, len) == 0 && prev[len] == '/')
+				continue;
+			_cleanup_free_ char *parent = strndup(name, len);
 			if (parent == NULL)
 				return kiln_error_set(err, KILN_EFAIL, "out of memory");
 			struct item key = {.name = parent};
 			const struct item *found = bsearch(&key, given, n, sizeof(*given), compare_items);
 			if (found && found->type != KILN_TAR_DIR)
-				return kiln_error_set(err, KILN_EINVAL, "'%s' is inside '%s', which is not a directory",
-						      name, parent);
+				return kiln_error_set(err, KILN_EINVAL,
+				                      "'%s' is inside '%s', which is not a directory", name,
+				                      parent);
 			if (found)
 				continue;
-			if (st->nadded > 0 && strcmp(st->added[st->nadded - 1], parent) == 0)
-				continue; /* a sibling of the previous entry */
 			if (st->nadded == cap) {
 				cap = cap ? 2 * cap : 16;
 				char **p = realloc(st->added, cap * sizeof(*p));
@@ -132,24 +132,14 @@ static int plan_items(struct layer_state *st, const struct kiln_tar_entry *entri
 			st->added[st->nadded++] = steal_pointer(&parent);
 		}
 	}
-	/* keep each added directory once */
-	qsort(st->added, st->nadded, sizeof(*st->added), compare_strings);
-	size_t unique = 0;
-	for (size_t i = 0; i < st->nadded; i++) {
-		if (unique > 0 && strcmp(st->added[unique - 1], st->added[i]) == 0)
-			free(st->added[i]);
-		else
-			st->added[unique++] = st->added[i];
-	}
-	st->nadded = unique;
 
-	struct item *all = realloc(given, (n + unique ? n + unique : 1) * sizeof(*all));
+	struct item *all = realloc(given, (n + st->nadded ? n + st->nadded : 1) * sizeof(*all));
 	if (all == NULL)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	st->items = all;
-	for (size_t i = 0; i < unique; i++)
+	for (size_t i = 0; i < st->nadded; i++)
 		all[n + i] = (struct item){st->added[i], KILN_TAR_DIR, 0755, NULL};
-	st->nitems = n + unique;
+	st->nitems = n + st->nadded;
 	qsort(all, st->nitems, sizeof(*all), compare_items);
 	return 0;
 }
@@ -162,33 +152,41 @@ static la_ssize_t sink_callback(struct archive *a, void *ctx, const void *buf, s
 }
 
 /*
- * Report a failed libarchive call on NAME: the sink's own error when the write callback failed (so a
- * full disk says "No space left on device"), else libarchive's message.
+ * Report a failed libarchive call while writing the entry NAME (NULL: the end of the archive): the
+ * write's errno when writing to fd failed (so a full disk says "No space left on device"), another
+ * failure of the sink, else libarchive's message.
  */
-static int archive_failure(struct layer_state *st, struct kiln_error **err, const char *what, const char *name)
+static int archive_failure(struct layer_state *st, const char *name, struct kiln_error **err)
 {
+	int errnum = st->sink.write_errno;
+	if (errnum && name)
+		return kiln_error_errno(err, errnum, "cannot write '%s' to the layer", name);
+	if (errnum)
+		return kiln_error_errno(err, errnum, "cannot write the end of the layer");
 	if (st->sink.err) {
 		int code = st->sink.err->code;
 		if (err) {
 			kiln_error_free(*err);
 			*err = steal_pointer(&st->sink.err);
 		}
-		kiln_error_wrap(err, "cannot write '%s'", name);
 		return code;
 	}
 	const char *msg = archive_error_string(st->a);
-	return kiln_error_set(err, KILN_EFAIL, "cannot write %s of '%s': %s", what, name,
-			      msg ? msg : "unknown libarchive error");
+	if (msg == NULL)
+		msg = "unknown libarchive error";
+	if (name)
+		return kiln_error_set(err, KILN_EFAIL, "cannot write '%s' to the layer: %s", name, msg);
+	return kiln_error_set(err, KILN_EFAIL, "cannot write the end of the layer: %s", msg);
 }
 
 /* Hand LEN bytes of file content to libarchive, looping over short writes. */
 static int write_data(struct layer_state *st, const unsigned char *p, size_t len, const char *name,
-		      struct kiln_error **err)
+                      struct kiln_error **err)
 {
 	while (len > 0) {
 		la_ssize_t w = archive_write_data(st->a, p, len);
 		if (w <= 0)
-			return archive_failure(st, err, "the content", name);
+			return archive_failure(st, name, err);
 		p += w;
 		len -= (size_t)w;
 	}
@@ -207,7 +205,7 @@ static int check_cancel(const struct kiln_layer_options *opt, struct kiln_error 
  * exactly e->size bytes in 1 MiB chunks, and check that nothing changed while reading.
  */
 static int write_file(struct layer_state *st, const struct item *it, const struct kiln_layer_options *opt,
-		      uint64_t *bytes_read, struct kiln_error **err)
+                      uint64_t *bytes_read, struct kiln_error **err)
 {
 	const struct kiln_tar_entry *e = it->e;
 	_cleanup_close_ int fd = open(e->source, O_RDONLY | O_CLOEXEC);
@@ -225,7 +223,7 @@ static int write_file(struct layer_state *st, const struct item *it, const struc
 	archive_entry_set_filetype(st->ae, AE_IFREG);
 	archive_entry_set_size(st->ae, (la_int64_t)e->size);
 	if (archive_write_header(st->a, st->ae) < ARCHIVE_WARN)
-		return archive_failure(st, err, "the header", it->name);
+		return archive_failure(st, it->name, err);
 	int r = kiln_sink_begin_file(&st->sink, e, err);
 	if (r < 0)
 		return r;
@@ -261,13 +259,13 @@ static int write_file(struct layer_state *st, const struct item *it, const struc
 	if ((r = kiln_sink_end_file(&st->sink, err)) < 0)
 		return r;
 	if (archive_write_finish_entry(st->a) != ARCHIVE_OK)
-		return archive_failure(st, err, "the end", it->name);
+		return archive_failure(st, it->name, err);
 	return 0;
 }
 
 /* Write one entry (header, and content for a regular file) with the layer's fixed metadata. */
 static int write_item(struct layer_state *st, const struct item *it, const struct kiln_layer_options *opt,
-		      uint64_t *bytes_read, struct kiln_error **err)
+                      uint64_t *bytes_read, struct kiln_error **err)
 {
 	archive_entry_clear(st->ae);
 	archive_entry_set_pathname(st->ae, it->name);
@@ -285,18 +283,26 @@ static int write_item(struct layer_state *st, const struct item *it, const struc
 		archive_entry_set_symlink(st->ae, it->e->link_target);
 	}
 	if (archive_write_header(st->a, st->ae) < ARCHIVE_WARN)
-		return archive_failure(st, err, "the header", it->name);
+		return archive_failure(st, it->name, err);
 	if (archive_write_finish_entry(st->a) != ARCHIVE_OK)
-		return archive_failure(st, err, "the end", it->name);
+		return archive_failure(st, it->name, err);
 	return 0;
 }
 
-/* Release everything ST holds; when FAILED, keep libarchive from writing the end of the archive. */
+/*
+ * Release everything ST holds. After a failure the archive is marked failed, so that libarchive does not
+ * pad out the entry being written (zeros for the rest of a possibly huge file), and then closed with the
+ * sink discarding what still arrives: libarchive 3.6 frees its output state only when closing
+ * (libarchive issue #1568), and newer versions ignore a close after a failure.
+ */
 static void layer_state_release(struct layer_state *st, bool failed)
 {
 	if (st->a) {
-		if (failed)
+		if (failed && st->opened) {
+			st->sink.discard = true;
 			archive_write_fail(st->a);
+			archive_write_close(st->a);
+		}
 		archive_write_free(st->a);
 	}
 	if (st->ae)
@@ -321,14 +327,16 @@ static int open_archive(struct layer_state *st, struct kiln_error **err)
 	    archive_write_open(st->a, &st->sink, NULL, sink_callback, NULL) != ARCHIVE_OK) {
 		const char *msg = archive_error_string(st->a);
 		return kiln_error_set(err, KILN_EFAIL, "cannot start a tar layer: %s",
-				      msg ? msg : "unknown libarchive error");
+		                      msg ? msg : "unknown libarchive error");
 	}
+	st->opened = true;
 	return 0;
 }
 
 /* Write the layer into the prepared state: every entry, then the end of the archive. */
-static int write_layer(struct layer_state *st, struct kiln_layer_out *out, const struct kiln_tar_entry *entries,
-		       size_t n, const struct kiln_layer_options *opt, struct kiln_error **err)
+static int write_layer(struct layer_state *st, struct kiln_layer_out *out,
+                       const struct kiln_tar_entry *entries, size_t n, const struct kiln_layer_options *opt,
+                       struct kiln_error **err)
 {
 	int r = plan_items(st, entries, n, err);
 	if (r < 0)
@@ -346,18 +354,19 @@ static int write_layer(struct layer_state *st, struct kiln_layer_out *out, const
 			return r;
 	}
 	if (archive_write_close(st->a) != ARCHIVE_OK)
-		return archive_failure(st, err, "the end", "the archive");
+		return archive_failure(st, NULL, err);
 	return kiln_sink_finish(&st->sink, out, err);
 }
 
 int kiln_layer_write(struct kiln_layer_out *out, const struct kiln_tar_entry *entries, size_t n,
-		     const struct kiln_layer_options *opt, struct kiln_error **err)
+                     const struct kiln_layer_options *opt, struct kiln_error **err)
 {
 	memset(out, 0, sizeof(*out));
 	if (opt == NULL || (n > 0 && entries == NULL))
 		return kiln_error_set(err, KILN_EINVAL, "no layer options or entries");
 	if (opt->compression != KILN_COMPRESS_NONE && opt->compression != KILN_COMPRESS_GZIP)
-		return kiln_error_set(err, KILN_EINVAL, "unknown layer compression %d", (int)opt->compression);
+		return kiln_error_set(err, KILN_EINVAL, "unknown layer compression %d",
+		                      (int)opt->compression);
 	if (opt->compression == KILN_COMPRESS_GZIP && opt->fd < 0)
 		return kiln_error_set(err, KILN_EINVAL, "a compressed layer needs a file to write to");
 

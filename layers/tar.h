@@ -24,13 +24,13 @@ enum kiln_tar_type {
 };
 
 struct kiln_tar_entry {
-	char *name;	    /* path inside the image, relative, no leading '/', no trailing '/' ("src/a.bin") */
+	char *name; /* path inside the image, relative, no leading '/', no trailing '/' ("src/a.bin") */
 	enum kiln_tar_type type;
-	mode_t mode;	    /* permission bits only, already normalized by the caller */
-	char *source;	    /* KILN_TAR_FILE: the file to read (absolute path) */
-	uint64_t size;	    /* KILN_TAR_FILE: the size seen when the plan was made */
+	mode_t mode;            /* permission bits only, already normalized by the caller */
+	char *source;           /* KILN_TAR_FILE: the file to read (absolute path) */
+	uint64_t size;          /* KILN_TAR_FILE: the size seen when the plan was made */
 	struct kiln_stat_fp fp; /* KILN_TAR_FILE: the fingerprint seen when the plan was made */
-	char *link_target;  /* KILN_TAR_SYMLINK */
+	char *link_target;      /* KILN_TAR_SYMLINK */
 };
 
 enum kiln_compression {
@@ -41,14 +41,14 @@ enum kiln_compression {
 struct kiln_layer_out {
 	char digest[KILN_DIGEST_LEN];  /* digest of the blob (compressed if compressed) */
 	char diff_id[KILN_DIGEST_LEN]; /* digest of the uncompressed tar */
-	uint64_t size;		       /* size of the blob */
-	uint64_t bytes_read;	       /* bytes read from source files */
+	uint64_t size;                 /* size of the blob */
+	uint64_t bytes_read;           /* bytes read from source files */
 	struct kiln_recipe *recipe;    /* uncompressed layers: how to produce the blob again (owned) */
 };
 
 struct kiln_layer_options {
-	int64_t mtime;	      /* mtime of every entry (seconds since the epoch) */
-	int fd;		      /* where the blob's bytes go; -1: nowhere (uncompressed layers only) */
+	int64_t mtime; /* mtime of every entry (seconds since the epoch) */
+	int fd;        /* where the blob's bytes go; -1: nowhere (uncompressed layers only) */
 	enum kiln_compression compression;
 	/* Called after each chunk read from a source file with the bytes just read (may be NULL). */
 	void (*progress)(void *ctx, uint64_t bytes);
@@ -65,7 +65,7 @@ struct kiln_layer_options {
  * are the caller's to discard.
  */
 int kiln_layer_write(struct kiln_layer_out *out, const struct kiln_tar_entry *entries, size_t n,
-		     const struct kiln_layer_options *opt, struct kiln_error **err);
+                     const struct kiln_layer_options *opt, struct kiln_error **err);
 
 void kiln_layer_out_release(struct kiln_layer_out *out);
 

@@ -3,6 +3,7 @@
 #include "pkg/base.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
+#include "pkg/pull.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,7 +49,8 @@ static json_t *pick(json_t *index, const char *tag, const char *what, struct kil
 	for (size_t i = 0; i < json_array_size(list); i++) {
 		json_t *d = json_array_get(list, i);
 		json_t *ann = json_object_get(d, "annotations");
-		const char *name = json_string_value(json_object_get(ann, "org.opencontainers.image.ref.name"));
+		const char *name =
+		    json_string_value(json_object_get(ann, "org.opencontainers.image.ref.name"));
 		json_t *plat = json_object_get(d, "platform");
 		if (tag && name && strcmp(name, tag) == 0)
 			return d;
@@ -57,8 +59,9 @@ static json_t *pick(json_t *index, const char *tag, const char *what, struct kil
 		    strcmp(json_string_value(json_object_get(plat, "architecture")) ?: "", "amd64") == 0)
 			return d;
 	}
-	kiln_error_set(err, KILN_ENOTFOUND, tag ? "%s has no image tagged '%s'" : "%s has no linux/amd64 image%s",
-		       what, tag ? tag : "");
+	kiln_error_set(err, KILN_ENOTFOUND,
+	               tag ? "%s has no image tagged '%s'" : "%s has no linux/amd64 image%s", what,
+	               tag ? tag : "");
 	return NULL;
 }
 
@@ -117,6 +120,24 @@ static int import_blob(struct kiln_store *s, const char *dir, const char *digest
 	return kiln_store_blob_commit(s, fd, tmp, digest, err);
 }
 
+/* Docker's layer media types, as OCI's (the bytes are the same format). */
+static void oci_media_types(json_t *layers)
+{
+	static const char *const map[][2] = {
+	    {"application/vnd.docker.image.rootfs.diff.tar.gzip", KILN_MEDIA_LAYER_GZIP},
+	    {"application/vnd.docker.image.rootfs.diff.tar", KILN_MEDIA_LAYER},
+	};
+	size_t i;
+	json_t *l;
+	json_array_foreach(layers, i, l)
+	{
+		const char *mt = json_string_value(json_object_get(l, "mediaType"));
+		for (size_t k = 0; mt && k < sizeof(map) / sizeof(map[0]); k++)
+			if (strcmp(mt, map[k][0]) == 0)
+				json_object_set_new(l, "mediaType", json_string(map[k][1]));
+	}
+}
+
 static int load_layout(struct kiln_base *out, const char *spec, struct kiln_store *s, struct kiln_error **err)
 {
 	_cleanup_free_ char *dir = strdup(spec);
@@ -133,7 +154,7 @@ static int load_layout(struct kiln_base *out, const char *spec, struct kiln_stor
 	json_t *index = json_load_file(index_path, 0, &je);
 	if (index == NULL)
 		return kiln_error_set(err, access(index_path, F_OK) ? KILN_ENOTFOUND : KILN_EINVAL,
-				      "cannot read OCI layout '%s': %s", dir, je.text);
+		                      "cannot read OCI layout '%s': %s", dir, je.text);
 	int rc = -1;
 	json_t *manifest = NULL, *sub = NULL;
 	json_t *d = pick(index, tag, dir, err);
@@ -142,20 +163,24 @@ static int load_layout(struct kiln_base *out, const char *spec, struct kiln_stor
 	if (d == NULL)
 		goto cleanup;
 	manifest = read_layout_json(dir, digest ?: "", err);
-	if (manifest && mt && (strcmp(mt, KILN_MEDIA_INDEX) == 0 || strcmp(mt, KILN_MEDIA_DOCKER_LIST) == 0)) {
+	if (manifest && mt &&
+	    (strcmp(mt, KILN_MEDIA_INDEX) == 0 || strcmp(mt, KILN_MEDIA_DOCKER_LIST) == 0)) {
 		json_t *pd = pick(manifest, NULL, "the base index", err);
-		sub = pd ? read_layout_json(dir, json_string_value(json_object_get(pd, "digest")) ?: "", err) : NULL;
+		sub = pd ? read_layout_json(dir, json_string_value(json_object_get(pd, "digest")) ?: "", err)
+		         : NULL;
 		json_decref(manifest);
 		manifest = sub;
 		sub = NULL;
 	}
 	if (manifest == NULL)
 		goto cleanup;
-	const char *cdigest = json_string_value(json_object_get(json_object_get(manifest, "config"), "digest"));
+	const char *cdigest =
+	    json_string_value(json_object_get(json_object_get(manifest, "config"), "digest"));
 	out->config = read_layout_json(dir, cdigest ?: "", err);
 	if (out->config == NULL)
 		goto cleanup;
 	out->layers = json_deep_copy(json_object_get(manifest, "layers"));
+	oci_media_types(out->layers);
 	if (!json_is_array(out->layers)) {
 		kiln_error_set(err, KILN_EINVAL, "the base manifest has no layers");
 		goto cleanup;
@@ -163,7 +188,8 @@ static int load_layout(struct kiln_base *out, const char *spec, struct kiln_stor
 	for (size_t i = 0; i < json_array_size(out->layers); i++) {
 		const char *ld = json_string_value(json_object_get(json_array_get(out->layers, i), "digest"));
 		if (ld == NULL || !kiln_digest_valid(ld)) {
-			kiln_error_set(err, KILN_EINVAL, "the base manifest's layer %zu has no valid digest", i);
+			kiln_error_set(err, KILN_EINVAL, "the base manifest's layer %zu has no valid digest",
+			               i);
 			goto cleanup;
 		}
 		if (import_blob(s, dir, ld, err) < 0)
@@ -177,7 +203,7 @@ cleanup:
 }
 
 int kiln_base_load(struct kiln_base *out, const struct kiln_manifest *m, struct kiln_store *s,
-		   struct kiln_error **err)
+                   const struct kiln_registry_options *ropt, struct kiln_error **err)
 {
 	memset(out, 0, sizeof(*out));
 	const char *base = m->base ? m->base : "scratch";
@@ -188,15 +214,21 @@ int kiln_base_load(struct kiln_base *out, const struct kiln_manifest *m, struct 
 		if (load_layout(out, base + 4, s, err) < 0) {
 			kiln_base_release(out);
 			return kiln_error_wrap(err, "%s:%d:%d: base '%s'", m->path, m->base_pos.line,
-					       m->base_pos.column, base);
+			                       m->base_pos.column, base);
 		}
 		return 0;
 	}
-	kiln_base_release(out);
-	return kiln_error_set(err, KILN_EINVAL,
-			      "%s:%d:%d: base '%s': registry bases are not supported yet; use 'scratch' or "
-			      "'oci:DIR:TAG' (an OCI layout, e.g. from 'skopeo copy')",
-			      m->path, m->base_pos.line, m->base_pos.column, base);
+	struct kiln_remote_image img;
+	if (kiln_remote_resolve(&img, s, base, NULL, ropt, err) < 0) {
+		kiln_base_release(out);
+		return kiln_error_wrap(err, "%s:%d:%d: base '%s'", m->path, m->base_pos.line,
+		                       m->base_pos.column, base);
+	}
+	out->config = json_incref(img.config);
+	out->layers = json_deep_copy(json_object_get(img.manifest, "layers"));
+	kiln_remote_image_release(&img);
+	oci_media_types(out->layers);
+	return 0;
 }
 
 void kiln_base_release(struct kiln_base *b)

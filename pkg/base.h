@@ -7,14 +7,18 @@
 #include "pkg/image.h"
 #include "pkg/manifest.h"
 #include "pkg/store.h"
+#include "registry/client.h"
 
 /*
  * Resolve M's base into OUT (released with kiln_base_release). For "oci:DIR[:TAG]" the image is read from
  * the layout (an index is resolved to linux/amd64), and its config and layer blobs are checked against
- * their digests and put in the store (hard-linked when possible). Errors carry the manifest position.
+ * their digests and put in the store (hard-linked when possible). Any other base is a registry reference
+ * ("python:3.11-slim" is docker.io/library/python:3.11-slim): its manifest and config are fetched, its
+ * layers are not (the store records where they are). Docker media types become their OCI equivalents.
+ * Errors carry the manifest position.
  */
 int kiln_base_load(struct kiln_base *out, const struct kiln_manifest *m, struct kiln_store *s,
-		   struct kiln_error **err);
+                   const struct kiln_registry_options *ropt, struct kiln_error **err);
 void kiln_base_release(struct kiln_base *b);
 
 #endif

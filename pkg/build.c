@@ -55,7 +55,8 @@ int kiln_build_epoch(int64_t *out, struct kiln_error **err)
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
 	if (errno || *end || v < 0 || v > 253402300799LL)
-		return kiln_error_set(err, KILN_EINVAL, "SOURCE_DATE_EPOCH: '%s' is not a number of seconds", s);
+		return kiln_error_set(err, KILN_EINVAL, "SOURCE_DATE_EPOCH: '%s' is not a number of seconds",
+		                      s);
 	*out = v;
 	return 0;
 }
@@ -75,8 +76,8 @@ static void layer_key(char out[65], const struct kiln_plan_layer *pl, int64_t mt
 		kiln_buf_puts(&b, e->source ? e->source : "");
 		kiln_buf_put(&b, "", 1);
 		kiln_buf_printf(&b, "%llu %llu %llu %lld %lld\n", (unsigned long long)e->size,
-				(unsigned long long)e->fp.dev, (unsigned long long)e->fp.ino,
-				(long long)e->fp.mtime_ns, (long long)e->fp.ctime_ns);
+		                (unsigned long long)e->fp.dev, (unsigned long long)e->fp.ino,
+		                (long long)e->fp.mtime_ns, (long long)e->fp.ctime_ns);
 	}
 	char d[KILN_DIGEST_LEN];
 	kiln_digest_buffer(d, b.ptr, b.len);
@@ -101,7 +102,7 @@ static bool from_cache(struct pool *p, struct job *j)
 	const char *diff_id = json_string_value(json_object_get(c, "diff_id"));
 	json_t *size = json_object_get(c, "size");
 	bool ok = digest && diff_id && json_is_integer(size) && kiln_digest_valid(digest) &&
-		  kiln_digest_valid(diff_id) && kiln_store_blob_exists(p->store, digest);
+	          kiln_digest_valid(diff_id) && kiln_store_blob_exists(p->store, digest);
 	if (ok) {
 		snprintf(j->out->digest, KILN_DIGEST_LEN, "%s", digest);
 		snprintf(j->out->diff_id, KILN_DIGEST_LEN, "%s", diff_id);
@@ -120,12 +121,12 @@ static int run_job(struct pool *p, struct job *j, struct kiln_error **err)
 	if (from_cache(p, j))
 		return 0;
 	struct kiln_layer_options lo = {
-		.mtime = p->mtime,
-		.fd = -1,
-		.compression = pl->compression,
-		.progress = on_progress,
-		.progress_ctx = p,
-		.cancel = &p->stop,
+	    .mtime = p->mtime,
+	    .fd = -1,
+	    .compression = pl->compression,
+	    .progress = on_progress,
+	    .progress_ctx = p,
+	    .cancel = &p->stop,
 	};
 	_cleanup_free_ char *tmp = NULL;
 	struct kiln_layer_out lout = {0};
@@ -148,7 +149,7 @@ static int run_job(struct pool *p, struct job *j, struct kiln_error **err)
 	}
 	if (rc == 0) {
 		json_t *c = json_pack("{s:s,s:s,s:I}", "digest", lout.digest, "diff_id", lout.diff_id, "size",
-				      (json_int_t)lout.size);
+		                      (json_int_t)lout.size);
 		rc = kiln_store_cache_put(p->store, j->key, c, err);
 		json_decref(c);
 	}
@@ -193,8 +194,8 @@ static int by_bytes_desc(const void *a, const void *b)
 
 /* Build every layer of the plan into OUT (nlayers entries), several at once. */
 static int build_layers(struct kiln_built_layer *out, const struct kiln_plan *plan, struct kiln_store *s,
-			const struct kiln_build_options *opt, int64_t mtime, uint64_t *read, uint64_t *written,
-			struct kiln_error **err)
+                        const struct kiln_build_options *opt, int64_t mtime, uint64_t *read,
+                        uint64_t *written, struct kiln_error **err)
 {
 	struct pool p = {.store = s, .opt = opt, .mtime = mtime, .njobs = plan->n};
 	p.jobs = calloc(plan->n, sizeof(*p.jobs));
@@ -298,7 +299,7 @@ static double now(void)
 }
 
 int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struct kiln_build_options *opt,
-	       struct kiln_error **err)
+               struct kiln_error **err)
 {
 	double t0 = now();
 	struct kiln_manifest *m = NULL;
@@ -325,15 +326,15 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 		goto cleanup;
 	}
 	if (ref->tag == NULL) {
-		rc = kiln_error_set(err, KILN_EINVAL, "invalid reference '%s': an image is tagged by name, not by digest",
-				    tag);
+		rc = kiln_error_set(err, KILN_EINVAL,
+		                    "invalid reference '%s': an image is tagged by name, not by digest", tag);
 		goto cleanup;
 	}
 	r->reference = kiln_reference_string(ref);
 	r->familiar = kiln_reference_familiar(ref);
 	struct kiln_plan_options po;
 	kiln_plan_options_init(&po);
-	if (kiln_plan_make(&plan, m, &po, err) < 0 || kiln_base_load(&base, m, s, err) < 0)
+	if (kiln_plan_make(&plan, m, &po, err) < 0 || kiln_base_load(&base, m, s, opt->registry, err) < 0)
 		goto cleanup;
 	if (kiln_source_describe(&src, opt->dir, err) < 0)
 		goto cleanup;
@@ -348,9 +349,11 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 		json_t *d = json_array_get(base.layers, i);
 		struct kiln_built_layer *l = &r->layers[i];
 		l->kind = KILN_LAYER_BASE;
-		l->media_type = strdup(json_string_value(json_object_get(d, "mediaType")) ?: KILN_MEDIA_LAYER_GZIP);
+		l->media_type =
+		    strdup(json_string_value(json_object_get(d, "mediaType")) ?: KILN_MEDIA_LAYER_GZIP);
 		snprintf(l->digest, KILN_DIGEST_LEN, "%s", json_string_value(json_object_get(d, "digest")));
-		snprintf(l->diff_id, KILN_DIGEST_LEN, "%s", json_string_value(json_array_get(diff_ids, i)) ?: "");
+		snprintf(l->diff_id, KILN_DIGEST_LEN, "%s",
+		         json_string_value(json_array_get(diff_ids, i)) ?: "");
 		l->size = (uint64_t)json_integer_value(json_object_get(d, "size"));
 		l->cached = true;
 	}
@@ -358,7 +361,8 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 	for (size_t i = 0; i < plan->n; i++) {
 		mine[i].kind = plan->layers[i].kind;
 		mine[i].media_type =
-			strdup(plan->layers[i].compression == KILN_COMPRESS_GZIP ? KILN_MEDIA_LAYER_GZIP : KILN_MEDIA_LAYER);
+		    strdup(plan->layers[i].compression == KILN_COMPRESS_GZIP ? KILN_MEDIA_LAYER_GZIP
+		                                                             : KILN_MEDIA_LAYER);
 		mine[i].title = strdup(plan->layers[i].title);
 		mine[i].files = count_files(&plan->layers[i]);
 	}
@@ -366,14 +370,14 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 		goto cleanup;
 
 	struct kiln_image_spec spec = {
-		.manifest = m,
-		.plan = plan,
-		.base = &base,
-		.layers = mine,
-		.nlayers = plan->n,
-		.created = epoch,
-		.revision = src.revision,
-		.source = src.url,
+	    .manifest = m,
+	    .plan = plan,
+	    .base = &base,
+	    .layers = mine,
+	    .nlayers = plan->n,
+	    .created = epoch,
+	    .revision = src.revision,
+	    .source = src.url,
 	};
 	if (kiln_image_assemble(&config, &manifest, &spec, err) < 0)
 		goto cleanup;
@@ -382,7 +386,8 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 		goto cleanup;
 	r->manifest_size = strlen(manifest);
 	r->bytes_written += strlen(config) + strlen(manifest);
-	if (kiln_store_tag(s, r->reference, r->manifest_digest, r->manifest_size, KILN_MEDIA_MANIFEST, err) < 0)
+	if (kiln_store_tag(s, r->reference, r->manifest_digest, r->manifest_size, KILN_MEDIA_MANIFEST, err) <
+	    0)
 		goto cleanup;
 	for (size_t i = 0; i < r->n; i++)
 		r->image_size += r->layers[i].size;

@@ -12,38 +12,40 @@
 #include "common/error.h"
 #include "pkg/image.h"
 #include "pkg/store.h"
+#include "registry/client.h"
 
 struct kiln_build_options {
 	const char *dir;  /* the project directory */
 	const char *file; /* -f: the manifest, or NULL */
 	const char *tag;  /* -t: the reference, or NULL (manifest's image, else the directory's name) */
-	int jobs;	  /* layers built at once; 0: one per CPU, at most 8 */
+	int jobs;         /* layers built at once; 0: one per CPU, at most 8 */
 	/* Events for progress output; called from worker threads, so they must be thread-safe. */
 	void (*on_layer)(void *ctx, const struct kiln_built_layer *layer);
 	void (*on_bytes)(void *ctx, uint64_t total_read, uint64_t total_to_read);
 	void *ctx;
-	volatile sig_atomic_t *cancel; /* set by a signal handler to stop the build */
+	volatile sig_atomic_t *cancel;                /* set by a signal handler to stop the build */
+	const struct kiln_registry_options *registry; /* for registry bases (NULL: defaults) */
 };
 
 struct kiln_build_result {
 	char *reference; /* full form, the store's tag */
-	char *familiar;	 /* the short form people type */
+	char *familiar;  /* the short form people type */
 	char manifest_digest[KILN_DIGEST_LEN];
 	uint64_t manifest_size;
 	char config_digest[KILN_DIGEST_LEN];
 	struct kiln_built_layer *layers; /* base layers first, then kiln's */
 	size_t n;
-	uint64_t bytes_hashed;	/* source bytes read and hashed */
+	uint64_t bytes_hashed;  /* source bytes read and hashed */
 	uint64_t bytes_written; /* bytes written to the store */
-	uint64_t image_size;	/* sum of layer sizes */
-	char **skipped;		/* project files left out (sockets, fifos, devices) */
+	uint64_t image_size;    /* sum of layer sizes */
+	char **skipped;         /* project files left out (sockets, fifos, devices) */
 	size_t nskipped;
 	double seconds;
 };
 
 /* Build the project and tag the image in the store. */
 int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struct kiln_build_options *opt,
-	       struct kiln_error **err);
+               struct kiln_error **err);
 void kiln_build_result_free(struct kiln_build_result *r);
 
 /* The reference a build of DIR gets without -t: the manifest's image, else "<dirname>:latest". */

@@ -5,6 +5,7 @@
 #include "common/fs.h"
 #include "layers/archive.h"
 #include "pkg/image.h"
+#include "pkg/pull.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,7 +41,8 @@ static int list_blobs(struct blobs *out, struct kiln_store *s, const char *diges
 	json_t *config = json_object_get(m, "config");
 	if (!json_is_array(layers) || !json_is_object(config)) {
 		json_decref(m);
-		return kiln_error_set(err, KILN_EIO, "manifest %s in the store is not an image manifest", digest);
+		return kiln_error_set(err, KILN_EIO, "manifest %s in the store is not an image manifest",
+		                      digest);
 	}
 	out->n = json_array_size(layers) + 2;
 	out->digest = calloc(out->n, sizeof(*out->digest));
@@ -78,8 +80,9 @@ static int split_dest(const char *dest, char **path, char **tag, int *archive, s
 		rest = dest + 12;
 		*archive = 1;
 	} else {
-		return kiln_error_set(err, KILN_EINVAL, "--output '%s': expected 'oci:DIR[:TAG]' or 'oci-archive:FILE[:TAG]'",
-				      dest);
+		return kiln_error_set(err, KILN_EINVAL,
+		                      "--output '%s': expected 'oci:DIR[:TAG]' or 'oci-archive:FILE[:TAG]'",
+		                      dest);
 	}
 	*path = strdup(rest);
 	*tag = NULL;
@@ -102,8 +105,9 @@ int kiln_export_check(const char *dest, struct kiln_error **err)
 {
 	char *path = NULL, *tag = NULL;
 	int archive;
-	if (split_dest(dest, &path, &tag, &archive, err) < 0)
-		return -1;
+	int rc = split_dest(dest, &path, &tag, &archive, err);
+	if (rc < 0)
+		return rc;
 	free(path);
 	free(tag);
 	return 0;
@@ -139,19 +143,21 @@ static char *index_text(const char *existing_path, const char *digest, uint64_t 
 	json_t *index = existing_path ? json_load_file(existing_path, 0, NULL) : NULL;
 	if (!json_is_array(json_object_get(index, "manifests"))) {
 		json_decref(index);
-		index = json_pack("{s:i,s:s,s:[]}", "schemaVersion", 2, "mediaType", KILN_MEDIA_INDEX, "manifests");
+		index = json_pack("{s:i,s:s,s:[]}", "schemaVersion", 2, "mediaType", KILN_MEDIA_INDEX,
+		                  "manifests");
 	}
 	json_t *list = json_object_get(index, "manifests");
 	for (size_t i = 0; i < json_array_size(list);) {
 		const char *name = json_string_value(
-			json_object_get(json_object_get(json_array_get(list, i), "annotations"), REF_ANNOTATION));
+		    json_object_get(json_object_get(json_array_get(list, i), "annotations"), REF_ANNOTATION));
 		if (name && strcmp(name, tag) == 0)
 			json_array_remove(list, i);
 		else
 			i++;
 	}
-	json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:{s:s}}", "mediaType", KILN_MEDIA_MANIFEST, "digest",
-					      digest, "size", (json_int_t)size, "annotations", REF_ANNOTATION, tag));
+	json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:{s:s}}", "mediaType", KILN_MEDIA_MANIFEST,
+	                                      "digest", digest, "size", (json_int_t)size, "annotations",
+	                                      REF_ANNOTATION, tag));
 	char *text = json_dumps(index, JSON_COMPACT);
 	json_decref(index);
 	return text;
@@ -159,7 +165,7 @@ static char *index_text(const char *existing_path, const char *digest, uint64_t 
 
 /* Write one blob into DIR/blobs/sha256 unless a file of the right size is already there. */
 static int layout_blob(struct kiln_store *s, const char *dir, const char *digest, uint64_t size,
-		       uint64_t *written, struct kiln_error **err)
+                       uint64_t *written, struct kiln_error **err)
 {
 	_cleanup_free_ char *dst = NULL, *tmp = NULL;
 	if (asprintf(&dst, "%s/blobs/sha256/%s", dir, kiln_digest_hex(digest)) < 0 ||
@@ -187,7 +193,7 @@ static int layout_blob(struct kiln_store *s, const char *dir, const char *digest
 }
 
 static int export_layout(struct kiln_store *s, const struct blobs *b, const char *dir, const char *tag,
-			 uint64_t *written, struct kiln_error **err)
+                         uint64_t *written, struct kiln_error **err)
 {
 	_cleanup_free_ char *blobdir = NULL, *layout = NULL, *index = NULL;
 	if (asprintf(&blobdir, "%s/blobs/sha256", dir) < 0 || asprintf(&layout, "%s/oci-layout", dir) < 0 ||
@@ -209,7 +215,7 @@ static int export_layout(struct kiln_store *s, const struct blobs *b, const char
 }
 
 static int export_archive(struct kiln_store *s, const struct blobs *b, const char *file, const char *tag,
-			  uint64_t *written, struct kiln_error **err)
+                          uint64_t *written, struct kiln_error **err)
 {
 	_cleanup_free_ char *tmp = NULL;
 	if (asprintf(&tmp, "%s.tmp-%d", file, (int)getpid()) < 0)
@@ -219,9 +225,11 @@ static int export_archive(struct kiln_store *s, const struct blobs *b, const cha
 		return kiln_error_errno(err, errno, "cannot create '%s'", tmp);
 	struct kiln_archive *a = NULL;
 	_cleanup_free_ char *index = index_text(NULL, b->digest[0], b->size[0], tag);
-	int rc = index ? kiln_archive_create(&a, fd, 0, err) : kiln_error_set(err, KILN_EFAIL, "out of memory");
+	int rc =
+	    index ? kiln_archive_create(&a, fd, 0, err) : kiln_error_set(err, KILN_EFAIL, "out of memory");
 	if (rc == 0)
-		rc = kiln_archive_add_file(a, "oci-layout", strlen(LAYOUT_TEXT), produce_text, LAYOUT_TEXT, err);
+		rc = kiln_archive_add_file(a, "oci-layout", strlen(LAYOUT_TEXT), produce_text, LAYOUT_TEXT,
+		                           err);
 	if (rc == 0)
 		rc = kiln_archive_add_file(a, "index.json", strlen(index), produce_text, index, err);
 	if (rc == 0)
@@ -255,7 +263,7 @@ static int export_archive(struct kiln_store *s, const struct blobs *b, const cha
 }
 
 int kiln_export(struct kiln_store *s, const char *digest, const char *dest, const char *tag, uint64_t *written,
-		struct kiln_error **err)
+		const struct kiln_registry_options *ropt, struct kiln_error **err)
 {
 	_cleanup_free_ char *path = NULL, *dtag = NULL;
 	int archive;
@@ -268,8 +276,15 @@ int kiln_export(struct kiln_store *s, const char *digest, const char *dest, cons
 	struct blobs b = {0};
 	if (list_blobs(&b, s, digest, err) < 0)
 		return -1;
+	for (size_t i = 0; i < b.n; i++) {
+		if (!kiln_store_blob_exists(s, b.digest[i]) && kiln_fetch_blob(s, b.digest[i], ropt, NULL, err) < 0) {
+			blobs_release(&b);
+			return kiln_error_wrap(err, "cannot write '%s'", dest);
+		}
+	}
 	const char *t = dtag ? dtag : tag ? tag : "latest";
-	int rc = archive ? export_archive(s, &b, path, t, written, err) : export_layout(s, &b, path, t, written, err);
+	int rc = archive ? export_archive(s, &b, path, t, written, err)
+	                 : export_layout(s, &b, path, t, written, err);
 	blobs_release(&b);
 	if (rc < 0)
 		return kiln_error_wrap(err, "cannot write '%s'", dest);

@@ -39,8 +39,9 @@ static json_t *weights_label(const struct kiln_image_spec *spec)
 	json_t *a = json_array();
 	for (size_t i = 0; i < spec->plan->nweights; i++) {
 		const struct kiln_plan_file *f = &spec->plan->weights[i];
-		json_array_append_new(a, json_pack("{s:s,s:I,s:s}", "path", f->path, "size", (json_int_t)f->size,
-						   "layer", spec->layers[f->layer].digest));
+		json_array_append_new(a,
+		                      json_pack("{s:s,s:I,s:s}", "path", f->path, "size", (json_int_t)f->size,
+		                                "layer", spec->layers[f->layer].digest));
 	}
 	return a;
 }
@@ -70,7 +71,8 @@ static json_t *serve_label(const struct kiln_image_spec *spec, const char *workd
 		for (size_t i = 0; i < p->nweights; i++)
 			if (!taken[i] && kiln_glob_match(m->serve.prefetch.v[g], p->weights[i].path)) {
 				taken[i] = true;
-				json_array_append_new(order, json_sprintf("%s/%s", workdir, p->weights[i].path));
+				json_array_append_new(order,
+				                      json_sprintf("%s/%s", workdir, p->weights[i].path));
 			}
 	for (size_t i = 0; i < p->nweights; i++)
 		if (!taken[i])
@@ -110,18 +112,20 @@ static int set_label_json(json_t *labels, const char *name, json_t *value)
 
 static json_t *descriptor(const char *media_type, const char *digest, uint64_t size)
 {
-	return json_pack("{s:s,s:s,s:I}", "mediaType", media_type, "digest", digest, "size", (json_int_t)size);
+	return json_pack("{s:s,s:s,s:I}", "mediaType", media_type, "digest", digest, "size",
+	                 (json_int_t)size);
 }
 
 int kiln_image_assemble(char **config_out, char **manifest_out, const struct kiln_image_spec *spec,
-			struct kiln_error **err)
+                        struct kiln_error **err)
 {
 	const struct kiln_manifest *m = spec->manifest;
 	const char *workdir = "/src";
 	char created[32];
 	kiln_image_time(created, spec->created);
 
-	json_t *config = spec->base && spec->base->config ? json_deep_copy(spec->base->config) : json_object();
+	json_t *config =
+	    spec->base && spec->base->config ? json_deep_copy(spec->base->config) : json_object();
 	json_object_set_new(config, "created", json_string(created));
 	json_object_set_new(config, "architecture", json_string("amd64"));
 	json_object_set_new(config, "os", json_string("linux"));
@@ -153,6 +157,8 @@ int kiln_image_assemble(char **config_out, char **manifest_out, const struct kil
 		json_object_del(labels, "org.opencontainers.image.revision");
 	if (spec->source)
 		json_object_set_new(labels, "org.opencontainers.image.source", json_string(spec->source));
+	else
+		json_object_del(labels, "org.opencontainers.image.source"); /* the base's, not ours */
 	set_label_json(labels, KILN_LABEL_WEIGHTS, weights_label(spec));
 	set_label_json(labels, KILN_LABEL_SERVE, serve_label(spec, workdir));
 
@@ -174,8 +180,8 @@ int kiln_image_assemble(char **config_out, char **manifest_out, const struct kil
 		const struct kiln_built_layer *l = &spec->layers[i];
 		json_array_append_new(diff_ids, json_string(l->diff_id));
 		json_array_append_new(history, json_pack("{s:s,s:s+++,s:s}", "created", created, "created_by",
-							 "kiln build: ", kiln_layer_kind_name(l->kind), " ",
-							 l->title ? l->title : "", "comment", "kiln"));
+		                                         "kiln build: ", kiln_layer_kind_name(l->kind), " ",
+		                                         l->title ? l->title : "", "comment", "kiln"));
 		json_t *d = descriptor(l->media_type, l->digest, l->size);
 		json_t *ann = json_pack("{s:s}", KILN_ANNOTATION_KIND, kiln_layer_kind_name(l->kind));
 		if (l->title)
@@ -192,9 +198,10 @@ int kiln_image_assemble(char **config_out, char **manifest_out, const struct kil
 	}
 	char config_digest[KILN_DIGEST_LEN];
 	kiln_digest_buffer(config_digest, config_text, strlen(config_text));
-	json_t *manifest = json_pack("{s:i,s:s,s:o,s:o,s:{s:s}}", "schemaVersion", 2, "mediaType", KILN_MEDIA_MANIFEST,
-				     "config", descriptor(KILN_MEDIA_CONFIG, config_digest, strlen(config_text)),
-				     "layers", layers, "annotations", "org.opencontainers.image.created", created);
+	json_t *manifest =
+	    json_pack("{s:i,s:s,s:o,s:o,s:{s:s}}", "schemaVersion", 2, "mediaType", KILN_MEDIA_MANIFEST,
+	              "config", descriptor(KILN_MEDIA_CONFIG, config_digest, strlen(config_text)), "layers",
+	              layers, "annotations", "org.opencontainers.image.created", created);
 	char *manifest_text = manifest ? json_dumps(manifest, JSON_COMPACT) : NULL;
 	json_decref(manifest);
 	if (manifest_text == NULL) {

@@ -16,13 +16,13 @@
 #include "pkg/manifest.h"
 #include "pkg/plan.h"
 
-#define KILN_MEDIA_MANIFEST   "application/vnd.oci.image.manifest.v1+json"
-#define KILN_MEDIA_INDEX      "application/vnd.oci.image.index.v1+json"
-#define KILN_MEDIA_CONFIG     "application/vnd.oci.image.config.v1+json"
-#define KILN_MEDIA_LAYER      "application/vnd.oci.image.layer.v1.tar"
-#define KILN_MEDIA_LAYER_GZIP "application/vnd.oci.image.layer.v1.tar+gzip"
+#define KILN_MEDIA_MANIFEST        "application/vnd.oci.image.manifest.v1+json"
+#define KILN_MEDIA_INDEX           "application/vnd.oci.image.index.v1+json"
+#define KILN_MEDIA_CONFIG          "application/vnd.oci.image.config.v1+json"
+#define KILN_MEDIA_LAYER           "application/vnd.oci.image.layer.v1.tar"
+#define KILN_MEDIA_LAYER_GZIP      "application/vnd.oci.image.layer.v1.tar+gzip"
 #define KILN_MEDIA_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
-#define KILN_MEDIA_DOCKER_LIST	   "application/vnd.docker.distribution.manifest.list.v2+json"
+#define KILN_MEDIA_DOCKER_LIST     "application/vnd.docker.distribution.manifest.list.v2+json"
 
 /* Labels kiln writes besides Cog's and OCI's. */
 #define KILN_LABEL_WEIGHTS "dev.kiln.weights"
@@ -37,17 +37,17 @@ struct kiln_built_layer {
 	char digest[KILN_DIGEST_LEN];
 	char diff_id[KILN_DIGEST_LEN];
 	uint64_t size;
-	char *title;	     /* org.opencontainers.image.title, NULL for base layers */
-	size_t files;	     /* regular files in the layer (0 for base layers) */
-	bool cached;	     /* reused from the layer cache: nothing was read */
+	char *title;         /* org.opencontainers.image.title, NULL for base layers */
+	size_t files;        /* regular files in the layer (0 for base layers) */
+	bool cached;         /* reused from the layer cache: nothing was read */
 	uint64_t bytes_read; /* source bytes read to build it */
 };
 
 /* The base an image starts from: nothing (scratch), or another image's config and layers. */
 struct kiln_base {
-	char *name;	 /* as written in the manifest ("scratch", "oci:DIR:TAG") */
-	json_t *config;	 /* the base image's config, or NULL for scratch */
-	json_t *layers;	 /* array of layer descriptors (may be empty) */
+	char *name;     /* as written in the manifest ("scratch", "oci:DIR:TAG") */
+	json_t *config; /* the base image's config, or NULL for scratch */
+	json_t *layers; /* array of layer descriptors (may be empty) */
 };
 
 struct kiln_image_spec {
@@ -63,7 +63,7 @@ struct kiln_image_spec {
 
 /* Make the config and manifest JSON documents (compact, deterministic); the caller frees both. */
 int kiln_image_assemble(char **config_out, char **manifest_out, const struct kiln_image_spec *spec,
-			struct kiln_error **err);
+                        struct kiln_error **err);
 
 /* RFC 3339 UTC form of an epoch ("1970-01-01T00:00:00Z"). */
 void kiln_image_time(char out[32], int64_t epoch);

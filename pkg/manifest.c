@@ -271,7 +271,7 @@ static int parse_field(struct mparser *p, const struct field *f, yaml_node_t *ke
 		rc = get_strings(p, val, where, dst, out);
 		break;
 	case FIELD_COUNT: {
-		long v;
+		long v = 0;
 		if ((rc = get_count(p, val, where, f->min, &v)) < 0)
 			return rc;
 		if (dst)

@@ -26,8 +26,8 @@ struct kiln_strv {
 };
 
 struct kiln_manifest {
-	char *path; /* the manifest file, as it was opened ("DIR/kiln.yaml") */
-	char *dir;  /* the project directory */
+	char *path;  /* the manifest file, as it was opened ("DIR/kiln.yaml") */
+	char *dir;   /* the project directory */
 	bool is_cog; /* the file is a cog.yaml */
 
 	/* build: */
@@ -39,14 +39,15 @@ struct kiln_manifest {
 	struct kiln_strv python_packages;
 	struct kiln_strv system_packages;
 	struct kiln_strv run_commands; /* build.run, the command of each item */
-	struct kiln_strv pre_install;  /* build.pre_install (deprecated in Cog): run before the Python packages */
+	struct kiln_strv
+	    pre_install; /* build.pre_install (deprecated in Cog): run before the Python packages */
 
 	/* run (or its older alias predict): "file.py:Class", or "native:lib/x.so" */
 	char *predict;
 	struct kiln_pos predict_pos;
 	char *train;
-	char *image;		    /* default reference for build -t and push */
-	long concurrency_max;	    /* 0 when absent */
+	char *image;                  /* default reference for build -t and push */
+	long concurrency_max;         /* 0 when absent */
 	struct kiln_strv environment; /* "NAME=value" */
 
 	/* kiln's keys */
@@ -55,11 +56,11 @@ struct kiln_manifest {
 	struct kiln_strv weights; /* globs (relative to the project, "**" allowed) */
 	struct {
 		struct kiln_strv prefetch; /* globs or paths, in the order to prefetch */
-		long min_instances;	   /* -1 when absent */
-		long max_instances;	   /* -1 when absent */
-		long scaledown_window;	   /* seconds, -1 when absent */
+		long min_instances;        /* -1 when absent */
+		long max_instances;        /* -1 when absent */
+		long scaledown_window;     /* seconds, -1 when absent */
 		long target_concurrency;   /* -1 when absent */
-		json_t *warmup;		   /* an input object, or NULL */
+		json_t *warmup;            /* an input object, or NULL */
 	} serve;
 
 	json_t *json; /* the whole manifest as JSON, keys as written (the run.cog.config label) */
@@ -69,10 +70,12 @@ struct kiln_manifest {
  * Load the manifest of the project in DIR: FILE when non-NULL (-f; relative to the current directory),
  * else DIR/kiln.yaml, else DIR/cog.yaml. Validates it, including that the predictor file exists.
  */
-int kiln_manifest_load(struct kiln_manifest **out, const char *dir, const char *file, struct kiln_error **err);
+int kiln_manifest_load(struct kiln_manifest **out, const char *dir, const char *file,
+                       struct kiln_error **err);
 
 /* Parse and validate one manifest file; dir is the project directory that relative paths refer to. */
-int kiln_manifest_parse(struct kiln_manifest **out, const char *path, const char *dir, struct kiln_error **err);
+int kiln_manifest_parse(struct kiln_manifest **out, const char *path, const char *dir,
+                        struct kiln_error **err);
 
 void kiln_manifest_free(struct kiln_manifest *m);
 

@@ -31,8 +31,8 @@ struct kiln_plan_layer {
 	enum kiln_compression compression;
 	struct kiln_tar_entry *entries; /* files, symlinks and empty directories, sorted by name */
 	size_t n;
-	char *title;	/* org.opencontainers.image.title: a single weight file's project-relative path;
-			   "weights-1", "weights-2"... for bundles; "code" */
+	char *title;    /* org.opencontainers.image.title: a single weight file's project-relative path;
+	                   "weights-1", "weights-2"... for bundles; "code" */
 	uint64_t bytes; /* sum of the file sizes */
 };
 
@@ -52,9 +52,9 @@ struct kiln_plan {
 };
 
 struct kiln_plan_options {
-	const char *prefix;	     /* directory in the image the project goes to, "src" */
-	uint64_t single_threshold;   /* weight files of this size or more get their own layer (64 MiB) */
-	uint64_t bundle_max;	     /* a bundle of small weight files is at most this large (256 MiB) */
+	const char *prefix;            /* directory in the image the project goes to, "src" */
+	uint64_t single_threshold;     /* weight files of this size or more get their own layer (64 MiB) */
+	uint64_t bundle_max;           /* a bundle of small weight files is at most this large (256 MiB) */
 	uint64_t cog_weight_threshold; /* without weights globs: Cog's size rule (10 MB) */
 };
 
@@ -67,7 +67,7 @@ void kiln_plan_options_init(struct kiln_plan_options *opt);
  * outside the project, a file that cannot be read.
  */
 int kiln_plan_make(struct kiln_plan **out, const struct kiln_manifest *m, const struct kiln_plan_options *opt,
-		   struct kiln_error **err);
+                   struct kiln_error **err);
 
 void kiln_plan_free(struct kiln_plan *p);
 

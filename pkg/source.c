@@ -29,7 +29,7 @@ static int git_fail(struct kiln_error **err, const char *what, const char *dir)
 {
 	const git_error *ge = git_error_last();
 	return kiln_error_set(err, KILN_EFAIL, "cannot read git %s of '%s': %s", what, dir,
-			      ge && ge->message ? ge->message : "unknown error");
+	                      ge && ge->message ? ge->message : "unknown error");
 }
 
 int kiln_source_describe(struct kiln_source *out, const char *dir, struct kiln_error **err)

@@ -7,7 +7,7 @@
 
 struct kiln_source {
 	char *revision; /* "<40 hex>" or "<40 hex>-dirty"; NULL outside a git repository */
-	char *url;	/* the "origin" remote without credentials, or NULL */
+	char *url;      /* the "origin" remote without credentials, or NULL */
 };
 
 /*

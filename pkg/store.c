@@ -3,6 +3,7 @@
 #include "pkg/store.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
+#include "layers/reader.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -14,7 +15,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#define INDEX_MAX (64 << 20)
+#define INDEX_MAX      (64 << 20)
 #define REF_ANNOTATION "org.opencontainers.image.ref.name"
 
 struct kiln_store {
@@ -36,7 +37,8 @@ char *kiln_store_default_home(void)
 	return out;
 }
 
-static char *store_path(const struct kiln_store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *store_path(const struct kiln_store *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static char *store_path(const struct kiln_store *s, const char *fmt, ...)
 {
 	va_list ap;
@@ -78,7 +80,8 @@ int kiln_store_open(struct kiln_store **out, const char *home, struct kiln_error
 		free(s);
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	}
-	static const char *const dirs[] = {"blobs/sha256", "recipes/sha256", "cache/layers", "tmp"};
+	static const char *const dirs[] = {"blobs/sha256", "recipes/sha256", "cache/layers",
+	                                   "cache/locations", "tmp"};
 	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
 		_cleanup_free_ char *p = store_path(s, "%s", dirs[i]);
 		if (p == NULL || kiln_mkdir_p(p, err) < 0) {
@@ -131,7 +134,7 @@ int kiln_store_tmpfile(struct kiln_store *s, int *fd_out, char **path_out, struc
 /* Write DATA to DST (inside the store) through a file in tmp/, so a killed process leaves nothing but a
  * stale temporary file that the next open removes. */
 static int store_write_atomic(struct kiln_store *s, const char *dst, const void *data, size_t len,
-			      struct kiln_error **err)
+                              struct kiln_error **err)
 {
 	int fd;
 	_cleanup_free_ char *tmp = NULL;
@@ -162,7 +165,7 @@ static char *recipe_file(struct kiln_store *s, const char *digest)
 }
 
 int kiln_store_blob_commit(struct kiln_store *s, int fd, const char *tmp_path, const char *digest,
-			   struct kiln_error **err)
+                           struct kiln_error **err)
 {
 	_cleanup_free_ char *dst = blob_file(s, digest);
 	if (fsync(fd) < 0) {
@@ -180,7 +183,7 @@ int kiln_store_blob_commit(struct kiln_store *s, int fd, const char *tmp_path, c
 }
 
 int kiln_store_blob_put(struct kiln_store *s, const void *data, size_t len, char out[KILN_DIGEST_LEN],
-			struct kiln_error **err)
+                        struct kiln_error **err)
 {
 	kiln_digest_buffer(out, data, len);
 	if (kiln_store_blob_exists(s, out))
@@ -226,7 +229,7 @@ char *kiln_store_blob_path(struct kiln_store *s, const char *digest)
 }
 
 int kiln_store_blob_read(struct kiln_store *s, const char *digest, char **out, size_t *len, size_t max,
-			 struct kiln_error **err)
+                         struct kiln_error **err)
 {
 	_cleanup_free_ char *path = blob_file(s, digest);
 	_cleanup_free_ char *data = NULL;
@@ -238,8 +241,9 @@ int kiln_store_blob_read(struct kiln_store *s, const char *digest, char **out, s
 	char got[KILN_DIGEST_LEN];
 	kiln_digest_buffer(got, data, n);
 	if (strcmp(got, digest) != 0)
-		return kiln_error_set(err, KILN_EIO, "blob %s in the store is corrupt (its content has digest %s)",
-				      digest, got);
+		return kiln_error_set(err, KILN_EIO,
+		                      "blob %s in the store is corrupt (its content has digest %s)", digest,
+		                      got);
 	*out = steal_pointer(&data);
 	if (len)
 		*len = n;
@@ -247,7 +251,7 @@ int kiln_store_blob_read(struct kiln_store *s, const char *digest, char **out, s
 }
 
 int kiln_store_recipe_get(struct kiln_store *s, const char *digest, struct kiln_recipe **out,
-			  struct kiln_error **err)
+                          struct kiln_error **err)
 {
 	_cleanup_free_ char *path = recipe_file(s, digest);
 	if (path == NULL)
@@ -257,7 +261,8 @@ int kiln_store_recipe_get(struct kiln_store *s, const char *digest, struct kiln_
 	if (j == NULL) {
 		if (access(path, F_OK) < 0)
 			return kiln_error_set(err, KILN_ENOTFOUND, "blob %s is not in the store", digest);
-		return kiln_error_set(err, KILN_EIO, "cannot read '%s': %s (line %d)", path, je.text, je.line);
+		return kiln_error_set(err, KILN_EIO, "cannot read '%s': %s (line %d)", path, je.text,
+		                      je.line);
 	}
 	int rc = kiln_recipe_from_json(out, j, err);
 	json_decref(j);
@@ -267,7 +272,7 @@ int kiln_store_recipe_get(struct kiln_store *s, const char *digest, struct kiln_
 }
 
 int kiln_store_blob_stream(struct kiln_store *s, const char *digest, kiln_write_fn write, void *ctx,
-			   struct kiln_error **err)
+                           struct kiln_error **err)
 {
 	_cleanup_free_ char *path = kiln_store_blob_path(s, digest);
 	if (path) {
@@ -290,9 +295,10 @@ int kiln_store_blob_stream(struct kiln_store *s, const char *digest, kiln_write_
 		}
 	}
 	struct kiln_recipe *r = NULL;
-	if (kiln_store_recipe_get(s, digest, &r, err) < 0)
-		return -1;
-	int rc = kiln_recipe_stream(r, write, ctx, err);
+	int rc = kiln_store_recipe_get(s, digest, &r, err);
+	if (rc < 0)
+		return rc;
+	rc = kiln_recipe_stream(r, write, ctx, err);
 	kiln_recipe_free(r);
 	return rc;
 }
@@ -320,27 +326,27 @@ static json_t *load_index(struct kiln_store *s, struct kiln_error **err)
 	_cleanup_free_ char *path = store_path(s, "index.json");
 	if (access(path, F_OK) < 0)
 		return json_pack("{s:i,s:s,s:[]}", "schemaVersion", 2, "mediaType",
-				 "application/vnd.oci.image.index.v1+json", "manifests");
+		                 "application/vnd.oci.image.index.v1+json", "manifests");
 	json_error_t je;
 	json_t *j = json_load_file(path, 0, &je);
 	if (j == NULL || !json_is_array(json_object_get(j, "manifests"))) {
 		json_decref(j);
 		kiln_error_set(err, KILN_EIO, "the store index '%s' is not valid: %s", path,
-			       j ? "no 'manifests' array" : je.text);
+		               j ? "no 'manifests' array" : je.text);
 		return NULL;
 	}
 	return j;
 }
 
 int kiln_store_tag(struct kiln_store *s, const char *ref, const char *digest, uint64_t size,
-		   const char *media_type, struct kiln_error **err)
+                   const char *media_type, struct kiln_error **err)
 {
 	_cleanup_close_ int lock = lock_index(s, err);
 	if (lock < 0)
-		return -1;
+		return err && *err ? (*err)->code : KILN_EIO;
 	json_t *index = load_index(s, err);
 	if (index == NULL)
-		return -1;
+		return err && *err ? (*err)->code : KILN_EIO;
 	json_t *list = json_object_get(index, "manifests");
 	for (size_t i = 0; i < json_array_size(list);) {
 		json_t *ann = json_object_get(json_array_get(list, i), "annotations");
@@ -350,8 +356,9 @@ int kiln_store_tag(struct kiln_store *s, const char *ref, const char *digest, ui
 		else
 			i++;
 	}
-	json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:{s:s}}", "mediaType", media_type, "digest", digest,
-					      "size", (json_int_t)size, "annotations", REF_ANNOTATION, ref));
+	json_array_append_new(list,
+	                      json_pack("{s:s,s:s,s:I,s:{s:s}}", "mediaType", media_type, "digest", digest,
+	                                "size", (json_int_t)size, "annotations", REF_ANNOTATION, ref));
 	char *text = json_dumps(index, JSON_COMPACT);
 	json_decref(index);
 	_cleanup_free_ char *path = store_path(s, "index.json");
@@ -364,16 +371,18 @@ int kiln_store_tag(struct kiln_store *s, const char *ref, const char *digest, ui
 	return rc;
 }
 
-int kiln_store_resolve(struct kiln_store *s, const char *ref, char out[KILN_DIGEST_LEN], struct kiln_error **err)
+int kiln_store_resolve(struct kiln_store *s, const char *ref, char out[KILN_DIGEST_LEN],
+                       struct kiln_error **err)
 {
 	json_t *index = load_index(s, err);
 	if (index == NULL)
-		return -1;
+		return err && *err ? (*err)->code : KILN_EIO;
 	json_t *list = json_object_get(index, "manifests");
 	int rc = kiln_error_set(err, KILN_ENOTFOUND, "no image '%s' in the store '%s'", ref, s->home);
 	for (size_t i = 0; i < json_array_size(list); i++) {
 		json_t *m = json_array_get(list, i);
-		const char *name = json_string_value(json_object_get(json_object_get(m, "annotations"), REF_ANNOTATION));
+		const char *name =
+		    json_string_value(json_object_get(json_object_get(m, "annotations"), REF_ANNOTATION));
 		const char *d = json_string_value(json_object_get(m, "digest"));
 		if (name && d && strcmp(name, ref) == 0 && kiln_digest_valid(d)) {
 			snprintf(out, KILN_DIGEST_LEN, "%s", d);
@@ -405,4 +414,68 @@ int kiln_store_cache_put(struct kiln_store *s, const char *key, json_t *value, s
 	int rc = store_write_atomic(s, path, text, strlen(text), err);
 	free(text);
 	return rc;
+}
+
+#define MAX_LOCATIONS 8
+
+json_t *kiln_store_locations(struct kiln_store *s, const char *digest)
+{
+	_cleanup_free_ char *path = store_path(s, "cache/locations/%s.json", kiln_digest_hex(digest));
+	json_t *j = path ? json_load_file(path, 0, NULL) : NULL;
+	if (!json_is_array(j)) {
+		json_decref(j);
+		return json_array();
+	}
+	return j;
+}
+
+int kiln_store_location_add(struct kiln_store *s, const char *digest, const char *registry,
+                            const char *repository, struct kiln_error **err)
+{
+	json_t *list = kiln_store_locations(s, digest);
+	for (size_t i = 0; i < json_array_size(list);) {
+		json_t *l = json_array_get(list, i);
+		const char *reg = json_string_value(json_object_get(l, "registry"));
+		const char *repo = json_string_value(json_object_get(l, "repository"));
+		if (!reg || !repo || (strcmp(reg, registry) == 0 && strcmp(repo, repository) == 0))
+			json_array_remove(list, i);
+		else
+			i++;
+	}
+	json_array_insert_new(list, 0,
+	                      json_pack("{s:s,s:s}", "registry", registry, "repository", repository));
+	while (json_array_size(list) > MAX_LOCATIONS)
+		json_array_remove(list, MAX_LOCATIONS);
+	_cleanup_free_ char *path = store_path(s, "cache/locations/%s.json", kiln_digest_hex(digest));
+	char *text = json_dumps(list, JSON_COMPACT);
+	json_decref(list);
+	if (path == NULL || text == NULL) {
+		free(text);
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+	int rc = store_write_atomic(s, path, text, strlen(text), err);
+	free(text);
+	return rc;
+}
+
+int kiln_store_reader_open(struct kiln_store_reader *out, struct kiln_store *s, const char *digest,
+                           struct kiln_error **err)
+{
+	memset(out, 0, sizeof(*out));
+	out->path = kiln_store_blob_path(s, digest);
+	if (out->path == NULL && kiln_store_recipe_get(s, digest, &out->recipe, err) < 0)
+		return -1;
+	if (kiln_blob_reader_open(&out->rd, out->path, out->recipe, err) < 0) {
+		kiln_store_reader_release(out);
+		return -1;
+	}
+	return 0;
+}
+
+void kiln_store_reader_release(struct kiln_store_reader *r)
+{
+	kiln_blob_reader_free(r->rd);
+	kiln_recipe_free(r->recipe);
+	free(r->path);
+	memset(r, 0, sizeof(*r));
 }

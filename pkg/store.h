@@ -39,11 +39,11 @@ int kiln_store_tmpfile(struct kiln_store *s, int *fd_out, char **path_out, struc
 
 /* fsync FD, close it, and rename TMP_PATH to the blob DIGEST (TMP_PATH is removed on failure). */
 int kiln_store_blob_commit(struct kiln_store *s, int fd, const char *tmp_path, const char *digest,
-			   struct kiln_error **err);
+                           struct kiln_error **err);
 
 /* Store DATA as a blob; its digest goes to out. */
 int kiln_store_blob_put(struct kiln_store *s, const void *data, size_t len, char out[KILN_DIGEST_LEN],
-			struct kiln_error **err);
+                        struct kiln_error **err);
 
 /* Store a recipe for the blob r->digest. */
 int kiln_store_recipe_put(struct kiln_store *s, const struct kiln_recipe *r, struct kiln_error **err);
@@ -56,22 +56,43 @@ char *kiln_store_blob_path(struct kiln_store *s, const char *digest);
 
 /* Read a blob stored whole, at most MAX bytes, checking its digest. */
 int kiln_store_blob_read(struct kiln_store *s, const char *digest, char **out, size_t *len, size_t max,
-			 struct kiln_error **err);
+                         struct kiln_error **err);
 
 /* Stream a blob (stored whole, or produced from its recipe) to WRITE. */
 int kiln_store_blob_stream(struct kiln_store *s, const char *digest, kiln_write_fn write, void *ctx,
-			   struct kiln_error **err);
+                           struct kiln_error **err);
+
+/* A seekable reader for a blob of the store, stored whole or produced from its recipe. */
+struct kiln_blob_reader;
+struct kiln_store_reader {
+	struct kiln_blob_reader *rd;
+	struct kiln_recipe *recipe;
+	char *path;
+};
+int kiln_store_reader_open(struct kiln_store_reader *out, struct kiln_store *s, const char *digest,
+                           struct kiln_error **err);
+void kiln_store_reader_release(struct kiln_store_reader *r);
 
 /* Load the recipe of DIGEST (KILN_ENOTFOUND when there is none). */
 int kiln_store_recipe_get(struct kiln_store *s, const char *digest, struct kiln_recipe **out,
-			  struct kiln_error **err);
+                          struct kiln_error **err);
 
 /* Point the tag REF (a full reference) at a manifest. Replaces an earlier image of that tag. */
 int kiln_store_tag(struct kiln_store *s, const char *ref, const char *digest, uint64_t size,
-		   const char *media_type, struct kiln_error **err);
+                   const char *media_type, struct kiln_error **err);
 
 /* The manifest digest REF points at (KILN_ENOTFOUND: "no image 'REF' in the store"). */
-int kiln_store_resolve(struct kiln_store *s, const char *ref, char out[KILN_DIGEST_LEN], struct kiln_error **err);
+int kiln_store_resolve(struct kiln_store *s, const char *ref, char out[KILN_DIGEST_LEN],
+                       struct kiln_error **err);
+
+/*
+ * Where a blob can be had without holding it: REGISTRY/REPOSITORY (a registry base's layer, or a blob
+ * this store pushed there). Each blob keeps a few such locations, newest first.
+ */
+int kiln_store_location_add(struct kiln_store *s, const char *digest, const char *registry,
+                            const char *repository, struct kiln_error **err);
+/* The locations of DIGEST as a JSON array of {"registry","repository"} (new reference; empty when none). */
+json_t *kiln_store_locations(struct kiln_store *s, const char *digest);
 
 /* Layer cache: KEY (64 hex digits) → a JSON object. get returns NULL when absent or unreadable. */
 json_t *kiln_store_cache_get(struct kiln_store *s, const char *key);

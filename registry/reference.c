@@ -12,23 +12,34 @@
 
 #define DEFAULT_REGISTRY "docker.io"
 
-/* A path component: lowercase alphanumerics separated by '.', '_', '__' or runs of '-'. */
+static bool lower_alnum(unsigned char c)
+{
+	return islower(c) || isdigit(c);
+}
+
+/* A path component, Docker's grammar: [a-z0-9]+ (separator [a-z0-9]+)* where a separator is '.', '_',
+ * '__' or one or more '-'. */
 static bool valid_component(const char *s, size_t n)
 {
-	if (n == 0 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[n - 1]))
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (islower(c) || isdigit(c))
-			continue;
-		if (c == '.' || c == '_' || c == '-') {
-			if (c == '.' && !isalnum((unsigned char)s[i + 1]))
-				return false;
-			continue;
-		}
-		return false;
+	size_t i = 0;
+	for (;;) {
+		size_t start = i;
+		while (i < n && lower_alnum((unsigned char)s[i]))
+			i++;
+		if (i == start)
+			return false;
+		if (i == n)
+			return true;
+		if (s[i] == '.')
+			i++;
+		else if (s[i] == '_')
+			i += i + 1 < n && s[i + 1] == '_' ? 2 : 1;
+		else if (s[i] == '-')
+			while (i < n && s[i] == '-')
+				i++;
+		else
+			return false;
 	}
-	return true;
 }
 
 static bool valid_tag(const char *t)
@@ -67,21 +78,21 @@ int kiln_reference_parse(struct kiln_reference **out, const char *s, struct kiln
 		if (!kiln_digest_valid(at + 1)) {
 			kiln_reference_free(r);
 			return kiln_error_set(err, KILN_EINVAL, "invalid reference '%s': bad digest '%s'", s,
-					      at + 1);
+			                      at + 1);
 		}
 		r->digest = strdup(at + 1);
 	}
 	char *slash = strchr(rest, '/');
 	if (slash && looks_like_registry(rest, (size_t)(slash - rest))) {
 		*slash = '\0';
-		r->registry = strdup(rest);
+		r->registry = strdup(strcmp(rest, "index.docker.io") == 0 ? DEFAULT_REGISTRY : rest);
 		rest = slash + 1;
 		for (char *p = r->registry; *p; p++)
-			if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '-' || *p == ':' || *p == '[' ||
-			      *p == ']')) {
+			if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '-' || *p == ':' ||
+			      *p == '[' || *p == ']')) {
 				kiln_reference_free(r);
-				return kiln_error_set(err, KILN_EINVAL, "invalid reference '%s': bad registry name",
-						      s);
+				return kiln_error_set(err, KILN_EINVAL,
+				                      "invalid reference '%s': bad registry name", s);
 			}
 	} else {
 		r->registry = strdup(DEFAULT_REGISTRY);
@@ -91,7 +102,8 @@ int kiln_reference_parse(struct kiln_reference **out, const char *s, struct kiln
 		*colon = '\0';
 		if (!valid_tag(colon + 1)) {
 			kiln_reference_free(r);
-			return kiln_error_set(err, KILN_EINVAL, "invalid reference '%s': bad tag '%s'", s, colon + 1);
+			return kiln_error_set(err, KILN_EINVAL, "invalid reference '%s': bad tag '%s'", s,
+			                      colon + 1);
 		}
 		r->tag = strdup(colon + 1);
 	}
@@ -100,10 +112,11 @@ int kiln_reference_parse(struct kiln_reference **out, const char *s, struct kiln
 		size_t n = e ? (size_t)(e - c) : strlen(c);
 		if (!valid_component(c, n)) {
 			kiln_reference_free(r);
-			return kiln_error_set(err, KILN_EINVAL,
-					      "invalid reference '%s': repository '%s' must be lowercase letters, "
-					      "digits and separators",
-					      s, rest);
+			return kiln_error_set(
+			    err, KILN_EINVAL,
+			    "invalid reference '%s': repository '%s' must be lowercase letters, "
+			    "digits and separators",
+			    s, rest);
 		}
 		if (!e)
 			break;
@@ -128,8 +141,9 @@ int kiln_reference_parse(struct kiln_reference **out, const char *s, struct kiln
 static char *format(const struct kiln_reference *r, const char *registry, const char *repo)
 {
 	char *s = NULL;
-	if (asprintf(&s, "%s%s%s%s%s%s%s", registry ? registry : "", registry ? "/" : "", repo, r->tag ? ":" : "",
-		     r->tag ? r->tag : "", r->digest ? "@" : "", r->digest ? r->digest : "") < 0)
+	if (asprintf(&s, "%s%s%s%s%s%s%s", registry ? registry : "", registry ? "/" : "", repo,
+	             r->tag ? ":" : "", r->tag ? r->tag : "", r->digest ? "@" : "",
+	             r->digest ? r->digest : "") < 0)
 		return NULL;
 	return s;
 }

@@ -9,10 +9,10 @@
 #include "common/error.h"
 
 struct kiln_reference {
-	char *registry;	  /* "docker.io", "localhost:5000", "ghcr.io" */
+	char *registry;   /* "docker.io", "localhost:5000", "ghcr.io" */
 	char *repository; /* "library/hello", "org/model" */
-	char *tag;	  /* "latest" when neither tag nor digest was given; NULL with a digest alone */
-	char *digest;	  /* "sha256:..." or NULL */
+	char *tag;        /* "latest" when neither tag nor digest was given; NULL with a digest alone */
+	char *digest;     /* "sha256:..." or NULL */
 };
 
 /* Parse and normalize S. Errors (KILN_EINVAL) quote S and say what is wrong with it. */

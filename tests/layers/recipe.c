@@ -65,7 +65,8 @@ static struct kiln_tar_entry file_entry(const char *name, const char *path)
 {
 	struct stat st;
 	cr_assert_eq(stat(path, &st), 0, "cannot stat %s", path);
-	struct kiln_tar_entry e = {.name = strdup(name), .type = KILN_TAR_FILE, .mode = 0644, .source = strdup(path)};
+	struct kiln_tar_entry e = {
+	    .name = strdup(name), .type = KILN_TAR_FILE, .mode = 0644, .source = strdup(path)};
 	e.size = (uint64_t)st.st_size;
 	kiln_stat_fp_from(&e.fp, &st);
 	return e;
@@ -77,10 +78,12 @@ static void make_layer(struct kiln_layer_out *out)
 	write_pattern(in_tmp(0, "model.bin"), 3 * MIB, 1);
 	write_pattern(in_tmp(1, "config.json"), 333, 2);
 	struct kiln_tar_entry e[] = {
-		file_entry("weights/model.bin", in_tmp(0, "model.bin")),
-		file_entry("weights/config.json", in_tmp(1, "config.json")),
-		{.name = strdup("weights/latest"), .type = KILN_TAR_SYMLINK, .mode = 0777,
-		 .link_target = strdup("model.bin")},
+	    file_entry("weights/model.bin", in_tmp(0, "model.bin")),
+	    file_entry("weights/config.json", in_tmp(1, "config.json")),
+	    {.name = strdup("weights/latest"),
+	     .type = KILN_TAR_SYMLINK,
+	     .mode = 0777,
+	     .link_target = strdup("model.bin")},
 	};
 	int fd = open(in_tmp(2, "layer.tar"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	cr_assert(fd >= 0);
@@ -142,7 +145,8 @@ Test(recipe, stream_reproduces_the_uncompressed_layer_byte_for_byte)
 			total += r->segs[i].len;
 		}
 		if (i > 0)
-			cr_expect(r->segs[i].source || r->segs[i - 1].source, "two literal segments in a row");
+			cr_expect(r->segs[i].source || r->segs[i - 1].source,
+			          "two literal segments in a row");
 	}
 	cr_expect_eq(files, 2);
 	cr_expect_eq(total, r->size);
@@ -160,10 +164,12 @@ Test(recipe, layer_written_nowhere_has_the_same_recipe)
 	struct kiln_layer_out out;
 	make_layer(&out);
 	struct kiln_tar_entry e[] = {
-		file_entry("weights/model.bin", in_tmp(0, "model.bin")),
-		file_entry("weights/config.json", in_tmp(1, "config.json")),
-		{.name = strdup("weights/latest"), .type = KILN_TAR_SYMLINK, .mode = 0777,
-		 .link_target = strdup("model.bin")},
+	    file_entry("weights/model.bin", in_tmp(0, "model.bin")),
+	    file_entry("weights/config.json", in_tmp(1, "config.json")),
+	    {.name = strdup("weights/latest"),
+	     .type = KILN_TAR_SYMLINK,
+	     .mode = 0777,
+	     .link_target = strdup("model.bin")},
 	};
 	struct kiln_layer_options opt = {.fd = -1};
 	struct kiln_layer_out nowhere;
@@ -232,7 +238,7 @@ static char *rejected(const char *text)
 	return msg;
 }
 
-#define D "\"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\""
+#define D               "\"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\""
 #define FILE_SEG(extra) "{\"file\":\"/w\",\"size\":3,\"dev\":1,\"ino\":2,\"mtime_ns\":3" extra "}"
 
 Test(recipe, json_with_missing_or_bad_fields_is_rejected_naming_the_field)
@@ -240,31 +246,34 @@ Test(recipe, json_with_missing_or_bad_fields_is_rejected_naming_the_field)
 	struct {
 		const char *text, *message;
 	} cases[] = {
-		{"[]", "invalid recipe: not a JSON object"},
-		{"{\"size\":0,\"segments\":[]}", "invalid recipe: missing field 'digest'"},
-		{"{\"digest\":\"sha256:abc\",\"size\":0,\"segments\":[]}",
-		 "invalid recipe: field 'digest' is not a sha256 digest"},
-		{"{\"digest\":" D ",\"segments\":[]}", "invalid recipe: missing field 'size'"},
-		{"{\"digest\":" D ",\"size\":-1,\"segments\":[]}", "invalid recipe: field 'size' is not a valid integer"},
-		{"{\"digest\":" D ",\"size\":0}", "invalid recipe: missing field 'segments'"},
-		{"{\"digest\":" D ",\"size\":0,\"segments\":{}}", "invalid recipe: field 'segments' is not an array"},
-		{"{\"digest\":" D ",\"size\":3,\"segments\":[" FILE_SEG("") "]}",
-		 "invalid recipe: segment 0: missing field 'ctime_ns'"},
-		{"{\"digest\":" D ",\"size\":3,\"segments\":[{\"data\":\"AAA=\"}," FILE_SEG(",\"ctime_ns\":\"x\"") "]}",
-		 "invalid recipe: segment 1: field 'ctime_ns' is not a valid integer"},
-		{"{\"digest\":" D ",\"size\":2,\"segments\":[{\"data\":\"AAA\"}]}",
-		 "invalid recipe: segment 0: field 'data' is not base64"},
-		{"{\"digest\":" D ",\"size\":2,\"segments\":[{\"data\":\"A=AA\"}]}",
-		 "invalid recipe: segment 0: field 'data' is not base64"},
-		{"{\"digest\":" D ",\"size\":2,\"segments\":[{\"data\":7}]}",
-		 "invalid recipe: segment 0: field 'data' is not a string"},
-		{"{\"digest\":" D ",\"size\":0,\"segments\":[{}]}",
-		 "invalid recipe: segment 0: needs exactly one of 'data' and 'file'"},
-		{"{\"digest\":" D ",\"size\":3,\"segments\":[{\"data\":\"AAA=\",\"file\":\"/w\"}]}",
-		 "invalid recipe: segment 0: needs exactly one of 'data' and 'file'"},
-		{"{\"digest\":" D ",\"size\":5,\"segments\":[{\"data\":\"AAA=\"}]}",
-		 "invalid recipe: segments add up to 2 bytes, not 5"},
-		{"{\"digest\":" D ",\"size\":3,\"segments\":[" FILE_SEG(",\"ctime_ns\":4") "],\"x\":1}", NULL},
+	    {"[]", "invalid recipe: not a JSON object"},
+	    {"{\"size\":0,\"segments\":[]}", "invalid recipe: missing field 'digest'"},
+	    {"{\"digest\":\"sha256:abc\",\"size\":0,\"segments\":[]}",
+	     "invalid recipe: field 'digest' is not a sha256 digest"},
+	    {"{\"digest\":" D ",\"segments\":[]}", "invalid recipe: missing field 'size'"},
+	    {"{\"digest\":" D ",\"size\":-1,\"segments\":[]}",
+	     "invalid recipe: field 'size' is not a valid integer"},
+	    {"{\"digest\":" D ",\"size\":0}", "invalid recipe: missing field 'segments'"},
+	    {"{\"digest\":" D ",\"size\":0,\"segments\":{}}",
+	     "invalid recipe: field 'segments' is not an array"},
+	    {"{\"digest\":" D ",\"size\":3,\"segments\":[" FILE_SEG("") "]}",
+	     "invalid recipe: segment 0: missing field 'ctime_ns'"},
+	    {"{\"digest\":" D
+	     ",\"size\":3,\"segments\":[{\"data\":\"AAA=\"}," FILE_SEG(",\"ctime_ns\":\"x\"") "]}",
+	     "invalid recipe: segment 1: field 'ctime_ns' is not a valid integer"},
+	    {"{\"digest\":" D ",\"size\":2,\"segments\":[{\"data\":\"AAA\"}]}",
+	     "invalid recipe: segment 0: field 'data' is not base64"},
+	    {"{\"digest\":" D ",\"size\":2,\"segments\":[{\"data\":\"A=AA\"}]}",
+	     "invalid recipe: segment 0: field 'data' is not base64"},
+	    {"{\"digest\":" D ",\"size\":2,\"segments\":[{\"data\":7}]}",
+	     "invalid recipe: segment 0: field 'data' is not a string"},
+	    {"{\"digest\":" D ",\"size\":0,\"segments\":[{}]}",
+	     "invalid recipe: segment 0: needs exactly one of 'data' and 'file'"},
+	    {"{\"digest\":" D ",\"size\":3,\"segments\":[{\"data\":\"AAA=\",\"file\":\"/w\"}]}",
+	     "invalid recipe: segment 0: needs exactly one of 'data' and 'file'"},
+	    {"{\"digest\":" D ",\"size\":5,\"segments\":[{\"data\":\"AAA=\"}]}",
+	     "invalid recipe: segments add up to 2 bytes, not 5"},
+	    {"{\"digest\":" D ",\"size\":3,\"segments\":[" FILE_SEG(",\"ctime_ns\":4") "],\"x\":1}", NULL},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		if (cases[i].message == NULL) {
@@ -286,8 +295,8 @@ Test(recipe, json_with_missing_or_bad_fields_is_rejected_naming_the_field)
 
 Test(recipe, base64_padding_is_not_decoded_as_data)
 {
-	json_t *j = json_loads("{\"digest\":" D ",\"size\":4,\"segments\":[{\"data\":\"AQ==\"},{\"data\":\"AgME\"}]}",
-			       0, NULL);
+	json_t *j = json_loads(
+	    "{\"digest\":" D ",\"size\":4,\"segments\":[{\"data\":\"AQ==\"},{\"data\":\"AgME\"}]}", 0, NULL);
 	struct kiln_recipe *r = NULL;
 	struct kiln_error *err = NULL;
 	cr_assert_eq(kiln_recipe_from_json(&r, j, &err), 0, "%s", err ? err->message : "");
@@ -349,7 +358,8 @@ Test(recipe, stream_detects_a_file_rewritten_keeping_its_mtime)
 	struct stat after;
 	cr_assert_eq(stat(path, &after), 0);
 	cr_assert_eq(after.st_size, before.st_size);
-	cr_assert(after.st_mtim.tv_sec == before.st_mtim.tv_sec && after.st_mtim.tv_nsec == before.st_mtim.tv_nsec);
+	cr_assert(after.st_mtim.tv_sec == before.st_mtim.tv_sec &&
+	          after.st_mtim.tv_nsec == before.st_mtim.tv_nsec);
 	expect_changed(out.recipe, path);
 	kiln_layer_out_release(&out);
 }
@@ -387,7 +397,8 @@ Test(recipe, stream_detects_content_that_does_not_match_the_digest)
 	struct kiln_error *err = NULL;
 	cr_expect_eq(stream_to(r, in_tmp(4, "out.tar"), &err), KILN_ECHANGED);
 	char want[200];
-	snprintf(want, sizeof(want), "blob %s: content does not match its digest (a source file changed)", r->digest);
+	snprintf(want, sizeof(want), "blob %s: content does not match its digest (a source file changed)",
+	         r->digest);
 	cr_expect_str_eq(err->message, want);
 	kiln_error_free(err);
 	kiln_layer_out_release(&out);

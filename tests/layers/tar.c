@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <locale.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +22,8 @@
 #include "layers/digest.h"
 #include "layers/tar.h"
 
-#define MIB	 (1024 * 1024)
-#define MTIME	 1700000000
+#define MIB      (1024 * 1024)
+#define MTIME    1700000000
 #define MAX_SEEN 64
 
 static char *tmp;
@@ -83,7 +84,8 @@ static struct kiln_tar_entry file_entry(const char *name, const char *path, mode
 {
 	struct stat st;
 	cr_assert_eq(stat(path, &st), 0, "cannot stat %s", path);
-	struct kiln_tar_entry e = {.name = strdup(name), .type = KILN_TAR_FILE, .mode = mode, .source = strdup(path)};
+	struct kiln_tar_entry e = {
+	    .name = strdup(name), .type = KILN_TAR_FILE, .mode = mode, .source = strdup(path)};
 	e.size = (uint64_t)st.st_size;
 	kiln_stat_fp_from(&e.fp, &st);
 	return e;
@@ -97,7 +99,7 @@ static struct kiln_tar_entry dir_entry(const char *name, mode_t mode)
 static struct kiln_tar_entry link_entry(const char *name, const char *target)
 {
 	return (struct kiln_tar_entry){
-		.name = strdup(name), .type = KILN_TAR_SYMLINK, .mode = 0777, .link_target = strdup(target)};
+	    .name = strdup(name), .type = KILN_TAR_SYMLINK, .mode = 0777, .link_target = strdup(target)};
 }
 
 static void release_entries(struct kiln_tar_entry *e, size_t n)
@@ -114,8 +116,8 @@ static int create_out(const char *path)
 }
 
 /* Write a layer of ENTRIES to the file PATH (or nowhere when PATH is NULL); asserts success. */
-static void write_ok(struct kiln_layer_out *out, const struct kiln_tar_entry *entries, size_t n, const char *path,
-		     enum kiln_compression c, int64_t mtime)
+static void write_ok(struct kiln_layer_out *out, const struct kiln_tar_entry *entries, size_t n,
+                     const char *path, enum kiln_compression c, int64_t mtime)
 {
 	int fd = path ? create_out(path) : -1;
 	struct kiln_layer_options opt = {.mtime = mtime, .fd = fd, .compression = c};
@@ -128,7 +130,7 @@ static void write_ok(struct kiln_layer_out *out, const struct kiln_tar_entry *en
 
 /* Write a layer expected to fail; returns the code, *err holds the error. */
 static int write_fails(const struct kiln_tar_entry *entries, size_t n, struct kiln_layer_options *opt,
-		       struct kiln_error **err)
+                       struct kiln_error **err)
 {
 	struct kiln_layer_out out;
 	int r = kiln_layer_write(&out, entries, n, opt, err);
@@ -230,11 +232,11 @@ Test(tar, uncompressed_layer_reads_back_with_exact_metadata)
 	write_text(in_tmp(0, "a.bin"), "weights\n");
 	write_text(in_tmp(1, "run.py"), "print('hi')\n");
 	struct kiln_tar_entry e[] = {
-		file_entry("src/models/a.bin", in_tmp(0, "a.bin"), 0644),
-		file_entry("src/run.py", in_tmp(1, "run.py"), 0755),
-		link_entry("src/latest", "models/a.bin"),
-		dir_entry("src", 0750), /* given: kept with its mode, not added again */
-		dir_entry("etc", 0700),
+	    file_entry("src/models/a.bin", in_tmp(0, "a.bin"), 0644),
+	    file_entry("src/run.py", in_tmp(1, "run.py"), 0755),
+	    link_entry("src/latest", "models/a.bin"),
+	    dir_entry("src", 0750), /* given: kept with its mode, not added again */
+	    dir_entry("etc", 0700),
 	};
 	struct kiln_layer_out out;
 	write_ok(&out, e, 5, in_tmp(2, "layer.tar"), KILN_COMPRESS_NONE, MTIME);
@@ -247,12 +249,12 @@ Test(tar, uncompressed_layer_reads_back_with_exact_metadata)
 		const char *link;
 		const char *content;
 	} want[] = {
-		{"etc/", AE_IFDIR | 0700, NULL, ""},
-		{"src/", AE_IFDIR | 0750, NULL, ""},
-		{"src/latest", AE_IFLNK | 0777, "models/a.bin", ""},
-		{"src/models/", AE_IFDIR | 0755, NULL, ""},
-		{"src/models/a.bin", AE_IFREG | 0644, NULL, "weights\n"},
-		{"src/run.py", AE_IFREG | 0755, NULL, "print('hi')\n"},
+	    {"etc/", AE_IFDIR | 0700, NULL, ""},
+	    {"src/", AE_IFDIR | 0750, NULL, ""},
+	    {"src/latest", AE_IFLNK | 0777, "models/a.bin", ""},
+	    {"src/models/", AE_IFDIR | 0755, NULL, ""},
+	    {"src/models/a.bin", AE_IFREG | 0644, NULL, "weights\n"},
+	    {"src/run.py", AE_IFREG | 0755, NULL, "print('hi')\n"},
 	};
 	cr_assert_eq(n, sizeof(want) / sizeof(want[0]));
 	for (size_t i = 0; i < n; i++) {
@@ -291,14 +293,41 @@ Test(tar, uncompressed_layer_reads_back_with_exact_metadata)
 	release_entries(e, 5);
 }
 
+Test(tar, missing_parents_are_added_once_in_name_order)
+{
+	struct kiln_tar_entry e[] = {
+	    dir_entry("a/b/c", 0700), dir_entry("a-x/y", 0700), dir_entry("a/b/d", 0700),
+	    dir_entry("a/e", 0700),   dir_entry("z", 0700),     dir_entry("a/b/d/f", 0700),
+	};
+	struct kiln_layer_out out;
+	write_ok(&out, e, 6, in_tmp(0, "dirs.tar"), KILN_COMPRESS_NONE, 0);
+	struct seen s[MAX_SEEN];
+	size_t n = read_layer(s, in_tmp(0, "dirs.tar"));
+	/* sorted by name with strcmp ("a" < "a-x" < "a/b"); added parents 0755, given directories 0700 */
+	struct {
+		const char *name;
+		mode_t perm;
+	} want[] = {{"a/", 0755},     {"a-x/", 0755},     {"a-x/y/", 0700}, {"a/b/", 0755}, {"a/b/c/", 0700},
+	            {"a/b/d/", 0700}, {"a/b/d/f/", 0700}, {"a/e/", 0700},   {"z/", 0700}};
+	cr_assert_eq(n, sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < n; i++) {
+		cr_expect_str_eq(s[i].name, want[i].name);
+		cr_expect_eq(s[i].mode, AE_IFDIR | want[i].perm, "%s: mode %o", s[i].name,
+		             (unsigned)s[i].mode);
+	}
+	release_seen(s, n);
+	kiln_layer_out_release(&out);
+	release_entries(e, 6);
+}
+
 Test(tar, same_entries_in_any_order_give_identical_digests)
 {
 	write_pattern(in_tmp(0, "x.bin"), 5000, 1);
 	write_pattern(in_tmp(1, "y.bin"), 700, 2);
 	struct kiln_tar_entry e[] = {
-		file_entry("w/x.bin", in_tmp(0, "x.bin"), 0644),
-		file_entry("w/sub/y.bin", in_tmp(1, "y.bin"), 0644),
-		link_entry("w/z", "x.bin"),
+	    file_entry("w/x.bin", in_tmp(0, "x.bin"), 0644),
+	    file_entry("w/sub/y.bin", in_tmp(1, "y.bin"), 0644),
+	    link_entry("w/z", "x.bin"),
 	};
 	struct kiln_tar_entry rev[] = {e[2], e[1], e[0]};
 	struct kiln_layer_out a, b, c;
@@ -339,33 +368,77 @@ static char *long_name(size_t len)
 	return s;
 }
 
+/*
+ * When this binary is started with KILN_TAR_HELPER_OUT set, it writes one layer of the file
+ * KILN_TAR_HELPER_SRC named KILN_TAR_HELPER_NAME to that path and exits before Criterion starts: a
+ * separate process (its own pid, address space and libarchive state) for the determinism test.
+ */
+__attribute__((constructor)) static void layer_helper(void)
+{
+	const char *out = getenv("KILN_TAR_HELPER_OUT");
+	const char *src = getenv("KILN_TAR_HELPER_SRC");
+	const char *name = getenv("KILN_TAR_HELPER_NAME");
+	if (out == NULL || src == NULL || name == NULL)
+		return;
+	struct stat st;
+	if (stat(src, &st) < 0)
+		exit(2);
+	struct kiln_tar_entry e = {.name = (char *)name,
+	                           .type = KILN_TAR_FILE,
+	                           .mode = 0644,
+	                           .source = (char *)src,
+	                           .size = st.st_size};
+	kiln_stat_fp_from(&e.fp, &st);
+	int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	struct kiln_layer_options opt = {.fd = fd};
+	struct kiln_layer_out lo;
+	int r = fd >= 0 ? kiln_layer_write(&lo, &e, 1, &opt, NULL) : -1;
+	if (r == 0)
+		kiln_layer_out_release(&lo);
+	if (fd >= 0)
+		close(fd);
+	exit(r == 0 ? 0 : 1);
+}
+
+/* Run this binary as the layer helper, writing to OUT. */
+static void run_helper(const char *out, const char *src, const char *name)
+{
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	cr_assert_gt(n, 0);
+	self[n] = '\0';
+	cr_assert_eq(setenv("KILN_TAR_HELPER_OUT", out, 1), 0);
+	cr_assert_eq(setenv("KILN_TAR_HELPER_SRC", src, 1), 0);
+	cr_assert_eq(setenv("KILN_TAR_HELPER_NAME", name, 1), 0);
+	char *argv[] = {self, NULL};
+	pid_t pid;
+	cr_assert_eq(posix_spawn(&pid, self, NULL, NULL, argv, environ), 0);
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the helper failed");
+}
+
 Test(tar, two_processes_write_identical_bytes_with_pax_headers)
 {
 	write_pattern(in_tmp(0, "w.bin"), 3000, 3);
 	char *name = long_name(200);
-	struct kiln_tar_entry e[] = {file_entry(name, in_tmp(0, "w.bin"), 0644)};
-	for (int i = 0; i < 2; i++) {
-		pid_t pid = fork();
-		cr_assert_geq(pid, 0);
-		if (pid == 0) {
-			int fd = open(in_tmp(1 + i, i ? "p2.tar" : "p1.tar"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-			struct kiln_layer_options opt = {.fd = fd};
-			struct kiln_layer_out out;
-			int ok = fd >= 0 && kiln_layer_write(&out, e, 1, &opt, NULL) == 0;
-			kiln_layer_out_release(&out);
-			_exit(ok ? 0 : 1);
-		}
-		int status;
-		cr_assert_eq(waitpid(pid, &status, 0), pid);
-		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	}
-	cr_expect(same_bytes(in_tmp(1, "p1.tar"), in_tmp(2, "p2.tar")), "two processes wrote different bytes");
+	run_helper(in_tmp(1, "p1.tar"), in_tmp(0, "w.bin"), name);
+	run_helper(in_tmp(2, "p2.tar"), in_tmp(0, "w.bin"), name);
+	cr_expect(same_bytes(in_tmp(1, "p1.tar"), in_tmp(2, "p2.tar")),
+	          "two processes wrote different bytes");
 	size_t len;
 	char *data = slurp(in_tmp(1, "p1.tar"), &len);
 	cr_expect_not_null(memmem(data, len, "PaxHeader/", 10), "no pax header was written");
 	free(data);
-	free(name);
+
+	/* and this process writes the same bytes too */
+	struct kiln_tar_entry e[] = {file_entry(name, in_tmp(0, "w.bin"), 0644)};
+	struct kiln_layer_out out;
+	write_ok(&out, e, 1, in_tmp(3, "p3.tar"), KILN_COMPRESS_NONE, 0);
+	cr_expect(same_bytes(in_tmp(1, "p1.tar"), in_tmp(3, "p3.tar")));
+	kiln_layer_out_release(&out);
 	release_entries(e, 1);
+	free(name);
 }
 
 Test(tar, long_paths_and_link_targets_round_trip)
@@ -424,8 +497,8 @@ Test(tar, gzip_layer_decompresses_to_its_diff_id)
 	write_pattern(in_tmp(0, "big.bin"), 300000, 4);
 	write_text(in_tmp(1, "code.py"), "import os\n");
 	struct kiln_tar_entry e[] = {
-		file_entry("src/big.bin", in_tmp(0, "big.bin"), 0644),
-		file_entry("src/code.py", in_tmp(1, "code.py"), 0644),
+	    file_entry("src/big.bin", in_tmp(0, "big.bin"), 0644),
+	    file_entry("src/code.py", in_tmp(1, "code.py"), 0644),
 	};
 	struct kiln_layer_out gz, plain;
 	write_ok(&gz, e, 2, in_tmp(2, "layer.tar.gz"), KILN_COMPRESS_GZIP, MTIME);
@@ -582,7 +655,8 @@ Test(tar, progress_reports_every_byte_in_chunks_of_at_most_1_mib)
 {
 	write_pattern(in_tmp(0, "a"), 3 * MIB + 17, 8);
 	write_pattern(in_tmp(1, "b"), 10, 9);
-	struct kiln_tar_entry e[] = {file_entry("a", in_tmp(0, "a"), 0644), file_entry("b", in_tmp(1, "b"), 0644)};
+	struct kiln_tar_entry e[] = {file_entry("a", in_tmp(0, "a"), 0644),
+	                             file_entry("b", in_tmp(1, "b"), 0644)};
 	struct progress p = {0};
 	struct kiln_layer_options opt = {.fd = -1, .progress = on_progress, .progress_ctx = &p};
 	struct kiln_layer_out out;
@@ -601,11 +675,16 @@ Test(tar, cancel_flag_stops_with_eintr)
 	volatile sig_atomic_t cancel = 0;
 	struct progress p = {.cancel = &cancel};
 	int fd = create_out(in_tmp(1, "out.tar"));
-	struct kiln_layer_options opt = {.fd = fd, .progress = on_progress, .progress_ctx = &p, .cancel = &cancel};
+	struct kiln_layer_options opt = {
+	    .fd = fd, .progress = on_progress, .progress_ctx = &p, .cancel = &cancel};
 	struct kiln_error *err = NULL;
 	cr_expect_eq(write_fails(e, 1, &opt, &err), KILN_EINTR);
 	cr_expect_str_eq(err->message, "interrupted");
 	cr_expect_eq(p.calls, 1, "stopped after the first chunk");
+	/* the header and the first chunk, and nothing after: no padding, no end-of-archive blocks */
+	struct stat st;
+	cr_assert_eq(fstat(fd, &st), 0);
+	cr_expect_eq(st.st_size, 512 + MIB);
 	close(fd);
 	kiln_error_free(err);
 	release_entries(e, 1);
@@ -624,7 +703,7 @@ Test(tar, full_disk_reports_no_space_left)
 	struct kiln_layer_options opt = {.fd = fd};
 	struct kiln_error *err = NULL;
 	cr_expect_eq(write_fails(e, 1, &opt, &err), KILN_ENOSPC, "%s", err->message);
-	cr_expect(strstr(err->message, "No space left on device") != NULL, "%s", err->message);
+	cr_expect_str_eq(err->message, "cannot write 'w.bin' to the layer: No space left on device");
 	close(fd);
 	kiln_error_free(err);
 	release_entries(e, 1);
@@ -648,8 +727,8 @@ Test(tar, missing_source_names_the_file)
 Test(tar, non_ascii_names_give_the_same_bytes_in_any_locale)
 {
 	struct kiln_tar_entry e[] = {
-		dir_entry("caf\xc3\xa9/d\xc3\xa9j\xc3\xa0", 0755),
-		dir_entry("not-utf8-\xff", 0755),
+	    dir_entry("caf\xc3\xa9/d\xc3\xa9j\xc3\xa0", 0755),
+	    dir_entry("not-utf8-\xff", 0755),
 	};
 	struct kiln_layer_out a, b;
 	cr_assert_not_null(setlocale(LC_ALL, "C"));

@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# bench/build.sh: `kiln build` against the fastest way to digest the same weights, side by side.
+#
+#   bash bench/build.sh                      # 4 files x 512 MiB
+#   BENCH_FILES=8 BENCH_FILE_MIB=1024 bash bench/build.sh
+#
+# Environment: BENCH_FILES (default 4), BENCH_FILE_MIB (default 512), BENCH_REPS (default 3),
+# BENCH_DIR (parent of the work directory, default bench/work), KILN (the binary, default build/kiln;
+# built with cmake when missing). The work directory is removed at the end.
+#
+# Prints a Markdown table on stdout; progress and the raw runs go to stderr. The promises are checked for
+# information only: the script exits 0 unless a command fails.
+set -euo pipefail
+export LC_ALL=C
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+nfiles=${BENCH_FILES:-4}
+mib=${BENCH_FILE_MIB:-512}
+reps=${BENCH_REPS:-3}
+kiln=${KILN:-$root/build/kiln}
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "bench/build.sh: $*"; exit 1; }
+
+[[ $nfiles =~ ^[1-9][0-9]*$ ]] || die "BENCH_FILES must be a positive integer"
+[[ $mib =~ ^[1-9][0-9]*$ ]] || die "BENCH_FILE_MIB must be a positive integer"
+[[ $reps =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPS must be a positive integer"
+[[ -n ${EPOCHREALTIME:-} ]] || die "needs bash 5 (EPOCHREALTIME)"
+for tool in openssl tar xargs du awk sort; do
+    command -v "$tool" >/dev/null || die "$tool is missing"
+done
+
+# GNU time gives the peak RSS (-f %M). It is Debian's `time` package.
+if [[ ! -x /usr/bin/time ]]; then
+    say "installing GNU time (apt-get install -y time)"
+    sudo=; [[ $(id -u) == 0 ]] || sudo=sudo
+    $sudo apt-get install -y time >&2 || { $sudo apt-get update >&2 && $sudo apt-get install -y time >&2; }
+fi
+
+if [[ ! -x $kiln ]]; then
+    say "building kiln"
+    cmake -S "$root" -B "$root/build" >/dev/null
+    cmake --build "$root/build" --target kiln -j"$(nproc)" >&2
+fi
+
+base=${BENCH_DIR:-$here/work}
+mkdir -p "$base"
+work=$(mktemp -d "$base/build.XXXXXX")
+cleanup() { rm -rf "$work"; rmdir "$base" 2>/dev/null || true; }
+trap cleanup EXIT
+
+# A private copy of the binary: a rebuild of build/kiln during the run must not change what is measured.
+cp "$kiln" "$work/kiln"
+kiln=$work/kiln
+
+file_bytes=$((mib * 1048576))
+weight_bytes=$((nfiles * file_bytes))
+need_mib=$((nfiles * mib + 256))
+avail_mib=$(df -Pm "$work" | awk 'NR == 2 { print $4 }')
+((avail_mib > need_mib)) || die "needs ${need_mib} MiB free under $base, has ${avail_mib} MiB"
+avail_kib=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)
+if ((weight_bytes / 1024 > avail_kib * 8 / 10)); then
+    say "warning: the weights ($((weight_bytes >> 20)) MiB) do not fit the page cache; figures include disk reads"
+fi
+
+# ---------------------------------------------------------------- the project
+proj=$work/model
+mkdir -p "$proj/weights"
+cat >"$proj/kiln.yaml" <<'EOF'
+build:
+  python_version: "3.11"
+run: predict.py:Predictor
+weights: ["weights/*"]
+EOF
+cat >"$proj/predict.py" <<'EOF'
+from cog import BasePredictor, Input
+
+
+class Predictor(BasePredictor):
+    def setup(self) -> None:
+        self.prefix = "bench"
+
+    def predict(self, text: str = Input(description="text", default="x")) -> str:
+        return f"{self.prefix}: {text}"
+EOF
+
+say "making $nfiles weight files of $mib MiB (pseudo-random, AES-128-CTR keystream)"
+wfiles=()
+for ((i = 0; i < nfiles; i++)); do
+    f=$proj/weights/model-$(printf '%05d' "$i").safetensors
+    (
+        set +o pipefail
+        openssl enc -aes-128-ctr -nosalt -pass "pass:kiln-bench-$i" -pbkdf2 -in /dev/zero 2>/dev/null |
+            head -c "$file_bytes" >"$f"
+    )
+    [[ $(stat -c %s "$f") == "$file_bytes" ]] || die "could not write $f"
+    wfiles+=("$f")
+done
+
+# Flush the new files to disk first: background writeback of freshly written gigabytes otherwise runs
+# during the first timings and slows them unevenly.
+say "flushing the weight files to disk (sync)"
+sync "${wfiles[@]}"
+say "warming the page cache: reading every weight file once (cat > /dev/null)"
+cat "${wfiles[@]}" >/dev/null
+
+# ---------------------------------------------------------------- helpers
+ncpu=$(nproc)
+hz=$(getconf CLK_TCK)
+BUSY=0 MINE=0
+# snap: BUSY = CPU ticks the whole machine spent busy (steal included), MINE = ticks this shell and its
+# reaped children spent. No process is started, so the snapshot costs nothing.
+snap() {
+    local cpu u n sy id io irq sirq st rest s
+    read -r cpu u n sy id io irq sirq st rest </proc/stat
+    BUSY=$((u + n + sy + irq + sirq + st))
+    read -r -a s <"/proc/$$/stat"
+    MINE=$((s[13] + s[14] + s[15] + s[16]))
+}
+T=0 OTHER=0
+# timeit CMD...: run CMD; T = its wall-clock seconds, OTHER = the share of the machine's CPUs (percent)
+# that other processes (or the hypervisor) used meanwhile: a noisy neighbour shows up there.
+timeit() {
+    local t0 t1 b0 m0
+    snap; b0=$BUSY m0=$MINE
+    t0=$EPOCHREALTIME
+    "$@"
+    t1=$EPOCHREALTIME
+    snap
+    T=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    OTHER=$(awk -v o="$((BUSY - b0 - (MINE - m0)))" -v hz="$hz" -v t="$T" -v n="$ncpu" \
+        'BEGIN { p = t > 0 ? 100 * o / hz / t / n : 0; if (p < 0) p = 0; printf "%.0f", p }')
+    others+=("$OTHER")
+}
+others=()
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+maxof() { printf '%s\n' "$@" | sort -g | tail -n 1; }
+# json_num KEY FILE: the last number with that key (the report's top-level keys follow its layers).
+json_num() { grep -o "\"$1\": *[0-9.eE+-]*" "$2" | tail -n 1 | sed 's/.*: *//'; }
+fmt() { awk -v x="$1" -v d="${2:-3}" 'BEGIN { printf "%.*f", d, x }'; }
+pct() { awk -v a="$1" -v b="$weight_bytes" 'BEGIN { printf "%.4f", 100 * a / b }'; }
+gibs() { awk -v s="$1" -v b="$weight_bytes" 'BEGIN { if (s > 0) printf "%.2f", b / s / 1073741824; else print "inf" }'; }
+# verdict A OP B (OP one of < <= >=): PASS or MISS.
+verdict() {
+    if awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN {
+        a += 0; b += 0
+        ok = (op == "<") ? a < b : (op == "<=") ? a <= b : (op == ">=") ? a >= b : 0
+        exit !ok }'; then echo PASS; else echo MISS; fi
+}
+
+ref=bench/model:latest
+# full_build HOME REPORT [kiln args...]: a kiln build under GNU time (peak RSS in REPORT.rss) inside a
+# bash that reads its own /proc/PID/io after reaping kiln (a reaped child's I/O counts are added to the
+# parent's), so REPORT.io gets kiln's write_bytes. The two wrappers add a few milliseconds.
+full_build() {
+    local home=$1 report=$2
+    shift 2
+    KILN_HOME=$home /usr/bin/time -f %M -o "$report.rss" bash -c '
+        report=$1; shift
+        "$@" >"$report"; rc=$?
+        w=0
+        while read -r k v; do [[ $k == write_bytes: ]] && w=$v; done </proc/$$/io
+        echo "$w" >"$report.io"
+        exit "$rc"' _ "$report" "$kiln" build "$proj" -t "$ref" --json --progress quiet "$@"
+}
+# rebuild HOME REPORT [kiln args...]: a plain kiln build, nothing around it.
+rebuild() {
+    local home=$1 report=$2
+    shift 2
+    KILN_HOME=$home "$kiln" build "$proj" -t "$ref" --json --progress quiet "$@" >"$report"
+}
+
+home=$work/home
+runs=$work/runs
+mkdir -p "$runs"
+
+# ---------------------------------------------------------------- full builds and baselines, interleaved
+t_kiln=() t_kiln_rep=() t_j1=() t_a=() t_b=() rss=() du_store=() written=() io_write=() hashed=()
+for ((r = 1; r <= reps; r++)); do
+    rm -rf "$home"
+    timeit full_build "$home" "$runs/full$r.json"
+    t_kiln+=("$T")
+    t_kiln_rep+=("$(json_num seconds "$runs/full$r.json")")
+    hashed+=("$(json_num bytes_hashed "$runs/full$r.json")")
+    written+=("$(json_num bytes_written "$runs/full$r.json")")
+    rss+=("$(tail -n 1 "$runs/full$r.json.rss")")
+    io_write+=("$(cat "$runs/full$r.json.io")")
+    du_store+=("$(du -sb "$home" | cut -f1)")
+    say "round $r: kiln build ${T}s (others ${OTHER}% CPU; report ${t_kiln_rep[-1]}s, ${rss[-1]} KiB max RSS, store ${du_store[-1]} B, bytes_written ${written[-1]}, write_bytes ${io_write[-1]})"
+
+    timeit bash -c 'printf "%s\0" "${@:2}" | xargs -0 -n 1 -P "$1" openssl dgst -sha256 >/dev/null' _ "$nfiles" "${wfiles[@]}"
+    t_a+=("$T")
+    say "round $r: baseline A (openssl dgst -sha256, $nfiles processes) ${T}s (others ${OTHER}% CPU)"
+
+    timeit bash -c 'cd "$1" && tar cf - weights | openssl dgst -sha256 >/dev/null' _ "$proj"
+    t_b+=("$T")
+    say "round $r: baseline B (tar cf - | openssl dgst -sha256) ${T}s (others ${OTHER}% CPU)"
+
+    rm -rf "$work/home-j1"
+    timeit rebuild "$work/home-j1" "$runs/j1-$r.json" -j 1
+    t_j1+=("$T")
+    say "round $r: kiln build -j 1 ${T}s (others ${OTHER}% CPU)"
+done
+rm -rf "$work/home-j1"
+
+# ---------------------------------------------------------------- rebuilds (store of the last full build)
+t_same=() t_code=() hashed_same=() hashed_code=()
+for ((r = 1; r <= reps; r++)); do
+    timeit rebuild "$home" "$runs/same$r.json"
+    t_same+=("$T")
+    hashed_same+=("$(json_num bytes_hashed "$runs/same$r.json")")
+    say "rebuild $r, nothing changed: ${T}s (others ${OTHER}% CPU), ${hashed_same[-1]} bytes hashed"
+done
+for ((r = 1; r <= reps; r++)); do
+    echo "# bench change $r" >>"$proj/predict.py"
+    timeit rebuild "$home" "$runs/code$r.json"
+    t_code+=("$T")
+    hashed_code+=("$(json_num bytes_hashed "$runs/code$r.json")")
+    say "rebuild $r, predict.py changed: ${T}s (others ${OTHER}% CPU), ${hashed_code[-1]} bytes hashed"
+done
+
+# ---------------------------------------------------------------- the table
+m_kiln=$(median "${t_kiln[@]}")
+m_kiln_rep=$(median "${t_kiln_rep[@]}")
+m_j1=$(median "${t_j1[@]}")
+m_a=$(median "${t_a[@]}")
+m_b=$(median "${t_b[@]}")
+m_same=$(median "${t_same[@]}")
+m_code=$(median "${t_code[@]}")
+m_du=$(maxof "${du_store[@]}")
+m_written=$(maxof "${written[@]}")
+m_io=$(maxof "${io_write[@]}")
+m_rss=$(maxof "${rss[@]}")
+r_a=$(awk -v k="$m_kiln" -v a="$m_a" 'BEGIN { printf "%.2f", k / a }')
+r_b=$(awk -v k="$m_kiln" -v b="$m_b" 'BEGIN { printf "%.2f", b / k }')
+one_pct=$((weight_bytes / 100))
+rss_mib=$(awk -v k="$m_rss" 'BEGIN { printf "%.1f", k / 1024 }')
+
+cat <<EOF
+
+kiln build benchmark: $nfiles files x $mib MiB = $((weight_bytes >> 20)) MiB of pseudo-random weights,
+page cache warmed by reading every file once; median of $reps runs (bytes and memory: the largest of $reps).
+machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), Linux $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)
+
+| figure | measured | promise | |
+|---|---|---|---|
+| full build, fresh \`KILN_HOME\` (wall) | $(fmt "$m_kiln") s ($(gibs "$m_kiln") GiB/s); report's \`seconds\` $(fmt "$m_kiln_rep") s | | |
+| full build, \`-j 1\` (wall) | $(fmt "$m_j1") s ($(gibs "$m_j1") GiB/s) | (information) | |
+| baseline A: \`openssl dgst -sha256\`, $nfiles processes at once | $(fmt "$m_a") s ($(gibs "$m_a") GiB/s) | | |
+| baseline B: \`tar cf - \| openssl dgst -sha256\` | $(fmt "$m_b") s ($(gibs "$m_b") GiB/s) | | |
+| full build / baseline A | ${r_a}x | <= 1.25x | $(verdict "$r_a" "<=" 1.25) |
+| baseline B / full build | ${r_b}x faster | >= 2x faster | $(verdict "$r_b" ">=" 2) |
+| rebuild, nothing changed | $(fmt "$m_same") s, $(maxof "${hashed_same[@]}") bytes hashed | < 0.2 s | $(verdict "$m_same" "<" 0.2) |
+| rebuild after a code-only change (\`predict.py\`) | $(fmt "$m_code") s, $(maxof "${hashed_code[@]}") bytes hashed | < 0.2 s | $(verdict "$m_code" "<" 0.2) |
+| store size after a full build (\`du -sb\`) | $m_du B ($(pct "$m_du") % of weights) | < 1 % | $(verdict "$m_du" "<" "$one_pct") |
+| report's \`bytes_written\` | $m_written B ($(pct "$m_written") %) | < 1 % | $(verdict "$m_written" "<" "$one_pct") |
+| \`write_bytes\` from \`/proc/PID/io\` | $m_io B ($(pct "$m_io") %) | < 1 % | $(verdict "$m_io" "<" "$one_pct") |
+| peak memory (max RSS, GNU time \`%M\`) | $rss_mib MiB | < 64 MiB | $(verdict "$m_rss" "<" 65536) |
+
+other processes used $(fmt "$(median "${others[@]}")" 0) % of the CPUs during the median timed run, $(maxof "${others[@]}") % at most$(
+    (( $(maxof "${others[@]}") > 10 )) && printf ': the machine was not quiet, so the timings are noisy')
+runs (s): kiln ${t_kiln[*]} | -j1 ${t_j1[*]} | A ${t_a[*]} | B ${t_b[*]} | rebuild ${t_same[*]} | code change ${t_code[*]}
+EOF

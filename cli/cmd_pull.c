@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cmd_pull.c: `kiln pull`: fetch an image from a registry into the local store. */
+#include "cli/cli.h"
+#include "common/cleanup.h"
+#include "pkg/pull.h"
+#include "pkg/store.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+enum { OPT_JSON = 2000, OPT_PLATFORM };
+
+int cmd_pull(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"platform", required_argument, NULL, OPT_PLATFORM},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    CLI_REGISTRY_LONG,
+	    CLI_COMMON_LONG,
+	    {NULL, 0, NULL, 0},
+	};
+	struct kiln_registry_options ropt;
+	kiln_registry_options_init(&ropt);
+	ropt.cancel = &cli_interrupted;
+	const char *platform = NULL;
+	bool json = false;
+	int c;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":" CLI_COMMON_SHORT, longopts, NULL)) != -1) {
+		int r = cli_common_option(c, optarg);
+		if (r == 0)
+			r = cli_registry_option(&ropt, c, optarg);
+		if (r < 0)
+			return CLI_EXIT_STATUS(r);
+		if (r > 0)
+			continue;
+		if (c == OPT_JSON)
+			json = true;
+		else if (c == OPT_PLATFORM)
+			platform = optarg;
+		else if (c == ':')
+			return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
+		else
+			return cli_usage_error("unknown option '%s'", argv[optind - 1]);
+	}
+	if (optind >= argc)
+		return cli_usage_error("which image? give a reference");
+	const char *ref = argv[optind++];
+	if (optind < argc)
+		return cli_usage_error("too many arguments ('%s')", argv[optind]);
+	cli_options_done();
+	cli_catch_signals();
+	_cleanup_error_ struct kiln_error *err = NULL;
+	struct kiln_store *store = NULL;
+	if (kiln_store_open(&store, NULL, &err) < 0)
+		return cli_fail(err);
+	struct kiln_pull_result *r = NULL;
+	int status = EXIT_OK;
+	if (kiln_pull(&r, store, ref, platform, &ropt, &err) < 0) {
+		status = cli_fail(err);
+	} else if (json) {
+		json_t *j = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:f}", "reference", r->familiar, "name",
+		                      r->reference, "digest", r->manifest_digest, "layers",
+		                      (json_int_t)r->layers, "fetched", (json_int_t)r->fetched,
+		                      "bytes_received", (json_int_t)r->bytes_received, "seconds", r->seconds);
+		json_dumpf(j, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+		json_decref(j);
+	} else {
+		char got[32];
+		cli_human_size(got, r->bytes_received);
+		infof("pulled %s in %.2fs: %zu layers, %zu fetched, %s received", r->familiar, r->seconds,
+		      r->layers, r->fetched, got);
+		printf("%s@%s\n", r->familiar, r->manifest_digest);
+	}
+	kiln_pull_result_free(r);
+	kiln_store_free(store);
+	return status;
+}

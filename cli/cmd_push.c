@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cmd_push.c: `kiln push`: push a built image to its registry, sending only what the registry lacks. */
+#include "cli/cli.h"
+#include "common/cleanup.h"
+#include "pkg/manifest.h"
+#include "pkg/push.h"
+#include "pkg/store.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { OPT_JSON = 2000 };
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static bool bar_shown;
+static double last_bar;
+
+static void clear_bar(void)
+{
+	if (bar_shown)
+		fputs("\r\033[K", stderr);
+	bar_shown = false;
+}
+
+static void on_blob(void *ctx, const struct kiln_pushed_blob *b)
+{
+	if (cli.progress == PROGRESS_QUIET)
+		return;
+	char size[32];
+	cli_human_size(size, b->size);
+	pthread_mutex_lock(&lock);
+	clear_bar();
+	fprintf(stderr, "%-8s %-6s %10s  %s%s%s\n", kiln_blob_action_name(b->action), b->what, size,
+	        b->digest, b->from ? "  from " : "", b->from ? b->from : "");
+	pthread_mutex_unlock(&lock);
+}
+
+static void on_bytes(void *ctx, uint64_t sent, uint64_t total)
+{
+	if (cli.progress != PROGRESS_TTY)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	double t = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	pthread_mutex_lock(&lock);
+	if (t - last_bar >= 0.1) {
+		char a[32], b[32];
+		cli_human_size(a, sent);
+		cli_human_size(b, total);
+		fprintf(stderr, "\r\033[Kpushing %s of at most %s", a, b);
+		bar_shown = true;
+		last_bar = t;
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+/* The --json report of a push. */
+json_t *cli_push_json(const struct kiln_push_result *r)
+{
+	json_t *blobs = json_array();
+	for (size_t i = 0; i < r->n; i++) {
+		const struct kiln_pushed_blob *b = &r->blobs[i];
+		json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:I}", "digest", b->digest, "kind", b->what, "size",
+		                      (json_int_t)b->size, "action", kiln_blob_action_name(b->action),
+		                      "bytes_sent", (json_int_t)b->bytes_sent);
+		if (b->from)
+			json_object_set_new(o, "from", json_string(b->from));
+		json_array_append_new(blobs, o);
+	}
+	return json_pack("{s:s,s:s,s:s,s:o,s:I,s:f}", "reference", r->familiar, "name", r->reference,
+	                 "digest", r->manifest_digest, "blobs", blobs, "bytes_sent",
+	                 (json_int_t)r->bytes_sent, "seconds", r->seconds);
+}
+
+/* Push IMAGE from STORE and report it; shared with `kiln build --push`. */
+int cli_push_image(struct kiln_store *store, const char *image, int jobs,
+                   const struct kiln_registry_options *ropt, bool json, json_t **report)
+{
+	struct kiln_push_options po = {
+	    .image = image,
+	    .jobs = jobs,
+	    .registry = ropt,
+	    .on_blob = on_blob,
+	    .on_bytes = on_bytes,
+	    .cancel = &cli_interrupted,
+	};
+	struct kiln_push_result *r = NULL;
+	_cleanup_error_ struct kiln_error *err = NULL;
+	if (kiln_push(&r, store, &po, &err) < 0) {
+		pthread_mutex_lock(&lock);
+		clear_bar();
+		pthread_mutex_unlock(&lock);
+		return cli_fail(err);
+	}
+	clear_bar();
+	if (report) {
+		*report = cli_push_json(r);
+	} else if (json) {
+		json_t *j = cli_push_json(r);
+		json_dumpf(j, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+		json_decref(j);
+	} else {
+		char sent[32];
+		cli_human_size(sent, r->bytes_sent);
+		infof("pushed %s in %.2fs, %s sent", r->familiar, r->seconds, sent);
+		printf("%s@%s\n", r->familiar, r->manifest_digest);
+	}
+	kiln_push_result_free(r);
+	return EXIT_OK;
+}
+
+int cmd_push(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"dir", required_argument, NULL, 'C'},
+	    {"jobs", required_argument, NULL, 'j'},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    CLI_REGISTRY_LONG,
+	    CLI_COMMON_LONG,
+	    {NULL, 0, NULL, 0},
+	};
+	struct kiln_registry_options ropt;
+	kiln_registry_options_init(&ropt);
+	ropt.cancel = &cli_interrupted;
+	const char *dir = ".";
+	int jobs = 4;
+	bool json = false;
+	int c;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":C:j:" CLI_COMMON_SHORT, longopts, NULL)) != -1) {
+		int r = cli_common_option(c, optarg);
+		if (r == 0)
+			r = cli_registry_option(&ropt, c, optarg);
+		if (r < 0)
+			return CLI_EXIT_STATUS(r);
+		if (r > 0)
+			continue;
+		switch (c) {
+		case 'C':
+			dir = optarg;
+			break;
+		case 'j': {
+			char *end = NULL;
+			long n = strtol(optarg, &end, 10);
+			if (*end || n < 1 || n > 32)
+				return cli_usage_error("--jobs: '%s' is not a number from 1 to 32", optarg);
+			jobs = (int)n;
+			break;
+		}
+		case OPT_JSON:
+			json = true;
+			break;
+		case ':':
+			return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
+		default:
+			return cli_usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	const char *ref = optind < argc ? argv[optind++] : NULL;
+	if (optind < argc)
+		return cli_usage_error("too many arguments ('%s')", argv[optind]);
+	cli_options_done();
+	cli_catch_signals();
+	_cleanup_error_ struct kiln_error *err = NULL;
+	_cleanup_free_ char *def = NULL;
+	if (ref == NULL) {
+		struct kiln_manifest *m = NULL;
+		if (kiln_manifest_load(&m, dir, NULL, &err) < 0)
+			return cli_fail(err);
+		def = m->image ? strdup(m->image) : NULL;
+		bool none = m->image == NULL;
+		kiln_manifest_free(m);
+		if (none)
+			return cli_usage_error("no reference given, and '%s' has no 'image' in its manifest",
+			                       dir);
+		ref = def;
+	}
+	struct kiln_store *store = NULL;
+	if (kiln_store_open(&store, NULL, &err) < 0)
+		return cli_fail(err);
+	int status = cli_push_image(store, ref, jobs, &ropt, json, NULL);
+	kiln_store_free(store);
+	return status;
+}

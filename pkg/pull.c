@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* pull.c: fetching manifests, configs and layers from registries into the store. */
+#include "pkg/pull.h"
+#include "common/cleanup.h"
+#include "common/fs.h"
+#include "pkg/image.h"
+#include "registry/reference.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int write_fd(void *ctx, const void *d, size_t n, struct kiln_error **e)
+{
+	if (kiln_write_all(*(int *)ctx, d, n) < 0)
+		return kiln_error_errno(e, errno, "cannot write a downloaded blob");
+	return 0;
+}
+
+/* Download DIGEST from REG/REPO into the store (verified by the client, committed atomically). */
+static int download(struct kiln_store *s, struct kiln_registry *reg, const char *repo, const char *digest,
+                    struct kiln_error **err)
+{
+	int fd;
+	_cleanup_free_ char *tmp = NULL;
+	if (kiln_store_tmpfile(s, &fd, &tmp, err) < 0)
+		return -1;
+	if (kiln_registry_blob_get(reg, repo, digest, write_fd, &fd, err) < 0) {
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	return kiln_store_blob_commit(s, fd, tmp, digest, err);
+}
+
+static bool is_index(const char *media_type)
+{
+	return media_type &&
+	       (strcmp(media_type, KILN_MEDIA_INDEX) == 0 || strcmp(media_type, KILN_MEDIA_DOCKER_LIST) == 0);
+}
+
+/* The descriptor of PLATFORM ("os/arch[/variant]") in an index. */
+static json_t *pick_platform(json_t *index, const char *platform, const char *ref, struct kiln_error **err)
+{
+	char os[64] = "linux", arch[64] = "amd64", variant[64] = "";
+	if (platform && sscanf(platform, "%63[^/]/%63[^/]/%63s", os, arch, variant) < 2) {
+		kiln_error_set(err, KILN_EINVAL, "--platform '%s': expected OS/ARCH[/VARIANT]", platform);
+		return NULL;
+	}
+	size_t i;
+	json_t *d;
+	json_array_foreach(json_object_get(index, "manifests"), i, d)
+	{
+		json_t *p = json_object_get(d, "platform");
+		const char *dos = json_string_value(json_object_get(p, "os"));
+		const char *darch = json_string_value(json_object_get(p, "architecture"));
+		const char *dvar = json_string_value(json_object_get(p, "variant"));
+		if (dos && darch && strcmp(dos, os) == 0 && strcmp(darch, arch) == 0 &&
+		    (!*variant || (dvar && strcmp(dvar, variant) == 0)))
+			return d;
+	}
+	kiln_error_set(err, KILN_ENOTFOUND, "'%s' has no image for %s/%s%s%s", ref, os, arch,
+	               *variant ? "/" : "", variant);
+	return NULL;
+}
+
+/* Store a fetched document as a blob, checking it has the digest it was fetched by. */
+static int keep(struct kiln_store *s, const char *data, size_t len, const char *digest,
+                struct kiln_error **err)
+{
+	char got[KILN_DIGEST_LEN];
+	if (kiln_store_blob_put(s, data, len, got, err) < 0)
+		return -1;
+	if (strcmp(got, digest) != 0)
+		return kiln_error_set(err, KILN_EIO, "the registry sent content with digest %s for %s", got,
+		                      digest);
+	return 0;
+}
+
+int kiln_remote_resolve(struct kiln_remote_image *out, struct kiln_store *s, const char *reference,
+                        const char *platform, const struct kiln_registry_options *ropt,
+                        struct kiln_error **err)
+{
+	memset(out, 0, sizeof(*out));
+	struct kiln_reference *ref = NULL;
+	struct kiln_registry *reg = NULL;
+	char *data = NULL, *mt = NULL, *cpath = NULL;
+	size_t len = 0;
+	char digest[KILN_DIGEST_LEN];
+	int rc = -1;
+	if (kiln_reference_parse(&ref, reference, err) < 0)
+		return -1;
+	out->reference = kiln_reference_string(ref);
+	const char *tag = ref->digest ? ref->digest : ref->tag;
+	if (kiln_registry_open(&reg, ref->registry, ropt, err) < 0 ||
+	    kiln_registry_manifest_get(reg, ref->repository, tag, &data, &len, &mt, digest, err) < 0)
+		goto cleanup;
+	json_t *doc = json_loadb(data, len, 0, NULL);
+	if (is_index(mt)) {
+		json_t *d = pick_platform(doc, platform, reference, err);
+		const char *pd = json_string_value(json_object_get(d, "digest"));
+		json_decref(doc);
+		doc = NULL;
+		if (d == NULL)
+			goto cleanup;
+		free(data);
+		free(mt);
+		data = mt = NULL;
+		if (pd == NULL ||
+		    kiln_registry_manifest_get(reg, ref->repository, pd, &data, &len, &mt, digest, err) < 0)
+			goto cleanup;
+		doc = json_loadb(data, len, 0, NULL);
+	}
+	const char *cd = json_string_value(json_object_get(json_object_get(doc, "config"), "digest"));
+	if (!json_is_array(json_object_get(doc, "layers")) || cd == NULL || !kiln_digest_valid(cd)) {
+		json_decref(doc);
+		kiln_error_set(err, KILN_EINVAL, "'%s' is not an image manifest (media type %s)", reference,
+		               mt ? mt : "unknown");
+		goto cleanup;
+	}
+	out->manifest = doc;
+	memcpy(out->manifest_digest, digest, KILN_DIGEST_LEN);
+	out->manifest_size = len;
+	out->media_type = mt;
+	mt = NULL;
+	if (keep(s, data, len, digest, err) < 0)
+		goto cleanup;
+	cpath = kiln_store_blob_path(s, cd);
+	if (cpath == NULL && download(s, reg, ref->repository, cd, err) < 0)
+		goto cleanup;
+	char *ctext = NULL;
+	size_t clen = 0;
+	if (kiln_store_blob_read(s, cd, &ctext, &clen, 16 << 20, err) < 0)
+		goto cleanup;
+	out->config = json_loadb(ctext, clen, 0, NULL);
+	free(ctext);
+	if (!json_is_object(out->config)) {
+		kiln_error_set(err, KILN_EINVAL, "the config of '%s' is not a JSON object", reference);
+		goto cleanup;
+	}
+	size_t i;
+	json_t *l;
+	json_array_foreach(json_object_get(doc, "layers"), i, l)
+	{
+		const char *ld = json_string_value(json_object_get(l, "digest"));
+		if (ld == NULL || !kiln_digest_valid(ld)) {
+			kiln_error_set(err, KILN_EINVAL, "layer %zu of '%s' has no valid digest", i,
+			               reference);
+			goto cleanup;
+		}
+		if (kiln_store_location_add(s, ld, ref->registry, ref->repository, err) < 0)
+			goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	if (rc < 0)
+		kiln_remote_image_release(out);
+	free(data);
+	free(mt);
+	free(cpath);
+	kiln_registry_free(reg);
+	kiln_reference_free(ref);
+	return rc;
+}
+
+void kiln_remote_image_release(struct kiln_remote_image *img)
+{
+	free(img->reference);
+	free(img->media_type);
+	json_decref(img->manifest);
+	json_decref(img->config);
+	memset(img, 0, sizeof(*img));
+}
+
+int kiln_fetch_blob(struct kiln_store *s, const char *digest, const struct kiln_registry_options *ropt,
+                    uint64_t *received, struct kiln_error **err)
+{
+	json_t *locs = kiln_store_locations(s, digest);
+	size_t i;
+	json_t *l;
+	int rc = kiln_error_set(err, KILN_ENOTFOUND,
+	                        "blob %s is not in the store and no registry is known to have it", digest);
+	json_array_foreach(locs, i, l)
+	{
+		const char *host = json_string_value(json_object_get(l, "registry"));
+		const char *repo = json_string_value(json_object_get(l, "repository"));
+		struct kiln_registry *reg = NULL;
+		if (host == NULL || repo == NULL)
+			continue;
+		if (err) {
+			kiln_error_free(*err);
+			*err = NULL;
+		}
+		rc = kiln_registry_open(&reg, host, ropt, err);
+		if (rc == 0)
+			rc = download(s, reg, repo, digest, err);
+		kiln_registry_free(reg);
+		if (rc == 0)
+			break;
+		kiln_error_wrap(err, "cannot fetch blob %s from %s/%s", digest, host, repo);
+	}
+	json_decref(locs);
+	if (rc == 0 && received) {
+		_cleanup_free_ char *path = kiln_store_blob_path(s, digest);
+		struct stat st;
+		if (path && stat(path, &st) == 0)
+			*received += (uint64_t)st.st_size;
+	}
+	return rc;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int kiln_pull(struct kiln_pull_result **out, struct kiln_store *s, const char *reference,
+              const char *platform, const struct kiln_registry_options *ropt, struct kiln_error **err)
+{
+	double t0 = now();
+	struct kiln_remote_image img;
+	struct kiln_reference *ref = NULL;
+	struct kiln_pull_result *r = calloc(1, sizeof(*r));
+	_cleanup_free_ char *name = NULL;
+	if (r == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	int rc = -1;
+	if (kiln_reference_parse(&ref, reference, err) < 0) {
+		free(r);
+		return -1;
+	}
+	if (kiln_remote_resolve(&img, s, reference, platform, ropt, err) < 0)
+		goto cleanup_ref;
+	r->reference = kiln_reference_string(ref);
+	r->familiar = kiln_reference_familiar(ref);
+	memcpy(r->manifest_digest, img.manifest_digest, KILN_DIGEST_LEN);
+	size_t i;
+	json_t *l;
+	json_array_foreach(json_object_get(img.manifest, "layers"), i, l)
+	{
+		const char *ld = json_string_value(json_object_get(l, "digest"));
+		r->layers++;
+		if (ropt && ropt->cancel && *ropt->cancel) {
+			kiln_error_set(err, KILN_EINTR, "interrupted");
+			goto cleanup;
+		}
+		_cleanup_free_ char *have = kiln_store_blob_path(s, ld);
+		if (have)
+			continue;
+		if (kiln_fetch_blob(s, ld, ropt, &r->bytes_received, err) < 0)
+			goto cleanup;
+		r->fetched++;
+	}
+	/* Tag it by the name it was pulled by (a digest reference is kept under its repository alone). */
+	if (ref->tag)
+		name = kiln_reference_string(ref);
+	else if (asprintf(&name, "%s/%s@%s", ref->registry, ref->repository, ref->digest) < 0)
+		name = NULL;
+	if (name == NULL ||
+	    kiln_store_tag(s, name, img.manifest_digest, img.manifest_size, img.media_type, err) < 0)
+		goto cleanup;
+	r->seconds = now() - t0;
+	*out = r;
+	r = NULL;
+	rc = 0;
+cleanup:
+	kiln_remote_image_release(&img);
+cleanup_ref:
+	kiln_reference_free(ref);
+	kiln_pull_result_free(r);
+	if (rc < 0)
+		kiln_error_wrap(err, "cannot pull '%s'", reference);
+	return rc;
+}
+
+void kiln_pull_result_free(struct kiln_pull_result *r)
+{
+	if (r == NULL)
+		return;
+	free(r->reference);
+	free(r->familiar);
+	free(r);
+}

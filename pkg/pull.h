@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * pull.h: images from registries into the store: `kiln pull`, and the registry bases of builds, whose
+ * manifest and config are fetched while their layers stay where they are until something needs them.
+ */
+#ifndef KILN_PULL_H
+#define KILN_PULL_H
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "pkg/store.h"
+#include "registry/client.h"
+
+struct kiln_remote_image {
+	char *reference;                       /* full form */
+	char manifest_digest[KILN_DIGEST_LEN]; /* of the platform's manifest */
+	char *media_type;                      /* of that manifest */
+	uint64_t manifest_size;
+	json_t *manifest;
+	json_t *config;
+};
+
+/*
+ * Fetch REFERENCE's manifest (an index resolved to PLATFORM, "os/arch[/variant]", default linux/amd64)
+ * and config into the store, verifying their digests, and record where each layer can be had. Layers are
+ * not downloaded.
+ */
+int kiln_remote_resolve(struct kiln_remote_image *out, struct kiln_store *s, const char *reference,
+                        const char *platform, const struct kiln_registry_options *ropt,
+                        struct kiln_error **err);
+void kiln_remote_image_release(struct kiln_remote_image *img);
+
+/* Download the blob DIGEST into the store from a registry known to hold it (kiln_store_locations). */
+int kiln_fetch_blob(struct kiln_store *s, const char *digest, const struct kiln_registry_options *ropt,
+                    uint64_t *received, struct kiln_error **err);
+
+struct kiln_pull_result {
+	char *reference; /* full form */
+	char *familiar;
+	char manifest_digest[KILN_DIGEST_LEN];
+	size_t layers;
+	size_t fetched; /* layers downloaded (the others were in the store already) */
+	uint64_t bytes_received;
+	double seconds;
+};
+
+/* `kiln pull`: resolve REFERENCE, download its layers (verified), tag it in the store. */
+int kiln_pull(struct kiln_pull_result **out, struct kiln_store *s, const char *reference,
+              const char *platform, const struct kiln_registry_options *ropt, struct kiln_error **err);
+void kiln_pull_result_free(struct kiln_pull_result *r);
+
+#endif

@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* push.c: push an image from the store, blob by blob, several at once, then its manifest. */
+#include "pkg/push.h"
+#include "common/cleanup.h"
+#include "layers/reader.h"
+#include "pkg/image.h"
+#include "registry/reference.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *kiln_blob_action_name(enum kiln_blob_action a)
+{
+	switch (a) {
+	case KILN_BLOB_UPLOADED:
+		return "uploaded";
+	case KILN_BLOB_EXISTS:
+		return "exists";
+	case KILN_BLOB_MOUNTED:
+		return "mounted";
+	case KILN_BLOB_COPIED:
+		return "copied";
+	}
+	return "?";
+}
+
+struct push {
+	struct kiln_store *store;
+	struct kiln_registry *target;
+	const struct kiln_reference *ref;
+	const struct kiln_push_options *opt;
+	struct kiln_pushed_blob *blobs;
+	size_t n;
+	atomic_size_t next;
+	atomic_uint_least64_t sent;
+	uint64_t total;
+	pthread_mutex_t lock;
+	struct kiln_error *err;
+	volatile sig_atomic_t stop;
+};
+
+/* A blob source over a store reader. */
+static int reader_seek(void *ctx, uint64_t offset, struct kiln_error **err)
+{
+	struct kiln_store_reader *r = ctx;
+	return kiln_blob_reader_seek(r->rd, offset, err);
+}
+
+static ssize_t reader_read(void *ctx, void *buf, size_t len, struct kiln_error **err)
+{
+	struct kiln_store_reader *r = ctx;
+	return kiln_blob_reader_read(r->rd, buf, len, err);
+}
+
+struct progress {
+	struct push *p;
+	uint64_t last;
+};
+
+static void on_upload_progress(void *ctx, uint64_t done)
+{
+	struct progress *pr = ctx;
+	uint64_t delta = done > pr->last ? done - pr->last : 0;
+	pr->last = done;
+	uint64_t total = atomic_fetch_add(&pr->p->sent, delta) + delta;
+	if (pr->p->opt->on_bytes)
+		pr->p->opt->on_bytes(pr->p->opt->ctx, total, pr->p->total);
+}
+
+/* Mount the blob from another repository of the target registry that is known to hold it. */
+static int try_mount(struct push *p, struct kiln_pushed_blob *b, bool *done, struct kiln_error **err)
+{
+	json_t *locs = kiln_store_locations(p->store, b->digest);
+	size_t i;
+	json_t *l;
+	int rc = 0;
+	*done = false;
+	json_array_foreach(locs, i, l)
+	{
+		const char *reg = json_string_value(json_object_get(l, "registry"));
+		const char *repo = json_string_value(json_object_get(l, "repository"));
+		if (!reg || !repo || strcmp(reg, p->ref->registry) != 0 ||
+		    strcmp(repo, p->ref->repository) == 0)
+			continue;
+		bool mounted = false;
+		if ((rc = kiln_registry_blob_mount(p->target, p->ref->repository, repo, b->digest, &mounted,
+		                                   err)) < 0)
+			break;
+		if (mounted) {
+			b->action = KILN_BLOB_MOUNTED;
+			if (asprintf(&b->from, "%s/%s", reg, repo) < 0)
+				b->from = NULL;
+			*done = true;
+			break;
+		}
+	}
+	json_decref(locs);
+	return rc;
+}
+
+/* Put one blob at the target: exists, mounted, or uploaded from the store. */
+static int push_blob(struct push *p, struct kiln_pushed_blob *b, struct kiln_error **err)
+{
+	bool exists = false, done = false;
+	const char *repo = p->ref->repository;
+	if (kiln_registry_blob_exists(p->target, repo, b->digest, &exists, err) < 0)
+		return -1;
+	if (exists) {
+		b->action = KILN_BLOB_EXISTS;
+	} else {
+		if (try_mount(p, b, &done, err) < 0)
+			return -1;
+		if (!done) {
+			struct kiln_store_reader r;
+			if (!kiln_store_blob_exists(p->store, b->digest))
+				return kiln_error_set(
+				    err, KILN_ENOTFOUND,
+				    "blob %s is not in the store and no registry is known to have it",
+				    b->digest);
+			if (kiln_store_reader_open(&r, p->store, b->digest, err) < 0)
+				return -1;
+			struct kiln_blob_source src = {
+			    .size = b->size, .seek = reader_seek, .read = reader_read, .ctx = &r};
+			memcpy(src.digest, b->digest, KILN_DIGEST_LEN);
+			struct progress pr = {p, 0};
+			int rc = kiln_registry_blob_upload(p->target, repo, &src, on_upload_progress, &pr,
+			                                   &b->bytes_sent, err);
+			kiln_store_reader_release(&r);
+			if (rc < 0)
+				return rc;
+			b->action = KILN_BLOB_UPLOADED;
+		}
+	}
+	return kiln_store_location_add(p->store, b->digest, p->ref->registry, repo, err);
+}
+
+static void *worker(void *arg)
+{
+	struct push *p = arg;
+	for (;;) {
+		size_t i = atomic_fetch_add(&p->next, 1);
+		if (i >= p->n || p->stop || (p->opt->cancel && *p->opt->cancel))
+			break;
+		struct kiln_error *e = NULL;
+		if (push_blob(p, &p->blobs[i], &e) < 0) {
+			kiln_error_wrap(&e, "cannot push %s %s", p->blobs[i].what, p->blobs[i].digest);
+			pthread_mutex_lock(&p->lock);
+			if (p->err == NULL)
+				p->err = e;
+			else
+				kiln_error_free(e);
+			pthread_mutex_unlock(&p->lock);
+			p->stop = 1;
+			break;
+		}
+		if (p->opt->on_blob)
+			p->opt->on_blob(p->opt->ctx, &p->blobs[i]);
+	}
+	return NULL;
+}
+
+/* Push p->blobs with opt->jobs threads. */
+static int push_blobs(struct push *p, struct kiln_error **err)
+{
+	size_t nthreads = p->opt->jobs > 0 ? (size_t)p->opt->jobs : 4;
+	if (nthreads > p->n)
+		nthreads = p->n ? p->n : 1;
+	if (nthreads > 32)
+		nthreads = 32;
+	pthread_t tids[32];
+	size_t started = 0;
+	for (; started < nthreads; started++)
+		if (pthread_create(&tids[started], NULL, worker, p) != 0)
+			break;
+	if (started == 0)
+		worker(p);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(tids[i], NULL);
+	if (p->err) {
+		int code = p->err->code;
+		if (err) {
+			kiln_error_free(*err);
+			*err = p->err;
+		} else {
+			kiln_error_free(p->err);
+		}
+		p->err = NULL;
+		return code;
+	}
+	if (p->opt->cancel && *p->opt->cancel)
+		return kiln_error_set(err, KILN_EINTR, "interrupted");
+	return 0;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The manifest's blobs: every layer, then the config (pushed before the manifest that names them). */
+static int list_blobs(struct kiln_push_result *r, const char *manifest, size_t len, struct kiln_error **err)
+{
+	json_t *m = json_loadb(manifest, len, 0, NULL);
+	json_t *layers = json_object_get(m, "layers");
+	json_t *config = json_object_get(m, "config");
+	if (!json_is_array(layers) || !json_is_object(config)) {
+		json_decref(m);
+		return kiln_error_set(err, KILN_EIO, "manifest %s in the store is not an image manifest",
+		                      r->manifest_digest);
+	}
+	r->n = json_array_size(layers) + 1;
+	r->blobs = calloc(r->n, sizeof(*r->blobs));
+	if (r->blobs == NULL) {
+		json_decref(m);
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+	for (size_t i = 0; i < r->n; i++) {
+		json_t *d = i + 1 < r->n ? json_array_get(layers, i) : config;
+		const char *dg = json_string_value(json_object_get(d, "digest"));
+		if (dg == NULL || !kiln_digest_valid(dg)) {
+			json_decref(m);
+			return kiln_error_set(err, KILN_EIO, "manifest %s has a bad digest",
+			                      r->manifest_digest);
+		}
+		memcpy(r->blobs[i].digest, dg, KILN_DIGEST_LEN);
+		r->blobs[i].size = (uint64_t)json_integer_value(json_object_get(d, "size"));
+		r->blobs[i].what = i + 1 < r->n ? "layer" : "config";
+	}
+	json_decref(m);
+	return 0;
+}
+
+int kiln_push(struct kiln_push_result **out, struct kiln_store *s, const struct kiln_push_options *opt,
+              struct kiln_error **err)
+{
+	double t0 = now();
+	struct kiln_reference *src = NULL, *dst = NULL;
+	struct kiln_push_result *r = calloc(1, sizeof(*r));
+	struct push p = {.store = s, .opt = opt};
+	_cleanup_free_ char *manifest = NULL, *src_full = NULL;
+	size_t mlen = 0;
+	int rc = -1;
+	if (r == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	pthread_mutex_init(&p.lock, NULL);
+	if (kiln_reference_parse(&src, opt->image, err) < 0 ||
+	    kiln_reference_parse(&dst, opt->target ? opt->target : opt->image, err) < 0)
+		goto cleanup;
+	if (dst->tag == NULL) {
+		kiln_error_set(err, KILN_EINVAL, "cannot push to '%s': a push needs a tag", opt->target);
+		goto cleanup;
+	}
+	src_full = kiln_reference_string(src);
+	r->reference = kiln_reference_string(dst);
+	r->familiar = kiln_reference_familiar(dst);
+	if (kiln_store_resolve(s, src_full, r->manifest_digest, err) < 0 ||
+	    kiln_store_blob_read(s, r->manifest_digest, &manifest, &mlen, 4 << 20, err) < 0 ||
+	    list_blobs(r, manifest, mlen, err) < 0)
+		goto cleanup;
+	if (kiln_registry_open(&p.target, dst->registry, opt->registry, err) < 0)
+		goto cleanup;
+	p.ref = dst;
+	p.blobs = r->blobs;
+	p.n = r->n - 1; /* layers first, all at once; the config after them */
+	for (size_t i = 0; i < r->n; i++)
+		p.total += r->blobs[i].size;
+	if (push_blobs(&p, err) < 0)
+		goto cleanup;
+	p.next = p.n;
+	p.n = r->n;
+	if (push_blobs(&p, err) < 0)
+		goto cleanup;
+	char pushed[KILN_DIGEST_LEN];
+	if (kiln_registry_manifest_put(p.target, dst->repository, dst->tag, KILN_MEDIA_MANIFEST, manifest,
+	                               mlen, pushed, err) < 0)
+		goto cleanup;
+	if (strcmp(pushed, r->manifest_digest) != 0) {
+		kiln_error_set(err, KILN_EIO, "the registry holds manifest %s, not %s", pushed,
+		               r->manifest_digest);
+		goto cleanup;
+	}
+	r->bytes_sent = p.sent + mlen;
+	for (size_t i = 0; i < r->n; i++)
+		r->bytes_sent += 0;
+	r->seconds = now() - t0;
+	*out = r;
+	r = NULL;
+	rc = 0;
+cleanup:
+	if (rc < 0) {
+		if (err && *err)
+			rc = (*err)->code;
+		kiln_error_wrap(err, "cannot push '%s'", opt->target ? opt->target : opt->image);
+	}
+	pthread_mutex_destroy(&p.lock);
+	kiln_registry_free(p.target);
+	kiln_reference_free(src);
+	kiln_reference_free(dst);
+	kiln_push_result_free(r);
+	return rc;
+}
+
+void kiln_push_result_free(struct kiln_push_result *r)
+{
+	if (r == NULL)
+		return;
+	for (size_t i = 0; i < r->n; i++)
+		free(r->blobs[i].from);
+	free(r->blobs);
+	free(r->reference);
+	free(r->familiar);
+	free(r);
+}

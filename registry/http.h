@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * http.h: the registry client's thin libcurl wrapper (internal to registry/): one request at a time per
+ * call, connections, DNS and TLS sessions shared between threads, bodies streamed both ways.
+ */
+#ifndef KILN_REGISTRY_HTTP_H
+#define KILN_REGISTRY_HTTP_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/error.h"
+#include "layers/recipe.h"
+#include "registry/client.h"
+
+/* Error bodies and other small answers are kept up to this size (the rest is dropped). */
+#define KILN_HTTP_SMALL_BODY (64 * 1024)
+
+struct kiln_http;
+
+/* Shared state for all requests of one client: the CURLSH share, its locks and the TLS settings.
+ * CA_FILE may be NULL (then SSL_CERT_FILE, then the system's CAs). */
+int kiln_http_new(struct kiln_http **out, const char *ca_file, struct kiln_error **err);
+void kiln_http_free(struct kiln_http *h);
+
+struct kiln_http_request {
+	const char *method; /* "GET", "HEAD", "PUT", ... */
+	const char *url;
+	const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
+	const char *authorization;  /* value of the Authorization header, or NULL */
+	/* The body: DATA/LEN, or LEN bytes of SRC from SRC_OFFSET, or none. */
+	const void *data;
+	size_t data_len;
+	const struct kiln_blob_source *src;
+	uint64_t src_offset;
+	uint64_t src_len;
+	/* A 2xx answer's body goes to WRITE when set, else into the response (at most MAX_BODY bytes: a
+	 * larger one fails with KILN_EINVAL and resp->too_large set). Non-2xx bodies are kept, truncated. */
+	kiln_write_fn write;
+	void *write_ctx;
+	size_t max_body;
+	volatile sig_atomic_t *cancel;
+	void (*progress)(void *ctx, uint64_t sent); /* body bytes sent by this request so far */
+	void *progress_ctx;
+};
+
+struct kiln_http_response {
+	long status;
+	struct kiln_buf body;
+	char *location; /* resolved against the request URL */
+	char *www_authenticate;
+	char *range;
+	char *docker_content_digest;
+	char *content_type;
+	char *retry_after;
+	uint64_t delivered; /* body bytes handed to the request's WRITE */
+	uint64_t sent;	    /* request body bytes read from the source (rewinds included) */
+	bool too_large;
+	int curl_code;	    /* CURLcode of the transfer (0 when it completed) */
+	bool retryable;	    /* a transport failure worth retrying */
+};
+
+void kiln_http_response_release(struct kiln_http_response *r);
+
+/*
+ * Perform one request. 0 when an HTTP answer came back (whatever its status); a negative code with *err
+ * set to curl's words when the transfer failed (resp->retryable says whether to try again; KILN_EINTR
+ * when req->cancel was set; WRITE's own error when it stopped the transfer).
+ */
+int kiln_http_perform(struct kiln_http *h, const struct kiln_http_request *req, struct kiln_http_response *resp,
+		      struct kiln_error **err);
+
+/* Whether an HTTP status is worth retrying: 408, 429, 500-504. */
+bool kiln_http_status_retryable(long status);
+
+/*
+ * Sleep before retry number ATTEMPT (0-based): BACKOFF * 2^ATTEMPT with random jitter, or RETRY_AFTER
+ * seconds when the server said so (capped at 60 s). KILN_EINTR when CANCEL gets set meanwhile.
+ */
+int kiln_http_backoff(double backoff, int attempt, const char *retry_after, volatile sig_atomic_t *cancel,
+		      struct kiln_error **err);
+
+/* Resolve LOCATION (absolute or relative) against BASE; caller frees; NULL when it cannot be parsed. */
+char *kiln_http_resolve(const char *base, const char *location);
+
+/* Append "NAME=VALUE" (VALUE URL-encoded) to URL's query; caller frees; NULL on failure. */
+char *kiln_http_add_query(const char *url, const char *name, const char *value);
+
+/* "scheme://host[:port]" of URL, lowercased host; caller frees; NULL on failure. */
+char *kiln_http_origin(const char *url);
+
+/* "Basic base64(user:secret)"; caller frees. */
+char *kiln_http_basic(const char *user, const char *secret);
+
+/* Base64 decode of S (OpenSSL); *out NUL-terminated, caller frees; -1 when S is not base64. */
+int kiln_base64_decode(char **out, size_t *len, const char *s);
+
+/* A parsed WWW-Authenticate header (challenge.c): the Bearer challenge when there is one, else the first. */
+struct kiln_challenge {
+	char *scheme; /* "basic", "bearer" (lowercased) */
+	char *realm;
+	char *service;
+	char *scope;
+	char *error; /* Bearer's error="invalid_token" and similar */
+};
+
+/* Parse HEADER (RFC 7235 challenges, comma-separated, quoted or bare values). -1 when it has none. */
+int kiln_challenge_parse(struct kiln_challenge *out, const char *header);
+void kiln_challenge_release(struct kiln_challenge *c);
+
+#endif

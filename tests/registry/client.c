@@ -1,0 +1,934 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * tests/registry/client.c: the registry client against Debian's real docker-registry (distribution) on
+ * loopback: blobs, chunked and resumed uploads, mounts, manifests, htpasswd auth, and faults injected by a
+ * small TCP proxy in front of the registry.
+ */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/fs.h"
+#include "layers/digest.h"
+#include "registry/client.h"
+
+#define MIB (1024 * 1024)
+#define PASSWORD "Corr3ct-Horse"
+
+extern char **environ;
+
+/* ---------------------------------------------------------------- a real registry on loopback */
+
+struct registry {
+	char dir[256];
+	char host[64]; /* "127.0.0.1:PORT" */
+	int port;
+	pid_t pid;
+};
+
+static struct registry reg; /* the suite's registry */
+
+/* A loopback port nobody listens on (the kernel's choice). */
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	cr_assert(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	cr_assert(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* The status of GET URL, or 0 when nothing answers. */
+static long probe(const char *url)
+{
+	CURL *c = curl_easy_init();
+	long status = 0;
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 1000L);
+	curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	return status;
+}
+
+/* Start docker-registry with filesystem storage in a temporary directory; with htpasswd auth when
+ * HTPASSWD (user alice, password PASSWORD). Returns when GET /v2/ answers. */
+static void registry_start(struct registry *r, bool htpasswd)
+{
+	snprintf(r->dir, sizeof(r->dir), "/tmp/kiln-registry-XXXXXX");
+	cr_assert(mkdtemp(r->dir) != NULL);
+	r->port = free_port();
+	snprintf(r->host, sizeof(r->host), "127.0.0.1:%d", r->port);
+	char path[512], cmd[1024];
+	if (htpasswd) {
+		snprintf(cmd, sizeof(cmd), "htpasswd -Bbn alice '%s' > '%s/htpasswd'", PASSWORD, r->dir);
+		cr_assert_eq(system(cmd), 0, "htpasswd failed (apt-get install apache2-utils)");
+	}
+	snprintf(path, sizeof(path), "%s/config.yml", r->dir);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fprintf(f,
+		"version: 0.1\n"
+		"log:\n  level: error\n  accesslog:\n    disabled: true\n"
+		"storage:\n  filesystem:\n    rootdirectory: %s/data\n  delete:\n    enabled: true\n"
+		"http:\n  addr: 127.0.0.1:%d\n  secret: kiln-test-secret\n",
+		r->dir, r->port);
+	if (htpasswd)
+		fprintf(f, "auth:\n  htpasswd:\n    realm: kiln-test\n    path: %s/htpasswd\n", r->dir);
+	fclose(f);
+	char log[512];
+	snprintf(log, sizeof(log), "%s/registry.log", r->dir);
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	char *argv[] = {"docker-registry", "serve", path, NULL};
+	int rc = posix_spawnp(&r->pid, "docker-registry", &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	cr_assert_eq(rc, 0, "cannot start docker-registry: %s", strerror(rc));
+	char url[128];
+	snprintf(url, sizeof(url), "http://%s/v2/", r->host);
+	for (int i = 0; i < 200; i++) {
+		long s = probe(url);
+		if (s == 200 || s == 401)
+			return;
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	cr_assert_fail("docker-registry did not answer on %s (see %s)", r->host, log);
+}
+
+static void registry_stop(struct registry *r)
+{
+	if (r->pid > 0) {
+		kill(r->pid, SIGTERM);
+		waitpid(r->pid, NULL, 0);
+		r->pid = 0;
+	}
+	if (r->dir[0])
+		kiln_remove_tree(r->dir, NULL);
+	r->dir[0] = '\0';
+}
+
+static char home[256];
+
+/* No credentials from the test machine: an empty HOME, no KILN_REGISTRY_* variables. */
+static void clean_environment(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(home, sizeof(home), "/tmp/kiln-client-home-XXXXXX");
+	cr_assert(mkdtemp(home) != NULL);
+	setenv("HOME", home, 1);
+	unsetenv("DOCKER_CONFIG");
+	unsetenv("REGISTRY_AUTH_FILE");
+	unsetenv("KILN_REGISTRY_USERNAME");
+	unsetenv("KILN_REGISTRY_PASSWORD");
+	unsetenv("KILN_INSECURE_REGISTRIES");
+	unsetenv("KILN_HTTP_STALL_SECONDS");
+}
+
+static void plain_init(void)
+{
+	clean_environment();
+	registry_start(&reg, false);
+}
+
+static void auth_init(void)
+{
+	clean_environment();
+	registry_start(&reg, true);
+}
+
+static void fini(void)
+{
+	registry_stop(&reg);
+	kiln_remove_tree(home, NULL);
+}
+
+TestSuite(client, .init = plain_init, .fini = fini);
+TestSuite(client_auth, .init = auth_init, .fini = fini);
+TestSuite(client_faults, .init = plain_init, .fini = fini);
+
+/* ---------------------------------------------------------------- blobs in memory */
+
+struct mem_src {
+	unsigned char *data;
+	uint64_t size;
+	uint64_t pos;
+	uint64_t seeks[64]; /* offsets the client asked for, in order */
+	int nseeks;
+};
+
+static int mem_seek(void *ctx, uint64_t offset, struct kiln_error **err)
+{
+	struct mem_src *m = ctx;
+	if (m->nseeks < 64)
+		m->seeks[m->nseeks++] = offset;
+	m->pos = offset;
+	return 0;
+}
+
+static ssize_t mem_read(void *ctx, void *buf, size_t len, struct kiln_error **err)
+{
+	struct mem_src *m = ctx;
+	size_t n = m->size - m->pos < len ? (size_t)(m->size - m->pos) : len;
+	memcpy(buf, m->data + m->pos, n);
+	m->pos += n;
+	return (ssize_t)n;
+}
+
+/* SIZE pseudo-random bytes from SEED and a source reading them. */
+static struct kiln_blob_source make_blob(struct mem_src *m, size_t size, uint32_t seed)
+{
+	memset(m, 0, sizeof(*m));
+	m->data = malloc(size ? size : 1);
+	m->size = size;
+	uint32_t x = seed;
+	for (size_t i = 0; i < size; i++) {
+		x = x * 1103515245 + 12345;
+		m->data[i] = (unsigned char)(x >> 16);
+	}
+	struct kiln_blob_source s = {.size = size, .seek = mem_seek, .read = mem_read, .ctx = m};
+	kiln_digest_buffer(s.digest, m->data, size);
+	return s;
+}
+
+static int buf_write(void *ctx, const void *data, size_t len, struct kiln_error **err)
+{
+	return kiln_buf_put(ctx, data, len) < 0 ? kiln_error_set(err, KILN_EFAIL, "out of memory") : 0;
+}
+
+static struct kiln_registry *open_registry(const char *host, const struct kiln_registry_options *opt)
+{
+	struct kiln_registry *r = NULL;
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_registry_open(&r, host, opt, &err), 0, "%s", err ? err->message : "");
+	return r;
+}
+
+static void quick_options(struct kiln_registry_options *opt)
+{
+	kiln_registry_options_init(opt);
+	opt->backoff = 0.01;
+}
+
+static void upload_ok(struct kiln_registry *r, const char *repo, const struct kiln_blob_source *src,
+		      uint64_t *sent)
+{
+	struct kiln_error *err = NULL;
+	int rc = kiln_registry_blob_upload(r, repo, src, NULL, NULL, sent, &err);
+	cr_assert_eq(rc, 0, "%s", err ? err->message : "");
+}
+
+/* The blob reads back byte for byte. */
+static void expect_blob(struct kiln_registry *r, const char *repo, const struct mem_src *m, const char *digest)
+{
+	bool exists = false;
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_registry_blob_exists(r, repo, digest, &exists, &err), 0, "%s", err ? err->message : "");
+	cr_assert(exists, "%s not in %s", digest, repo);
+	struct kiln_buf b = KILN_BUF_INIT;
+	cr_assert_eq(kiln_registry_blob_get(r, repo, digest, buf_write, &b, &err), 0, "%s",
+		     err ? err->message : "");
+	cr_assert_eq(b.len, m->size);
+	cr_assert(memcmp(b.ptr, m->data, m->size) == 0, "the blob read back differs");
+	kiln_buf_release(&b);
+}
+
+/* ---------------------------------------------------------------- the plain registry */
+
+Test(client, ping_answers)
+{
+	struct kiln_registry *r = open_registry(reg.host, NULL);
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_registry_ping(r, &err), 0, "%s", err ? err->message : "");
+	kiln_registry_free(r);
+}
+
+struct progress_log {
+	uint64_t last;
+	int calls;
+	bool backwards;
+};
+
+static void on_progress(void *ctx, uint64_t done)
+{
+	struct progress_log *p = ctx;
+	p->backwards |= done < p->last;
+	p->last = done;
+	p->calls++;
+}
+
+Test(client, small_blob_is_one_put_and_reads_back)
+{
+	struct kiln_registry *r = open_registry(reg.host, NULL);
+	struct mem_src m;
+	struct kiln_blob_source src = make_blob(&m, 100 * 1024, 1);
+	struct progress_log p = {0};
+	uint64_t sent = 0;
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_registry_blob_upload(r, "kiln/small", &src, on_progress, &p, &sent, &err), 0, "%s",
+		     err ? err->message : "");
+	cr_assert_eq(sent, src.size);
+	cr_assert_eq(p.last, src.size);
+	cr_assert_not(p.backwards);
+	cr_assert_eq(m.nseeks, 1, "one request reads the blob once (%d seeks)", m.nseeks);
+	expect_blob(r, "kiln/small", &m, src.digest);
+	free(m.data);
+	kiln_registry_free(r);
+}
+
+Test(client, large_blob_goes_in_patch_chunks)
+{
+	struct kiln_registry_options opt;
+	quick_options(&opt);
+	opt.chunk_size = 1 * MIB;
+	opt.monolithic_max = 512 * 1024;
+	struct kiln_registry *r = open_registry(reg.host, &opt);
+	struct mem_src m;
+	struct kiln_blob_source src = make_blob(&m, 5 * MIB + 123, 2);
+	struct progress_log p = {0};
+	uint64_t sent = 0;
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_registry_blob_upload(r, "kiln/large", &src, on_progress, &p, &sent, &err), 0, "%s",
+		     err ? err->message : "");
+	cr_assert_eq(sent, src.size);
+	cr_assert_eq(p.last, src.size);
+	cr_assert_not(p.backwards);
+	/* one PATCH per MiB, each reading from its own offset */
+	cr_assert_eq(m.nseeks, 6, "%d requests read the blob", m.nseeks);
+	for (int i = 0; i < 6; i++)
+		cr_assert_eq(m.seeks[i], (uint64_t)i * MIB);
+	expect_blob(r, "kiln/large", &m, src.digest);
+	free(m.data);
+	kiln_registry_free(r);
+}
+
+Test(client, empty_blob_uploads)
+{
+	struct kiln_registry *r = open_registry(reg.host, NULL);
+	struct mem_src m;
+	struct kiln_blob_source src = make_blob(&m, 0, 3);
+	upload_ok(r, "kiln/empty", &src, NULL);
+	expect_blob(r, "kiln/empty", &m, src.digest);
+	free(m.data);
+	kiln_registry_free(r);
+}
+
+Test(client, unknown_blob_does_not_exist_and_cannot_be_read)
+{
+	struct kiln_registry *r = open_registry(reg.host, NULL);
+	const char *d = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+	bool exists = true;
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_registry_blob_exists(r, "kiln/none", d, &exists, &err), 0, "%s", err ? err->message : "");
+	cr_assert_not(exists);
+	struct kiln_buf b = KILN_BUF_INIT;
+	cr_assert_eq(kiln_registry_blob_get(r, "kiln/none", d, buf_write, &b, &err), KILN_ENOTFOUND);
+	cr_assert(strstr(err->message, "cannot get blob sha256:000000000000") && strstr(err->message, reg.host) &&
+			  strstr(err->message, "kiln/none") && strstr(err->message, "BLOB_UNKNOWN") &&
+			  strstr(err->message, "404"),
+		  "%s", err->message);
+	cr_assert_eq(b.len, 0);
+	kiln_error_free(err);
+	kiln_registry_free(r);
+}
+
+Test(client, wrong_digest_is_refused_with_the_registry_words)
+{
+	struct kiln_registry *r = open_registry(reg.host, NULL);
+	struct mem_src m;
+	struct kiln_blob_source src = make_blob(&m, 1000, 4);
+	memcpy(src.digest + 7, "ab", 2); /* the digest no longer matches the bytes */
+	struct kiln_error *err = NULL;
+	cr_assert_lt(kiln_registry_blob_upload(r, "kiln/bad", &src, NULL, NULL, NULL, &err), 0);
+	char want[64];
+	snprintf(want, sizeof(want), "cannot push blob %.19s", src.digest);
+	cr_assert(strstr(err->message, want) && strstr(err->message, "to 127.0.0.1:") &&
+			  strstr(err->message, "/kiln/bad") && strstr(err->message, "DIGEST_INVALID"),
+		  "%s", err->message);
+	kiln_error_free(err);
+	free(m.data);
+	kiln_registry_free(r);
+}
+
+Test(client, blob_mounts_from_another_repository)
+{
+	struct kiln_registry *r = open_registry(reg.host, NULL);
+	struct mem_src m;
+	struct kiln_blob_source src = make_blob(&m, 4096, 5);
+	upload_ok(r, "kiln/base", &src, NULL);
+	bool mounted = false;
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_registry_blob_mount(r, "kiln/app", "kiln/base", src.digest, &mounted, &err), 0, "%s",
+		     err ? err->message : "");
+	cr_assert(mounted);
+	expect_blob(r, "kiln/app", &m, src.digest);
+	/* a blob the source repository lacks: the registry starts an upload instead, which is cancelled */
+	const char *d = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+	cr_assert_eq(kiln_registry_blob_mount(r, "kiln/app", "kiln/base", d, &mounted, &err), 0, "%s",
+		     err ? err->message : "");
+	cr_assert_not(mounted);
+	free(m.data);
+	kiln_registry_free(r);
+}
+
+static const char *oci_manifest = "application/vnd.oci.image.manifest.v1+json";
+
+/* Upload a config and a layer and build a minimal OCI manifest for them (caller frees). */
+static char *make_manifest(struct kiln_registry *r, const char *repo)
+{
+	const char *config = "{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\","
+			     "\"diff_ids\":[]}}";
+	struct mem_src cm = {.data = (unsigned char *)config, .size = strlen(config)};
+	struct kiln_blob_source csrc = {.size = cm.size, .seek = mem_seek, .read = mem_read, .ctx = &cm};
+	kiln_digest_buffer(csrc.digest, config, cm.size);
+	upload_ok(r, repo, &csrc, NULL);
+	struct mem_src lm;
+	struct kiln_blob_source lsrc = make_blob(&lm, 3000, 6);
+	upload_ok(r, repo, &lsrc, NULL);
+	free(lm.data);
+	char *json = NULL;
+	cr_assert(asprintf(&json,
+			   "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":"
+			   "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\",\"size\":%zu},"
+			   "\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"%s\","
+			   "\"size\":3000}]}",
+			   oci_manifest, csrc.digest, strlen(config), lsrc.digest) > 0);
+	return json;
+}
+
+Test(client, manifest_round_trip_by_tag_and_digest)
+{
+	struct kiln_registry *r = open_registry(reg.host, NULL);
+	char *json = make_manifest(r, "kiln/model");
+	char digest[KILN_DIGEST_LEN], want[KILN_DIGEST_LEN];
+	kiln_digest_buffer(want, json, strlen(json));
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_registry_manifest_put(r, "kiln/model", "v1", oci_manifest, json, strlen(json), digest,
+						&err),
+		     0, "%s", err ? err->message : "");
+	cr_assert_str_eq(digest, want);
+	const char *refs[] = {"v1", want};
+	for (int i = 0; i < 2; i++) {
+		char *data = NULL, *mt = NULL;
+		size_t len = 0;
+		char got[KILN_DIGEST_LEN];
+		cr_assert_eq(kiln_registry_manifest_get(r, "kiln/model", refs[i], &data, &len, &mt, got, &err), 0,
+			     "%s", err ? err->message : "");
+		cr_assert_eq(len, strlen(json));
+		cr_assert_str_eq(data, json);
+		cr_assert_str_eq(mt, oci_manifest);
+		cr_assert_str_eq(got, want);
+		free(data);
+		free(mt);
+	}
+	free(json);
+	kiln_registry_free(r);
+}
+
+Test(client, unknown_tag_is_not_found_and_named)
+{
+	struct kiln_registry *r = open_registry(reg.host, NULL);
+	char *data = NULL, *mt = NULL;
+	size_t len = 0;
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_registry_manifest_get(r, "kiln/model", "nosuch", &data, &len, &mt, NULL, &err),
+		     KILN_ENOTFOUND);
+	cr_assert(strstr(err->message, "kiln/model:nosuch") && strstr(err->message, reg.host) &&
+			  strstr(err->message, "MANIFEST_UNKNOWN"),
+		  "%s", err->message);
+	cr_assert_null(data);
+	cr_assert_null(mt);
+	kiln_error_free(err);
+	kiln_registry_free(r);
+}
+
+Test(client, unknown_host_reports_curls_words)
+{
+	struct kiln_registry_options opt;
+	quick_options(&opt);
+	opt.max_retries = 0;
+	struct kiln_registry *r = open_registry("nosuch.invalid", &opt);
+	struct kiln_error *err = NULL;
+	cr_assert_lt(kiln_registry_ping(r, &err), 0);
+	cr_assert(strstr(err->message, "cannot reach registry nosuch.invalid") &&
+			  strstr(err->message, "Could not resolve host"),
+		  "%s", err->message);
+	kiln_error_free(err);
+	kiln_registry_free(r);
+}
+
+Test(client, cancel_stops_with_eintr)
+{
+	volatile sig_atomic_t cancel = 1;
+	struct kiln_registry_options opt;
+	quick_options(&opt);
+	opt.cancel = &cancel;
+	struct kiln_registry *r = open_registry(reg.host, &opt);
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_registry_ping(r, &err), KILN_EINTR);
+	kiln_error_free(err);
+	kiln_registry_free(r);
+}
+
+/* ---------------------------------------------------------------- htpasswd (Basic) auth */
+
+Test(client_auth, right_password_works)
+{
+	setenv("KILN_REGISTRY_USERNAME", "alice", 1);
+	setenv("KILN_REGISTRY_PASSWORD", PASSWORD, 1);
+	struct kiln_registry *r = open_registry(reg.host, NULL);
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_registry_ping(r, &err), 0, "%s", err ? err->message : "");
+	struct mem_src m;
+	struct kiln_blob_source src = make_blob(&m, 2000, 7);
+	upload_ok(r, "kiln/private", &src, NULL);
+	expect_blob(r, "kiln/private", &m, src.digest);
+	free(m.data);
+	kiln_registry_free(r);
+}
+
+Test(client_auth, wrong_password_fails_without_showing_it)
+{
+	setenv("KILN_REGISTRY_USERNAME", "alice", 1);
+	setenv("KILN_REGISTRY_PASSWORD", "Wr0ng-Pa55word", 1);
+	struct kiln_registry *r = open_registry(reg.host, NULL);
+	struct kiln_error *err = NULL;
+	cr_assert_lt(kiln_registry_ping(r, &err), 0);
+	cr_assert(strstr(err->message, reg.host) && strstr(err->message, "authentication failed (401)"), "%s",
+		  err->message);
+	cr_assert_null(strstr(err->message, "Wr0ng-Pa55word"), "%s", err->message);
+	cr_assert_null(strstr(err->message, "V3IwbmctUGE1NXdvcmQ"), "base64 of the password in: %s", err->message);
+	kiln_error_free(err);
+	err = NULL;
+	struct mem_src m;
+	struct kiln_blob_source src = make_blob(&m, 2000, 8);
+	cr_assert_lt(kiln_registry_blob_upload(r, "kiln/private", &src, NULL, NULL, NULL, &err), 0);
+	cr_assert(strstr(err->message, "authentication failed") && !strstr(err->message, "Wr0ng-Pa55word"), "%s",
+		  err->message);
+	kiln_error_free(err);
+	free(m.data);
+	kiln_registry_free(r);
+}
+
+Test(client_auth, no_credentials_asks_for_login)
+{
+	struct kiln_registry *r = open_registry(reg.host, NULL);
+	struct kiln_error *err = NULL;
+	cr_assert_lt(kiln_registry_ping(r, &err), 0);
+	char want[256];
+	snprintf(want, sizeof(want), "authentication required by %s: run 'kiln login %s'", reg.host, reg.host);
+	cr_assert(strstr(err->message, want), "%s", err->message);
+	kiln_error_free(err);
+	kiln_registry_free(r);
+}
+
+Test(client_auth, credentials_from_config_json)
+{
+	char dir[512], text[1024];
+	snprintf(dir, sizeof(dir), "%s/.docker", home);
+	cr_assert_eq(kiln_mkdir_p(dir, NULL), 0);
+	snprintf(dir, sizeof(dir), "%s/.docker/config.json", home);
+	/* base64("alice:" PASSWORD) */
+	snprintf(text, sizeof(text), "{\"auths\": {\"%s\": {\"auth\": \"YWxpY2U6Q29ycjNjdC1Ib3JzZQ==\"}}}", reg.host);
+	cr_assert_eq(kiln_write_file_atomic(dir, text, strlen(text), NULL), 0);
+	struct kiln_registry *r = open_registry(reg.host, NULL);
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_registry_ping(r, &err), 0, "%s", err ? err->message : "");
+	kiln_registry_free(r);
+}
+
+/* ---------------------------------------------------------------- faults, through a TCP proxy */
+
+enum proxy_mode {
+	PROXY_PASS,	/* forward everything */
+	PROXY_DROP,	/* close the connection when the Nth request matching MATCH arrives, forwarding nothing */
+	PROXY_TRUNCATE, /* forward the first CUT bytes of the Nth matching request, then close */
+	PROXY_CANNED,	/* answer the first N matching requests with CANNED instead of the registry */
+};
+
+struct proxy {
+	int listen_fd;
+	int port;
+	int upstream_port;
+	enum proxy_mode mode;
+	const char *match; /* "PATCH /v2/", "GET /v2/kiln/model/manifests/" */
+	int n;
+	size_t cut;
+	const char *canned;
+	size_t canned_len;
+	atomic_int seen;      /* matching requests so far */
+	atomic_int saw_auth;  /* an Authorization header went through */
+	pthread_t thread;
+};
+
+static int send_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+struct pump {
+	struct proxy *px;
+	int client;
+};
+
+/* One client connection: forward both ways, doing the proxy's mischief on the way up. */
+static void *pump_thread(void *arg)
+{
+	struct pump *pu = arg;
+	struct proxy *px = pu->px;
+	int client = pu->client;
+	free(pu);
+	int up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)px->upstream_port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (connect(up, (struct sockaddr *)&a, sizeof(a)) < 0)
+		goto out;
+	static char buf[65536];
+	char *b = malloc(65536);
+	size_t cut_left = 0;
+	bool cutting = false;
+	for (;;) {
+		struct pollfd fds[2] = {{client, POLLIN, 0}, {up, POLLIN, 0}};
+		if (poll(fds, 2, 10000) <= 0)
+			break;
+		if (fds[0].revents) {
+			ssize_t n = recv(client, b, 65536, 0);
+			if (n <= 0)
+				break;
+			if (memmem(b, (size_t)n, "Authorization:", 14))
+				px->saw_auth = 1;
+			bool match = px->match && memmem(b, (size_t)n, px->match, strlen(px->match));
+			int k = match ? ++px->seen : 0;
+			if (match && px->mode == PROXY_DROP && k == px->n)
+				break;
+			if (match && px->mode == PROXY_CANNED && k <= px->n) {
+				if (send_all(client, px->canned, px->canned_len) < 0)
+					break;
+				continue;
+			}
+			if (match && px->mode == PROXY_TRUNCATE && k == px->n) {
+				cutting = true;
+				cut_left = px->cut;
+			}
+			size_t fwd = (size_t)n;
+			if (cutting && fwd > cut_left)
+				fwd = cut_left;
+			if (send_all(up, b, fwd) < 0)
+				break;
+			if (cutting) {
+				cut_left -= fwd;
+				if (cut_left == 0)
+					break;
+			}
+		}
+		if (fds[1].revents) {
+			ssize_t n = recv(up, buf, sizeof(buf), 0);
+			if (n <= 0 || send_all(client, buf, (size_t)n) < 0)
+				break;
+		}
+	}
+	free(b);
+out:
+	close(up);
+	close(client);
+	return NULL;
+}
+
+static void *accept_thread(void *arg)
+{
+	struct proxy *px = arg;
+	for (;;) {
+		int c = accept4(px->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0)
+			return NULL;
+		struct pump *pu = malloc(sizeof(*pu));
+		pu->px = px;
+		pu->client = c;
+		pthread_t t;
+		pthread_create(&t, NULL, pump_thread, pu);
+		pthread_detach(t);
+	}
+}
+
+/* Start a proxy to the registry on UPSTREAM_PORT, listening on ADDR (loopback unless given). */
+static void proxy_start(struct proxy *px, int upstream_port, in_addr_t addr)
+{
+	px->upstream_port = upstream_port;
+	px->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	setsockopt(px->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = addr};
+	socklen_t len = sizeof(a);
+	cr_assert(bind(px->listen_fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	cr_assert(listen(px->listen_fd, 16) == 0);
+	cr_assert(getsockname(px->listen_fd, (struct sockaddr *)&a, &len) == 0);
+	px->port = ntohs(a.sin_port);
+	pthread_create(&px->thread, NULL, accept_thread, px);
+}
+
+static void proxy_stop(struct proxy *px)
+{
+	shutdown(px->listen_fd, SHUT_RDWR);
+	close(px->listen_fd);
+	pthread_join(px->thread, NULL);
+}
+
+static char *proxy_host(const struct proxy *px)
+{
+	static char host[64];
+	snprintf(host, sizeof(host), "127.0.0.1:%d", px->port);
+	return host;
+}
+
+Test(client_faults, chunked_upload_resumes_after_a_dropped_patch)
+{
+	struct proxy px = {.mode = PROXY_DROP, .match = "PATCH /v2/", .n = 3};
+	proxy_start(&px, reg.port, htonl(INADDR_LOOPBACK));
+	struct kiln_registry_options opt;
+	quick_options(&opt);
+	opt.chunk_size = 1 * MIB;
+	opt.monolithic_max = 512 * 1024;
+	struct kiln_registry *r = open_registry(proxy_host(&px), &opt);
+	struct mem_src m;
+	struct kiln_blob_source src = make_blob(&m, 5 * MIB, 9);
+	uint64_t sent = 0;
+	upload_ok(r, "kiln/resume", &src, &sent);
+	/* the third chunk went again from the offset the registry reported, not the whole blob */
+	cr_assert_geq(px.seen, 6);
+	cr_assert_lt(sent, 7 * (uint64_t)MIB, "%llu bytes sent: the upload restarted", (unsigned long long)sent);
+	bool resent_third = false;
+	for (int i = 3; i < m.nseeks; i++)
+		resent_third |= m.seeks[i] == 2 * (uint64_t)MIB && m.seeks[i - 1] == 2 * (uint64_t)MIB;
+	cr_assert(resent_third, "chunk 3 was not sent again from offset 2 MiB");
+	expect_blob(r, "kiln/resume", &m, src.digest);
+	free(m.data);
+	kiln_registry_free(r);
+	proxy_stop(&px);
+}
+
+Test(client_faults, upload_survives_a_patch_cut_midway)
+{
+	/* distribution keeps the partial chunk and then refuses the session: a new upload starts */
+	struct proxy px = {.mode = PROXY_TRUNCATE, .match = "PATCH /v2/", .n = 2, .cut = 300 * 1024};
+	proxy_start(&px, reg.port, htonl(INADDR_LOOPBACK));
+	struct kiln_registry_options opt;
+	quick_options(&opt);
+	opt.chunk_size = 1 * MIB;
+	opt.monolithic_max = 512 * 1024;
+	struct kiln_registry *r = open_registry(proxy_host(&px), &opt);
+	struct mem_src m;
+	struct kiln_blob_source src = make_blob(&m, 3 * MIB + 5, 10);
+	upload_ok(r, "kiln/cut", &src, NULL);
+	expect_blob(r, "kiln/cut", &m, src.digest);
+	free(m.data);
+	kiln_registry_free(r);
+	proxy_stop(&px);
+}
+
+static const char unavailable[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+				  "Retry-After: 0\r\nContent-Length: 58\r\n\r\n"
+				  "{\"errors\":[{\"code\":\"UNAVAILABLE\",\"message\":\"try later\"}]}\n";
+
+/* Put a manifest "v1" in kiln/model directly, for the proxied reads. */
+static char *seed_manifest(void)
+{
+	struct kiln_registry *r = open_registry(reg.host, NULL);
+	char *json = make_manifest(r, "kiln/model");
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_registry_manifest_put(r, "kiln/model", "v1", oci_manifest, json, strlen(json), NULL,
+						&err),
+		     0, "%s", err ? err->message : "");
+	kiln_registry_free(r);
+	return json;
+}
+
+Test(client_faults, server_errors_are_retried)
+{
+	char *json = seed_manifest();
+	struct proxy px = {.mode = PROXY_CANNED, .match = "GET /v2/kiln/model/manifests/", .n = 2};
+	px.canned = unavailable;
+	px.canned_len = strlen(unavailable);
+	proxy_start(&px, reg.port, htonl(INADDR_LOOPBACK));
+	struct kiln_registry_options opt;
+	quick_options(&opt);
+	struct kiln_registry *r = open_registry(proxy_host(&px), &opt);
+	char *data = NULL, *mt = NULL;
+	size_t len = 0;
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_registry_manifest_get(r, "kiln/model", "v1", &data, &len, &mt, NULL, &err), 0, "%s",
+		     err ? err->message : "");
+	cr_assert_str_eq(data, json);
+	cr_assert_eq(px.seen, 3);
+	free(data);
+	free(mt);
+	free(json);
+	kiln_registry_free(r);
+	proxy_stop(&px);
+}
+
+Test(client_faults, retries_give_up_with_status_and_registry_words)
+{
+	free(seed_manifest());
+	struct proxy px = {.mode = PROXY_CANNED, .match = "GET /v2/kiln/model/manifests/", .n = 1000};
+	px.canned = unavailable;
+	px.canned_len = strlen(unavailable);
+	proxy_start(&px, reg.port, htonl(INADDR_LOOPBACK));
+	struct kiln_registry_options opt;
+	quick_options(&opt);
+	opt.max_retries = 2;
+	struct kiln_registry *r = open_registry(proxy_host(&px), &opt);
+	char *data = NULL, *mt = NULL;
+	size_t len = 0;
+	struct kiln_error *err = NULL;
+	cr_assert_lt(kiln_registry_manifest_get(r, "kiln/model", "v1", &data, &len, &mt, NULL, &err), 0);
+	cr_assert(strstr(err->message, "UNAVAILABLE: try later") && strstr(err->message, "503") &&
+			  strstr(err->message, "kiln/model:v1"),
+		  "%s", err->message);
+	cr_assert_eq(px.seen, 3, "%d tries", px.seen);
+	kiln_error_free(err);
+	kiln_registry_free(r);
+	proxy_stop(&px);
+}
+
+Test(client_faults, garbage_and_oversized_manifests_are_refused)
+{
+	static const char garbage[] = "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n"
+				      "Content-Length: 9\r\n\r\nnot json!";
+	struct proxy px = {.mode = PROXY_CANNED, .match = "GET /v2/kiln/model/manifests/", .n = 1};
+	px.canned = garbage;
+	px.canned_len = strlen(garbage);
+	proxy_start(&px, reg.port, htonl(INADDR_LOOPBACK));
+	struct kiln_registry *r = open_registry(proxy_host(&px), NULL);
+	char *data = NULL, *mt = NULL;
+	size_t len = 0;
+	struct kiln_error *err = NULL;
+	cr_assert_lt(kiln_registry_manifest_get(r, "kiln/model", "v1", &data, &len, &mt, NULL, &err), 0);
+	char want[128];
+	snprintf(want, sizeof(want), "%s returned a manifest that is not JSON", proxy_host(&px));
+	cr_assert(strstr(err->message, want), "%s", err->message);
+	kiln_error_free(err);
+	err = NULL;
+	kiln_registry_free(r);
+	proxy_stop(&px);
+
+	size_t big = 5 * MIB;
+	char *huge = malloc(big + 256);
+	int h = snprintf(huge, 256,
+			 "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n"
+			 "Content-Length: %zu\r\n\r\n",
+			 big);
+	memset(huge + h, ' ', big);
+	struct proxy px2 = {.mode = PROXY_CANNED, .match = "GET /v2/kiln/model/manifests/", .n = 1};
+	px2.canned = huge;
+	px2.canned_len = (size_t)h + big;
+	proxy_start(&px2, reg.port, htonl(INADDR_LOOPBACK));
+	r = open_registry(proxy_host(&px2), NULL);
+	cr_assert_lt(kiln_registry_manifest_get(r, "kiln/model", "v1", &data, &len, &mt, NULL, &err), 0);
+	cr_assert(strstr(err->message, "manifest too large"), "%s", err->message);
+	cr_assert_null(data);
+	kiln_error_free(err);
+	kiln_registry_free(r);
+	proxy_stop(&px2);
+	free(huge);
+}
+
+Test(client_faults, a_silent_server_times_out)
+{
+	setenv("KILN_HTTP_STALL_SECONDS", "1", 1);
+	/* a socket that listens and never answers */
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+	cr_assert(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(fd, 4) == 0);
+	cr_assert(getsockname(fd, (struct sockaddr *)&a, &alen) == 0);
+	char host[64];
+	snprintf(host, sizeof(host), "127.0.0.1:%d", ntohs(a.sin_port));
+	struct kiln_registry_options opt;
+	quick_options(&opt);
+	opt.max_retries = 1;
+	struct kiln_registry *r = open_registry(host, &opt);
+	struct kiln_error *err = NULL;
+	cr_assert_lt(kiln_registry_ping(r, &err), 0);
+	cr_assert(strstr(err->message, "cannot reach registry") && strstr(err->message, "too slow"), "%s",
+		  err->message);
+	kiln_error_free(err);
+	kiln_registry_free(r);
+	close(fd);
+}
+
+Test(client_faults, redirects_do_not_carry_credentials_to_another_host)
+{
+	/* R (htpasswd) behind proxy A, which redirects a blob GET to proxy B ("localhost", another origin) in
+	 * front of a plain registry holding the same blob. */
+	registry_stop(&reg);
+	registry_start(&reg, true);
+	struct registry plain = {0};
+	registry_start(&plain, false);
+	struct proxy b = {.mode = PROXY_PASS};
+	proxy_start(&b, plain.port, htonl(INADDR_LOOPBACK));
+	struct kiln_registry *pr = open_registry(plain.host, NULL);
+	struct mem_src m;
+	struct kiln_blob_source src = make_blob(&m, 70000, 11);
+	upload_ok(pr, "kiln/redirect", &src, NULL);
+	kiln_registry_free(pr);
+
+	char redirect[512];
+	snprintf(redirect, sizeof(redirect),
+		 "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://localhost:%d/v2/kiln/redirect/blobs/%s\r\n"
+		 "Content-Length: 0\r\n\r\n",
+		 b.port, src.digest);
+	struct proxy a = {.mode = PROXY_CANNED, .match = "GET /v2/kiln/redirect/blobs/", .n = 1};
+	a.canned = redirect;
+	a.canned_len = strlen(redirect);
+	proxy_start(&a, reg.port, htonl(INADDR_LOOPBACK));
+	setenv("KILN_REGISTRY_USERNAME", "alice", 1);
+	setenv("KILN_REGISTRY_PASSWORD", PASSWORD, 1);
+	struct kiln_registry *r = open_registry(proxy_host(&a), NULL);
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_registry_ping(r, &err), 0, "%s", err ? err->message : "");
+	struct kiln_buf buf = KILN_BUF_INIT;
+	cr_assert_eq(kiln_registry_blob_get(r, "kiln/redirect", src.digest, buf_write, &buf, &err), 0, "%s",
+		     err ? err->message : "");
+	cr_assert_eq(buf.len, m.size);
+	cr_assert(memcmp(buf.ptr, m.data, m.size) == 0);
+	cr_assert(a.saw_auth, "the registry itself got no credentials: the test shows nothing");
+	cr_assert_not(b.saw_auth, "credentials went to the redirect's host");
+	kiln_buf_release(&buf);
+	free(m.data);
+	kiln_registry_free(r);
+	proxy_stop(&a);
+	proxy_stop(&b);
+	registry_stop(&plain);
+}

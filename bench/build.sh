@@ -10,6 +10,8 @@
 #
 # Prints a Markdown table on stdout; progress and the raw runs go to stderr. The promises are checked for
 # information only: the script exits 0 unless a command fails.
+# The bash -c scripts below are single-quoted on purpose: they expand their own arguments.
+# shellcheck disable=SC2016
 set -euo pipefail
 export LC_ALL=C
 
@@ -38,16 +40,23 @@ if [[ ! -x /usr/bin/time ]]; then
     $sudo apt-get install -y time >&2 || { $sudo apt-get update >&2 && $sudo apt-get install -y time >&2; }
 fi
 
-if [[ ! -x $kiln ]]; then
+if [[ -n ${KILN:-} && ! -x $kiln ]]; then
+    die "KILN=$kiln is not an executable"
+elif [[ ! -x $kiln ]]; then
     say "building kiln"
     cmake -S "$root" -B "$root/build" >/dev/null
     cmake --build "$root/build" --target kiln -j"$(nproc)" >&2
 fi
 
 base=${BENCH_DIR:-$here/work}
+made_base=0
+[[ -d $base ]] || made_base=1
 mkdir -p "$base"
 work=$(mktemp -d "$base/build.XXXXXX")
-cleanup() { rm -rf "$work"; rmdir "$base" 2>/dev/null || true; }
+cleanup() {
+    rm -rf "$work"
+    if ((made_base)); then rmdir "$base" 2>/dev/null || true; fi
+}
 trap cleanup EXIT
 
 # A private copy of the binary: a rebuild of build/kiln during the run must not change what is measured.
@@ -112,15 +121,16 @@ BUSY=0 MINE=0
 # snap: BUSY = CPU ticks the whole machine spent busy (steal included), MINE = ticks this shell and its
 # reaped children spent. No process is started, so the snapshot costs nothing.
 snap() {
-    local cpu u n sy id io irq sirq st rest s
-    read -r cpu u n sy id io irq sirq st rest </proc/stat
+    local u n sy irq sirq st s
+    read -r _ u n sy _ _ irq sirq st _ </proc/stat
     BUSY=$((u + n + sy + irq + sirq + st))
     read -r -a s <"/proc/$$/stat"
     MINE=$((s[13] + s[14] + s[15] + s[16]))
 }
 T=0 OTHER=0
 # timeit CMD...: run CMD; T = its wall-clock seconds, OTHER = the share of the machine's CPUs (percent)
-# that other processes (or the hypervisor) used meanwhile: a noisy neighbour shows up there.
+# that other processes (or the hypervisor) used meanwhile: a noisy neighbour shows up there. Runs of
+# 0.25 s or more are collected in `others` for the summary.
 timeit() {
     local t0 t1 b0 m0
     snap; b0=$BUSY m0=$MINE
@@ -131,7 +141,8 @@ timeit() {
     T=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
     OTHER=$(awk -v o="$((BUSY - b0 - (MINE - m0)))" -v hz="$hz" -v t="$T" -v n="$ncpu" \
         'BEGIN { p = t > 0 ? 100 * o / hz / t / n : 0; if (p < 0) p = 0; printf "%.0f", p }')
-    others+=("$OTHER")
+    # /proc/stat counts in clock ticks (10 ms), too coarse for the short rebuilds: keep the long runs.
+    if awk -v t="$T" 'BEGIN { exit !(t >= 0.25) }'; then others+=("$OTHER"); fi
 }
 others=()
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -187,7 +198,7 @@ for ((r = 1; r <= reps; r++)); do
     rss+=("$(tail -n 1 "$runs/full$r.json.rss")")
     io_write+=("$(cat "$runs/full$r.json.io")")
     du_store+=("$(du -sb "$home" | cut -f1)")
-    say "round $r: kiln build ${T}s (others ${OTHER}% CPU; report ${t_kiln_rep[-1]}s, ${rss[-1]} KiB max RSS, store ${du_store[-1]} B, bytes_written ${written[-1]}, write_bytes ${io_write[-1]})"
+    say "round $r: kiln build ${T}s (others ${OTHER}% CPU; report ${t_kiln_rep[-1]}s, ${hashed[-1]} B hashed, ${rss[-1]} KiB max RSS, store ${du_store[-1]} B, bytes_written ${written[-1]}, write_bytes ${io_write[-1]})"
 
     timeit bash -c 'printf "%s\0" "${@:2}" | xargs -0 -n 1 -P "$1" openssl dgst -sha256 >/dev/null' _ "$nfiles" "${wfiles[@]}"
     t_a+=("$T")
@@ -235,6 +246,12 @@ m_rss=$(maxof "${rss[@]}")
 r_a=$(awk -v k="$m_kiln" -v a="$m_a" 'BEGIN { printf "%.2f", k / a }')
 r_b=$(awk -v k="$m_kiln" -v b="$m_b" 'BEGIN { printf "%.2f", b / k }')
 one_pct=$((weight_bytes / 100))
+if ((${#others[@]})); then
+    quiet_line="other processes used $(fmt "$(median "${others[@]}")" 0) % of the CPUs during the median timed run of 0.25 s or more, $(maxof "${others[@]}") % at most"
+    (($(maxof "${others[@]}") > 10)) && quiet_line+=": the machine was not quiet, so the timings are noisy"
+else
+    quiet_line="no timed run lasted 0.25 s, too short to tell whether other processes were busy"
+fi
 rss_mib=$(awk -v k="$m_rss" 'BEGIN { printf "%.1f", k / 1024 }')
 
 cat <<EOF
@@ -258,7 +275,6 @@ machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cp
 | \`write_bytes\` from \`/proc/PID/io\` | $m_io B ($(pct "$m_io") %) | < 1 % | $(verdict "$m_io" "<" "$one_pct") |
 | peak memory (max RSS, GNU time \`%M\`) | $rss_mib MiB | < 64 MiB | $(verdict "$m_rss" "<" 65536) |
 
-other processes used $(fmt "$(median "${others[@]}")" 0) % of the CPUs during the median timed run, $(maxof "${others[@]}") % at most$(
-    (( $(maxof "${others[@]}") > 10 )) && printf ': the machine was not quiet, so the timings are noisy')
+$quiet_line
 runs (s): kiln ${t_kiln[*]} | -j1 ${t_j1[*]} | A ${t_a[*]} | B ${t_b[*]} | rebuild ${t_same[*]} | code change ${t_code[*]}
 EOF

@@ -106,15 +106,13 @@ int cmd_login(int argc, char **argv)
 	/* Check the credentials against the registry before keeping them, as docker login does. */
 	_cleanup_error_ struct kiln_error *err = NULL;
 	struct kiln_credentials cred = {(char *)user, password};
-	setenv("KILN_REGISTRY_USERNAME", user, 1);
-	setenv("KILN_REGISTRY_PASSWORD", password, 1);
+	ropt.username = user;
+	ropt.password = password;
 	struct kiln_registry *reg = NULL;
 	int rc = kiln_registry_open(&reg, host, &ropt, &err);
 	if (rc == 0)
 		rc = kiln_registry_ping(reg, &err);
 	kiln_registry_free(reg);
-	unsetenv("KILN_REGISTRY_USERNAME");
-	unsetenv("KILN_REGISTRY_PASSWORD");
 	if (rc < 0) {
 		kiln_error_wrap(&err, "cannot log in to '%s'", host);
 		return cli_fail(err);

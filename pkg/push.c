@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,6 +74,149 @@ static void on_upload_progress(void *ctx, uint64_t done)
 		pr->p->opt->on_bytes(pr->p->opt->ctx, total, pr->p->total);
 }
 
+/*
+ * A blob source that streams a blob from another registry (registry-to-registry copy, nothing written to
+ * disk): a thread downloads into a socket pair, the upload reads from it. Seeking starts the download
+ * again and skips to the offset.
+ */
+struct copy_source {
+	struct kiln_registry *from;
+	const char *repo;
+	const char *digest;
+	pthread_t thread;
+	bool running;
+	int fds[2];
+	int rc;
+	struct kiln_error *err;
+};
+
+static int sock_write(void *ctx, const void *data, size_t len, struct kiln_error **err)
+{
+	int fd = *(int *)ctx;
+	const char *p = data;
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return kiln_error_errno(err, errno, "copy stopped");
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void *copy_thread(void *arg)
+{
+	struct copy_source *c = arg;
+	c->rc = kiln_registry_blob_get(c->from, c->repo, c->digest, sock_write, &c->fds[1], &c->err);
+	close(c->fds[1]);
+	return NULL;
+}
+
+static void copy_stop(struct copy_source *c)
+{
+	if (!c->running)
+		return;
+	close(c->fds[0]); /* the download fails with EPIPE and ends */
+	pthread_join(c->thread, NULL);
+	kiln_error_free(c->err);
+	c->err = NULL;
+	c->running = false;
+}
+
+static ssize_t copy_read(void *ctx, void *buf, size_t len, struct kiln_error **err)
+{
+	struct copy_source *c = ctx;
+	if (!c->running)
+		return 0;
+	ssize_t n;
+	do
+		n = read(c->fds[0], buf, len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return kiln_error_errno(err, errno, "cannot read blob %s from its registry", c->digest);
+	if (n == 0) {
+		pthread_join(c->thread, NULL);
+		close(c->fds[0]);
+		c->running = false;
+		if (c->rc < 0) {
+			if (err) {
+				kiln_error_free(*err);
+				*err = c->err;
+			} else {
+				kiln_error_free(c->err);
+			}
+			c->err = NULL;
+			return c->rc;
+		}
+	}
+	return n;
+}
+
+static int copy_seek(void *ctx, uint64_t offset, struct kiln_error **err)
+{
+	struct copy_source *c = ctx;
+	copy_stop(c);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c->fds) < 0)
+		return kiln_error_errno(err, errno, "cannot copy blob %s", c->digest);
+	c->rc = 0;
+	if (pthread_create(&c->thread, NULL, copy_thread, c) != 0) {
+		close(c->fds[0]);
+		close(c->fds[1]);
+		return kiln_error_set(err, KILN_EFAIL, "cannot start copying blob %s", c->digest);
+	}
+	c->running = true;
+	char buf[1 << 16];
+	while (offset > 0) {
+		ssize_t n = copy_read(c, buf, offset < sizeof(buf) ? (size_t)offset : sizeof(buf), err);
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			return kiln_error_set(err, KILN_EIO, "blob %s ended early", c->digest);
+		offset -= (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Copy the blob from another registry known to hold it, straight to the target. *done when it did. */
+static int try_copy(struct push *p, struct kiln_pushed_blob *b, bool *done, struct kiln_error **err)
+{
+	json_t *locs = kiln_store_locations(p->store, b->digest);
+	size_t i;
+	json_t *l;
+	int rc = 0;
+	*done = false;
+	json_array_foreach(locs, i, l)
+	{
+		const char *reg = json_string_value(json_object_get(l, "registry"));
+		const char *repo = json_string_value(json_object_get(l, "repository"));
+		if (!reg || !repo || strcmp(reg, p->ref->registry) == 0)
+			continue;
+		struct copy_source c = {.repo = repo, .digest = b->digest};
+		if ((rc = kiln_registry_open(&c.from, reg, p->opt->registry, err)) < 0)
+			break;
+		struct kiln_blob_source src = {.size = b->size, .seek = copy_seek, .read = copy_read, .ctx = &c};
+		memcpy(src.digest, b->digest, KILN_DIGEST_LEN);
+		struct progress pr = {p, 0};
+		rc = copy_seek(&c, 0, err);
+		if (rc == 0)
+			rc = kiln_registry_blob_upload(p->target, p->ref->repository, &src, on_upload_progress, &pr,
+						       &b->bytes_sent, err);
+		copy_stop(&c);
+		kiln_registry_free(c.from);
+		if (rc < 0)
+			break;
+		b->action = KILN_BLOB_COPIED;
+		if (asprintf(&b->from, "%s/%s", reg, repo) < 0)
+			b->from = NULL;
+		*done = true;
+		break;
+	}
+	json_decref(locs);
+	return rc;
+}
+
 /* Mount the blob from another repository of the target registry that is known to hold it. */
 static int try_mount(struct push *p, struct kiln_pushed_blob *b, bool *done, struct kiln_error **err)
 {
@@ -116,13 +260,17 @@ static int push_blob(struct push *p, struct kiln_pushed_blob *b, struct kiln_err
 	} else {
 		if (try_mount(p, b, &done, err) < 0)
 			return -1;
-		if (!done) {
-			struct kiln_store_reader r;
-			if (!kiln_store_blob_exists(p->store, b->digest))
+		if (!done && !kiln_store_blob_exists(p->store, b->digest)) {
+			if (try_copy(p, b, &done, err) < 0)
+				return -1;
+			if (!done)
 				return kiln_error_set(
 				    err, KILN_ENOTFOUND,
 				    "blob %s is not in the store and no registry is known to have it",
 				    b->digest);
+		}
+		if (!done) {
+			struct kiln_store_reader r;
 			if (kiln_store_reader_open(&r, p->store, b->digest, err) < 0)
 				return -1;
 			struct kiln_blob_source src = {

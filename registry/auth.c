@@ -25,8 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DOCKER_HUB_KEY "https://index.docker.io/v1/"
-#define MAX_CONFIG_SIZE (4 * 1024 * 1024)
+#define DOCKER_HUB_KEY    "https://index.docker.io/v1/"
+#define MAX_CONFIG_SIZE   (4 * 1024 * 1024)
 #define MAX_HELPER_OUTPUT (1024 * 1024)
 
 extern char **environ;
@@ -140,8 +140,8 @@ static int load_config(json_t **out, const char *path, struct kiln_error **err)
 	json_error_t je;
 	json_t *j = json_loadb(data, len, 0, &je);
 	if (j == NULL)
-		return kiln_error_set(err, KILN_EINVAL, "cannot read '%s': %s at line %d column %d", path, je.text,
-				      je.line, je.column);
+		return kiln_error_set(err, KILN_EINVAL, "cannot read '%s': %s at line %d column %d", path,
+		                      je.text, je.line, je.column);
 	if (!json_is_object(j)) {
 		json_decref(j);
 		return kiln_error_set(err, KILN_EINVAL, "cannot read '%s': not a JSON object", path);
@@ -172,7 +172,7 @@ static void write_input(int fd, const char *input)
  * exit status to *status. Fails (with a message naming the helper) only when it cannot be started.
  */
 static int run_helper(const char *name, const char *action, const char *input, char **output, int *status,
-		      struct kiln_error **err)
+                      struct kiln_error **err)
 {
 	*output = NULL;
 	_cleanup_free_ char *prog = NULL;
@@ -202,7 +202,8 @@ static int run_helper(const char *name, const char *action, const char *input, c
 		close(out[0]);
 		if (rc == ENOENT)
 			return kiln_error_set(err, KILN_ENOTFOUND,
-					      "credential helper '%s' is not installed (not found in PATH)", prog);
+			                      "credential helper '%s' is not installed (not found in PATH)",
+			                      prog);
 		return kiln_error_errno(err, rc, "cannot run credential helper '%s'", prog);
 	}
 	write_input(in[1], input);
@@ -223,6 +224,10 @@ static int run_helper(const char *name, const char *action, const char *input, c
 	while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
 		;
 	*status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + (WIFSIGNALED(ws) ? WTERMSIG(ws) : 0);
+	/* 127 and no output: the program could not be executed after all (vfork-less spawns, valgrind) */
+	if (*status == 127 && b.len == 0)
+		return kiln_error_set(err, KILN_ENOTFOUND,
+		                      "credential helper '%s' is not installed (not found in PATH)", prog);
 	char *s = kiln_buf_detach(&b);
 	size_t n = strlen(s);
 	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' '))
@@ -238,18 +243,18 @@ static bool says_not_found(const char *output)
 
 /* The first line of a helper's message, for an error (helpers print errors, never secrets, there). */
 static int helper_failed(struct kiln_error **err, const char *name, const char *action, int status,
-			 const char *output)
+                         const char *output)
 {
 	size_t n = strcspn(output, "\n");
 	if (n > 200)
 		n = 200;
 	return kiln_error_set(err, KILN_EFAIL, "docker-credential-%s %s failed (exit status %d)%s%.*s", name,
-			      action, status, n ? ": " : "", (int)n, output);
+	                      action, status, n ? ": " : "", (int)n, output);
 }
 
 /* `docker-credential-NAME get` for HOST: *found false when the helper has nothing for it. */
 static int helper_get(struct kiln_credentials *out, bool *found, const char *name, const char *host,
-		      struct kiln_error **err)
+                      struct kiln_error **err)
 {
 	*found = false;
 	_cleanup_free_ char *output = NULL;
@@ -269,7 +274,8 @@ static int helper_get(struct kiln_credentials *out, bool *found, const char *nam
 		json_decref(j);
 		explicit_bzero(output, strlen(output));
 		return kiln_error_set(err, KILN_EINVAL,
-				      "docker-credential-%s get returned no Username and Secret for %s", name, host);
+		                      "docker-credential-%s get returned no Username and Secret for %s", name,
+		                      host);
 	}
 	out->username = strdup(user);
 	out->secret = strdup(secret);
@@ -295,7 +301,7 @@ static const char *helper_for(json_t *config, const char *host)
 
 /* Credentials from one auths entry: "auth" (base64 user:password), username/password, identitytoken. */
 static int from_auths_entry(struct kiln_credentials *out, bool *found, json_t *entry, const char *path,
-			    const char *host, struct kiln_error **err)
+                            const char *host, struct kiln_error **err)
 {
 	*found = false;
 	const char *auth = json_string_value(json_object_get(entry, "auth"));
@@ -305,13 +311,15 @@ static int from_auths_entry(struct kiln_credentials *out, bool *found, json_t *e
 	if (auth && *auth) {
 		_cleanup_free_ char *plain = NULL;
 		size_t len = 0;
-		if (kiln_base64_decode(&plain, &len, auth) < 0 || strlen(plain) != len || !strchr(plain, ':')) {
+		if (kiln_base64_decode(&plain, &len, auth) < 0 || strlen(plain) != len ||
+		    !strchr(plain, ':')) {
 			if (plain)
 				explicit_bzero(plain, len);
-			return kiln_error_set(err, KILN_EINVAL,
-					      "cannot read credentials for %s in '%s': \"auth\" is not base64 of "
-					      "user:password",
-					      host, path);
+			return kiln_error_set(
+			    err, KILN_EINVAL,
+			    "cannot read credentials for %s in '%s': \"auth\" is not base64 of "
+			    "user:password",
+			    host, path);
 		}
 		char *colon = strchr(plain, ':');
 		out->username = strndup(plain, (size_t)(colon - plain));
@@ -343,7 +351,7 @@ static int from_auths_entry(struct kiln_credentials *out, bool *found, json_t *e
 
 /* Credentials for HOST from the config file PATH; *found false when it has none (or does not exist). */
 static int from_config(struct kiln_credentials *out, bool *found, const char *path, const char *host,
-		       struct kiln_error **err)
+                       struct kiln_error **err)
 {
 	*found = false;
 	json_t *config = NULL;
@@ -356,8 +364,8 @@ static int from_config(struct kiln_credentials *out, bool *found, const char *pa
 	if (helper) {
 		rc = helper_get(out, found, helper, host, err);
 		if (rc < 0)
-			kiln_error_wrap(err, "cannot get credentials for %s (credential helper from '%s')", host,
-					path);
+			kiln_error_wrap(err, "cannot get credentials for %s (credential helper from '%s')",
+			                host, path);
 	}
 	if (rc == 0 && !*found) {
 		json_t *entry = find_entry(json_object_get(config, "auths"), host, NULL);
@@ -376,8 +384,9 @@ int kiln_auth_get(struct kiln_credentials *out, const char *host, struct kiln_er
 	const char *p = getenv("KILN_REGISTRY_PASSWORD");
 	bool has_u = u && *u, has_p = p && *p;
 	if (has_u != has_p)
-		return kiln_error_set(err, KILN_EINVAL,
-				      "KILN_REGISTRY_USERNAME and KILN_REGISTRY_PASSWORD must be set together");
+		return kiln_error_set(
+		    err, KILN_EINVAL,
+		    "KILN_REGISTRY_USERNAME and KILN_REGISTRY_PASSWORD must be set together");
 	if (has_u) {
 		out->username = strdup(u);
 		out->secret = strdup(p);
@@ -480,8 +489,8 @@ static json_t *auths_of(json_t *config)
 int kiln_auth_store(const char *host, const struct kiln_credentials *cred, struct kiln_error **err)
 {
 	if (cred->username == NULL || cred->secret == NULL)
-		return kiln_error_set(err, KILN_EINVAL, "cannot store credentials for %s: no username or password",
-				      host);
+		return kiln_error_set(err, KILN_EINVAL,
+		                      "cannot store credentials for %s: no username or password", host);
 	json_t *config = NULL;
 	_cleanup_free_ char *path = NULL;
 	if (config_for_update(&config, &path, err) < 0) {
@@ -493,8 +502,8 @@ int kiln_auth_store(const char *host, const struct kiln_credentials *cred, struc
 	int rc = 0;
 	json_t *auths = auths_of(config);
 	if (helper) {
-		json_t *req = json_pack("{s:s, s:s, s:s}", "ServerURL", key, "Username", cred->username, "Secret",
-					cred->secret);
+		json_t *req = json_pack("{s:s, s:s, s:s}", "ServerURL", key, "Username", cred->username,
+		                        "Secret", cred->secret);
 		char *input = req ? json_dumps(req, JSON_COMPACT) : NULL;
 		json_decref(req);
 		_cleanup_free_ char *output = NULL;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* client.c: the registry client: opening, authentication (Basic, Bearer tokens), blobs and manifests. */
+/* client.c: the registry client: opening, authentication (Basic, Bearer tokens), the request loop, ping. */
 #include "registry/client.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
@@ -14,15 +14,8 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAX_MANIFEST (4 * 1024 * 1024)
-#define MAX_TOKEN_ANSWER (1024 * 1024)
-#define MAX_REDIRECTS 5
+#define MAX_TOKEN_ANSWER       (1024 * 1024)
 #define DEFAULT_TOKEN_LIFETIME 60
-
-static const char *const manifest_accept =
-	"Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, "
-	"application/vnd.docker.distribution.manifest.v2+json, "
-	"application/vnd.docker.distribution.manifest.list.v2+json";
 
 void kiln_registry_options_init(struct kiln_registry_options *opt)
 {
@@ -77,7 +70,7 @@ static bool in_list(const char *list, const char *host, const char *name)
 			p++;
 		size_t n = strcspn(p, ", ");
 		if (n && ((strlen(host) == n && strncasecmp(p, host, n) == 0) ||
-			  (strlen(name) == n && strncasecmp(p, name, n) == 0)))
+		          (strlen(name) == n && strncasecmp(p, name, n) == 0)))
 			return true;
 		p += n;
 	}
@@ -93,12 +86,50 @@ static bool ends_with(const char *s, const char *suffix)
 /* Registries known to reject chunked (PATCH) uploads. */
 static bool rejects_chunks(const char *name)
 {
-	return strcasecmp(name, "ghcr.io") == 0 || strcasecmp(name, "gcr.io") == 0 || ends_with(name, ".gcr.io") ||
-	       ends_with(name, ".pkg.dev") || ends_with(name, ".amazonaws.com");
+	return strcasecmp(name, "ghcr.io") == 0 || strcasecmp(name, "gcr.io") == 0 ||
+	       ends_with(name, ".gcr.io") || ends_with(name, ".pkg.dev") || ends_with(name, ".amazonaws.com");
+}
+
+/*
+ * Settle the scheme once, when the client opens: HTTPS always, except that a loopback or insecure registry
+ * that does not complete a TLS handshake (a plain HTTP server, or nothing answering yet) is used over
+ * plain HTTP. A TLS server whose certificate does not verify stays HTTPS and fails: plain HTTP is never a
+ * way around verification.
+ */
+static int settle_scheme(struct kiln_registry *r, struct kiln_error **err)
+{
+	pthread_mutex_lock(&r->auth_lock);
+	if (r->probed || !r->plain_ok) {
+		r->probed = true;
+		pthread_mutex_unlock(&r->auth_lock);
+		return 0;
+	}
+	_cleanup_free_ char *url = kiln_reg_url(r, "%s", "");
+	struct kiln_http_request req = {.method = "GET", .url = url, .cancel = r->opt.cancel};
+	struct kiln_http_response resp = {0};
+	struct kiln_error *e = NULL;
+	int rc = url ? kiln_http_perform(r->http, &req, &resp, &e) : -1;
+	/* Any failure but a certificate that does not verify means plain HTTP: the handshake failed (a plain
+	 * server), or nothing answered (the usual local registry is plain; its own errors come later). */
+	if (rc < 0 && resp.curl_code != CURLE_PEER_FAILED_VERIFICATION) {
+		const char *api = r->base + strlen("https://");
+		char *plain = NULL;
+		if (asprintf(&plain, "http://%s", api) >= 0) {
+			free(r->base);
+			r->base = plain;
+		}
+	}
+	kiln_error_free(e);
+	kiln_http_response_release(&resp);
+	r->probed = true;
+	pthread_mutex_unlock(&r->auth_lock);
+	if (url == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	return 0;
 }
 
 int kiln_registry_open(struct kiln_registry **out, const char *host, const struct kiln_registry_options *opt,
-		       struct kiln_error **err)
+                       struct kiln_error **err)
 {
 	*out = NULL;
 	if (host == NULL || *host == '\0' || strpbrk(host, "/ \t\r\n@?#"))
@@ -107,6 +138,7 @@ int kiln_registry_open(struct kiln_registry **out, const char *host, const struc
 	if (r == NULL)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	pthread_mutex_init(&r->lock, NULL);
+	pthread_mutex_init(&r->auth_lock, NULL);
 	if (opt)
 		r->opt = *opt;
 	else
@@ -125,19 +157,34 @@ int kiln_registry_open(struct kiln_registry **out, const char *host, const struc
 	r->opt.insecure = NULL;
 	r->monolithic_only = rejects_chunks(name);
 	const char *api = strcasecmp(host, "docker.io") == 0 || strcasecmp(host, "index.docker.io") == 0
-				  ? "registry-1.docker.io"
-				  : host;
+	                      ? "registry-1.docker.io"
+	                      : host;
 	r->host = strdup(host);
-	if (r->host == NULL || asprintf(&r->base, "%s://%s", plain ? "http" : "https", api) < 0) {
+	r->plain_ok = plain;
+	if (r->host == NULL || asprintf(&r->base, "https://%s", api) < 0) {
 		r->base = NULL;
 		kiln_registry_free(r);
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	}
-	if (kiln_http_new(&r->http, r->opt.ca_file, err) < 0 || kiln_auth_get(&r->cred, host, err) < 0) {
+	int crc = 0;
+	if (r->opt.username && r->opt.password) {
+		r->cred.username = strdup(r->opt.username);
+		r->cred.secret = strdup(r->opt.password);
+		if (r->cred.username == NULL || r->cred.secret == NULL)
+			crc = kiln_error_set(err, KILN_EFAIL, "out of memory");
+	} else {
+		crc = kiln_auth_get(&r->cred, host, err);
+	}
+	r->opt.username = r->opt.password = NULL; /* not kept beyond this copy */
+	if (crc < 0 || kiln_http_new(&r->http, r->opt.ca_file, err) < 0) {
 		kiln_registry_free(r);
 		return kiln_error_wrap(err, "cannot open registry %s", host);
 	}
 	r->opt.ca_file = NULL;
+	if (settle_scheme(r, err) < 0) {
+		kiln_registry_free(r);
+		return -1;
+	}
 	*out = r;
 	return 0;
 }
@@ -160,6 +207,7 @@ void kiln_registry_free(struct kiln_registry *r)
 	free(r->host);
 	free(r->base);
 	pthread_mutex_destroy(&r->lock);
+	pthread_mutex_destroy(&r->auth_lock);
 	free(r);
 }
 
@@ -218,16 +266,22 @@ static char *registry_words(const struct kiln_http_response *resp)
 }
 
 int kiln_reg_status_error(struct kiln_registry *r, const struct kiln_http_response *resp, const char *repo,
-			  struct kiln_error **err)
+                          struct kiln_error **err)
 {
 	_cleanup_free_ char *words = registry_words(resp);
 	const char *sep = words[0] ? ": " : "";
 	long s = resp->status;
+	if (s == 401 && resp->www_authenticate && strstr(resp->www_authenticate, "insufficient_scope"))
+		return kiln_error_set(err, KILN_EFAIL,
+		                      "%s: access denied for %s: the credentials do not allow this (401 "
+		                      "insufficient_scope)%s%s",
+		                      r->host, repo ? repo : "this request", sep, words);
 	if (s == 401)
-		return kiln_error_set(err, KILN_EFAIL, "%s: authentication failed (401)%s%s", r->host, sep, words);
+		return kiln_error_set(err, KILN_EFAIL, "%s: authentication failed (401)%s%s", r->host, sep,
+		                      words);
 	if (s == 403)
 		return kiln_error_set(err, KILN_EFAIL, "%s: permission denied for %s (403)%s%s", r->host,
-				      repo ? repo : "this request", sep, words);
+		                      repo ? repo : "this request", sep, words);
 	int code = s == 404 ? KILN_ENOTFOUND : s == 400 ? KILN_EINVAL : KILN_EFAIL;
 	if (words[0])
 		return kiln_error_set(err, code, "%s (HTTP %ld)", words, s);
@@ -324,8 +378,8 @@ static char *oauth_form(const char *service, const char *scope, const char *refr
 	char *tok = curl_easy_escape(NULL, refresh, 0);
 	char *form = NULL;
 	if (svc && sc && tok &&
-	    asprintf(&form, "grant_type=refresh_token&client_id=kiln&service=%s&scope=%s&refresh_token=%s", svc,
-		     sc, tok) < 0)
+	    asprintf(&form, "grant_type=refresh_token&client_id=kiln&service=%s&scope=%s&refresh_token=%s",
+	             svc, sc, tok) < 0)
 		form = NULL;
 	curl_free(svc);
 	curl_free(sc);
@@ -343,22 +397,22 @@ static int fetch_token(struct kiln_registry *r, const char *scope, const char *e
 	_cleanup_free_ char *service = r->service ? strdup(r->service) : NULL;
 	pthread_mutex_unlock(&r->lock);
 	if (realm == NULL)
-		return kiln_error_set(err, KILN_EFAIL, "%s: asked for a token without saying where (no realm)",
-				      r->host);
+		return kiln_error_set(err, KILN_EFAIL,
+		                      "%s: asked for a token without saying where (no realm)", r->host);
 	bool oauth = r->cred.username && strcmp(r->cred.username, "<token>") == 0;
 	_cleanup_free_ char *url = oauth ? strdup(realm) : token_url(realm, service, scope, extra);
 	char *form = oauth ? oauth_form(service, scope, r->cred.secret) : NULL;
 	char *auth = !oauth && r->cred.username ? kiln_http_basic(r->cred.username, r->cred.secret) : NULL;
 	const char *hdrs[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
 	struct kiln_http_request req = {
-		.method = oauth ? "POST" : "GET",
-		.url = url,
-		.authorization = auth,
-		.data = form,
-		.data_len = form ? strlen(form) : 0,
-		.headers = oauth ? hdrs : NULL,
-		.max_body = MAX_TOKEN_ANSWER,
-		.cancel = r->opt.cancel,
+	    .method = oauth ? "POST" : "GET",
+	    .url = url,
+	    .authorization = auth,
+	    .data = form,
+	    .data_len = form ? strlen(form) : 0,
+	    .headers = oauth ? hdrs : NULL,
+	    .max_body = MAX_TOKEN_ANSWER,
+	    .cancel = r->opt.cancel,
 	};
 	struct kiln_http_response resp = {0};
 	int rc = url ? 0 : kiln_error_set(err, KILN_EFAIL, "out of memory");
@@ -408,8 +462,8 @@ static int fetch_token(struct kiln_registry *r, const char *scope, const char *e
 			free_secret(t->token);
 			free(t);
 		}
-		return kiln_error_set(err, KILN_EFAIL, "%s: the token server %s answered without a token", r->host,
-				      realm);
+		return kiln_error_set(err, KILN_EFAIL, "%s: the token server %s answered without a token",
+		                      r->host, realm);
 	}
 	forget_token(r, scope);
 	pthread_mutex_lock(&r->lock);
@@ -422,7 +476,7 @@ static int fetch_token(struct kiln_registry *r, const char *scope, const char *e
 /* Answer a 401: learn the scheme from WWW-Authenticate, then get a token (Bearer) or use the
  * credentials (Basic). Fails when the registry wants credentials kiln does not have. */
 static int authenticate(struct kiln_registry *r, const char *scope, const struct kiln_http_response *resp,
-			struct kiln_error **err)
+                        struct kiln_error **err)
 {
 	struct kiln_challenge c;
 	if (kiln_challenge_parse(&c, resp->www_authenticate) < 0)
@@ -430,8 +484,9 @@ static int authenticate(struct kiln_registry *r, const char *scope, const struct
 	int rc = 0;
 	if (strcmp(c.scheme, "basic") == 0) {
 		if (r->cred.username == NULL)
-			rc = kiln_error_set(err, KILN_EFAIL, "authentication required by %s: run 'kiln login %s'",
-					    r->host, r->host);
+			rc = kiln_error_set(err, KILN_EFAIL,
+			                    "authentication required by %s: run 'kiln login %s'", r->host,
+			                    r->host);
 		pthread_mutex_lock(&r->lock);
 		r->scheme = KILN_REG_AUTH_BASIC;
 		pthread_mutex_unlock(&r->lock);
@@ -450,36 +505,51 @@ static int authenticate(struct kiln_registry *r, const char *scope, const struct
 		rc = fetch_token(r, scope, c.scope, err);
 	} else {
 		rc = kiln_error_set(err, KILN_EFAIL, "%s asks for unsupported authentication '%s'", r->host,
-				    c.scheme);
+		                    c.scheme);
 	}
 	kiln_challenge_release(&c);
 	return rc;
 }
 
 int kiln_reg_request(struct kiln_registry *r, const char *scope, bool retry, struct kiln_http_request *req,
-		     struct kiln_http_response *resp, struct kiln_error **err)
+                     struct kiln_http_response *resp, struct kiln_error **err)
 {
 	if (scope == NULL)
 		scope = "";
 	req->cancel = r->opt.cancel;
 	bool authenticated = false; /* credentials or a fresh token were sent in this call */
 	int attempt = 0;
+	uint64_t sent = 0; /* body bytes of the earlier attempts */
+	int waited = 0; /* 401s answered by another thread's authentication */
 	for (;;) {
 		bool need_token = false;
+		pthread_mutex_lock(&r->lock);
+		unsigned gen = r->auth_gen;
+		pthread_mutex_unlock(&r->lock);
 		char *auth = authorization_for(r, scope, &need_token);
 		if (need_token) {
-			if (fetch_token(r, scope, NULL, err) < 0)
+			/* One thread asks for the token; the others wait for it and use it. */
+			pthread_mutex_lock(&r->auth_lock);
+			auth = authorization_for(r, scope, &need_token);
+			int frc = need_token ? fetch_token(r, scope, NULL, err) : 0;
+			if (need_token && frc == 0)
+				auth = authorization_for(r, scope, &need_token);
+			pthread_mutex_unlock(&r->auth_lock);
+			if (frc < 0)
 				return (*err)->code;
 			authenticated = true;
-			auth = authorization_for(r, scope, &need_token);
 		}
 		req->authorization = auth;
 		int rc = kiln_http_perform(r->http, req, resp, err);
 		req->authorization = NULL;
 		free_secret(auth);
+		resp->sent += sent;
+		sent = resp->sent;
 		if (rc < 0) {
-			if (retry && resp->retryable && resp->delivered == 0 && attempt < r->opt.max_retries) {
-				if (kiln_http_backoff(r->opt.backoff, attempt++, NULL, r->opt.cancel, err) < 0)
+			if (retry && resp->retryable && resp->delivered == 0 &&
+			    attempt < r->opt.max_retries) {
+				if (kiln_http_backoff(r->opt.backoff, attempt++, NULL, r->opt.cancel, err) <
+				    0)
 					return (*err)->code;
 				kiln_error_free(*err);
 				*err = NULL;
@@ -490,14 +560,33 @@ int kiln_reg_request(struct kiln_registry *r, const char *scope, bool retry, str
 		if (resp->status == 401) {
 			if (authenticated)
 				return kiln_reg_status_error(r, resp, NULL, err);
+			pthread_mutex_lock(&r->auth_lock);
+			pthread_mutex_lock(&r->lock);
+			bool other = r->auth_gen != gen;
+			pthread_mutex_unlock(&r->lock);
+			if (other && waited++ < 3) {
+				/* another thread authenticated since this request left: try with its result */
+				pthread_mutex_unlock(&r->auth_lock);
+				kiln_http_response_release(resp);
+				continue;
+			}
 			forget_token(r, scope);
-			if (authenticate(r, scope, resp, err) < 0)
+			int arc = authenticate(r, scope, resp, err);
+			if (arc == 0) {
+				pthread_mutex_lock(&r->lock);
+				r->auth_gen++;
+				pthread_mutex_unlock(&r->lock);
+			}
+			pthread_mutex_unlock(&r->auth_lock);
+			if (arc < 0)
 				return (*err)->code;
 			authenticated = true;
+			kiln_http_response_release(resp);
 			continue;
 		}
 		if (retry && kiln_http_status_retryable(resp->status) && attempt < r->opt.max_retries) {
-			if (kiln_http_backoff(r->opt.backoff, attempt++, resp->retry_after, r->opt.cancel, err) < 0)
+			if (kiln_http_backoff(r->opt.backoff, attempt++, resp->retry_after, r->opt.cancel,
+			                      err) < 0)
 				return (*err)->code;
 			continue;
 		}
@@ -518,266 +607,5 @@ int kiln_registry_ping(struct kiln_registry *r, struct kiln_error **err)
 	kiln_http_response_release(&resp);
 	if (rc < 0)
 		return kiln_error_wrap(err, "cannot reach registry %s", r->host);
-	return 0;
-}
-
-int kiln_registry_blob_exists(struct kiln_registry *r, const char *repo, const char *digest, bool *exists,
-			      struct kiln_error **err)
-{
-	*exists = false;
-	_cleanup_free_ char *url = kiln_reg_url(r, "%s/blobs/%s", repo, digest);
-	_cleanup_free_ char *scope = NULL;
-	if (url == NULL || asprintf(&scope, "repository:%s:pull", repo) < 0)
-		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	struct kiln_http_request req = {.method = "HEAD", .url = url};
-	struct kiln_http_response resp = {0};
-	int rc = kiln_reg_request(r, scope, true, &req, &resp, err);
-	if (rc == 0) {
-		if (resp.status == 200)
-			*exists = true;
-		else if (resp.status != 404)
-			rc = kiln_reg_status_error(r, &resp, repo, err);
-	}
-	kiln_http_response_release(&resp);
-	if (rc < 0)
-		return kiln_error_wrap(err, "cannot check blob %s in %s/%s", kiln_reg_short(digest).s, r->host, repo);
-	return 0;
-}
-
-int kiln_registry_blob_mount(struct kiln_registry *r, const char *repo, const char *from_repo, const char *digest,
-			     bool *mounted, struct kiln_error **err)
-{
-	*mounted = false;
-	_cleanup_free_ char *base = kiln_reg_url(r, "%s/blobs/uploads/", repo);
-	_cleanup_free_ char *u1 = base ? kiln_http_add_query(base, "mount", digest) : NULL;
-	_cleanup_free_ char *url = u1 ? kiln_http_add_query(u1, "from", from_repo) : NULL;
-	_cleanup_free_ char *scope = NULL;
-	if (url == NULL || asprintf(&scope, "repository:%s:pull,push repository:%s:pull", repo, from_repo) < 0)
-		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	struct kiln_http_request req = {.method = "POST", .url = url};
-	struct kiln_http_response resp = {0};
-	int rc = kiln_reg_request(r, scope, true, &req, &resp, err);
-	if (rc == 0) {
-		if (resp.status == 201) {
-			*mounted = true;
-		} else if (resp.status == 202) {
-			/* The registry started an upload instead: cancel it (a failure here is harmless). */
-			if (resp.location) {
-				_cleanup_free_ char *loc = strdup(resp.location);
-				struct kiln_http_request del = {.method = "DELETE", .url = loc};
-				struct kiln_error *ignored = NULL;
-				if (loc)
-					kiln_reg_request(r, scope, false, &del, &resp, &ignored);
-				kiln_error_free(ignored);
-			}
-		} else {
-			rc = kiln_reg_status_error(r, &resp, repo, err);
-		}
-	}
-	kiln_http_response_release(&resp);
-	if (rc < 0)
-		return kiln_error_wrap(err, "cannot mount blob %s from %s into %s/%s", kiln_reg_short(digest).s,
-				       from_repo, r->host, repo);
-	return 0;
-}
-
-/* Hashes what goes to the caller's writer, to check the digest at the end. */
-struct hashing_writer {
-	struct kiln_sha256 *sha;
-	kiln_write_fn write;
-	void *ctx;
-};
-
-static int hashing_write(void *ctx, const void *data, size_t len, struct kiln_error **err)
-{
-	struct hashing_writer *h = ctx;
-	kiln_sha256_update(h->sha, data, len);
-	return h->write(h->ctx, data, len, err);
-}
-
-static bool is_redirect(long status)
-{
-	return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
-}
-
-/* Follow a blob GET's redirects (object storage); the Authorization header goes only to the registry's
- * own origin. RESP holds the redirect on entry and the final answer on return. */
-static int follow_redirects(struct kiln_registry *r, const char *scope, struct kiln_http_request *req,
-			    struct kiln_http_response *resp, struct kiln_error **err)
-{
-	_cleanup_free_ char *origin = kiln_http_origin(r->base);
-	for (int hops = 0; is_redirect(resp->status); hops++) {
-		if (hops == MAX_REDIRECTS || resp->location == NULL)
-			return kiln_error_set(err, KILN_EFAIL, "%s: too many redirects or a redirect without Location",
-					      r->host);
-		_cleanup_free_ char *next = steal_pointer(&resp->location);
-		_cleanup_free_ char *next_origin = kiln_http_origin(next);
-		req->url = next;
-		int rc;
-		if (origin && next_origin && strcmp(origin, next_origin) == 0) {
-			rc = kiln_reg_request(r, scope, true, req, resp, err);
-		} else {
-			rc = 0;
-			for (int attempt = 0;; attempt++) {
-				rc = kiln_http_perform(r->http, req, resp, err);
-				bool again = rc < 0 ? resp->retryable && resp->delivered == 0
-						    : kiln_http_status_retryable(resp->status);
-				if (!again || attempt >= r->opt.max_retries)
-					break;
-				if (rc < 0) {
-					kiln_error_free(*err);
-					*err = NULL;
-				}
-				if ((rc = kiln_http_backoff(r->opt.backoff, attempt, resp->retry_after,
-							    r->opt.cancel, err)) < 0)
-					break;
-			}
-		}
-		req->url = NULL;
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
-}
-
-int kiln_registry_blob_get(struct kiln_registry *r, const char *repo, const char *digest, kiln_write_fn write,
-			   void *ctx, struct kiln_error **err)
-{
-	_cleanup_free_ char *url = kiln_reg_url(r, "%s/blobs/%s", repo, digest);
-	_cleanup_free_ char *scope = NULL;
-	if (url == NULL || asprintf(&scope, "repository:%s:pull", repo) < 0)
-		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	struct hashing_writer hw = {.write = write, .ctx = ctx};
-	if (kiln_sha256_new(&hw.sha, err) < 0)
-		return (*err)->code;
-	struct kiln_http_request req = {
-		.method = "GET", .url = url, .write = hashing_write, .write_ctx = &hw, .cancel = r->opt.cancel};
-	struct kiln_http_response resp = {0};
-	int rc = kiln_reg_request(r, scope, true, &req, &resp, err);
-	if (rc == 0 && is_redirect(resp.status))
-		rc = follow_redirects(r, scope, &req, &resp, err);
-	if (rc == 0 && resp.status != 200)
-		rc = kiln_reg_status_error(r, &resp, repo, err);
-	char got[KILN_DIGEST_LEN];
-	kiln_sha256_final(hw.sha, got);
-	kiln_sha256_free(hw.sha);
-	if (rc == 0 && strcmp(got, digest) != 0)
-		rc = kiln_error_set(err, KILN_EIO, "the registry sent content with digest %s", got);
-	kiln_http_response_release(&resp);
-	if (rc < 0)
-		return kiln_error_wrap(err, "cannot get blob %s from %s/%s", kiln_reg_short(digest).s, r->host, repo);
-	return 0;
-}
-
-/* "repo:tag" or "repo@sha256:…" for messages. */
-static char *ref_name(const char *repo, const char *reference)
-{
-	char *s = NULL;
-	bool digest = strchr(reference, ':') != NULL;
-	if (asprintf(&s, "%s%s%s", repo, digest ? "@" : ":", reference) < 0)
-		return NULL;
-	return s;
-}
-
-int kiln_registry_manifest_put(struct kiln_registry *r, const char *repo, const char *reference,
-			       const char *media_type, const char *data, size_t len,
-			       char digest_out[KILN_DIGEST_LEN], struct kiln_error **err)
-{
-	_cleanup_free_ char *url = kiln_reg_url(r, "%s/manifests/%s", repo, reference);
-	_cleanup_free_ char *scope = NULL;
-	_cleanup_free_ char *ctype = NULL;
-	_cleanup_free_ char *name = ref_name(repo, reference);
-	if (url == NULL || name == NULL || asprintf(&scope, "repository:%s:pull,push", repo) < 0 ||
-	    asprintf(&ctype, "Content-Type: %s", media_type) < 0)
-		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	char digest[KILN_DIGEST_LEN];
-	kiln_digest_buffer(digest, data, len);
-	const char *hdrs[] = {ctype, NULL};
-	struct kiln_http_request req = {.method = "PUT", .url = url, .headers = hdrs, .data = data, .data_len = len};
-	struct kiln_http_response resp = {0};
-	int rc = kiln_reg_request(r, scope, true, &req, &resp, err);
-	if (rc == 0 && resp.status != 201 && resp.status != 200)
-		rc = kiln_reg_status_error(r, &resp, repo, err);
-	if (rc == 0 && resp.docker_content_digest && strcmp(resp.docker_content_digest, digest) != 0)
-		rc = kiln_error_set(err, KILN_EIO, "the registry stored it as %s instead of %s",
-				    resp.docker_content_digest, digest);
-	kiln_http_response_release(&resp);
-	if (rc < 0)
-		return kiln_error_wrap(err, "cannot push manifest %s to %s", name, r->host);
-	if (digest_out)
-		memcpy(digest_out, digest, KILN_DIGEST_LEN);
-	return 0;
-}
-
-/* Check a fetched manifest: JSON, its media type (header, else the body's mediaType). */
-static int check_manifest(struct kiln_registry *r, const struct kiln_http_response *resp, char **media_type,
-			  struct kiln_error **err)
-{
-	json_error_t je;
-	json_t *j = json_loadb(resp->body.ptr ? resp->body.ptr : "", resp->body.len, 0, &je);
-	if (!json_is_object(j)) {
-		json_decref(j);
-		return kiln_error_set(err, KILN_EINVAL, "%s returned a manifest that is not JSON%s%s", r->host,
-				      j ? "" : ": ", j ? "" : je.text);
-	}
-	const char *mt = NULL;
-	size_t n = 0;
-	if (resp->content_type && *resp->content_type) {
-		mt = resp->content_type;
-		n = strcspn(mt, "; ");
-	}
-	if (n == 0 || strncmp(mt, "application/json", n) == 0 || strncmp(mt, "text/plain", n) == 0) {
-		const char *body_mt = json_string_value(json_object_get(j, "mediaType"));
-		if (body_mt) {
-			mt = body_mt;
-			n = strlen(mt);
-		}
-	}
-	*media_type = mt && n ? strndup(mt, n) : strdup("application/vnd.oci.image.manifest.v1+json");
-	json_decref(j);
-	if (*media_type == NULL)
-		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	return 0;
-}
-
-int kiln_registry_manifest_get(struct kiln_registry *r, const char *repo, const char *reference, char **data,
-			       size_t *len, char **media_type, char digest_out[KILN_DIGEST_LEN],
-			       struct kiln_error **err)
-{
-	*data = NULL;
-	*len = 0;
-	*media_type = NULL;
-	_cleanup_free_ char *url = kiln_reg_url(r, "%s/manifests/%s", repo, reference);
-	_cleanup_free_ char *scope = NULL;
-	_cleanup_free_ char *name = ref_name(repo, reference);
-	if (url == NULL || name == NULL || asprintf(&scope, "repository:%s:pull", repo) < 0)
-		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	const char *hdrs[] = {manifest_accept, NULL};
-	struct kiln_http_request req = {.method = "GET", .url = url, .headers = hdrs, .max_body = MAX_MANIFEST};
-	struct kiln_http_response resp = {0};
-	int rc = kiln_reg_request(r, scope, true, &req, &resp, err);
-	if (rc < 0 && resp.too_large)
-		rc = kiln_error_set(err, KILN_EINVAL, "manifest too large (over %d bytes)", MAX_MANIFEST);
-	if (rc == 0 && resp.status != 200)
-		rc = kiln_reg_status_error(r, &resp, repo, err);
-	char digest[KILN_DIGEST_LEN] = "";
-	if (rc == 0)
-		rc = check_manifest(r, &resp, media_type, err);
-	if (rc == 0) {
-		kiln_digest_buffer(digest, resp.body.ptr ? resp.body.ptr : "", resp.body.len);
-		if (kiln_digest_valid(reference) && strcmp(reference, digest) != 0)
-			rc = kiln_error_set(err, KILN_EIO, "%s sent a manifest whose digest is %s", r->host, digest);
-	}
-	if (rc < 0) {
-		free(*media_type);
-		*media_type = NULL;
-		kiln_http_response_release(&resp);
-		return kiln_error_wrap(err, "cannot get manifest %s from %s", name, r->host);
-	}
-	*len = resp.body.len;
-	*data = kiln_buf_detach(&resp.body);
-	kiln_http_response_release(&resp);
-	if (digest_out)
-		memcpy(digest_out, digest, KILN_DIGEST_LEN);
 	return 0;
 }

@@ -25,6 +25,8 @@ struct kiln_registry_options {
 	uint64_t chunk_size;	       /* PATCH chunk size for large blobs (default 64 MiB) */
 	uint64_t monolithic_max;       /* blobs up to this size go in one PUT (default 16 MiB) */
 	volatile sig_atomic_t *cancel; /* stop with KILN_EINTR when set */
+	const char *username;	       /* credentials to use instead of looking them up (kiln login) */
+	const char *password;
 };
 
 /* Fill in the defaults above. */

@@ -28,6 +28,10 @@ struct kiln_registry {
 	struct kiln_credentials cred;
 	struct kiln_http *http;
 	bool monolithic_only; /* registries that reject chunked uploads */
+	bool plain_ok;	      /* loopback or insecure: plain HTTP allowed when the host speaks no TLS */
+	bool probed;	      /* the scheme has been settled (HTTPS first, then HTTP when plain_ok) */
+	pthread_mutex_t auth_lock; /* one authentication at a time: threads share its token */
+	unsigned auth_gen;	   /* bumped by each authentication (under lock) */
 	pthread_mutex_t lock; /* guards what follows */
 	enum kiln_reg_scheme scheme;
 	char *realm;
@@ -48,11 +52,11 @@ struct kiln_short_digest kiln_reg_short(const char *digest);
  * A 401 that persists after authenticating is an error ("HOST: authentication failed (401): ...").
  */
 int kiln_reg_request(struct kiln_registry *r, const char *scope, bool retry, struct kiln_http_request *req,
-		     struct kiln_http_response *resp, struct kiln_error **err);
+                     struct kiln_http_response *resp, struct kiln_error **err);
 
 /* Set *err from a non-success answer: the status and the registry's own words; KILN_ENOTFOUND for 404. */
 int kiln_reg_status_error(struct kiln_registry *r, const struct kiln_http_response *resp, const char *repo,
-			  struct kiln_error **err);
+                          struct kiln_error **err);
 
 /* "BASE/v2/<printf>"; caller frees; NULL when memory runs out. */
 char *kiln_reg_url(struct kiln_registry *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -13,9 +13,9 @@
 #include <strings.h>
 #include <time.h>
 
-#define DEFAULT_STALL_SECONDS 30
+#define DEFAULT_STALL_SECONDS   30
 #define CONNECT_TIMEOUT_SECONDS 30
-#define MAX_RETRY_AFTER 60.0
+#define MAX_RETRY_AFTER         60.0
 
 struct kiln_http {
 	CURLSH *share;
@@ -64,7 +64,8 @@ int kiln_http_new(struct kiln_http **out, const char *ca_file, struct kiln_error
 	*out = NULL;
 	pthread_once(&global_once, global_init);
 	if (global_rc != CURLE_OK)
-		return kiln_error_set(err, KILN_EFAIL, "cannot initialize libcurl: %s", curl_easy_strerror(global_rc));
+		return kiln_error_set(err, KILN_EFAIL, "cannot initialize libcurl: %s",
+		                      curl_easy_strerror(global_rc));
 	struct kiln_http *h = calloc(1, sizeof(*h));
 	if (h == NULL)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
@@ -105,8 +106,8 @@ void kiln_http_free(struct kiln_http *h)
 
 static void clear_headers(struct kiln_http_response *r)
 {
-	char **fields[] = {&r->location, &r->www_authenticate, &r->range, &r->docker_content_digest,
-			   &r->content_type, &r->retry_after};
+	char **fields[] = {&r->location,     &r->www_authenticate, &r->range, &r->docker_content_digest,
+	                   &r->content_type, &r->retry_after};
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		free(*fields[i]);
 		*fields[i] = NULL;
@@ -178,18 +179,18 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userp)
 		const char *name;
 		size_t off;
 	} wanted[] = {
-		{"location", offsetof(struct kiln_http_response, location)},
-		{"www-authenticate", offsetof(struct kiln_http_response, www_authenticate)},
-		{"range", offsetof(struct kiln_http_response, range)},
-		{"docker-content-digest", offsetof(struct kiln_http_response, docker_content_digest)},
-		{"content-type", offsetof(struct kiln_http_response, content_type)},
-		{"retry-after", offsetof(struct kiln_http_response, retry_after)},
+	    {"location", offsetof(struct kiln_http_response, location)},
+	    {"www-authenticate", offsetof(struct kiln_http_response, www_authenticate)},
+	    {"range", offsetof(struct kiln_http_response, range)},
+	    {"docker-content-digest", offsetof(struct kiln_http_response, docker_content_digest)},
+	    {"content-type", offsetof(struct kiln_http_response, content_type)},
+	    {"retry-after", offsetof(struct kiln_http_response, retry_after)},
 	};
 	for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++) {
 		if (strlen(wanted[i].name) == name_len && strncasecmp(line, wanted[i].name, name_len) == 0) {
 			char **slot = (char **)((char *)x->resp + wanted[i].off);
-			keep_header(slot, v, (size_t)(end - v), wanted[i].off == offsetof(struct kiln_http_response,
-											   www_authenticate));
+			keep_header(slot, v, (size_t)(end - v),
+			            wanted[i].off == offsetof(struct kiln_http_response, www_authenticate));
 		}
 	}
 	return n;
@@ -243,8 +244,8 @@ static size_t read_cb(char *buf, size_t size, size_t nitems, void *userp)
 			return CURL_READFUNC_ABORT;
 		if (r == 0) {
 			kiln_error_set(&x->cb_err, KILN_ECHANGED, "blob %s ended after %llu of %llu bytes",
-				       req->src->digest, (unsigned long long)(req->src_offset + x->pos),
-				       (unsigned long long)req->src->size);
+			               req->src->digest, (unsigned long long)(req->src_offset + x->pos),
+			               (unsigned long long)req->src->size);
 			return CURL_READFUNC_ABORT;
 		}
 		got = (size_t)r;
@@ -274,7 +275,8 @@ static int seek_cb(void *userp, curl_off_t offset, int origin)
 }
 
 /* CURLOPT_XFERINFOFUNCTION: stop when the caller's cancel flag is set. */
-static int xferinfo_cb(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+static int xferinfo_cb(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
 {
 	struct xfer *x = userp;
 	if (x->req->cancel && *x->req->cancel) {
@@ -379,8 +381,8 @@ static int setup(struct kiln_http *h, CURL *c, struct xfer *x, struct curl_slist
 	return curl_easy_setopt(c, CURLOPT_HTTPHEADER, l) == CURLE_OK ? 0 : -1;
 }
 
-int kiln_http_perform(struct kiln_http *h, const struct kiln_http_request *req, struct kiln_http_response *resp,
-		      struct kiln_error **err)
+int kiln_http_perform(struct kiln_http *h, const struct kiln_http_request *req,
+                      struct kiln_http_response *resp, struct kiln_error **err)
 {
 	kiln_http_response_release(resp);
 	if (req->cancel && *req->cancel)
@@ -422,7 +424,7 @@ int kiln_http_perform(struct kiln_http *h, const struct kiln_http_request *req, 
 		}
 	} else if (resp->too_large) {
 		ret = kiln_error_set(err, KILN_EINVAL, "answer larger than %zu bytes",
-				     req->max_body ? req->max_body : (size_t)KILN_HTTP_SMALL_BODY);
+		                     req->max_body ? req->max_body : (size_t)KILN_HTTP_SMALL_BODY);
 	} else {
 		resp->retryable = curl_code_retryable(rc);
 		ret = kiln_error_set(err, KILN_EIO, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
@@ -456,7 +458,7 @@ static double parse_retry_after(const char *v)
 }
 
 int kiln_http_backoff(double backoff, int attempt, const char *retry_after, volatile sig_atomic_t *cancel,
-		      struct kiln_error **err)
+                      struct kiln_error **err)
 {
 	double delay = parse_retry_after(retry_after);
 	if (delay < 0) {
@@ -475,7 +477,8 @@ int kiln_http_backoff(double backoff, int attempt, const char *retry_after, vola
 			return kiln_error_set(err, KILN_EINTR, "interrupted");
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		double left = delay - ((double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9);
+		double left =
+		    delay - ((double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9);
 		if (left <= 0)
 			return 0;
 		double step = left < 0.05 ? left : 0.05;

@@ -57,10 +57,10 @@ struct kiln_http_response {
 	char *content_type;
 	char *retry_after;
 	uint64_t delivered; /* body bytes handed to the request's WRITE */
-	uint64_t sent;	    /* request body bytes read from the source (rewinds included) */
+	uint64_t sent;      /* request body bytes read from the source (rewinds included) */
 	bool too_large;
-	int curl_code;	    /* CURLcode of the transfer (0 when it completed) */
-	bool retryable;	    /* a transport failure worth retrying */
+	int curl_code;  /* CURLcode of the transfer (0 when it completed) */
+	bool retryable; /* a transport failure worth retrying */
 };
 
 void kiln_http_response_release(struct kiln_http_response *r);
@@ -70,8 +70,8 @@ void kiln_http_response_release(struct kiln_http_response *r);
  * set to curl's words when the transfer failed (resp->retryable says whether to try again; KILN_EINTR
  * when req->cancel was set; WRITE's own error when it stopped the transfer).
  */
-int kiln_http_perform(struct kiln_http *h, const struct kiln_http_request *req, struct kiln_http_response *resp,
-		      struct kiln_error **err);
+int kiln_http_perform(struct kiln_http *h, const struct kiln_http_request *req,
+                      struct kiln_http_response *resp, struct kiln_error **err);
 
 /* Whether an HTTP status is worth retrying: 408, 429, 500-504. */
 bool kiln_http_status_retryable(long status);
@@ -81,7 +81,7 @@ bool kiln_http_status_retryable(long status);
  * seconds when the server said so (capped at 60 s). KILN_EINTR when CANCEL gets set meanwhile.
  */
 int kiln_http_backoff(double backoff, int attempt, const char *retry_after, volatile sig_atomic_t *cancel,
-		      struct kiln_error **err);
+                      struct kiln_error **err);
 
 /* Resolve LOCATION (absolute or relative) against BASE; caller frees; NULL when it cannot be parsed. */
 char *kiln_http_resolve(const char *base, const char *location);

@@ -15,8 +15,8 @@ struct upload {
 	const struct kiln_blob_source *src;
 	const char *scope;
 	char *location; /* where the next request of the session goes */
-	uint64_t sent;	/* body bytes sent in all, retries included */
-	int retries;	/* retries used, against opt.max_retries */
+	uint64_t sent;  /* body bytes sent in all, retries included */
+	int retries;    /* retries used, against opt.max_retries */
 	void (*progress)(void *ctx, uint64_t done);
 	void *progress_ctx;
 	uint64_t base; /* offset of the current request's first byte, for progress */
@@ -95,13 +95,13 @@ static int upload_monolithic(struct upload *u, struct kiln_error **err)
 			return kiln_error_set(err, KILN_EFAIL, "out of memory");
 		const char *hdrs[] = {"Content-Type: application/octet-stream", NULL};
 		struct kiln_http_request req = {.method = "PUT",
-						.url = url,
-						.headers = hdrs,
-						.src = u->src,
-						.src_offset = 0,
-						.src_len = u->src->size,
-						.progress = request_progress,
-						.progress_ctx = u};
+		                                .url = url,
+		                                .headers = hdrs,
+		                                .src = u->src,
+		                                .src_offset = 0,
+		                                .src_len = u->src->size,
+		                                .progress = request_progress,
+		                                .progress_ctx = u};
 		struct kiln_http_response resp = {0};
 		u->base = 0;
 		int rc = kiln_reg_request(u->r, u->scope, false, &req, &resp, err);
@@ -198,20 +198,20 @@ static int upload_status(struct upload *u, uint64_t *offset, bool *gone, struct 
 
 /* PATCH one chunk [offset, offset+len) to the session. *failed (with *err set) when it may be retried. */
 static int patch_chunk(struct upload *u, uint64_t offset, uint64_t len, bool *failed, char **retry_after,
-		       struct kiln_error **err)
+                       struct kiln_error **err)
 {
 	*failed = false;
 	char range[64];
 	snprintf(range, sizeof(range), "Content-Range: %" PRIu64 "-%" PRIu64, offset, offset + len - 1);
 	const char *hdrs[] = {"Content-Type: application/octet-stream", range, NULL};
 	struct kiln_http_request req = {.method = "PATCH",
-					.url = u->location,
-					.headers = hdrs,
-					.src = u->src,
-					.src_offset = offset,
-					.src_len = len,
-					.progress = request_progress,
-					.progress_ctx = u};
+	                                .url = u->location,
+	                                .headers = hdrs,
+	                                .src = u->src,
+	                                .src_offset = offset,
+	                                .src_len = len,
+	                                .progress = request_progress,
+	                                .progress_ctx = u};
 	struct kiln_http_response resp = {0};
 	u->base = offset;
 	int rc = kiln_reg_request(u->r, u->scope, false, &req, &resp, err);
@@ -235,14 +235,18 @@ static int patch_chunk(struct upload *u, uint64_t offset, uint64_t len, bool *fa
 	return rc;
 }
 
-/* PUT Location?digest=D with an empty body: the end of a chunked upload. */
-static int finish_chunked(struct upload *u, struct kiln_error **err)
+/* PUT Location?digest=D with an empty body: the end of a chunked upload. *restart (with *err set) when
+ * the registry threw the session away (BLOB_UPLOAD_INVALID/UNKNOWN, DIGEST_INVALID after a cut chunk):
+ * the upload may start again from 0. */
+static int finish_chunked(struct upload *u, bool *restart, struct kiln_error **err)
 {
+	*restart = false;
 	_cleanup_free_ char *url = kiln_http_add_query(u->location, "digest", u->src->digest);
 	if (url == NULL)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	const char *hdrs[] = {"Content-Type: application/octet-stream", NULL};
-	struct kiln_http_request req = {.method = "PUT", .url = url, .headers = hdrs, .data = "", .data_len = 0};
+	struct kiln_http_request req = {
+	    .method = "PUT", .url = url, .headers = hdrs, .data = "", .data_len = 0};
 	struct kiln_http_response resp = {0};
 	int rc = kiln_reg_request(u->r, u->scope, true, &req, &resp, err);
 	if (rc == 0 && resp.status == 201) {
@@ -257,6 +261,7 @@ static int finish_chunked(struct upload *u, struct kiln_error **err)
 			rc = 0;
 		} else if (rc == 0) {
 			rc = kiln_reg_status_error(u->r, &resp, u->repo, err);
+			*restart = resp.status == 400 || resp.status == 404 || resp.status == 416;
 		}
 		kiln_error_free(e2);
 	}
@@ -271,6 +276,7 @@ static int finish_chunked(struct upload *u, struct kiln_error **err)
  */
 static int upload_chunked(struct upload *u, struct kiln_error **err)
 {
+again:
 	if (start_session(u, err) < 0)
 		return (*err)->code;
 	uint64_t size = u->src->size;
@@ -301,30 +307,42 @@ static int upload_chunked(struct upload *u, struct kiln_error **err)
 			offset = 0;
 		}
 	}
-	return finish_chunked(u, err);
+	bool restart = false;
+	int rc = finish_chunked(u, &restart, err);
+	if (rc < 0 && restart) {
+		int s = spend_retry(u, NULL, err);
+		if (s < 0)
+			return s;
+		if (s > 0)
+			return kiln_error_wrap(err, "gave up after %d retries", u->retries);
+		kiln_error_free(*err);
+		*err = NULL;
+		goto again;
+	}
+	return rc;
 }
 
 int kiln_registry_blob_upload(struct kiln_registry *r, const char *repo, const struct kiln_blob_source *src,
-			      void (*progress)(void *ctx, uint64_t done), void *progress_ctx, uint64_t *sent,
-			      struct kiln_error **err)
+                              void (*progress)(void *ctx, uint64_t done), void *progress_ctx, uint64_t *sent,
+                              struct kiln_error **err)
 {
 	_cleanup_free_ char *scope = NULL;
 	if (asprintf(&scope, "repository:%s:pull,push", repo) < 0)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	struct upload u = {.r = r,
-			   .repo = repo,
-			   .src = src,
-			   .scope = scope,
-			   .progress = progress,
-			   .progress_ctx = progress_ctx};
+	                   .repo = repo,
+	                   .src = src,
+	                   .scope = scope,
+	                   .progress = progress,
+	                   .progress_ctx = progress_ctx};
 	bool mono = src->size <= r->opt.monolithic_max || r->monolithic_only;
 	int rc = mono ? upload_monolithic(&u, err) : upload_chunked(&u, err);
 	free(u.location);
 	if (sent)
 		*sent = u.sent;
 	if (rc < 0)
-		return kiln_error_wrap(err, "cannot push blob %s to %s/%s", kiln_reg_short(src->digest).s, r->host,
-				       repo);
+		return kiln_error_wrap(err, "cannot push blob %s to %s/%s", kiln_reg_short(src->digest).s,
+		                       r->host, repo);
 	if (progress)
 		progress(progress_ctx, src->size);
 	return 0;

@@ -83,6 +83,21 @@ expect_rc 0
 expect_store_consistent
 export KILN_HOME=$T_WORK/home
 
+t_case "a registry base in another registry is copied registry to registry, not through the disk"
+SAVED_REGISTRY=$REGISTRY
+registry_start plain SECOND || exit 1
+R2=$SECOND_REGISTRY
+export REGISTRY=$SAVED_REGISTRY
+export KILN_HOME=$T_WORK/home-copy
+run_kiln build "$B" -t "$R2/app/copied:1" --push --json
+expect_rc 0
+expect_eq "$(echo "$OUT" | json '" ".join(b["action"] for b in j["push"]["blobs"])')" "copied uploaded uploaded" "actions"
+base_layer=$(echo "$OUT" | json 'j["push"]["blobs"][0]["digest"].split(":")[1]')
+[ ! -e "$KILN_HOME/blobs/sha256/$base_layer" ] || t_fail "the base layer was downloaded into the store"
+U=$(skopeo copy --src-tls-verify=false "docker://$R2/app/copied:1" "oci:$T_WORK/copied:1" 2>&1 && umoci unpack --image "$T_WORK/copied:1" "$T_WORK/bundle-c" 2>&1) || t_fail "read back: $U"
+expect_file_same "$P/predict.py" "$T_WORK/bundle-c/rootfs/app/predict.py"
+export KILN_HOME=$T_WORK/home
+
 t_case "faults: dropped connections, 500s, 429 with Retry-After and stalls; the push completes"
 fault_proxy_start "drop_mid_body:1048576:2" "status:500:2;method=HEAD|POST" "status:429:1:1;method=PUT" "stall:6:1;method=PATCH" >/dev/null || exit 1
 F=$FAULTY
@@ -98,24 +113,26 @@ expect_file_same "$P/models/b.bin" "$T_WORK/bundle-f/rootfs/src/models/b.bin"
 fault_proxy_set none >/dev/null
 
 t_case "a push killed half-way, run again, uploads only what is missing"
-echo "# v3" >>"$P/predict.py"
-make_file "$P/models/c.bin" $((70 * MiB))
-run_kiln build "$P" -t "$F/killed/model:v1" --quiet
-fault_proxy_set "stall:30:1;method=PATCH|PUT;path=/blobs/uploads/" >/dev/null
-"$KILN" push "$F/killed/model:v1" -j 1 --json >"$T_WORK/killed.json" 2>"$T_WORK/killed.err" &
+Q=$T_WORK/killed
+mkdir -p "$Q/w"
+make_file "$Q/w/d.bin" $((65 * MiB)) # two PATCHes (64 MiB chunks) ...
+make_file "$Q/w/e.bin" $((66 * MiB)) # ... and this one's first PATCH stalls until the kill
+printf 'class P:\n    pass\n' >"$Q/p.py"
+printf 'run: p.py:P\nweights: ["w/*"]\n' >"$Q/kiln.yaml"
+run_kiln build "$Q" -t "$F/killed/model:v1" --quiet
+fault_proxy_set "stall:60:1;method=PATCH;every=3" >/dev/null
+"$KILN" push "$F/killed/model:v1" -j 1 >/dev/null 2>&1 &
 pid=$!
-for _ in $(seq 1 100); do
+for _ in $(seq 1 300); do
 	[ "$(fault_proxy_state | json 'j["faults"][0]["fired"]')" == "1" ] && break
 	sleep 0.1
 done
 kill -KILL $pid
 wait $pid 2>/dev/null
 fault_proxy_set none >/dev/null
-run_kiln push "$F/killed/model:v1" --json
+run_kiln push "$F/killed/model:v1" -j 1 --json
 expect_rc 0
-up=$(echo "$OUT" | json 'sum(1 for b in j["blobs"] if b["action"]=="uploaded")')
-ex=$(echo "$OUT" | json 'sum(1 for b in j["blobs"] if b["action"] in ("exists","mounted"))')
-[ "$up" -ge 1 ] && [ "$ex" -ge 3 ] || t_fail "after the kill: $up uploaded, $ex already there ($(blob_actions "$OUT"))"
+expect_eq "$(blob_actions "$OUT")" "exists uploaded uploaded uploaded" "actions after the kill (d.bin, e.bin, code, config)"
 
 t_case "bad input: unknown host, malformed reference, no image to push, garbage and huge manifests"
 run_kiln push no-such-host.invalid:5000/x/y:1
@@ -142,6 +159,20 @@ fault_proxy_set none >/dev/null
 run_kiln pull "$R/team/nothere:1"
 expect_rc 1
 expect_contains "$ERR" "team/nothere"
+
+t_case "a weight file changed after the build is refused at push, naming the file"
+C=$T_WORK/changed
+mkdir -p "$C/w"
+make_file "$C/w/m.bin" $((65 * MiB))
+printf 'class P:\n    pass\n' >"$C/p.py"
+printf 'run: p.py:P\nweights: ["w/*"]\n' >"$C/kiln.yaml"
+run_kiln build "$C" -t "$R/changed/model:1" --quiet
+expect_rc 0
+printf 'x' | dd of="$C/w/m.bin" bs=1 seek=1000 conv=notrunc 2>/dev/null
+run_kiln push "$R/changed/model:1"
+expect_rc 1
+expect_contains "$ERR" "'$C/w/m.bin' changed since the image was built (run 'kiln build' again)"
+expect_eq "$(curl -s -o /dev/null -w '%{http_code}' "http://$R/v2/changed/model/manifests/1")" "404" "no manifest pushed"
 
 registry_start tls || exit 1
 T=$TLS_REGISTRY

@@ -26,7 +26,8 @@ static void setup(void)
 	snprintf(cred_file, sizeof(cred_file), "%s/helper-store.json", tmp);
 	setenv("KILNTEST_CRED_FILE", cred_file, 1);
 	char path[8192];
-	snprintf(path, sizeof(path), "%s/registry:%s", KILN_FIXTURES, getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+	snprintf(path, sizeof(path), "%s/registry:%s", KILN_FIXTURES,
+	         getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
 	setenv("PATH", path, 1);
 	unsetenv("DOCKER_CONFIG");
 	unsetenv("REGISTRY_AUTH_FILE");
@@ -117,7 +118,7 @@ Test(auth, docker_hub_uses_the_index_url_key)
 Test(auth, keys_with_scheme_or_path_match_the_host)
 {
 	docker_config("{\"auths\": {\"https://a.example.com\": {\"auth\": \"dTE6cDE=\"},"
-		      " \"b.example.com/v1/\": {\"auth\": \"dTI6cDI=\"}}}");
+	              " \"b.example.com/v1/\": {\"auth\": \"dTI6cDI=\"}}}");
 	expect_creds("a.example.com", "u1", "p1");
 	expect_creds("b.example.com", "u2", "p2");
 	expect_creds("example.com", NULL, NULL);
@@ -146,7 +147,8 @@ Test(auth, bad_base64_is_an_error_without_the_secret)
 	struct kiln_credentials c = {0};
 	struct kiln_error *err = NULL;
 	cr_assert_eq(kiln_auth_get(&c, "localhost:5000", &err), KILN_EINVAL);
-	cr_assert(strstr(err->message, "localhost:5000") && strstr(err->message, "base64"), "%s", err->message);
+	cr_assert(strstr(err->message, "localhost:5000") && strstr(err->message, "base64"), "%s",
+	          err->message);
 	cr_assert_null(strstr(err->message, "hunter2"), "%s", err->message);
 	kiln_error_free(err);
 }
@@ -154,8 +156,9 @@ Test(auth, bad_base64_is_an_error_without_the_secret)
 Test(auth, cred_helpers_run_the_helper)
 {
 	write_text(cred_file, "{\"reg.example.com\": {\"Username\": \"dave\", \"Secret\": \"from-helper\"}}");
-	docker_config("{\"credHelpers\": {\"reg.example.com\": \"kilntest\", \"other.example.com\": \"kilntest\"},"
-		      " \"auths\": {\"reg.example.com\": {\"auth\": \"dTE6cDE=\"}}}");
+	docker_config(
+	    "{\"credHelpers\": {\"reg.example.com\": \"kilntest\", \"other.example.com\": \"kilntest\"},"
+	    " \"auths\": {\"reg.example.com\": {\"auth\": \"dTE6cDE=\"}}}");
 	expect_creds("reg.example.com", "dave", "from-helper");
 	/* the helper has nothing for it: "credentials not found" is no credentials, not an error */
 	expect_creds("other.example.com", NULL, NULL);
@@ -163,8 +166,9 @@ Test(auth, cred_helpers_run_the_helper)
 
 Test(auth, creds_store_is_used_for_every_host)
 {
-	write_text(cred_file, "{\"https://index.docker.io/v1/\": {\"Username\": \"erin\", \"Secret\": \"hub\"},"
-			      " \"localhost:5000\": {\"Username\": \"frank\", \"Secret\": \"local\"}}");
+	write_text(cred_file,
+	           "{\"https://index.docker.io/v1/\": {\"Username\": \"erin\", \"Secret\": \"hub\"},"
+	           " \"localhost:5000\": {\"Username\": \"frank\", \"Secret\": \"local\"}}");
 	docker_config("{\"credsStore\": \"kilntest\", \"auths\": {\"https://index.docker.io/v1/\": {}}}");
 	expect_creds("docker.io", "erin", "hub");
 	expect_creds("localhost:5000", "frank", "local");
@@ -177,9 +181,9 @@ Test(auth, missing_helper_binary_is_a_clear_error)
 	struct kiln_credentials c = {0};
 	struct kiln_error *err = NULL;
 	cr_assert_lt(kiln_auth_get(&c, "reg.example.com", &err), 0);
-	cr_assert(strstr(err->message, "docker-credential-nosuchhelper") && strstr(err->message, "not installed") &&
-			  strstr(err->message, "reg.example.com"),
-		  "%s", err->message);
+	cr_assert(strstr(err->message, "docker-credential-nosuchhelper") &&
+	              strstr(err->message, "not installed") && strstr(err->message, "reg.example.com"),
+	          "%s", err->message);
 	kiln_error_free(err);
 }
 
@@ -189,7 +193,7 @@ Test(auth, registry_auth_file_comes_before_docker_config)
 	snprintf(path, sizeof(path), "%s/auth.json", tmp);
 	write_text(path, "{\"auths\": {\"localhost:5000\": {\"auth\": \"dTE6cDE=\"}}}");
 	docker_config("{\"auths\": {\"localhost:5000\": {\"auth\": \"dTI6cDI=\"},"
-		      " \"ghcr.io\": {\"auth\": \"dTI6cDI=\"}}}");
+	              " \"ghcr.io\": {\"auth\": \"dTI6cDI=\"}}}");
 	setenv("REGISTRY_AUTH_FILE", path, 1);
 	expect_creds("localhost:5000", "u1", "p1");
 	/* a host the auth file does not know still comes from Docker's config */
@@ -221,8 +225,9 @@ Test(auth, environment_variables_come_first)
 	struct kiln_credentials c = {0};
 	struct kiln_error *err = NULL;
 	cr_assert_eq(kiln_auth_get(&c, "localhost:5000", &err), KILN_EINVAL);
-	cr_assert(strstr(err->message, "KILN_REGISTRY_USERNAME") && strstr(err->message, "KILN_REGISTRY_PASSWORD"),
-		  "%s", err->message);
+	cr_assert(strstr(err->message, "KILN_REGISTRY_USERNAME") &&
+	              strstr(err->message, "KILN_REGISTRY_PASSWORD"),
+	          "%s", err->message);
 	kiln_error_free(err);
 }
 
@@ -231,7 +236,7 @@ Test(auth, store_and_erase_keep_other_keys_with_mode_0600)
 	char path[8192];
 	snprintf(path, sizeof(path), "%s/config.json", docker_dir);
 	docker_config("{\"auths\": {\"other.example.com\": {\"auth\": \"dTE6cDE=\"}},"
-		      " \"psFormat\": \"table {{.ID}}\", \"HttpHeaders\": {\"X-Test\": \"1\"}}");
+	              " \"psFormat\": \"table {{.ID}}\", \"HttpHeaders\": {\"X-Test\": \"1\"}}");
 	chmod(path, 0644);
 	struct kiln_credentials c = {.username = "grace", .secret = "pa55:word"};
 	struct kiln_error *err = NULL;
@@ -241,12 +246,13 @@ Test(auth, store_and_erase_keep_other_keys_with_mode_0600)
 	cr_assert_eq(st.st_mode & 0777, 0600, "mode %o", st.st_mode & 0777);
 	json_t *j = load_json(path);
 	cr_assert_str_eq(json_string_value(json_object_get(j, "psFormat")), "table {{.ID}}");
-	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "HttpHeaders"), "X-Test")), "1");
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "HttpHeaders"), "X-Test")),
+	                 "1");
 	json_t *auths = json_object_get(j, "auths");
 	cr_assert_not_null(json_object_get(auths, "other.example.com"));
 	/* base64("grace:pa55:word") */
 	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(auths, "localhost:5000"), "auth")),
-			 "Z3JhY2U6cGE1NTp3b3Jk");
+	                 "Z3JhY2U6cGE1NTp3b3Jk");
 	json_decref(j);
 	expect_creds("localhost:5000", "grace", "pa55:word");
 
@@ -290,8 +296,9 @@ Test(auth, store_and_erase_go_through_the_helper)
 	cr_assert_null(strstr(text, "helper-secret"), "the secret went into config.json: %s", text);
 	free(text);
 	json_t *store = load_json(cred_file);
-	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(store, "reg.example.com"), "Secret")),
-			 "helper-secret");
+	cr_assert_str_eq(
+	    json_string_value(json_object_get(json_object_get(store, "reg.example.com"), "Secret")),
+	    "helper-secret");
 	json_decref(store);
 	expect_creds("reg.example.com", "ivan", "helper-secret");
 	cr_assert_eq(kiln_auth_erase("reg.example.com", &err), 0, "%s", err ? err->message : "");
@@ -308,8 +315,8 @@ Test(auth, failed_helper_store_does_not_show_the_password)
 	struct kiln_error *err = NULL;
 	cr_assert_lt(kiln_auth_store("localhost:5000", &c, &err), 0);
 	cr_assert(strstr(err->message, "docker-credential-kilntest store failed") &&
-			  strstr(err->message, "KILNTEST_CRED_FILE is not set"),
-		  "%s", err->message);
+	              strstr(err->message, "KILNTEST_CRED_FILE is not set"),
+	          "%s", err->message);
 	cr_assert_null(strstr(err->message, "Sup3rSecret!"), "%s", err->message);
 	kiln_error_free(err);
 }

@@ -28,8 +28,9 @@
 #include "common/fs.h"
 #include "layers/digest.h"
 #include "registry/client.h"
+#include "registry/client_internal.h"
 
-#define MIB (1024 * 1024)
+#define MIB      (1024 * 1024)
 #define PASSWORD "Corr3ct-Horse"
 
 extern char **environ;
@@ -88,11 +89,11 @@ static void registry_start(struct registry *r, bool htpasswd)
 	FILE *f = fopen(path, "w");
 	cr_assert_not_null(f);
 	fprintf(f,
-		"version: 0.1\n"
-		"log:\n  level: error\n  accesslog:\n    disabled: true\n"
-		"storage:\n  filesystem:\n    rootdirectory: %s/data\n  delete:\n    enabled: true\n"
-		"http:\n  addr: 127.0.0.1:%d\n  secret: kiln-test-secret\n",
-		r->dir, r->port);
+	        "version: 0.1\n"
+	        "log:\n  level: error\n  accesslog:\n    disabled: true\n"
+	        "storage:\n  filesystem:\n    rootdirectory: %s/data\n  delete:\n    enabled: true\n"
+	        "http:\n  addr: 127.0.0.1:%d\n  secret: kiln-test-secret\n",
+	        r->dir, r->port);
 	if (htpasswd)
 		fprintf(f, "auth:\n  htpasswd:\n    realm: kiln-test\n    path: %s/htpasswd\n", r->dir);
 	fclose(f);
@@ -233,7 +234,7 @@ static void quick_options(struct kiln_registry_options *opt)
 }
 
 static void upload_ok(struct kiln_registry *r, const char *repo, const struct kiln_blob_source *src,
-		      uint64_t *sent)
+                      uint64_t *sent)
 {
 	struct kiln_error *err = NULL;
 	int rc = kiln_registry_blob_upload(r, repo, src, NULL, NULL, sent, &err);
@@ -241,15 +242,17 @@ static void upload_ok(struct kiln_registry *r, const char *repo, const struct ki
 }
 
 /* The blob reads back byte for byte. */
-static void expect_blob(struct kiln_registry *r, const char *repo, const struct mem_src *m, const char *digest)
+static void expect_blob(struct kiln_registry *r, const char *repo, const struct mem_src *m,
+                        const char *digest)
 {
 	bool exists = false;
 	struct kiln_error *err = NULL;
-	cr_assert_eq(kiln_registry_blob_exists(r, repo, digest, &exists, &err), 0, "%s", err ? err->message : "");
+	cr_assert_eq(kiln_registry_blob_exists(r, repo, digest, &exists, &err), 0, "%s",
+	             err ? err->message : "");
 	cr_assert(exists, "%s not in %s", digest, repo);
 	struct kiln_buf b = KILN_BUF_INIT;
 	cr_assert_eq(kiln_registry_blob_get(r, repo, digest, buf_write, &b, &err), 0, "%s",
-		     err ? err->message : "");
+	             err ? err->message : "");
 	cr_assert_eq(b.len, m->size);
 	cr_assert(memcmp(b.ptr, m->data, m->size) == 0, "the blob read back differs");
 	kiln_buf_release(&b);
@@ -288,7 +291,7 @@ Test(client, small_blob_is_one_put_and_reads_back)
 	uint64_t sent = 0;
 	struct kiln_error *err = NULL;
 	cr_assert_eq(kiln_registry_blob_upload(r, "kiln/small", &src, on_progress, &p, &sent, &err), 0, "%s",
-		     err ? err->message : "");
+	             err ? err->message : "");
 	cr_assert_eq(sent, src.size);
 	cr_assert_eq(p.last, src.size);
 	cr_assert_not(p.backwards);
@@ -311,7 +314,7 @@ Test(client, large_blob_goes_in_patch_chunks)
 	uint64_t sent = 0;
 	struct kiln_error *err = NULL;
 	cr_assert_eq(kiln_registry_blob_upload(r, "kiln/large", &src, on_progress, &p, &sent, &err), 0, "%s",
-		     err ? err->message : "");
+	             err ? err->message : "");
 	cr_assert_eq(sent, src.size);
 	cr_assert_eq(p.last, src.size);
 	cr_assert_not(p.backwards);
@@ -341,14 +344,15 @@ Test(client, unknown_blob_does_not_exist_and_cannot_be_read)
 	const char *d = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 	bool exists = true;
 	struct kiln_error *err = NULL;
-	cr_assert_eq(kiln_registry_blob_exists(r, "kiln/none", d, &exists, &err), 0, "%s", err ? err->message : "");
+	cr_assert_eq(kiln_registry_blob_exists(r, "kiln/none", d, &exists, &err), 0, "%s",
+	             err ? err->message : "");
 	cr_assert_not(exists);
 	struct kiln_buf b = KILN_BUF_INIT;
 	cr_assert_eq(kiln_registry_blob_get(r, "kiln/none", d, buf_write, &b, &err), KILN_ENOTFOUND);
-	cr_assert(strstr(err->message, "cannot get blob sha256:000000000000") && strstr(err->message, reg.host) &&
-			  strstr(err->message, "kiln/none") && strstr(err->message, "BLOB_UNKNOWN") &&
-			  strstr(err->message, "404"),
-		  "%s", err->message);
+	cr_assert(strstr(err->message, "cannot get blob sha256:000000000000") &&
+	              strstr(err->message, reg.host) && strstr(err->message, "kiln/none") &&
+	              strstr(err->message, "BLOB_UNKNOWN") && strstr(err->message, "404"),
+	          "%s", err->message);
 	cr_assert_eq(b.len, 0);
 	kiln_error_free(err);
 	kiln_registry_free(r);
@@ -365,8 +369,8 @@ Test(client, wrong_digest_is_refused_with_the_registry_words)
 	char want[64];
 	snprintf(want, sizeof(want), "cannot push blob %.19s", src.digest);
 	cr_assert(strstr(err->message, want) && strstr(err->message, "to 127.0.0.1:") &&
-			  strstr(err->message, "/kiln/bad") && strstr(err->message, "DIGEST_INVALID"),
-		  "%s", err->message);
+	              strstr(err->message, "/kiln/bad") && strstr(err->message, "DIGEST_INVALID"),
+	          "%s", err->message);
 	kiln_error_free(err);
 	free(m.data);
 	kiln_registry_free(r);
@@ -380,14 +384,14 @@ Test(client, blob_mounts_from_another_repository)
 	upload_ok(r, "kiln/base", &src, NULL);
 	bool mounted = false;
 	struct kiln_error *err = NULL;
-	cr_assert_eq(kiln_registry_blob_mount(r, "kiln/app", "kiln/base", src.digest, &mounted, &err), 0, "%s",
-		     err ? err->message : "");
+	cr_assert_eq(kiln_registry_blob_mount(r, "kiln/app", "kiln/base", src.digest, &mounted, &err), 0,
+	             "%s", err ? err->message : "");
 	cr_assert(mounted);
 	expect_blob(r, "kiln/app", &m, src.digest);
 	/* a blob the source repository lacks: the registry starts an upload instead, which is cancelled */
 	const char *d = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 	cr_assert_eq(kiln_registry_blob_mount(r, "kiln/app", "kiln/base", d, &mounted, &err), 0, "%s",
-		     err ? err->message : "");
+	             err ? err->message : "");
 	cr_assert_not(mounted);
 	free(m.data);
 	kiln_registry_free(r);
@@ -399,7 +403,7 @@ static const char *oci_manifest = "application/vnd.oci.image.manifest.v1+json";
 static char *make_manifest(struct kiln_registry *r, const char *repo)
 {
 	const char *config = "{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\","
-			     "\"diff_ids\":[]}}";
+	                     "\"diff_ids\":[]}}";
 	struct mem_src cm = {.data = (unsigned char *)config, .size = strlen(config)};
 	struct kiln_blob_source csrc = {.size = cm.size, .seek = mem_seek, .read = mem_read, .ctx = &cm};
 	kiln_digest_buffer(csrc.digest, config, cm.size);
@@ -409,12 +413,14 @@ static char *make_manifest(struct kiln_registry *r, const char *repo)
 	upload_ok(r, repo, &lsrc, NULL);
 	free(lm.data);
 	char *json = NULL;
-	cr_assert(asprintf(&json,
-			   "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":"
-			   "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\",\"size\":%zu},"
-			   "\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"%s\","
-			   "\"size\":3000}]}",
-			   oci_manifest, csrc.digest, strlen(config), lsrc.digest) > 0);
+	cr_assert(
+	    asprintf(
+	        &json,
+	        "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":"
+	        "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\",\"size\":%zu},"
+	        "\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"%s\","
+	        "\"size\":3000}]}",
+	        oci_manifest, csrc.digest, strlen(config), lsrc.digest) > 0);
 	return json;
 }
 
@@ -425,17 +431,18 @@ Test(client, manifest_round_trip_by_tag_and_digest)
 	char digest[KILN_DIGEST_LEN], want[KILN_DIGEST_LEN];
 	kiln_digest_buffer(want, json, strlen(json));
 	struct kiln_error *err = NULL;
-	cr_assert_eq(kiln_registry_manifest_put(r, "kiln/model", "v1", oci_manifest, json, strlen(json), digest,
-						&err),
-		     0, "%s", err ? err->message : "");
+	cr_assert_eq(
+	    kiln_registry_manifest_put(r, "kiln/model", "v1", oci_manifest, json, strlen(json), digest, &err),
+	    0, "%s", err ? err->message : "");
 	cr_assert_str_eq(digest, want);
 	const char *refs[] = {"v1", want};
 	for (int i = 0; i < 2; i++) {
 		char *data = NULL, *mt = NULL;
 		size_t len = 0;
 		char got[KILN_DIGEST_LEN];
-		cr_assert_eq(kiln_registry_manifest_get(r, "kiln/model", refs[i], &data, &len, &mt, got, &err), 0,
-			     "%s", err ? err->message : "");
+		cr_assert_eq(
+		    kiln_registry_manifest_get(r, "kiln/model", refs[i], &data, &len, &mt, got, &err), 0,
+		    "%s", err ? err->message : "");
 		cr_assert_eq(len, strlen(json));
 		cr_assert_str_eq(data, json);
 		cr_assert_str_eq(mt, oci_manifest);
@@ -454,10 +461,10 @@ Test(client, unknown_tag_is_not_found_and_named)
 	size_t len = 0;
 	struct kiln_error *err = NULL;
 	cr_assert_eq(kiln_registry_manifest_get(r, "kiln/model", "nosuch", &data, &len, &mt, NULL, &err),
-		     KILN_ENOTFOUND);
+	             KILN_ENOTFOUND);
 	cr_assert(strstr(err->message, "kiln/model:nosuch") && strstr(err->message, reg.host) &&
-			  strstr(err->message, "MANIFEST_UNKNOWN"),
-		  "%s", err->message);
+	              strstr(err->message, "MANIFEST_UNKNOWN"),
+	          "%s", err->message);
 	cr_assert_null(data);
 	cr_assert_null(mt);
 	kiln_error_free(err);
@@ -473,8 +480,8 @@ Test(client, unknown_host_reports_curls_words)
 	struct kiln_error *err = NULL;
 	cr_assert_lt(kiln_registry_ping(r, &err), 0);
 	cr_assert(strstr(err->message, "cannot reach registry nosuch.invalid") &&
-			  strstr(err->message, "Could not resolve host"),
-		  "%s", err->message);
+	              strstr(err->message, "Could not resolve host"),
+	          "%s", err->message);
 	kiln_error_free(err);
 	kiln_registry_free(r);
 }
@@ -489,6 +496,90 @@ Test(client, cancel_stops_with_eintr)
 	struct kiln_error *err = NULL;
 	cr_assert_eq(kiln_registry_ping(r, &err), KILN_EINTR);
 	kiln_error_free(err);
+	kiln_registry_free(r);
+}
+
+Test(client, scheme_and_api_host_follow_the_host)
+{
+	static const struct {
+		const char *host;
+		const char *base;
+		bool monolithic;
+	} cases[] = {
+	    {"localhost:5000", "http://localhost:5000", false},
+	    {"127.1.2.3:8080", "http://127.1.2.3:8080", false},
+	    {"[::1]:5000", "http://[::1]:5000", false},
+	    {"docker.io", "https://registry-1.docker.io", false},
+	    {"reg.example.com", "https://reg.example.com", false},
+	    {"insecure.example.com:5000", "http://insecure.example.com:5000", false},
+	    {"listed.example.com", "http://listed.example.com", false},
+	    {"ghcr.io", "https://ghcr.io", true},
+	    {"europe-docker.pkg.dev", "https://europe-docker.pkg.dev", true},
+	    {"eu.gcr.io", "https://eu.gcr.io", true},
+	    {"1234.dkr.ecr.us-east-1.amazonaws.com", "https://1234.dkr.ecr.us-east-1.amazonaws.com", true},
+	};
+	setenv("KILN_INSECURE_REGISTRIES", "other.example.com,insecure.example.com", 1);
+	const char *insecure[] = {"listed.example.com", NULL};
+	struct kiln_registry_options opt;
+	kiln_registry_options_init(&opt);
+	opt.insecure = insecure;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct kiln_registry *r = open_registry(cases[i].host, &opt);
+		cr_assert_str_eq(r->base, cases[i].base, "%s", cases[i].host);
+		cr_assert_eq(r->monolithic_only, cases[i].monolithic, "%s", cases[i].host);
+		kiln_registry_free(r);
+	}
+	struct kiln_registry *r = NULL;
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_registry_open(&r, "bad/host", NULL, &err), KILN_EINVAL);
+	kiln_error_free(err);
+}
+
+struct upload_job {
+	struct kiln_registry *r;
+	struct kiln_blob_source src;
+	struct mem_src m;
+	int rc;
+	char message[512];
+};
+
+static void *upload_thread(void *arg)
+{
+	struct upload_job *j = arg;
+	struct kiln_error *err = NULL;
+	j->rc = kiln_registry_blob_upload(j->r, "kiln/parallel", &j->src, NULL, NULL, NULL, &err);
+	if (err)
+		snprintf(j->message, sizeof(j->message), "%s", err->message);
+	kiln_error_free(err);
+	return NULL;
+}
+
+Test(client, one_client_uploads_from_several_threads)
+{
+	struct kiln_registry_options opt;
+	quick_options(&opt);
+	opt.chunk_size = 256 * 1024;
+	opt.monolithic_max = 300 * 1024;
+	struct kiln_registry *r = open_registry(reg.host, &opt);
+	struct upload_job jobs[4];
+	pthread_t threads[4];
+	for (int i = 0; i < 4; i++) {
+		jobs[i].r = r;
+		jobs[i].rc = 0;
+		jobs[i].message[0] = '\0';
+		/* two chunked, two in one PUT */
+		jobs[i].src = make_blob(&jobs[i].m, i % 2 ? 200 * 1024 : 1 * MIB + 17 * i, 20 + i);
+		jobs[i].src.ctx = &jobs[i].m;
+		pthread_create(&threads[i], NULL, upload_thread, &jobs[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(threads[i], NULL);
+		cr_assert_eq(jobs[i].rc, 0, "upload %d: %s", i, jobs[i].message);
+	}
+	for (int i = 0; i < 4; i++) {
+		expect_blob(r, "kiln/parallel", &jobs[i].m, jobs[i].src.digest);
+		free(jobs[i].m.data);
+	}
 	kiln_registry_free(r);
 }
 
@@ -517,16 +608,17 @@ Test(client_auth, wrong_password_fails_without_showing_it)
 	struct kiln_error *err = NULL;
 	cr_assert_lt(kiln_registry_ping(r, &err), 0);
 	cr_assert(strstr(err->message, reg.host) && strstr(err->message, "authentication failed (401)"), "%s",
-		  err->message);
+	          err->message);
 	cr_assert_null(strstr(err->message, "Wr0ng-Pa55word"), "%s", err->message);
-	cr_assert_null(strstr(err->message, "V3IwbmctUGE1NXdvcmQ"), "base64 of the password in: %s", err->message);
+	cr_assert_null(strstr(err->message, "V3IwbmctUGE1NXdvcmQ"), "base64 of the password in: %s",
+	               err->message);
 	kiln_error_free(err);
 	err = NULL;
 	struct mem_src m;
 	struct kiln_blob_source src = make_blob(&m, 2000, 8);
 	cr_assert_lt(kiln_registry_blob_upload(r, "kiln/private", &src, NULL, NULL, NULL, &err), 0);
-	cr_assert(strstr(err->message, "authentication failed") && !strstr(err->message, "Wr0ng-Pa55word"), "%s",
-		  err->message);
+	cr_assert(strstr(err->message, "authentication failed") && !strstr(err->message, "Wr0ng-Pa55word"),
+	          "%s", err->message);
 	kiln_error_free(err);
 	free(m.data);
 	kiln_registry_free(r);
@@ -538,7 +630,8 @@ Test(client_auth, no_credentials_asks_for_login)
 	struct kiln_error *err = NULL;
 	cr_assert_lt(kiln_registry_ping(r, &err), 0);
 	char want[256];
-	snprintf(want, sizeof(want), "authentication required by %s: run 'kiln login %s'", reg.host, reg.host);
+	snprintf(want, sizeof(want), "authentication required by %s: run 'kiln login %s'", reg.host,
+	         reg.host);
 	cr_assert(strstr(err->message, want), "%s", err->message);
 	kiln_error_free(err);
 	kiln_registry_free(r);
@@ -551,7 +644,8 @@ Test(client_auth, credentials_from_config_json)
 	cr_assert_eq(kiln_mkdir_p(dir, NULL), 0);
 	snprintf(dir, sizeof(dir), "%s/.docker/config.json", home);
 	/* base64("alice:" PASSWORD) */
-	snprintf(text, sizeof(text), "{\"auths\": {\"%s\": {\"auth\": \"YWxpY2U6Q29ycjNjdC1Ib3JzZQ==\"}}}", reg.host);
+	snprintf(text, sizeof(text), "{\"auths\": {\"%s\": {\"auth\": \"YWxpY2U6Q29ycjNjdC1Ib3JzZQ==\"}}}",
+	         reg.host);
 	cr_assert_eq(kiln_write_file_atomic(dir, text, strlen(text), NULL), 0);
 	struct kiln_registry *r = open_registry(reg.host, NULL);
 	struct kiln_error *err = NULL;
@@ -562,10 +656,11 @@ Test(client_auth, credentials_from_config_json)
 /* ---------------------------------------------------------------- faults, through a TCP proxy */
 
 enum proxy_mode {
-	PROXY_PASS,	/* forward everything */
-	PROXY_DROP,	/* close the connection when the Nth request matching MATCH arrives, forwarding nothing */
+	PROXY_PASS, /* forward everything */
+	PROXY_DROP, /* close the connection when the Nth request matching MATCH arrives, forwarding nothing */
 	PROXY_TRUNCATE, /* forward the first CUT bytes of the Nth matching request, then close */
-	PROXY_CANNED,	/* answer the first N matching requests with CANNED instead of the registry */
+	PROXY_CANNED,   /* answer the first N matching requests with CANNED instead of the registry */
+	PROXY_BEARER,   /* act as a token-auth registry: 401 Bearer challenges, a token server at /token */
 };
 
 struct proxy {
@@ -578,9 +673,13 @@ struct proxy {
 	size_t cut;
 	const char *canned;
 	size_t canned_len;
-	atomic_int seen;      /* matching requests so far */
-	atomic_int saw_auth;  /* an Authorization header went through */
+	atomic_int seen;     /* matching requests so far */
+	atomic_int saw_auth; /* an Authorization header went through */
 	pthread_t thread;
+	/* PROXY_BEARER: the token server's requests, and the one Basic header it accepts */
+	atomic_int token_requests;
+	char token_queries[8][1024];
+	const char *basic;
 };
 
 static int send_all(int fd, const char *p, size_t n)
@@ -602,6 +701,47 @@ struct pump {
 	int client;
 };
 
+static bool starts_request(const char *b, size_t n)
+{
+	static const char *const methods[] = {"GET ", "HEAD ", "POST ", "PUT ", "PATCH ", "DELETE "};
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (n >= strlen(methods[i]) && memcmp(b, methods[i], strlen(methods[i])) == 0)
+			return true;
+	return false;
+}
+
+/* PROXY_BEARER: answer a request itself (the token server, or a 401 challenge); false to forward it. */
+static bool bearer_answer(struct proxy *px, int client, const char *b, size_t n)
+{
+	char resp[1024];
+	const char *body;
+	if (n > 10 && memcmp(b, "GET /token", 10) == 0) {
+		int k = px->token_requests++;
+		if (k < 8)
+			snprintf(px->token_queries[k], sizeof(px->token_queries[k]), "%.*s",
+			         (int)strcspn(b, "\r\n"), b);
+		bool ok = px->basic && memmem(b, n, px->basic, strlen(px->basic));
+		body = ok ? "{\"token\":\"good-token\",\"expires_in\":300}"
+		          : "{\"details\":\"incorrect username or password\"}";
+		snprintf(resp, sizeof(resp),
+		         "HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+		         ok ? "200 OK" : "401 Unauthorized", strlen(body), body);
+		send_all(client, resp, strlen(resp));
+		return true;
+	}
+	if (memmem(b, n, "Authorization: Bearer good-token\r\n", 34))
+		return false;
+	body = "{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"authentication required\"}]}";
+	bool head = n > 5 && memcmp(b, "HEAD ", 5) == 0;
+	snprintf(resp, sizeof(resp),
+	         "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
+	         "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:%d/token\",service=\"kiln-test\"\r\n"
+	         "Content-Length: %zu\r\n\r\n%s",
+	         px->port, strlen(body), head ? "" : body);
+	send_all(client, resp, strlen(resp));
+	return true;
+}
+
 /* One client connection: forward both ways, doing the proxy's mischief on the way up. */
 static void *pump_thread(void *arg)
 {
@@ -611,8 +751,8 @@ static void *pump_thread(void *arg)
 	free(pu);
 	int up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_in a = {.sin_family = AF_INET,
-				.sin_port = htons((uint16_t)px->upstream_port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	                        .sin_port = htons((uint16_t)px->upstream_port),
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	if (connect(up, (struct sockaddr *)&a, sizeof(a)) < 0)
 		goto out;
 	static char buf[65536];
@@ -629,6 +769,9 @@ static void *pump_thread(void *arg)
 				break;
 			if (memmem(b, (size_t)n, "Authorization:", 14))
 				px->saw_auth = 1;
+			if (px->mode == PROXY_BEARER && starts_request(b, (size_t)n) &&
+			    bearer_answer(px, client, b, (size_t)n))
+				continue;
 			bool match = px->match && memmem(b, (size_t)n, px->match, strlen(px->match));
 			int k = match ? ++px->seen : 0;
 			if (match && px->mode == PROXY_DROP && k == px->n)
@@ -727,7 +870,8 @@ Test(client_faults, chunked_upload_resumes_after_a_dropped_patch)
 	upload_ok(r, "kiln/resume", &src, &sent);
 	/* the third chunk went again from the offset the registry reported, not the whole blob */
 	cr_assert_geq(px.seen, 6);
-	cr_assert_lt(sent, 7 * (uint64_t)MIB, "%llu bytes sent: the upload restarted", (unsigned long long)sent);
+	cr_assert_lt(sent, 7 * (uint64_t)MIB, "%llu bytes sent: the upload restarted",
+	             (unsigned long long)sent);
 	bool resent_third = false;
 	for (int i = 3; i < m.nseeks; i++)
 		resent_third |= m.seeks[i] == 2 * (uint64_t)MIB && m.seeks[i - 1] == 2 * (uint64_t)MIB;
@@ -758,8 +902,8 @@ Test(client_faults, upload_survives_a_patch_cut_midway)
 }
 
 static const char unavailable[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-				  "Retry-After: 0\r\nContent-Length: 58\r\n\r\n"
-				  "{\"errors\":[{\"code\":\"UNAVAILABLE\",\"message\":\"try later\"}]}\n";
+                                  "Retry-After: 0\r\nContent-Length: 58\r\n\r\n"
+                                  "{\"errors\":[{\"code\":\"UNAVAILABLE\",\"message\":\"try later\"}]}\n";
 
 /* Put a manifest "v1" in kiln/model directly, for the proxied reads. */
 static char *seed_manifest(void)
@@ -767,9 +911,9 @@ static char *seed_manifest(void)
 	struct kiln_registry *r = open_registry(reg.host, NULL);
 	char *json = make_manifest(r, "kiln/model");
 	struct kiln_error *err = NULL;
-	cr_assert_eq(kiln_registry_manifest_put(r, "kiln/model", "v1", oci_manifest, json, strlen(json), NULL,
-						&err),
-		     0, "%s", err ? err->message : "");
+	cr_assert_eq(
+	    kiln_registry_manifest_put(r, "kiln/model", "v1", oci_manifest, json, strlen(json), NULL, &err),
+	    0, "%s", err ? err->message : "");
 	kiln_registry_free(r);
 	return json;
 }
@@ -788,7 +932,7 @@ Test(client_faults, server_errors_are_retried)
 	size_t len = 0;
 	struct kiln_error *err = NULL;
 	cr_assert_eq(kiln_registry_manifest_get(r, "kiln/model", "v1", &data, &len, &mt, NULL, &err), 0, "%s",
-		     err ? err->message : "");
+	             err ? err->message : "");
 	cr_assert_str_eq(data, json);
 	cr_assert_eq(px.seen, 3);
 	free(data);
@@ -814,8 +958,8 @@ Test(client_faults, retries_give_up_with_status_and_registry_words)
 	struct kiln_error *err = NULL;
 	cr_assert_lt(kiln_registry_manifest_get(r, "kiln/model", "v1", &data, &len, &mt, NULL, &err), 0);
 	cr_assert(strstr(err->message, "UNAVAILABLE: try later") && strstr(err->message, "503") &&
-			  strstr(err->message, "kiln/model:v1"),
-		  "%s", err->message);
+	              strstr(err->message, "kiln/model:v1"),
+	          "%s", err->message);
 	cr_assert_eq(px.seen, 3, "%d tries", px.seen);
 	kiln_error_free(err);
 	kiln_registry_free(r);
@@ -824,8 +968,9 @@ Test(client_faults, retries_give_up_with_status_and_registry_words)
 
 Test(client_faults, garbage_and_oversized_manifests_are_refused)
 {
-	static const char garbage[] = "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n"
-				      "Content-Length: 9\r\n\r\nnot json!";
+	static const char garbage[] =
+	    "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n"
+	    "Content-Length: 9\r\n\r\nnot json!";
 	struct proxy px = {.mode = PROXY_CANNED, .match = "GET /v2/kiln/model/manifests/", .n = 1};
 	px.canned = garbage;
 	px.canned_len = strlen(garbage);
@@ -846,9 +991,9 @@ Test(client_faults, garbage_and_oversized_manifests_are_refused)
 	size_t big = 5 * MIB;
 	char *huge = malloc(big + 256);
 	int h = snprintf(huge, 256,
-			 "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n"
-			 "Content-Length: %zu\r\n\r\n",
-			 big);
+	                 "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n"
+	                 "Content-Length: %zu\r\n\r\n",
+	                 big);
 	memset(huge + h, ' ', big);
 	struct proxy px2 = {.mode = PROXY_CANNED, .match = "GET /v2/kiln/model/manifests/", .n = 1};
 	px2.canned = huge;
@@ -882,7 +1027,7 @@ Test(client_faults, a_silent_server_times_out)
 	struct kiln_error *err = NULL;
 	cr_assert_lt(kiln_registry_ping(r, &err), 0);
 	cr_assert(strstr(err->message, "cannot reach registry") && strstr(err->message, "too slow"), "%s",
-		  err->message);
+	          err->message);
 	kiln_error_free(err);
 	kiln_registry_free(r);
 	close(fd);
@@ -905,10 +1050,11 @@ Test(client_faults, redirects_do_not_carry_credentials_to_another_host)
 	kiln_registry_free(pr);
 
 	char redirect[512];
-	snprintf(redirect, sizeof(redirect),
-		 "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://localhost:%d/v2/kiln/redirect/blobs/%s\r\n"
-		 "Content-Length: 0\r\n\r\n",
-		 b.port, src.digest);
+	snprintf(
+	    redirect, sizeof(redirect),
+	    "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://localhost:%d/v2/kiln/redirect/blobs/%s\r\n"
+	    "Content-Length: 0\r\n\r\n",
+	    b.port, src.digest);
 	struct proxy a = {.mode = PROXY_CANNED, .match = "GET /v2/kiln/redirect/blobs/", .n = 1};
 	a.canned = redirect;
 	a.canned_len = strlen(redirect);
@@ -920,7 +1066,7 @@ Test(client_faults, redirects_do_not_carry_credentials_to_another_host)
 	cr_assert_eq(kiln_registry_ping(r, &err), 0, "%s", err ? err->message : "");
 	struct kiln_buf buf = KILN_BUF_INIT;
 	cr_assert_eq(kiln_registry_blob_get(r, "kiln/redirect", src.digest, buf_write, &buf, &err), 0, "%s",
-		     err ? err->message : "");
+	             err ? err->message : "");
 	cr_assert_eq(buf.len, m.size);
 	cr_assert(memcmp(buf.ptr, m.data, m.size) == 0);
 	cr_assert(a.saw_auth, "the registry itself got no credentials: the test shows nothing");
@@ -931,4 +1077,66 @@ Test(client_faults, redirects_do_not_carry_credentials_to_another_host)
 	proxy_stop(&a);
 	proxy_stop(&b);
 	registry_stop(&plain);
+}
+
+/* base64("alice:" PASSWORD) */
+#define ALICE_BASIC "Authorization: Basic YWxpY2U6Q29ycjNjdC1Ib3JzZQ=="
+
+static int count(const char *s, const char *what)
+{
+	int n = 0;
+	for (const char *p = s; (p = strstr(p, what)) != NULL; p++)
+		n++;
+	return n;
+}
+
+Test(client_faults, bearer_tokens_are_cached_per_scope)
+{
+	struct proxy px = {.mode = PROXY_BEARER, .basic = ALICE_BASIC};
+	proxy_start(&px, reg.port, htonl(INADDR_LOOPBACK));
+	setenv("KILN_REGISTRY_USERNAME", "alice", 1);
+	setenv("KILN_REGISTRY_PASSWORD", PASSWORD, 1);
+	struct kiln_registry *r = open_registry(proxy_host(&px), NULL);
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_registry_ping(r, &err), 0, "%s", err ? err->message : "");
+	cr_assert_eq(px.token_requests, 1);
+	struct mem_src m1, m2;
+	struct kiln_blob_source s1 = make_blob(&m1, 1000, 12), s2 = make_blob(&m2, 2000, 13);
+	upload_ok(r, "kiln/b", &s1, NULL);
+	upload_ok(r, "kiln/b", &s2, NULL);
+	cr_assert_eq(px.token_requests, 2, "%d token requests", px.token_requests);
+	cr_assert(strstr(px.token_queries[1], "service=kiln-test") &&
+	              count(px.token_queries[1], "scope=") == 1 && strstr(px.token_queries[1], "push"),
+	          "%s", px.token_queries[1]);
+	bool mounted = false;
+	cr_assert_eq(kiln_registry_blob_mount(r, "kiln/c", "kiln/b", s1.digest, &mounted, &err), 0, "%s",
+	             err ? err->message : "");
+	cr_assert(mounted);
+	cr_assert_eq(px.token_requests, 3);
+	cr_assert_eq(count(px.token_queries[2], "scope="), 2, "one token for both repositories: %s",
+	             px.token_queries[2]);
+	expect_blob(r, "kiln/c", &m1, s1.digest);
+	cr_assert_eq(px.token_requests, 4);
+	free(m1.data);
+	free(m2.data);
+	kiln_registry_free(r);
+	proxy_stop(&px);
+}
+
+Test(client_faults, bearer_wrong_password_fails_without_showing_it)
+{
+	struct proxy px = {.mode = PROXY_BEARER, .basic = ALICE_BASIC};
+	proxy_start(&px, reg.port, htonl(INADDR_LOOPBACK));
+	setenv("KILN_REGISTRY_USERNAME", "alice", 1);
+	setenv("KILN_REGISTRY_PASSWORD", "Wr0ng-Pa55word", 1);
+	struct kiln_registry *r = open_registry(proxy_host(&px), NULL);
+	struct kiln_error *err = NULL;
+	cr_assert_lt(kiln_registry_ping(r, &err), 0);
+	cr_assert(strstr(err->message, "authentication failed (401)") &&
+	              strstr(err->message, "incorrect username or password"),
+	          "%s", err->message);
+	cr_assert_null(strstr(err->message, "Wr0ng-Pa55word"), "%s", err->message);
+	kiln_error_free(err);
+	kiln_registry_free(r);
+	proxy_stop(&px);
 }

@@ -66,6 +66,12 @@ void cli_options_done(void);
 /* Install SIGINT/SIGTERM handlers that set cli_interrupted. */
 void cli_catch_signals(void);
 
+/* Progress on stderr (thread-safe): a line per finished item unless quiet; on a terminal one live line
+ * "VERB DONE of TOTAL (N%)", redrawn at most ten times a second; clearing the live line. */
+void cli_progress_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_progress_live(const char *verb, uint64_t done, uint64_t total);
+void cli_progress_clear(void);
+
 /* "512.0 MiB" */
 void cli_human_size(char out[32], uint64_t bytes);
 
@@ -97,6 +103,25 @@ int cli_registry_option(struct kiln_registry_options *ropt, int opt, const char 
 	"system's)\n"                                                                                        \
 	"  --insecure-registry HOST\n"                                                                       \
 	"                       allow plain HTTP to HOST (localhost and 127.0.0.0/8 always are)\n"
+
+/*
+ * Parse the current command's options with getopt_long. The common options, and the registry options
+ * when ROPT is not NULL, are handled here; every other option goes to HANDLE, which returns 0, -1 for an
+ * option it does not know, or an exit status to stop with. Unknown options, missing values and a count of
+ * arguments outside [MIN_ARGS, MAX_ARGS] are usage errors. On success *FIRST is the index of the first
+ * argument and -1 is returned (the command goes on); otherwise the exit status to return.
+ */
+struct option;
+int cli_parse(int argc, char **argv, const char *shortopts, const struct option *longopts,
+              struct kiln_registry_options *ropt, int (*handle)(int opt, const char *arg, void *ctx),
+              void *ctx, int min_args, int max_args, int *first);
+
+/* A HANDLE for commands whose only own option is --json (CLI_OPT_JSON): sets *(bool *)ctx. */
+#define CLI_OPT_JSON 1003
+int cli_json_option(int opt, const char *arg, void *ctx);
+
+/* -j N: a number from 1 to MAX into *out, else a usage error (its exit status is returned). */
+int cli_parse_jobs(const char *arg, int max, int *out);
 
 int cmd_build(int argc, char **argv);
 int cmd_login(int argc, char **argv);

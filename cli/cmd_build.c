@@ -21,56 +21,18 @@ enum { OPT_OUTPUT = 2000, OPT_JSON, OPT_PUSH };
 int cli_push_image(struct kiln_store *store, const char *image, int jobs,
                    const struct kiln_registry_options *ropt, bool json, json_t **report);
 
-static pthread_mutex_t progress_lock = PTHREAD_MUTEX_INITIALIZER;
-static double last_bar;
-static bool bar_shown;
-
-static double mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void clear_bar(void)
-{
-	if (bar_shown) {
-		fputs("\r\033[K", stderr);
-		bar_shown = false;
-	}
-}
-
-/* One line per finished layer (plain and tty modes). */
+/* One line per finished layer. */
 static void on_layer(void *ctx, const struct kiln_built_layer *l)
 {
-	if (cli.progress == PROGRESS_QUIET)
-		return;
 	char size[32];
 	cli_human_size(size, l->size);
-	pthread_mutex_lock(&progress_lock);
-	clear_bar();
-	fprintf(stderr, "%-8s %-40s %10s  %.19s%s\n", kiln_layer_kind_name(l->kind), l->title ? l->title : "",
-	        size, l->digest, l->cached ? "  (cached)" : "");
-	pthread_mutex_unlock(&progress_lock);
+	cli_progress_line("%-8s %-40s %10s  %.19s%s", kiln_layer_kind_name(l->kind), l->title ? l->title : "",
+	                  size, l->digest, l->cached ? "  (cached)" : "");
 }
 
-/* A live "hashed X of Y" line, on a terminal only, at most ten times a second. */
 static void on_bytes(void *ctx, uint64_t done, uint64_t total)
 {
-	if (cli.progress != PROGRESS_TTY)
-		return;
-	pthread_mutex_lock(&progress_lock);
-	double t = mono();
-	if (t - last_bar >= 0.1 || done == total) {
-		char a[32], b[32];
-		cli_human_size(a, done);
-		cli_human_size(b, total);
-		fprintf(stderr, "\r\033[Khashing %s of %s (%d%%)", a, b,
-		        total ? (int)(done * 100 / total) : 100);
-		bar_shown = true;
-		last_bar = t;
-	}
-	pthread_mutex_unlock(&progress_lock);
+	cli_progress_live("hashing", done, total);
 }
 
 static json_t *report_json(const struct kiln_build_result *r, const char *output, uint64_t exported)
@@ -102,6 +64,37 @@ static json_t *report_json(const struct kiln_build_result *r, const char *output
 	return j;
 }
 
+struct build_args {
+	struct kiln_build_options *opt;
+	const char *output;
+	bool json, push;
+};
+
+static int build_option(int c, const char *arg, void *ctx)
+{
+	struct build_args *a = ctx;
+	switch (c) {
+	case 'f':
+		a->opt->file = arg;
+		return 0;
+	case 't':
+		a->opt->tag = arg;
+		return 0;
+	case 'j':
+		return cli_parse_jobs(arg, 64, &a->opt->jobs);
+	case OPT_OUTPUT:
+		a->output = arg;
+		return 0;
+	case OPT_JSON:
+		a->json = true;
+		return 0;
+	case OPT_PUSH:
+		a->push = true;
+		return 0;
+	}
+	return -1;
+}
+
 int cmd_build(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -123,52 +116,16 @@ int cmd_build(int argc, char **argv)
 	kiln_registry_options_init(&ropt);
 	ropt.cancel = &cli_interrupted;
 	opt.registry = &ropt;
-	int c;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":f:t:j:" CLI_COMMON_SHORT, longopts, NULL)) != -1) {
-		int r = cli_common_option(c, optarg);
-		if (r == 0)
-			r = cli_registry_option(&ropt, c, optarg);
-		if (r < 0)
-			return CLI_EXIT_STATUS(r);
-		if (r > 0)
-			continue;
-		switch (c) {
-		case 'f':
-			opt.file = optarg;
-			break;
-		case 't':
-			opt.tag = optarg;
-			break;
-		case 'j': {
-			char *end = NULL;
-			long n = strtol(optarg, &end, 10);
-			if (*end || n < 1 || n > 64)
-				return cli_usage_error("--jobs: '%s' is not a number from 1 to 64", optarg);
-			opt.jobs = (int)n;
-			break;
-		}
-		case OPT_OUTPUT:
-			output = optarg;
-			break;
-		case OPT_JSON:
-			json = true;
-			break;
-		case OPT_PUSH:
-			push = true;
-			break;
-		case ':':
-			return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
-		default:
-			return cli_usage_error("unknown option '%s'", argv[optind - 1]);
-		}
-	}
-	if (optind < argc)
-		opt.dir = argv[optind++];
-	if (optind < argc)
-		return cli_usage_error("too many arguments ('%s')", argv[optind]);
-	cli_options_done();
+	struct build_args a = {.opt = &opt};
+	int first, status = cli_parse(argc, argv, ":f:t:j:" CLI_COMMON_SHORT, longopts, &ropt, build_option,
+	                              &a, 0, 1, &first);
+	if (status >= 0)
+		return status;
+	if (first < argc)
+		opt.dir = argv[first];
+	output = a.output;
+	json = a.json;
+	push = a.push;
 	cli_catch_signals();
 
 	_cleanup_error_ struct kiln_error *err = NULL;
@@ -178,23 +135,21 @@ int cmd_build(int argc, char **argv)
 	if (kiln_store_open(&store, NULL, &err) < 0)
 		return cli_fail(err);
 	struct kiln_build_result *r = NULL;
-	int status = EXIT_OK;
+	status = EXIT_OK;
 	if (kiln_build(&r, store, &opt, &err) < 0) {
-		pthread_mutex_lock(&progress_lock);
-		clear_bar();
-		pthread_mutex_unlock(&progress_lock);
+		cli_progress_clear();
 		kiln_error_wrap(&err, "cannot build '%s'", opt.dir);
 		status = cli_fail(err);
 		goto out;
 	}
-	clear_bar();
+	cli_progress_clear();
 	for (size_t i = 0; i < r->nskipped; i++)
 		warnf("'%s' is not a regular file, directory or symlink: left out", r->skipped[i]);
 	uint64_t exported = 0;
 	if (output) {
 		const char *tag = strrchr(r->reference, ':');
-		if (kiln_export(store, r->manifest_digest, output, tag ? tag + 1 : NULL, &exported, &ropt, &err) <
-		    0) {
+		if (kiln_export(store, r->manifest_digest, output, tag ? tag + 1 : NULL, &exported, &ropt,
+		                &err) < 0) {
 			status = cli_fail(err);
 			goto out;
 		}

@@ -15,8 +15,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum { OPT_JSON = 2000 };
-
 static void add_file(void *ctx, const char *name, char type, uint64_t size)
 {
 	if (type != 'd')
@@ -144,31 +142,16 @@ static void print_text(json_t *d)
 int cmd_inspect(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"json", no_argument, NULL, OPT_JSON},
+	    {"json", no_argument, NULL, CLI_OPT_JSON},
 	    CLI_COMMON_LONG,
 	    {NULL, 0, NULL, 0},
 	};
 	bool json = false;
-	int c;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":" CLI_COMMON_SHORT, longopts, NULL)) != -1) {
-		int r = cli_common_option(c, optarg);
-		if (r < 0)
-			return CLI_EXIT_STATUS(r);
-		if (r > 0)
-			continue;
-		if (c == OPT_JSON)
-			json = true;
-		else if (c == ':')
-			return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
-		else
-			return cli_usage_error("unknown option '%s'", argv[optind - 1]);
-	}
-	const char *target = optind < argc ? argv[optind++] : ".";
-	if (optind < argc)
-		return cli_usage_error("too many arguments ('%s')", argv[optind]);
-	cli_options_done();
+	int first, status = cli_parse(argc, argv, ":" CLI_COMMON_SHORT, longopts, NULL, cli_json_option,
+	                              &json, 0, 1, &first);
+	if (status >= 0)
+		return status;
+	const char *target = first < argc ? argv[first] : ".";
 
 	_cleanup_error_ struct kiln_error *err = NULL;
 	_cleanup_free_ char *tag = NULL;

@@ -53,6 +53,23 @@ static char *prompt(const char *what, bool secret)
 	return line;
 }
 
+struct login_args {
+	const char *user;
+	bool from_stdin;
+};
+
+static int login_option(int c, const char *arg, void *ctx)
+{
+	struct login_args *a = ctx;
+	if (c == 'u')
+		a->user = arg;
+	else if (c == OPT_PASSWORD_STDIN)
+		a->from_stdin = true;
+	else
+		return -1;
+	return 0;
+}
+
 int cmd_login(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -64,34 +81,16 @@ int cmd_login(int argc, char **argv)
 	};
 	struct kiln_registry_options ropt;
 	kiln_registry_options_init(&ropt);
-	const char *user = NULL;
-	bool from_stdin = false;
-	int c;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":u:" CLI_COMMON_SHORT, longopts, NULL)) != -1) {
-		int r = cli_common_option(c, optarg);
-		if (r == 0)
-			r = cli_registry_option(&ropt, c, optarg);
-		if (r < 0)
-			return CLI_EXIT_STATUS(r);
-		if (r > 0)
-			continue;
-		if (c == 'u')
-			user = optarg;
-		else if (c == OPT_PASSWORD_STDIN)
-			from_stdin = true;
-		else if (c == ':')
-			return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
-		else
-			return cli_usage_error("unknown option '%s'", argv[optind - 1]);
-	}
-	if (optind >= argc)
+	struct login_args la = {0};
+	int first, status = cli_parse(argc, argv, ":u:" CLI_COMMON_SHORT, longopts, &ropt, login_option, &la,
+	                              0, 1, &first);
+	if (status >= 0)
+		return status;
+	if (first >= argc)
 		return cli_usage_error("which registry? give its host, e.g. 'ghcr.io'");
-	const char *host = argv[optind++];
-	if (optind < argc)
-		return cli_usage_error("too many arguments ('%s')", argv[optind]);
-	cli_options_done();
+	const char *host = argv[first];
+	const char *user = la.user;
+	bool from_stdin = la.from_stdin;
 
 	_cleanup_free_ char *asked_user = NULL, *password = NULL;
 	if (user == NULL) {
@@ -126,22 +125,13 @@ int cmd_login(int argc, char **argv)
 int cmd_logout(int argc, char **argv)
 {
 	static const struct option longopts[] = {CLI_COMMON_LONG, {NULL, 0, NULL, 0}};
-	int c;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":" CLI_COMMON_SHORT, longopts, NULL)) != -1) {
-		int r = cli_common_option(c, optarg);
-		if (r < 0)
-			return CLI_EXIT_STATUS(r);
-		if (r == 0)
-			return cli_usage_error("unknown option '%s'", argv[optind - 1]);
-	}
-	if (optind >= argc)
+	int first,
+	    status = cli_parse(argc, argv, ":" CLI_COMMON_SHORT, longopts, NULL, NULL, NULL, 0, 1, &first);
+	if (status >= 0)
+		return status;
+	if (first >= argc)
 		return cli_usage_error("which registry? give its host");
-	const char *host = argv[optind++];
-	if (optind < argc)
-		return cli_usage_error("too many arguments ('%s')", argv[optind]);
-	cli_options_done();
+	const char *host = argv[first];
 	_cleanup_error_ struct kiln_error *err = NULL;
 	if (kiln_auth_erase(host, &err) < 0)
 		return cli_fail(err);

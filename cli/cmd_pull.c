@@ -12,6 +12,23 @@
 
 enum { OPT_JSON = 2000, OPT_PLATFORM };
 
+struct pull_args {
+	const char *platform;
+	bool json;
+};
+
+static int pull_option(int c, const char *arg, void *ctx)
+{
+	struct pull_args *a = ctx;
+	if (c == OPT_JSON)
+		a->json = true;
+	else if (c == OPT_PLATFORM)
+		a->platform = arg;
+	else
+		return -1;
+	return 0;
+}
+
 int cmd_pull(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -24,41 +41,23 @@ int cmd_pull(int argc, char **argv)
 	struct kiln_registry_options ropt;
 	kiln_registry_options_init(&ropt);
 	ropt.cancel = &cli_interrupted;
-	const char *platform = NULL;
-	bool json = false;
-	int c;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":" CLI_COMMON_SHORT, longopts, NULL)) != -1) {
-		int r = cli_common_option(c, optarg);
-		if (r == 0)
-			r = cli_registry_option(&ropt, c, optarg);
-		if (r < 0)
-			return CLI_EXIT_STATUS(r);
-		if (r > 0)
-			continue;
-		if (c == OPT_JSON)
-			json = true;
-		else if (c == OPT_PLATFORM)
-			platform = optarg;
-		else if (c == ':')
-			return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
-		else
-			return cli_usage_error("unknown option '%s'", argv[optind - 1]);
-	}
-	if (optind >= argc)
+	struct pull_args pa = {0};
+	int first, status = cli_parse(argc, argv, ":" CLI_COMMON_SHORT, longopts, &ropt, pull_option, &pa, 0,
+	                              1, &first);
+	if (status >= 0)
+		return status;
+	if (first >= argc)
 		return cli_usage_error("which image? give a reference");
-	const char *ref = argv[optind++];
-	if (optind < argc)
-		return cli_usage_error("too many arguments ('%s')", argv[optind]);
-	cli_options_done();
+	const char *ref = argv[first];
+	const char *platform = pa.platform;
+	bool json = pa.json;
 	cli_catch_signals();
 	_cleanup_error_ struct kiln_error *err = NULL;
 	struct kiln_store *store = NULL;
 	if (kiln_store_open(&store, NULL, &err) < 0)
 		return cli_fail(err);
 	struct kiln_pull_result *r = NULL;
-	int status = EXIT_OK;
+	status = EXIT_OK;
 	if (kiln_pull(&r, store, ref, platform, &ropt, &err) < 0) {
 		status = cli_fail(err);
 	} else if (json) {

@@ -16,47 +16,17 @@
 
 enum { OPT_JSON = 2000 };
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static bool bar_shown;
-static double last_bar;
-
-static void clear_bar(void)
-{
-	if (bar_shown)
-		fputs("\r\033[K", stderr);
-	bar_shown = false;
-}
-
 static void on_blob(void *ctx, const struct kiln_pushed_blob *b)
 {
-	if (cli.progress == PROGRESS_QUIET)
-		return;
 	char size[32];
 	cli_human_size(size, b->size);
-	pthread_mutex_lock(&lock);
-	clear_bar();
-	fprintf(stderr, "%-8s %-6s %10s  %s%s%s\n", kiln_blob_action_name(b->action), b->what, size,
-	        b->digest, b->from ? "  from " : "", b->from ? b->from : "");
-	pthread_mutex_unlock(&lock);
+	cli_progress_line("%-8s %-6s %10s  %s%s%s", kiln_blob_action_name(b->action), b->what, size,
+	                  b->digest, b->from ? "  from " : "", b->from ? b->from : "");
 }
 
 static void on_bytes(void *ctx, uint64_t sent, uint64_t total)
 {
-	if (cli.progress != PROGRESS_TTY)
-		return;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	double t = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-	pthread_mutex_lock(&lock);
-	if (t - last_bar >= 0.1) {
-		char a[32], b[32];
-		cli_human_size(a, sent);
-		cli_human_size(b, total);
-		fprintf(stderr, "\r\033[Kpushing %s of at most %s", a, b);
-		bar_shown = true;
-		last_bar = t;
-	}
-	pthread_mutex_unlock(&lock);
+	cli_progress_live("pushing", sent, total);
 }
 
 /* The --json report of a push. */
@@ -92,12 +62,10 @@ int cli_push_image(struct kiln_store *store, const char *image, int jobs,
 	struct kiln_push_result *r = NULL;
 	_cleanup_error_ struct kiln_error *err = NULL;
 	if (kiln_push(&r, store, &po, &err) < 0) {
-		pthread_mutex_lock(&lock);
-		clear_bar();
-		pthread_mutex_unlock(&lock);
+		cli_progress_clear();
 		return cli_fail(err);
 	}
-	clear_bar();
+	cli_progress_clear();
 	if (report) {
 		*report = cli_push_json(r);
 	} else if (json) {
@@ -115,6 +83,28 @@ int cli_push_image(struct kiln_store *store, const char *image, int jobs,
 	return EXIT_OK;
 }
 
+struct push_args {
+	const char *dir;
+	int jobs;
+	bool json;
+};
+
+static int push_option(int c, const char *arg, void *ctx)
+{
+	struct push_args *a = ctx;
+	switch (c) {
+	case 'C':
+		a->dir = arg;
+		return 0;
+	case 'j':
+		return cli_parse_jobs(arg, 32, &a->jobs);
+	case OPT_JSON:
+		a->json = true;
+		return 0;
+	}
+	return -1;
+}
+
 int cmd_push(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -128,45 +118,15 @@ int cmd_push(int argc, char **argv)
 	struct kiln_registry_options ropt;
 	kiln_registry_options_init(&ropt);
 	ropt.cancel = &cli_interrupted;
-	const char *dir = ".";
-	int jobs = 4;
-	bool json = false;
-	int c;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":C:j:" CLI_COMMON_SHORT, longopts, NULL)) != -1) {
-		int r = cli_common_option(c, optarg);
-		if (r == 0)
-			r = cli_registry_option(&ropt, c, optarg);
-		if (r < 0)
-			return CLI_EXIT_STATUS(r);
-		if (r > 0)
-			continue;
-		switch (c) {
-		case 'C':
-			dir = optarg;
-			break;
-		case 'j': {
-			char *end = NULL;
-			long n = strtol(optarg, &end, 10);
-			if (*end || n < 1 || n > 32)
-				return cli_usage_error("--jobs: '%s' is not a number from 1 to 32", optarg);
-			jobs = (int)n;
-			break;
-		}
-		case OPT_JSON:
-			json = true;
-			break;
-		case ':':
-			return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
-		default:
-			return cli_usage_error("unknown option '%s'", argv[optind - 1]);
-		}
-	}
-	const char *ref = optind < argc ? argv[optind++] : NULL;
-	if (optind < argc)
-		return cli_usage_error("too many arguments ('%s')", argv[optind]);
-	cli_options_done();
+	struct push_args a = {.dir = ".", .jobs = 4};
+	int first, status = cli_parse(argc, argv, ":C:j:" CLI_COMMON_SHORT, longopts, &ropt, push_option, &a,
+	                              0, 1, &first);
+	if (status >= 0)
+		return status;
+	const char *ref = first < argc ? argv[first] : NULL;
+	const char *dir = a.dir;
+	int jobs = a.jobs;
+	bool json = a.json;
 	cli_catch_signals();
 	_cleanup_error_ struct kiln_error *err = NULL;
 	_cleanup_free_ char *def = NULL;
@@ -185,7 +145,7 @@ int cmd_push(int argc, char **argv)
 	struct kiln_store *store = NULL;
 	if (kiln_store_open(&store, NULL, &err) < 0)
 		return cli_fail(err);
-	int status = cli_push_image(store, ref, jobs, &ropt, json, NULL);
+	status = cli_push_image(store, ref, jobs, &ropt, json, NULL);
 	kiln_store_free(store);
 	return status;
 }

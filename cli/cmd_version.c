@@ -14,34 +14,18 @@
 #include <yaml.h>
 #include <zlib.h>
 
-enum { OPT_JSON = 2000 };
-
 int cmd_version(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"json", no_argument, NULL, OPT_JSON},
+	    {"json", no_argument, NULL, CLI_OPT_JSON},
 	    CLI_COMMON_LONG,
 	    {NULL, 0, NULL, 0},
 	};
 	bool json = false;
-	int c;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":" CLI_COMMON_SHORT, longopts, NULL)) != -1) {
-		int r = cli_common_option(c, optarg);
-		if (r < 0)
-			return CLI_EXIT_STATUS(r);
-		if (r > 0)
-			continue;
-		if (c == OPT_JSON)
-			json = true;
-		else if (c == ':')
-			return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
-		else
-			return cli_usage_error("unknown option '%s'", argv[optind - 1]);
-	}
-	if (optind < argc)
-		return cli_usage_error("too many arguments ('%s')", argv[optind]);
+	int first, status = cli_parse(argc, argv, ":" CLI_COMMON_SHORT, longopts, NULL, cli_json_option,
+	                              &json, 0, 0, &first);
+	if (status >= 0)
+		return status;
 	int gmaj, gmin, grev;
 	git_libgit2_version(&gmaj, &gmin, &grev);
 	char git[32];

@@ -4,6 +4,7 @@
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
+#include "common/pool.h"
 #include "pkg/base.h"
 #include "pkg/plan.h"
 #include "pkg/source.h"
@@ -13,7 +14,6 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,13 +36,11 @@ struct pool {
 	int64_t mtime;
 	struct job *jobs;
 	size_t njobs;
-	atomic_size_t next;
 	atomic_uint_least64_t read;
 	atomic_uint_least64_t written;
 	uint64_t to_read;
-	volatile sig_atomic_t stop;
-	pthread_mutex_t lock;
-	struct kiln_error *err; /* the first failure */
+	volatile sig_atomic_t
+	    stop; /* set on the first failure or an interruption: layers being written stop */
 };
 
 int kiln_build_epoch(int64_t *out, struct kiln_error **err)
@@ -161,29 +159,15 @@ static int run_job(struct pool *p, struct job *j, struct kiln_error **err)
 	return rc;
 }
 
-static void *worker(void *arg)
+/* One job of the pool: build a layer and report it. */
+static int pool_job(void *ctx, size_t i, struct kiln_error **err)
 {
-	struct pool *p = arg;
-	for (;;) {
-		size_t i = atomic_fetch_add(&p->next, 1);
-		if (i >= p->njobs || p->stop)
-			break;
-		struct kiln_error *e = NULL;
-		if (run_job(p, &p->jobs[i], &e) < 0) {
-			pthread_mutex_lock(&p->lock);
-			/* The first failure wins; later ones are EINTR from the stop it caused. */
-			if (p->err == NULL)
-				p->err = e;
-			else
-				kiln_error_free(e);
-			pthread_mutex_unlock(&p->lock);
-			p->stop = 1;
-			break;
-		}
-		if (p->opt->on_layer)
-			p->opt->on_layer(p->opt->ctx, p->jobs[i].out);
-	}
-	return NULL;
+	struct pool *p = ctx;
+	if (run_job(p, &p->jobs[i], err) < 0)
+		return (*err)->code;
+	if (p->opt->on_layer)
+		p->opt->on_layer(p->opt->ctx, p->jobs[i].out);
+	return 0;
 }
 
 static int by_bytes_desc(const void *a, const void *b)
@@ -207,37 +191,15 @@ static int build_layers(struct kiln_built_layer *out, const struct kiln_plan *pl
 		p.to_read += plan->layers[i].bytes;
 	}
 	qsort(p.jobs, p.njobs, sizeof(*p.jobs), by_bytes_desc);
-	pthread_mutex_init(&p.lock, NULL);
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	size_t nthreads = opt->jobs > 0 ? (size_t)opt->jobs : (size_t)(ncpu > 0 ? (ncpu < 8 ? ncpu : 8) : 2);
-	if (nthreads > p.njobs)
-		nthreads = p.njobs ? p.njobs : 1;
-	pthread_t tids[64];
-	if (nthreads > 64)
-		nthreads = 64;
-	size_t started = 0;
-	for (; started < nthreads; started++)
-		if (pthread_create(&tids[started], NULL, worker, &p) != 0)
-			break;
-	if (started == 0)
-		worker(&p);
-	for (size_t i = 0; i < started; i++)
-		pthread_join(tids[i], NULL);
-	pthread_mutex_destroy(&p.lock);
+	int rc = kiln_pool_run(p.njobs, nthreads, pool_job, &p, &p.stop, err);
 	free(p.jobs);
 	*read = p.read;
 	*written = p.written;
-	if (p.err) {
-		int code = p.err->code;
-		if (err) {
-			kiln_error_free(*err);
-			*err = p.err;
-		} else {
-			kiln_error_free(p.err);
-		}
-		return code;
-	}
-	if (p.stop || (opt->cancel && *opt->cancel))
+	if (rc < 0)
+		return rc;
+	if (opt->cancel && *opt->cancel)
 		return kiln_error_set(err, KILN_EINTR, "interrupted");
 	return 0;
 }

@@ -262,8 +262,8 @@ static int export_archive(struct kiln_store *s, const struct blobs *b, const cha
 	return rc;
 }
 
-int kiln_export(struct kiln_store *s, const char *digest, const char *dest, const char *tag, uint64_t *written,
-		const struct kiln_registry_options *ropt, struct kiln_error **err)
+int kiln_export(struct kiln_store *s, const char *digest, const char *dest, const char *tag,
+                uint64_t *written, const struct kiln_registry_options *ropt, struct kiln_error **err)
 {
 	_cleanup_free_ char *path = NULL, *dtag = NULL;
 	int archive;
@@ -277,7 +277,8 @@ int kiln_export(struct kiln_store *s, const char *digest, const char *dest, cons
 	if (list_blobs(&b, s, digest, err) < 0)
 		return -1;
 	for (size_t i = 0; i < b.n; i++) {
-		if (!kiln_store_blob_exists(s, b.digest[i]) && kiln_fetch_blob(s, b.digest[i], ropt, NULL, err) < 0) {
+		if (!kiln_store_blob_exists(s, b.digest[i]) &&
+		    kiln_fetch_blob(s, b.digest[i], ropt, NULL, err) < 0) {
 			blobs_release(&b);
 			return kiln_error_wrap(err, "cannot write '%s'", dest);
 		}

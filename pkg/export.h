@@ -21,7 +21,7 @@ int kiln_export_check(const char *dest, struct kiln_error **err);
  * other images. Blobs the store only knows the location of (a registry base's layers) are fetched first,
  * with ROPT (NULL: defaults). *written gets the bytes written (may be NULL).
  */
-int kiln_export(struct kiln_store *s, const char *digest, const char *dest, const char *tag, uint64_t *written,
-		const struct kiln_registry_options *ropt, struct kiln_error **err);
+int kiln_export(struct kiln_store *s, const char *digest, const char *dest, const char *tag,
+                uint64_t *written, const struct kiln_registry_options *ropt, struct kiln_error **err);
 
 #endif

@@ -2,6 +2,7 @@
 /* push.c: push an image from the store, blob by blob, several at once, then its manifest. */
 #include "pkg/push.h"
 #include "common/cleanup.h"
+#include "common/pool.h"
 #include "layers/reader.h"
 #include "pkg/image.h"
 #include "registry/reference.h"
@@ -37,12 +38,9 @@ struct push {
 	const struct kiln_reference *ref;
 	const struct kiln_push_options *opt;
 	struct kiln_pushed_blob *blobs;
-	size_t n;
-	atomic_size_t next;
+	size_t first; /* of the blobs being pushed */
 	atomic_uint_least64_t sent;
 	uint64_t total;
-	pthread_mutex_t lock;
-	struct kiln_error *err;
 	volatile sig_atomic_t stop;
 };
 
@@ -196,13 +194,14 @@ static int try_copy(struct push *p, struct kiln_pushed_blob *b, bool *done, stru
 		struct copy_source c = {.repo = repo, .digest = b->digest};
 		if ((rc = kiln_registry_open(&c.from, reg, p->opt->registry, err)) < 0)
 			break;
-		struct kiln_blob_source src = {.size = b->size, .seek = copy_seek, .read = copy_read, .ctx = &c};
+		struct kiln_blob_source src = {
+		    .size = b->size, .seek = copy_seek, .read = copy_read, .ctx = &c};
 		memcpy(src.digest, b->digest, KILN_DIGEST_LEN);
 		struct progress pr = {p, 0};
 		rc = copy_seek(&c, 0, err);
 		if (rc == 0)
-			rc = kiln_registry_blob_upload(p->target, p->ref->repository, &src, on_upload_progress, &pr,
-						       &b->bytes_sent, err);
+			rc = kiln_registry_blob_upload(p->target, p->ref->repository, &src,
+			                               on_upload_progress, &pr, &b->bytes_sent, err);
 		copy_stop(&c);
 		kiln_registry_free(c.from);
 		if (rc < 0)
@@ -288,59 +287,27 @@ static int push_blob(struct push *p, struct kiln_pushed_blob *b, struct kiln_err
 	return kiln_store_location_add(p->store, b->digest, p->ref->registry, repo, err);
 }
 
-static void *worker(void *arg)
+static int pool_job(void *ctx, size_t i, struct kiln_error **err)
 {
-	struct push *p = arg;
-	for (;;) {
-		size_t i = atomic_fetch_add(&p->next, 1);
-		if (i >= p->n || p->stop || (p->opt->cancel && *p->opt->cancel))
-			break;
-		struct kiln_error *e = NULL;
-		if (push_blob(p, &p->blobs[i], &e) < 0) {
-			kiln_error_wrap(&e, "cannot push %s %s", p->blobs[i].what, p->blobs[i].digest);
-			pthread_mutex_lock(&p->lock);
-			if (p->err == NULL)
-				p->err = e;
-			else
-				kiln_error_free(e);
-			pthread_mutex_unlock(&p->lock);
-			p->stop = 1;
-			break;
-		}
-		if (p->opt->on_blob)
-			p->opt->on_blob(p->opt->ctx, &p->blobs[i]);
-	}
-	return NULL;
+	struct push *p = ctx;
+	struct kiln_pushed_blob *b = &p->blobs[p->first + i];
+	if (p->opt->cancel && *p->opt->cancel)
+		return kiln_error_set(err, KILN_EINTR, "interrupted");
+	if (push_blob(p, b, err) < 0)
+		return kiln_error_wrap(err, "cannot push %s %s", b->what, b->digest);
+	if (p->opt->on_blob)
+		p->opt->on_blob(p->opt->ctx, b);
+	return 0;
 }
 
-/* Push p->blobs with opt->jobs threads. */
-static int push_blobs(struct push *p, struct kiln_error **err)
+/* Push blobs [first, first + n) with opt->jobs threads. */
+static int push_blobs(struct push *p, size_t first, size_t n, struct kiln_error **err)
 {
+	p->first = first;
 	size_t nthreads = p->opt->jobs > 0 ? (size_t)p->opt->jobs : 4;
-	if (nthreads > p->n)
-		nthreads = p->n ? p->n : 1;
-	if (nthreads > 32)
-		nthreads = 32;
-	pthread_t tids[32];
-	size_t started = 0;
-	for (; started < nthreads; started++)
-		if (pthread_create(&tids[started], NULL, worker, p) != 0)
-			break;
-	if (started == 0)
-		worker(p);
-	for (size_t i = 0; i < started; i++)
-		pthread_join(tids[i], NULL);
-	if (p->err) {
-		int code = p->err->code;
-		if (err) {
-			kiln_error_free(*err);
-			*err = p->err;
-		} else {
-			kiln_error_free(p->err);
-		}
-		p->err = NULL;
-		return code;
-	}
+	int rc = kiln_pool_run(n, nthreads, pool_job, p, &p->stop, err);
+	if (rc < 0)
+		return rc;
 	if (p->opt->cancel && *p->opt->cancel)
 		return kiln_error_set(err, KILN_EINTR, "interrupted");
 	return 0;
@@ -398,7 +365,6 @@ int kiln_push(struct kiln_push_result **out, struct kiln_store *s, const struct 
 	int rc = -1;
 	if (r == NULL)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	pthread_mutex_init(&p.lock, NULL);
 	if (kiln_reference_parse(&src, opt->image, err) < 0 ||
 	    kiln_reference_parse(&dst, opt->target ? opt->target : opt->image, err) < 0)
 		goto cleanup;
@@ -417,14 +383,10 @@ int kiln_push(struct kiln_push_result **out, struct kiln_store *s, const struct 
 		goto cleanup;
 	p.ref = dst;
 	p.blobs = r->blobs;
-	p.n = r->n - 1; /* layers first, all at once; the config after them */
 	for (size_t i = 0; i < r->n; i++)
 		p.total += r->blobs[i].size;
-	if (push_blobs(&p, err) < 0)
-		goto cleanup;
-	p.next = p.n;
-	p.n = r->n;
-	if (push_blobs(&p, err) < 0)
+	/* the layers, several at once; then the config, which the registry may check them against */
+	if (push_blobs(&p, 0, r->n - 1, err) < 0 || push_blobs(&p, r->n - 1, 1, err) < 0)
 		goto cleanup;
 	char pushed[KILN_DIGEST_LEN];
 	if (kiln_registry_manifest_put(p.target, dst->repository, dst->tag, KILN_MEDIA_MANIFEST, manifest,
@@ -436,8 +398,6 @@ int kiln_push(struct kiln_push_result **out, struct kiln_store *s, const struct 
 		goto cleanup;
 	}
 	r->bytes_sent = p.sent + mlen;
-	for (size_t i = 0; i < r->n; i++)
-		r->bytes_sent += 0;
 	r->seconds = now() - t0;
 	*out = r;
 	r = NULL;
@@ -448,7 +408,6 @@ cleanup:
 			rc = (*err)->code;
 		kiln_error_wrap(err, "cannot push '%s'", opt->target ? opt->target : opt->image);
 	}
-	pthread_mutex_destroy(&p.lock);
 	kiln_registry_free(p.target);
 	kiln_reference_free(src);
 	kiln_reference_free(dst);

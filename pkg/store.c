@@ -154,6 +154,19 @@ static int store_write_atomic(struct kiln_store *s, const char *dst, const void 
 	return kiln_fsync_parent(dst, err);
 }
 
+/* Write J (compact) to PATH (inside the store) atomically. PATH may be NULL (out of memory). */
+static int store_write_json(struct kiln_store *s, const char *path, const json_t *j, struct kiln_error **err)
+{
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	if (text == NULL || path == NULL) {
+		free(text);
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+	int rc = store_write_atomic(s, path, text, strlen(text), err);
+	free(text);
+	return rc;
+}
+
 static char *blob_file(struct kiln_store *s, const char *digest)
 {
 	return store_path(s, "blobs/sha256/%s", kiln_digest_hex(digest));
@@ -199,15 +212,9 @@ int kiln_store_recipe_put(struct kiln_store *s, const struct kiln_recipe *r, str
 	json_t *j = NULL;
 	if (kiln_recipe_to_json(&j, r, err) < 0)
 		return -1;
-	char *text = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
 	_cleanup_free_ char *dst = recipe_file(s, r->digest);
-	if (text == NULL || dst == NULL) {
-		free(text);
-		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	}
-	int rc = store_write_atomic(s, dst, text, strlen(text), err);
-	free(text);
+	int rc = store_write_json(s, dst, j, err);
+	json_decref(j);
 	return rc;
 }
 
@@ -359,15 +366,9 @@ int kiln_store_tag(struct kiln_store *s, const char *ref, const char *digest, ui
 	json_array_append_new(list,
 	                      json_pack("{s:s,s:s,s:I,s:{s:s}}", "mediaType", media_type, "digest", digest,
 	                                "size", (json_int_t)size, "annotations", REF_ANNOTATION, ref));
-	char *text = json_dumps(index, JSON_COMPACT);
-	json_decref(index);
 	_cleanup_free_ char *path = store_path(s, "index.json");
-	if (text == NULL || path == NULL) {
-		free(text);
-		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	}
-	int rc = store_write_atomic(s, path, text, strlen(text), err);
-	free(text);
+	int rc = store_write_json(s, path, index, err);
+	json_decref(index);
 	return rc;
 }
 
@@ -406,14 +407,7 @@ json_t *kiln_store_cache_get(struct kiln_store *s, const char *key)
 int kiln_store_cache_put(struct kiln_store *s, const char *key, json_t *value, struct kiln_error **err)
 {
 	_cleanup_free_ char *path = store_path(s, "cache/layers/%s.json", key);
-	char *text = json_dumps(value, JSON_COMPACT);
-	if (path == NULL || text == NULL) {
-		free(text);
-		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	}
-	int rc = store_write_atomic(s, path, text, strlen(text), err);
-	free(text);
-	return rc;
+	return store_write_json(s, path, value, err);
 }
 
 #define MAX_LOCATIONS 8
@@ -447,14 +441,8 @@ int kiln_store_location_add(struct kiln_store *s, const char *digest, const char
 	while (json_array_size(list) > MAX_LOCATIONS)
 		json_array_remove(list, MAX_LOCATIONS);
 	_cleanup_free_ char *path = store_path(s, "cache/locations/%s.json", kiln_digest_hex(digest));
-	char *text = json_dumps(list, JSON_COMPACT);
+	int rc = store_write_json(s, path, list, err);
 	json_decref(list);
-	if (path == NULL || text == NULL) {
-		free(text);
-		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	}
-	int rc = store_write_atomic(s, path, text, strlen(text), err);
-	free(text);
 	return rc;
 }
 

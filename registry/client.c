@@ -520,7 +520,7 @@ int kiln_reg_request(struct kiln_registry *r, const char *scope, bool retry, str
 	bool authenticated = false; /* credentials or a fresh token were sent in this call */
 	int attempt = 0;
 	uint64_t sent = 0; /* body bytes of the earlier attempts */
-	int waited = 0; /* 401s answered by another thread's authentication */
+	int waited = 0;    /* 401s answered by another thread's authentication */
 	for (;;) {
 		bool need_token = false;
 		pthread_mutex_lock(&r->lock);
@@ -565,7 +565,8 @@ int kiln_reg_request(struct kiln_registry *r, const char *scope, bool retry, str
 			bool other = r->auth_gen != gen;
 			pthread_mutex_unlock(&r->lock);
 			if (other && waited++ < 3) {
-				/* another thread authenticated since this request left: try with its result */
+				/* another thread authenticated since this request left: try with its result
+				 */
 				pthread_mutex_unlock(&r->auth_lock);
 				kiln_http_response_release(resp);
 				continue;

@@ -17,15 +17,15 @@
 #include "layers/recipe.h"
 
 struct kiln_registry_options {
-	const char *ca_file;	       /* --ca-file; else SSL_CERT_FILE; else the system's CAs */
-	const char *const *insecure;   /* NULL-terminated hosts allowed over plain HTTP besides localhost and
-					  127.0.0.0/8 (also from KILN_INSECURE_REGISTRIES, comma-separated) */
-	int max_retries;	       /* attempts after the first on retryable failures (default 5) */
-	double backoff;		       /* first backoff in seconds (default 0.5), doubled each time, jittered */
-	uint64_t chunk_size;	       /* PATCH chunk size for large blobs (default 64 MiB) */
-	uint64_t monolithic_max;       /* blobs up to this size go in one PUT (default 16 MiB) */
+	const char *ca_file;         /* --ca-file; else SSL_CERT_FILE; else the system's CAs */
+	const char *const *insecure; /* NULL-terminated hosts allowed over plain HTTP besides localhost and
+	                                127.0.0.0/8 (also from KILN_INSECURE_REGISTRIES, comma-separated) */
+	int max_retries;             /* attempts after the first on retryable failures (default 5) */
+	double backoff;              /* first backoff in seconds (default 0.5), doubled each time, jittered */
+	uint64_t chunk_size;         /* PATCH chunk size for large blobs (default 64 MiB) */
+	uint64_t monolithic_max;     /* blobs up to this size go in one PUT (default 16 MiB) */
 	volatile sig_atomic_t *cancel; /* stop with KILN_EINTR when set */
-	const char *username;	       /* credentials to use instead of looking them up (kiln login) */
+	const char *username;          /* credentials to use instead of looking them up (kiln login) */
 	const char *password;
 };
 
@@ -41,7 +41,7 @@ struct kiln_registry;
  * and credsStore). Plain HTTP is used only for localhost, 127.0.0.0/8 and insecure registries.
  */
 int kiln_registry_open(struct kiln_registry **out, const char *host, const struct kiln_registry_options *opt,
-		       struct kiln_error **err);
+                       struct kiln_error **err);
 void kiln_registry_free(struct kiln_registry *r);
 
 /* GET /v2/, authenticating if asked: checks that the registry answers and accepts the credentials. */
@@ -49,12 +49,12 @@ int kiln_registry_ping(struct kiln_registry *r, struct kiln_error **err);
 
 /* HEAD a blob: *exists, and its size when it does. */
 int kiln_registry_blob_exists(struct kiln_registry *r, const char *repo, const char *digest, bool *exists,
-			      struct kiln_error **err);
+                              struct kiln_error **err);
 
 /* Cross-repository mount from FROM_REPO of the same registry; *mounted false when the registry started an
  * upload instead (that upload is cancelled). */
-int kiln_registry_blob_mount(struct kiln_registry *r, const char *repo, const char *from_repo, const char *digest,
-			     bool *mounted, struct kiln_error **err);
+int kiln_registry_blob_mount(struct kiln_registry *r, const char *repo, const char *from_repo,
+                             const char *digest, bool *mounted, struct kiln_error **err);
 
 /* Where an upload's bytes come from: a blob that can be read from any offset. */
 struct kiln_blob_source {
@@ -74,25 +74,25 @@ struct kiln_blob_source {
  * bytes sent so far. *sent: bytes sent in all (retries included).
  */
 int kiln_registry_blob_upload(struct kiln_registry *r, const char *repo, const struct kiln_blob_source *src,
-			      void (*progress)(void *ctx, uint64_t done), void *progress_ctx, uint64_t *sent,
-			      struct kiln_error **err);
+                              void (*progress)(void *ctx, uint64_t done), void *progress_ctx, uint64_t *sent,
+                              struct kiln_error **err);
 
 /* Download a blob to WRITE, verifying its digest (KILN_EIO when it does not match; WRITE has then seen
  * bytes the caller must discard). */
 int kiln_registry_blob_get(struct kiln_registry *r, const char *repo, const char *digest, kiln_write_fn write,
-			   void *ctx, struct kiln_error **err);
+                           void *ctx, struct kiln_error **err);
 
 /* PUT a manifest by tag or digest with its media type as Content-Type; its digest goes to digest_out. */
 int kiln_registry_manifest_put(struct kiln_registry *r, const char *repo, const char *reference,
-			       const char *media_type, const char *data, size_t len,
-			       char digest_out[KILN_DIGEST_LEN], struct kiln_error **err);
+                               const char *media_type, const char *data, size_t len,
+                               char digest_out[KILN_DIGEST_LEN], struct kiln_error **err);
 
 /*
  * GET a manifest or index by tag or digest, accepting OCI and Docker v2 manifests and indexes. The body
  * (at most 4 MiB: larger is an error), its media type and digest (verified when REFERENCE is a digest).
  */
 int kiln_registry_manifest_get(struct kiln_registry *r, const char *repo, const char *reference, char **data,
-			       size_t *len, char **media_type, char digest_out[KILN_DIGEST_LEN],
-			       struct kiln_error **err);
+                               size_t *len, char **media_type, char digest_out[KILN_DIGEST_LEN],
+                               struct kiln_error **err);
 
 #endif

@@ -78,6 +78,20 @@ static int spend_retry(struct upload *u, const char *retry_after, struct kiln_er
 	return kiln_http_backoff(u->r->opt.backoff, u->retries++, retry_after, u->r->opt.cancel, err);
 }
 
+/* After a retryable failure (*err set): wait the backoff and return 0 to try again, or, once the budget
+ * is used up, return the error ("gave up after N retries"). */
+static int retry_or_give_up(struct upload *u, const char *retry_after, struct kiln_error **err)
+{
+	int s = spend_retry(u, retry_after, err);
+	if (s < 0)
+		return s;
+	if (s > 0)
+		return kiln_error_wrap(err, "gave up after %d retries", u->retries);
+	kiln_error_free(*err);
+	*err = NULL;
+	return 0;
+}
+
 /* Whether a finished request's outcome (RC, RESP) is a failure worth retrying. */
 static bool transient(int rc, const struct kiln_http_response *resp)
 {
@@ -116,13 +130,9 @@ static int upload_monolithic(struct upload *u, struct kiln_error **err)
 				kiln_reg_status_error(u->r, &resp, u->repo, err);
 			_cleanup_free_ char *retry_after = resp.retry_after ? strdup(resp.retry_after) : NULL;
 			kiln_http_response_release(&resp);
-			int s = spend_retry(u, retry_after, err);
+			int s = retry_or_give_up(u, retry_after, err);
 			if (s < 0)
 				return s;
-			if (s > 0)
-				return kiln_error_wrap(err, "gave up after %d retries", u->retries);
-			kiln_error_free(*err);
-			*err = NULL;
 			continue;
 		}
 		if (rc == 0)
@@ -180,13 +190,9 @@ static int upload_status(struct upload *u, uint64_t *offset, bool *gone, struct 
 				kiln_reg_status_error(u->r, &resp, u->repo, err);
 			_cleanup_free_ char *retry_after = resp.retry_after ? strdup(resp.retry_after) : NULL;
 			kiln_http_response_release(&resp);
-			int s = spend_retry(u, retry_after, err);
+			int s = retry_or_give_up(u, retry_after, err);
 			if (s < 0)
 				return s;
-			if (s > 0)
-				return kiln_error_wrap(err, "gave up after %d retries", u->retries);
-			kiln_error_free(*err);
-			*err = NULL;
 			continue;
 		}
 		if (rc == 0)
@@ -291,13 +297,9 @@ again:
 			offset += len;
 			continue;
 		}
-		int s = spend_retry(u, retry_after, err);
+		int s = retry_or_give_up(u, retry_after, err);
 		if (s < 0)
 			return s;
-		if (s > 0)
-			return kiln_error_wrap(err, "gave up after %d retries", u->retries);
-		kiln_error_free(*err);
-		*err = NULL;
 		bool gone = false;
 		if (upload_status(u, &offset, &gone, err) < 0)
 			return (*err)->code;
@@ -310,13 +312,9 @@ again:
 	bool restart = false;
 	int rc = finish_chunked(u, &restart, err);
 	if (rc < 0 && restart) {
-		int s = spend_retry(u, NULL, err);
+		int s = retry_or_give_up(u, NULL, err);
 		if (s < 0)
 			return s;
-		if (s > 0)
-			return kiln_error_wrap(err, "gave up after %d retries", u->retries);
-		kiln_error_free(*err);
-		*err = NULL;
 		goto again;
 	}
 	return rc;

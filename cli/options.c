@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* options.c: option parsing shared by every command. */
+#include "cli/cli.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+
+int cli_parse(int argc, char **argv, const char *shortopts, const struct option *longopts,
+              struct kiln_registry_options *ropt, int (*handle)(int opt, const char *arg, void *ctx),
+              void *ctx, int min_args, int max_args, int *first)
+{
+	int c;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		int r = cli_common_option(c, optarg);
+		if (r == 0 && ropt)
+			r = cli_registry_option(ropt, c, optarg);
+		if (r < 0)
+			return CLI_EXIT_STATUS(r);
+		if (r > 0)
+			continue;
+		if (c == ':')
+			return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
+		int h = c == '?' || handle == NULL ? -1 : handle(c, optarg, ctx);
+		if (h < 0)
+			return cli_usage_error("unknown option '%s'", argv[optind - 1]);
+		if (h > 0)
+			return h;
+	}
+	int n = argc - optind;
+	if (n > max_args)
+		return cli_usage_error("too many arguments ('%s')", argv[optind + max_args]);
+	if (n < min_args)
+		return cli_usage_error("missing argument");
+	*first = optind;
+	cli_options_done();
+	return -1;
+}
+
+int cli_parse_jobs(const char *arg, int max, int *out)
+{
+	char *end = NULL;
+	long n = strtol(arg, &end, 10);
+	if (*arg == '\0' || *end || n < 1 || n > max)
+		return cli_usage_error("--jobs: '%s' is not a number from 1 to %d", arg, max);
+	*out = (int)n;
+	return 0;
+}
+
+int cli_json_option(int opt, const char *arg, void *ctx)
+{
+	if (opt != CLI_OPT_JSON)
+		return -1;
+	*(bool *)ctx = true;
+	return 0;
+}

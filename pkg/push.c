@@ -369,7 +369,8 @@ int kiln_push(struct kiln_push_result **out, struct kiln_store *s, const struct 
 	    kiln_reference_parse(&dst, opt->target ? opt->target : opt->image, err) < 0)
 		goto cleanup;
 	if (dst->tag == NULL) {
-		kiln_error_set(err, KILN_EINVAL, "cannot push to '%s': a push needs a tag", opt->target);
+		kiln_error_set(err, KILN_EINVAL, "cannot push to '%s': a push needs a tag, not only a digest",
+			       opt->target ? opt->target : opt->image);
 		goto cleanup;
 	}
 	src_full = kiln_reference_string(src);

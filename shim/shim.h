@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * shim.h: the modules of the predictor shim (kiln-shim), each one file: input validation against the
+ * OpenAPI schema, the GPU probe, weight prefetch. See shim/PROTOCOL.md for the worker protocol.
+ */
+#ifndef KILN_SHIM_H
+#define KILN_SHIM_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+
+/* ---- validate.c: Cog's input validation, in C ---- */
+
+/*
+ * Validate INPUT (a JSON object) against SCHEMA's components.schemas.Input (Cog's OpenAPI shape, see
+ * shim/PROTOCOL.md): unknown names are dropped (as Cog's pydantic model ignores them), required names, types (string, integer, number, boolean, array with
+ * items; an integer is accepted where a number is wanted, "format": "uri" strings for Path/File),
+ * minimum/maximum, minLength/maxLength, pattern (POSIX extended regex via regcomp), choices (enum, also
+ * behind allOf/$ref), nullable (Optional). On success *normalized is a new object with the defaults filled
+ * in and 0 is returned. On failure *detail is Cog's 422 "detail" array — [{"loc": ["body", "input", NAME],
+ * "msg": "...", "type": "..."}] with pydantic-style messages and types ("field required" /
+ * "value_error.missing", "ensure this value is greater than or equal to 1" / "value_error.number.not_ge",
+ * "value is not a valid integer" / "type_error.integer", ...) — one entry per problem, and -1 is returned.
+ */
+int shim_validate_input(const json_t *schema, const json_t *input, json_t **normalized, json_t **detail);
+
+/* ---- gpu.c: NVIDIA GPUs through NVML, loaded with dlopen (no build-time dependency) ---- */
+
+struct shim_gpu {
+	char name[96];
+	char uuid[96];
+	uint64_t memory_total; /* bytes */
+	uint64_t memory_used;
+};
+
+struct shim_gpu_info {
+	bool nvml;		 /* NVML could be loaded and initialized */
+	char driver[80];	 /* driver version */
+	char cuda[32];		 /* CUDA driver version "12.4", or "" */
+	struct shim_gpu gpus[16];
+	size_t count;
+	char error[160];	 /* why NVML could not be used ("libnvidia-ml.so.1: cannot open ...") */
+};
+
+/*
+ * Probe GPUs: dlopen $KILN_NVML_LIBRARY, else "libnvidia-ml.so.1"; nvmlInit_v2, nvmlSystemGetDriverVersion,
+ * nvmlSystemGetCudaDriverVersion_v2, nvmlDeviceGetCount_v2, and per device GetHandleByIndex_v2, GetName,
+ * GetUUID, GetMemoryInfo; nvmlShutdown; dlclose. Never fails: what went wrong is in out->error.
+ */
+void shim_gpu_probe(struct shim_gpu_info *out);
+
+/* The probe as JSON for /health-check and the start log: {"driver", "cuda", "count", "gpus": [{"name",
+ * "uuid", "memory_total", "memory_used"}]} or {"count": 0, "error": "..."}. */
+json_t *shim_gpu_json(const struct shim_gpu_info *info);
+
+/* ---- prefetch.c: warm the page cache for the weight files while setup() runs ---- */
+
+struct shim_prefetch;
+
+/*
+ * Start warming FILES (N paths, in that order: the caller sorts them by the manifest's prefetch order,
+ * else largest first) with THREADS threads (0: 4), reading each file with posix_fadvise(WILLNEED) and
+ * sequential reads of 1 MiB into a reused buffer (readahead), without keeping anything. Missing files are
+ * counted and skipped. Returns at once; the work happens in the background.
+ */
+int shim_prefetch_start(struct shim_prefetch **out, char *const *files, size_t n, int threads,
+			struct kiln_error **err);
+
+/* Progress as JSON: {"files", "files_done", "bytes", "bytes_done", "done": bool, "seconds", "missing"}. */
+json_t *shim_prefetch_json(struct shim_prefetch *p);
+
+/* Wait for the end (or stop early when CANCEL), then free. */
+void shim_prefetch_free(struct shim_prefetch *p, bool cancel);
+
+/* ---- files.c: file inputs and outputs ---- */
+
+/*
+ * Replace each file input of INPUT (a property whose schema has "format": "uri", or an array of them) given
+ * as an http(s) URL or a data: URI by a file downloaded (libcurl) or decoded under DIR, keeping the URL's
+ * file name; the value becomes the local path. file:// URLs, other schemes and bare local paths are refused
+ * (KILN_EINVAL naming the input: "input 'image': file:// URLs are not allowed"). Downloads follow redirects,
+ * are limited in size ($KILN_MAX_INPUT_BYTES, default 1 GiB) and time.
+ */
+int shim_files_fetch_inputs(const json_t *schema, json_t *input, const char *dir, struct kiln_error **err);
+
+/*
+ * Replace every {"$path": P} inside *VALUE by a data: URI (MIME type from the extension), or, when
+ * UPLOAD_URL is set, by the URL the upload answered with (PUT UPLOAD_URL/<basename>; its Location header,
+ * else the PUT URL).
+ */
+int shim_files_encode_output(json_t **value, const char *upload_url, struct kiln_error **err);
+
+/* ---- webhook.c: prediction webhooks, sent by a background thread ---- */
+
+struct shim_webhooks;
+int shim_webhooks_new(struct shim_webhooks **out, struct kiln_error **err);
+
+/*
+ * Send PREDICTION (the whole response object, copied) to URL with POST for EVENT ("start", "output",
+ * "logs", "completed") unless FILTER (a JSON array of event names; NULL: Cog's default, all four) leaves
+ * it out. "output" and "logs" are throttled per prediction (at most one per 500 ms; the latest state is
+ * what goes); "completed" always goes after the others, retried with exponential backoff on connection
+ * errors, 429 and 5xx (a few attempts within ~30 s). Never blocks the caller.
+ */
+void shim_webhooks_send(struct shim_webhooks *w, const char *url, const char *event, const json_t *filter,
+			const json_t *prediction);
+
+/* Wait (at most TIMEOUT seconds) for queued "completed" webhooks, then stop and free. */
+void shim_webhooks_free(struct shim_webhooks *w, double timeout);
+
+#endif

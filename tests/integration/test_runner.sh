@@ -1,0 +1,376 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The Python runner (templates/python/kiln_runner.py) driven directly over its JSON-lines protocol
+# (shim/PROTOCOL.md), and kiln_schema.py's OpenAPI output, with each python3 there is.
+source "$(dirname "$0")/lib.sh"
+
+PYDIR=$KILN_SOURCE_DIR/templates/python
+export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in the source tree
+FIX=$KILN_SOURCE_DIR/tests/fixtures/predictors
+
+# The interpreters to test: python3 from PATH, and Debian's /usr/bin/python3 when it is another one.
+PYTHONS=()
+for p in python3 /usr/bin/python3; do
+	exe=$(command -v "$p" >/dev/null 2>&1 && "$p" -c 'import sys; print(sys.executable)' 2>/dev/null) || continue
+	exe=$(readlink -f "$exe")
+	[[ " ${PYTHONS[*]} " == *" $exe "* ]] || PYTHONS+=("$exe")
+done
+
+# ev FILE EXPR: evaluate EXPR over the events of FILE (the list `e`); JSON for lists and dicts.
+ev() {
+	python3 -c 'import json, sys
+e = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+r = eval(sys.argv[2])
+print(json.dumps(r) if isinstance(r, (dict, list)) else r)' "$1" "$2"
+}
+
+# run_batch NAME PREDICTOR REQUEST...: run the runner on these requests (stdin then EOF) in the fixtures
+# directory; events in $EV, exit status in $RC, stdout/stderr in $T_WORK/NAME.{out,err}.
+run_batch() {
+	local name=$1 pred=$2
+	shift 2
+	EV=$T_WORK/$name.jsonl
+	(cd "$FIX" && printf '%s\n' "$@" | timeout 20 "$PY" -u "$PYDIR/kiln_runner.py" --predictor "$pred" \
+		3>"$EV" >"$T_WORK/$name.out" 2>"$T_WORK/$name.err")
+	RC=$?
+}
+
+# start_runner NAME PREDICTOR [ARGS...]: a runner reading requests from a FIFO we hold open as $W;
+# events in $EV, its pid in $RPID (killed when the test file ends, whatever happens).
+start_runner() {
+	local name=$1 pred=$2
+	shift 2
+	EV=$T_WORK/$name.jsonl
+	rm -f "$T_WORK/$name.in"
+	mkfifo "$T_WORK/$name.in"
+	: >"$EV"
+	(cd "$FIX" && exec "$PY" -u "$PYDIR/kiln_runner.py" --predictor "$pred" "$@" <"$T_WORK/$name.in" \
+		3>"$EV" >"$T_WORK/$name.out" 2>"$T_WORK/$name.err") &
+	RPID=$!
+	t_defer "kill -9 $RPID 2>/dev/null"
+	exec {W}>"$T_WORK/$name.in"
+}
+send() { printf '%s\n' "$1" >&"$W"; }
+
+# wait_for EXPR SECONDS: poll the events until EXPR is true; false after SECONDS.
+wait_for() {
+	local deadline=$((SECONDS + $2 + 1)) start=$EPOCHREALTIME
+	while :; do
+		[ "$(ev "$EV" "$1" 2>/dev/null)" == "True" ] && return 0
+		awk -v s="$start" -v n="$EPOCHREALTIME" -v l="$2" 'BEGIN { exit !(n - s > l) }' && return 1
+		[ $SECONDS -lt $deadline ] || return 1
+		sleep 0.05
+	done
+}
+
+# stop_runner: shutdown, close stdin, and wait (bounded) for the exit; its status in $RC.
+stop_runner() {
+	send '{"type": "shutdown"}'
+	exec {W}>&-
+
+	for _ in $(seq 100); do
+		kill -0 "$RPID" 2>/dev/null || break
+		sleep 0.05
+	done
+	if kill -0 "$RPID" 2>/dev/null; then
+		t_fail "runner did not exit after shutdown"
+		kill -9 "$RPID" 2>/dev/null
+	fi
+	wait "$RPID"
+	RC=$?
+}
+
+expect_ev() { expect_eq "$(ev "$EV" "$1")" "$2" "$1"; }
+
+schema() { (cd "$FIX" && "$PY" "$PYDIR/kiln_schema.py" "$@"); }
+
+suite() {
+	local v
+	v=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+	local P="[$PY $v]"
+
+	t_case "$P hello: schema first, setup logs, ready, outputs, logs of each prediction"
+	run_batch hello hello.py:Predictor '{"type": "predict", "id": "p1", "input": {"name": "kiln"}}' \
+		'{"type": "predict", "id": "p2", "input": {}}' '{"type": "shutdown"}'
+	expect_rc 0
+	expect_ev "e[0]['type']" schema
+	expect_ev "e[0]['schema']['openapi']" 3.0.2
+	expect_ev "[x['type'] for x in e[1:]]" '["log", "ready", "started", "log", "done", "started", "log", "done"]'
+	expect_ev "[x for x in e if x['type'] == 'log']" \
+		'[{"type": "log", "id": null, "text": "setting up\n"}, {"type": "log", "id": "p1", "text": "greeting kiln\n"}, {"type": "log", "id": "p2", "text": "greeting world\n"}]'
+	expect_ev "[(x['id'], x['output']) for x in e if x['type'] == 'done']" '[["p1", "hello kiln"], ["p2", "hello world"]]'
+	expect_ev "all(isinstance(x['predict_time'], float) and x['predict_time'] >= 0 for x in e if x['type'] == 'done')" True
+	expect_eq "$(cat "$T_WORK/hello.out")" "" "the runner's stdout (prints go to log events)"
+
+	t_case "$P types: each Cog input type arrives converted, defaults filled in"
+	printf 'image data' >"$T_WORK/img.txt"
+	printf 'doc data' >"$T_WORK/doc.txt"
+	run_batch types types.py:Predictor \
+		"{\"type\": \"predict\", \"id\": \"t1\", \"input\": {\"text\": \"ab c\", \"mode\": \"slow\", \"size\": 256, \"steps\": 50, \"scale\": 2, \"flag\": true, \"image\": \"$T_WORK/img.txt\", \"doc\": \"$T_WORK/doc.txt\", \"token\": \"s3cret\", \"tags\": [\"x\"], \"paths\": [\"$T_WORK/img.txt\", \"$T_WORK/doc.txt\"], \"seed\": 7, \"extra\": 3, \"plain\": 1.5}}" \
+		"{\"type\": \"predict\", \"id\": \"t2\", \"input\": {\"text\": \"ab\", \"image\": \"$T_WORK/img.txt\"}}" \
+		"{\"type\": \"predict\", \"id\": \"t3\", \"input\": {\"image\": \"$T_WORK/img.txt\"}}" \
+		"{\"type\": \"predict\", \"id\": \"t4\", \"input\": {\"text\": \"ab\", \"image\": \"$T_WORK/img.txt\", \"bogus\": 1}}"
+	expect_rc 0
+	expect_ev "[x for x in e if x['type'] == 'done' and x['id'] == 't1'][0]['output']" \
+		'{"text": "ab c", "mode": "slow", "size": 256, "steps": 50, "scale": 2.0, "scale_type": "float", "flag": true, "image": ["Path", true, "image data"], "doc": "doc data", "token": ["Secret('"'**********'"')", "s3cret"], "tags": ["x"], "paths": ["Path", "Path"], "seed": 7, "extra": 3, "plain": 1.5}'
+	expect_ev "[x for x in e if x['type'] == 'done' and x['id'] == 't2'][0]['output']" \
+		'{"text": "ab", "mode": "fast", "size": 512, "steps": 10, "scale": 1.0, "scale_type": "float", "flag": false, "image": ["Path", true, "image data"], "doc": null, "token": null, "tags": ["a", "b"], "paths": null, "seed": null, "extra": null, "plain": 0.25}'
+	expect_ev "[x['error'] for x in e if x['type'] == 'failed']" "[\"missing required input 'text'\", \"unexpected input 'bogus'\"]"
+
+	t_case "$P iterators: Iterator[str] and ConcatenateIterator[str] items in order, done without output"
+	run_batch iter iterator.py:Predictor '{"type": "predict", "id": "i1", "input": {"n": 4}}'
+	expect_rc 0
+	expect_ev "[x['value'] for x in e if x['type'] == 'output' and x['id'] == 'i1']" '["item-0", "item-1", "item-2", "item-3"]'
+	expect_ev "[x['type'] for x in e if x['type'] in ('output', 'log')][:4]" '["log", "output", "log", "output"]'
+	expect_ev "[x for x in e if x['type'] == 'done'][0].keys() >= {'id', 'predict_time'} and 'output' not in [x for x in e if x['type'] == 'done'][0]" True
+	run_batch tokens iterator.py:Tokens '{"type": "predict", "id": "c1", "input": {"text": "a b c"}}'
+	expect_ev "[x['value'] for x in e if x['type'] == 'output']" '["a ", "b ", "c "]'
+	expect_ev "e[0]['schema']['components']['schemas']['Output']" \
+		'{"title": "Output", "type": "array", "items": {"type": "string"}, "x-cog-array-type": "iterator", "x-cog-array-display": "concatenate"}'
+
+	t_case "$P BaseRunner.run() and a module-level function"
+	run_batch runner runner.py:Runner '{"type": "predict", "id": "r1", "input": {"x": 5}}' '{"type": "predict", "id": "r2", "input": {}}'
+	expect_ev "[x['output'] for x in e if x['type'] == 'done']" '[15, 6]'
+	run_batch function function.py:predict '{"type": "predict", "id": "f1", "input": {"a": 1}}'
+	expect_ev "[x['output'] for x in e if x['type'] == 'done']" '[1.5]'
+	expect_ev "e[0]['schema']['components']['schemas']['Input']['required']" '["a"]'
+
+	t_case "$P setup() raising: logs, then setup_failed with the traceback's last line, exit 1"
+	run_batch setup_fails setup_fails.py:Predictor '{"type": "predict", "id": "x", "input": {}}'
+	expect_rc 1
+	expect_ev "[x['type'] for x in e]" '["schema", "log", "log", "setup_failed"]'
+	expect_ev "e[1]" '{"type": "log", "id": null, "text": "loading weights\n"}'
+	expect_ev "e[2]['text'].startswith('Traceback') and 'setup_fails.py' in e[2]['text']" True
+	expect_ev "e[-1]['error']" "RuntimeError: weights are missing"
+
+	t_case "$P predict() raising: failed with the message, traceback in its logs, next prediction fine"
+	run_batch raises raises.py:Predictor '{"type": "predict", "id": "b1", "input": {}}' \
+		'{"type": "predict", "id": "b2", "input": {"fail": false}}'
+	expect_rc 0
+	expect_ev "[x for x in e if x['type'] == 'failed']" '[{"type": "failed", "id": "b1", "error": "bad"}]'
+	expect_ev "[x['text'] for x in e if x['type'] == 'log' and x['id'] == 'b1'][0] == 'about to fail\\n'" True
+	expect_ev "'ValueError: bad' in [x['text'] for x in e if x['type'] == 'log' and x['id'] == 'b1'][1]" True
+	expect_ev "[x['output'] for x in e if x['type'] == 'done']" '["fine"]'
+
+	t_case "$P a top-level import that fails: the schema still comes first, then setup_failed"
+	run_batch heavy heavy_import.py:Predictor
+	expect_rc 1
+	expect_ev "e[0]['type']" schema
+	expect_ev "e[0]['schema']['components']['schemas']['Input']['required']" '["prompt"]'
+	expect_ev "e[0]['schema']['components']['schemas']['Output']" '{"title": "Output", "type": "string", "format": "uri"}'
+	expect_ev "e[-1]" "{\"type\": \"setup_failed\", \"error\": \"ModuleNotFoundError: No module named 'kiln_no_such_module_torch'\"}"
+
+	t_case "$P Path outputs become {\"\$path\": absolute path}, in lists and objects too"
+	run_batch path path_output.py:Predictor '{"type": "predict", "id": "o1", "input": {"text": "written"}}'
+	local out
+	out=$(ev "$EV" "[x for x in e if x['type'] == 'done'][0]['output']['\$path']")
+	expect_eq "${out:0:1}" "/" "path is absolute"
+	expect_eq "$(cat "$out" 2>/dev/null)" "written" "content of $out"
+	run_batch many path_output.py:Many '{"type": "predict", "id": "o2", "input": {"n": 2}}'
+	expect_ev "[open(p['\$path']).read() for p in [x for x in e if x['type'] == 'done'][0]['output']]" '["0", "1"]'
+	run_batch structured path_output.py:Structured '{"type": "predict", "id": "o3", "input": {}}'
+	expect_ev "(lambda o: [sorted(o), o['caption'], open(o['file']['\$path']).read()])([x for x in e if x['type'] == 'done'][0]['output'])" \
+		'[["caption", "file"], "a caption", "caption"]'
+
+	t_case "$P cancel of a running synchronous prediction: canceled within 2 s, the runner goes on"
+	start_runner slow slow.py:Predictor
+	send '{"type": "predict", "id": "s1", "input": {}}'
+	send '{"type": "predict", "id": "s2", "input": {"seconds": 0.1}}'
+	send '{"type": "predict", "id": "s3", "input": {"seconds": 0.1}}'
+	wait_for "any(x['type'] == 'log' and x['id'] == 's1' for x in e)" 10 || t_fail "s1 did not start"
+	send '{"type": "cancel", "id": "s3"}'
+	send '{"type": "cancel", "id": "s1"}'
+	wait_for "any(x['type'] == 'canceled' and x['id'] == 's1' for x in e)" 2 || t_fail "s1 not canceled within 2 s"
+	wait_for "any(x['type'] == 'done' and x['id'] == 's2' for x in e)" 5 || t_fail "s2 did not finish"
+	wait_for "any(x['type'] == 'canceled' and x['id'] == 's3' for x in e)" 5 || t_fail "queued s3 not canceled"
+	expect_ev "[(x['type'], x.get('id')) for x in e if x['type'] in ('started', 'canceled', 'done', 'failed')]" \
+		'[["started", "s1"], ["canceled", "s1"], ["started", "s2"], ["done", "s2"], ["canceled", "s3"]]'
+	# The shim may also signal the runner itself.
+	send '{"type": "predict", "id": "s4", "input": {}}'
+	wait_for "any(x['type'] == 'log' and x['id'] == 's4' for x in e)" 10 || t_fail "s4 did not start"
+	kill -USR1 "$RPID"
+	wait_for "any(x['type'] == 'canceled' and x['id'] == 's4' for x in e)" 2 || t_fail "SIGUSR1 did not cancel s4"
+	kill -USR1 "$RPID" # idle: ignored
+	send '{"type": "predict", "id": "s5", "input": {"seconds": 0}}'
+	wait_for "any(x['type'] == 'done' and x['id'] == 's5' for x in e)" 5 || t_fail "s5 did not finish"
+	stop_runner
+	expect_rc 0
+
+	t_case "$P async predict with --concurrency 2: predictions overlap, logs go to the right id, cancel"
+	start_runner async async_concurrent.py:Predictor --concurrency 2
+	wait_for "any(x['type'] == 'ready' for x in e)" 10 || t_fail "not ready"
+	send '{"type": "predict", "id": "a1", "input": {"name": "one", "delay": 0.5}}'
+	send '{"type": "predict", "id": "a2", "input": {"name": "two", "delay": 0.5}}'
+	send '{"type": "predict", "id": "a3", "input": {"name": "three", "delay": 0.1}}'
+	wait_for "sum(x['type'] == 'done' for x in e) == 3" 10 || t_fail "three predictions did not finish"
+	# a2 started before a1 ended; a3 waited for a free slot.
+	expect_ev "(lambda o: o['a2'][0] < o['a1'][1] and o['a3'][0] >= min(o['a1'][1], o['a2'][1]) - 0.05)({x['id']: x['output'] for x in e if x['type'] == 'done'})" True
+	expect_ev "[(x['id'], x['text']) for x in e if x['type'] == 'log']" \
+		'[["a1", "start one\n"], ["a2", "start two\n"], ["a1", "end one\n"], ["a2", "end two\n"], ["a3", "start three\n"], ["a3", "end three\n"]]'
+	send '{"type": "predict", "id": "a4", "input": {"name": "four", "delay": 30}}'
+	wait_for "any(x['type'] == 'started' and x['id'] == 'a4' for x in e)" 5 || t_fail "a4 did not start"
+	send '{"type": "cancel", "id": "a4"}'
+	wait_for "any(x['type'] == 'canceled' and x['id'] == 'a4' for x in e)" 2 || t_fail "a4 not canceled within 2 s"
+	stop_runner
+	expect_rc 0
+
+	t_case "$P async iterators: AsyncIterator[int] and AsyncConcatenateIterator[str]"
+	run_batch astream async_concurrent.py:Stream '{"type": "predict", "id": "x", "input": {"n": 3}}'
+	expect_ev "[x['value'] for x in e if x['type'] == 'output']" '[0, 1, 2]'
+	run_batch awords async_concurrent.py:Words '{"type": "predict", "id": "x", "input": {"text": "p q"}}'
+	expect_ev "[x['value'] for x in e if x['type'] == 'output']" '["p", "q"]'
+	expect_ev "e[0]['schema']['components']['schemas']['Output']['x-cog-array-display']" concatenate
+
+	t_case "$P the bundled cog is used only when no cog is installed, placed after site-packages"
+	run_batch bundled which_cog.py:Predictor '{"type": "predict", "id": "w", "input": {}}'
+	expect_ev "[x for x in e if x['type'] == 'done'][0]['output']" \
+		"{\"file\": \"$PYDIR/cog/__init__.py\", \"marker\": null, \"last_path\": \"$PYDIR\"}"
+	rm -rf "$T_WORK/site"
+	mkdir -p "$T_WORK/site"
+	cp -r "$PYDIR/cog" "$T_WORK/site/cog"
+	echo 'MARKER = "installed"' >>"$T_WORK/site/cog/__init__.py"
+	PYTHONPATH=$T_WORK/site run_batch installed which_cog.py:Predictor '{"type": "predict", "id": "w", "input": {}}'
+	expect_ev "[x for x in e if x['type'] == 'done'][0]['output']['file']" "$T_WORK/site/cog/__init__.py"
+	expect_ev "[x for x in e if x['type'] == 'done'][0]['output']['marker']" installed
+
+	t_case "$P KILN_RUNNER_FD names the event descriptor; every event line is JSON"
+	(cd "$FIX" && printf '%s\n' '{"type": "predict", "id": "k", "input": {}}' |
+		KILN_RUNNER_FD=5 timeout 20 "$PY" -u "$PYDIR/kiln_runner.py" --predictor runner.py:Runner 5>"$T_WORK/fd5.jsonl")
+	RC=$?
+	expect_rc 0
+	EV=$T_WORK/fd5.jsonl
+	expect_ev "[x['type'] for x in e]" '["schema", "ready", "started", "done"]'
+
+	t_case "$P kiln_schema.py for types.py: Cog's shape, field by field"
+	schema types.py:Predictor >"$T_WORK/types.schema.json" 2>"$T_WORK/schema.err"
+	RC=$?
+	ERR=$(cat "$T_WORK/schema.err")
+	expect_rc 0
+	local diffs
+	diffs=$(python3 - "$T_WORK/types.schema.json" <<'EOF'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+s = doc["components"]["schemas"]
+inp = s["Input"]
+secret = {"type": "string", "format": "password", "writeOnly": True, "x-cog-secret": True}
+want = {
+    "text": {"x-order": 0, "title": "Text", "type": "string", "description": "Some text", "minLength": 2, "maxLength": 20, "pattern": "^[a-z ]+$"},
+    "mode": {"x-order": 1, "allOf": [{"$ref": "#/components/schemas/mode"}], "default": "fast", "description": "A mode"},
+    "size": {"x-order": 2, "allOf": [{"$ref": "#/components/schemas/size"}], "default": 512},
+    "steps": {"x-order": 3, "title": "Steps", "type": "integer", "default": 10, "description": "Steps", "minimum": 1, "maximum": 50},
+    "scale": {"x-order": 4, "title": "Scale", "type": "number", "default": 1.0, "minimum": 0.5, "maximum": 2},
+    "flag": {"x-order": 5, "title": "Flag", "type": "boolean", "default": False},
+    "image": {"x-order": 6, "title": "Image", "type": "string", "format": "uri", "description": "An image"},
+    "doc": {"x-order": 7, "title": "Doc", "type": "string", "format": "uri", "description": "A file (deprecated type)", "nullable": True},
+    "token": dict({"x-order": 8, "title": "Token", "description": "An API token", "nullable": True}, **secret),
+    "tags": {"x-order": 9, "title": "Tags", "type": "array", "items": {"type": "string"}, "default": ["a", "b"], "description": "Tags"},
+    "paths": {"x-order": 10, "title": "Paths", "type": "array", "items": {"type": "string", "format": "uri"}, "description": "More files", "nullable": True},
+    "seed": {"x-order": 11, "title": "Seed", "type": "integer", "description": "Seed", "nullable": True},
+    "extra": {"x-order": 12, "title": "Extra", "type": "integer", "nullable": True},
+    "plain": {"x-order": 13, "title": "Plain", "type": "number", "default": 0.25},
+}
+bad = []
+def check(where, got, exp):
+    if got != exp or type(got) is not type(exp):
+        bad.append(f"{where}: got {json.dumps(got)}, expected {json.dumps(exp)}")
+check("openapi", doc.get("openapi"), "3.0.2")
+check("Input.title/type", [inp.get("title"), inp.get("type")], ["Input", "object"])
+check("Input.required", inp.get("required"), ["text", "image"])
+check("Input property names in order", list(inp["properties"]), list(want))
+for name, exp in want.items():
+    got = inp["properties"].get(name, {})
+    for key in sorted(set(exp) | set(got)):
+        check(f"Input.{name}.{key}", got.get(key), exp.get(key))
+check("mode enum", s.get("mode"), {"title": "mode", "description": "An enumeration.", "enum": ["fast", "slow"], "type": "string"})
+check("size enum", s.get("size"), {"title": "size", "description": "An enumeration.", "enum": [256, 512], "type": "integer"})
+check("Output", s.get("Output"), {"title": "Output", "type": "object"})
+check("Status", s.get("Status", {}).get("enum"), ["starting", "processing", "succeeded", "canceled", "failed"])
+for name in ("PredictionRequest", "PredictionResponse", "HTTPValidationError", "ValidationError"):
+    check(name + ".title", s.get(name, {}).get("title"), name)
+check("PredictionRequest.input", s["PredictionRequest"]["properties"].get("input"), {"$ref": "#/components/schemas/Input"})
+check("PredictionResponse.output", s["PredictionResponse"]["properties"].get("output"), {"$ref": "#/components/schemas/Output"})
+check("PredictionResponse.status", s["PredictionResponse"]["properties"].get("status"), {"$ref": "#/components/schemas/Status"})
+for path in ("/", "/health-check", "/predictions", "/predictions/{prediction_id}", "/predictions/{prediction_id}/cancel", "/shutdown"):
+    check("paths has " + path, path in doc["paths"], True)
+check("POST /predictions body", doc["paths"]["/predictions"]["post"]["requestBody"]["content"]["application/json"]["schema"], {"$ref": "#/components/schemas/PredictionRequest"})
+print("\n".join(bad))
+EOF
+)
+	expect_eq "$diffs" "" "schema differences"
+
+	t_case "$P kiln_schema outputs: str int float bool Path list Iterator ConcatenateIterator object"
+	local spec expected
+	while IFS='|' read -r spec expected; do
+		expect_eq "$(schema "$spec" | json "j['components']['schemas']['Output']")" "$expected" "Output of $spec"
+	done <<'EOF'
+hello.py:Predictor|{"title": "Output", "type": "string"}
+runner.py:Runner|{"title": "Output", "type": "integer"}
+function.py:predict|{"title": "Output", "type": "number"}
+path_output.py:Predictor|{"title": "Output", "type": "string", "format": "uri"}
+path_output.py:Many|{"title": "Output", "type": "array", "items": {"type": "string", "format": "uri"}}
+iterator.py:Predictor|{"title": "Output", "type": "array", "items": {"type": "string"}, "x-cog-array-type": "iterator"}
+iterator.py:Tokens|{"title": "Output", "type": "array", "items": {"type": "string"}, "x-cog-array-type": "iterator", "x-cog-array-display": "concatenate"}
+path_output.py:Structured|{"title": "Output", "type": "object", "properties": {"file": {"type": "string", "format": "uri", "title": "File"}, "caption": {"type": "string", "title": "Caption"}}, "required": ["file", "caption"]}
+EOF
+	printf 'from cog import BasePredictor\nclass P(BasePredictor):\n    def predict(self, on: bool = True) -> bool:\n        return on\n' >"$T_WORK/b.py"
+	expect_eq "$(schema "$T_WORK/b.py:P" | json "j['components']['schemas']['Output']")" '{"title": "Output", "type": "boolean"}'
+
+	t_case "$P kiln_schema as a module, with the predictor's imports absent"
+	expect_eq "$(cd "$T_WORK" && "$PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); import kiln_schema, json
+d = kiln_schema.schema_for(sys.argv[2], "Predictor")
+print(json.dumps(d["components"]["schemas"]["Input"]["properties"]["steps"]))' "$PYDIR" "$FIX/heavy_import.py")" \
+		'{"x-order": 1, "title": "Steps", "type": "integer", "default": 4, "minimum": 1}'
+
+	t_case "$P kiln_schema on bad input: FILE:LINE: message, exit 1"
+	local B=$T_WORK/bad.py
+	schema "$T_WORK/missing.py:Predictor" >/dev/null 2>"$T_WORK/err"
+	RC=$?
+	ERR=$(cat "$T_WORK/err")
+	expect_rc 1
+	expect_eq "$ERR" "$T_WORK/missing.py: cannot open: No such file or directory"
+	printf 'from cog import BasePredictor\n\nclass Other(BasePredictor):\n    def setup(self):\n        pass\n' >"$B"
+	for args in "Predictor|$B: no class or function named 'Predictor'" "Other|$B:3: class 'Other' has no predict() or run() method"; do
+		schema "$B:${args%%|*}" >/dev/null 2>"$T_WORK/err"
+		RC=$?
+		ERR=$(cat "$T_WORK/err")
+		expect_rc 1
+		expect_eq "$ERR" "${args#*|}"
+	done
+	printf 'import torch\nfrom cog import BasePredictor, Input\n\nclass Predictor(BasePredictor):\n    def predict(self,\n            x: set[int]) -> str:\n        return ""\n' >"$B"
+	schema "$B:Predictor" >/dev/null 2>"$T_WORK/err"
+	RC=$?
+	ERR=$(cat "$T_WORK/err")
+	expect_rc 1
+	expect_eq "$ERR" "$B:6: unsupported type annotation 'set[int]' for input 'x'"
+	printf 'from cog import BasePredictor, Input\n\nclass Predictor(BasePredictor):\n    def predict(self, n: int = Input(default=compute())) -> str:\n        return ""\n' >"$B"
+	schema "$B:Predictor" >/dev/null 2>"$T_WORK/err"
+	RC=$?
+	ERR=$(cat "$T_WORK/err")
+	expect_rc 1
+	expect_contains "$ERR" "$B:4: default of 'n' is not a literal: 'compute()'"
+	printf 'from cog import BasePredictor, Input\n\nclass Predictor(BasePredictor):\n    def predict(self, n: int = Input(default=0, ge=1)) -> str:\n        return ""\n' >"$B"
+	schema "$B:Predictor" >/dev/null 2>"$T_WORK/err"
+	RC=$?
+	ERR=$(cat "$T_WORK/err")
+	expect_rc 1
+	expect_eq "$ERR" "$B:4: invalid default for 'n': must be at minimum 1"
+	printf 'from cog import BasePredictor\n\nclass Predictor(BasePredictor):\n    def predict(self) -> str\n        return ""\n' >"$B"
+	schema "$B:Predictor" >/dev/null 2>"$T_WORK/err"
+	RC=$?
+	ERR=$(cat "$T_WORK/err")
+	expect_rc 1
+	expect_contains "$ERR" "$B:4: syntax error"
+	run_batch badref "$B:Predictor"
+	expect_rc 1
+	expect_ev "[x['type'] for x in e]" '["setup_failed"]'
+	expect_ev "e[0]['error'].startswith('$B:4: syntax error')" True
+}
+
+if [ ${#PYTHONS[@]} -eq 0 ]; then
+	t_case "a python3 to run the runner with"
+	t_fail "no python3 found"
+fi
+for PY in "${PYTHONS[@]}"; do
+	suite
+done
+t_finish

@@ -290,6 +290,11 @@ image_digest=$(json_first_str digest "$work/build.json")
 # ---------------------------------------------------------------- full pushes and the baseline, interleaved
 t_kiln=() t_kiln_rep=() t_sk=() c_kiln=() r_kiln=() c_sk=() r_sk=() rss=() sent=() st_kiln=() st_sk=()
 t_gz=() c_gz=() r_gz=() st_gz=()
+# One untimed push first: the first one after the registry starts is slower (in the run we published,
+# 7.6 s against 5.1-5.4 s, with half as much registry CPU again), whatever the tool, and kiln goes first.
+wipe_registry
+timeit push "$runs/warmup.json"
+say "warm-up: kiln push ${T}s, untimed (others ${OTHER}% CPU; kiln ${CLIENT}s CPU, registry ${REGCPU}s CPU)"
 for ((r = 1; r <= reps; r++)); do
     wipe_registry
     timeit push_rss "$runs/full$r.json"

@@ -50,6 +50,9 @@ static json_t *report_json(const struct kiln_build_result *r, const char *output
 		json_array_append_new(layers, o);
 	}
 	json_t *skipped = json_array();
+	if (!r->runtime)
+		warnf("the image has no runtime layer: %s",
+		      r->runtime_missing ? r->runtime_missing : "no shim");
 	for (size_t i = 0; i < r->nskipped; i++)
 		json_array_append_new(skipped, json_string(r->skipped[i]));
 	json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:I,s:o,s:I,s:I,s:f,s:o}", "reference", r->familiar, "name",
@@ -57,6 +60,7 @@ static json_t *report_json(const struct kiln_build_result *r, const char *output
 	                      (json_int_t)r->image_size, "layers", layers, "bytes_hashed",
 	                      (json_int_t)r->bytes_hashed, "bytes_written", (json_int_t)r->bytes_written,
 	                      "seconds", r->seconds, "skipped", skipped);
+	json_object_set_new(j, "runtime", json_boolean(r->runtime));
 	if (output) {
 		json_object_set_new(j, "output", json_string(output));
 		json_object_set_new(j, "bytes_exported", json_integer((json_int_t)exported));

@@ -31,6 +31,10 @@ const struct command commands[] = {
      "  -C, --dir DIR        the project whose manifest's image to push when REF is not given\n"
      "  -j, --jobs N         blobs pushed at once (default: 4)\n"
      "  --json               print what was pushed, blob by blob, as JSON\n" CLI_REGISTRY_HELP},
+    {"serve", cmd_serve, "serve a project over Cog's HTTP API, as its image would",
+     "kiln serve [DIR] [--port N] [--host ADDR]",
+     "  -p, --port N         the port to listen on (default: $PORT, else 5000)\n"
+     "  --host ADDR          the address to listen on (default: 0.0.0.0)\n"},
     {"version", cmd_version, "print kiln's version", "kiln version [--json]",
      "  --json               print the versions as JSON\n"},
     {NULL, NULL, NULL, NULL, NULL},

@@ -7,6 +7,7 @@
 #include "common/pool.h"
 #include "pkg/base.h"
 #include "pkg/plan.h"
+#include "pkg/runtime.h"
 #include "pkg/source.h"
 #include "registry/reference.h"
 
@@ -115,11 +116,12 @@ static bool from_cache(struct pool *p, struct job *j)
 static int run_job(struct pool *p, struct job *j, struct kiln_error **err)
 {
 	const struct kiln_plan_layer *pl = j->pl;
-	layer_key(j->key, pl, p->mtime);
+	int64_t mtime = pl->fixed_mtime ? 0 : p->mtime;
+	layer_key(j->key, pl, mtime);
 	if (from_cache(p, j))
 		return 0;
 	struct kiln_layer_options lo = {
-	    .mtime = p->mtime,
+	    .mtime = mtime,
 	    .fd = -1,
 	    .compression = pl->compression,
 	    .progress = on_progress,
@@ -245,6 +247,39 @@ int kiln_build_default_tag(char **out, const char *dir, const char *file, struct
 	return rc < 0 ? kiln_error_set(err, KILN_EFAIL, "out of memory") : 0;
 }
 
+/* Put the runtime layer (when the shim is installed) under the code layer, the plan's last. */
+static int add_runtime(struct kiln_plan *plan, struct kiln_build_result *r, struct kiln_error **err)
+{
+	struct kiln_runtime rt;
+	struct kiln_error *e = NULL;
+	if (kiln_runtime_locate(&rt, &e) < 0) {
+		r->runtime_missing = e ? strdup(e->message) : NULL;
+		kiln_error_free(e);
+		return 0;
+	}
+	struct kiln_plan_layer l;
+	int rc = kiln_runtime_layer(&l, &rt, err);
+	kiln_runtime_release(&rt);
+	if (rc < 0)
+		return rc;
+	struct kiln_plan_layer *layers = realloc(plan->layers, (plan->n + 1) * sizeof(*layers));
+	if (layers == NULL) {
+		for (size_t i = 0; i < l.n; i++)
+			kiln_tar_entry_release(&l.entries[i]);
+		free(l.entries);
+		free(l.title);
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+	plan->layers = layers;
+	size_t code = plan->n - 1;
+	memmove(&layers[code + 1], &layers[code], sizeof(*layers));
+	layers[code] = l;
+	plan->n++;
+	/* weight files point at their layers by index: the code layer moved one up, weights did not */
+	r->runtime = true;
+	return 0;
+}
+
 static size_t count_files(const struct kiln_plan_layer *pl)
 {
 	size_t n = 0;
@@ -298,7 +333,7 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 	kiln_plan_options_init(&po);
 	if (kiln_plan_make(&plan, m, &po, err) < 0 || kiln_base_load(&base, m, s, opt->registry, err) < 0)
 		goto cleanup;
-	if (kiln_source_describe(&src, opt->dir, err) < 0)
+	if (kiln_source_describe(&src, opt->dir, err) < 0 || add_runtime(plan, r, err) < 0)
 		goto cleanup;
 
 	size_t nbase = json_array_size(base.layers);
@@ -339,6 +374,7 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 	    .nlayers = plan->n,
 	    .created = epoch,
 	    .revision = src.revision,
+	    .runtime = r->runtime,
 	    .source = src.url,
 	};
 	if (kiln_image_assemble(&config, &manifest, &spec, err) < 0)
@@ -392,5 +428,6 @@ void kiln_build_result_free(struct kiln_build_result *r)
 	free(r->layers);
 	free(r->reference);
 	free(r->familiar);
+	free(r->runtime_missing);
 	free(r);
 }

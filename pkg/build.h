@@ -38,6 +38,8 @@ struct kiln_build_result {
 	uint64_t bytes_hashed;  /* source bytes read and hashed */
 	uint64_t bytes_written; /* bytes written to the store */
 	uint64_t image_size;    /* sum of layer sizes */
+	bool runtime;           /* the image has the runtime layer (the shim as its Entrypoint) */
+	char *runtime_missing;  /* else why not (the shim is not installed) */
 	char **skipped;         /* project files left out (sockets, fifos, devices) */
 	size_t nskipped;
 	double seconds;

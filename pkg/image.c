@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* image.c: image config and manifest assembly. */
 #include "pkg/image.h"
+#include "common/buf.h"
 #include "common/cleanup.h"
+#include "pkg/runtime.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +61,7 @@ static int by_size_desc(const void *a, const void *b)
  * The serving label: the prefetch order (weight files matching the manifest's prefetch entries, in
  * their order, then the others largest first, paths in the image) and the warm-pool hints.
  */
-static json_t *serve_label(const struct kiln_image_spec *spec, const char *workdir)
+static json_t *prefetch_order(const struct kiln_image_spec *spec, const char *workdir)
 {
 	const struct kiln_manifest *m = spec->manifest;
 	const struct kiln_plan *p = spec->plan;
@@ -82,8 +84,13 @@ static json_t *serve_label(const struct kiln_image_spec *spec, const char *workd
 		json_array_append_new(order, json_sprintf("%s/%s", workdir, rest[i]->path));
 	free(rest);
 	free(taken);
+	return order;
+}
 
-	json_t *s = json_pack("{s:o}", "prefetch", order);
+static json_t *serve_label(const struct kiln_image_spec *spec, const char *workdir)
+{
+	const struct kiln_manifest *m = spec->manifest;
+	json_t *s = json_pack("{s:o}", "prefetch", prefetch_order(spec, workdir));
 	if (m->serve.min_instances >= 0)
 		json_object_set_new(s, "min_instances", json_integer(m->serve.min_instances));
 	if (m->serve.max_instances >= 0)
@@ -143,6 +150,20 @@ int kiln_image_assemble(char **config_out, char **manifest_out, const struct kil
 	for (size_t i = 0; i < m->environment.n; i++)
 		env_set(env, m->environment.v[i]);
 	json_object_set_new(cc, "WorkingDir", json_string(workdir));
+	if (spec->runtime) {
+		json_object_set_new(cc, "Entrypoint", kiln_runtime_entrypoint());
+		json_object_del(cc, "Cmd");
+		env_set(env, "KILN_PYTHON_DIR=" KILN_RUNTIME_PYTHON);
+		json_t *order = prefetch_order(spec, workdir);
+		struct kiln_buf b = KILN_BUF_INIT;
+		kiln_buf_puts(&b, "KILN_PREFETCH_FILES=");
+		for (size_t i = 0; i < json_array_size(order); i++)
+			kiln_buf_printf(&b, "%s%s", i ? "\n" : "",
+			                json_string_value(json_array_get(order, i)));
+		env_set(env, b.ptr);
+		kiln_buf_release(&b);
+		json_decref(order);
+	}
 	json_object_set_new(cc, "ExposedPorts", json_pack("{s:{}}", "5000/tcp"));
 	json_t *labels = json_object_get(cc, "Labels");
 	if (!json_is_object(labels)) {

@@ -59,6 +59,7 @@ struct kiln_image_spec {
 	int64_t created;      /* SOURCE_DATE_EPOCH, else 0 */
 	const char *revision; /* may be NULL */
 	const char *source;   /* may be NULL */
+	bool runtime; /* a runtime layer is there: the shim is the Entrypoint */
 };
 
 /* Make the config and manifest JSON documents (compact, deterministic); the caller frees both. */

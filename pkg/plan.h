@@ -34,6 +34,8 @@ struct kiln_plan_layer {
 	char *title;    /* org.opencontainers.image.title: a single weight file's project-relative path;
 	                   "weights-1", "weights-2"... for bundles; "code" */
 	uint64_t bytes; /* sum of the file sizes */
+	bool fixed_mtime; /* entries get mtime 0 whatever SOURCE_DATE_EPOCH (the runtime layer: one digest for
+			     every image built by the same kiln) */
 };
 
 struct kiln_plan_file {

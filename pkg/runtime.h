@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * runtime.h: the runtime layer: the predictor shim, its shared-library closure and the loader (so it runs
+ * on any x86-64 Linux base, scratch included), and the Python runner with the bundled cog module. Its
+ * content depends only on the kiln installation, so every image built by one kiln shares its digest.
+ */
+#ifndef KILN_RUNTIME_H
+#define KILN_RUNTIME_H
+
+#include <jansson.h>
+
+#include "common/error.h"
+#include "pkg/plan.h"
+
+/* Where the runtime's files live inside an image. */
+#define KILN_RUNTIME_DIR    "/.kiln"
+#define KILN_RUNTIME_LOADER "/.kiln/lib/ld-linux-x86-64.so.2"
+#define KILN_RUNTIME_SHIM   "/.kiln/bin/kiln-shim"
+#define KILN_RUNTIME_LIBDIR "/.kiln/lib"
+#define KILN_RUNTIME_PYTHON "/.kiln/python"
+
+struct kiln_runtime {
+	char *shim;       /* the kiln-shim executable on this machine */
+	char *python_dir; /* the runner files (kiln_runner.py, kiln_schema.py, cog/) */
+};
+
+/*
+ * Find the shim and the runner files: $KILN_SHIM and $KILN_PYTHON_DIR, else beside this executable
+ * (kiln-shim in the same directory; ../share/kiln/python), else the source tree kiln was built from.
+ * KILN_ENOTFOUND when the shim is not there.
+ */
+int kiln_runtime_locate(struct kiln_runtime *out, struct kiln_error **err);
+void kiln_runtime_release(struct kiln_runtime *rt);
+
+/* The runtime layer of the plan: the shim, each library of its closure (from ldd) under its soname, the
+ * loader, and the runner files; gzip, fixed mtime. */
+int kiln_runtime_layer(struct kiln_plan_layer *out, const struct kiln_runtime *rt, struct kiln_error **err);
+
+/* The image's Entrypoint: the loader running the shim with the bundled libraries. */
+json_t *kiln_runtime_entrypoint(void);
+
+#endif

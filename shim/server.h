@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* server.h: what kiln-shim's own files share: its state, the prediction table, the worker, the server. */
+#ifndef KILN_SHIM_SERVER_H
+#define KILN_SHIM_SERVER_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "common/buf.h"
+#include "common/error.h"
+#include "pkg/manifest.h"
+#include "shim/shim.h"
+
+#define SHIM_TIME_LEN 40 /* "2024-01-02T03:04:05.123456+00:00" and its NUL */
+#define SHIM_KEEP_DONE 100 /* finished predictions kept for PUT idempotency */
+
+/* The server's health, as /health-check names it (BUSY is READY with every slot taken). */
+enum shim_health { SHIM_STARTING, SHIM_READY, SHIM_SETUP_FAILED, SHIM_DEFUNCT };
+
+enum shim_status { PRED_STARTING, PRED_PROCESSING, PRED_SUCCEEDED, PRED_FAILED, PRED_CANCELED };
+
+/* One prediction; guarded by shim.lock. Freed when finished, unreferenced and out of the kept list. */
+struct shim_prediction {
+	struct shim_prediction *next;
+	char *id;
+	json_t *body;  /* the request body as received: PUT compares it */
+	json_t *input; /* the validated input, as responses report it */
+	enum shim_status status;
+	json_t *output;  /* NULL until there is one; an array for iterators */
+	bool iterator;   /* output events arrived */
+	struct kiln_buf logs;
+	char *error;
+	double predict_time; /* seconds, < 0 until known */
+	char created_at[SHIM_TIME_LEN];
+	char started_at[SHIM_TIME_LEN];
+	char completed_at[SHIM_TIME_LEN];
+	struct timespec started_mono;
+	char *webhook;      /* or NULL */
+	json_t *filter;     /* webhook_events_filter, or NULL */
+	char *upload_url;   /* output_file_prefix, else --upload-url, or NULL */
+	char *tmpdir;       /* file inputs, removed when done */
+	bool cancel_requested;
+	bool dispatched; /* sent to the worker */
+	bool counted;    /* holds a slot */
+	int refs;        /* request threads waiting on it */
+};
+
+struct shim {
+	/* configuration, set before any thread starts */
+	const char *project;
+	char *predictor; /* "file.py:Class" */
+	long concurrency;
+	const char *host;
+	int port;
+	int listen_fd; /* socket activation, else -1 */
+	const char *upload_url;
+	bool await_explicit_shutdown;
+	double idle_exit;     /* seconds, 0: never */
+	double setup_timeout; /* seconds, 0: none */
+	size_t body_limit;
+	const char *python;
+	char *python_dir;
+	struct kiln_manifest *manifest;
+	struct shim_gpu_info gpu;
+	struct shim_prefetch *prefetch;
+	struct shim_webhooks *webhooks;
+
+	/* state, guarded by lock; cond is broadcast on every change */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum shim_health health;
+	json_t *schema; /* from the runner, or NULL */
+	char setup_started[SHIM_TIME_LEN];
+	char setup_completed[SHIM_TIME_LEN];
+	const char *setup_status; /* "succeeded", "failed", or NULL while running */
+	struct kiln_buf setup_logs;
+	struct timespec setup_start_mono;
+	bool warming; /* the warmup prediction runs */
+	struct shim_prediction *preds;
+	long busy; /* slots taken */
+	bool draining;
+	bool shutdown_requested;
+	struct timespec last_request; /* CLOCK_MONOTONIC */
+
+	/* the worker */
+	pid_t worker_pid;
+	int worker_in;          /* its stdin, or -1 */
+	pthread_mutex_t wlock;  /* one writer on worker_in at a time */
+	pthread_t reader;
+	bool reader_started;
+	bool worker_exited; /* the reader saw the end; guarded by lock */
+
+	struct MHD_Daemon *daemon;
+	int connections; /* open HTTP connections; guarded by lock */
+};
+
+/* ---- main.c ---- */
+
+/* Write one JSON log line to stderr: {"ts", "level", "msg"} plus EXTRA's keys (stolen; may be NULL). */
+void shim_log(const char *level, json_t *extra, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The current time as Cog writes it: RFC 3339 with microseconds and "+00:00". */
+void shim_now(char out[SHIM_TIME_LEN]);
+/* Seconds from A to now, CLOCK_MONOTONIC. */
+double shim_since(const struct timespec *a);
+
+/* ---- predictions.c (callers hold s->lock unless said otherwise) ---- */
+
+const char *shim_status_name(enum shim_status st);
+struct shim_prediction *shim_pred_find(struct shim *s, const char *id);
+/* A new prediction in the table with a slot taken, one reference held by the caller. */
+struct shim_prediction *shim_pred_new(struct shim *s, const char *id, json_t *body, json_t *input);
+/* The response object Cog sends for P. */
+json_t *shim_pred_json(const struct shim_prediction *p);
+/* Drop the caller's reference; finished predictions beyond SHIM_KEEP_DONE are freed. */
+void shim_pred_release(struct shim *s, struct shim_prediction *p);
+/* Send P to the worker (s->lock not held: takes it). Finishes P as failed when that is impossible. */
+void shim_pred_dispatch(struct shim *s, struct shim_prediction *p, json_t *worker_input);
+/* Finish P with STATUS and ERROR (may be NULL): completion time, slot, webhook, temp dir. */
+void shim_pred_finish(struct shim *s, struct shim_prediction *p, enum shim_status st, const char *error);
+/* Handle a prediction event from the worker ("started", "output", "done", "failed", "canceled", "log"). */
+void shim_pred_event(struct shim *s, const char *type, json_t *ev);
+/* Append TEXT to P's logs (webhook "logs"). */
+void shim_pred_log(struct shim *s, struct shim_prediction *p, const char *text, size_t len);
+/* Fail every unfinished prediction with ERROR (the worker died). */
+void shim_pred_fail_all(struct shim *s, const char *error);
+/* Ask for P to be canceled: 0, or -1 when it is not running. */
+int shim_pred_cancel(struct shim *s, struct shim_prediction *p);
+/* Free every prediction (at exit; no thread uses them any more). */
+void shim_pred_free_all(struct shim *s);
+
+/* ---- worker.c ---- */
+
+/* Spawn the Python worker and the thread that reads its events and output. */
+int shim_worker_start(struct shim *s, struct kiln_error **err);
+/* Send one request line (s->lock not held). 0, or -1 when the worker is gone. */
+int shim_worker_send(struct shim *s, json_t *msg);
+/* Ask the worker to exit, wait up to TIMEOUT seconds, then kill it; join the reader. */
+void shim_worker_stop(struct shim *s, double timeout);
+/* Kill the worker at once (setup timeout). */
+void shim_worker_kill(struct shim *s);
+
+/* ---- server.c ---- */
+
+int shim_server_start(struct shim *s, struct kiln_error **err);
+/* Stop accepting connections (the listening socket stays open until shim_server_stop). */
+void shim_server_quiesce(struct shim *s);
+void shim_server_stop(struct shim *s);
+
+#endif

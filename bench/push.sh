@@ -81,6 +81,8 @@ trap 'exit 143' TERM
 
 # A private copy of the binary: a rebuild of build/kiln during the run must not change what is measured.
 cp "$kiln" "$work/kiln"
+# kiln looks for the predictor shim next to its binary (the image's runtime layer): copy it too when built.
+if [[ -x $(dirname "$kiln")/kiln-shim ]]; then cp "$(dirname "$kiln")/kiln-shim" "$work/kiln-shim"; fi
 kiln=$work/kiln
 # kiln and skopeo read credentials from $HOME: an empty one keeps the user's out of the way.
 export HOME=$work/userhome KILN_HOME=$work/home
@@ -290,11 +292,12 @@ image_digest=$(json_first_str digest "$work/build.json")
 # ---------------------------------------------------------------- full pushes and the baseline, interleaved
 t_kiln=() t_kiln_rep=() t_sk=() c_kiln=() r_kiln=() c_sk=() r_sk=() rss=() sent=() st_kiln=() st_sk=()
 t_gz=() c_gz=() r_gz=() st_gz=()
-# One untimed push first: the first one after the registry starts is slower (in the run we published,
-# 7.6 s against 5.1-5.4 s, with half as much registry CPU again), whatever the tool, and kiln goes first.
+# One untimed push first: the first push after the registry starts was slower (on a 2-CPU VM, 7.6 s against
+# 5.1-5.4 s, the registry using 12.5 s of CPU against 8), and kiln goes first in every round.
 wipe_registry
 timeit push "$runs/warmup.json"
 say "warm-up: kiln push ${T}s, untimed (others ${OTHER}% CPU; kiln ${CLIENT}s CPU, registry ${REGCPU}s CPU)"
+others=()
 for ((r = 1; r <= reps; r++)); do
     wipe_registry
     timeit push_rss "$runs/full$r.json"
@@ -385,7 +388,8 @@ cat <<EOF
 
 kiln push benchmark: $nfiles files x $mib MiB = $((weight_bytes >> 20)) MiB of pseudo-random weights, image $image_bytes B
 (blobs and manifest), pushed over loopback to docker-registry $("$regbin" --version 2>/dev/null | awk '{ print $NF; exit }') on the same machine (storage on $regfs, emptied and
-synced before every full push); page cache warmed by reading every file once; median of $reps runs (memory: the largest).
+synced before every full push); page cache warmed by reading every file once, registry by one untimed push;
+median of $reps runs (memory: the largest).
 machine: $ncpu CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), Linux $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)
 
 | figure | measured | promise | |

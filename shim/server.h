@@ -14,7 +14,7 @@
 #include "pkg/manifest.h"
 #include "shim/shim.h"
 
-#define SHIM_TIME_LEN 40 /* "2024-01-02T03:04:05.123456+00:00" and its NUL */
+#define SHIM_TIME_LEN  40  /* "2024-01-02T03:04:05.123456+00:00" and its NUL */
 #define SHIM_KEEP_DONE 100 /* finished predictions kept for PUT idempotency */
 
 /* The server's health, as /health-check names it (BUSY is READY with every slot taken). */
@@ -29,8 +29,8 @@ struct shim_prediction {
 	json_t *body;  /* the request body as received: PUT compares it */
 	json_t *input; /* the validated input, as responses report it */
 	enum shim_status status;
-	json_t *output;  /* NULL until there is one; an array for iterators */
-	bool iterator;   /* output events arrived */
+	json_t *output; /* NULL until there is one; an array for iterators */
+	bool iterator;  /* output events arrived */
 	struct kiln_buf logs;
 	char *error;
 	double predict_time; /* seconds, < 0 until known */
@@ -38,14 +38,21 @@ struct shim_prediction {
 	char started_at[SHIM_TIME_LEN];
 	char completed_at[SHIM_TIME_LEN];
 	struct timespec started_mono;
-	char *webhook;      /* or NULL */
-	json_t *filter;     /* webhook_events_filter, or NULL */
-	char *upload_url;   /* output_file_prefix, else --upload-url, or NULL */
-	char *tmpdir;       /* file inputs, removed when done */
+	char *webhook;    /* or NULL */
+	json_t *filter;   /* webhook_events_filter, or NULL */
+	char *upload_url; /* output_file_prefix, else --upload-url, or NULL */
+	char *tmpdir;     /* file inputs, removed when done */
 	bool cancel_requested;
 	bool dispatched; /* sent to the worker */
 	bool counted;    /* holds a slot */
 	int refs;        /* request threads waiting on it */
+};
+
+/* One pipe from the worker that its reader thread follows, with the bytes of its unfinished line. */
+struct shim_stream {
+	int fd;
+	const char *name; /* "events", "stdout", "stderr" */
+	struct kiln_buf line;
 };
 
 struct shim {
@@ -87,14 +94,15 @@ struct shim {
 
 	/* the worker */
 	pid_t worker_pid;
-	int worker_in;          /* its stdin, or -1 */
-	pthread_mutex_t wlock;  /* one writer on worker_in at a time */
+	int worker_in;         /* its stdin, or -1 */
+	pthread_mutex_t wlock; /* one writer on worker_in at a time */
 	pthread_t reader;
+	struct shim_stream streams[3]; /* events (fd 3), stdout, stderr */
 	bool reader_started;
 	bool worker_exited; /* the reader saw the end; guarded by lock */
 
 	struct MHD_Daemon *daemon;
-	int connections; /* open HTTP connections; guarded by lock */
+	int requests; /* HTTP requests not finished yet (their responses still going); guarded by lock */
 };
 
 /* ---- main.c ---- */
@@ -133,6 +141,9 @@ void shim_pred_free_all(struct shim *s);
 
 /* ---- worker.c ---- */
 
+/* Finish setup (s->lock held): STATUS "succeeded" or "failed", the health that follows, ERROR appended to
+ * the setup logs when not NULL. Only the first call counts. */
+void shim_setup_done(struct shim *s, const char *status, enum shim_health health, const char *error);
 /* Spawn the Python worker and the thread that reads its events and output. */
 int shim_worker_start(struct shim *s, struct kiln_error **err);
 /* Send one request line (s->lock not held). 0, or -1 when the worker is gone. */

@@ -38,11 +38,11 @@ run_kiln build "$P" -t test/model:v1 --json
 expect_rc 0
 REPORT=$OUT
 kinds=$(echo "$REPORT" | json '" ".join(l["kind"] for l in j["layers"])')
-expect_eq "$kinds" "weights weights weights code" "layer kinds"
+expect_eq "$kinds" "weights weights weights runtime code" "layer kinds"
 titles=$(echo "$REPORT" | json '" ".join(l.get("title","") for l in j["layers"])')
-expect_eq "$titles" "models/a.bin models/b.safetensors weights-1 code" "layer titles"
+expect_eq "$titles" "models/a.bin models/b.safetensors weights-1 runtime code" "layer titles"
 media=$(echo "$REPORT" | json '" ".join(l["media_type"].rsplit(".",1)[1] for l in j["layers"])')
-expect_eq "$media" "tar tar tar tar+gzip" "media types"
+expect_eq "$media" "tar tar tar tar+gzip tar+gzip" "media types"
 expect_eq "$(echo "$REPORT" | json 'j["layers"][2]["files"]')" "2" "files in the bundle"
 hashed=$(echo "$REPORT" | json 'j["bytes_hashed"]')
 [ "$hashed" -ge $((158 * MiB)) ] || t_fail "bytes_hashed $hashed: the first build must read every file"
@@ -71,7 +71,7 @@ expect_rc 0
 expect_eq "$ERR" "" "stderr with --quiet"
 expect_eq "$OUT" "test/model:v1@$DIGEST1" "stdout"
 SK=$(skopeo inspect "oci:$T_WORK/layout:v1" 2>&1) || t_fail "skopeo inspect: $SK"
-expect_eq "$(echo "$SK" | json 'len(j["Layers"])')" "4" "skopeo layer count"
+expect_eq "$(echo "$SK" | json 'len(j["Layers"])')" "5" "skopeo layer count"
 expect_eq "$(echo "$SK" | json 'j["Labels"]["org.opencontainers.image.created"]')" "1970-01-01T00:00:00Z" "created"
 expect_contains "$(echo "$SK" | json 'j["Labels"]["run.cog.config"]')" '"predict.py:Predictor"'
 expect_contains "$(echo "$SK" | json 'j["Env"]')" "GREETING=hello"
@@ -90,7 +90,7 @@ expect_eq "$prefetch" '["/src/models/b.safetensors", "/src/models/a.bin", "/src/
 t_case "skopeo copies the image to a dir: with every blob matching its digest"
 S=$(skopeo copy "oci:$T_WORK/layout:v1" "dir:$T_WORK/dircopy" 2>&1) || t_fail "skopeo copy: $S"
 n=$(ls "$T_WORK/dircopy" | grep -c -v -e manifest.json -e version)
-expect_eq "$n" "5" "blobs in the dir: copy (4 layers + config)"
+expect_eq "$n" "6" "blobs in the dir: copy (5 layers + config)"
 
 t_case "output oci-archive: is accepted by skopeo"
 run_kiln build "$P" -t test/model:v1 --output "oci-archive:$T_WORK/image.tar" --quiet
@@ -106,7 +106,8 @@ for i in 0 1 2; do
 	expect_eq "$(echo "$OUT" | json "j['layers'][$i]['digest']")" "$(echo "$REPORT" | json "j['layers'][$i]['digest']")" "weight layer $i"
 	expect_eq "$(echo "$OUT" | json "j['layers'][$i]['cached']")" "True" "weight layer $i cached"
 done
-expect_ne "$(echo "$OUT" | json 'j["layers"][3]["digest"]')" "$(echo "$REPORT" | json 'j["layers"][3]["digest"]')" "code layer"
+expect_ne "$(echo "$OUT" | json 'j["layers"][-1]["digest"]')" "$(echo "$REPORT" | json 'j["layers"][-1]["digest"]')" "code layer"
+expect_eq "$(echo "$OUT" | json 'j["layers"][3]["digest"]')" "$(echo "$REPORT" | json 'j["layers"][3]["digest"]')" "runtime layer"
 hashed=$(echo "$OUT" | json 'j["bytes_hashed"]')
 [ "$hashed" -lt $((12 * MiB)) ] || t_fail "bytes_hashed $hashed after a code-only change: weights were read"
 expect_ne "$(echo "$OUT" | json 'j["digest"]')" "$DIGEST1" "image digest"
@@ -139,7 +140,7 @@ printf 'class P:\n    pass\n' >"$Q/p.py"
 printf 'run: p.py:P\nweights:\n  - "w/**/*.onnx"\n' >"$Q/kiln.yaml"
 run_kiln build "$Q" --json
 expect_rc 0
-expect_eq "$(echo "$OUT" | json '" ".join(l["kind"]+":"+l["title"] for l in j["layers"])')" "weights:weights-1 code:code" "layers"
+expect_eq "$(echo "$OUT" | json '" ".join(l["kind"]+":"+l["title"] for l in j["layers"])')" "weights:weights-1 runtime:runtime code:code" "layers"
 expect_eq "$(echo "$OUT" | json 'j["reference"]')" "globs:latest" "default reference from the directory"
 
 t_case "inspect shows layers, files, labels and hints"
@@ -151,7 +152,8 @@ expect_contains "$OUT" "min_instances"
 run_kiln inspect test/model:v1 --json
 expect_rc 0
 expect_eq "$(echo "$OUT" | json 'j["layers"][2]["files"]')" '["tokenizer/merges.bin", "tokenizer/vocab.bin"]' "bundle files"
-expect_contains "$(echo "$OUT" | json 'j["layers"][3]["files"]')" "src/predict.py"
+expect_contains "$(echo "$OUT" | json 'j["layers"][-1]["files"]')" "src/predict.py"
+expect_contains "$(echo "$OUT" | json 'j["layers"][3]["files"]')" ".kiln/bin/kiln-shim"
 expect_eq "$(echo "$OUT" | json 'j["serve"]["min_instances"]')" "1" "min_instances hint"
 run_kiln inspect "$Q" --json
 expect_rc 0
@@ -176,7 +178,7 @@ printf 'class P:\n    pass\n' >"$B/p.py"
 printf 'run: p.py:P\nbase: oci:%s:v1\n' "$T_WORK/layout" >"$B/kiln.yaml"
 run_kiln build "$B" -t based:1 --output "oci:$T_WORK/based:1" --json
 expect_rc 0
-expect_eq "$(echo "$OUT" | json '" ".join(l["kind"] for l in j["layers"])')" "base base base base code" "layer kinds"
+expect_eq "$(echo "$OUT" | json '" ".join(l["kind"] for l in j["layers"])')" "base base base base base runtime code" "layer kinds"
 U=$(umoci unpack --image "$T_WORK/based:1" "$T_WORK/bundle3" 2>&1) || t_fail "umoci unpack: $U"
 expect_file_same "$P/models/b.safetensors" "$T_WORK/bundle3/rootfs/src/models/b.safetensors"
 expect_file_same "$B/p.py" "$T_WORK/bundle3/rootfs/src/p.py"

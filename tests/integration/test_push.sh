@@ -26,7 +26,7 @@ expect_rc 0
 run_kiln push "$R/team/model:v1" --json
 expect_rc 0
 PUSH1=$OUT
-expect_eq "$(blob_actions "$PUSH1")" "uploaded uploaded uploaded uploaded uploaded" "actions"
+expect_eq "$(blob_actions "$PUSH1")" "uploaded uploaded uploaded uploaded uploaded uploaded" "actions (3 weights, runtime, code, config)"
 DIGEST=$(echo "$PUSH1" | json 'j["digest"]')
 SK=$(skopeo inspect --tls-verify=false "docker://$R/team/model:v1" 2>&1) || t_fail "skopeo inspect: $SK"
 expect_eq "$(echo "$SK" | json 'j["Digest"]')" "$DIGEST" "digest in the registry"
@@ -40,7 +40,7 @@ t_case "a second push after a code-only change uploads only the code layer and t
 echo "# v2" >>"$P/predict.py"
 run_kiln build "$P" -t "$R/team/model:v2" --push --json
 expect_rc 0
-expect_eq "$(echo "$OUT" | json '" ".join(b["action"] for b in j["push"]["blobs"])')" "exists exists exists uploaded uploaded" "actions"
+expect_eq "$(echo "$OUT" | json '" ".join(b["action"] for b in j["push"]["blobs"])')" "exists exists exists exists uploaded uploaded" "actions"
 sent=$(echo "$OUT" | json 'j["push"]["bytes_sent"]')
 [ "$sent" -lt $((MiB)) ] || t_fail "bytes_sent $sent after a code-only change"
 
@@ -48,7 +48,7 @@ t_case "a push to another repository of the same registry mounts instead of uplo
 run_kiln build "$P" -t "$R/other/model:v2" --quiet
 run_kiln push "$R/other/model:v2" --json
 expect_rc 0
-expect_eq "$(blob_actions "$OUT")" "mounted mounted mounted mounted mounted" "actions"
+expect_eq "$(blob_actions "$OUT")" "mounted mounted mounted mounted mounted mounted" "actions"
 expect_contains "$(echo "$OUT" | json 'j["blobs"][0]["from"]')" "$R/team/model"
 expect_eq "$(skopeo inspect --tls-verify=false "docker://$R/other/model:v2" | json 'j["Digest"]')" "$(echo "$OUT" | json 'j["digest"]')" "digest"
 
@@ -73,8 +73,8 @@ printf 'run: p.py:P\nbase: %s/skopeo/img:1\n' "$R" >"$B/kiln.yaml"
 export KILN_HOME=$T_WORK/home-base # a store that never held the base's layers
 run_kiln build "$B" -t "$R/app/based:1" --push --json
 expect_rc 0
-expect_eq "$(echo "$OUT" | json '" ".join(l["kind"] for l in j["layers"])')" "base code" "layer kinds"
-expect_eq "$(echo "$OUT" | json '" ".join(b["action"] for b in j["push"]["blobs"])')" "mounted uploaded uploaded" "actions"
+expect_eq "$(echo "$OUT" | json '" ".join(l["kind"] for l in j["layers"])')" "base runtime code" "layer kinds"
+expect_eq "$(echo "$OUT" | json '" ".join(b["action"] for b in j["push"]["blobs"])')" "mounted uploaded uploaded uploaded" "actions (base, runtime (this store never pushed it), code, config)"
 U=$(skopeo copy --src-tls-verify=false "docker://$R/app/based:1" "oci:$T_WORK/based:1" 2>&1 && umoci unpack --image "$T_WORK/based:1" "$T_WORK/bundle-b" 2>&1) || t_fail "read back: $U"
 expect_file_same "$P/predict.py" "$T_WORK/bundle-b/rootfs/app/predict.py"
 expect_file_same "$B/p.py" "$T_WORK/bundle-b/rootfs/src/p.py"
@@ -91,7 +91,7 @@ export REGISTRY=$SAVED_REGISTRY
 export KILN_HOME=$T_WORK/home-copy
 run_kiln build "$B" -t "$R2/app/copied:1" --push --json
 expect_rc 0
-expect_eq "$(echo "$OUT" | json '" ".join(b["action"] for b in j["push"]["blobs"])')" "copied uploaded uploaded" "actions"
+expect_eq "$(echo "$OUT" | json '" ".join(b["action"] for b in j["push"]["blobs"])')" "copied uploaded uploaded uploaded" "actions (base, runtime, code, config)"
 base_layer=$(echo "$OUT" | json 'j["push"]["blobs"][0]["digest"].split(":")[1]')
 [ ! -e "$KILN_HOME/blobs/sha256/$base_layer" ] || t_fail "the base layer was downloaded into the store"
 U=$(skopeo copy --src-tls-verify=false "docker://$R2/app/copied:1" "oci:$T_WORK/copied:1" 2>&1 && umoci unpack --image "$T_WORK/copied:1" "$T_WORK/bundle-c" 2>&1) || t_fail "read back: $U"
@@ -132,7 +132,7 @@ wait $pid 2>/dev/null
 fault_proxy_set none >/dev/null
 run_kiln push "$F/killed/model:v1" -j 1 --json
 expect_rc 0
-expect_eq "$(blob_actions "$OUT")" "exists uploaded uploaded uploaded" "actions after the kill (d.bin, e.bin, code, config)"
+expect_eq "$(blob_actions "$OUT")" "exists uploaded mounted uploaded uploaded" "actions after the kill (d.bin, e.bin, runtime, code, config)"
 
 t_case "bad input: unknown host, malformed reference, no image to push, garbage and huge manifests"
 run_kiln push no-such-host.invalid:5000/x/y:1

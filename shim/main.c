@@ -1,0 +1,395 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* main.c: kiln-shim's front end: options, configuration, signals, start and orderly stop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "kiln_version.h"
+#include "shim/server.h"
+
+#define DEFAULT_BODY_LIMIT (64u * 1024 * 1024)
+
+static const char USAGE[] =
+    "usage: kiln-shim [--port N] [--host ADDR] [--project DIR] [--await-explicit-shutdown]\n"
+    "                 [--idle-exit S|auto] [--upload-url URL]\n";
+
+void shim_now(char out[SHIM_TIME_LEN])
+{
+	struct timespec t;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &t);
+	gmtime_r(&t.tv_sec, &tm);
+	char base[24];
+	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, SHIM_TIME_LEN, "%s.%06u+00:00", base, (unsigned)(t.tv_nsec / 1000) % 1000000u);
+}
+
+double shim_since(const struct timespec *a)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - a->tv_sec) + (double)(t.tv_nsec - a->tv_nsec) / 1e9;
+}
+
+void shim_log(const char *level, json_t *extra, const char *fmt, ...)
+{
+	char ts[SHIM_TIME_LEN], msg[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	shim_now(ts);
+	json_t *o = json_pack("{s:s, s:s, s:s}", "ts", ts, "level", level, "msg", msg);
+	if (extra)
+		json_object_update_missing(o, extra);
+	json_decref(extra);
+	char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
+	json_decref(o);
+	if (line)
+		fprintf(stderr, "%s\n", line);
+	free(line);
+}
+
+/* Die with a message on stderr (before the server runs). */
+static int fail(const char *what, struct kiln_error *err)
+{
+	shim_log("error", NULL, "%s%s%s", what, err ? ": " : "", err ? err->message : "");
+	kiln_error_free(err);
+	return 1;
+}
+
+/* The directory that holds kiln_runner.py: $KILN_PYTHON_DIR, beside our bin/, an installed share/, or
+ * the source tree. NULL when none has it. */
+static char *find_python_dir(void)
+{
+	const char *env = getenv("KILN_PYTHON_DIR");
+	if (env && *env)
+		return strdup(env);
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	const char *candidates[3] = {NULL, NULL, KILN_SOURCE_PYTHON_DIR};
+	char a[PATH_MAX + 32], b[PATH_MAX + 32];
+	if (n > 0) {
+		exe[n] = '\0';
+		char *dir = dirname(exe);
+		snprintf(a, sizeof(a), "%s/../python", dir);
+		snprintf(b, sizeof(b), "%s/../share/kiln/python", dir);
+		candidates[0] = a;
+		candidates[1] = b;
+	}
+	for (size_t i = 0; i < 3; i++) {
+		if (!candidates[i])
+			continue;
+		char probe[PATH_MAX + 64];
+		snprintf(probe, sizeof(probe), "%s/kiln_runner.py", candidates[i]);
+		if (access(probe, R_OK) == 0)
+			return realpath(candidates[i], NULL);
+	}
+	return NULL;
+}
+
+/* Parse the command line into S. Returns -1 to go on, else the exit status. */
+static int parse_options(struct shim *s, int argc, char **argv, const char **idle)
+{
+	enum { OPT_HOST = 1000, OPT_PROJECT, OPT_AWAIT, OPT_IDLE, OPT_UPLOAD, OPT_THREADS, OPT_VERSION };
+	static const struct option longopts[] = {
+	    {"await-explicit-shutdown", optional_argument, NULL, OPT_AWAIT},
+	    {"help", no_argument, NULL, 'h'},
+	    {"host", required_argument, NULL, OPT_HOST},
+	    {"idle-exit", required_argument, NULL, OPT_IDLE},
+	    {"port", required_argument, NULL, 'p'},
+	    {"project", required_argument, NULL, OPT_PROJECT},
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"upload-url", required_argument, NULL, OPT_UPLOAD},
+	    {"version", no_argument, NULL, OPT_VERSION},
+	    {NULL, 0, NULL, 0},
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "hp:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			fputs(USAGE, stdout);
+			return 0;
+		case OPT_VERSION:
+			printf("kiln-shim %s\n", KILN_VERSION);
+			return 0;
+		case 'p': {
+			char *end;
+			long port = strtol(optarg, &end, 10);
+			if (!*optarg || *end || port < 0 || port > 65535) {
+				fprintf(stderr, "kiln-shim: --port: '%s' is not a port number\n", optarg);
+				return 2;
+			}
+			s->port = (int)port;
+			break;
+		}
+		case OPT_HOST:
+			s->host = optarg;
+			break;
+		case OPT_PROJECT:
+			s->project = optarg;
+			break;
+		case OPT_AWAIT:
+			/* Cog takes a value ("--await-explicit-shutdown true"); a bare flag means true. */
+			if (!optarg && optind < argc &&
+			    (!strcmp(argv[optind], "true") || !strcmp(argv[optind], "false")))
+				optarg = argv[optind++];
+			s->await_explicit_shutdown = !optarg || strcmp(optarg, "false") != 0;
+			break;
+		case OPT_IDLE:
+			*idle = optarg;
+			break;
+		case OPT_UPLOAD:
+			s->upload_url = optarg;
+			break;
+		case OPT_THREADS:
+			break; /* Cog's; the manifest's concurrency.max decides */
+		default:
+			fputs(USAGE, stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "kiln-shim: unexpected argument '%s'\n%s", argv[optind], USAGE);
+		return 2;
+	}
+	return -1;
+}
+
+/* Read the manifest and the environment into S. Returns 0, or -1 after logging why. */
+static int configure(struct shim *s, const char *idle)
+{
+	struct kiln_error *err = NULL;
+	if (kiln_manifest_load(&s->manifest, s->project, NULL, &err) < 0)
+		return fail("cannot read the project's manifest", err), -1;
+	const char *run = s->manifest->predict;
+	if (!run)
+		return fail("the manifest has no 'run' (or 'predict'): nothing to serve", NULL), -1;
+	if (strncmp(run, "native:", 7) == 0)
+		return fail("native predictors are not supported yet", NULL), -1;
+	if (!strstr(run, ".py:"))
+		return fail("'run' must be 'file.py:Class'", NULL), -1;
+	s->predictor = strdup(run);
+	s->concurrency = s->manifest->concurrency_max > 0 ? s->manifest->concurrency_max : 1;
+	for (size_t i = 0; i < s->manifest->environment.n; i++) {
+		char *kv = strdup(s->manifest->environment.v[i]);
+		char *eq = strchr(kv, '=');
+		if (eq) {
+			*eq = '\0';
+			setenv(kv, eq + 1, 0); /* the environment of the container wins */
+		}
+		free(kv);
+	}
+	if (idle) {
+		char *end;
+		if (strcmp(idle, "auto") == 0)
+			s->idle_exit =
+			    s->manifest->serve.scaledown_window > 0 ? s->manifest->serve.scaledown_window : 0;
+		else if ((s->idle_exit = strtod(idle, &end)) <= 0 || *end)
+			return fail("--idle-exit: expected seconds or 'auto'", NULL), -1;
+	}
+	const char *timeout = getenv("COG_SETUP_TIMEOUT");
+	if (timeout && *timeout)
+		s->setup_timeout = strtod(timeout, NULL);
+	const char *python = getenv("KILN_PYTHON");
+	s->python = python && *python ? python : "python3";
+	s->python_dir = find_python_dir();
+	if (!s->python_dir)
+		return fail("cannot find kiln_runner.py: set KILN_PYTHON_DIR", NULL), -1;
+	return 0;
+}
+
+/* Start warming the weight files named in $KILN_PREFETCH_FILES (one per line) unless KILN_PREFETCH=0. */
+static void start_prefetch(struct shim *s)
+{
+	const char *off = getenv("KILN_PREFETCH");
+	const char *list = getenv("KILN_PREFETCH_FILES");
+	if ((off && strcmp(off, "0") == 0) || !list || !*list)
+		return;
+	_cleanup_free_ char *copy = strdup(list);
+	size_t n = 0, cap = 16;
+	char **files = malloc(cap * sizeof(*files));
+	for (char *save = NULL, *line = strtok_r(copy, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		if (n == cap)
+			files = realloc(files, (cap *= 2) * sizeof(*files));
+		files[n++] = line;
+	}
+	struct kiln_error *err = NULL;
+	if (shim_prefetch_start(&s->prefetch, files, n, 0, &err) < 0) {
+		shim_log("warning", NULL, "cannot prefetch the weights: %s", err->message);
+		kiln_error_free(err);
+	}
+	free(files);
+}
+
+/* The socket systemd passed (LISTEN_PID/LISTEN_FDS: fd 3), or -1. */
+static int activation_socket(void)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	if (!pid || !fds || atol(pid) != (long)getpid() || atoi(fds) < 1)
+		return -1;
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	int fd = fcntl(3, F_DUPFD_CLOEXEC, 10); /* fd 3 is the worker's events pipe in the child */
+	close(3);
+	return fd;
+}
+
+/* Wait for signals and the conditions that end the server; returns when it is time to stop. */
+static void serve(struct shim *s, const sigset_t *sigs)
+{
+	struct timespec tick = {0, 200 * 1000 * 1000};
+	for (;;) {
+		siginfo_t si;
+		int sig = sigtimedwait(sigs, &si, &tick);
+		if (sig == SIGTERM && s->await_explicit_shutdown) {
+			shim_log("info", NULL,
+			         "ignoring SIGTERM (--await-explicit-shutdown): POST /shutdown to stop");
+		} else if (sig > 0) {
+			shim_log("info", json_pack("{s:s}", "signal", sigabbrev_np(sig)),
+			         "stopping on a signal");
+			return;
+		}
+		pthread_mutex_lock(&s->lock);
+		bool stop = s->shutdown_requested;
+		if (s->health == SHIM_STARTING && s->setup_timeout > 0 &&
+		    shim_since(&s->setup_start_mono) > s->setup_timeout) {
+			char msg[128];
+			snprintf(msg, sizeof(msg), "setup timed out after %g seconds (COG_SETUP_TIMEOUT)",
+			         s->setup_timeout);
+			shim_setup_done(s, "failed", SHIM_SETUP_FAILED, msg);
+			shim_worker_kill(s);
+		}
+		if (s->idle_exit > 0 && s->health != SHIM_STARTING && s->busy == 0 && s->requests == 0 &&
+		    shim_since(&s->last_request) > s->idle_exit) {
+			shim_log("info", json_pack("{s:f}", "idle_exit", s->idle_exit), "idle: exiting");
+			stop = true;
+		}
+		pthread_mutex_unlock(&s->lock);
+		if (stop)
+			return;
+	}
+}
+
+/* Stop accepting, let in-flight predictions finish and their answers go, then stop everything. */
+static void drain(struct shim *s, const sigset_t *sigs)
+{
+	pthread_mutex_lock(&s->lock);
+	s->draining = true;
+	pthread_mutex_unlock(&s->lock);
+	shim_server_quiesce(s);
+	struct timespec tick = {0, 100 * 1000 * 1000};
+	for (double waited = 0;; waited += 0.1) {
+		pthread_mutex_lock(&s->lock);
+		bool idle = s->busy == 0 && (s->requests == 0 || waited > 10);
+		pthread_mutex_unlock(&s->lock);
+		if (idle)
+			break;
+		siginfo_t si;
+		if (sigtimedwait(sigs, &si, &tick) == SIGINT) {
+			shim_log("warning", NULL, "second interrupt: not waiting for predictions");
+			break;
+		}
+	}
+	shim_server_stop(s);
+	shim_worker_stop(s, 5);
+}
+
+int main(int argc, char **argv)
+{
+	static struct shim shim = {
+	    .project = ".",
+	    .host = "0.0.0.0",
+	    .port = 5000,
+	    .listen_fd = -1,
+	    .body_limit = DEFAULT_BODY_LIMIT,
+	    .worker_in = -1,
+	    .lock = PTHREAD_MUTEX_INITIALIZER,
+	    .cond = PTHREAD_COND_INITIALIZER,
+	    .wlock = PTHREAD_MUTEX_INITIALIZER,
+	};
+	struct shim *s = &shim;
+	const char *port = getenv("PORT");
+	if (port && *port)
+		s->port = atoi(port);
+	const char *idle = NULL;
+	int rc = parse_options(s, argc, argv, &idle);
+	if (rc >= 0)
+		return rc;
+	s->listen_fd = activation_socket();
+	if (configure(s, idle) < 0) {
+		kiln_manifest_free(s->manifest);
+		free(s->predictor);
+		free(s->python_dir);
+		return 1;
+	}
+
+	/* Signals are taken by sigtimedwait in this thread; every thread started from here blocks them. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct kiln_error *err = NULL;
+	if (shim_webhooks_new(&s->webhooks, &err) < 0)
+		return fail("cannot start the webhook sender", err);
+	shim_now(s->setup_started);
+	clock_gettime(CLOCK_MONOTONIC, &s->setup_start_mono);
+	s->last_request = s->setup_start_mono;
+	start_prefetch(s);
+	shim_gpu_probe(&s->gpu);
+	if (shim_server_start(s, &err) < 0)
+		return fail("cannot start the HTTP server", err);
+	shim_log("info",
+	         json_pack("{s:s, s:i, s:s, s:i, s:s}", "host",
+	                   s->listen_fd >= 0 ? "(socket activation)" : s->host, "port", s->port, "predictor",
+	                   s->predictor, "concurrency", (int)s->concurrency, "version", KILN_VERSION),
+	         "kiln-shim listening");
+
+	const char *allow_cpu = getenv("KILN_ALLOW_CPU");
+	if (s->manifest->gpu && s->gpu.count == 0 && !(allow_cpu && strcmp(allow_cpu, "1") == 0)) {
+		char msg[1024];
+		snprintf(
+		    msg, sizeof(msg),
+		    "the manifest has build.gpu: true but no GPU was found (%s); set KILN_ALLOW_CPU=1 to run "
+		    "on the CPU",
+		    *s->gpu.error ? s->gpu.error : "no device");
+		pthread_mutex_lock(&s->lock);
+		shim_setup_done(s, "failed", SHIM_SETUP_FAILED, msg);
+		pthread_mutex_unlock(&s->lock);
+	} else if (shim_worker_start(s, &err) < 0) {
+		pthread_mutex_lock(&s->lock);
+		shim_setup_done(s, "failed", SHIM_SETUP_FAILED, err->message);
+		pthread_mutex_unlock(&s->lock);
+		kiln_error_free(err);
+	}
+
+	serve(s, &sigs);
+	drain(s, &sigs);
+	if (s->webhooks)
+		shim_webhooks_free(s->webhooks, 10);
+	if (s->prefetch)
+		shim_prefetch_free(s->prefetch, true);
+	shim_log("info", NULL, "kiln-shim stopped");
+	shim_pred_free_all(s);
+	json_decref(s->schema);
+	kiln_buf_release(&s->setup_logs);
+	kiln_manifest_free(s->manifest);
+	free(s->predictor);
+	free(s->python_dir);
+	return 0;
+}

@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* predictions.c: the prediction table: states, slots, responses, worker events and webhooks. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/fs.h"
+#include "shim/server.h"
+
+static const char *const STATUS_NAMES[] = {"starting", "processing", "succeeded", "failed", "canceled"};
+
+const char *shim_status_name(enum shim_status st)
+{
+	return STATUS_NAMES[st];
+}
+
+static bool finished(const struct shim_prediction *p)
+{
+	return p->status >= PRED_SUCCEEDED;
+}
+
+struct shim_prediction *shim_pred_find(struct shim *s, const char *id)
+{
+	for (struct shim_prediction *p = s->preds; p; p = p->next)
+		if (strcmp(p->id, id) == 0)
+			return p;
+	return NULL;
+}
+
+/* A random 32-hex-digit id, as Cog's uuid4().hex. */
+static char *new_id(void)
+{
+	unsigned char r[16];
+	FILE *f = fopen("/dev/urandom", "rb");
+	if (!f || fread(r, 1, sizeof(r), f) != sizeof(r)) {
+		for (size_t i = 0; i < sizeof(r); i++)
+			r[i] = (unsigned char)rand();
+	}
+	if (f)
+		fclose(f);
+	char *id = malloc(33);
+	if (!id)
+		abort();
+	for (size_t i = 0; i < sizeof(r); i++)
+		snprintf(id + 2 * i, 3, "%02x", r[i]);
+	return id;
+}
+
+struct shim_prediction *shim_pred_new(struct shim *s, const char *id, json_t *body, json_t *input)
+{
+	struct shim_prediction *p = calloc(1, sizeof(*p));
+	if (!p)
+		abort();
+	p->id = id ? strdup(id) : new_id();
+	p->body = json_incref(body);
+	p->input = json_incref(input);
+	p->status = PRED_STARTING;
+	p->predict_time = -1;
+	shim_now(p->created_at);
+	const char *hook = json_string_value(json_object_get(body, "webhook"));
+	p->webhook = hook && *hook ? strdup(hook) : NULL;
+	json_t *filter = json_object_get(body, "webhook_events_filter");
+	p->filter = json_is_array(filter) ? json_incref(filter) : NULL;
+	const char *prefix = json_string_value(json_object_get(body, "output_file_prefix"));
+	if (prefix && *prefix)
+		p->upload_url = strdup(prefix);
+	else if (s->upload_url)
+		p->upload_url = strdup(s->upload_url);
+	p->refs = 1;
+	p->counted = true;
+	s->busy++;
+	p->next = s->preds;
+	s->preds = p;
+	pthread_cond_broadcast(&s->cond);
+	return p;
+}
+
+static void pred_free(struct shim_prediction *p)
+{
+	free(p->id);
+	json_decref(p->body);
+	json_decref(p->input);
+	json_decref(p->output);
+	kiln_buf_release(&p->logs);
+	free(p->error);
+	free(p->webhook);
+	json_decref(p->filter);
+	free(p->upload_url);
+	if (p->tmpdir) {
+		kiln_remove_tree(p->tmpdir, NULL);
+		free(p->tmpdir);
+	}
+	free(p);
+}
+
+json_t *shim_pred_json(const struct shim_prediction *p)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "id", json_string(p->id));
+	json_object_set_new(o, "status", json_string(shim_status_name(p->status)));
+	json_object_set(o, "input", p->input);
+	json_object_set(o, "output", p->output ? p->output : json_null());
+	json_object_set_new(o, "logs", json_stringn(p->logs.ptr ? p->logs.ptr : "", p->logs.len));
+	json_object_set_new(o, "error", p->error ? json_string(p->error) : json_null());
+	json_t *metrics = json_object();
+	if (p->predict_time >= 0)
+		json_object_set_new(metrics, "predict_time", json_real(p->predict_time));
+	json_object_set_new(o, "metrics", metrics);
+	json_object_set_new(o, "created_at", json_string(p->created_at));
+	json_object_set_new(o, "started_at", *p->started_at ? json_string(p->started_at) : json_null());
+	json_object_set_new(o, "completed_at", *p->completed_at ? json_string(p->completed_at) : json_null());
+	if (p->webhook)
+		json_object_set_new(o, "webhook", json_string(p->webhook));
+	if (p->filter)
+		json_object_set(o, "webhook_events_filter", p->filter);
+	return o;
+}
+
+/* Queue webhook EVENT for P when it has a webhook (never blocks: the webhook thread sends). */
+static void notify(struct shim *s, struct shim_prediction *p, const char *event)
+{
+	if (!p->webhook || !s->webhooks)
+		return;
+	json_t *j = shim_pred_json(p);
+	shim_webhooks_send(s->webhooks, p->webhook, event, p->filter, j);
+	json_decref(j);
+}
+
+/* Free finished, unreferenced predictions beyond the newest SHIM_KEEP_DONE finished ones. */
+static void trim(struct shim *s)
+{
+	size_t kept = 0;
+	for (struct shim_prediction **pp = &s->preds; *pp;) {
+		struct shim_prediction *p = *pp;
+		if (finished(p) && p->refs == 0 && ++kept > SHIM_KEEP_DONE) {
+			*pp = p->next;
+			pred_free(p);
+			continue;
+		}
+		pp = &p->next;
+	}
+}
+
+void shim_pred_release(struct shim *s, struct shim_prediction *p)
+{
+	p->refs--;
+	trim(s);
+}
+
+void shim_pred_finish(struct shim *s, struct shim_prediction *p, enum shim_status st, const char *error)
+{
+	if (finished(p))
+		return;
+	p->status = st;
+	if (error && !p->error)
+		p->error = strdup(error);
+	shim_now(p->completed_at);
+	if (!*p->started_at)
+		memcpy(p->started_at, p->completed_at, sizeof(p->started_at));
+	else if (p->predict_time < 0)
+		p->predict_time = shim_since(&p->started_mono);
+	if (p->counted) {
+		p->counted = false;
+		s->busy--;
+	}
+	if (p->tmpdir) {
+		kiln_remove_tree(p->tmpdir, NULL);
+		free(p->tmpdir);
+		p->tmpdir = NULL;
+	}
+	notify(s, p, "completed");
+	shim_log("info",
+	         json_pack("{s:s, s:s, s:f}", "prediction_id", p->id, "status", shim_status_name(st),
+	                   "predict_time", p->predict_time < 0 ? 0.0 : p->predict_time),
+	         "prediction %s", shim_status_name(st));
+	pthread_cond_broadcast(&s->cond);
+	trim(s);
+}
+
+void shim_pred_dispatch(struct shim *s, struct shim_prediction *p, json_t *worker_input)
+{
+	pthread_mutex_lock(&s->lock);
+	if (p->cancel_requested) {
+		shim_pred_finish(s, p, PRED_CANCELED, NULL);
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
+	if (s->health == SHIM_DEFUNCT || s->worker_exited) {
+		shim_pred_finish(s, p, PRED_FAILED, "the worker has exited");
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
+	p->status = PRED_PROCESSING;
+	p->dispatched = true;
+	shim_now(p->started_at);
+	clock_gettime(CLOCK_MONOTONIC, &p->started_mono);
+	notify(s, p, "start");
+	pthread_cond_broadcast(&s->cond);
+	json_t *msg = json_pack("{s:s, s:s, s:O}", "type", "predict", "id", p->id, "input", worker_input);
+	pthread_mutex_unlock(&s->lock);
+	int rc = shim_worker_send(s, msg);
+	json_decref(msg);
+	if (rc < 0) {
+		pthread_mutex_lock(&s->lock);
+		shim_pred_finish(s, p, PRED_FAILED, "the worker has exited");
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+void shim_pred_log(struct shim *s, struct shim_prediction *p, const char *text, size_t len)
+{
+	if (kiln_buf_put(&p->logs, text, len) < 0)
+		return;
+	notify(s, p, "logs");
+	pthread_cond_broadcast(&s->cond);
+}
+
+/* Turn {"$path"} values of *V into data: URIs or uploads, with s->lock released meanwhile. */
+static void encode_output(struct shim *s, struct shim_prediction *p, json_t **v)
+{
+	if (!*v)
+		return;
+	char *url = p->upload_url ? strdup(p->upload_url) : NULL;
+	p->refs++;
+	pthread_mutex_unlock(&s->lock);
+	_cleanup_error_ struct kiln_error *err = NULL;
+	if (shim_files_encode_output(v, url, &err) < 0)
+		shim_log("error", json_pack("{s:s}", "prediction_id", p->id), "cannot encode output: %s",
+		         err->message);
+	free(url);
+	pthread_mutex_lock(&s->lock);
+	p->refs--;
+}
+
+void shim_pred_event(struct shim *s, const char *type, json_t *ev)
+{
+	const char *id = json_string_value(json_object_get(ev, "id"));
+	struct shim_prediction *p = id ? shim_pred_find(s, id) : NULL;
+	if (!p || finished(p))
+		return;
+	if (strcmp(type, "log") == 0) {
+		const char *text = json_string_value(json_object_get(ev, "text"));
+		if (text)
+			shim_pred_log(s, p, text, strlen(text));
+	} else if (strcmp(type, "started") == 0) {
+		/* already processing since dispatch */
+	} else if (strcmp(type, "output") == 0) {
+		json_t *v = json_incref(json_object_get(ev, "value"));
+		encode_output(s, p, &v);
+		if (finished(p)) {
+			json_decref(v);
+			return;
+		}
+		if (!p->iterator || !json_is_array(p->output)) {
+			json_decref(p->output);
+			p->output = json_array();
+			p->iterator = true;
+		}
+		json_array_append_new(p->output, v ? v : json_null());
+		notify(s, p, "output");
+		pthread_cond_broadcast(&s->cond);
+	} else if (strcmp(type, "done") == 0) {
+		json_t *out = json_object_get(ev, "output");
+		if (out && !p->iterator) {
+			json_t *v = json_incref(out);
+			encode_output(s, p, &v);
+			if (finished(p)) {
+				json_decref(v);
+				return;
+			}
+			json_decref(p->output);
+			p->output = v;
+			notify(s, p, "output");
+		} else if (!p->output && !p->iterator) {
+			p->output = json_null();
+		}
+		json_t *t = json_object_get(ev, "predict_time");
+		if (json_is_number(t))
+			p->predict_time = json_number_value(t);
+		shim_pred_finish(s, p, PRED_SUCCEEDED, NULL);
+	} else if (strcmp(type, "failed") == 0) {
+		const char *error = json_string_value(json_object_get(ev, "error"));
+		shim_pred_finish(s, p, PRED_FAILED, error ? error : "prediction failed");
+	} else if (strcmp(type, "canceled") == 0) {
+		shim_pred_finish(s, p, PRED_CANCELED, NULL);
+	}
+}
+
+void shim_pred_fail_all(struct shim *s, const char *error)
+{
+	for (struct shim_prediction *p = s->preds; p; p = p->next)
+		if (!finished(p))
+			shim_pred_finish(s, p, PRED_FAILED, error);
+}
+
+int shim_pred_cancel(struct shim *s, struct shim_prediction *p)
+{
+	if (finished(p))
+		return -1;
+	p->cancel_requested = true;
+	if (!p->dispatched)
+		return 0; /* dispatch sees the flag */
+	json_t *msg = json_pack("{s:s, s:s}", "type", "cancel", "id", p->id);
+	pthread_mutex_unlock(&s->lock);
+	shim_worker_send(s, msg);
+	pthread_mutex_lock(&s->lock);
+	json_decref(msg);
+	return 0;
+}
+
+void shim_pred_free_all(struct shim *s)
+{
+	while (s->preds) {
+		struct shim_prediction *p = s->preds;
+		s->preds = p->next;
+		pred_free(p);
+	}
+}

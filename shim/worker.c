@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* worker.c: the Python worker process: spawn, requests on stdin, events on fd 3, logs from stdout/stderr. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/fs.h"
+#include "shim/server.h"
+
+extern char **environ;
+
+#define WARMUP_ID      "kiln-warmup"
+#define LINE_MAX_BYTES (64 * 1024 * 1024)
+
+/* Mark setup finished with STATUS and the health that goes with it (see server.h). */
+void shim_setup_done(struct shim *s, const char *status, enum shim_health health, const char *error)
+{
+	if (s->setup_status)
+		return;
+	if (error) {
+		if (s->setup_logs.len && s->setup_logs.ptr[s->setup_logs.len - 1] != '\n')
+			kiln_buf_puts(&s->setup_logs, "\n");
+		kiln_buf_printf(&s->setup_logs, "%s\n", error);
+	}
+	s->setup_status = status;
+	shim_now(s->setup_completed);
+	s->health = health;
+	shim_log(health == SHIM_READY ? "info" : "error",
+	         json_pack("{s:f}", "setup_time", shim_since(&s->setup_start_mono)), "setup %s%s%s", status,
+	         error ? ": " : "", error ? error : "");
+	pthread_cond_broadcast(&s->cond);
+}
+
+/* After the runner's "ready": run serve.warmup when there is one, else become READY. */
+static void on_ready(struct shim *s)
+{
+	json_t *warmup = s->manifest ? s->manifest->serve.warmup : NULL;
+	if (!warmup || !s->schema) {
+		shim_setup_done(s, "succeeded", SHIM_READY, NULL);
+		return;
+	}
+	json_t *input = NULL, *detail = NULL;
+	if (shim_validate_input(s->schema, warmup, &input, &detail) < 0) {
+		char *d = json_dumps(detail, JSON_COMPACT);
+		char msg[512];
+		snprintf(msg, sizeof(msg), "invalid serve.warmup input: %s", d ? d : "");
+		free(d);
+		json_decref(detail);
+		shim_setup_done(s, "failed", SHIM_SETUP_FAILED, msg);
+		return;
+	}
+	s->warming = true;
+	shim_log("info", NULL, "running the warmup prediction");
+	json_t *msg = json_pack("{s:s, s:s, s:o}", "type", "predict", "id", WARMUP_ID, "input", input);
+	pthread_mutex_unlock(&s->lock);
+	shim_worker_send(s, msg);
+	pthread_mutex_lock(&s->lock);
+	json_decref(msg);
+}
+
+/* Events of the warmup prediction: logs go to the setup logs, its end ends setup. */
+static void on_warmup_event(struct shim *s, const char *type, json_t *ev)
+{
+	if (strcmp(type, "log") == 0) {
+		kiln_buf_puts(&s->setup_logs, json_string_value(json_object_get(ev, "text")) ?: "");
+	} else if (strcmp(type, "done") == 0 || strcmp(type, "failed") == 0 ||
+	           strcmp(type, "canceled") == 0) {
+		s->warming = false;
+		if (strcmp(type, "done") == 0) {
+			shim_setup_done(s, "succeeded", SHIM_READY, NULL);
+		} else {
+			char msg[512];
+			const char *e = json_string_value(json_object_get(ev, "error"));
+			snprintf(msg, sizeof(msg), "warmup prediction %s: %s", type, e ? e : "canceled");
+			shim_setup_done(s, "failed", SHIM_SETUP_FAILED, msg);
+		}
+	}
+}
+
+/* Handle one line from fd 3 (s->lock held). */
+static void on_event(struct shim *s, const char *line, size_t len)
+{
+	json_error_t jerr;
+	json_t *ev = json_loadb(line, len, 0, &jerr);
+	const char *type = json_string_value(json_object_get(ev, "type"));
+	if (!type) {
+		shim_log("warning", json_pack("{s:s%}", "line", line, len), "bad event from the worker");
+		json_decref(ev);
+		return;
+	}
+	const char *id = json_string_value(json_object_get(ev, "id"));
+	if (strcmp(type, "schema") == 0) {
+		json_decref(s->schema);
+		s->schema = json_incref(json_object_get(ev, "schema"));
+	} else if (strcmp(type, "ready") == 0) {
+		if (!s->setup_status)
+			on_ready(s);
+	} else if (strcmp(type, "setup_failed") == 0) {
+		const char *e = json_string_value(json_object_get(ev, "error"));
+		shim_setup_done(s, "failed", SHIM_SETUP_FAILED, e ? e : "setup failed");
+	} else if (id && strcmp(id, WARMUP_ID) == 0) {
+		on_warmup_event(s, type, ev);
+	} else if (strcmp(type, "log") == 0 && !id) {
+		const char *text = json_string_value(json_object_get(ev, "text"));
+		if (!s->setup_status)
+			kiln_buf_puts(&s->setup_logs, text ? text : "");
+		else
+			shim_log("info", json_pack("{s:s}", "source", "worker"), "%s", text ? text : "");
+	} else {
+		shim_pred_event(s, type, ev);
+	}
+	json_decref(ev);
+}
+
+/* A line the worker wrote to stdout or stderr: the logs of setup, of the one running prediction, or ours. */
+static void on_output(struct shim *s, struct shim_stream *st, const char *line, size_t len)
+{
+	if (!s->setup_status || s->warming) {
+		kiln_buf_put(&s->setup_logs, line, len);
+		kiln_buf_puts(&s->setup_logs, "\n");
+		return;
+	}
+	struct shim_prediction *only = NULL;
+	int running = 0;
+	for (struct shim_prediction *p = s->preds; p; p = p->next)
+		if (p->status == PRED_PROCESSING && p->dispatched) {
+			only = p;
+			running++;
+		}
+	if (running == 1) {
+		shim_pred_log(s, only, line, len);
+		shim_pred_log(s, only, "\n", 1);
+	} else {
+		shim_log("info", json_pack("{s:s}", "source", st->name), "%.*s", (int)len, line);
+	}
+}
+
+/* Read what is there on ST and handle each complete line; at the end, what is left. Returns 0 at EOF. */
+static int pump(struct shim *s, struct shim_stream *st)
+{
+	char chunk[65536];
+	ssize_t n = read(st->fd, chunk, sizeof(chunk));
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return 1;
+	bool eof = n <= 0;
+	if (n > 0 && st->line.len + (size_t)n < LINE_MAX_BYTES)
+		kiln_buf_put(&st->line, chunk, (size_t)n);
+	pthread_mutex_lock(&s->lock);
+	size_t start = 0;
+	for (size_t i = 0; i < st->line.len; i++) {
+		if (st->line.ptr[i] != '\n')
+			continue;
+		if (st->fd >= 0 && strcmp(st->name, "events") == 0)
+			on_event(s, st->line.ptr + start, i - start);
+		else
+			on_output(s, st, st->line.ptr + start, i - start);
+		start = i + 1;
+	}
+	if (eof && start < st->line.len) {
+		if (strcmp(st->name, "events") != 0)
+			on_output(s, st, st->line.ptr + start, st->line.len - start);
+		start = st->line.len;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (start) {
+		memmove(st->line.ptr, st->line.ptr + start, st->line.len - start);
+		st->line.len -= start;
+		st->line.ptr[st->line.len] = '\0';
+	}
+	return eof ? 0 : 1;
+}
+
+/* Wait for the worker to exit (up to 5 s, then SIGKILL) and describe how it ended. */
+static void reap(struct shim *s, char *why, size_t size)
+{
+	int status = 0;
+	for (int i = 0; i < 100; i++) {
+		pid_t r = waitpid(s->worker_pid, &status, WNOHANG);
+		if (r == s->worker_pid || (r < 0 && errno != EINTR))
+			goto done;
+		usleep(50000);
+	}
+	kill(s->worker_pid, SIGKILL);
+	waitpid(s->worker_pid, &status, 0);
+done:
+	if (WIFSIGNALED(status))
+		snprintf(why, size, "the worker was killed by signal %d (%s)", WTERMSIG(status),
+		         strsignal(WTERMSIG(status)));
+	else
+		snprintf(why, size, "the worker exited with status %d", WEXITSTATUS(status));
+}
+
+/* The reader thread: follows the three pipes until the events pipe ends, then reaps the worker. */
+static void *reader_main(void *arg)
+{
+	struct shim *s = arg;
+	struct shim_stream *st = s->streams;
+	int open_streams = 3;
+	bool events_open = true;
+	while (open_streams > 0) {
+		struct pollfd pfd[3];
+		int n = 0;
+		for (int i = 0; i < 3; i++)
+			if (st[i].fd >= 0)
+				pfd[n++] = (struct pollfd){.fd = st[i].fd, .events = POLLIN};
+		int r = poll(pfd, n, events_open ? -1 : 500);
+		if (r == 0)
+			break; /* the events pipe ended and the others stay quiet: a child of the worker holds
+			          them */
+		if (r < 0 && errno != EINTR)
+			break;
+		for (int k = 0; k < n && r > 0; k++) {
+			if (!pfd[k].revents)
+				continue;
+			for (int i = 0; i < 3; i++) {
+				if (st[i].fd != pfd[k].fd || pump(s, &st[i]))
+					continue;
+				close(st[i].fd);
+				st[i].fd = -1;
+				open_streams--;
+				if (i == 0)
+					events_open = false;
+			}
+		}
+	}
+	char why[160];
+	reap(s, why, sizeof(why));
+	pthread_mutex_lock(&s->lock);
+	s->worker_exited = true;
+	if (!s->setup_status) {
+		shim_setup_done(s, "failed", SHIM_SETUP_FAILED, why);
+	} else if (!s->draining && s->health == SHIM_READY) {
+		s->health = SHIM_DEFUNCT;
+		shim_log("error", NULL, "%s: the shim is DEFUNCT", why);
+	}
+	shim_pred_fail_all(s, why);
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* Move FD above 3 when it is one of the numbers the child gets (dup2 onto itself keeps FD_CLOEXEC). */
+static int high_fd(int fd)
+{
+	if (fd > 3)
+		return fd;
+	int moved = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+	close(fd);
+	return moved;
+}
+
+int shim_worker_start(struct shim *s, struct kiln_error **err)
+{
+	int in[2], ev[2], out[2], er[2];
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(ev, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
+	    pipe2(er, O_CLOEXEC) < 0)
+		return kiln_error_errno(err, errno, "cannot create the worker's pipes");
+	int child[4] = {high_fd(in[0]), high_fd(out[1]), high_fd(er[1]), high_fd(ev[1])};
+	_cleanup_free_ char *runner = kiln_path_join(s->python_dir, "kiln_runner.py");
+	char conc[24];
+	snprintf(conc, sizeof(conc), "%ld", s->concurrency);
+	char *argv[] = {(char *)s->python, "-u", runner, "--predictor", s->predictor,
+	                "--concurrency",   conc, NULL};
+
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	for (int i = 0; i < 4; i++)
+		posix_spawn_file_actions_adddup2(&fa, child[i], i);
+	posix_spawn_file_actions_addchdir_np(&fa, s->project);
+	posix_spawnattr_t attr;
+	posix_spawnattr_init(&attr);
+	sigset_t none, defaults;
+	sigemptyset(&none);
+	sigfillset(&defaults);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &defaults);
+	posix_spawnattr_setpgroup(&attr, 0);
+	posix_spawnattr_setflags(&attr,
+	                         POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+	setenv("KILN_RUNNER_FD", "3", 1);
+	int rc = posix_spawnp(&s->worker_pid, s->python, &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	for (int i = 0; i < 4; i++)
+		close(child[i]);
+	if (rc != 0) {
+		close(in[1]);
+		close(ev[0]);
+		close(out[0]);
+		close(er[0]);
+		return kiln_error_errno(err, rc, "cannot start '%s'", s->python);
+	}
+	s->worker_in = in[1];
+	s->streams[0] = (struct shim_stream){.fd = ev[0], .name = "events"};
+	s->streams[1] = (struct shim_stream){.fd = out[0], .name = "stdout"};
+	s->streams[2] = (struct shim_stream){.fd = er[0], .name = "stderr"};
+	shim_log("info", json_pack("{s:i, s:s}", "pid", (int)s->worker_pid, "predictor", s->predictor),
+	         "worker started");
+	if (pthread_create(&s->reader, NULL, reader_main, s) != 0)
+		return kiln_error_set(err, KILN_EFAIL, "cannot start the worker's reader thread");
+	s->reader_started = true;
+	return 0;
+}
+
+int shim_worker_send(struct shim *s, json_t *msg)
+{
+	char *line = json_dumps(msg, JSON_COMPACT);
+	if (!line)
+		return -1;
+	pthread_mutex_lock(&s->wlock);
+	int rc = -1;
+	if (s->worker_in >= 0) {
+		size_t len = strlen(line);
+		line[len] = '\n';
+		rc = kiln_write_all(s->worker_in, line, len + 1) < 0 ? -1 : 0;
+	}
+	pthread_mutex_unlock(&s->wlock);
+	free(line);
+	return rc;
+}
+
+void shim_worker_kill(struct shim *s)
+{
+	if (s->worker_pid > 0 && !s->worker_exited)
+		kill(s->worker_pid, SIGKILL);
+}
+
+void shim_worker_stop(struct shim *s, double timeout)
+{
+	if (!s->reader_started)
+		return;
+	json_t *msg = json_pack("{s:s}", "type", "shutdown");
+	shim_worker_send(s, msg);
+	json_decref(msg);
+	pthread_mutex_lock(&s->wlock);
+	close(s->worker_in);
+	s->worker_in = -1;
+	pthread_mutex_unlock(&s->wlock);
+	struct timespec end;
+	clock_gettime(CLOCK_REALTIME, &end);
+	end.tv_sec += (time_t)timeout;
+	pthread_mutex_lock(&s->lock);
+	while (!s->worker_exited)
+		if (pthread_cond_timedwait(&s->cond, &s->lock, &end) == ETIMEDOUT)
+			break;
+	bool exited = s->worker_exited;
+	pthread_mutex_unlock(&s->lock);
+	if (!exited)
+		kill(s->worker_pid, SIGKILL);
+	pthread_join(s->reader, NULL);
+	s->reader_started = false;
+	for (int i = 0; i < 3; i++) {
+		if (s->streams[i].fd >= 0)
+			close(s->streams[i].fd);
+		kiln_buf_release(&s->streams[i].line);
+	}
+}

@@ -1,0 +1,452 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# kiln-shim over Cog's HTTP API on loopback, against projects made from tests/fixtures/predictors: every
+# endpoint and status code, sync/async/SSE predictions, PUT idempotency, cancel, setup failure, worker
+# crash, SIGTERM, webhooks, prefetch and hints in /health-check.
+source "$(dirname "$0")/lib.sh"
+
+SHIM=$(dirname "$KILN")/kiln-shim
+FIX=$KILN_SOURCE_DIR/tests/fixtures/predictors
+export PYTHONDONTWRITEBYTECODE=1 KILN_ALLOW_CPU=1
+unset KILN_PREFETCH_FILES COG_SETUP_TIMEOUT PORT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# project NAME FILE RUN [YAML...]: a project directory with FILE (a fixture name or a path) and a kiln.yaml.
+project() {
+	local dir=$T_WORK/$1 file=$2 run=$3
+	shift 3
+	mkdir -p "$dir"
+	if [ -f "$file" ]; then cp "$file" "$dir/"; else cp "$FIX/$file" "$dir/"; fi
+	{
+		echo "run: $run"
+		printf '%s\n' "$@"
+	} >"$dir/kiln.yaml"
+	echo "$dir"
+}
+
+# start DIR [ENV=V...] [-- SHIM ARGS...]: run the shim on a free port; $URL, $SPID, its log in DIR.log.
+start() {
+	local dir=$1 envs=() args=()
+	shift
+	while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
+	[ "${1:-}" == "--" ] && shift && args=("$@")
+	local port
+	port=$(free_port)
+	env "${envs[@]}" "$SHIM" --project "$dir" --host 127.0.0.1 --port "$port" "${args[@]}" 2>"$dir.log" &
+	SPID=$!
+	t_defer "kill -9 $SPID 2>/dev/null"
+	URL=http://127.0.0.1:$port
+	for _ in $(seq 50); do curl -s -o /dev/null "$URL/health-check" && return 0; sleep 0.1; done
+	t_fail "the shim did not start listening: $(cat "$dir.log")"
+}
+
+# req METHOD PATH [CURL ARGS...]: $CODE and $BODY of one request (10 s at most).
+req() {
+	local method=$1 path=$2
+	shift 2
+	CODE=$(curl -s -m 10 -o "$T_WORK/body" -w '%{http_code}' -X "$method" "$@" "$URL$path")
+	BODY=$(cat "$T_WORK/body" 2>/dev/null)
+}
+post() { req POST /predictions -H 'Content-Type: application/json' -d "$1" "${@:2}"; }
+field() { echo "$BODY" | json "$1"; }
+
+# wait_health STATUS [SECONDS]: until /health-check says STATUS.
+wait_health() {
+	local s=""
+	for _ in $(seq $((${2:-10} * 10))); do
+		s=$(curl -s -m 2 "$URL/health-check" | json 'j["status"]' 2>/dev/null)
+		[ "$s" == "$1" ] && return 0
+		sleep 0.1
+	done
+	t_fail "health is '$s', expected '$1'"
+	return 1
+}
+
+# wait_exit PID SECONDS: until PID ends; its status in $RC.
+wait_exit() {
+	for _ in $(seq $(($2 * 10))); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$1" 2>/dev/null; then
+		t_fail "process $1 still runs after $2 s"
+		RC=255
+		return
+	fi
+	wait "$1"
+	RC=$?
+}
+
+TS_RE='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}\+00:00$'
+
+# ---- hello.py: the endpoints, sync and async predictions, errors, idempotency, hints, prefetch, warmup
+for i in 1 2 3; do make_file "$T_WORK/weights/w$i.bin" $((2 * 1024 * 1024)); done
+HELLO=$(project hello hello.py hello.py:Predictor "serve:" "  min_instances: 1" "  max_instances: 4" \
+	"  scaledown_window: 300" "  target_concurrency: 2" "  warmup: {name: warm}")
+start "$HELLO" KILN_PREFETCH_FILES="$(printf '%s\n' "$T_WORK"/weights/*.bin)"
+
+t_case "GET / and /openapi.json answer as Cog's"
+wait_health READY
+req GET /
+expect_eq "$CODE" 200 "GET / status"
+expect_eq "$BODY" '{"docs_url":"/docs","openapi_url":"/openapi.json"}'
+req GET /openapi.json
+expect_eq "$CODE" 200
+expect_eq "$(field 'j["components"]["schemas"]["Input"]["properties"]["name"]["default"]')" world
+
+t_case "health-check: READY, setup logs with the warmup, hints and prefetch progress"
+req GET /health-check
+expect_eq "$CODE" 200
+expect_eq "$(field 'j["setup"]["status"]')" succeeded
+expect_contains "$(field 'j["setup"]["logs"]')" "setting up"
+expect_contains "$(field 'j["setup"]["logs"]')" "greeting warm"
+[[ $(field 'j["setup"]["completed_at"]') =~ $TS_RE ]] || t_fail "setup.completed_at: $BODY"
+expect_eq "$(field 'j["kiln"]["hints"]')" '{"min_instances": 1, "max_instances": 4, "scaledown_window": 300, "target_concurrency": 2}'
+expect_eq "$(field 'j["kiln"]["prefetch"]["files"]')" 3
+for _ in $(seq 50); do
+	req GET /health-check
+	[ "$(field 'j["kiln"]["prefetch"]["done"]')" == True ] && break
+	sleep 0.1
+done
+expect_eq "$(field 'j["kiln"]["prefetch"]["bytes_done"]')" $((6 * 1024 * 1024)) "prefetched bytes"
+expect_eq "$(field '"count" in j["kiln"]["gpu"]')" True
+
+t_case "a synchronous prediction answers 200 with Cog's response"
+post '{"input": {"name": "bob"}}'
+expect_eq "$CODE" 200
+expect_eq "$(field 'j["status"]')" succeeded
+expect_eq "$(field 'j["output"]')" "hello bob"
+expect_eq "$(field 'repr(j["logs"])')" "'greeting bob\\n'"
+expect_eq "$(field 'j["input"]')" '{"name": "bob"}'
+expect_eq "$(field 'j["error"]')" None
+expect_eq "$(field 'sorted(j)')" '["completed_at", "created_at", "error", "id", "input", "logs", "metrics", "output", "started_at", "status"]'
+expect_eq "$(field 'type(j["metrics"]["predict_time"]).__name__')" float
+for k in created_at started_at completed_at; do
+	[[ $(field "j['$k']") =~ $TS_RE ]] || t_fail "$k is not RFC 3339 with microseconds: $BODY"
+done
+
+t_case "defaults fill in; an empty body runs with empty input"
+post '{"input": {}}'
+expect_eq "$(field 'j["output"]')" "hello world"
+req POST /predictions
+expect_eq "$CODE" 200
+expect_eq "$(field 'j["output"]')" "hello world"
+
+t_case "Prefer: respond-async answers 202 with the pending prediction"
+post '{"id": "async-1", "input": {"name": "a"}}' -H 'Prefer: respond-async'
+expect_eq "$CODE" 202
+expect_eq "$(field 'j["id"]')" async-1
+expect_eq "$(field 'j["status"] in ("starting", "processing")')" True
+expect_eq "$(field 'j["output"]')" None
+
+t_case "PUT /predictions/ID is idempotent"
+req PUT /predictions/put-1 -d '{"input": {"name": "p"}}'
+expect_eq "$CODE" 200
+first=$(field 'j["created_at"]')
+req PUT /predictions/put-1 -d '{"input": {"name": "p"}}'
+expect_eq "$(field 'j["created_at"]')" "$first" "the same prediction"
+expect_eq "$(field 'j["output"]')" "hello p"
+req PUT /predictions/put-1 -d '{"id": "other", "input": {}}'
+expect_eq "$CODE" 422
+expect_contains "$BODY" "prediction ID must match the ID supplied in the URL"
+req PUT /predictions/put-1 -d '{"input": {"name": "q"}}'
+expect_eq "$(field 'j["output"]')" "hello q" "a finished ID with another input runs again"
+
+t_case "malformed JSON, a body that is no object, unknown paths, wrong methods, a body too large"
+post '{"input": '
+expect_eq "$CODE" 422
+expect_eq "$(field 'j["detail"][0]["type"]')" value_error.jsondecode
+expect_eq "$(field 'j["detail"][0]["loc"][0]')" body
+post '[1, 2]'
+expect_eq "$CODE" 422
+expect_eq "$(field 'j["detail"][0]["type"]')" type_error.dict
+post '{"input": 3}'
+expect_eq "$CODE" 422
+req GET /nowhere
+expect_eq "$CODE" 404
+expect_eq "$BODY" '{"detail":"Not Found"}'
+req GET /predictions
+expect_eq "$CODE" 405
+req DELETE /health-check
+expect_eq "$CODE" 405
+req POST /predictions/nope/cancel
+expect_eq "$CODE" 404
+head -c $((65 * 1024 * 1024)) /dev/zero >"$T_WORK/big"
+req POST /predictions --data-binary @"$T_WORK/big"
+expect_eq "$CODE" 413
+rm -f "$T_WORK/big"
+
+kill -TERM "$SPID"
+
+# ---- types.py: each kind of invalid input, file inputs
+TYPES=$(project types types.py types.py:Predictor)
+start "$TYPES"
+wait_health READY
+
+t_case "invalid inputs answer 422 with pydantic's detail"
+check422() {
+	post "{\"input\": $1}"
+	expect_eq "$CODE" 422 "status for $1"
+	expect_contains "$BODY" "$2"
+}
+IMG='"image": "data:text/plain;base64,aGk="'
+check422 "{\"text\": \"hello\"}" '"loc":["body","input","image"],"msg":"field required","type":"value_error.missing"'
+check422 "{$IMG, \"text\": \"hello\", \"steps\": \"x\"}" '"type":"type_error.integer"'
+check422 "{$IMG, \"text\": \"hello\", \"steps\": 0}" '"type":"value_error.number.not_ge"'
+check422 "{$IMG, \"text\": \"hello\", \"steps\": 51}" '"type":"value_error.number.not_le"'
+check422 "{$IMG, \"text\": \"h\"}" '"type":"value_error.any_str.min_length"'
+check422 "{$IMG, \"text\": \"abcdefghijklmnopqrstuvwxyz\"}" '"type":"value_error.any_str.max_length"'
+check422 "{$IMG, \"text\": \"ABC\"}" '"type":"value_error.str.regex"'
+check422 "{$IMG, \"text\": \"hello\", \"mode\": \"medium\"}" '"loc":["body","input","mode"]'
+
+t_case "file inputs from data: URIs reach the predictor as Paths"
+post "{\"input\": {$IMG, \"text\": \"hello\", \"steps\": 3}}"
+expect_eq "$CODE" 200
+expect_eq "$(field 'j["status"]')" succeeded "status ($BODY)"
+expect_eq "$(field 'j["output"]["image"]')" '["Path", true, "hi"]'
+expect_eq "$(field 'j["output"]["steps"]')" 3
+post '{"input": {"image": "file:///etc/passwd", "text": "hello"}}'
+expect_eq "$CODE" 422
+kill -TERM "$SPID"
+
+# ---- slow.py: 409 when busy, cancel, BUSY
+SLOW=$(project slow slow.py slow.py:Predictor)
+start "$SLOW"
+wait_health READY
+
+t_case "409 while the one slot is busy; BUSY in /health-check"
+post '{"id": "slow-1", "input": {"seconds": 30}}' -H 'Prefer: respond-async'
+expect_eq "$CODE" 202
+post '{"input": {"seconds": 1}}'
+expect_eq "$CODE" 409
+expect_eq "$BODY" '{"detail":"Already running a prediction"}'
+wait_health BUSY 2
+
+t_case "PUT of a running ID answers 202 with its current state (also with another input)"
+req PUT /predictions/slow-1 -d '{"input": {"seconds": 30}}'
+expect_eq "$CODE" 202
+expect_eq "$(field 'j["status"]')" processing
+req PUT /predictions/slow-1 -d '{"input": {"seconds": 5}}'
+expect_eq "$CODE" 202
+expect_eq "$(field 'j["input"]["seconds"]')" 30.0
+
+t_case "cancel stops the running prediction"
+for _ in $(seq 20); do
+	req PUT /predictions/slow-1 -d '{"input": {"seconds": 30}}'
+	[[ $(field 'j["logs"]') == *sleeping* ]] && break
+	sleep 0.1
+done
+req POST /predictions/slow-1/cancel
+expect_eq "$CODE" 200
+expect_eq "$BODY" '{}'
+for _ in $(seq 50); do
+	req PUT /predictions/slow-1 -d '{"input": {"seconds": 30}}'
+	[ "$(field 'j["status"]')" == canceled ] && break
+	sleep 0.1
+done
+expect_eq "$(field 'j["status"]')" canceled
+wait_health READY 2
+req POST /predictions/slow-1/cancel
+expect_eq "$CODE" 404 "cancel of a finished prediction"
+
+t_case "webhooks: start and completed, and webhook_events_filter"
+cat >"$T_WORK/hook.py" <<'EOF'
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    n = 0
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        H.n += 1
+        with open(f"{sys.argv[1]}/{H.n:03d}.json", "wb") as f:
+            f.write(body)
+        self.send_response(200); self.end_headers()
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+EOF
+mkdir -p "$T_WORK/hooks1" "$T_WORK/hooks2"
+# hook DIR: a receiver writing each POST body to DIR/NNN.json; its port in $HPORT.
+hook() {
+	python3 "$T_WORK/hook.py" "$1" >"$1.port" &
+	t_defer "kill $! 2>/dev/null"
+	for _ in $(seq 50); do
+		HPORT=$(cat "$1.port")
+		[ -n "$HPORT" ] && return 0
+		sleep 0.1
+	done
+	t_fail "the webhook receiver did not start"
+}
+hook "$T_WORK/hooks1"
+HPORT1=$HPORT
+hook "$T_WORK/hooks2"
+HPORT2=$HPORT
+post "{\"input\": {\"seconds\": 0.2}, \"webhook\": \"http://127.0.0.1:$HPORT1/hook\"}" -H 'Prefer: respond-async'
+expect_eq "$CODE" 202
+post "{\"input\": {\"seconds\": 0.2}, \"webhook\": \"http://127.0.0.1:$HPORT2/hook\", \"webhook_events_filter\": [\"completed\"]}" -H 'Prefer: respond-async'
+expect_eq "$CODE" 409 "one slot"
+for _ in $(seq 50); do
+	grep -qs succeeded "$T_WORK"/hooks1/*.json && break
+	sleep 0.1
+done
+post "{\"input\": {\"seconds\": 0.2}, \"webhook\": \"http://127.0.0.1:$HPORT2/hook\", \"webhook_events_filter\": [\"completed\"]}" -H 'Prefer: respond-async'
+expect_eq "$CODE" 202
+for _ in $(seq 50); do
+	grep -qs succeeded "$T_WORK"/hooks2/*.json && break
+	sleep 0.1
+done
+statuses() { for f in "$1"/*.json; do json 'j["status"]' <"$f"; done | tr '\n' ' '; }
+expect_eq "$(json 'j["status"]' <"$T_WORK/hooks1/001.json")" processing "first webhook (start)"
+expect_contains "$(statuses "$T_WORK/hooks1")" succeeded
+expect_eq "$(statuses "$T_WORK/hooks2")" "succeeded " "only completed"
+expect_eq "$(json 'j["output"]' <"$(ls "$T_WORK"/hooks2/*.json | tail -1)")" "woke up"
+
+t_case "SIGTERM: the prediction in flight completes, then exit 0"
+curl -s -m 10 -X POST -d '{"input": {"seconds": 1.5}}' "$URL/predictions" >"$T_WORK/inflight" &
+CURL=$!
+sleep 0.4
+kill -TERM "$SPID"
+wait_exit "$SPID" 10
+expect_rc 0
+wait "$CURL"
+expect_eq "$(json 'j["status"]' <"$T_WORK/inflight")" succeeded
+expect_eq "$(json 'j["output"]' <"$T_WORK/inflight")" "woke up"
+
+# ---- iterator.py: list outputs and server-sent events; --await-explicit-shutdown
+ITER=$(project iter iterator.py iterator.py:Predictor)
+start "$ITER" -- --await-explicit-shutdown
+
+t_case "iterator outputs are gathered into a list"
+wait_health READY
+post '{"input": {"n": 3}}'
+expect_eq "$(field 'j["output"]')" '["item-0", "item-1", "item-2"]'
+expect_eq "$(field 'repr(j["logs"])')" "'item 0\\nitem 1\\nitem 2\\n'"
+
+t_case "Accept: text/event-stream streams output, logs and completed events"
+curl -s -N -m 10 -X POST -H 'Accept: text/event-stream' -d '{"input": {"n": 2}}' "$URL/predictions" >"$T_WORK/sse"
+expect_eq "$(grep -c '^event: output' "$T_WORK/sse")" 2
+expect_contains "$(cat "$T_WORK/sse")" $'event: output\ndata: "item-0"'
+expect_contains "$(cat "$T_WORK/sse")" "event: logs"
+expect_eq "$(tail -3 "$T_WORK/sse" | head -1)" "event: completed"
+expect_eq "$(grep '^data: {' "$T_WORK/sse" | tail -1 | cut -c7- | json 'j["status"]')" succeeded
+
+t_case "--await-explicit-shutdown ignores SIGTERM until POST /shutdown"
+kill -TERM "$SPID"
+sleep 0.3
+kill -0 "$SPID" 2>/dev/null || t_fail "the shim exited on SIGTERM"
+req POST /shutdown
+expect_eq "$CODE" 200
+wait_exit "$SPID" 10
+expect_rc 0
+
+# ---- failures: setup, a slow setup, a worker crash
+t_case "setup failure: SETUP_FAILED with the logs, 503 for predictions"
+BAD=$(project bad setup_fails.py setup_fails.py:Predictor)
+start "$BAD"
+wait_health SETUP_FAILED
+req GET /health-check
+expect_eq "$(field 'j["setup"]["status"]')" failed
+expect_contains "$(field 'j["setup"]["logs"]')" "loading weights"
+expect_contains "$(field 'j["setup"]["logs"]')" "weights are missing"
+post '{"input": {}}'
+expect_eq "$CODE" 503
+kill -TERM "$SPID"
+
+t_case "a slow setup: STARTING and 503, then COG_SETUP_TIMEOUT"
+cat >"$T_WORK/sleepy.py" <<'EOF'
+import time
+from cog import BasePredictor
+class Predictor(BasePredictor):
+    def setup(self):
+        time.sleep(20)
+    def predict(self) -> str:
+        return "late"
+EOF
+SLEEPY=$(project sleepy "$T_WORK/sleepy.py" sleepy.py:Predictor)
+start "$SLEEPY" COG_SETUP_TIMEOUT=1.5
+req GET /health-check
+expect_eq "$(field 'j["status"]')" STARTING
+expect_eq "$(field 'j["setup"]')" None
+post '{"input": {}}'
+expect_eq "$CODE" 503
+expect_contains "$BODY" detail
+wait_health SETUP_FAILED 5
+req GET /health-check
+expect_contains "$(field 'j["setup"]["logs"]')" "timed out"
+kill -TERM "$SPID"
+
+t_case "a worker that dies: the prediction fails, DEFUNCT, 503"
+cat >"$T_WORK/crash.py" <<'EOF'
+import os
+from cog import BasePredictor
+class Predictor(BasePredictor):
+    def predict(self) -> str:
+        os._exit(3)
+EOF
+CRASH=$(project crash "$T_WORK/crash.py" crash.py:Predictor)
+start "$CRASH"
+wait_health READY
+post '{"input": {}}'
+expect_eq "$CODE" 200
+expect_eq "$(field 'j["status"]')" failed
+expect_contains "$(field 'j["error"]')" "exited with status 3"
+wait_health DEFUNCT 2
+post '{"input": {}}'
+expect_eq "$CODE" 503
+expect_contains "$(cat "$CRASH.log")" DEFUNCT
+kill -TERM "$SPID"
+
+# ---- async_concurrent.py with concurrency.max 2: two at once, the third gets 409
+t_case "concurrency.max: 2 predictions run at once, a third answers 409"
+CONC=$(project conc async_concurrent.py async_concurrent.py:Predictor "concurrency:" "  max: 2")
+start "$CONC"
+wait_health READY
+post '{"id": "c1", "input": {"name": "a", "delay": 1}}' -H 'Prefer: respond-async'
+expect_eq "$CODE" 202
+post '{"id": "c2", "input": {"name": "b", "delay": 1}}' -H 'Prefer: respond-async'
+expect_eq "$CODE" 202
+wait_health BUSY 2
+post '{"input": {"name": "c"}}'
+expect_eq "$CODE" 409
+req PUT /predictions/c1 -d '{"input": {"name": "a", "delay": 1}}'
+expect_eq "$(field 'j["logs"]')" "start a" "logs attributed per prediction"
+wait_health READY 5
+kill -TERM "$SPID"
+
+# ---- path_output.py: {"$path"} outputs become data: URIs
+t_case "a Path output comes back as a data: URI"
+PATHS=$(project paths path_output.py path_output.py:Predictor)
+start "$PATHS"
+wait_health READY
+post '{"input": {"text": "hi"}}'
+expect_eq "$(field 'j["status"]')" succeeded
+expect_eq "$(field 'j["output"]')" "data:text/plain;base64,aGk="
+kill -TERM "$SPID"
+
+# ---- runner.py (BaseRunner) on a socket from systemd-style activation, with --idle-exit
+t_case "LISTEN_FDS socket activation, BaseRunner.run(), and --idle-exit ends an idle shim with 0"
+RUNNER=$(project runner runner.py runner.py:Runner)
+python3 -c 'import os, socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+print(s.getsockname()[1], flush=True)
+os.dup2(s.fileno(), 3)
+os.set_inheritable(3, True)
+os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))
+os.execv(sys.argv[1], sys.argv[1:])' "$SHIM" --project "$RUNNER" --idle-exit 1 >"$T_WORK/activation.port" 2>"$RUNNER.log" &
+SPID=$!
+t_defer "kill -9 $SPID 2>/dev/null"
+for _ in $(seq 50); do
+	[ -s "$T_WORK/activation.port" ] && break
+	sleep 0.1
+done
+URL=http://127.0.0.1:$(cat "$T_WORK/activation.port")
+wait_health READY
+post '{"input": {"x": 5}}'
+expect_eq "$(field 'j["output"]')" 15
+wait_exit "$SPID" 5
+expect_rc 0
+
+t_finish

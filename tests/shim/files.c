@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* tests/shim/files.c: file inputs (downloads, data: URIs, refusals) and outputs (data: URIs, uploads). */
+#include <criterion/criterion.h>
+
+#include <dirent.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/fs.h"
+#include "shim/shim.h"
+#include "tests/fixtures/http/server.h"
+
+static struct test_server server;
+static char *dir; /* where inputs go */
+
+static void setup(void)
+{
+	test_server_start(&server);
+	dir = strdup("/tmp/kiln-files-XXXXXX");
+	cr_assert(mkdtemp(dir) != NULL);
+}
+
+static void teardown(void)
+{
+	test_server_stop(&server);
+	kiln_remove_tree(dir, NULL);
+	free(dir);
+}
+
+TestSuite(files, .init = setup, .fini = teardown, .timeout = 60);
+
+/* An OpenAPI document with a file input "image", a list of files "images" and a string "text". */
+static json_t *schema(void)
+{
+	return json_pack("{s:{s:{s:{s:{s:{s:s, s:s}, s:{s:s, s:{s:s, s:s}}, s:{s:s}}}}}}", "components",
+	                 "schemas", "Input", "properties", "image", "type", "string", "format", "uri",
+	                 "images", "type", "array", "items", "type", "string", "format", "uri", "text",
+	                 "type", "string");
+}
+
+/* SIZE bytes of a pattern with every byte value; caller frees. */
+static unsigned char *pattern(size_t size)
+{
+	unsigned char *p = malloc(size);
+	for (size_t i = 0; i < size; i++)
+		p[i] = (unsigned char)(i * 7 + i / 251);
+	return p;
+}
+
+/* Whether the file at PATH holds exactly DATA[0..LEN). */
+static bool file_is(const char *path, const void *data, size_t len)
+{
+	char *got;
+	size_t got_len;
+	if (kiln_read_file(&got, &got_len, path, len + 1, NULL) < 0)
+		return false;
+	bool same = got_len == len && memcmp(got, data, len) == 0;
+	free(got);
+	return same;
+}
+
+static size_t count_files(const char *d)
+{
+	DIR *dp = opendir(d);
+	cr_assert(dp);
+	size_t n = 0;
+	struct dirent *e;
+	while ((e = readdir(dp)))
+		n += e->d_name[0] != '.';
+	closedir(dp);
+	return n;
+}
+
+/* Fetch INPUT (with the schema above); returns the code and the error message (or NULL) in *message. */
+static int fetch(json_t *input, char **message)
+{
+	json_t *s = schema();
+	struct kiln_error *err = NULL;
+	int rc = shim_files_fetch_inputs(s, input, dir, &err);
+	json_decref(s);
+	*message = err ? strdup(err->message) : NULL;
+	kiln_error_free(err);
+	return rc;
+}
+
+/* Fetch {"image": VALUE} and expect it refused with a message that contains WORDS. */
+static void expect_refused(const char *value, const char *words)
+{
+	json_t *input = json_pack("{s:s}", "image", value);
+	char *message;
+	cr_assert_lt(fetch(input, &message), 0, "'%s' was accepted", value);
+	cr_assert(strstr(message, words), "message: %s", message);
+	cr_assert_eq(count_files(dir), 0);
+	free(message);
+	json_decref(input);
+}
+
+static char *in_dir(const char *name)
+{
+	return kiln_path_join(dir, name);
+}
+
+Test(files, download_keeps_content_and_name)
+{
+	unsigned char *data = pattern(300000);
+	free(test_server_put_file(&server, "files/cat.png", data, 300000));
+	char *url = test_server_url(&server, "/files/cat.png?sig=secret");
+	json_t *input = json_pack("{s:s, s:s}", "image", url, "text", "not a file");
+	char *message;
+	cr_assert_eq(fetch(input, &message), 0, "%s", message);
+	char *want = in_dir("cat.png");
+	cr_assert_str_eq(json_string_value(json_object_get(input, "image")), want);
+	cr_assert(file_is(want, data, 300000));
+	cr_assert_str_eq(json_string_value(json_object_get(input, "text")), "not a file");
+	free(want);
+	free(url);
+	free(data);
+	json_decref(input);
+}
+
+Test(files, same_name_twice_gets_unique_names)
+{
+	free(test_server_put_file(&server, "files/a b.txt", "hello", 5));
+	char *url = test_server_url(&server, "/files/a%20b.txt");
+	json_t *input = json_pack("{s:[s,s]}", "images", url, url);
+	char *message;
+	cr_assert_eq(fetch(input, &message), 0, "%s", message);
+	char *first = in_dir("a_b.txt"), *second = in_dir("a_b-1.txt");
+	cr_assert_str_eq(json_string_value(json_array_get(json_object_get(input, "images"), 0)), first);
+	cr_assert_str_eq(json_string_value(json_array_get(json_object_get(input, "images"), 1)), second);
+	cr_assert(file_is(second, "hello", 5));
+	free(first);
+	free(second);
+	free(url);
+	json_decref(input);
+}
+
+Test(files, redirect_is_followed)
+{
+	free(test_server_put_file(&server, "files/weights.bin", "0123456789", 10));
+	char *url = test_server_url(&server, "/redirect/weights.bin");
+	json_t *input = json_pack("{s:s}", "image", url);
+	char *message;
+	cr_assert_eq(fetch(input, &message), 0, "%s", message);
+	cr_assert(file_is(json_string_value(json_object_get(input, "image")), "0123456789", 10));
+	free(url);
+	json_decref(input);
+}
+
+Test(files, http_error_reports_status)
+{
+	char *url = test_server_url(&server, "/files/missing.png");
+	expect_refused(url, "input 'image': cannot download");
+	expect_refused(url, "HTTP 404");
+	free(url);
+}
+
+Test(files, too_large_download_is_refused)
+{
+	unsigned char *data = pattern(5000);
+	free(test_server_put_file(&server, "files/big.bin", data, 5000));
+	setenv("KILN_MAX_INPUT_BYTES", "1000", 1);
+	char *url = test_server_url(&server, "/files/big.bin");
+	expect_refused(url, "larger than 1000 bytes");
+	free(url);
+	free(data);
+}
+
+Test(files, data_uri_base64_is_decoded)
+{
+	unsigned char *data = pattern(1000);
+	for (size_t len = 998; len <= 1000; len++) { /* each padding: "==", "=", none */
+		char b64[1400];
+		EVP_EncodeBlock((unsigned char *)b64, data, (int)len);
+		char *uri;
+		cr_assert(asprintf(&uri, "data:image/png;base64,%s", b64) > 0);
+		json_t *input = json_pack("{s:s}", "image", uri);
+		char *message;
+		cr_assert_eq(fetch(input, &message), 0, "%s", message);
+		const char *path = json_string_value(json_object_get(input, "image"));
+		cr_assert(strstr(path, "/image") && strstr(path, ".png"), "%s", path);
+		cr_assert(file_is(path, data, len), "length %zu", len);
+		free(uri);
+		json_decref(input);
+	}
+	free(data);
+}
+
+Test(files, data_uri_plain_is_percent_decoded)
+{
+	json_t *input = json_pack("{s:s}", "image", "data:text/plain,hello%20world%21");
+	char *message;
+	cr_assert_eq(fetch(input, &message), 0, "%s", message);
+	char *want = in_dir("image.txt");
+	cr_assert_str_eq(json_string_value(json_object_get(input, "image")), want);
+	cr_assert(file_is(want, "hello world!", 12));
+	free(want);
+	json_decref(input);
+}
+
+Test(files, file_urls_and_paths_are_refused)
+{
+	expect_refused("file:///etc/passwd", "input 'image': file:// URLs are not allowed");
+	expect_refused("/etc/passwd", "input 'image': local paths are not allowed");
+	expect_refused("ftp://example.com/x.png", "input 'image': ftp: URLs are not allowed");
+	expect_refused("data:image/png;base64,ab!d", "input 'image': invalid base64 in data: URI");
+	expect_refused("data:image/png;base64", "malformed data: URI");
+}
+
+/* Encode VALUE (taking it) with UPLOAD_URL; returns the result (caller frees). */
+static json_t *encode(json_t *value, const char *upload_url)
+{
+	struct kiln_error *err = NULL;
+	int rc = shim_files_encode_output(&value, upload_url, &err);
+	cr_assert_eq(rc, 0, "%s", err ? err->message : "");
+	return value;
+}
+
+/* The bytes a data: URI carries, after checking its prefix; caller frees. */
+static unsigned char *decode_uri(const char *uri, const char *prefix, size_t *len)
+{
+	cr_assert(strncmp(uri, prefix, strlen(prefix)) == 0, "%.60s", uri);
+	const char *b64 = uri + strlen(prefix);
+	size_t n = strlen(b64);
+	unsigned char *out = malloc(n / 4 * 3 + 3);
+	int m = EVP_DecodeBlock(out, (const unsigned char *)b64, (int)n);
+	cr_assert_geq(m, 0);
+	*len = (size_t)m - (n >= 1 && b64[n - 1] == '=') - (n >= 2 && b64[n - 2] == '=');
+	return out;
+}
+
+Test(files, png_output_becomes_data_uri)
+{
+	unsigned char *data = pattern(100001);
+	char *path = test_server_put_file(&server, "out.png", data, 100001);
+	json_t *out = encode(json_pack("{s:s}", "$path", path), NULL);
+	cr_assert(json_is_string(out));
+	size_t len;
+	unsigned char *got = decode_uri(json_string_value(out), "data:image/png;base64,", &len);
+	cr_assert_eq(len, 100001);
+	cr_assert(memcmp(got, data, len) == 0);
+	free(got);
+	free(data);
+	free(path);
+	json_decref(out);
+}
+
+Test(files, nested_outputs_are_encoded)
+{
+	char *a = test_server_put_file(&server, "a.txt", "A", 1);
+	char *b = test_server_put_file(&server, "b.weird", "BB", 2);
+	json_t *out = encode(
+	    json_pack("{s:[{s:s}, [{s:s}], i], s:s}", "list", "$path", a, "$path", b, 3, "text", "t"), NULL);
+	json_t *list = json_object_get(out, "list");
+	cr_assert_str_eq(json_string_value(json_array_get(list, 0)), "data:text/plain;base64,QQ==");
+	cr_assert_str_eq(json_string_value(json_array_get(json_array_get(list, 1), 0)),
+	                 "data:application/octet-stream;base64,QkI=");
+	cr_assert_eq(json_integer_value(json_array_get(list, 2)), 3);
+	cr_assert_str_eq(json_string_value(json_object_get(out, "text")), "t");
+	free(a);
+	free(b);
+	json_decref(out);
+}
+
+Test(files, upload_puts_the_bytes)
+{
+	unsigned char *data = pattern(200000);
+	char *path = test_server_put_file(&server, "result image.png", data, 200000);
+	char *upload = test_server_url(&server, "/upload");
+	json_t *out = encode(json_pack("[{s:s}]", "$path", path), upload);
+	char *want = test_server_url(&server, "/upload/result%20image.png");
+	cr_assert_str_eq(json_string_value(json_array_get(out, 0)), want);
+	char *stored = kiln_path_join(server.root, "uploads/result image.png");
+	cr_assert(file_is(stored, data, 200000));
+	json_t *log = test_server_log(&server, "/upload/");
+	cr_assert_eq(json_array_size(log), 1);
+	json_t *headers = json_object_get(json_array_get(log, 0), "headers");
+	cr_assert_str_eq(json_string_value(json_object_get(headers, "content-type")), "image/png");
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(log, 0), "method")), "PUT");
+	json_decref(log);
+	free(stored);
+	free(want);
+	free(upload);
+	free(path);
+	free(data);
+	json_decref(out);
+}
+
+Test(files, upload_uses_location)
+{
+	char *path = test_server_put_file(&server, "out.wav", "RIFF", 4);
+	char *upload = test_server_url(&server, "/upload-loc/");
+	json_t *out = encode(json_pack("{s:s}", "$path", path), upload);
+	char *want = test_server_url(&server, "/stored/out.wav");
+	cr_assert_str_eq(json_string_value(out), want);
+	free(want);
+	free(upload);
+	free(path);
+	json_decref(out);
+}
+
+Test(files, upload_failure_names_the_file)
+{
+	char *path = test_server_put_file(&server, "out.txt", "x", 1);
+	json_t *value = json_pack("{s:s}", "$path", path);
+	struct kiln_error *err = NULL;
+	cr_assert_lt(shim_files_encode_output(&value, "http://127.0.0.1:1/up", &err), 0);
+	cr_assert(strstr(err->message, "cannot upload") && strstr(err->message, "out.txt"), "%s",
+	          err->message);
+	kiln_error_free(err);
+	json_decref(value);
+	free(path);
+}

@@ -91,16 +91,16 @@ expect_contains "$OUT" "SOURCE_DATE_EPOCH: 'yesterday' is not a number of second
 
 t_case "disk full: a clear error, nothing half-written, and the next build succeeds"
 good_project "$P"
-make_file "$P/blob.dat" $((3 * MiB)) # code, incompressible: does not fit
+make_file "$P/blob.py" $((24 * MiB)) # code (a .py is never a weight), incompressible: does not fit
 mkdir -p "$T_WORK/small"
-if mount -t tmpfs -o size=1m tmpfs "$T_WORK/small" 2>/dev/null; then
+if mount -t tmpfs -o size=16m tmpfs "$T_WORK/small" 2>/dev/null; then # room for the runtime layer
 	t_defer "umount '$T_WORK/small'"
 	OUT=$(KILN_HOME="$T_WORK/small/home" "$KILN" build "$P" 2>&1)
 	RC=$?
 	expect_rc 1
 	expect_contains "$OUT" "No space left on device"
 	expect_store_consistent "$T_WORK/small/home"
-	rm "$P/blob.dat"
+	rm "$P/blob.py"
 	OUT=$(KILN_HOME="$T_WORK/small/home" "$KILN" build "$P" -t small:1 2>&1)
 	RC=$?
 	expect_rc 0

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The main job, end to end: package examples/hello into an image, show it, serve it over Cog's HTTP API
+# with kiln serve, and answer one prediction. Expects kiln built in build/ (see the README).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KILN=${KILN:-build/kiln}
+PORT=${PORT:-5055}
+"$KILN" build examples/hello -t hello:latest
+"$KILN" inspect hello:latest
+"$KILN" serve examples/hello --port "$PORT" --host 127.0.0.1 2>/tmp/kiln-demo-serve.log &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
+for _ in $(seq 100); do
+	status=$(curl -s "http://127.0.0.1:$PORT/health-check" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null || true)
+	[ "$status" == "READY" ] && break
+	[ "$status" == "SETUP_FAILED" ] && { cat /tmp/kiln-demo-serve.log >&2; exit 1; }
+	sleep 0.1
+done
+echo "POST /predictions {\"input\": {\"name\": \"kiln\"}}"
+curl -s -H 'Content-Type: application/json' -d '{"input": {"name": "kiln"}}' "http://127.0.0.1:$PORT/predictions" |
+	python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["status"], "->", r["output"]); sys.exit(r["status"] != "succeeded")'

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The runtime layer: one digest for every image built by one kiln, the shim as the Entrypoint, and the
+# layer self-contained: the shim runs from a busybox-based root filesystem under bubblewrap and answers a
+# prediction (with a Python from this machine mounted in) over Cog's HTTP API; kiln serve does the same
+# on a project directory.
+source "$(dirname "$0")/lib.sh"
+
+export KILN_ALLOW_CPU=1
+unset KILN_PREFETCH_FILES PORT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_ready() { # URL: until /health-check says READY (20 s at most); prints the last status
+	local s=""
+	for _ in $(seq 200); do
+		s=$(curl -s -m 2 "$1/health-check" | json 'j["status"]' 2>/dev/null)
+		[ "$s" == "READY" ] || [ "$s" == "SETUP_FAILED" ] && break
+		sleep 0.1
+	done
+	echo "$s"
+}
+
+H=$T_WORK/hello
+cp -a "$KILN_SOURCE_DIR/examples/hello" "$H"
+O=$T_WORK/other
+mkdir -p "$O"
+printf 'from cog import BasePredictor\n\nclass P(BasePredictor):\n    def predict(self, n: int = 2) -> int:\n        return n * n\n' >"$O/p.py"
+printf 'run: p.py:P\n' >"$O/kiln.yaml"
+runtime_digest() { echo "$1" | json '[l["digest"] for l in j["layers"] if l["kind"]=="runtime"][0]'; }
+
+t_case "every image built by this kiln has the same runtime layer"
+run_kiln build "$H" --json
+expect_rc 0
+expect_eq "$(echo "$OUT" | json 'j["runtime"]')" "True" "runtime layer present"
+R1=$(runtime_digest "$OUT")
+run_kiln build "$O" --json
+R2=$(runtime_digest "$OUT")
+OUT=$(SOURCE_DATE_EPOCH=1700000000 KILN_HOME=$T_WORK/h2 "$KILN" build "$O" --json 2>/dev/null)
+R3=$(runtime_digest "$OUT")
+expect_eq "$R2" "$R1" "runtime layer of another project"
+expect_eq "$R3" "$R1" "runtime layer with SOURCE_DATE_EPOCH in a fresh store"
+
+t_case "the image's Entrypoint is the shim through the bundled loader"
+run_kiln build "$H" -t hello:rt --output "oci:$T_WORK/hl:rt" --quiet
+C=$(skopeo inspect --config "oci:$T_WORK/hl:rt")
+expect_eq "$(echo "$C" | json 'j["config"]["Entrypoint"]')" '["/.kiln/lib/ld-linux-x86-64.so.2", "--library-path", "/.kiln/lib", "/.kiln/bin/kiln-shim"]' "Entrypoint"
+expect_contains "$(echo "$C" | json 'j["config"]["Env"]')" "KILN_PYTHON_DIR=/.kiln/python"
+
+# A busybox base image made here: busybox-static's binary and a few applet links.
+mkdir -p "$T_WORK/bb/bin"
+cp /bin/busybox "$T_WORK/bb/bin/busybox"
+for a in sh ls cat; do ln -s busybox "$T_WORK/bb/bin/$a"; done
+umoci init --layout "$T_WORK/base" && umoci new --image "$T_WORK/base:bb" &&
+	umoci insert --image "$T_WORK/base:bb" "$T_WORK/bb/bin" /bin >/dev/null || t_fail "cannot make the busybox base"
+B=$T_WORK/onbusybox
+cp -a "$H" "$B"
+printf 'build:\n  python_version: "3.11"\nrun: predict.py:Predictor\nbase: oci:%s:bb\n' "$T_WORK/base" >"$B/kiln.yaml"
+
+# run_image ROOTFS PORT [BWRAP ARGS...]: the image's Entrypoint, Env and WorkingDir under bubblewrap.
+run_image() {
+	local rootfs=$1 port=$2 envs=()
+	shift 2
+	while IFS= read -r e; do envs+=(--setenv "${e%%=*}" "${e#*=}"); done < <(echo "$CFG" | json '"\n".join(j["config"]["Env"])')
+	mapfile -t ep < <(echo "$CFG" | json '"\n".join(j["config"]["Entrypoint"])')
+	bwrap --bind "$rootfs" / --proc /proc --dev /dev --tmpfs /tmp --unshare-pid --die-with-parent "$@" \
+		"${envs[@]}" --setenv PORT "$port" --chdir /src "${ep[@]}" --host 127.0.0.1 2>"$T_WORK/shim-$port.log" &
+	IPID=$!
+	t_defer "kill -9 $IPID 2>/dev/null"
+}
+
+t_case "the runtime layer runs on a busybox root filesystem under bubblewrap (no Python there: a clear setup failure)"
+run_kiln build "$B" -t onbb:1 --output "oci:$T_WORK/bbimg:1" --json
+expect_rc 0
+expect_eq "$(echo "$OUT" | json '" ".join(l["kind"] for l in j["layers"])')" "base runtime code" "layers"
+U=$(umoci unpack --image "$T_WORK/bbimg:1" "$T_WORK/bbroot" 2>&1) || t_fail "umoci unpack: $U"
+CFG=$(skopeo inspect --config "oci:$T_WORK/bbimg:1")
+PORT1=$(free_port)
+run_image "$T_WORK/bbroot/rootfs" "$PORT1"
+s=$(wait_ready "http://127.0.0.1:$PORT1")
+expect_eq "$s" "SETUP_FAILED" "status without Python"
+expect_contains "$(curl -s "http://127.0.0.1:$PORT1/health-check")" "python3"
+kill $IPID 2>/dev/null
+
+t_case "with a Python mounted in, the image answers a prediction over Cog's HTTP API"
+PY=$(readlink -f /usr/bin/python3)
+PORT2=$(free_port)
+run_image "$T_WORK/bbroot/rootfs" "$PORT2" --ro-bind "$PY" /usr/bin/python3 --ro-bind /usr/lib/python3.11 /usr/lib/python3.11 \
+	--ro-bind /lib/x86_64-linux-gnu /lib/x86_64-linux-gnu --ro-bind /lib64 /lib64
+s=$(wait_ready "http://127.0.0.1:$PORT2")
+expect_eq "$s" "READY" "status (log: $(tail -3 "$T_WORK/shim-$PORT2.log"))"
+R=$(curl -s -m 10 -H 'Content-Type: application/json' -d '{"input":{"name":"kiln"}}' "http://127.0.0.1:$PORT2/predictions")
+expect_eq "$(echo "$R" | json 'j["status"]')" "succeeded" "prediction status"
+expect_eq "$(echo "$R" | json 'j["output"]')" "hello, kiln!" "output"
+expect_eq "$(curl -s "http://127.0.0.1:$PORT2/openapi.json" | json 'j["components"]["schemas"]["Input"]["properties"]["name"]["default"]')" "world" "schema default"
+kill $IPID 2>/dev/null
+
+t_case "kiln serve runs the same shim on a project directory"
+PORT3=$(free_port)
+"$KILN" serve "$O" --port "$PORT3" --host 127.0.0.1 2>"$T_WORK/serve.log" &
+SPID=$!
+t_defer "kill -9 $SPID 2>/dev/null"
+s=$(wait_ready "http://127.0.0.1:$PORT3")
+expect_eq "$s" "READY" "status"
+R=$(curl -s -m 10 -H 'Content-Type: application/json' -d '{"input":{"n":7}}' "http://127.0.0.1:$PORT3/predictions")
+expect_eq "$(echo "$R" | json 'j["output"]')" "49" "output"
+R=$(curl -s -m 10 -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d '{"input":{"n":"x"}}' "http://127.0.0.1:$PORT3/predictions")
+expect_eq "$R" "422" "invalid input"
+kill -TERM $SPID
+wait $SPID
+expect_eq "$?" "0" "exit status after SIGTERM"
+
+t_finish

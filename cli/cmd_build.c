@@ -50,6 +50,8 @@ static json_t *report_json(const struct kiln_build_result *r, const char *output
 		json_array_append_new(layers, o);
 	}
 	json_t *skipped = json_array();
+	if (r->schema_missing)
+		warnf("the image has no run.cog.openapi_schema label: %s", r->schema_missing);
 	if (!r->runtime)
 		warnf("the image has no runtime layer: %s",
 		      r->runtime_missing ? r->runtime_missing : "no shim");

@@ -8,6 +8,7 @@
 #include "pkg/base.h"
 #include "pkg/plan.h"
 #include "pkg/runtime.h"
+#include "pkg/schema.h"
 #include "pkg/source.h"
 #include "registry/reference.h"
 
@@ -247,8 +248,10 @@ int kiln_build_default_tag(char **out, const char *dir, const char *file, struct
 	return rc < 0 ? kiln_error_set(err, KILN_EFAIL, "out of memory") : 0;
 }
 
-/* Put the runtime layer (when the shim is installed) under the code layer, the plan's last. */
-static int add_runtime(struct kiln_plan *plan, struct kiln_build_result *r, struct kiln_error **err)
+/* Put the runtime layer (when the shim is installed) under the code layer, the plan's last, and describe a
+ * Python predictor's inputs and outputs (the OpenAPI schema) with the runner's static generator. */
+static int add_runtime(struct kiln_plan *plan, const struct kiln_manifest *m, struct kiln_build_result *r,
+                       json_t **schema, struct kiln_error **err)
 {
 	struct kiln_runtime rt;
 	struct kiln_error *e = NULL;
@@ -258,7 +261,23 @@ static int add_runtime(struct kiln_plan *plan, struct kiln_build_result *r, stru
 		return 0;
 	}
 	struct kiln_plan_layer l;
-	int rc = kiln_runtime_layer(&l, &rt, err);
+	int rc = 0;
+	if (m->predict && strncmp(m->predict, "native:", 7) != 0) {
+		rc = kiln_schema_generate(schema, rt.python_dir, m->dir, m->predict, &e);
+		if (rc == KILN_ENOTFOUND) { /* no Python here: the image still works, the label waits */
+			r->schema_missing = strdup(e->message);
+			rc = 0;
+		} else if (rc < 0) {
+			kiln_error_free(*err);
+			*err = e;
+			e = NULL;
+			kiln_error_wrap(err, "%s:%d:%d: run: cannot describe the predictor", m->path,
+			                m->predict_pos.line, m->predict_pos.column);
+		}
+		kiln_error_free(e);
+	}
+	if (rc == 0)
+		rc = kiln_runtime_layer(&l, &rt, err);
 	kiln_runtime_release(&rt);
 	if (rc < 0)
 		return rc;
@@ -306,6 +325,7 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 	struct kiln_reference *ref = NULL;
 	struct kiln_build_result *r = calloc(1, sizeof(*r));
 	char *config = NULL, *manifest = NULL;
+	json_t *schema = NULL;
 	_cleanup_free_ char *tag = NULL;
 	int64_t epoch = 0;
 	int rc = -1;
@@ -333,7 +353,7 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 	kiln_plan_options_init(&po);
 	if (kiln_plan_make(&plan, m, &po, err) < 0 || kiln_base_load(&base, m, s, opt->registry, err) < 0)
 		goto cleanup;
-	if (kiln_source_describe(&src, opt->dir, err) < 0 || add_runtime(plan, r, err) < 0)
+	if (kiln_source_describe(&src, opt->dir, err) < 0 || add_runtime(plan, m, r, &schema, err) < 0)
 		goto cleanup;
 
 	size_t nbase = json_array_size(base.layers);
@@ -375,6 +395,7 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 	    .created = epoch,
 	    .revision = src.revision,
 	    .runtime = r->runtime,
+	    .openapi = schema,
 	    .source = src.url,
 	};
 	if (kiln_image_assemble(&config, &manifest, &spec, err) < 0)
@@ -405,6 +426,7 @@ cleanup:
 		rc = (*err)->code;
 	free(config);
 	free(manifest);
+	json_decref(schema);
 	kiln_reference_free(ref);
 	kiln_source_release(&src);
 	kiln_base_release(&base);
@@ -429,5 +451,6 @@ void kiln_build_result_free(struct kiln_build_result *r)
 	free(r->reference);
 	free(r->familiar);
 	free(r->runtime_missing);
+	free(r->schema_missing);
 	free(r);
 }

@@ -40,6 +40,7 @@ struct kiln_build_result {
 	uint64_t image_size;    /* sum of layer sizes */
 	bool runtime;           /* the image has the runtime layer (the shim as its Entrypoint) */
 	char *runtime_missing;  /* else why not (the shim is not installed) */
+	char *schema_missing;   /* why the image has no run.cog.openapi_schema label (no Python here) */
 	char **skipped;         /* project files left out (sockets, fifos, devices) */
 	size_t nskipped;
 	double seconds;

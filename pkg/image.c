@@ -171,6 +171,14 @@ int kiln_image_assemble(char **config_out, char **manifest_out, const struct kil
 		json_object_set_new(cc, "Labels", labels);
 	}
 	set_label_json(labels, "run.cog.config", json_incref(m->json));
+	if (spec->openapi)
+		set_label_json(labels, "run.cog.openapi_schema", json_incref((json_t *)spec->openapi));
+	else
+		json_object_del(labels, "run.cog.openapi_schema");
+	if (m->gpu) { /* what the NVIDIA container runtime looks for */
+		env_set(env, "NVIDIA_VISIBLE_DEVICES=all");
+		env_set(env, "NVIDIA_DRIVER_CAPABILITIES=compute,utility");
+	}
 	json_object_set_new(labels, "org.opencontainers.image.created", json_string(created));
 	if (spec->revision)
 		json_object_set_new(labels, "org.opencontainers.image.revision", json_string(spec->revision));

@@ -56,10 +56,11 @@ struct kiln_image_spec {
 	const struct kiln_base *base;
 	const struct kiln_built_layer *layers; /* kiln's layers, in plan order (base layers excluded) */
 	size_t nlayers;
-	int64_t created;      /* SOURCE_DATE_EPOCH, else 0 */
-	const char *revision; /* may be NULL */
-	const char *source;   /* may be NULL */
-	bool runtime; /* a runtime layer is there: the shim is the Entrypoint */
+	int64_t created;       /* SOURCE_DATE_EPOCH, else 0 */
+	const char *revision;  /* may be NULL */
+	const char *source;    /* may be NULL */
+	bool runtime;          /* a runtime layer is there: the shim is the Entrypoint */
+	const json_t *openapi; /* the predictor's OpenAPI schema (run.cog.openapi_schema), or NULL */
 };
 
 /* Make the config and manifest JSON documents (compact, deterministic); the caller frees both. */

@@ -40,6 +40,8 @@ double shim_since(const struct timespec *a)
 	return (double)(t.tv_sec - a->tv_sec) + (double)(t.tv_nsec - a->tv_nsec) / 1e9;
 }
 
+FILE *shim_log_file;
+
 void shim_log(const char *level, json_t *extra, const char *fmt, ...)
 {
 	char ts[SHIM_TIME_LEN], msg[4096];
@@ -55,7 +57,7 @@ void shim_log(const char *level, json_t *extra, const char *fmt, ...)
 	char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
 	json_decref(o);
 	if (line)
-		fprintf(stderr, "%s\n", line);
+		fprintf(shim_log_file ? shim_log_file : stderr, "%s\n", line);
 	free(line);
 }
 
@@ -174,10 +176,9 @@ static int configure(struct shim *s, const char *idle)
 	const char *run = s->manifest->predict;
 	if (!run)
 		return fail("the manifest has no 'run' (or 'predict'): nothing to serve", NULL), -1;
-	if (strncmp(run, "native:", 7) == 0)
-		return fail("native predictors are not supported yet", NULL), -1;
-	if (!strstr(run, ".py:"))
-		return fail("'run' must be 'file.py:Class'", NULL), -1;
+	bool native = strncmp(run, "native:", 7) == 0;
+	if (!native && !strstr(run, ".py:"))
+		return fail("'run' must be 'file.py:Class' or 'native:PATH'", NULL), -1;
 	s->predictor = strdup(run);
 	s->concurrency = s->manifest->concurrency_max > 0 ? s->manifest->concurrency_max : 1;
 	for (size_t i = 0; i < s->manifest->environment.n; i++) {
@@ -203,7 +204,7 @@ static int configure(struct shim *s, const char *idle)
 	const char *python = getenv("KILN_PYTHON");
 	s->python = python && *python ? python : "python3";
 	s->python_dir = find_python_dir();
-	if (!s->python_dir)
+	if (!s->python_dir && !native)
 		return fail("cannot find kiln_runner.py: set KILN_PYTHON_DIR", NULL), -1;
 	return 0;
 }

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -101,12 +102,16 @@ struct shim {
 	bool reader_started;
 	bool worker_exited; /* the reader saw the end; guarded by lock */
 
+	struct shim_native *native; /* a native predictor (native.c) in place of the worker, or NULL */
+
 	struct MHD_Daemon *daemon;
 	int requests; /* HTTP requests not finished yet (their responses still going); guarded by lock */
 };
 
 /* ---- main.c ---- */
 
+/* Where shim_log writes: stderr, or the shim's own copy of it while native.c captures fds 1 and 2. */
+extern FILE *shim_log_file;
 /* Write one JSON log line to stderr: {"ts", "level", "msg"} plus EXTRA's keys (stolen; may be NULL). */
 void shim_log(const char *level, json_t *extra, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The current time as Cog writes it: RFC 3339 with microseconds and "+00:00". */
@@ -144,7 +149,9 @@ void shim_pred_free_all(struct shim *s);
 /* Finish setup (s->lock held): STATUS "succeeded" or "failed", the health that follows, ERROR appended to
  * the setup logs when not NULL. Only the first call counts. */
 void shim_setup_done(struct shim *s, const char *status, enum shim_health health, const char *error);
-/* Spawn the Python worker and the thread that reads its events and output. */
+/* Handle one event (PROTOCOL.md's shape) as if it came from the worker's fd 3 (s->lock not held: takes it). */
+void shim_worker_event(struct shim *s, json_t *ev);
+/* Spawn the Python worker (or start the native predictor: "native:PATH") and the thread that reads its events and output. */
 int shim_worker_start(struct shim *s, struct kiln_error **err);
 /* Send one request line (s->lock not held). 0, or -1 when the worker is gone. */
 int shim_worker_send(struct shim *s, json_t *msg);
@@ -152,6 +159,18 @@ int shim_worker_send(struct shim *s, json_t *msg);
 void shim_worker_stop(struct shim *s, double timeout);
 /* Kill the worker at once (setup timeout). */
 void shim_worker_kill(struct shim *s);
+
+/* ---- native.c: a native predictor (include/kiln/predictor.h) in this process, in the worker's place ---- */
+
+/* Capture fds 1 and 2, load the library at PATH (relative to the project) and run its setup() in a thread;
+ * predictions then run in s->concurrency threads. Events reach predictions.c through shim_worker_event. */
+int shim_native_start(struct shim *s, const char *path, struct kiln_error **err);
+/* A request of PROTOCOL.md's shape ("predict", "cancel", "shutdown"): 0, or -1 when stopping. */
+int shim_native_send(struct shim *s, json_t *msg);
+/* Wait up to TIMEOUT seconds for running predictions, call teardown(), restore fds 1 and 2. */
+void shim_native_stop(struct shim *s, double timeout);
+/* Setup timed out: native code cannot be interrupted; only say so (s->lock held). */
+void shim_native_kill(struct shim *s);
 
 /* ---- server.c ---- */
 

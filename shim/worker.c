@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* worker.c: the Python worker process: spawn, requests on stdin, events on fd 3, logs from stdout/stderr. */
+/* worker.c: the Python worker process: spawn, requests on stdin, events on fd 3, logs from stdout/stderr.
+ * A native predictor (native.c) takes its place when 'run' is 'native:PATH'. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -84,17 +85,9 @@ static void on_warmup_event(struct shim *s, const char *type, json_t *ev)
 	}
 }
 
-/* Handle one line from fd 3 (s->lock held). */
-static void on_event(struct shim *s, const char *line, size_t len)
+/* Handle one event of the worker, TYPE its "type" (s->lock held). */
+static void handle_event(struct shim *s, const char *type, json_t *ev)
 {
-	json_error_t jerr;
-	json_t *ev = json_loadb(line, len, 0, &jerr);
-	const char *type = json_string_value(json_object_get(ev, "type"));
-	if (!type) {
-		shim_log("warning", json_pack("{s:s%}", "line", line, len), "bad event from the worker");
-		json_decref(ev);
-		return;
-	}
 	const char *id = json_string_value(json_object_get(ev, "id"));
 	if (strcmp(type, "schema") == 0) {
 		json_decref(s->schema);
@@ -116,7 +109,28 @@ static void on_event(struct shim *s, const char *line, size_t len)
 	} else {
 		shim_pred_event(s, type, ev);
 	}
+}
+
+/* Handle one line from fd 3 (s->lock held). */
+static void on_event(struct shim *s, const char *line, size_t len)
+{
+	json_error_t jerr;
+	json_t *ev = json_loadb(line, len, 0, &jerr);
+	const char *type = json_string_value(json_object_get(ev, "type"));
+	if (!type)
+		shim_log("warning", json_pack("{s:s%}", "line", line, len), "bad event from the worker");
+	else
+		handle_event(s, type, ev);
 	json_decref(ev);
+}
+
+void shim_worker_event(struct shim *s, json_t *ev)
+{
+	const char *type = json_string_value(json_object_get(ev, "type"));
+	pthread_mutex_lock(&s->lock);
+	if (type)
+		handle_event(s, type, ev);
+	pthread_mutex_unlock(&s->lock);
 }
 
 /* A line the worker wrote to stdout or stderr: the logs of setup, of the one running prediction, or ours. */
@@ -258,6 +272,8 @@ static int high_fd(int fd)
 
 int shim_worker_start(struct shim *s, struct kiln_error **err)
 {
+	if (strncmp(s->predictor, "native:", 7) == 0)
+		return shim_native_start(s, s->predictor + 7, err);
 	int in[2], ev[2], out[2], er[2];
 	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(ev, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
 	    pipe2(er, O_CLOEXEC) < 0)
@@ -311,6 +327,8 @@ int shim_worker_start(struct shim *s, struct kiln_error **err)
 
 int shim_worker_send(struct shim *s, json_t *msg)
 {
+	if (s->native)
+		return shim_native_send(s, msg);
 	char *line = json_dumps(msg, JSON_COMPACT);
 	if (!line)
 		return -1;
@@ -328,12 +346,20 @@ int shim_worker_send(struct shim *s, json_t *msg)
 
 void shim_worker_kill(struct shim *s)
 {
+	if (s->native) {
+		shim_native_kill(s);
+		return;
+	}
 	if (s->worker_pid > 0 && !s->worker_exited)
 		kill(s->worker_pid, SIGKILL);
 }
 
 void shim_worker_stop(struct shim *s, double timeout)
 {
+	if (s->native) {
+		shim_native_stop(s, timeout);
+		return;
+	}
 	if (!s->reader_started)
 		return;
 	json_t *msg = json_pack("{s:s}", "type", "shutdown");

@@ -10,7 +10,7 @@ good_project() {
 	local d=$1
 	rm -rf "$d"
 	mkdir -p "$d"
-	printf 'class Predictor:\n    pass\n' >"$d/predict.py"
+	printf 'class Predictor:\n    def predict(self) -> str:\n        return \"ok\"\n' >"$d/predict.py"
 	printf 'build:\n  python_version: "3.11"\nrun: predict.py:Predictor\n' >"$d/kiln.yaml"
 }
 P=$T_WORK/p
@@ -49,6 +49,13 @@ run_kiln build "$P"
 expect_rc 1
 expect_contains "$ERR" "$P/kiln.yaml:3:6:"
 expect_contains "$ERR" "predict.py"
+
+t_case "a predictor that cannot be described (no such class)"
+good_project "$P"
+printf 'build:\n  python_version: "3.11"\nrun: predict.py:Missing\n' >"$P/kiln.yaml"
+run_kiln build "$P"
+expect_rc 1
+expect_contains "$ERR" "$P/kiln.yaml:3:6: run: cannot describe the predictor: predict.py: no class or function named 'Missing'"
 
 t_case "weights glob matching nothing"
 good_project "$P"

@@ -75,6 +75,9 @@ expect_eq "$(echo "$SK" | json 'len(j["Layers"])')" "5" "skopeo layer count"
 expect_eq "$(echo "$SK" | json 'j["Labels"]["org.opencontainers.image.created"]')" "1970-01-01T00:00:00Z" "created"
 expect_contains "$(echo "$SK" | json 'j["Labels"]["run.cog.config"]')" '"predict.py:Predictor"'
 expect_contains "$(echo "$SK" | json 'j["Env"]')" "GREETING=hello"
+schema=$(echo "$SK" | json 'json.loads(j["Labels"]["run.cog.openapi_schema"])["components"]["schemas"]["Input"]')
+expect_eq "$(echo "$schema" | json 'j["required"]')" '["text"]' "run.cog.openapi_schema Input.required"
+expect_eq "$(echo "$schema" | json 'j["properties"]["text"]["type"]')" "string" "run.cog.openapi_schema text type"
 U=$(umoci unpack --image "$T_WORK/layout:v1" "$T_WORK/bundle" 2>&1) || t_fail "umoci unpack: $U"
 for f in models/a.bin models/b.safetensors tokenizer/vocab.bin tokenizer/merges.bin data/big.py predict.py kiln.yaml; do
 	expect_file_same "$P/$f" "$T_WORK/bundle/rootfs/src/$f"
@@ -136,7 +139,7 @@ mkdir -p "$Q/w"
 make_file "$Q/w/one.onnx" $((2 * MiB))
 make_file "$Q/w/two.onnx" $((3 * MiB))
 make_file "$Q/big.dat" $((11 * MiB))
-printf 'class P:\n    pass\n' >"$Q/p.py"
+printf 'class P:\n    def predict(self) -> str:\n        return \"ok\"\n' >"$Q/p.py"
 printf 'run: p.py:P\nweights:\n  - "w/**/*.onnx"\n' >"$Q/kiln.yaml"
 run_kiln build "$Q" --json
 expect_rc 0
@@ -174,7 +177,7 @@ expect_eq "$(skopeo inspect "oci:$T_WORK/gl:b" | json 'j["Labels"]["org.opencont
 t_case "a base image from an OCI layout goes under kiln's layers"
 B=$T_WORK/baseproj
 mkdir -p "$B"
-printf 'class P:\n    pass\n' >"$B/p.py"
+printf 'class P:\n    def predict(self) -> str:\n        return \"ok\"\n' >"$B/p.py"
 printf 'run: p.py:P\nbase: oci:%s:v1\n' "$T_WORK/layout" >"$B/kiln.yaml"
 run_kiln build "$B" -t based:1 --output "oci:$T_WORK/based:1" --json
 expect_rc 0

@@ -50,7 +50,7 @@ expect_contains "$ERR" "no image 'docker.io/library/nothere:1' in the store"
 t_case "plain progress prints one line per layer on stderr"
 P=$T_WORK/p
 mkdir -p "$P"
-printf 'class P:\n    pass\n' >"$P/p.py"
+printf 'class P:\n    def predict(self) -> str:\n        return \"ok\"\n' >"$P/p.py"
 printf 'run: p.py:P\n' >"$P/kiln.yaml"
 run_kiln build "$P" --progress plain
 expect_rc 0

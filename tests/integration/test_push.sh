@@ -68,7 +68,7 @@ expect_rc 0
 t_case "a registry base is not downloaded to push: its layers are mounted from the base's repository"
 B=$T_WORK/based
 mkdir -p "$B"
-printf 'class P:\n    pass\n' >"$B/p.py"
+printf 'class P:\n    def predict(self) -> str:\n        return \"ok\"\n' >"$B/p.py"
 printf 'run: p.py:P\nbase: %s/skopeo/img:1\n' "$R" >"$B/kiln.yaml"
 export KILN_HOME=$T_WORK/home-base # a store that never held the base's layers
 run_kiln build "$B" -t "$R/app/based:1" --push --json
@@ -117,7 +117,7 @@ Q=$T_WORK/killed
 mkdir -p "$Q/w"
 make_file "$Q/w/d.bin" $((65 * MiB)) # two PATCHes (64 MiB chunks) ...
 make_file "$Q/w/e.bin" $((66 * MiB)) # ... and this one's first PATCH stalls until the kill
-printf 'class P:\n    pass\n' >"$Q/p.py"
+printf 'class P:\n    def predict(self) -> str:\n        return \"ok\"\n' >"$Q/p.py"
 printf 'run: p.py:P\nweights: ["w/*"]\n' >"$Q/kiln.yaml"
 run_kiln build "$Q" -t "$F/killed/model:v1" --quiet
 fault_proxy_set "stall:60:1;method=PATCH;every=3" >/dev/null
@@ -164,7 +164,7 @@ t_case "a weight file changed after the build is refused at push, naming the fil
 C=$T_WORK/changed
 mkdir -p "$C/w"
 make_file "$C/w/m.bin" $((65 * MiB))
-printf 'class P:\n    pass\n' >"$C/p.py"
+printf 'class P:\n    def predict(self) -> str:\n        return \"ok\"\n' >"$C/p.py"
 printf 'run: p.py:P\nweights: ["w/*"]\n' >"$C/kiln.yaml"
 run_kiln build "$C" -t "$R/changed/model:1" --quiet
 expect_rc 0

@@ -1,0 +1,491 @@
+#!/usr/bin/env bash
+# bench/shim.sh: kiln-shim against nginx (requests), against nothing (start to READY) and against `cat`
+# (prefetch of the weights from a cold page cache), side by side.
+#
+#   bash bench/shim.sh
+#   BENCH_WRK_SECONDS=20 BENCH_FILE_MIB=1024 bash bench/shim.sh
+#
+# Environment: BENCH_WRK_SECONDS (default 10: each wrk run), BENCH_CONNECTIONS (default 32),
+# BENCH_REPS (default 3: wrk runs and prefetch runs per row), BENCH_START_REPS (default 5: starts to READY),
+# BENCH_FILES (default 4), BENCH_FILE_MIB (default 512), BENCH_DIR (parent of the work directory, default
+# bench/work), KILN_SHIM (the binary, default build/kiln-shim; built with cmake when missing),
+# BENCH_NATIVE_LIB (a prebuilt native no-op predictor library; default: tests/fixtures/native/noop.c
+# compiled against include/, when both exist). Everything the script starts or makes is removed at the end,
+# on failure or interruption too.
+#
+# Prints a Markdown table on stdout; progress and the raw runs go to stderr. The promises are checked for
+# information only: the script exits 0 unless a command fails. Dropping the page cache needs root: without
+# it, the prefetch rows are measured with a warm cache and say so.
+set -euo pipefail
+export LC_ALL=C
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+wrk_secs=${BENCH_WRK_SECONDS:-10}
+conns=${BENCH_CONNECTIONS:-32}
+reps=${BENCH_REPS:-3}
+start_reps=${BENCH_START_REPS:-5}
+nfiles=${BENCH_FILES:-4}
+mib=${BENCH_FILE_MIB:-512}
+shim=${KILN_SHIM:-$root/build/kiln-shim}
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "bench/shim.sh: $*"; exit 1; }
+
+for v in wrk_secs conns reps start_reps nfiles mib; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (${!v})"
+done
+[[ -n ${EPOCHREALTIME:-} ]] || die "needs bash 5 (EPOCHREALTIME)"
+for tool in openssl python3 curl awk sort cc; do
+    command -v "$tool" >/dev/null || die "$tool is missing"
+done
+
+sudo=; [[ $(id -u) == 0 ]] || sudo=sudo
+if ! command -v wrk >/dev/null || [[ ! -x /usr/sbin/nginx ]]; then
+    say "installing wrk and nginx-light (apt-get install -y wrk nginx-light)"
+    $sudo apt-get install -y wrk nginx-light >&2 ||
+        { $sudo apt-get update >&2 && $sudo apt-get install -y wrk nginx-light >&2; }
+fi
+nginx_bin=/usr/sbin/nginx
+[[ -x $nginx_bin ]] || die "$nginx_bin is missing"
+
+if [[ -n ${KILN_SHIM:-} && ! -x $shim ]]; then
+    die "KILN_SHIM=$shim is not an executable"
+elif [[ ! -x $shim ]]; then
+    say "building kiln-shim"
+    cmake -S "$root" -B "$root/build" >/dev/null
+    cmake --build "$root/build" --target kiln-shim -j"$(nproc)" >&2
+fi
+
+base=${BENCH_DIR:-$here/work}
+made_base=0
+[[ -d $base ]] || made_base=1
+mkdir -p "$base"
+work=$(mktemp -d "$base/shim.XXXXXX")
+pids=() # servers started by this script (shims and nginx masters)
+stop_pid() {
+    local p=$1
+    kill -TERM "$p" 2>/dev/null || return 0
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+}
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do stop_pid "$p"; done
+    # A shim the poller started and could not stop (the poller writes its pid).
+    for p in "$work"/*.pid; do [[ -f $p ]] && stop_pid "$(cat "$p")"; done
+    rm -rf "$work"
+    if ((made_base)); then rmdir "$base" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A private copy of the binary, laid out as an install (bin/ and python/ side by side, where kiln-shim looks
+# for kiln_runner.py): a rebuild of build/ or an edit of templates/ during the run changes nothing measured.
+mkdir -p "$work/bin"
+cp "$shim" "$work/bin/kiln-shim"
+cp -r "$root/templates/python" "$work/python"
+shim=$work/bin/kiln-shim
+export PYTHONDONTWRITEBYTECODE=1 KILN_ALLOW_CPU=1
+unset KILN_PREFETCH_FILES KILN_PREFETCH COG_SETUP_TIMEOUT PORT KILN_PYTHON_DIR
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# ---------------------------------------------------------------- helpers (as in bench/build.sh)
+ncpu=$(nproc)
+hz=$(getconf CLK_TCK)
+BUSY=0 MINE=0
+snap() {
+    local u n sy irq sirq st s
+    read -r _ u n sy _ _ irq sirq st _ </proc/stat
+    BUSY=$((u + n + sy + irq + sirq + st))
+    read -r -a s <"/proc/$$/stat"
+    MINE=$((s[13] + s[14] + s[15] + s[16]))
+}
+# tree_ticks PID: CPU ticks (user + system, reaped children included) of PID and all its descendants.
+tree_ticks() {
+    local t=0 p s c
+    local todo=("$1")
+    while ((${#todo[@]})); do
+        p=${todo[0]}
+        todo=("${todo[@]:1}")
+        if read -r s <"/proc/$p/stat" 2>/dev/null; then
+            s=${s##*) }
+            read -r -a s <<<"$s"
+            t=$((t + s[11] + s[12] + s[13] + s[14]))
+        fi
+        for c in /proc/"$p"/task/*/children; do
+            [[ -r $c ]] && read -r -a kids <"$c" 2>/dev/null && todo+=("${kids[@]}")
+        done
+        kids=()
+    done
+    echo "$t"
+}
+kids=()
+T=0 OTHER=0 SRV=0 TOOL=0
+others=()
+# timeit SERVERPID CMD...: run CMD; T = its wall seconds; TOOL and SRV = the share of the machine's CPUs
+# (percent) that CMD and the server's process tree (0: none) used; OTHER = what everything else used.
+timeit() {
+    local srv=$1 t0 t1 b0 m0 s0=0 s1=0
+    shift
+    snap; b0=$BUSY m0=$MINE
+    ((srv)) && s0=$(tree_ticks "$srv")
+    t0=$EPOCHREALTIME
+    "$@"
+    t1=$EPOCHREALTIME
+    ((srv)) && s1=$(tree_ticks "$srv")
+    snap
+    T=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    local share='function s(x) { p = t > 0 ? 100 * x / hz / t / n : 0; if (p < 0) p = 0; return sprintf("%.0f", p) }'
+    OTHER=$(awk -v x="$((BUSY - b0 - (MINE - m0) - (s1 - s0)))" -v hz="$hz" -v t="$T" -v n="$ncpu" "$share BEGIN { print s(x) }")
+    TOOL=$(awk -v x="$((MINE - m0))" -v hz="$hz" -v t="$T" -v n="$ncpu" "$share BEGIN { print s(x) }")
+    SRV=$(awk -v x="$((s1 - s0))" -v hz="$hz" -v t="$T" -v n="$ncpu" "$share BEGIN { print s(x) }")
+    if awk -v t="$T" 'BEGIN { exit !(t >= 0.25) }'; then others+=("$OTHER"); fi
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+maxof() { printf '%s\n' "$@" | sort -g | tail -n 1; }
+sumof() { printf '%s\n' "$@" | awk '{ s += $1 } END { print s + 0 }'; }
+fmt() { awk -v x="$1" -v d="${2:-3}" 'BEGIN { printf "%.*f", d, x }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "inf" }'; }
+verdict() {
+    if awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN {
+        a += 0; b += 0
+        ok = (op == "<") ? a < b : (op == "<=") ? a <= b : (op == ">=") ? a >= b : 0
+        exit !ok }'; then echo PASS; else echo MISS; fi
+}
+
+# ---------------------------------------------------------------- the projects
+# The Python no-op: async, so that concurrency.max 32 lets all 32 connections in (a sync predictor takes
+# one prediction at a time and answers 409 to the others). kiln's schema rejects `-> None` ("unsupported
+# output type 'None'"), so it is `-> Any` returning None: the response's output is null all the same.
+pyproj=$work/py
+mkdir -p "$pyproj"
+cat >"$pyproj/predict.py" <<'EOF'
+from typing import Any
+
+from cog import BasePredictor
+
+
+class Predictor(BasePredictor):
+    def setup(self) -> None:
+        pass
+
+    async def predict(self) -> Any:
+        return None
+EOF
+printf 'run: predict.py:Predictor\nconcurrency:\n  max: %s\n' "$conns" >"$pyproj/kiln.yaml"
+
+# The native no-op, when another part of kiln provides it.
+natproj=$work/native
+native_why=
+native_lib=${BENCH_NATIVE_LIB:-}
+if [[ -z $native_lib ]]; then
+    if [[ ! -f $root/include/kiln/predictor.h || ! -f $root/tests/fixtures/native/noop.c ]]; then
+        native_why="not available yet: include/kiln/predictor.h or tests/fixtures/native/noop.c is missing"
+    else
+        mkdir -p "$natproj"
+        if cc -O2 -shared -fPIC -I"$root/include" -o "$natproj/noop.so" "$root/tests/fixtures/native/noop.c" 2>"$work/native-cc.log"; then
+            native_lib=$natproj/noop.so
+        else
+            native_why="not available yet: tests/fixtures/native/noop.c does not compile ($(head -n 1 "$work/native-cc.log"))"
+        fi
+    fi
+fi
+if [[ -z $native_why ]]; then
+    mkdir -p "$natproj"
+    [[ $native_lib == "$natproj/noop.so" ]] || cp "$native_lib" "$natproj/noop.so"
+    printf 'run: native:noop.so\nconcurrency:\n  max: %s\n' "$conns" >"$natproj/kiln.yaml"
+fi
+
+# The poller: launches a command, polls GET /health-check every 5 ms until the status is READY (or until
+# kiln.prefetch.done), prints the seconds from launch (and the prefetch's own `seconds`), then stops it.
+cat >"$work/poll.py" <<'EOF'
+import http.client, json, os, signal, subprocess, sys, time
+mode, port, pidfile, log = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+cmd = sys.argv[5:]
+with open(log, "ab") as err:
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
+    with open(pidfile, "w") as f:
+        f.write(str(p.pid))
+    out, status, deadline = None, "", t0 + 120
+    while time.monotonic() < deadline and p.poll() is None:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", "/health-check")
+            j = json.loads(c.getresponse().read())
+            c.close()
+            status = j.get("status", "")
+            if mode == "ready" and status == "READY":
+                out = "%.4f" % (time.monotonic() - t0)
+            elif mode == "prefetch" and ((j.get("kiln") or {}).get("prefetch") or {}).get("done"):
+                pf = j["kiln"]["prefetch"]
+                out = "%.4f %.4f %d %d" % (time.monotonic() - t0, pf["seconds"], pf["bytes_done"], pf["missing"])
+            elif status in ("SETUP_FAILED", "DEFUNCT"):
+                break
+        except (OSError, http.client.HTTPException, ValueError):
+            pass
+        if out:
+            break
+        time.sleep(0.005)
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    os.unlink(pidfile)
+if not out:
+    sys.exit("no %s: last status %r, exit %r" % (mode, status, p.returncode))
+print(out)
+EOF
+# poll MODE PROJECT [ENV=V...]: POLL = the poller's output for one shim launch.
+POLL=
+poll() {
+    local mode=$1 proj=$2 port
+    shift 2
+    port=$(free_port)
+    POLL=$(env "$@" python3 "$work/poll.py" "$mode" "$port" "$work/poll.pid" "$proj.log" \
+        "$shim" --project "$proj" --host 127.0.0.1 --port "$port") ||
+        { tail -n 5 "$proj.log" >&2; die "kiln-shim did not reach $mode on $proj"; }
+}
+
+# ---------------------------------------------------------------- the servers
+# wait_up URL: until something answers HTTP there (10 s at most).
+wait_up() {
+    for _ in $(seq 200); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null || true)
+        [[ -n $code && $code != 000 ]] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+# start_shim PROJECT: URL and SPID of a shim serving PROJECT, READY.
+start_shim() {
+    local proj=$1 port s
+    port=$(free_port)
+    "$shim" --project "$proj" --host 127.0.0.1 --port "$port" 2>"$proj.serve.log" </dev/null &
+    SPID=$!
+    pids+=("$SPID")
+    URL=http://127.0.0.1:$port
+    for _ in $(seq 300); do
+        s=$(curl -s --max-time 2 "$URL/health-check" | python3 -c 'import json, sys; print(json.load(sys.stdin)["status"])' 2>/dev/null || true)
+        [[ $s == READY ]] && return 0
+        [[ $s == SETUP_FAILED || $s == DEFUNCT ]] && break
+        kill -0 "$SPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    say "kiln-shim on $proj: status '$s'; $(tail -n 3 "$proj.serve.log")"
+    return 1
+}
+
+ngx=$work/nginx
+mkdir -p "$ngx/tmp" "$ngx/logs"
+ngx_port=$(free_port)
+# Debian's nginx, as small as it gets: `return 200` on loopback, no access log, one worker per CPU.
+cat >"$ngx/nginx.conf" <<EOF
+daemon off;
+worker_processes auto;
+pid $ngx/nginx.pid;
+error_log $ngx/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $ngx/tmp/body;
+    proxy_temp_path $ngx/tmp/proxy;
+    fastcgi_temp_path $ngx/tmp/fastcgi;
+    uwsgi_temp_path $ngx/tmp/uwsgi;
+    scgi_temp_path $ngx/tmp/scgi;
+    server {
+        listen 127.0.0.1:$ngx_port;
+        location / { return 200; }
+    }
+}
+EOF
+"$nginx_bin" -p "$ngx/" -c "$ngx/nginx.conf" -e "$ngx/logs/error.log" </dev/null >"$ngx/logs/stdout.log" 2>&1 &
+ngx_pid=$!
+pids+=("$ngx_pid")
+ngx_url=http://127.0.0.1:$ngx_port/
+wait_up "$ngx_url" || { cat "$ngx/logs/"* >&2; die "nginx did not start"; }
+say "nginx $("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///') on $ngx_url (pid $ngx_pid)"
+
+start_shim "$pyproj" || die "the Python no-op predictor did not become READY"
+py_pid=$SPID py_url=$URL/predictions
+say "kiln-shim, Python no-op, on $py_url (pid $py_pid)"
+nat_pid=0 nat_url=
+if [[ -z $native_why ]]; then
+    if start_shim "$natproj"; then
+        nat_pid=$SPID nat_url=$URL/predictions
+        code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' -d '{"input":{}}' "$nat_url")
+        if [[ $code != 2* ]]; then
+            native_why="not available yet: POST /predictions answered $code"
+            stop_pid "$nat_pid"; nat_pid=0
+        else
+            say "kiln-shim, native no-op, on $nat_url (pid $nat_pid)"
+        fi
+    else
+        native_why="not available yet: the shim did not serve run: native:noop.so ($(tail -n 1 "$natproj.serve.log" | cut -c1-200))"
+        stop_pid "$SPID"
+    fi
+fi
+[[ -z $native_why ]] || say "native no-op: $native_why"
+
+# ---------------------------------------------------------------- 1. requests per second
+cat >"$work/post.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = '{"input":{}}'
+wrk.headers["Content-Type"] = "application/json"
+EOF
+wrk_threads=$ncpu
+# wrk_run NAME URL SERVERPID: one timed wrk run; its figures appended to NAME's arrays.
+declare -A RPS P99 NON2XX ERRS REQS SRVCPU WRKCPU
+wrk_run() {
+    local name=$1 url=$2 srv=$3 out=$work/wrk-$1.txt rps p99 n2 er rq
+    timeit "$srv" bash -c 'wrk -t"$1" -c"$2" -d"$3"s --latency -s "$4" "$5" >"$6"' _ \
+        "$wrk_threads" "$conns" "$wrk_secs" "$work/post.lua" "$url" "$out"
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+    # p99 in ms, whatever unit wrk chose.
+    p99=$(awk '$1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+        m = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : -1; printf "%.2f", v * m }' "$out")
+    n2=$(awk -F': *' '/Non-2xx or 3xx responses/ { print $2 }' "$out")
+    er=$(awk '/Socket errors/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$out")
+    rq=$(awk '/requests in/ { print $1 }' "$out")
+    RPS[$name]+=" $rps" P99[$name]+=" $p99" NON2XX[$name]+=" ${n2:-0}" ERRS[$name]+=" ${er:-0}"
+    REQS[$name]+=" $rq" SRVCPU[$name]+=" $SRV" WRKCPU[$name]+=" $TOOL"
+    say "  $name: $rps req/s, p99 $p99 ms, $rq requests, non-2xx ${n2:-0}, socket errors ${er:-0}; CPU: server $SRV %, wrk $TOOL %, others $OTHER % of $ncpu CPUs"
+}
+rows=(nginx python)
+((nat_pid)) && rows+=(native)
+url_of() { case $1 in nginx) echo "$ngx_url" ;; python) echo "$py_url" ;; native) echo "$nat_url" ;; esac; }
+pid_of() { case $1 in nginx) echo "$ngx_pid" ;; python) echo "$py_pid" ;; native) echo "$nat_pid" ;; esac; }
+
+say "warming up each server (wrk, 2 s)"
+for name in "${rows[@]}"; do wrk -t"$wrk_threads" -c"$conns" -d2s -s "$work/post.lua" "$(url_of "$name")" >/dev/null; done
+for ((r = 1; r <= reps; r++)); do
+    say "wrk round $r: $wrk_threads threads, $conns connections, $wrk_secs s each"
+    for name in "${rows[@]}"; do wrk_run "$name" "$(url_of "$name")" "$(pid_of "$name")"; done
+done
+for p in "${pids[@]}"; do stop_pid "$p"; done
+pids=()
+
+# ---------------------------------------------------------------- 2. start to READY
+say "start to READY, $start_reps times each (poll every 5 ms)"
+t_ready_py=() t_ready_nat=()
+for ((r = 1; r <= start_reps; r++)); do
+    poll ready "$pyproj"
+    t_ready_py+=("$POLL")
+    if [[ -z $native_why ]]; then
+        poll ready "$natproj"
+        t_ready_nat+=("$POLL")
+    fi
+    say "  round $r: Python ${t_ready_py[-1]} s${t_ready_nat:+, native ${t_ready_nat[-1]} s}"
+done
+
+# ---------------------------------------------------------------- 3. prefetch from a cold page cache
+file_bytes=$((mib * 1048576))
+weight_bytes=$((nfiles * file_bytes))
+need_mib=$((nfiles * mib + 256))
+avail_mib=$(df -Pm "$work" | awk 'NR == 2 { print $4 }')
+((avail_mib > need_mib)) || die "needs ${need_mib} MiB free under $base, has ${avail_mib} MiB"
+say "making $nfiles weight files of $mib MiB (pseudo-random, AES-128-CTR keystream)"
+mkdir -p "$work/weights"
+wfiles=()
+for ((i = 0; i < nfiles; i++)); do
+    f=$work/weights/model-$(printf '%05d' "$i").safetensors
+    (
+        set +o pipefail
+        openssl enc -aes-128-ctr -nosalt -pass "pass:kiln-bench-$i" -pbkdf2 -in /dev/zero 2>/dev/null |
+            head -c "$file_bytes" >"$f"
+    )
+    [[ $(stat -c %s "$f") == "$file_bytes" ]] || die "could not write $f"
+    wfiles+=("$f")
+done
+sync
+cache=cold
+drop() { sync && echo 3 >/proc/sys/vm/drop_caches; }
+if ! drop 2>/dev/null; then
+    cache=warm
+    say "warning: cannot drop the page cache (echo 3 > /proc/sys/vm/drop_caches needs root): measuring with a warm cache"
+    cat "${wfiles[@]}" >/dev/null
+fi
+catfiles() { cat "$@" >/dev/null; }
+t_cat=() t_pf=() t_pf_rep=()
+for ((r = 1; r <= reps; r++)); do
+    [[ $cache == warm ]] || drop
+    timeit 0 catfiles "${wfiles[@]}"
+    t_cat+=("$T")
+    say "prefetch round $r: cat ${T}s ($cache cache; others $OTHER % CPU)"
+    [[ $cache == warm ]] || drop
+    poll prefetch "$pyproj" KILN_PREFETCH_FILES="$(printf '%s\n' "${wfiles[@]}")"
+    read -r pf_wall pf_rep pf_bytes pf_missing <<<"$POLL"
+    ((pf_bytes == weight_bytes && pf_missing == 0)) || die "the shim prefetched $pf_bytes bytes ($pf_missing missing), not $weight_bytes"
+    t_pf+=("$pf_wall") t_pf_rep+=("$pf_rep")
+    say "prefetch round $r: kiln-shim ${pf_wall}s from launch to done (the report's seconds: $pf_rep)"
+done
+rm -rf "$work/weights"
+
+# ---------------------------------------------------------------- the table
+med() { median $1; }
+row_rps() { if [[ $1 == native && -n $native_why ]]; then echo "—"; else echo "$(fmt "$(med "${RPS[$1]}")" 0) req/s, p99 $(fmt "$(med "${P99[$1]}")" 2) ms"; fi; }
+row_err() {
+    [[ $1 == native && -n $native_why ]] && { echo "$native_why"; return; }
+    echo "non-2xx $(sumof ${NON2XX[$1]}) and socket errors $(sumof ${ERRS[$1]}) of $(sumof ${REQS[$1]}) requests; CPU: server $(med "${SRVCPU[$1]}") %, wrk $(med "${WRKCPU[$1]}") %"
+}
+ngx_rps=$(med "${RPS[nginx]}")
+py_rps=$(med "${RPS[python]}")
+py_ratio=$(ratio "$py_rps" "$ngx_rps")
+if [[ -z $native_why ]]; then
+    nat_rps=$(med "${RPS[native]}")
+    nat_ratio=$(ratio "$nat_rps" "$ngx_rps")
+    nat_row="| native no-op / nginx (requests/s) | ${nat_ratio}x | >= 0.5x | $(verdict "$nat_ratio" ">=" 0.5) |"
+    nat_ready="| start to READY, native, empty setup | $(fmt "$(median "${t_ready_nat[@]}")") s | (information) | |"
+else
+    nat_row="| native no-op / nginx (requests/s) | $native_why | >= 0.5x | — |"
+    nat_ready="| start to READY, native, empty setup | $native_why | (information) | |"
+fi
+m_cat=$(median "${t_cat[@]}")
+m_pf=$(median "${t_pf[@]}")
+m_pf_rep=$(median "${t_pf_rep[@]}")
+pf_ratio=$(ratio "$m_pf" "$m_cat")
+pf_ratio_rep=$(ratio "$m_pf_rep" "$m_cat")
+gibs() { awk -v s="$1" -v b="$weight_bytes" 'BEGIN { if (s > 0) printf "%.2f", b / s / 1073741824; else print "inf" }'; }
+if ((${#others[@]})); then
+    quiet_line="other processes used $(fmt "$(median "${others[@]}")" 0) % of the CPUs during the median timed run, $(maxof "${others[@]}") % at most"
+    (($(maxof "${others[@]}") > 10)) && quiet_line+=": the machine was not quiet, so the timings are noisy"
+else
+    quiet_line="no timed run lasted 0.25 s"
+fi
+
+cat <<EOF
+
+kiln-shim benchmark: wrk $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }'), $wrk_threads threads, $conns connections, ${wrk_secs} s per run, POST {"input":{}} to every server;
+start to READY median of $start_reps; prefetch of $nfiles x $mib MiB, $cache page cache, median of $reps.
+machine: $ncpu CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), Linux $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)
+
+| figure | measured | promise | |
+|---|---|---|---|
+| nginx \`return 200\` | $(row_rps nginx) | | |
+| kiln-shim, Python async no-op (\`concurrency.max: $conns\`) | $(row_rps python) | | |
+| kiln-shim, native no-op | $(row_rps native) | | |
+| nginx: errors, CPU (of $ncpu CPUs) | $(row_err nginx) | | |
+| Python no-op: errors, CPU | $(row_err python) | | |
+| native no-op: errors, CPU | $(row_err native) | | |
+| Python no-op / nginx (requests/s) | ${py_ratio}x | (information) | |
+$nat_row
+| start to READY, Python, empty setup | $(fmt "$(median "${t_ready_py[@]}")") s | (information) | |
+$nat_ready
+| \`cat\` of the weights, $cache cache | $(fmt "$m_cat") s ($(gibs "$m_cat") GiB/s) | | |
+| kiln-shim prefetch, launch to \`done\` ($cache cache) | $(fmt "$m_pf") s ($(gibs "$m_pf") GiB/s); report's \`seconds\` $(fmt "$m_pf_rep") s | | |
+| prefetch / \`cat\` | ${pf_ratio}x (report's \`seconds\`: ${pf_ratio_rep}x) | <= 1.10x | $(verdict "$pf_ratio" "<=" 1.10) |
+
+$quiet_line
+runs: req/s nginx${RPS[nginx]} | python${RPS[python]}${RPS[native]:+ | native${RPS[native]}}
+      p99 ms nginx${P99[nginx]} | python${P99[python]}${P99[native]:+ | native${P99[native]}}
+      READY s python ${t_ready_py[*]}${t_ready_nat:+ | native ${t_ready_nat[*]}}
+      cat s ${t_cat[*]} | prefetch s ${t_pf[*]} (report ${t_pf_rep[*]})
+EOF

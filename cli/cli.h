@@ -71,6 +71,9 @@ void cli_catch_signals(void);
 void cli_progress_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_progress_live(const char *verb, uint64_t done, uint64_t total);
 void cli_progress_clear(void);
+/* One item in flight (a blob being pushed): its bar in the live area, until cli_progress_item_end. */
+void cli_progress_item(const void *key, const char *label, uint64_t done, uint64_t total);
+void cli_progress_item_end(const void *key);
 
 /* "512.0 MiB" */
 void cli_human_size(char out[32], uint64_t bytes);

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-enum { OPT_OUTPUT = 2000, OPT_JSON, OPT_PUSH };
+enum { OPT_OUTPUT = 2000, OPT_JSON, OPT_PUSH, OPT_PLATFORM };
 
 /* cmd_push.c */
 int cli_push_image(struct kiln_store *store, const char *image, int jobs,
@@ -97,6 +97,9 @@ static int build_option(int c, const char *arg, void *ctx)
 	case OPT_PUSH:
 		a->push = true;
 		return 0;
+	case OPT_PLATFORM:
+		a->opt->platform = arg;
+		return 0;
 	}
 	return -1;
 }
@@ -110,6 +113,7 @@ int cmd_build(int argc, char **argv)
 	    {"jobs", required_argument, NULL, 'j'},
 	    {"json", no_argument, NULL, OPT_JSON},
 	    {"push", no_argument, NULL, OPT_PUSH},
+	    {"platform", required_argument, NULL, OPT_PLATFORM},
 	    CLI_REGISTRY_LONG,
 	    CLI_COMMON_LONG,
 	    {NULL, 0, NULL, 0},

@@ -18,6 +18,7 @@ enum { OPT_JSON = 2000 };
 
 static void on_blob(void *ctx, const struct kiln_pushed_blob *b)
 {
+	cli_progress_item_end(b);
 	char size[32];
 	cli_human_size(size, b->size);
 	cli_progress_line("%-8s %-6s %10s  %s%s%s", kiln_blob_action_name(b->action), b->what, size,
@@ -27,6 +28,13 @@ static void on_blob(void *ctx, const struct kiln_pushed_blob *b)
 static void on_bytes(void *ctx, uint64_t sent, uint64_t total)
 {
 	cli_progress_live("pushing", sent, total);
+}
+
+static void on_blob_bytes(void *ctx, const struct kiln_pushed_blob *b, uint64_t sent)
+{
+	char label[40];
+	snprintf(label, sizeof(label), "%s %.19s", b->what, b->digest);
+	cli_progress_item(b, label, sent, b->size);
 }
 
 /* The --json report of a push. */
@@ -57,6 +65,7 @@ int cli_push_image(struct kiln_store *store, const char *image, int jobs,
 	    .registry = ropt,
 	    .on_blob = on_blob,
 	    .on_bytes = on_bytes,
+	    .on_blob_bytes = on_blob_bytes,
 	    .cancel = &cli_interrupted,
 	};
 	struct kiln_push_result *r = NULL;

@@ -203,7 +203,7 @@ cleanup:
 }
 
 int kiln_base_load(struct kiln_base *out, const struct kiln_manifest *m, struct kiln_store *s,
-                   const struct kiln_registry_options *ropt, struct kiln_error **err)
+                   const char *platform, const struct kiln_registry_options *ropt, struct kiln_error **err)
 {
 	memset(out, 0, sizeof(*out));
 	const char *base = m->base ? m->base : "scratch";
@@ -219,7 +219,7 @@ int kiln_base_load(struct kiln_base *out, const struct kiln_manifest *m, struct 
 		return 0;
 	}
 	struct kiln_remote_image img;
-	if (kiln_remote_resolve(&img, s, base, NULL, ropt, err) < 0) {
+	if (kiln_remote_resolve(&img, s, base, platform, ropt, err) < 0) {
 		kiln_base_release(out);
 		return kiln_error_wrap(err, "%s:%d:%d: base '%s'", m->path, m->base_pos.line,
 		                       m->base_pos.column, base);

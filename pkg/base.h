@@ -18,7 +18,7 @@
  * Errors carry the manifest position.
  */
 int kiln_base_load(struct kiln_base *out, const struct kiln_manifest *m, struct kiln_store *s,
-                   const struct kiln_registry_options *ropt, struct kiln_error **err);
+                   const char *platform, const struct kiln_registry_options *ropt, struct kiln_error **err);
 void kiln_base_release(struct kiln_base *b);
 
 #endif

@@ -25,6 +25,8 @@ struct kiln_build_options {
 	void *ctx;
 	volatile sig_atomic_t *cancel;                /* set by a signal handler to stop the build */
 	const struct kiln_registry_options *registry; /* for registry bases (NULL: defaults) */
+	const char *platform; /* the platform taken from a multi-platform base ("os/arch[/variant]"; NULL:
+	                         linux/amd64) */
 };
 
 struct kiln_build_result {

@@ -59,6 +59,7 @@ static ssize_t reader_read(void *ctx, void *buf, size_t len, struct kiln_error *
 
 struct progress {
 	struct push *p;
+	const struct kiln_pushed_blob *b;
 	uint64_t last;
 };
 
@@ -70,6 +71,8 @@ static void on_upload_progress(void *ctx, uint64_t done)
 	uint64_t total = atomic_fetch_add(&pr->p->sent, delta) + delta;
 	if (pr->p->opt->on_bytes)
 		pr->p->opt->on_bytes(pr->p->opt->ctx, total, pr->p->total);
+	if (pr->p->opt->on_blob_bytes)
+		pr->p->opt->on_blob_bytes(pr->p->opt->ctx, pr->b, done);
 }
 
 /*
@@ -197,7 +200,7 @@ static int try_copy(struct push *p, struct kiln_pushed_blob *b, bool *done, stru
 		struct kiln_blob_source src = {
 		    .size = b->size, .seek = copy_seek, .read = copy_read, .ctx = &c};
 		memcpy(src.digest, b->digest, KILN_DIGEST_LEN);
-		struct progress pr = {p, 0};
+		struct progress pr = {p, b, 0};
 		rc = copy_seek(&c, 0, err);
 		if (rc == 0)
 			rc = kiln_registry_blob_upload(p->target, p->ref->repository, &src,
@@ -275,7 +278,7 @@ static int push_blob(struct push *p, struct kiln_pushed_blob *b, struct kiln_err
 			struct kiln_blob_source src = {
 			    .size = b->size, .seek = reader_seek, .read = reader_read, .ctx = &r};
 			memcpy(src.digest, b->digest, KILN_DIGEST_LEN);
-			struct progress pr = {p, 0};
+			struct progress pr = {p, b, 0};
 			int rc = kiln_registry_blob_upload(p->target, repo, &src, on_upload_progress, &pr,
 			                                   &b->bytes_sent, err);
 			kiln_store_reader_release(&r);
@@ -370,7 +373,7 @@ int kiln_push(struct kiln_push_result **out, struct kiln_store *s, const struct 
 		goto cleanup;
 	if (dst->tag == NULL) {
 		kiln_error_set(err, KILN_EINVAL, "cannot push to '%s': a push needs a tag, not only a digest",
-			       opt->target ? opt->target : opt->image);
+		               opt->target ? opt->target : opt->image);
 		goto cleanup;
 	}
 	src_full = kiln_reference_string(src);

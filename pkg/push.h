@@ -50,6 +50,8 @@ struct kiln_push_options {
 	const struct kiln_registry_options *registry;
 	void (*on_blob)(void *ctx, const struct kiln_pushed_blob *b); /* from worker threads */
 	void (*on_bytes)(void *ctx, uint64_t sent, uint64_t total);   /* from worker threads */
+	/* one blob's upload: SENT of its SIZE bytes (from worker threads) */
+	void (*on_blob_bytes)(void *ctx, const struct kiln_pushed_blob *b, uint64_t sent);
 	void *ctx;
 	volatile sig_atomic_t *cancel;
 };

@@ -5,10 +5,11 @@
 #   bash bench/shim.sh
 #   BENCH_WRK_SECONDS=20 BENCH_FILE_MIB=1024 bash bench/shim.sh
 #
-# Environment: BENCH_WRK_SECONDS (default 10: each wrk run), BENCH_CONNECTIONS (default 32),
+# Environment: BENCH_WRK_SECONDS (default 8: each wrk run), BENCH_CONNECTIONS (default 32),
 # BENCH_REPS (default 3: wrk runs and prefetch runs per row), BENCH_START_REPS (default 5: starts to READY),
 # BENCH_FILES (default 4), BENCH_FILE_MIB (default 512), BENCH_DIR (parent of the work directory, default
 # bench/work), KILN_SHIM (the binary, default build/kiln-shim; built with cmake when missing),
+# KILN_PYTHON_DIR (the runner's Python files to copy beside it, default templates/python),
 # BENCH_NATIVE_LIB (a prebuilt native no-op predictor library; default: tests/fixtures/native/noop.c
 # compiled against include/, when both exist). Everything the script starts or makes is removed at the end,
 # on failure or interruption too.
@@ -16,12 +17,14 @@
 # Prints a Markdown table on stdout; progress and the raw runs go to stderr. The promises are checked for
 # information only: the script exits 0 unless a command fails. Dropping the page cache needs root: without
 # it, the prefetch rows are measured with a warm cache and say so.
+# The bash -c script below is single-quoted on purpose: it expands its own arguments.
+# shellcheck disable=SC2016
 set -euo pipefail
 export LC_ALL=C
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
-wrk_secs=${BENCH_WRK_SECONDS:-10}
+wrk_secs=${BENCH_WRK_SECONDS:-8}
 conns=${BENCH_CONNECTIONS:-32}
 reps=${BENCH_REPS:-3}
 start_reps=${BENCH_START_REPS:-5}
@@ -76,6 +79,7 @@ cleanup() {
     # A shim the poller started and could not stop (the poller writes its pid).
     for p in "$work"/*.pid; do [[ -f $p ]] && stop_pid "$(cat "$p")"; done
     rm -rf "$work"
+    [[ -z ${shm_tmp:-} ]] || rm -rf "$shm_tmp"
     if ((made_base)); then rmdir "$base" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
@@ -87,10 +91,10 @@ trap 'exit 143' TERM
 # for kiln_runner.py): a rebuild of build/ or an edit of templates/ during the run changes nothing measured.
 mkdir -p "$work/bin"
 cp "$shim" "$work/bin/kiln-shim"
-cp -r "$root/templates/python" "$work/python"
+cp -r "${KILN_PYTHON_DIR:-$root/templates/python}" "$work/python"
 shim=$work/bin/kiln-shim
 export PYTHONDONTWRITEBYTECODE=1 KILN_ALLOW_CPU=1
-unset KILN_PREFETCH_FILES KILN_PREFETCH COG_SETUP_TIMEOUT PORT KILN_PYTHON_DIR
+unset KILN_PREFETCH_FILES KILN_PREFETCH COG_SETUP_TIMEOUT PORT KILN_PYTHON_DIR TMPDIR
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -105,45 +109,53 @@ snap() {
     read -r -a s <"/proc/$$/stat"
     MINE=$((s[13] + s[14] + s[15] + s[16]))
 }
-# tree_ticks PID: CPU ticks (user + system, reaped children included) of PID and all its descendants.
+# tree_ticks PID: "TOTAL OWN": CPU ticks (user + system, reaped children included) of PID and all its
+# descendants, and of PID alone; from one pass over /proc/*/stat (no need for /proc/PID/task/TID/children,
+# which not every kernel has).
 tree_ticks() {
-    local t=0 p s c
+    local f s pid
+    local -A parent ticks own
+    for f in /proc/[0-9]*/stat; do
+        { read -r s <"$f"; } 2>/dev/null || continue
+        pid=${s%% *}
+        s=${s##*) }
+        read -r -a s <<<"$s"
+        parent[$pid]=${s[1]}
+        own[$pid]=$((s[11] + s[12]))
+        ticks[$pid]=$((s[11] + s[12] + s[13] + s[14]))
+    done
+    local t=0 p q
     local todo=("$1")
     while ((${#todo[@]})); do
         p=${todo[0]}
         todo=("${todo[@]:1}")
-        if read -r s <"/proc/$p/stat" 2>/dev/null; then
-            s=${s##*) }
-            read -r -a s <<<"$s"
-            t=$((t + s[11] + s[12] + s[13] + s[14]))
-        fi
-        for c in /proc/"$p"/task/*/children; do
-            [[ -r $c ]] && read -r -a kids <"$c" 2>/dev/null && todo+=("${kids[@]}")
-        done
-        kids=()
+        t=$((t + ${ticks[$p]:-0}))
+        for q in "${!parent[@]}"; do [[ ${parent[$q]} == "$p" ]] && todo+=("$q"); done
     done
-    echo "$t"
+    echo "$t ${own[$1]:-0}"
 }
-kids=()
-T=0 OTHER=0 SRV=0 TOOL=0
+T=0 OTHER=0 SRV=0 SRV_OWN=0 TOOL=0
 others=()
-# timeit SERVERPID CMD...: run CMD; T = its wall seconds; TOOL and SRV = the share of the machine's CPUs
-# (percent) that CMD and the server's process tree (0: none) used; OTHER = what everything else used.
+# timeit SERVERPID CMD...: run CMD; T = its wall seconds; TOOL, SRV and SRV_OWN = the share of the machine's
+# CPUs (percent) that CMD, the server's process tree (SERVERPID 0: none) and the server's first process
+# alone used; OTHER = what everything else used (other processes, softirq and steal time not charged to a
+# process included).
 timeit() {
-    local srv=$1 t0 t1 b0 m0 s0=0 s1=0
+    local srv=$1 t0 t1 b0 m0 s0=0 s1=0 o0=0 o1=0
     shift
     snap; b0=$BUSY m0=$MINE
-    ((srv)) && s0=$(tree_ticks "$srv")
+    ((srv)) && read -r s0 o0 < <(tree_ticks "$srv")
     t0=$EPOCHREALTIME
     "$@"
     t1=$EPOCHREALTIME
-    ((srv)) && s1=$(tree_ticks "$srv")
+    ((srv)) && read -r s1 o1 < <(tree_ticks "$srv")
     snap
     T=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
     local share='function s(x) { p = t > 0 ? 100 * x / hz / t / n : 0; if (p < 0) p = 0; return sprintf("%.0f", p) }'
     OTHER=$(awk -v x="$((BUSY - b0 - (MINE - m0) - (s1 - s0)))" -v hz="$hz" -v t="$T" -v n="$ncpu" "$share BEGIN { print s(x) }")
     TOOL=$(awk -v x="$((MINE - m0))" -v hz="$hz" -v t="$T" -v n="$ncpu" "$share BEGIN { print s(x) }")
     SRV=$(awk -v x="$((s1 - s0))" -v hz="$hz" -v t="$T" -v n="$ncpu" "$share BEGIN { print s(x) }")
+    SRV_OWN=$(awk -v x="$((o1 - o0))" -v hz="$hz" -v t="$T" -v n="$ncpu" "$share BEGIN { print s(x) }")
     if awk -v t="$T" 'BEGIN { exit !(t >= 0.25) }'; then others+=("$OTHER"); fi
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -265,11 +277,12 @@ wait_up() {
     done
     return 1
 }
-# start_shim PROJECT: URL and SPID of a shim serving PROJECT, READY.
+# start_shim PROJECT [ENV=V...]: URL and SPID of a shim serving PROJECT, READY.
 start_shim() {
     local proj=$1 port s
+    shift
     port=$(free_port)
-    "$shim" --project "$proj" --host 127.0.0.1 --port "$port" 2>"$proj.serve.log" </dev/null &
+    env "$@" "$shim" --project "$proj" --host 127.0.0.1 --port "$port" 2>>"$proj.serve.log" </dev/null &
     SPID=$!
     pids+=("$SPID")
     URL=http://127.0.0.1:$port
@@ -314,23 +327,41 @@ ngx_url=http://127.0.0.1:$ngx_port/
 wait_up "$ngx_url" || { cat "$ngx/logs/"* >&2; die "nginx did not start"; }
 say "nginx $("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///') on $ngx_url (pid $ngx_pid)"
 
-start_shim "$pyproj" || die "the Python no-op predictor did not become READY"
-py_pid=$SPID py_url=$URL/predictions
-say "kiln-shim, Python no-op, on $py_url (pid $py_pid)"
-nat_pid=0 nat_url=
-if [[ -z $native_why ]]; then
-    if start_shim "$natproj"; then
-        nat_pid=$SPID nat_url=$URL/predictions
-        code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' -d '{"input":{}}' "$nat_url")
-        if [[ $code != 2* ]]; then
-            native_why="not available yet: POST /predictions answered $code"
-            stop_pid "$nat_pid"; nat_pid=0
-        else
-            say "kiln-shim, native no-op, on $nat_url (pid $nat_pid)"
-        fi
-    else
-        native_why="not available yet: the shim did not serve run: native:noop.so ($(tail -n 1 "$natproj.serve.log" | cut -c1-200))"
+# Each measured server: its row name, URL, pid and label. The shim rows with `-tmpfs` run with TMPDIR on a
+# tmpfs (information): the shim makes and removes a directory for the file inputs of every prediction under
+# $TMPDIR (default /tmp; on this kind of machine, the root file system on disk).
+declare -A URL_OF PID_OF LABEL_OF
+rows=(nginx)
+URL_OF[nginx]=$ngx_url PID_OF[nginx]=$ngx_pid LABEL_OF[nginx]="nginx \`return 200\`"
+shm_tmp=
+if [[ $(stat -f -c %T /dev/shm 2>/dev/null) == tmpfs ]]; then
+    shm_tmp=/dev/shm/$(basename "$work")
+    mkdir -p "$shm_tmp"
+fi
+# add_shim ROW PROJECT LABEL [ENV=V...]: start a shim on PROJECT and add it as ROW; 1 if it does not serve.
+add_shim() {
+    local row=$1 proj=$2 label=$3 code
+    shift 3
+    start_shim "$proj" "$@" || { stop_pid "$SPID"; return 1; }
+    code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' -d '{"input":{}}' "$URL/predictions")
+    if [[ $code != 2* ]]; then
+        say "kiln-shim on $proj: POST /predictions answered $code"
         stop_pid "$SPID"
+        return 1
+    fi
+    rows+=("$row")
+    URL_OF[$row]=$URL/predictions PID_OF[$row]=$SPID LABEL_OF[$row]=$label
+    say "kiln-shim, $label, on $URL/predictions (pid $SPID)"
+}
+add_shim python "$pyproj" "Python async no-op (\`concurrency.max: $conns\`)" ||
+    die "the Python no-op predictor does not serve"
+[[ -z $shm_tmp ]] || add_shim python-tmpfs "$pyproj" "Python async no-op, \`TMPDIR\` on tmpfs (information)" TMPDIR="$shm_tmp" ||
+    die "the Python no-op predictor does not serve with TMPDIR=$shm_tmp"
+if [[ -z $native_why ]]; then
+    if ! add_shim native "$natproj" "native no-op (\`concurrency.max: $conns\`)"; then
+        native_why="not available yet: the shim does not serve run: native:noop.so ($(tail -n 1 "$natproj.serve.log" | cut -c1-200))"
+    elif [[ -n $shm_tmp ]]; then
+        add_shim native-tmpfs "$natproj" "native no-op, \`TMPDIR\` on tmpfs (information)" TMPDIR="$shm_tmp" || true
     fi
 fi
 [[ -z $native_why ]] || say "native no-op: $native_why"
@@ -343,7 +374,7 @@ wrk.headers["Content-Type"] = "application/json"
 EOF
 wrk_threads=$ncpu
 # wrk_run NAME URL SERVERPID: one timed wrk run; its figures appended to NAME's arrays.
-declare -A RPS P99 NON2XX ERRS REQS SRVCPU WRKCPU
+declare -A RPS P99 NON2XX ERRS REQS SRVCPU SRVOWN WRKCPU OTHCPU
 wrk_run() {
     local name=$1 url=$2 srv=$3 out=$work/wrk-$1.txt rps p99 n2 er rq
     timeit "$srv" bash -c 'wrk -t"$1" -c"$2" -d"$3"s --latency -s "$4" "$5" >"$6"' _ \
@@ -356,19 +387,15 @@ wrk_run() {
     er=$(awk '/Socket errors/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$out")
     rq=$(awk '/requests in/ { print $1 }' "$out")
     RPS[$name]+=" $rps" P99[$name]+=" $p99" NON2XX[$name]+=" ${n2:-0}" ERRS[$name]+=" ${er:-0}"
-    REQS[$name]+=" $rq" SRVCPU[$name]+=" $SRV" WRKCPU[$name]+=" $TOOL"
-    say "  $name: $rps req/s, p99 $p99 ms, $rq requests, non-2xx ${n2:-0}, socket errors ${er:-0}; CPU: server $SRV %, wrk $TOOL %, others $OTHER % of $ncpu CPUs"
+    REQS[$name]+=" $rq" SRVCPU[$name]+=" $SRV" SRVOWN[$name]+=" $SRV_OWN" WRKCPU[$name]+=" $TOOL" OTHCPU[$name]+=" $OTHER"
+    say "  $name: $rps req/s, p99 $p99 ms, $rq requests, non-2xx ${n2:-0}, socket errors ${er:-0}; CPU: server $SRV % (its first process $SRV_OWN %), wrk $TOOL %, others $OTHER % of $ncpu CPUs"
 }
-rows=(nginx python)
-((nat_pid)) && rows+=(native)
-url_of() { case $1 in nginx) echo "$ngx_url" ;; python) echo "$py_url" ;; native) echo "$nat_url" ;; esac; }
-pid_of() { case $1 in nginx) echo "$ngx_pid" ;; python) echo "$py_pid" ;; native) echo "$nat_pid" ;; esac; }
 
 say "warming up each server (wrk, 2 s)"
-for name in "${rows[@]}"; do wrk -t"$wrk_threads" -c"$conns" -d2s -s "$work/post.lua" "$(url_of "$name")" >/dev/null; done
+for name in "${rows[@]}"; do wrk -t"$wrk_threads" -c"$conns" -d2s -s "$work/post.lua" "${URL_OF[$name]}" >/dev/null; done
 for ((r = 1; r <= reps; r++)); do
     say "wrk round $r: $wrk_threads threads, $conns connections, $wrk_secs s each"
-    for name in "${rows[@]}"; do wrk_run "$name" "$(url_of "$name")" "$(pid_of "$name")"; done
+    for name in "${rows[@]}"; do wrk_run "$name" "${URL_OF[$name]}" "${PID_OF[$name]}"; done
 done
 for p in "${pids[@]}"; do stop_pid "$p"; done
 pids=()
@@ -430,21 +457,31 @@ done
 rm -rf "$work/weights"
 
 # ---------------------------------------------------------------- the table
-med() { median $1; }
-row_rps() { if [[ $1 == native && -n $native_why ]]; then echo "—"; else echo "$(fmt "$(med "${RPS[$1]}")" 0) req/s, p99 $(fmt "$(med "${P99[$1]}")" 2) ms"; fi; }
-row_err() {
-    [[ $1 == native && -n $native_why ]] && { echo "$native_why"; return; }
-    echo "non-2xx $(sumof ${NON2XX[$1]}) and socket errors $(sumof ${ERRS[$1]}) of $(sumof ${REQS[$1]}) requests; CPU: server $(med "${SRVCPU[$1]}") %, wrk $(med "${WRKCPU[$1]}") %"
-}
+# med / sum "V1 V2 ...": the median / sum of a space-separated list.
+med() { local v; read -r -a v <<<"$1"; median "${v[@]}"; }
+sum() { local v; read -r -a v <<<"$1"; sumof "${v[@]}"; }
 ngx_rps=$(med "${RPS[nginx]}")
-py_rps=$(med "${RPS[python]}")
-py_ratio=$(ratio "$py_rps" "$ngx_rps")
+# The rows of the table for each server: requests, then errors and CPU.
+rps_rows='' err_rows='' runs_rps='' runs_p99=''
+for name in "${rows[@]}"; do
+    rps_rows+="| ${LABEL_OF[$name]} | $(fmt "$(med "${RPS[$name]}")" 0) req/s, p99 $(fmt "$(med "${P99[$name]}")" 2) ms"
+    [[ $name == nginx ]] || rps_rows+=" ($(ratio "$(med "${RPS[$name]}")" "$ngx_rps")x nginx)"
+    rps_rows+=" | | |"$'\n'
+    srv=$(med "${SRVCPU[$name]}") srv_own=$(med "${SRVOWN[$name]}")
+    case $name in
+    nginx) split="master and workers" ;;
+    python*) split="kiln-shim $srv_own %, Python worker $((srv - srv_own)) %" ;;
+    *) split="kiln-shim $srv_own %" ;;
+    esac
+    err_rows+="| $name: non-2xx, socket errors; CPU (% of $ncpu CPUs, medians) | $(sum "${NON2XX[$name]}") and $(sum "${ERRS[$name]}") of $(sum "${REQS[$name]}") requests; server $srv % ($split), wrk $(med "${WRKCPU[$name]}") %, rest of the machine $(med "${OTHCPU[$name]}") % | | |"$'\n'
+    runs_rps+=" | $name${RPS[$name]}" runs_p99+=" | $name${P99[$name]}"
+done
 if [[ -z $native_why ]]; then
-    nat_rps=$(med "${RPS[native]}")
-    nat_ratio=$(ratio "$nat_rps" "$ngx_rps")
+    nat_ratio=$(ratio "$(med "${RPS[native]}")" "$ngx_rps")
     nat_row="| native no-op / nginx (requests/s) | ${nat_ratio}x | >= 0.5x | $(verdict "$nat_ratio" ">=" 0.5) |"
     nat_ready="| start to READY, native, empty setup | $(fmt "$(median "${t_ready_nat[@]}")") s | (information) | |"
 else
+    rps_rows+="| kiln-shim, native no-op | $native_why | | |"$'\n'
     nat_row="| native no-op / nginx (requests/s) | $native_why | >= 0.5x | — |"
     nat_ready="| start to READY, native, empty setup | $native_why | (information) | |"
 fi
@@ -469,14 +506,7 @@ machine: $ncpu CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuin
 
 | figure | measured | promise | |
 |---|---|---|---|
-| nginx \`return 200\` | $(row_rps nginx) | | |
-| kiln-shim, Python async no-op (\`concurrency.max: $conns\`) | $(row_rps python) | | |
-| kiln-shim, native no-op | $(row_rps native) | | |
-| nginx: errors, CPU (of $ncpu CPUs) | $(row_err nginx) | | |
-| Python no-op: errors, CPU | $(row_err python) | | |
-| native no-op: errors, CPU | $(row_err native) | | |
-| Python no-op / nginx (requests/s) | ${py_ratio}x | (information) | |
-$nat_row
+${rps_rows}${err_rows}$nat_row
 | start to READY, Python, empty setup | $(fmt "$(median "${t_ready_py[@]}")") s | (information) | |
 $nat_ready
 | \`cat\` of the weights, $cache cache | $(fmt "$m_cat") s ($(gibs "$m_cat") GiB/s) | | |
@@ -484,8 +514,8 @@ $nat_ready
 | prefetch / \`cat\` | ${pf_ratio}x (report's \`seconds\`: ${pf_ratio_rep}x) | <= 1.10x | $(verdict "$pf_ratio" "<=" 1.10) |
 
 $quiet_line
-runs: req/s nginx${RPS[nginx]} | python${RPS[python]}${RPS[native]:+ | native${RPS[native]}}
-      p99 ms nginx${P99[nginx]} | python${P99[python]}${P99[native]:+ | native${P99[native]}}
+runs: req/s${runs_rps}
+      p99 ms${runs_p99}
       READY s python ${t_ready_py[*]}${t_ready_nat:+ | native ${t_ready_nat[*]}}
       cat s ${t_cat[*]} | prefetch s ${t_pf[*]} (report ${t_pf_rep[*]})
 EOF

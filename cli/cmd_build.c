@@ -50,11 +50,6 @@ static json_t *report_json(const struct kiln_build_result *r, const char *output
 		json_array_append_new(layers, o);
 	}
 	json_t *skipped = json_array();
-	if (r->schema_missing)
-		warnf("the image has no run.cog.openapi_schema label: %s", r->schema_missing);
-	if (!r->runtime)
-		warnf("the image has no runtime layer: %s",
-		      r->runtime_missing ? r->runtime_missing : "no shim");
 	for (size_t i = 0; i < r->nskipped; i++)
 		json_array_append_new(skipped, json_string(r->skipped[i]));
 	json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:I,s:o,s:I,s:I,s:f,s:o}", "reference", r->familiar, "name",
@@ -153,6 +148,10 @@ int cmd_build(int argc, char **argv)
 		goto out;
 	}
 	cli_progress_clear();
+	if (r->schema_missing)
+		warnf("the image has no run.cog.openapi_schema label: %s", r->schema_missing);
+	if (!r->runtime)
+		warnf("the image has no runtime layer: %s", r->runtime_missing ? r->runtime_missing : "no shim");
 	for (size_t i = 0; i < r->nskipped; i++)
 		warnf("'%s' is not a regular file, directory or symlink: left out", r->skipped[i]);
 	uint64_t exported = 0;

@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
+#include "pkg/image.h"
 #include "pkg/manifest.h"
 #include "pkg/plan.h"
 #include "pkg/runtime.h"
@@ -39,8 +40,8 @@ static int serve_option(int c, const char *arg, void *ctx)
 	return 0;
 }
 
-/* The project's weight files, newline-separated absolute paths, largest first (the shim's default order
- * when the manifest names none). */
+/* The project's weight files, newline-separated absolute paths, in the order images prefetch them (the
+ * manifest's serve.prefetch, then largest first). */
 static char *weight_files(const char *dir, struct kiln_error **err)
 {
 	struct kiln_manifest *m = NULL;
@@ -50,15 +51,18 @@ static char *weight_files(const char *dir, struct kiln_error **err)
 	if (kiln_manifest_load(&m, dir, NULL, err) < 0)
 		return NULL;
 	int rc = kiln_plan_make(&plan, m, &po, err);
-	kiln_manifest_free(m);
-	if (rc < 0)
+	if (rc < 0) {
+		kiln_manifest_free(m);
 		return NULL;
+	}
 	char real[PATH_MAX];
-	const char *base = realpath(dir, real) ? real : dir;
-	struct kiln_buf b = KILN_BUF_INIT;
-	for (size_t i = 0; i < plan->nweights; i++)
-		kiln_buf_printf(&b, "%s%s/%s", i ? "\n" : "", base, plan->weights[i].path);
+	json_t *order = kiln_image_prefetch_order(m, plan, realpath(dir, real) ? real : dir);
 	kiln_plan_free(plan);
+	kiln_manifest_free(m);
+	struct kiln_buf b = KILN_BUF_INIT;
+	for (size_t i = 0; i < json_array_size(order); i++)
+		kiln_buf_printf(&b, "%s%s", i ? "\n" : "", json_string_value(json_array_get(order, i)));
+	json_decref(order);
 	return kiln_buf_detach(&b);
 }
 

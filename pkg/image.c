@@ -61,10 +61,8 @@ static int by_size_desc(const void *a, const void *b)
  * The serving label: the prefetch order (weight files matching the manifest's prefetch entries, in
  * their order, then the others largest first, paths in the image) and the warm-pool hints.
  */
-static json_t *prefetch_order(const struct kiln_image_spec *spec, const char *workdir)
+json_t *kiln_image_prefetch_order(const struct kiln_manifest *m, const struct kiln_plan *p, const char *workdir)
 {
-	const struct kiln_manifest *m = spec->manifest;
-	const struct kiln_plan *p = spec->plan;
 	json_t *order = json_array();
 	const struct kiln_plan_file **rest = calloc(p->nweights + 1, sizeof(*rest));
 	bool *taken = calloc(p->nweights + 1, sizeof(*taken));
@@ -90,7 +88,7 @@ static json_t *prefetch_order(const struct kiln_image_spec *spec, const char *wo
 static json_t *serve_label(const struct kiln_image_spec *spec, const char *workdir)
 {
 	const struct kiln_manifest *m = spec->manifest;
-	json_t *s = json_pack("{s:o}", "prefetch", prefetch_order(spec, workdir));
+	json_t *s = json_pack("{s:o}", "prefetch", kiln_image_prefetch_order(spec->manifest, spec->plan, workdir));
 	if (m->serve.min_instances >= 0)
 		json_object_set_new(s, "min_instances", json_integer(m->serve.min_instances));
 	if (m->serve.max_instances >= 0)
@@ -154,7 +152,7 @@ int kiln_image_assemble(char **config_out, char **manifest_out, const struct kil
 		json_object_set_new(cc, "Entrypoint", kiln_runtime_entrypoint());
 		json_object_del(cc, "Cmd");
 		env_set(env, "KILN_PYTHON_DIR=" KILN_RUNTIME_PYTHON);
-		json_t *order = prefetch_order(spec, workdir);
+		json_t *order = kiln_image_prefetch_order(spec->manifest, spec->plan, workdir);
 		struct kiln_buf b = KILN_BUF_INIT;
 		kiln_buf_puts(&b, "KILN_PREFETCH_FILES=");
 		for (size_t i = 0; i < json_array_size(order); i++)

@@ -67,6 +67,13 @@ struct kiln_image_spec {
 int kiln_image_assemble(char **config_out, char **manifest_out, const struct kiln_image_spec *spec,
                         struct kiln_error **err);
 
+/*
+ * The order to prefetch the weight files in: those matching the manifest's serve.prefetch entries, in
+ * their order, then the others largest first; each as ROOT/path (ROOT: "/src" in images, the project
+ * directory for kiln serve). A new JSON array of strings.
+ */
+json_t *kiln_image_prefetch_order(const struct kiln_manifest *m, const struct kiln_plan *p, const char *root);
+
 /* RFC 3339 UTC form of an epoch ("1970-01-01T00:00:00Z"). */
 void kiln_image_time(char out[32], int64_t epoch);
 

@@ -356,9 +356,10 @@ int main(int argc, char **argv)
 	if (shim_server_start(s, &err) < 0)
 		return fail("cannot start the HTTP server", err);
 	shim_log("info",
-	         json_pack("{s:s, s:i, s:s, s:i, s:s}", "host",
+	         json_pack("{s:s, s:i, s:s, s:i, s:s, s:o}", "host",
 	                   s->listen_fd >= 0 ? "(socket activation)" : s->host, "port", s->port, "predictor",
-	                   s->predictor, "concurrency", (int)s->concurrency, "version", KILN_VERSION),
+	                   s->predictor, "concurrency", (int)s->concurrency, "version", KILN_VERSION, "gpu",
+	                   shim_gpu_json(&s->gpu)),
 	         "kiln-shim listening");
 
 	const char *allow_cpu = getenv("KILN_ALLOW_CPU");

@@ -214,21 +214,29 @@ void shim_pred_log(struct shim *s, struct shim_prediction *p, const char *text, 
 	pthread_cond_broadcast(&s->cond);
 }
 
-/* Turn {"$path"} values of *V into data: URIs or uploads, with s->lock released meanwhile. */
-static void encode_output(struct shim *s, struct shim_prediction *p, json_t **v)
+/* Turn {"$path"} values of *V into data: URIs or uploads, with s->lock released meanwhile. When that
+ * fails the prediction fails with the reason (a raw local path is never handed out), and -1 is returned. */
+static int encode_output(struct shim *s, struct shim_prediction *p, json_t **v)
 {
 	if (!*v)
-		return;
+		return 0;
 	char *url = p->upload_url ? strdup(p->upload_url) : NULL;
 	p->refs++;
 	pthread_mutex_unlock(&s->lock);
 	_cleanup_error_ struct kiln_error *err = NULL;
-	if (shim_files_encode_output(v, url, &err) < 0)
+	int rc = shim_files_encode_output(v, url, &err);
+	if (rc < 0)
 		shim_log("error", json_pack("{s:s}", "prediction_id", p->id), "cannot encode output: %s",
 		         err->message);
 	free(url);
 	pthread_mutex_lock(&s->lock);
 	p->refs--;
+	if (rc < 0 && !finished(p)) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "cannot deliver the output: %s", err ? err->message : "unknown error");
+		shim_pred_finish(s, p, PRED_FAILED, msg);
+	}
+	return rc < 0 ? -1 : 0;
 }
 
 void shim_pred_event(struct shim *s, const char *type, json_t *ev)
@@ -245,8 +253,7 @@ void shim_pred_event(struct shim *s, const char *type, json_t *ev)
 		/* already processing since dispatch */
 	} else if (strcmp(type, "output") == 0) {
 		json_t *v = json_incref(json_object_get(ev, "value"));
-		encode_output(s, p, &v);
-		if (finished(p)) {
+		if (encode_output(s, p, &v) < 0 || finished(p)) {
 			json_decref(v);
 			return;
 		}
@@ -262,8 +269,7 @@ void shim_pred_event(struct shim *s, const char *type, json_t *ev)
 		json_t *out = json_object_get(ev, "output");
 		if (out && !p->iterator) {
 			json_t *v = json_incref(out);
-			encode_output(s, p, &v);
-			if (finished(p)) {
+			if (encode_output(s, p, &v) < 0 || finished(p)) {
 				json_decref(v);
 				return;
 			}

@@ -149,9 +149,11 @@ void shim_pred_free_all(struct shim *s);
 /* Finish setup (s->lock held): STATUS "succeeded" or "failed", the health that follows, ERROR appended to
  * the setup logs when not NULL. Only the first call counts. */
 void shim_setup_done(struct shim *s, const char *status, enum shim_health health, const char *error);
-/* Handle one event (PROTOCOL.md's shape) as if it came from the worker's fd 3 (s->lock not held: takes it). */
+/* Handle one event (PROTOCOL.md's shape) as if it came from the worker's fd 3 (s->lock not held: takes it).
+ */
 void shim_worker_event(struct shim *s, json_t *ev);
-/* Spawn the Python worker (or start the native predictor: "native:PATH") and the thread that reads its events and output. */
+/* Spawn the Python worker (or start the native predictor: "native:PATH") and the thread that reads its events
+ * and output. */
 int shim_worker_start(struct shim *s, struct kiln_error **err);
 /* Send one request line (s->lock not held). 0, or -1 when the worker is gone. */
 int shim_worker_send(struct shim *s, json_t *msg);

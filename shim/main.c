@@ -322,8 +322,15 @@ int main(int argc, char **argv)
 	};
 	struct shim *s = &shim;
 	const char *port = getenv("PORT");
-	if (port && *port)
-		s->port = atoi(port);
+	if (port && *port) {
+		char *end = NULL;
+		long n = strtol(port, &end, 10);
+		if (*end || n < 0 || n > 65535) {
+			shim_log("error", NULL, "PORT: '%s' is not a port number", port);
+			return 2;
+		}
+		s->port = (int)n;
+	}
 	const char *idle = NULL;
 	int rc = parse_options(s, argc, argv, &idle);
 	if (rc >= 0)

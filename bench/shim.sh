@@ -464,7 +464,9 @@ ngx_rps=$(med "${RPS[nginx]}")
 # The rows of the table for each server: requests, then errors and CPU.
 rps_rows='' err_rows='' runs_rps='' runs_p99=''
 for name in "${rows[@]}"; do
-    rps_rows+="| ${LABEL_OF[$name]} | $(fmt "$(med "${RPS[$name]}")" 0) req/s, p99 $(fmt "$(med "${P99[$name]}")" 2) ms"
+    prefix="kiln-shim, "
+    [[ $name != nginx ]] || prefix=
+    rps_rows+="| $prefix${LABEL_OF[$name]} | $(fmt "$(med "${RPS[$name]}")" 0) req/s, p99 $(fmt "$(med "${P99[$name]}")" 2) ms"
     [[ $name == nginx ]] || rps_rows+=" ($(ratio "$(med "${RPS[$name]}")" "$ngx_rps")x nginx)"
     rps_rows+=" | | |"$'\n'
     srv=$(med "${SRVCPU[$name]}") srv_own=$(med "${SRVOWN[$name]}")

@@ -250,8 +250,37 @@ int kiln_build_default_tag(char **out, const char *dir, const char *file, struct
 
 /* Put the runtime layer (when the shim is installed) under the code layer, the plan's last, and describe a
  * Python predictor's inputs and outputs (the OpenAPI schema) with the runner's static generator. */
-static int add_runtime(struct kiln_plan *plan, const struct kiln_manifest *m, struct kiln_build_result *r,
-                       json_t **schema, struct kiln_error **err)
+/* The predictor's schema, from the store's cache when neither the predictor's file nor the generator
+ * changed since (a rebuild then runs no Python). */
+static int describe(json_t **schema, struct kiln_store *s, const struct kiln_runtime *rt,
+                    const struct kiln_manifest *m, struct kiln_error **err)
+{
+	_cleanup_free_ char *file = strdup(m->predict);
+	char *colon = file ? strrchr(file, ':') : NULL;
+	if (colon)
+		*colon = '\0';
+	_cleanup_free_ char *path = file ? kiln_path_join(m->dir, file) : NULL;
+	_cleanup_free_ char *script = kiln_path_join(rt->python_dir, "kiln_schema.py");
+	_cleanup_free_ char *tag = NULL;
+	if (path == NULL || script == NULL || asprintf(&tag, "schema-v1 %s", m->predict) < 0)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	const char *paths[] = {path, script, NULL};
+	char key[65];
+	kiln_cache_key(key, tag, paths);
+	json_t *c = kiln_store_cache_get(s, key);
+	if (json_is_object(c)) {
+		*schema = c;
+		return 0;
+	}
+	json_decref(c);
+	int rc = kiln_schema_generate(schema, rt->python_dir, m->dir, m->predict, err);
+	if (rc == 0)
+		kiln_store_cache_put(s, key, *schema, NULL); /* a cache: failing to keep it is not an error */
+	return rc;
+}
+
+static int add_runtime(struct kiln_plan *plan, const struct kiln_manifest *m, struct kiln_store *s,
+                       struct kiln_build_result *r, json_t **schema, struct kiln_error **err)
 {
 	struct kiln_runtime rt;
 	struct kiln_error *e = NULL;
@@ -263,7 +292,7 @@ static int add_runtime(struct kiln_plan *plan, const struct kiln_manifest *m, st
 	struct kiln_plan_layer l;
 	int rc = 0;
 	if (m->predict && strncmp(m->predict, "native:", 7) != 0) {
-		rc = kiln_schema_generate(schema, rt.python_dir, m->dir, m->predict, &e);
+		rc = describe(schema, s, &rt, m, &e);
 		if (rc == KILN_ENOTFOUND) { /* no Python here: the image still works, the label waits */
 			r->schema_missing = strdup(e->message);
 			rc = 0;
@@ -277,7 +306,7 @@ static int add_runtime(struct kiln_plan *plan, const struct kiln_manifest *m, st
 		kiln_error_free(e);
 	}
 	if (rc == 0)
-		rc = kiln_runtime_layer(&l, &rt, err);
+		rc = kiln_runtime_layer(&l, &rt, s, err);
 	kiln_runtime_release(&rt);
 	if (rc < 0)
 		return rc;
@@ -351,9 +380,10 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 	r->familiar = kiln_reference_familiar(ref);
 	struct kiln_plan_options po;
 	kiln_plan_options_init(&po);
-	if (kiln_plan_make(&plan, m, &po, err) < 0 || kiln_base_load(&base, m, s, opt->platform, opt->registry, err) < 0)
+	if (kiln_plan_make(&plan, m, &po, err) < 0 ||
+	    kiln_base_load(&base, m, s, opt->platform, opt->registry, err) < 0)
 		goto cleanup;
-	if (kiln_source_describe(&src, opt->dir, err) < 0 || add_runtime(plan, m, r, &schema, err) < 0)
+	if (kiln_source_describe(&src, opt->dir, err) < 0 || add_runtime(plan, m, s, r, &schema, err) < 0)
 		goto cleanup;
 
 	size_t nbase = json_array_size(base.layers);

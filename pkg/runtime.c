@@ -4,6 +4,7 @@
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
+#include "layers/digest.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -116,38 +117,97 @@ static int add_file(struct kiln_plan_layer *l, size_t *cap, const char *name, co
 	return 0;
 }
 
-/* The shim's libraries from `ldd`: each "soname => /path" line, and the loader. */
-static int add_closure(struct kiln_plan_layer *l, size_t *cap, const char *shim, struct kiln_error **err)
+/* A cache key (64 hex digits) for TAG and the stat fingerprints of the files named in PATHS (NULL-ended). */
+void kiln_cache_key(char out[65], const char *tag, const char *const *paths)
 {
+	struct kiln_buf b = KILN_BUF_INIT;
+	kiln_buf_printf(&b, "%s\n", tag);
+	for (size_t i = 0; paths[i]; i++) {
+		struct stat st;
+		struct kiln_stat_fp fp = {0};
+		if (stat(paths[i], &st) == 0)
+			kiln_stat_fp_from(&fp, &st);
+		kiln_buf_printf(&b, "%s %llu %llu %llu %lld %lld\n", paths[i], (unsigned long long)fp.dev,
+		                (unsigned long long)fp.ino, (unsigned long long)fp.size,
+		                (long long)fp.mtime_ns, (long long)fp.ctime_ns);
+	}
+	char d[KILN_DIGEST_LEN];
+	kiln_digest_buffer(d, b.ptr ? b.ptr : "", b.len);
+	kiln_buf_release(&b);
+	memcpy(out, kiln_digest_hex(d), 65);
+}
+
+/* The shim's libraries from `ldd`, as [[name in the image, path here], ...]: each "soname => /path"
+ * line, and the loader. Cached in the store by the shim's fingerprint, so a rebuild runs no ldd. */
+static json_t *closure(const char *shim, struct kiln_store *s, struct kiln_error **err)
+{
+	char key[65];
+	const char *paths[] = {shim, NULL};
+	kiln_cache_key(key, "ldd-v1", paths);
+	json_t *list = s ? kiln_store_cache_get(s, key) : NULL;
+	if (json_is_array(list) && json_array_size(list) > 0)
+		return list;
+	json_decref(list);
+	list = json_array();
 	_cleanup_free_ char *cmd = NULL;
-	if (asprintf(&cmd, "ldd '%s' 2>&1", shim) < 0)
-		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	if (asprintf(&cmd, "ldd '%s' 2>&1", shim) < 0) {
+		json_decref(list);
+		kiln_error_set(err, KILN_EFAIL, "out of memory");
+		return NULL;
+	}
 	FILE *f = popen(cmd, "r");
-	if (f == NULL)
-		return kiln_error_errno(err, errno, "cannot run ldd on '%s'", shim);
+	if (f == NULL) {
+		json_decref(list);
+		kiln_error_errno(err, errno, "cannot run ldd on '%s'", shim);
+		return NULL;
+	}
 	char line[1024];
 	int rc = 0;
 	bool loader = false;
 	while (rc == 0 && fgets(line, sizeof(line), f)) {
 		char soname[256], path[768];
-		_cleanup_free_ char *name = NULL;
 		if (strstr(line, "not found")) {
 			rc = kiln_error_set(err, KILN_ENOTFOUND,
 			                    "the shim needs a library this machine lacks: %s", line);
 		} else if (sscanf(line, " %255s => %767s", soname, path) == 2 && path[0] == '/') {
-			if (asprintf(&name, ".kiln/lib/%s", soname) < 0)
-				rc = kiln_error_set(err, KILN_EFAIL, "out of memory");
-			else
-				rc = add_file(l, cap, name, path, 0755, err);
+			json_array_append_new(list, json_pack("[s+,s]", ".kiln/lib/", soname, path));
 		} else if (sscanf(line, " %767s (", path) == 1 && path[0] == '/' &&
 		           strstr(path, "ld-linux")) {
-			rc = add_file(l, cap, ".kiln/lib/ld-linux-x86-64.so.2", path, 0755, err);
+			json_array_append_new(list,
+			                      json_pack("[s,s]", ".kiln/lib/ld-linux-x86-64.so.2", path));
 			loader = true;
 		}
 	}
+	bool partial = ferror(f) != 0; /* a read cut short: never cache a partial list */
 	int status = pclose(f);
-	if (rc == 0 && (status != 0 || !loader))
+	if (rc == 0 && (partial || status != 0 || !loader))
 		rc = kiln_error_set(err, KILN_EFAIL, "ldd could not list the libraries of '%s'", shim);
+	if (rc < 0) {
+		json_decref(list);
+		return NULL;
+	}
+	if (s)
+		kiln_store_cache_put(s, key, list, NULL); /* a cache: failing to keep it is not an error */
+	return list;
+}
+
+static int add_closure(struct kiln_plan_layer *l, size_t *cap, const char *shim, struct kiln_store *s,
+                       struct kiln_error **err)
+{
+	json_t *list = closure(shim, s, err);
+	if (list == NULL)
+		return -1;
+	int rc = 0;
+	size_t i;
+	json_t *e;
+	json_array_foreach(list, i, e)
+	{
+		const char *name = json_string_value(json_array_get(e, 0));
+		const char *path = json_string_value(json_array_get(e, 1));
+		if (name && path && (rc = add_file(l, cap, name, path, 0755, err)) < 0)
+			break;
+	}
+	json_decref(list);
 	return rc;
 }
 
@@ -180,7 +240,8 @@ static int add_tree(struct kiln_plan_layer *l, size_t *cap, const char *dir, con
 	return rc;
 }
 
-int kiln_runtime_layer(struct kiln_plan_layer *out, const struct kiln_runtime *rt, struct kiln_error **err)
+int kiln_runtime_layer(struct kiln_plan_layer *out, const struct kiln_runtime *rt, struct kiln_store *s,
+                       struct kiln_error **err)
 {
 	memset(out, 0, sizeof(*out));
 	out->kind = KILN_LAYER_RUNTIME;
@@ -192,7 +253,7 @@ int kiln_runtime_layer(struct kiln_plan_layer *out, const struct kiln_runtime *r
 	if (rc == 0)
 		rc = add_file(out, &cap, ".kiln/bin/kiln-shim", rt->shim, 0755, err);
 	if (rc == 0)
-		rc = add_closure(out, &cap, rt->shim, err);
+		rc = add_closure(out, &cap, rt->shim, s, err);
 	if (rc == 0)
 		rc = add_tree(out, &cap, rt->python_dir, "", err);
 	if (rc < 0) {

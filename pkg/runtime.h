@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "pkg/plan.h"
+#include "pkg/store.h"
 
 /* Where the runtime's files live inside an image. */
 #define KILN_RUNTIME_DIR    "/.kiln"
@@ -34,7 +35,12 @@ void kiln_runtime_release(struct kiln_runtime *rt);
 
 /* The runtime layer of the plan: the shim, each library of its closure (from ldd) under its soname, the
  * loader, and the runner files; gzip, fixed mtime. */
-int kiln_runtime_layer(struct kiln_plan_layer *out, const struct kiln_runtime *rt, struct kiln_error **err);
+int kiln_runtime_layer(struct kiln_plan_layer *out, const struct kiln_runtime *rt, struct kiln_store *s,
+                       struct kiln_error **err);
+
+/* A store cache key (64 hex digits) for TAG and the stat fingerprints of the files PATHS (NULL-ended): it
+ * changes when any of them changes. */
+void kiln_cache_key(char out[65], const char *tag, const char *const *paths);
 
 /* The image's Entrypoint: the loader running the shim with the bundled libraries. */
 json_t *kiln_runtime_entrypoint(void);

@@ -3,13 +3,11 @@
 # Native predictors (include/kiln/predictor.h) served by kiln-shim on loopback: schema, validation, output,
 # logs, setup failure, predict errors, cancel, concurrency; `kiln build` and `kiln serve` of such a project.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/shim_lib.sh"
 
-SHIM=$(dirname "$KILN")/kiln-shim
 LIBS=$(dirname "$KILN")/tests-native
 export KILN_ALLOW_CPU=1
 unset KILN_PREFETCH_FILES COG_SETUP_TIMEOUT PORT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # project NAME FIXTURE [YAML...]: a project directory holding lib/libFIXTURE.so and a kiln.yaml running it.
 project() {
@@ -22,45 +20,6 @@ project() {
 		printf '%s\n' "$@"
 	} >"$dir/kiln.yaml"
 	echo "$dir"
-}
-
-# wait_listen: until $URL answers (5 s).
-wait_listen() {
-	for _ in $(seq 50); do curl -s -o /dev/null "$URL/health-check" && return 0; sleep 0.1; done
-	t_fail "nothing listens on $URL: $(cat "$1" 2>/dev/null)"
-}
-
-# start DIR: run the shim on a free port; $URL, $SPID, its log in DIR.log.
-start() {
-	local port
-	port=$(free_port)
-	"$SHIM" --project "$1" --host 127.0.0.1 --port "$port" 2>"$1.log" &
-	SPID=$!
-	t_defer "kill -9 $SPID 2>/dev/null"
-	URL=http://127.0.0.1:$port
-	wait_listen "$1.log"
-}
-
-# req METHOD PATH [CURL ARGS...]: $CODE and $BODY of one request (10 s at most).
-req() {
-	local method=$1 path=$2
-	shift 2
-	CODE=$(curl -s -m 10 -o "$T_WORK/body" -w '%{http_code}' -X "$method" "$@" "$URL$path")
-	BODY=$(cat "$T_WORK/body" 2>/dev/null)
-}
-post() { req POST /predictions -H 'Content-Type: application/json' -d "$1" "${@:2}"; }
-field() { echo "$BODY" | json "$1"; }
-
-# wait_health STATUS [SECONDS]: until /health-check says STATUS.
-wait_health() {
-	local s=""
-	for _ in $(seq $((${2:-10} * 10))); do
-		s=$(curl -s -m 2 "$URL/health-check" | json 'j["status"]' 2>/dev/null)
-		[ "$s" == "$1" ] && return 0
-		sleep 0.1
-	done
-	t_fail "health is '$s', expected '$1'"
-	return 1
 }
 
 # put ID: PUT /predictions/ID with an empty input, answering at once (202 while it runs).
@@ -77,21 +36,6 @@ wait_status() {
 	done
 	t_fail "prediction $1 is '$s', expected '$2'"
 	return 1
-}
-
-# wait_exit PID SECONDS: until PID ends; its status in $RC.
-wait_exit() {
-	for _ in $(seq $(($2 * 10))); do
-		kill -0 "$1" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$1" 2>/dev/null; then
-		t_fail "process $1 still runs after $2 s"
-		RC=255
-		return
-	fi
-	wait "$1"
-	RC=$?
 }
 
 # ---- echo: schema, validation, output, logs

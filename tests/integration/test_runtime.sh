@@ -5,19 +5,10 @@
 # prediction (with a Python from this machine mounted in) over Cog's HTTP API; kiln serve does the same
 # on a project directory.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/shim_lib.sh"
 
 export KILN_ALLOW_CPU=1
 unset KILN_PREFETCH_FILES PORT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_ready() { # URL: until /health-check says READY (20 s at most); prints the last status
-	local s=""
-	for _ in $(seq 200); do
-		s=$(curl -s -m 2 "$1/health-check" | json 'j["status"]' 2>/dev/null)
-		[ "$s" == "READY" ] || [ "$s" == "SETUP_FAILED" ] && break
-		sleep 0.1
-	done
-	echo "$s"
-}
 
 H=$T_WORK/hello
 cp -a "$KILN_SOURCE_DIR/examples/hello" "$H"
@@ -75,7 +66,7 @@ U=$(umoci unpack --image "$T_WORK/bbimg:1" "$T_WORK/bbroot" 2>&1) || t_fail "umo
 CFG=$(skopeo inspect --config "oci:$T_WORK/bbimg:1")
 PORT1=$(free_port)
 run_image "$T_WORK/bbroot/rootfs" "$PORT1"
-s=$(wait_ready "http://127.0.0.1:$PORT1")
+s=$(wait_settled "http://127.0.0.1:$PORT1" 20)
 expect_eq "$s" "SETUP_FAILED" "status without Python"
 expect_contains "$(curl -s "http://127.0.0.1:$PORT1/health-check")" "python3"
 kill $IPID 2>/dev/null
@@ -85,7 +76,7 @@ PY=$(readlink -f /usr/bin/python3)
 PORT2=$(free_port)
 run_image "$T_WORK/bbroot/rootfs" "$PORT2" --ro-bind "$PY" /usr/bin/python3 --ro-bind /usr/lib/python3.11 /usr/lib/python3.11 \
 	--ro-bind /lib/x86_64-linux-gnu /lib/x86_64-linux-gnu --ro-bind /lib64 /lib64
-s=$(wait_ready "http://127.0.0.1:$PORT2")
+s=$(wait_settled "http://127.0.0.1:$PORT2" 20)
 expect_eq "$s" "READY" "status (log: $(tail -3 "$T_WORK/shim-$PORT2.log"))"
 R=$(curl -s -m 10 -H 'Content-Type: application/json' -d '{"input":{"name":"kiln"}}' "http://127.0.0.1:$PORT2/predictions")
 expect_eq "$(echo "$R" | json 'j["status"]')" "succeeded" "prediction status"
@@ -98,7 +89,7 @@ PORT3=$(free_port)
 "$KILN" serve "$O" --port "$PORT3" --host 127.0.0.1 2>"$T_WORK/serve.log" &
 SPID=$!
 t_defer "kill -9 $SPID 2>/dev/null"
-s=$(wait_ready "http://127.0.0.1:$PORT3")
+s=$(wait_settled "http://127.0.0.1:$PORT3" 20)
 expect_eq "$s" "READY" "status"
 R=$(curl -s -m 10 -H 'Content-Type: application/json' -d '{"input":{"n":7}}' "http://127.0.0.1:$PORT3/predictions")
 expect_eq "$(echo "$R" | json 'j["output"]')" "49" "output"

@@ -4,13 +4,11 @@
 # endpoint and status code, sync/async/SSE predictions, PUT idempotency, cancel, setup failure, worker
 # crash, SIGTERM, webhooks, prefetch and hints in /health-check.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/shim_lib.sh"
 
-SHIM=$(dirname "$KILN")/kiln-shim
 FIX=$KILN_SOURCE_DIR/tests/fixtures/predictors
 export PYTHONDONTWRITEBYTECODE=1 KILN_ALLOW_CPU=1
 unset KILN_PREFETCH_FILES COG_SETUP_TIMEOUT PORT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # project NAME FILE RUN [YAML...]: a project directory with FILE (a fixture name or a path) and a kiln.yaml.
 project() {
@@ -23,59 +21,6 @@ project() {
 		printf '%s\n' "$@"
 	} >"$dir/kiln.yaml"
 	echo "$dir"
-}
-
-# start DIR [ENV=V...] [-- SHIM ARGS...]: run the shim on a free port; $URL, $SPID, its log in DIR.log.
-start() {
-	local dir=$1 envs=() args=()
-	shift
-	while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
-	[ "${1:-}" == "--" ] && shift && args=("$@")
-	local port
-	port=$(free_port)
-	env "${envs[@]}" "$SHIM" --project "$dir" --host 127.0.0.1 --port "$port" "${args[@]}" 2>"$dir.log" &
-	SPID=$!
-	t_defer "kill -9 $SPID 2>/dev/null"
-	URL=http://127.0.0.1:$port
-	for _ in $(seq 50); do curl -s -o /dev/null "$URL/health-check" && return 0; sleep 0.1; done
-	t_fail "the shim did not start listening: $(cat "$dir.log")"
-}
-
-# req METHOD PATH [CURL ARGS...]: $CODE and $BODY of one request (10 s at most).
-req() {
-	local method=$1 path=$2
-	shift 2
-	CODE=$(curl -s -m 10 -o "$T_WORK/body" -w '%{http_code}' -X "$method" "$@" "$URL$path")
-	BODY=$(cat "$T_WORK/body" 2>/dev/null)
-}
-post() { req POST /predictions -H 'Content-Type: application/json' -d "$1" "${@:2}"; }
-field() { echo "$BODY" | json "$1"; }
-
-# wait_health STATUS [SECONDS]: until /health-check says STATUS.
-wait_health() {
-	local s=""
-	for _ in $(seq $((${2:-10} * 10))); do
-		s=$(curl -s -m 2 "$URL/health-check" | json 'j["status"]' 2>/dev/null)
-		[ "$s" == "$1" ] && return 0
-		sleep 0.1
-	done
-	t_fail "health is '$s', expected '$1'"
-	return 1
-}
-
-# wait_exit PID SECONDS: until PID ends; its status in $RC.
-wait_exit() {
-	for _ in $(seq $(($2 * 10))); do
-		kill -0 "$1" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$1" 2>/dev/null; then
-		t_fail "process $1 still runs after $2 s"
-		RC=255
-		return
-	fi
-	wait "$1"
-	RC=$?
 }
 
 TS_RE='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}\+00:00$'

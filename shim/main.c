@@ -254,6 +254,7 @@ static void serve(struct shim *s, const sigset_t *sigs)
 	for (;;) {
 		siginfo_t si;
 		int sig = sigtimedwait(sigs, &si, &tick);
+		shim_server_tick(s);
 		if (sig == SIGTERM && s->await_explicit_shutdown) {
 			shim_log("info", NULL,
 			         "ignoring SIGTERM (--await-explicit-shutdown): POST /shutdown to stop");

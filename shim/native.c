@@ -18,7 +18,8 @@
 #include "kiln/predictor.h"
 #include "shim/server.h"
 
-#define LINE_MAX_BYTES (1024 * 1024) /* a longer line of output is cut there */
+#define LINE_MAX_BYTES     (1024 * 1024) /* a longer line of output is cut there */
+#define DIRECT_MAX_SECONDS 0.0005 /* predict() runs on its request's thread when it takes less, lately */
 
 /* Cog's OpenAPI document without Input and Output (templates/python/kiln_schema.py's document()). */
 static const char DOCUMENT[] =
@@ -104,9 +105,13 @@ struct shim_native {
 	__typeof__(&kiln_predictor_teardown) teardown;
 	__typeof__(&kiln_predictor_free) free;
 
-	/* the queue and the threads; cond is broadcast on every change */
+	/* the queue and the threads; cond is broadcast on every change but a new job, which signals work */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
+	pthread_cond_t work;          /* idle prediction threads wait here for a job */
+	struct native_worker *direct; /* nworkers slots for predictions run on their request's thread */
+	long direct_running;
+	double recent; /* seconds predict() took lately (a moving average), < 0 before the first */
 	struct native_job *queue, **queue_end;
 	struct native_worker *workers;
 	long nworkers, live_workers; /* live_workers: started and not ended */
@@ -167,11 +172,12 @@ static void emit_log(struct shim *s, const char *text, size_t len)
 	json_t *id = json_null();
 	int running = 0;
 	pthread_mutex_lock(&n->lock);
-	for (long i = 0; i < n->nworkers; i++) {
-		if (n->workers[i].job && running++ == 0) {
+	for (long i = 0; i < 2 * n->nworkers; i++) {
+		struct native_worker *w = i < n->nworkers ? &n->workers[i] : &n->direct[i - n->nworkers];
+		if (w->job && running++ == 0) {
 			json_decref(id);
-			id = json_string(n->workers[i].job->id);
-		} else if (n->workers[i].job) {
+			id = json_string(w->job->id);
+		} else if (w->job) {
 			json_decref(id);
 			id = json_null();
 		}
@@ -417,6 +423,7 @@ static void run_job(struct shim *s, struct native_worker *w, struct native_job *
 	capture_flush(s);
 	pthread_mutex_lock(&n->lock);
 	w->job = NULL;
+	n->recent = n->recent < 0 ? seconds : 0.8 * n->recent + 0.2 * seconds;
 	bool canceled = job->canceled;
 	pthread_cond_broadcast(&n->cond);
 	pthread_mutex_unlock(&n->lock);
@@ -459,7 +466,7 @@ static void *worker_main(void *arg)
 	pthread_mutex_lock(&n->lock);
 	for (;;) {
 		while (!n->queue && !n->stopping)
-			pthread_cond_wait(&n->cond, &n->lock);
+			pthread_cond_wait(&n->work, &n->lock);
 		struct native_job *job = n->queue;
 		if (!job)
 			break;
@@ -502,19 +509,62 @@ int shim_native_send(struct shim *s, json_t *msg)
 			job->input = strdup("{}");
 		*n->queue_end = job;
 		n->queue_end = &job->next;
-		pthread_cond_broadcast(&n->cond);
+		pthread_cond_signal(&n->work);
 	} else if (strcmp(type, "cancel") == 0) {
 		/* native code cannot be interrupted: a running prediction is reported canceled when it
 		 * returns */
 		for (struct native_job *job = n->queue; job; job = job->next)
 			if (strcmp(job->id, id) == 0)
 				job->canceled = true;
-		for (long i = 0; i < n->nworkers; i++)
+		for (long i = 0; i < n->nworkers; i++) {
 			if (n->workers[i].job && strcmp(n->workers[i].job->id, id) == 0)
 				n->workers[i].job->canceled = true;
+			if (n->direct[i].job && strcmp(n->direct[i].job->id, id) == 0)
+				n->direct[i].job->canceled = true;
+		}
 	}
 	pthread_mutex_unlock(&n->lock);
 	return rc;
+}
+
+int shim_native_predict_direct(struct shim *s, const char *id, json_t *input)
+{
+	struct shim_native *n = s->native;
+	pthread_mutex_lock(&n->lock);
+	if (n->stopping) {
+		pthread_mutex_unlock(&n->lock);
+		return -1;
+	}
+	struct native_worker *w = NULL;
+	for (long i = 0; i < n->nworkers && !w; i++)
+		if (!n->direct[i].job)
+			w = &n->direct[i];
+	long running = n->direct_running;
+	for (long i = 0; i < n->nworkers; i++)
+		running += n->workers[i].job != NULL;
+	/* only a predict() known to be quick runs here: a slow one would hold up the server's event loop */
+	if (!w || n->queue || running >= n->nworkers || n->recent < 0 || n->recent > DIRECT_MAX_SECONDS) {
+		pthread_mutex_unlock(&n->lock);
+		return 1; /* queue it */
+	}
+	struct native_job *job = calloc(1, sizeof(*job));
+	if (!job)
+		abort();
+	job->id = strdup(id);
+	job->input = json_dumps(input, JSON_COMPACT);
+	if (!job->input)
+		job->input = strdup("{}");
+	w->s = s;
+	w->job = job;
+	n->direct_running++;
+	pthread_mutex_unlock(&n->lock);
+	run_job(s, w, job);
+	pthread_mutex_lock(&n->lock);
+	n->direct_running--;
+	pthread_cond_broadcast(&n->cond);
+	pthread_mutex_unlock(&n->lock);
+	job_free(job);
+	return 0;
 }
 
 /* ---- start and stop ---- */
@@ -526,8 +576,10 @@ int shim_native_start(struct shim *s, const char *path, struct kiln_error **err)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	pthread_mutex_init(&n->lock, NULL);
 	pthread_cond_init(&n->cond, NULL);
+	pthread_cond_init(&n->work, NULL);
 	pthread_mutex_init(&n->capture_lock, NULL);
 	n->queue_end = &n->queue;
+	n->recent = -1;
 	n->project = realpath(s->project, NULL);
 	_cleanup_free_ char *joined = n->project ? kiln_path_join(n->project, path) : NULL;
 	n->path = joined ? realpath(joined, NULL) : NULL;
@@ -541,7 +593,8 @@ int shim_native_start(struct shim *s, const char *path, struct kiln_error **err)
 	}
 	n->nworkers = s->concurrency > 0 ? s->concurrency : 1;
 	n->workers = calloc((size_t)n->nworkers, sizeof(*n->workers));
-	if (!n->workers)
+	n->direct = calloc((size_t)n->nworkers, sizeof(*n->direct));
+	if (!n->workers || !n->direct)
 		abort();
 	s->native = n;
 	if (capture_start(s, err) < 0) {
@@ -585,10 +638,12 @@ void shim_native_stop(struct shim *s, double timeout)
 	pthread_mutex_lock(&n->lock);
 	n->stopping = true;
 	pthread_cond_broadcast(&n->cond);
-	while (n->live_workers > 0 || !n->setup_done)
+	pthread_cond_broadcast(&n->work);
+	while (n->live_workers > 0 || n->direct_running > 0 || !n->setup_done)
 		if (pthread_cond_timedwait(&n->cond, &n->lock, &end) == ETIMEDOUT)
 			break;
-	bool idle = n->live_workers == 0, setup_done = n->setup_done, setup_ok = n->setup_ok;
+	bool idle = n->live_workers == 0 && n->direct_running == 0, setup_done = n->setup_done,
+	     setup_ok = n->setup_ok;
 	pthread_mutex_unlock(&n->lock);
 	if (setup_done && n->setup_thread_started)
 		pthread_join(n->setup_thread, NULL);
@@ -606,10 +661,12 @@ void shim_native_stop(struct shim *s, double timeout)
 		return; /* threads still use N: it stays until the process ends */
 	/* the library stays loaded: its destructors may still be needed by what it started */
 	free(n->workers);
+	free(n->direct);
 	free(n->project);
 	free(n->path);
 	pthread_mutex_destroy(&n->lock);
 	pthread_cond_destroy(&n->cond);
+	pthread_cond_destroy(&n->work);
 	pthread_mutex_destroy(&n->capture_lock);
 	s->native = NULL;
 	free(n);

@@ -2,6 +2,7 @@
 /* predictions.c: the prediction table: states, slots, responses, worker events and webhooks. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "common/fs.h"
 #include "shim/server.h"
@@ -29,19 +30,20 @@ struct shim_prediction *shim_pred_find(struct shim *s, const char *id)
 /* A random 32-hex-digit id, as Cog's uuid4().hex. */
 static char *new_id(void)
 {
+	static const char HEX[] = "0123456789abcdef";
 	unsigned char r[16];
-	FILE *f = fopen("/dev/urandom", "rb");
-	if (!f || fread(r, 1, sizeof(r), f) != sizeof(r)) {
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
 		for (size_t i = 0; i < sizeof(r); i++)
 			r[i] = (unsigned char)rand();
 	}
-	if (f)
-		fclose(f);
 	char *id = malloc(33);
 	if (!id)
 		abort();
-	for (size_t i = 0; i < sizeof(r); i++)
-		snprintf(id + 2 * i, 3, "%02x", r[i]);
+	for (size_t i = 0; i < sizeof(r); i++) {
+		id[2 * i] = HEX[r[i] >> 4];
+		id[2 * i + 1] = HEX[r[i] & 15];
+	}
+	id[32] = '\0';
 	return id;
 }
 
@@ -66,6 +68,7 @@ struct shim_prediction *shim_pred_new(struct shim *s, const char *id, json_t *bo
 	else if (s->upload_url)
 		p->upload_url = strdup(s->upload_url);
 	p->refs = 1;
+	pthread_cond_init(&p->done, NULL);
 	p->counted = true;
 	s->busy++;
 	p->next = s->preds;
@@ -89,6 +92,7 @@ static void pred_free(struct shim_prediction *p)
 		kiln_remove_tree(p->tmpdir, NULL);
 		free(p->tmpdir);
 	}
+	pthread_cond_destroy(&p->done);
 	free(p);
 }
 
@@ -172,12 +176,17 @@ void shim_pred_finish(struct shim *s, struct shim_prediction *p, enum shim_statu
 	         json_pack("{s:s, s:s, s:f}", "prediction_id", p->id, "status", shim_status_name(st),
 	                   "predict_time", p->predict_time < 0 ? 0.0 : p->predict_time),
 	         "prediction %s", shim_status_name(st));
+	pthread_cond_broadcast(&p->done);
+	shim_server_wake(s, p);
 	pthread_cond_broadcast(&s->cond);
 	trim(s);
 }
 
-void shim_pred_dispatch(struct shim *s, struct shim_prediction *p, json_t *worker_input)
+void shim_pred_dispatch(struct shim *s, struct shim_prediction *p, json_t *worker_input, bool direct,
+                        json_t **sent)
 {
+	if (sent)
+		*sent = NULL;
 	pthread_mutex_lock(&s->lock);
 	if (p->cancel_requested) {
 		shim_pred_finish(s, p, PRED_CANCELED, NULL);
@@ -195,6 +204,22 @@ void shim_pred_dispatch(struct shim *s, struct shim_prediction *p, json_t *worke
 	clock_gettime(CLOCK_MONOTONIC, &p->started_mono);
 	notify(s, p, "start");
 	pthread_cond_broadcast(&s->cond);
+	if (sent)
+		*sent = shim_pred_json(p);
+	if (direct && s->native && !p->webhook) {
+		/* P's id stays valid: the caller holds a reference */
+		pthread_mutex_unlock(&s->lock);
+		int rc = shim_native_predict_direct(s, p->id, worker_input);
+		if (rc == 0)
+			return;
+		if (rc < 0) {
+			pthread_mutex_lock(&s->lock);
+			shim_pred_finish(s, p, PRED_FAILED, "the worker has exited");
+			pthread_mutex_unlock(&s->lock);
+			return;
+		}
+		pthread_mutex_lock(&s->lock);
+	}
 	json_t *msg = json_pack("{s:s, s:s, s:O}", "type", "predict", "id", p->id, "input", worker_input);
 	pthread_mutex_unlock(&s->lock);
 	int rc = shim_worker_send(s, msg);
@@ -211,6 +236,7 @@ void shim_pred_log(struct shim *s, struct shim_prediction *p, const char *text, 
 	if (kiln_buf_put(&p->logs, text, len) < 0)
 		return;
 	notify(s, p, "logs");
+	shim_server_wake(s, p);
 	pthread_cond_broadcast(&s->cond);
 }
 
@@ -233,7 +259,8 @@ static int encode_output(struct shim *s, struct shim_prediction *p, json_t **v)
 	p->refs--;
 	if (rc < 0 && !finished(p)) {
 		char msg[512];
-		snprintf(msg, sizeof(msg), "cannot deliver the output: %s", err ? err->message : "unknown error");
+		snprintf(msg, sizeof(msg), "cannot deliver the output: %s",
+		         err ? err->message : "unknown error");
 		shim_pred_finish(s, p, PRED_FAILED, msg);
 	}
 	return rc < 0 ? -1 : 0;
@@ -264,6 +291,7 @@ void shim_pred_event(struct shim *s, const char *type, json_t *ev)
 		}
 		json_array_append_new(p->output, v ? v : json_null());
 		notify(s, p, "output");
+		shim_server_wake(s, p);
 		pthread_cond_broadcast(&s->cond);
 	} else if (strcmp(type, "done") == 0) {
 		json_t *out = json_object_get(ev, "output");

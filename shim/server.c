@@ -5,16 +5,64 @@
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/fs.h"
 #include "shim/server.h"
 
-/* One request: its body as it arrives. */
+/* A connection suspended until its prediction changes; in the prediction's list while suspended. Guarded
+ * by shim.lock. */
+struct shim_waiter {
+	struct shim_waiter *next;
+	struct MHD_Connection *c;
+	bool linked;
+	struct sse *sse; /* the event stream that waits, or NULL (a synchronous request) */
+};
+
+/* One request: its body as it arrives; then the prediction a synchronous request waits for. */
 struct request {
 	struct kiln_buf body;
 	bool too_large;
+	struct shim_prediction *pred; /* one reference held, or NULL */
+	struct shim_waiter wait;
 };
+
+/* Suspend W's connection until P changes (s->lock held; from MHD's callbacks only). */
+static void suspend_on(struct shim_prediction *p, struct shim_waiter *w, struct MHD_Connection *c)
+{
+	w->c = c;
+	w->next = p->waiters;
+	w->linked = true;
+	p->waiters = w;
+	MHD_suspend_connection(c);
+}
+
+/* Take W out of P's list when it is there (s->lock held). */
+static void unlink_waiter(struct shim_prediction *p, struct shim_waiter *w)
+{
+	if (!w->linked)
+		return;
+	for (struct shim_waiter **pp = &p->waiters; *pp; pp = &(*pp)->next)
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	w->linked = false;
+}
+
+void shim_server_wake(struct shim *s, struct shim_prediction *p)
+{
+	(void)s;
+	struct shim_waiter *w = p->waiters;
+	p->waiters = NULL;
+	while (w) {
+		struct shim_waiter *next = w->next;
+		w->linked = false;
+		MHD_resume_connection(w->c);
+		w = next;
+	}
+}
 
 /* Queue a JSON reply (BODY is stolen) with STATUS. */
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, json_t *body)
@@ -100,6 +148,10 @@ static const char *not_ready(const struct shim *s)
 struct sse {
 	struct shim *s;
 	struct shim_prediction *p;
+	struct MHD_Connection *c;
+	struct shim_waiter wait;
+	bool quiet; /* suspended with nothing to send since quiet_since */
+	struct timespec quiet_since;
 	size_t outputs;
 	size_t logs;
 	bool done;
@@ -134,10 +186,14 @@ static void sse_collect(struct sse *e)
 	}
 }
 
-/* MHD's reader for an SSE response: waits (in this connection's thread) for the next events. */
+#define SSE_KEEPALIVE 15.0 /* seconds without an event before a keep-alive comment */
+
+/* MHD's reader for an SSE response: the events so far; with none, the connection is suspended until the
+ * prediction changes (or shim_server_tick's keep-alive), and 0 returned. */
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct sse *e = cls;
+	(void)pos;
 	if (e->off >= e->pending.len) {
 		if (e->done)
 			return MHD_CONTENT_READER_END_OF_STREAM;
@@ -145,18 +201,23 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 		e->off = 0;
 		pthread_mutex_lock(&e->s->lock);
 		sse_collect(e);
-		if (!e->pending.len) {
-			struct timespec t;
-			clock_gettime(CLOCK_REALTIME, &t);
-			t.tv_sec += 15;
-			if (pthread_cond_timedwait(&e->s->cond, &e->s->lock, &t) == ETIMEDOUT)
-				kiln_buf_puts(&e->pending, ": keep-alive\n\n");
-			else
-				sse_collect(e);
+		if (e->pending.len) {
+			e->quiet = false;
+		} else if (e->quiet && shim_since(&e->quiet_since) >= SSE_KEEPALIVE) {
+			kiln_buf_puts(&e->pending, ": keep-alive\n\n");
+			e->quiet = false;
+		} else if (e->s->server_stopping) {
+			e->done = true;
+		} else {
+			if (!e->quiet) {
+				e->quiet = true;
+				clock_gettime(CLOCK_MONOTONIC, &e->quiet_since);
+			}
+			suspend_on(e->p, &e->wait, e->c);
 		}
 		pthread_mutex_unlock(&e->s->lock);
 		if (!e->pending.len)
-			return 0;
+			return e->done ? MHD_CONTENT_READER_END_OF_STREAM : 0;
 	}
 	size_t n = e->pending.len - e->off < max ? e->pending.len - e->off : max;
 	memcpy(buf, e->pending.ptr + e->off, n);
@@ -168,6 +229,7 @@ static void sse_free(void *cls)
 {
 	struct sse *e = cls;
 	pthread_mutex_lock(&e->s->lock);
+	unlink_waiter(e->p, &e->wait);
 	shim_pred_release(e->s, e->p);
 	pthread_mutex_unlock(&e->s->lock);
 	kiln_buf_release(&e->pending);
@@ -176,13 +238,15 @@ static void sse_free(void *cls)
 
 /* Answer a prediction request with P (s->lock held, one reference held and handed over): 202 with its
  * current state when ASYNC, an event stream when SSE, else its final state once it is finished. */
-static enum MHD_Result answer(struct shim *s, struct MHD_Connection *c, struct shim_prediction *p, bool async,
-                              bool sse, unsigned async_status)
+static enum MHD_Result answer(struct shim *s, struct MHD_Connection *c, struct request *req,
+                              struct shim_prediction *p, bool async, bool sse, unsigned async_status)
 {
 	if (sse) {
 		struct sse *e = calloc(1, sizeof(*e));
 		e->s = s;
 		e->p = p;
+		e->c = c;
+		e->wait.sse = e;
 		pthread_mutex_unlock(&s->lock);
 		struct MHD_Response *r =
 		    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, e, sse_free);
@@ -192,19 +256,74 @@ static enum MHD_Result answer(struct shim *s, struct MHD_Connection *c, struct s
 		MHD_destroy_response(r);
 		return ret;
 	}
-	if (!async)
-		while (p->status < PRED_SUCCEEDED)
-			pthread_cond_wait(&s->cond, &s->lock);
+	if (!async && p->status < PRED_SUCCEEDED && !s->server_stopping) {
+		/* answered when it finishes: on_request again, after shim_server_wake resumed it */
+		req->pred = p;
+		suspend_on(p, &req->wait, c);
+		pthread_mutex_unlock(&s->lock);
+		return MHD_YES;
+	}
 	json_t *j = shim_pred_json(p);
 	shim_pred_release(s, p);
 	pthread_mutex_unlock(&s->lock);
 	return reply(c, async ? async_status : 200, j);
 }
 
-/* Download the file inputs of INPUT into a new temp dir of P and send P to the worker. 0, or -1 after
- * finishing P as failed with MSG set. */
-static int prepare_and_dispatch(struct shim *s, struct shim_prediction *p, char *msg, size_t size)
+/* Whether SCHEMA (an input's) may describe a file: a "format": "uri" or a "$ref" anywhere in it. */
+static bool may_be_file(const json_t *schema, int depth)
 {
+	if (depth > 64)
+		return true; /* too deep to tell: assume it may */
+	if (json_is_object(schema)) {
+		const char *format = json_string_value(json_object_get(schema, "format"));
+		if ((format && strcmp(format, "uri") == 0) || json_object_get(schema, "$ref"))
+			return true;
+		const char *key;
+		json_t *v;
+		json_object_foreach((json_t *)schema, key, v) if (may_be_file(v, depth + 1)) return true;
+	} else if (json_is_array(schema)) {
+		size_t i;
+		json_t *v;
+		json_array_foreach(schema, i, v) if (may_be_file(v, depth + 1)) return true;
+	}
+	return false;
+}
+
+/* Whether INPUT may have a file value to fetch into a directory. Conservative: shim_files_fetch_inputs only
+ * fetches strings, alone or in arrays, of inputs whose schema is a URI. s->lock held. */
+static bool may_fetch(struct shim *s, const json_t *input)
+{
+	const json_t *props = json_object_get(
+	    json_object_get(json_object_get(json_object_get(s->schema, "components"), "schemas"), "Input"),
+	    "properties");
+	const char *name;
+	json_t *v;
+	json_object_foreach((json_t *)input, name, v)
+	{
+		bool strings = json_is_string(v);
+		size_t i;
+		json_t *item;
+		if (json_is_array(v))
+			json_array_foreach(v, i, item) strings = strings || json_is_string(item);
+		if (strings && may_be_file(json_object_get(props, name), 0))
+			return true;
+	}
+	return false;
+}
+
+/* Download the file inputs of INPUT into a new temp dir of P (made only when there may be one) and send P
+ * to the worker. 0, or -1 after finishing P as failed with MSG set. */
+static int prepare_and_dispatch(struct shim *s, struct shim_prediction *p, bool direct, json_t **sent,
+                                char *msg, size_t size)
+{
+	*sent = NULL;
+	pthread_mutex_lock(&s->lock);
+	bool fetch = may_fetch(s, p->input);
+	pthread_mutex_unlock(&s->lock);
+	if (!fetch) {
+		shim_pred_dispatch(s, p, p->input, direct, sent);
+		return 0;
+	}
 	json_t *input = json_deep_copy(p->input);
 	{
 		const char *tmp = getenv("TMPDIR");
@@ -230,7 +349,7 @@ static int prepare_and_dispatch(struct shim *s, struct shim_prediction *p, char 
 		}
 		pthread_mutex_unlock(&s->lock);
 	}
-	shim_pred_dispatch(s, p, input);
+	shim_pred_dispatch(s, p, input, direct, sent);
 	json_decref(input);
 	return 0;
 }
@@ -296,7 +415,7 @@ static enum MHD_Result predict(struct shim *s, struct MHD_Connection *c, struct 
 		/* Cog: a prediction with this ID runs already: its current state, 202 (sync or not) */
 		bool running = p->status < PRED_SUCCEEDED;
 		p->refs++;
-		return answer(s, c, p, async || running, sse, 202);
+		return answer(s, c, req, p, async || running, sse, 202);
 	}
 	json_t *normalized = NULL, *problems = NULL;
 	if (shim_validate_input(s->schema, input && json_is_object(input) ? input : json_object(),
@@ -311,19 +430,27 @@ static enum MHD_Result predict(struct shim *s, struct MHD_Connection *c, struct 
 	}
 	p = shim_pred_new(s, id, body, normalized);
 	json_decref(normalized);
-	shim_log("info", json_pack("{s:s, s:b}", "prediction_id", p->id, "async", async),
-	         "prediction started");
+	json_t *extra = json_pack("{s:s, s:b}", "prediction_id", p->id, "async", async);
 	pthread_mutex_unlock(&s->lock);
+	shim_log("info", extra, "prediction started");
 
 	char msg[512];
-	if (prepare_and_dispatch(s, p, msg, sizeof(msg)) < 0) {
+	json_t *sent;
+	if (prepare_and_dispatch(s, p, !async && !sse, &sent, msg, sizeof(msg)) < 0) {
 		pthread_mutex_lock(&s->lock);
 		shim_pred_release(s, p);
 		pthread_mutex_unlock(&s->lock);
 		return invalid(c, json_pack("[s,s]", "body", "input"), msg, "value_error");
 	}
 	pthread_mutex_lock(&s->lock);
-	return answer(s, c, p, async, sse, 202);
+	if (async && !sse && sent) {
+		/* the state it was sent in: a fast predictor may have finished it meanwhile */
+		shim_pred_release(s, p);
+		pthread_mutex_unlock(&s->lock);
+		return reply(c, 202, sent);
+	}
+	json_decref(sent);
+	return answer(s, c, req, p, async, sse, 202);
 }
 
 /* POST /predictions/{id}/cancel: 200 {} when a cancel was sent, 404 {} when nothing runs with that id. */
@@ -423,6 +550,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	if (req->too_large)
 		return detail(c, 413, "Request body too large");
+	if (req->pred) {
+		/* resumed: the prediction it waits for changed */
+		pthread_mutex_lock(&s->lock);
+		struct shim_prediction *p = req->pred;
+		if (p->status < PRED_SUCCEEDED && !s->server_stopping) {
+			suspend_on(p, &req->wait, c);
+			pthread_mutex_unlock(&s->lock);
+			return MHD_YES;
+		}
+		req->pred = NULL;
+		json_t *j = shim_pred_json(p);
+		shim_pred_release(s, p);
+		pthread_mutex_unlock(&s->lock);
+		return reply(c, 200, j);
+	}
 	return route(s, c, url, method, req);
 }
 
@@ -435,22 +577,28 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	if (!req)
 		return;
 	kiln_buf_release(&req->body);
-	free(req);
 	*con_cls = NULL;
 	pthread_mutex_lock(&s->lock);
-	s->requests--;
-	pthread_cond_broadcast(&s->cond);
+	if (req->pred) {
+		unlink_waiter(req->pred, &req->wait);
+		shim_pred_release(s, req->pred);
+	}
+	free(req);
+	s->requests--; /* main.c polls it: nothing waits on s->cond for it */
 	pthread_mutex_unlock(&s->lock);
 }
 
 int shim_server_start(struct shim *s, struct kiln_error **err)
 {
-	unsigned flags =
-	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	/* a few event-loop threads (epoll); requests that wait for a prediction are suspended meanwhile */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+	                 MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned pool = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (unsigned)ncpu;
 	if (s->listen_fd >= 0) {
 		s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET,
 		                             s->listen_fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-		                             MHD_OPTION_END);
+		                             MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_END);
 	} else {
 		struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)s->port)};
 		struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
@@ -462,10 +610,10 @@ int shim_server_start(struct shim *s, struct kiln_error **err)
 			addr = (const struct sockaddr *)&a6;
 			flags |= MHD_USE_IPv6;
 		}
-		s->daemon =
-		    MHD_start_daemon(flags, (uint16_t)s->port, NULL, NULL, on_request, s,
-		                     MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-		                     MHD_OPTION_LISTEN_BACKLOG_SIZE, 128, MHD_OPTION_END);
+		s->daemon = MHD_start_daemon(flags, (uint16_t)s->port, NULL, NULL, on_request, s,
+		                             MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_NOTIFY_COMPLETED,
+		                             on_completed, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, 128,
+		                             MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_END);
 	}
 	if (!s->daemon)
 		return kiln_error_set(err, KILN_EIO, "cannot listen on %s:%d (is the port in use?)", s->host,
@@ -482,8 +630,27 @@ void shim_server_quiesce(struct shim *s)
 		close(fd);
 }
 
+void shim_server_tick(struct shim *s)
+{
+	pthread_mutex_lock(&s->lock);
+	for (struct shim_prediction *p = s->preds; p; p = p->next) {
+		bool due = false;
+		for (struct shim_waiter *w = p->waiters; w && !due; w = w->next)
+			due = w->sse && w->sse->quiet && shim_since(&w->sse->quiet_since) >= SSE_KEEPALIVE;
+		if (due)
+			shim_server_wake(s, p);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
 void shim_server_stop(struct shim *s)
 {
+	/* MHD must not stop with suspended connections: resume them for good */
+	pthread_mutex_lock(&s->lock);
+	s->server_stopping = true;
+	for (struct shim_prediction *p = s->preds; p; p = p->next)
+		shim_server_wake(s, p);
+	pthread_mutex_unlock(&s->lock);
 	if (s->daemon)
 		MHD_stop_daemon(s->daemon);
 	s->daemon = NULL;

@@ -44,9 +44,11 @@ struct shim_prediction {
 	char *upload_url; /* output_file_prefix, else --upload-url, or NULL */
 	char *tmpdir;     /* file inputs, removed when done */
 	bool cancel_requested;
-	bool dispatched; /* sent to the worker */
-	bool counted;    /* holds a slot */
-	int refs;        /* request threads waiting on it */
+	bool dispatched;             /* sent to the worker */
+	bool counted;                /* holds a slot */
+	int refs;                    /* request threads waiting on it */
+	pthread_cond_t done;         /* broadcast when it finishes */
+	struct shim_waiter *waiters; /* suspended connections to resume when it changes (server.c) */
 };
 
 /* One pipe from the worker that its reader thread follows, with the bytes of its unfinished line. */
@@ -105,6 +107,7 @@ struct shim {
 	struct shim_native *native; /* a native predictor (native.c) in place of the worker, or NULL */
 
 	struct MHD_Daemon *daemon;
+	bool server_stopping; /* suspended connections are resumed for good; guarded by lock */
 	int requests; /* HTTP requests not finished yet (their responses still going); guarded by lock */
 };
 
@@ -129,8 +132,11 @@ struct shim_prediction *shim_pred_new(struct shim *s, const char *id, json_t *bo
 json_t *shim_pred_json(const struct shim_prediction *p);
 /* Drop the caller's reference; finished predictions beyond SHIM_KEEP_DONE are freed. */
 void shim_pred_release(struct shim *s, struct shim_prediction *p);
-/* Send P to the worker (s->lock not held: takes it). Finishes P as failed when that is impossible. */
-void shim_pred_dispatch(struct shim *s, struct shim_prediction *p, json_t *worker_input);
+/* Send P to the worker (s->lock not held: takes it). Finishes P as failed when that is impossible. DIRECT:
+ * the caller waits for P anyway, so a native predictor may run it on the caller's thread. SENT (or NULL):
+ * P's response as it was sent ("processing"), or NULL when it was not sent. */
+void shim_pred_dispatch(struct shim *s, struct shim_prediction *p, json_t *worker_input, bool direct,
+                        json_t **sent);
 /* Finish P with STATUS and ERROR (may be NULL): completion time, slot, webhook, temp dir. */
 void shim_pred_finish(struct shim *s, struct shim_prediction *p, enum shim_status st, const char *error);
 /* Handle a prediction event from the worker ("started", "output", "done", "failed", "canceled", "log"). */
@@ -169,6 +175,9 @@ void shim_worker_kill(struct shim *s);
 int shim_native_start(struct shim *s, const char *path, struct kiln_error **err);
 /* A request of PROTOCOL.md's shape ("predict", "cancel", "shutdown"): 0, or -1 when stopping. */
 int shim_native_send(struct shim *s, json_t *msg);
+/* Run prediction ID with INPUT now on this thread when a slot is free (s->lock not held): 0 when it ran (its
+ * events were emitted), 1 when it did not start (send it instead), -1 when stopping. */
+int shim_native_predict_direct(struct shim *s, const char *id, json_t *input);
 /* Wait up to TIMEOUT seconds for running predictions, call teardown(), restore fds 1 and 2. */
 void shim_native_stop(struct shim *s, double timeout);
 /* Setup timed out: native code cannot be interrupted; only say so (s->lock held). */
@@ -180,5 +189,9 @@ int shim_server_start(struct shim *s, struct kiln_error **err);
 /* Stop accepting connections (the listening socket stays open until shim_server_stop). */
 void shim_server_quiesce(struct shim *s);
 void shim_server_stop(struct shim *s);
+/* Resume the connections that wait for P to change (s->lock held). */
+void shim_server_wake(struct shim *s, struct shim_prediction *p);
+/* Resume the event streams that have been quiet for 15 s, for their keep-alive (s->lock not held). */
+void shim_server_tick(struct shim *s);
 
 #endif

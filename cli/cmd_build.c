@@ -151,7 +151,8 @@ int cmd_build(int argc, char **argv)
 	if (r->schema_missing)
 		warnf("the image has no run.cog.openapi_schema label: %s", r->schema_missing);
 	if (!r->runtime)
-		warnf("the image has no runtime layer: %s", r->runtime_missing ? r->runtime_missing : "no shim");
+		warnf("the image has no runtime layer: %s",
+		      r->runtime_missing ? r->runtime_missing : "no shim");
 	for (size_t i = 0; i < r->nskipped; i++)
 		warnf("'%s' is not a regular file, directory or symlink: left out", r->skipped[i]);
 	uint64_t exported = 0;

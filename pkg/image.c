@@ -61,7 +61,8 @@ static int by_size_desc(const void *a, const void *b)
  * The serving label: the prefetch order (weight files matching the manifest's prefetch entries, in
  * their order, then the others largest first, paths in the image) and the warm-pool hints.
  */
-json_t *kiln_image_prefetch_order(const struct kiln_manifest *m, const struct kiln_plan *p, const char *workdir)
+json_t *kiln_image_prefetch_order(const struct kiln_manifest *m, const struct kiln_plan *p,
+                                  const char *workdir)
 {
 	json_t *order = json_array();
 	const struct kiln_plan_file **rest = calloc(p->nweights + 1, sizeof(*rest));
@@ -88,7 +89,8 @@ json_t *kiln_image_prefetch_order(const struct kiln_manifest *m, const struct ki
 static json_t *serve_label(const struct kiln_image_spec *spec, const char *workdir)
 {
 	const struct kiln_manifest *m = spec->manifest;
-	json_t *s = json_pack("{s:o}", "prefetch", kiln_image_prefetch_order(spec->manifest, spec->plan, workdir));
+	json_t *s =
+	    json_pack("{s:o}", "prefetch", kiln_image_prefetch_order(spec->manifest, spec->plan, workdir));
 	if (m->serve.min_instances >= 0)
 		json_object_set_new(s, "min_instances", json_integer(m->serve.min_instances));
 	if (m->serve.max_instances >= 0)

@@ -31,11 +31,11 @@ struct kiln_plan_layer {
 	enum kiln_compression compression;
 	struct kiln_tar_entry *entries; /* files, symlinks and empty directories, sorted by name */
 	size_t n;
-	char *title;    /* org.opencontainers.image.title: a single weight file's project-relative path;
-	                   "weights-1", "weights-2"... for bundles; "code" */
-	uint64_t bytes; /* sum of the file sizes */
+	char *title;      /* org.opencontainers.image.title: a single weight file's project-relative path;
+	                     "weights-1", "weights-2"... for bundles; "code" */
+	uint64_t bytes;   /* sum of the file sizes */
 	bool fixed_mtime; /* entries get mtime 0 whatever SOURCE_DATE_EPOCH (the runtime layer: one digest for
-			     every image built by the same kiln) */
+	                     every image built by the same kiln) */
 };
 
 struct kiln_plan_file {

@@ -40,7 +40,44 @@ double shim_since(const struct timespec *a)
 	return (double)(t.tv_sec - a->tv_sec) + (double)(t.tv_nsec - a->tv_nsec) / 1e9;
 }
 
+/* Seconds since the last request (s->last_request_ns). */
+static double idle_since(struct shim *s)
+{
+	long long ns = __atomic_load_n(&s->last_request_ns, __ATOMIC_RELAXED);
+	struct timespec t = {(time_t)(ns / 1000000000LL), (long)(ns % 1000000000LL)};
+	return shim_since(&t);
+}
+
 FILE *shim_log_file;
+
+/* This thread's log lines held back by shim_log_defer, written in one write(2) when it ends. */
+static __thread struct {
+	bool on;
+	char *buf;
+	size_t len, cap;
+} deferred;
+
+static void write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+void shim_log_defer(bool on)
+{
+	deferred.on = on;
+	if (on || deferred.len == 0)
+		return;
+	write_all(fileno(shim_log_file ? shim_log_file : stderr), deferred.buf, deferred.len);
+	deferred.len = 0;
+}
 
 void shim_log(const char *level, json_t *extra, const char *fmt, ...)
 {
@@ -54,11 +91,40 @@ void shim_log(const char *level, json_t *extra, const char *fmt, ...)
 	if (extra)
 		json_object_update_missing(o, extra);
 	json_decref(extra);
-	char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
+	/* the line and its newline in one write(2): no stdio lock shared by the server's threads */
+	char buf[8192];
+	size_t n = json_dumpb(o, buf, sizeof(buf) - 1, JSON_COMPACT | JSON_REAL_PRECISION(15));
+	char *line =
+	    n == 0 || n >= sizeof(buf) ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
 	json_decref(o);
-	if (line)
+	if (line) {
 		fprintf(shim_log_file ? shim_log_file : stderr, "%s\n", line);
-	free(line);
+		free(line);
+		return;
+	}
+	if (n == 0 || n >= sizeof(buf))
+		return;
+	buf[n++] = '\n';
+	/* only whole lines go through F (line-buffered or unbuffered): nothing of it is pending */
+	FILE *f = shim_log_file ? shim_log_file : stderr;
+	if (deferred.on) {
+		if (deferred.len + n > deferred.cap) {
+			size_t cap = deferred.cap ? deferred.cap * 2 : 4096;
+			while (cap < deferred.len + n)
+				cap *= 2;
+			char *b = realloc(deferred.buf, cap);
+			if (b) {
+				deferred.buf = b;
+				deferred.cap = cap;
+			}
+		}
+		if (deferred.len + n <= deferred.cap) {
+			memcpy(deferred.buf + deferred.len, buf, n);
+			deferred.len += n;
+			return;
+		}
+	}
+	write_all(fileno(f), buf, n);
 }
 
 /* Die with a message on stderr (before the server runs). */
@@ -273,8 +339,8 @@ static void serve(struct shim *s, const sigset_t *sigs)
 			shim_setup_done(s, "failed", SHIM_SETUP_FAILED, msg);
 			shim_worker_kill(s);
 		}
-		if (s->idle_exit > 0 && s->health != SHIM_STARTING && s->busy == 0 && s->requests == 0 &&
-		    shim_since(&s->last_request) > s->idle_exit) {
+		if (s->idle_exit > 0 && s->health != SHIM_STARTING && s->busy == 0 &&
+		    __atomic_load_n(&s->requests, __ATOMIC_ACQUIRE) == 0 && idle_since(s) > s->idle_exit) {
 			shim_log("info", json_pack("{s:f}", "idle_exit", s->idle_exit), "idle: exiting");
 			stop = true;
 		}
@@ -294,7 +360,8 @@ static void drain(struct shim *s, const sigset_t *sigs)
 	struct timespec tick = {0, 100 * 1000 * 1000};
 	for (double waited = 0;; waited += 0.1) {
 		pthread_mutex_lock(&s->lock);
-		bool idle = s->busy == 0 && (s->requests == 0 || waited > 10);
+		bool idle =
+		    s->busy == 0 && (__atomic_load_n(&s->requests, __ATOMIC_ACQUIRE) == 0 || waited > 10);
 		pthread_mutex_unlock(&s->lock);
 		if (idle)
 			break;
@@ -358,7 +425,8 @@ int main(int argc, char **argv)
 		return fail("cannot start the webhook sender", err);
 	shim_now(s->setup_started);
 	clock_gettime(CLOCK_MONOTONIC, &s->setup_start_mono);
-	s->last_request = s->setup_start_mono;
+	s->last_request_ns =
+	    (long long)s->setup_start_mono.tv_sec * 1000000000LL + s->setup_start_mono.tv_nsec;
 	start_prefetch(s);
 	shim_gpu_probe(&s->gpu);
 	if (shim_server_start(s, &err) < 0)

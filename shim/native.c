@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -231,8 +232,11 @@ static void pump(struct shim *s, bool flush)
 /* Make sure what the library wrote so far has become log events (before its prediction ends). */
 static void capture_flush(struct shim *s)
 {
-	fflush(stdout);
-	fflush(stderr);
+	/* __fpending takes no lock: the streams' locks are not touched when nothing is buffered */
+	if (__fpending(stdout))
+		fflush(stdout);
+	if (__fpending(stderr))
+		fflush(stderr);
 	pthread_mutex_lock(&s->native->capture_lock);
 	pump(s, true);
 	pthread_mutex_unlock(&s->native->capture_lock);

@@ -129,15 +129,19 @@ static void notify(struct shim *s, struct shim_prediction *p, const char *event)
 	json_decref(j);
 }
 
-/* Free finished, unreferenced predictions beyond the newest SHIM_KEEP_DONE finished ones. */
+/* Free finished, unreferenced predictions beyond the newest SHIM_KEEP_DONE finished ones, once there are
+ * more than SHIM_TRIM_SLACK beyond: the walk is then paid once per SHIM_TRIM_SLACK predictions. */
 static void trim(struct shim *s)
 {
+	if (s->ndone <= SHIM_KEEP_DONE + SHIM_TRIM_SLACK)
+		return;
 	size_t kept = 0;
 	for (struct shim_prediction **pp = &s->preds; *pp;) {
 		struct shim_prediction *p = *pp;
 		if (finished(p) && p->refs == 0 && ++kept > SHIM_KEEP_DONE) {
 			*pp = p->next;
 			pred_free(p);
+			s->ndone--;
 			continue;
 		}
 		pp = &p->next;
@@ -155,6 +159,7 @@ void shim_pred_finish(struct shim *s, struct shim_prediction *p, enum shim_statu
 	if (finished(p))
 		return;
 	p->status = st;
+	s->ndone++;
 	if (error && !p->error)
 		p->error = strdup(error);
 	shim_now(p->completed_at);
@@ -209,7 +214,10 @@ void shim_pred_dispatch(struct shim *s, struct shim_prediction *p, json_t *worke
 	if (direct && s->native && !p->webhook) {
 		/* P's id stays valid: the caller holds a reference */
 		pthread_mutex_unlock(&s->lock);
+		/* its "prediction ..." line is written once s->lock is no longer held */
+		shim_log_defer(true);
 		int rc = shim_native_predict_direct(s, p->id, worker_input);
+		shim_log_defer(false);
 		if (rc == 0)
 			return;
 		if (rc < 0) {
@@ -348,4 +356,5 @@ void shim_pred_free_all(struct shim *s)
 		s->preds = p->next;
 		pred_free(p);
 	}
+	s->ndone = 0;
 }

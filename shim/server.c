@@ -313,13 +313,10 @@ static bool may_fetch(struct shim *s, const json_t *input)
 
 /* Download the file inputs of INPUT into a new temp dir of P (made only when there may be one) and send P
  * to the worker. 0, or -1 after finishing P as failed with MSG set. */
-static int prepare_and_dispatch(struct shim *s, struct shim_prediction *p, bool direct, json_t **sent,
-                                char *msg, size_t size)
+static int prepare_and_dispatch(struct shim *s, struct shim_prediction *p, bool fetch, bool direct,
+                                json_t **sent, char *msg, size_t size)
 {
 	*sent = NULL;
-	pthread_mutex_lock(&s->lock);
-	bool fetch = may_fetch(s, p->input);
-	pthread_mutex_unlock(&s->lock);
 	if (!fetch) {
 		shim_pred_dispatch(s, p, p->input, direct, sent);
 		return 0;
@@ -431,12 +428,13 @@ static enum MHD_Result predict(struct shim *s, struct MHD_Connection *c, struct 
 	p = shim_pred_new(s, id, body, normalized);
 	json_decref(normalized);
 	json_t *extra = json_pack("{s:s, s:b}", "prediction_id", p->id, "async", async);
+	bool fetch = may_fetch(s, p->input);
 	pthread_mutex_unlock(&s->lock);
 	shim_log("info", extra, "prediction started");
 
 	char msg[512];
 	json_t *sent;
-	if (prepare_and_dispatch(s, p, !async && !sse, &sent, msg, sizeof(msg)) < 0) {
+	if (prepare_and_dispatch(s, p, fetch, !async && !sse, &sent, msg, sizeof(msg)) < 0) {
 		pthread_mutex_lock(&s->lock);
 		shim_pred_release(s, p);
 		pthread_mutex_unlock(&s->lock);
@@ -476,9 +474,10 @@ static enum MHD_Result route(struct shim *s, struct MHD_Connection *c, const cha
 	bool post = strcmp(method, "POST") == 0;
 	if (strcmp(url, "/health-check") == 0)
 		return get ? health_check(s, c) : detail(c, 405, "Method Not Allowed");
-	pthread_mutex_lock(&s->lock);
-	clock_gettime(CLOCK_MONOTONIC, &s->last_request);
-	pthread_mutex_unlock(&s->lock);
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	__atomic_store_n(&s->last_request_ns, (long long)now.tv_sec * 1000000000LL + now.tv_nsec,
+	                 __ATOMIC_RELAXED);
 	if (strcmp(url, "/") == 0) {
 		if (!get)
 			return detail(c, 405, "Method Not Allowed");
@@ -535,9 +534,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && strtoull(cl, NULL, 10) > s->body_limit)
 			req->too_large = true;
-		pthread_mutex_lock(&s->lock);
-		s->requests++;
-		pthread_mutex_unlock(&s->lock);
+		__atomic_add_fetch(&s->requests, 1, __ATOMIC_RELAXED);
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
@@ -578,14 +575,14 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		return;
 	kiln_buf_release(&req->body);
 	*con_cls = NULL;
-	pthread_mutex_lock(&s->lock);
 	if (req->pred) {
+		pthread_mutex_lock(&s->lock);
 		unlink_waiter(req->pred, &req->wait);
 		shim_pred_release(s, req->pred);
+		pthread_mutex_unlock(&s->lock);
 	}
 	free(req);
-	s->requests--; /* main.c polls it: nothing waits on s->cond for it */
-	pthread_mutex_unlock(&s->lock);
+	__atomic_sub_fetch(&s->requests, 1, __ATOMIC_RELEASE); /* main.c polls it: nothing waits on s->cond */
 }
 
 int shim_server_start(struct shim *s, struct kiln_error **err)

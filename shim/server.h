@@ -17,6 +17,9 @@
 
 #define SHIM_TIME_LEN  40  /* "2024-01-02T03:04:05.123456+00:00" and its NUL */
 #define SHIM_KEEP_DONE 100 /* finished predictions kept for PUT idempotency */
+#define SHIM_TRIM_SLACK                                                                                      \
+	32 /* finished ones beyond it before the table is trimmed (back to SHIM_KEEP_DONE)                   \
+	    */
 
 /* The server's health, as /health-check names it (BUSY is READY with every slot taken). */
 enum shim_health { SHIM_STARTING, SHIM_READY, SHIM_SETUP_FAILED, SHIM_DEFUNCT };
@@ -90,10 +93,11 @@ struct shim {
 	struct timespec setup_start_mono;
 	bool warming; /* the warmup prediction runs */
 	struct shim_prediction *preds;
-	long busy; /* slots taken */
+	long ndone; /* finished predictions in preds */
+	long busy;  /* slots taken */
 	bool draining;
 	bool shutdown_requested;
-	struct timespec last_request; /* CLOCK_MONOTONIC */
+	long long last_request_ns; /* CLOCK_MONOTONIC, in ns; __atomic_* (no lock) */
 
 	/* the worker */
 	pid_t worker_pid;
@@ -108,7 +112,7 @@ struct shim {
 
 	struct MHD_Daemon *daemon;
 	bool server_stopping; /* suspended connections are resumed for good; guarded by lock */
-	int requests; /* HTTP requests not finished yet (their responses still going); guarded by lock */
+	int requests; /* HTTP requests not finished yet (their responses still going); atomic (__atomic_*) */
 };
 
 /* ---- main.c ---- */
@@ -117,6 +121,8 @@ struct shim {
 extern FILE *shim_log_file;
 /* Write one JSON log line to stderr: {"ts", "level", "msg"} plus EXTRA's keys (stolen; may be NULL). */
 void shim_log(const char *level, json_t *extra, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* With ON, hold this thread's log lines back (for a stretch that takes s->lock); with !ON, write them. */
+void shim_log_defer(bool on);
 /* The current time as Cog writes it: RFC 3339 with microseconds and "+00:00". */
 void shim_now(char out[SHIM_TIME_LEN]);
 /* Seconds from A to now, CLOCK_MONOTONIC. */

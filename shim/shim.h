@@ -17,14 +17,15 @@
 
 /*
  * Validate INPUT (a JSON object) against SCHEMA's components.schemas.Input (Cog's OpenAPI shape, see
- * shim/PROTOCOL.md): unknown names are dropped (as Cog's pydantic model ignores them), required names, types (string, integer, number, boolean, array with
- * items; an integer is accepted where a number is wanted, "format": "uri" strings for Path/File),
- * minimum/maximum, minLength/maxLength, pattern (POSIX extended regex via regcomp), choices (enum, also
- * behind allOf/$ref), nullable (Optional). On success *normalized is a new object with the defaults filled
- * in and 0 is returned. On failure *detail is Cog's 422 "detail" array — [{"loc": ["body", "input", NAME],
- * "msg": "...", "type": "..."}] with pydantic-style messages and types ("field required" /
- * "value_error.missing", "ensure this value is greater than or equal to 1" / "value_error.number.not_ge",
- * "value is not a valid integer" / "type_error.integer", ...) — one entry per problem, and -1 is returned.
+ * shim/PROTOCOL.md): unknown names are dropped (as Cog's pydantic model ignores them), required names, types
+ * (string, integer, number, boolean, array with items; an integer is accepted where a number is wanted,
+ * "format": "uri" strings for Path/File), minimum/maximum, minLength/maxLength, pattern (POSIX extended regex
+ * via regcomp), choices (enum, also behind allOf/$ref), nullable (Optional). On success *normalized is a new
+ * object with the defaults filled in and 0 is returned. On failure *detail is Cog's 422 "detail" array —
+ * [{"loc": ["body", "input", NAME], "msg": "...", "type": "..."}] with pydantic-style messages and types
+ * ("field required" / "value_error.missing", "ensure this value is greater than or equal to 1" /
+ * "value_error.number.not_ge", "value is not a valid integer" / "type_error.integer", ...) — one entry per
+ * problem, and -1 is returned.
  */
 int shim_validate_input(const json_t *schema, const json_t *input, json_t **normalized, json_t **detail);
 
@@ -38,12 +39,12 @@ struct shim_gpu {
 };
 
 struct shim_gpu_info {
-	bool nvml;		 /* NVML could be loaded and initialized */
-	char driver[80];	 /* driver version */
-	char cuda[32];		 /* CUDA driver version "12.4", or "" */
+	bool nvml;       /* NVML could be loaded and initialized */
+	char driver[80]; /* driver version */
+	char cuda[32];   /* CUDA driver version "12.4", or "" */
 	struct shim_gpu gpus[16];
 	size_t count;
-	char error[160];	 /* why NVML could not be used ("libnvidia-ml.so.1: cannot open ...") */
+	char error[160]; /* why NVML could not be used ("libnvidia-ml.so.1: cannot open ...") */
 };
 
 /*
@@ -68,7 +69,7 @@ struct shim_prefetch;
  * counted and skipped. Returns at once; the work happens in the background.
  */
 int shim_prefetch_start(struct shim_prefetch **out, char *const *files, size_t n, int threads,
-			struct kiln_error **err);
+                        struct kiln_error **err);
 
 /* Progress as JSON: {"files", "files_done", "bytes", "bytes_done", "done": bool, "seconds", "missing"}. */
 json_t *shim_prefetch_json(struct shim_prefetch *p);
@@ -107,7 +108,7 @@ int shim_webhooks_new(struct shim_webhooks **out, struct kiln_error **err);
  * errors, 429 and 5xx (a few attempts within ~30 s). Never blocks the caller.
  */
 void shim_webhooks_send(struct shim_webhooks *w, const char *url, const char *event, const json_t *filter,
-			const json_t *prediction);
+                        const json_t *prediction);
 
 /* Wait (at most TIMEOUT seconds) for queued "completed" webhooks, then stop and free. */
 void shim_webhooks_free(struct shim_webhooks *w, double timeout);

@@ -4,6 +4,7 @@
  * most ten times a second: one bar per item in flight and a total line.
  */
 #include "cli/cli.h"
+#include "common/fs.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -28,13 +29,6 @@ static uint64_t total_done, total_all;
 static int drawn; /* lines of the live area on screen */
 static double last_draw;
 
-static double mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* With the lock held: erase the live area. */
 static void clear_locked(void)
 {
@@ -56,7 +50,7 @@ static void bar(char out[BAR_WIDTH + 1], uint64_t done, uint64_t total)
 /* With the lock held: draw the live area (items, then the total) unless drawn less than 0.1 s ago. */
 static void draw_locked(bool force)
 {
-	double t = mono();
+	double t = kiln_monotonic();
 	if (!force && t - last_draw < 0.1)
 		return;
 	clear_locked();

@@ -9,6 +9,7 @@
 #include <libgen.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 void kiln_stat_fp_from(struct kiln_stat_fp *out, const struct stat *st)
@@ -153,4 +154,11 @@ char *kiln_path_join(const char *a, const char *b)
 	if (asprintf(&out, "%s%s%s", a, slash ? "" : "/", b) < 0)
 		return NULL;
 	return out;
+}
+
+double kiln_monotonic(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }

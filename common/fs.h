@@ -46,6 +46,9 @@ int kiln_fsync_parent(const char *path, struct kiln_error **err);
 /* rm -rf PATH; a missing PATH is fine. */
 int kiln_remove_tree(const char *path, struct kiln_error **err);
 
+/* Seconds on the monotonic clock (for durations). */
+double kiln_monotonic(void);
+
 /* Join two path parts with one '/'; the result is owned by the caller (NULL when memory runs out). */
 char *kiln_path_join(const char *a, const char *b);
 

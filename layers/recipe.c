@@ -333,3 +333,10 @@ void kiln_recipe_free(struct kiln_recipe *r)
 	free(r->segs);
 	free(r);
 }
+
+int kiln_write_to_fd(void *ctx, const void *data, size_t len, struct kiln_error **err)
+{
+	if (kiln_write_all(*(int *)ctx, data, len) < 0)
+		return kiln_error_errno(err, errno, "cannot write");
+	return 0;
+}

@@ -37,6 +37,9 @@ struct kiln_recipe {
  * (set *err then). */
 typedef int (*kiln_write_fn)(void *ctx, const void *data, size_t len, struct kiln_error **err);
 
+/* A kiln_write_fn writing to the file descriptor *(int *)CTX (errno's words on failure). */
+int kiln_write_to_fd(void *ctx, const void *data, size_t len, struct kiln_error **err);
+
 /*
  * Stream the blob described by R to WRITE. Each source file is opened and its fingerprint compared with
  * the recorded one before reading (KILN_ECHANGED naming the file when it differs, or when it changes

@@ -336,17 +336,10 @@ static size_t count_files(const struct kiln_plan_layer *pl)
 	return n;
 }
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struct kiln_build_options *opt,
                struct kiln_error **err)
 {
-	double t0 = now();
+	double t0 = kiln_monotonic();
 	struct kiln_manifest *m = NULL;
 	struct kiln_plan *plan = NULL;
 	struct kiln_base base = {0};
@@ -444,7 +437,7 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 	r->nskipped = plan->nskipped;
 	plan->skipped = NULL;
 	plan->nskipped = 0;
-	r->seconds = now() - t0;
+	r->seconds = kiln_monotonic() - t0;
 	*out = r;
 	r = NULL;
 	rc = 0;

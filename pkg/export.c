@@ -130,13 +130,6 @@ static int produce_text(void *ctx, kiln_write_fn write, void *wctx, struct kiln_
 	return write(wctx, text, strlen(text), err);
 }
 
-static int write_fd(void *ctx, const void *data, size_t len, struct kiln_error **err)
-{
-	if (kiln_write_all(*(int *)ctx, data, len) < 0)
-		return kiln_error_errno(err, errno, "write failed");
-	return 0;
-}
-
 /* The layout's index.json with TAG pointing at the manifest (other images kept). */
 static char *index_text(const char *existing_path, const char *digest, uint64_t size, const char *tag)
 {
@@ -177,7 +170,7 @@ static int layout_blob(struct kiln_store *s, const char *dir, const char *digest
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return kiln_error_errno(err, errno, "cannot create '%s'", tmp);
-	int rc = kiln_store_blob_stream(s, digest, write_fd, &fd, err);
+	int rc = kiln_store_blob_stream(s, digest, kiln_write_to_fd, &fd, err);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = kiln_error_errno(err, errno, "cannot write '%s'", dst);
 	if (close(fd) < 0 && rc == 0)

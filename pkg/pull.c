@@ -14,13 +14,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int write_fd(void *ctx, const void *d, size_t n, struct kiln_error **e)
-{
-	if (kiln_write_all(*(int *)ctx, d, n) < 0)
-		return kiln_error_errno(e, errno, "cannot write a downloaded blob");
-	return 0;
-}
-
 /* Download DIGEST from REG/REPO into the store (verified by the client, committed atomically). */
 static int download(struct kiln_store *s, struct kiln_registry *reg, const char *repo, const char *digest,
                     struct kiln_error **err)
@@ -29,7 +22,7 @@ static int download(struct kiln_store *s, struct kiln_registry *reg, const char 
 	_cleanup_free_ char *tmp = NULL;
 	if (kiln_store_tmpfile(s, &fd, &tmp, err) < 0)
 		return -1;
-	if (kiln_registry_blob_get(reg, repo, digest, write_fd, &fd, err) < 0) {
+	if (kiln_registry_blob_get(reg, repo, digest, kiln_write_to_fd, &fd, err) < 0) {
 		close(fd);
 		unlink(tmp);
 		return -1;
@@ -213,17 +206,10 @@ int kiln_fetch_blob(struct kiln_store *s, const char *digest, const struct kiln_
 	return rc;
 }
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int kiln_pull(struct kiln_pull_result **out, struct kiln_store *s, const char *reference,
               const char *platform, const struct kiln_registry_options *ropt, struct kiln_error **err)
 {
-	double t0 = now();
+	double t0 = kiln_monotonic();
 	struct kiln_remote_image img;
 	struct kiln_reference *ref = NULL;
 	struct kiln_pull_result *r = calloc(1, sizeof(*r));
@@ -265,7 +251,7 @@ int kiln_pull(struct kiln_pull_result **out, struct kiln_store *s, const char *r
 	if (name == NULL ||
 	    kiln_store_tag(s, name, img.manifest_digest, img.manifest_size, img.media_type, err) < 0)
 		goto cleanup;
-	r->seconds = now() - t0;
+	r->seconds = kiln_monotonic() - t0;
 	*out = r;
 	r = NULL;
 	rc = 0;

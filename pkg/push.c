@@ -2,6 +2,7 @@
 /* push.c: push an image from the store, blob by blob, several at once, then its manifest. */
 #include "pkg/push.h"
 #include "common/cleanup.h"
+#include "common/fs.h"
 #include "common/pool.h"
 #include "layers/reader.h"
 #include "pkg/image.h"
@@ -316,13 +317,6 @@ static int push_blobs(struct push *p, size_t first, size_t n, struct kiln_error 
 	return 0;
 }
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The manifest's blobs: every layer, then the config (pushed before the manifest that names them). */
 static int list_blobs(struct kiln_push_result *r, const char *manifest, size_t len, struct kiln_error **err)
 {
@@ -359,7 +353,7 @@ static int list_blobs(struct kiln_push_result *r, const char *manifest, size_t l
 int kiln_push(struct kiln_push_result **out, struct kiln_store *s, const struct kiln_push_options *opt,
               struct kiln_error **err)
 {
-	double t0 = now();
+	double t0 = kiln_monotonic();
 	struct kiln_reference *src = NULL, *dst = NULL;
 	struct kiln_push_result *r = calloc(1, sizeof(*r));
 	struct push p = {.store = s, .opt = opt};
@@ -402,7 +396,7 @@ int kiln_push(struct kiln_push_result **out, struct kiln_store *s, const struct 
 		goto cleanup;
 	}
 	r->bytes_sent = p.sent + mlen;
-	r->seconds = now() - t0;
+	r->seconds = kiln_monotonic() - t0;
 	*out = r;
 	r = NULL;
 	rc = 0;

@@ -92,6 +92,18 @@ static int retry_or_give_up(struct upload *u, const char *retry_after, struct ki
 	return 0;
 }
 
+/* After a retryable answer or transport failure (RC, RESP): set *err from RESP when the transport worked,
+ * release RESP, then retry_or_give_up with the answer's Retry-After. */
+static int retry_after_failure(struct upload *u, int rc, struct kiln_http_response *resp,
+                               struct kiln_error **err)
+{
+	if (rc == 0)
+		kiln_reg_status_error(u->r, resp, u->repo, err);
+	_cleanup_free_ char *retry_after = resp->retry_after ? strdup(resp->retry_after) : NULL;
+	kiln_http_response_release(resp);
+	return retry_or_give_up(u, retry_after, err);
+}
+
 /* Whether a finished request's outcome (RC, RESP) is a failure worth retrying. */
 static bool transient(int rc, const struct kiln_http_response *resp)
 {
@@ -126,11 +138,7 @@ static int upload_monolithic(struct upload *u, struct kiln_error **err)
 			return rc;
 		}
 		if (transient(rc, &resp)) {
-			if (rc == 0)
-				kiln_reg_status_error(u->r, &resp, u->repo, err);
-			_cleanup_free_ char *retry_after = resp.retry_after ? strdup(resp.retry_after) : NULL;
-			kiln_http_response_release(&resp);
-			int s = retry_or_give_up(u, retry_after, err);
+			int s = retry_after_failure(u, rc, &resp, err);
 			if (s < 0)
 				return s;
 			continue;
@@ -186,11 +194,7 @@ static int upload_status(struct upload *u, uint64_t *offset, bool *gone, struct 
 			return 0;
 		}
 		if (transient(rc, &resp)) {
-			if (rc == 0)
-				kiln_reg_status_error(u->r, &resp, u->repo, err);
-			_cleanup_free_ char *retry_after = resp.retry_after ? strdup(resp.retry_after) : NULL;
-			kiln_http_response_release(&resp);
-			int s = retry_or_give_up(u, retry_after, err);
+			int s = retry_after_failure(u, rc, &resp, err);
 			if (s < 0)
 				return s;
 			continue;

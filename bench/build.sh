@@ -21,38 +21,21 @@ nfiles=${BENCH_FILES:-4}
 mib=${BENCH_FILE_MIB:-512}
 reps=${BENCH_REPS:-3}
 kiln=${KILN:-$root/build/kiln}
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 
-say() { printf '%s\n' "$*" >&2; }
-die() { say "bench/build.sh: $*"; exit 1; }
-
-[[ $nfiles =~ ^[1-9][0-9]*$ ]] || die "BENCH_FILES must be a positive integer"
-[[ $mib =~ ^[1-9][0-9]*$ ]] || die "BENCH_FILE_MIB must be a positive integer"
-[[ $reps =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPS must be a positive integer"
+need_posint "$nfiles" BENCH_FILES
+need_posint "$mib" BENCH_FILE_MIB
+need_posint "$reps" BENCH_REPS
 [[ -n ${EPOCHREALTIME:-} ]] || die "needs bash 5 (EPOCHREALTIME)"
 for tool in openssl tar xargs du awk sort; do
     command -v "$tool" >/dev/null || die "$tool is missing"
 done
 
-# GNU time gives the peak RSS (-f %M). It is Debian's `time` package.
-if [[ ! -x /usr/bin/time ]]; then
-    say "installing GNU time (apt-get install -y time)"
-    sudo=; [[ $(id -u) == 0 ]] || sudo=sudo
-    $sudo apt-get install -y time >&2 || { $sudo apt-get update >&2 && $sudo apt-get install -y time >&2; }
-fi
+need_gnu_time
+need_built KILN "$kiln" kiln
 
-if [[ -n ${KILN:-} && ! -x $kiln ]]; then
-    die "KILN=$kiln is not an executable"
-elif [[ ! -x $kiln ]]; then
-    say "building kiln"
-    cmake -S "$root" -B "$root/build" >/dev/null
-    cmake --build "$root/build" --target kiln -j"$(nproc)" >&2
-fi
-
-base=${BENCH_DIR:-$here/work}
-made_base=0
-[[ -d $base ]] || made_base=1
-mkdir -p "$base"
-work=$(mktemp -d "$base/build.XXXXXX")
+make_work build
 cleanup() {
     rm -rf "$work"
     if ((made_base)); then rmdir "$base" 2>/dev/null || true; fi
@@ -65,9 +48,7 @@ kiln=$work/kiln
 
 file_bytes=$((mib * 1048576))
 weight_bytes=$((nfiles * file_bytes))
-need_mib=$((nfiles * mib + 256))
-avail_mib=$(df -Pm "$work" | awk 'NR == 2 { print $4 }')
-((avail_mib > need_mib)) || die "needs ${need_mib} MiB free under $base, has ${avail_mib} MiB"
+need_free_mib $((nfiles * mib + 256))
 avail_kib=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)
 if ((weight_bytes / 1024 > avail_kib * 8 / 10)); then
     say "warning: the weights ($((weight_bytes >> 20)) MiB) do not fit the page cache; figures include disk reads"
@@ -75,37 +56,9 @@ fi
 
 # ---------------------------------------------------------------- the project
 proj=$work/model
-mkdir -p "$proj/weights"
-cat >"$proj/kiln.yaml" <<'EOF'
-build:
-  python_version: "3.11"
-run: predict.py:Predictor
-weights: ["weights/*"]
-EOF
-cat >"$proj/predict.py" <<'EOF'
-from cog import BasePredictor, Input
+write_project "$proj"
 
-
-class Predictor(BasePredictor):
-    def setup(self) -> None:
-        self.prefix = "bench"
-
-    def predict(self, text: str = Input(description="text", default="x")) -> str:
-        return f"{self.prefix}: {text}"
-EOF
-
-say "making $nfiles weight files of $mib MiB (pseudo-random, AES-128-CTR keystream)"
-wfiles=()
-for ((i = 0; i < nfiles; i++)); do
-    f=$proj/weights/model-$(printf '%05d' "$i").safetensors
-    (
-        set +o pipefail
-        openssl enc -aes-128-ctr -nosalt -pass "pass:kiln-bench-$i" -pbkdf2 -in /dev/zero 2>/dev/null |
-            head -c "$file_bytes" >"$f"
-    )
-    [[ $(stat -c %s "$f") == "$file_bytes" ]] || die "could not write $f"
-    wfiles+=("$f")
-done
+make_weights "$proj/weights"
 
 # Flush the new files to disk first: background writeback of freshly written gigabytes otherwise runs
 # during the first timings and slows them unevenly.
@@ -115,18 +68,6 @@ say "warming the page cache: reading every weight file once (cat > /dev/null)"
 cat "${wfiles[@]}" >/dev/null
 
 # ---------------------------------------------------------------- helpers
-ncpu=$(nproc)
-hz=$(getconf CLK_TCK)
-BUSY=0 MINE=0
-# snap: BUSY = CPU ticks the whole machine spent busy (steal included), MINE = ticks this shell and its
-# reaped children spent. No process is started, so the snapshot costs nothing.
-snap() {
-    local u n sy irq sirq st s
-    read -r _ u n sy _ _ irq sirq st _ </proc/stat
-    BUSY=$((u + n + sy + irq + sirq + st))
-    read -r -a s <"/proc/$$/stat"
-    MINE=$((s[13] + s[14] + s[15] + s[16]))
-}
 T=0 OTHER=0
 # timeit CMD...: run CMD; T = its wall-clock seconds, OTHER = the share of the machine's CPUs (percent)
 # that other processes (or the hypervisor) used meanwhile: a noisy neighbour shows up there. Runs of
@@ -141,24 +82,9 @@ timeit() {
     T=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
     OTHER=$(awk -v o="$((BUSY - b0 - (MINE - m0)))" -v hz="$hz" -v t="$T" -v n="$ncpu" \
         'BEGIN { p = t > 0 ? 100 * o / hz / t / n : 0; if (p < 0) p = 0; printf "%.0f", p }')
-    # /proc/stat counts in clock ticks (10 ms), too coarse for the short rebuilds: keep the long runs.
-    if awk -v t="$T" 'BEGIN { exit !(t >= 0.25) }'; then others+=("$OTHER"); fi
+    note_other
 }
-others=()
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-maxof() { printf '%s\n' "$@" | sort -g | tail -n 1; }
-# json_num KEY FILE: the last number with that key (the report's top-level keys follow its layers).
-json_num() { grep -o "\"$1\": *[0-9.eE+-]*" "$2" | tail -n 1 | sed 's/.*: *//'; }
-fmt() { awk -v x="$1" -v d="${2:-3}" 'BEGIN { printf "%.*f", d, x }'; }
 pct() { awk -v a="$1" -v b="$weight_bytes" 'BEGIN { printf "%.4f", 100 * a / b }'; }
-gibs() { awk -v s="$1" -v b="$weight_bytes" 'BEGIN { if (s > 0) printf "%.2f", b / s / 1073741824; else print "inf" }'; }
-# verdict A OP B (OP one of < <= >=): PASS or MISS.
-verdict() {
-    if awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN {
-        a += 0; b += 0
-        ok = (op == "<") ? a < b : (op == "<=") ? a <= b : (op == ">=") ? a >= b : 0
-        exit !ok }'; then echo PASS; else echo MISS; fi
-}
 
 ref=bench/model:latest
 # full_build HOME REPORT [kiln args...]: a kiln build under GNU time (peak RSS in REPORT.rss) inside a
@@ -246,19 +172,14 @@ m_rss=$(maxof "${rss[@]}")
 r_a=$(awk -v k="$m_kiln" -v a="$m_a" 'BEGIN { printf "%.2f", k / a }')
 r_b=$(awk -v k="$m_kiln" -v b="$m_b" 'BEGIN { printf "%.2f", b / k }')
 one_pct=$((weight_bytes / 100))
-if ((${#others[@]})); then
-    quiet_line="other processes used $(fmt "$(median "${others[@]}")" 0) % of the CPUs during the median timed run of 0.25 s or more, $(maxof "${others[@]}") % at most"
-    (($(maxof "${others[@]}") > 10)) && quiet_line+=": the machine was not quiet, so the timings are noisy"
-else
-    quiet_line="no timed run lasted 0.25 s, too short to tell whether other processes were busy"
-fi
+set_quiet_line
 rss_mib=$(awk -v k="$m_rss" 'BEGIN { printf "%.1f", k / 1024 }')
 
 cat <<EOF
 
 kiln build benchmark: $nfiles files x $mib MiB = $((weight_bytes >> 20)) MiB of pseudo-random weights,
 page cache warmed by reading every file once; median of $reps runs (bytes and memory: the largest of $reps).
-machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), Linux $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)
+machine: $(machine_line)
 
 | figure | measured | promise | |
 |---|---|---|---|

@@ -28,56 +28,32 @@ mib=${BENCH_FILE_MIB:-512}
 reps=${BENCH_REPS:-3}
 kiln=${KILN:-$root/build/kiln}
 regbin=${REGISTRY_BIN:-/usr/bin/docker-registry}
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 
-say() { printf '%s\n' "$*" >&2; }
-die() { say "bench/push.sh: $*"; exit 1; }
-
-[[ $nfiles =~ ^[1-9][0-9]*$ ]] || die "BENCH_FILES must be a positive integer"
-[[ $mib =~ ^[1-9][0-9]*$ ]] || die "BENCH_FILE_MIB must be a positive integer"
-[[ $reps =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPS must be a positive integer"
+need_posint "$nfiles" BENCH_FILES
+need_posint "$mib" BENCH_FILE_MIB
+need_posint "$reps" BENCH_REPS
 [[ -n ${EPOCHREALTIME:-} ]] || die "needs bash 5 (EPOCHREALTIME)"
 for tool in openssl curl python3 skopeo du awk sort; do
     command -v "$tool" >/dev/null || die "$tool is missing (scripts/deps.sh installs it)"
 done
 [[ -x $regbin ]] || die "$regbin is missing (scripts/deps.sh installs docker-registry)"
 
-# GNU time gives the peak RSS (-f %M). It is Debian's `time` package.
-if [[ ! -x /usr/bin/time ]]; then
-    say "installing GNU time (apt-get install -y time)"
-    sudo=; [[ $(id -u) == 0 ]] || sudo=sudo
-    $sudo apt-get install -y time >&2 || { $sudo apt-get update >&2 && $sudo apt-get install -y time >&2; }
-fi
+need_gnu_time
+need_built KILN "$kiln" kiln
 
-if [[ -n ${KILN:-} && ! -x $kiln ]]; then
-    die "KILN=$kiln is not an executable"
-elif [[ ! -x $kiln ]]; then
-    say "building kiln"
-    cmake -S "$root" -B "$root/build" >/dev/null
-    cmake --build "$root/build" --target kiln -j"$(nproc)" >&2
-fi
-
-base=${BENCH_DIR:-$here/work}
-made_base=0
-[[ -d $base ]] || made_base=1
-mkdir -p "$base"
-work=$(mktemp -d "$base/push.XXXXXX")
+make_work push
 regpid=
 regroot=
 cleanup() {
-    if [[ -n $regpid ]]; then
-        kill -TERM "$regpid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$regpid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$regpid" 2>/dev/null || true
-        wait "$regpid" 2>/dev/null || true
-    fi
+    [[ -z $regpid ]] || stop_pid "$regpid"
     [[ -z $regroot ]] || rm -rf "$regroot"
     rm -rf "$work"
     if ((made_base)); then rmdir "$base" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_signals
 
 # A private copy of the binary: a rebuild of build/kiln during the run must not change what is measured.
 cp "$kiln" "$work/kiln"
@@ -91,9 +67,7 @@ mkdir -p "$HOME"
 file_bytes=$((mib * 1048576))
 weight_bytes=$((nfiles * file_bytes))
 # The weights, the OCI layout skopeo reads (a second copy), and one pushed image in the registry.
-need_mib=$((3 * nfiles * mib + 512))
-avail_mib=$(df -Pm "$work" | awk 'NR == 2 { print $4 }')
-((avail_mib > need_mib)) || die "needs ${need_mib} MiB free under $base, has ${avail_mib} MiB"
+need_free_mib $((3 * nfiles * mib + 512))
 avail_kib=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)
 if ((3 * weight_bytes / 1024 > avail_kib * 8 / 10)); then
     say "warning: the weights, their OCI copy and the registry's copy ($((3 * weight_bytes >> 20)) MiB) do not fit the page cache; figures include disk reads"
@@ -157,37 +131,9 @@ wipe_registry() {
 
 # ---------------------------------------------------------------- the project
 proj=$work/model
-mkdir -p "$proj/weights"
-cat >"$proj/kiln.yaml" <<'EOF'
-build:
-  python_version: "3.11"
-run: predict.py:Predictor
-weights: ["weights/*"]
-EOF
-cat >"$proj/predict.py" <<'EOF'
-from cog import BasePredictor, Input
+write_project "$proj"
 
-
-class Predictor(BasePredictor):
-    def setup(self) -> None:
-        self.prefix = "bench"
-
-    def predict(self, text: str = Input(description="text", default="x")) -> str:
-        return f"{self.prefix}: {text}"
-EOF
-
-say "making $nfiles weight files of $mib MiB (pseudo-random, AES-128-CTR keystream)"
-wfiles=()
-for ((i = 0; i < nfiles; i++)); do
-    f=$proj/weights/model-$(printf '%05d' "$i").safetensors
-    (
-        set +o pipefail
-        openssl enc -aes-128-ctr -nosalt -pass "pass:kiln-bench-$i" -pbkdf2 -in /dev/zero 2>/dev/null |
-            head -c "$file_bytes" >"$f"
-    )
-    [[ $(stat -c %s "$f") == "$file_bytes" ]] || die "could not write $f"
-    wfiles+=("$f")
-done
+make_weights "$proj/weights"
 
 kref=$reg/bench/kiln:v1
 sref=$reg/bench/skopeo:v1
@@ -203,17 +149,12 @@ say "warming the page cache: reading every weight file and every blob of the OCI
 cat "${wfiles[@]}" "$oci"/blobs/sha256/* >/dev/null
 
 # ---------------------------------------------------------------- helpers
-ncpu=$(nproc)
-hz=$(getconf CLK_TCK)
-BUSY=0 MINE=0 REGT=0
-# snap: BUSY = CPU ticks the whole machine spent busy (steal included), MINE = ticks this shell and its
-# reaped children spent, REGT = ticks the registry (all its threads) spent. No process is started.
-snap() {
-    local u n sy irq sirq st s r
-    read -r _ u n sy _ _ irq sirq st _ </proc/stat
-    BUSY=$((u + n + sy + irq + sirq + st))
-    read -r -a s <"/proc/$$/stat"
-    MINE=$((s[13] + s[14] + s[15] + s[16]))
+REGT=0
+# snap_reg: snap (BUSY and MINE, see bench/lib.sh), and REGT = ticks the registry (all its threads) spent.
+# No process is started.
+snap_reg() {
+    local r
+    snap
     read -r -a r <"/proc/$regpid/stat"
     REGT=$((r[13] + r[14]))
 }
@@ -224,36 +165,21 @@ T=0 OTHER=0 CLIENT=0 REGCPU=0
 # neighbour shows up there. Runs of 0.25 s or more are collected in `others` for the summary.
 timeit() {
     local t0 t1 b0 m0 r0
-    snap; b0=$BUSY m0=$MINE r0=$REGT
+    snap_reg; b0=$BUSY m0=$MINE r0=$REGT
     t0=$EPOCHREALTIME
     "$@"
     t1=$EPOCHREALTIME
-    snap
+    snap_reg
     T=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
     CLIENT=$(awk -v t="$((MINE - m0))" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')
     REGCPU=$(awk -v t="$((REGT - r0))" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')
     OTHER=$(awk -v o="$((BUSY - b0 - (MINE - m0) - (REGT - r0)))" -v hz="$hz" -v t="$T" -v n="$ncpu" \
         'BEGIN { p = t > 0 ? 100 * o / hz / t / n : 0; if (p < 0) p = 0; printf "%.0f", p }')
-    # /proc/stat counts in clock ticks (10 ms), too coarse for the short re-pushes: keep the long runs.
-    if awk -v t="$T" 'BEGIN { exit !(t >= 0.25) }'; then others+=("$OTHER"); fi
+    note_other
 }
-others=()
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-maxof() { printf '%s\n' "$@" | sort -g | tail -n 1; }
-minof() { printf '%s\n' "$@" | sort -g | head -n 1; }
-# json_num KEY FILE: the last number with that key (the report's top-level keys follow its blobs).
-json_num() { grep -o "\"$1\": *[0-9.eE+-]*" "$2" | tail -n 1 | sed 's/.*: *//'; }
 # json_first_str KEY FILE: the first string with that key (the report's top-level digest precedes its blobs).
 json_first_str() { grep -o "\"$1\": *\"[^\"]*\"" "$2" | head -n 1 | sed 's/.*: *"//; s/"$//'; }
-fmt() { awk -v x="$1" -v d="${2:-3}" 'BEGIN { printf "%.*f", d, x }'; }
 mibs() { awk -v s="$1" -v b="$2" 'BEGIN { if (s > 0) printf "%.0f", b / s / 1048576; else print "inf" }'; }
-# verdict A OP B (OP one of < <= >=): PASS or MISS.
-verdict() {
-    if awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN {
-        a += 0; b += 0
-        ok = (op == "<") ? a < b : (op == "<=") ? a <= b : (op == ">=") ? a >= b : 0
-        exit !ok }'; then echo PASS; else echo MISS; fi
-}
 # manifest_digest REPO: the digest the registry gives for REPO:v1.
 manifest_digest() {
     curl -sfI -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$reg/v2/$1/manifests/v1" |
@@ -376,12 +302,7 @@ ratio_gz=$(awk -v k="$m_kiln" -v s="$m_gz" 'BEGIN { printf "%.2f", s / k }')
 pct_re=$(awk -v a="$m_sent_re" -v b="$image_bytes" 'BEGIN { printf "%.4f", 100 * a / b }')
 rss_mib=$(awk -v k="$m_rss" 'BEGIN { printf "%.1f", k / 1024 }')
 one_pct=$((image_bytes / 100))
-if ((${#others[@]})); then
-    quiet_line="other processes used $(fmt "$(median "${others[@]}")" 0) % of the CPUs during the median timed run of 0.25 s or more, $(maxof "${others[@]}") % at most (the registry and the pushing tool not counted)"
-    (($(maxof "${others[@]}") > 10)) && quiet_line+=": the machine was not quiet, so the timings are noisy"
-else
-    quiet_line="no timed run lasted 0.25 s, too short to tell whether other processes were busy"
-fi
+set_quiet_line "(the registry and the pushing tool not counted)"
 regfs=$(df -PT "$regdata" | awk 'NR == 2 { print $2 }')
 
 cat <<EOF
@@ -390,7 +311,7 @@ kiln push benchmark: $nfiles files x $mib MiB = $((weight_bytes >> 20)) MiB of p
 (blobs and manifest), pushed over loopback to docker-registry $("$regbin" --version 2>/dev/null | awk '{ print $NF; exit }') on the same machine (storage on $regfs, emptied and
 synced before every full push); page cache warmed by reading every file once, registry by one untimed push;
 median of $reps runs (memory: the largest).
-machine: $ncpu CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), Linux $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)
+machine: $(machine_line)
 
 | figure | measured | promise | |
 |---|---|---|---|

@@ -31,9 +31,8 @@ start_reps=${BENCH_START_REPS:-5}
 nfiles=${BENCH_FILES:-4}
 mib=${BENCH_FILE_MIB:-512}
 shim=${KILN_SHIM:-$root/build/kiln-shim}
-
-say() { printf '%s\n' "$*" >&2; }
-die() { say "bench/shim.sh: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 
 for v in wrk_secs conns reps start_reps nfiles mib; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (${!v})"
@@ -52,27 +51,10 @@ fi
 nginx_bin=/usr/sbin/nginx
 [[ -x $nginx_bin ]] || die "$nginx_bin is missing"
 
-if [[ -n ${KILN_SHIM:-} && ! -x $shim ]]; then
-    die "KILN_SHIM=$shim is not an executable"
-elif [[ ! -x $shim ]]; then
-    say "building kiln-shim"
-    cmake -S "$root" -B "$root/build" >/dev/null
-    cmake --build "$root/build" --target kiln-shim -j"$(nproc)" >&2
-fi
+need_built KILN_SHIM "$shim" kiln-shim
 
-base=${BENCH_DIR:-$here/work}
-made_base=0
-[[ -d $base ]] || made_base=1
-mkdir -p "$base"
-work=$(mktemp -d "$base/shim.XXXXXX")
+make_work shim
 pids=() # servers started by this script (shims and nginx masters)
-stop_pid() {
-    local p=$1
-    kill -TERM "$p" 2>/dev/null || return 0
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-}
 cleanup() {
     local p
     for p in "${pids[@]}"; do stop_pid "$p"; done
@@ -83,9 +65,7 @@ cleanup() {
     if ((made_base)); then rmdir "$base" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_signals
 
 # A private copy of the binary, laid out as an install (bin/ and python/ side by side, where kiln-shim looks
 # for kiln_runner.py): a rebuild of build/ or an edit of templates/ during the run changes nothing measured.
@@ -98,17 +78,7 @@ unset KILN_PREFETCH_FILES KILN_PREFETCH COG_SETUP_TIMEOUT PORT KILN_PYTHON_DIR T
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-# ---------------------------------------------------------------- helpers (as in bench/build.sh)
-ncpu=$(nproc)
-hz=$(getconf CLK_TCK)
-BUSY=0 MINE=0
-snap() {
-    local u n sy irq sirq st s
-    read -r _ u n sy _ _ irq sirq st _ </proc/stat
-    BUSY=$((u + n + sy + irq + sirq + st))
-    read -r -a s <"/proc/$$/stat"
-    MINE=$((s[13] + s[14] + s[15] + s[16]))
-}
+# ---------------------------------------------------------------- helpers (snap and the rest: bench/lib.sh)
 # tree_ticks PID: "TOTAL OWN": CPU ticks (user + system, reaped children included) of PID and all its
 # descendants, and of PID alone; from one pass over /proc/*/stat (no need for /proc/PID/task/TID/children,
 # which not every kernel has).
@@ -135,7 +105,6 @@ tree_ticks() {
     echo "$t ${own[$1]:-0}"
 }
 T=0 OTHER=0 SRV=0 SRV_OWN=0 TOOL=0
-others=()
 # timeit SERVERPID CMD...: run CMD; T = its wall seconds; TOOL, SRV and SRV_OWN = the share of the machine's
 # CPUs (percent) that CMD, the server's process tree (SERVERPID 0: none) and the server's first process
 # alone used; OTHER = what everything else used (other processes, softirq and steal time not charged to a
@@ -156,19 +125,10 @@ timeit() {
     TOOL=$(awk -v x="$((MINE - m0))" -v hz="$hz" -v t="$T" -v n="$ncpu" "$share BEGIN { print s(x) }")
     SRV=$(awk -v x="$((s1 - s0))" -v hz="$hz" -v t="$T" -v n="$ncpu" "$share BEGIN { print s(x) }")
     SRV_OWN=$(awk -v x="$((o1 - o0))" -v hz="$hz" -v t="$T" -v n="$ncpu" "$share BEGIN { print s(x) }")
-    if awk -v t="$T" 'BEGIN { exit !(t >= 0.25) }'; then others+=("$OTHER"); fi
+    note_other
 }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-maxof() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 sumof() { printf '%s\n' "$@" | awk '{ s += $1 } END { print s + 0 }'; }
-fmt() { awk -v x="$1" -v d="${2:-3}" 'BEGIN { printf "%.*f", d, x }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "inf" }'; }
-verdict() {
-    if awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN {
-        a += 0; b += 0
-        ok = (op == "<") ? a < b : (op == "<=") ? a <= b : (op == ">=") ? a >= b : 0
-        exit !ok }'; then echo PASS; else echo MISS; fi
-}
 
 # ---------------------------------------------------------------- the projects
 # The Python no-op: async, so that concurrency.max 32 lets all 32 connections in (a sync predictor takes
@@ -416,22 +376,9 @@ done
 # ---------------------------------------------------------------- 3. prefetch from a cold page cache
 file_bytes=$((mib * 1048576))
 weight_bytes=$((nfiles * file_bytes))
-need_mib=$((nfiles * mib + 256))
-avail_mib=$(df -Pm "$work" | awk 'NR == 2 { print $4 }')
-((avail_mib > need_mib)) || die "needs ${need_mib} MiB free under $base, has ${avail_mib} MiB"
-say "making $nfiles weight files of $mib MiB (pseudo-random, AES-128-CTR keystream)"
+need_free_mib $((nfiles * mib + 256))
 mkdir -p "$work/weights"
-wfiles=()
-for ((i = 0; i < nfiles; i++)); do
-    f=$work/weights/model-$(printf '%05d' "$i").safetensors
-    (
-        set +o pipefail
-        openssl enc -aes-128-ctr -nosalt -pass "pass:kiln-bench-$i" -pbkdf2 -in /dev/zero 2>/dev/null |
-            head -c "$file_bytes" >"$f"
-    )
-    [[ $(stat -c %s "$f") == "$file_bytes" ]] || die "could not write $f"
-    wfiles+=("$f")
-done
+make_weights "$work/weights"
 sync
 cache=cold
 drop() { sync && echo 3 >/proc/sys/vm/drop_caches; }
@@ -492,7 +439,6 @@ m_pf=$(median "${t_pf[@]}")
 m_pf_rep=$(median "${t_pf_rep[@]}")
 pf_ratio=$(ratio "$m_pf" "$m_cat")
 pf_ratio_rep=$(ratio "$m_pf_rep" "$m_cat")
-gibs() { awk -v s="$1" -v b="$weight_bytes" 'BEGIN { if (s > 0) printf "%.2f", b / s / 1073741824; else print "inf" }'; }
 if ((${#others[@]})); then
     quiet_line="other processes used $(fmt "$(median "${others[@]}")" 0) % of the CPUs during the median timed run, $(maxof "${others[@]}") % at most"
     (($(maxof "${others[@]}") > 10)) && quiet_line+=": the machine was not quiet, so the timings are noisy"
@@ -504,7 +450,7 @@ cat <<EOF
 
 kiln-shim benchmark: wrk $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }'), $wrk_threads threads, $conns connections, ${wrk_secs} s per run, POST {"input":{}} to every server;
 start to READY median of $start_reps; prefetch of $nfiles x $mib MiB, $cache page cache, median of $reps.
-machine: $ncpu CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), Linux $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)
+machine: $(machine_line)
 
 | figure | measured | promise | |
 |---|---|---|---|

@@ -1,0 +1,166 @@
+# SPDX-License-Identifier: Apache-2.0
+# bench/lib.sh: the helpers bench/build.sh, bench/push.sh and bench/shim.sh share; sourced, never run.
+# shellcheck shell=bash
+
+# me: the script's name for messages, e.g. bench/build.sh.
+me=bench/${0##*/}
+
+# say MSG...: print MSG on stderr.
+say() { printf '%s\n' "$*" >&2; }
+# die MSG...: print "bench/SCRIPT: MSG" on stderr and exit 1.
+die() { say "$me: $*"; exit 1; }
+
+# need_posint VALUE NAME: die unless VALUE is a positive integer (message "NAME must be a positive integer").
+need_posint() { [[ $1 =~ ^[1-9][0-9]*$ ]] || die "$2 must be a positive integer"; }
+
+# need_gnu_time: install Debian's `time` package when /usr/bin/time is missing (GNU time gives the peak
+# RSS, -f %M); progress on stderr.
+need_gnu_time() {
+    local sudo=
+    [[ -x /usr/bin/time ]] && return 0
+    say "installing GNU time (apt-get install -y time)"
+    [[ $(id -u) == 0 ]] || sudo=sudo
+    $sudo apt-get install -y time >&2 || { $sudo apt-get update >&2 && $sudo apt-get install -y time >&2; }
+}
+
+# need_built VAR PATH TARGET: die if the environment variable VAR is set but PATH is not an executable;
+# build the cmake TARGET into build/ when PATH is missing (progress on stderr). Needs $root.
+need_built() {
+    local var=$1 path=$2 target=$3
+    if [[ -n ${!var:-} && ! -x $path ]]; then
+        die "$var=$path is not an executable"
+    elif [[ ! -x $path ]]; then
+        say "building $target"
+        cmake -S "$root" -B "$root/build" >/dev/null
+        cmake --build "$root/build" --target "$target" -j"$(nproc)" >&2
+    fi
+}
+
+# make_work NAME: make the work directory; sets base (BENCH_DIR or bench/work), made_base (1 when this
+# call made base, so that cleanup removes it) and work (a fresh base/NAME.XXXXXX). Needs $here.
+make_work() {
+    base=${BENCH_DIR:-$here/work}
+    made_base=0
+    [[ -d $base ]] || made_base=1
+    mkdir -p "$base"
+    work=$(mktemp -d "$base/$1.XXXXXX")
+}
+
+# trap_signals: on HUP, INT and TERM exit with 128 + the signal's number, so that the EXIT trap (cleanup)
+# runs on interruption too.
+trap_signals() {
+    trap 'exit 129' HUP
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# stop_pid PID: stop a process this script started: TERM, up to 5 s for it to go, then KILL; reaps it.
+stop_pid() {
+    local p=$1
+    kill -TERM "$p" 2>/dev/null || return 0
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+}
+
+# need_free_mib MIB: die unless more than MIB MiB are free under $work; sets avail_mib.
+need_free_mib() {
+    avail_mib=$(df -Pm "$work" | awk 'NR == 2 { print $4 }')
+    ((avail_mib > $1)) || die "needs ${1} MiB free under $base, has ${avail_mib} MiB"
+}
+
+# write_project DIR: the benchmarks' model project in DIR (kiln.yaml, predict.py, an empty weights/).
+write_project() {
+    mkdir -p "$1/weights"
+    cat >"$1/kiln.yaml" <<'EOF'
+build:
+  python_version: "3.11"
+run: predict.py:Predictor
+weights: ["weights/*"]
+EOF
+    cat >"$1/predict.py" <<'EOF'
+from cog import BasePredictor, Input
+
+
+class Predictor(BasePredictor):
+    def setup(self) -> None:
+        self.prefix = "bench"
+
+    def predict(self, text: str = Input(description="text", default="x")) -> str:
+        return f"{self.prefix}: {text}"
+EOF
+}
+
+# make_weights DIR: $nfiles pseudo-random files of $file_bytes bytes in DIR (model-00000.safetensors, ...;
+# an AES-128-CTR keystream, the same for every run); says so on stderr; sets the array wfiles.
+make_weights() {
+    local i f
+    say "making $nfiles weight files of $mib MiB (pseudo-random, AES-128-CTR keystream)"
+    wfiles=()
+    for ((i = 0; i < nfiles; i++)); do
+        f=$1/model-$(printf '%05d' "$i").safetensors
+        (
+            set +o pipefail
+            openssl enc -aes-128-ctr -nosalt -pass "pass:kiln-bench-$i" -pbkdf2 -in /dev/zero 2>/dev/null |
+                head -c "$file_bytes" >"$f"
+        )
+        [[ $(stat -c %s "$f") == "$file_bytes" ]] || die "could not write $f"
+        wfiles+=("$f")
+    done
+}
+
+# CPU accounting: ncpu and hz for the timeit functions of each script, `others` collects the share of the
+# CPUs other processes used during each timed run of 0.25 s or more.
+ncpu=$(nproc)
+hz=$(getconf CLK_TCK)
+others=()
+BUSY=0 MINE=0
+# snap: BUSY = CPU ticks the whole machine spent busy (steal included), MINE = ticks this shell and its
+# reaped children spent. No process is started, so the snapshot costs nothing.
+snap() {
+    local u n sy irq sirq st s
+    read -r _ u n sy _ _ irq sirq st _ </proc/stat
+    BUSY=$((u + n + sy + irq + sirq + st))
+    read -r -a s <"/proc/$$/stat"
+    MINE=$((s[13] + s[14] + s[15] + s[16]))
+}
+# note_other: append OTHER to `others` when the run (T seconds) lasted 0.25 s or more: /proc/stat counts in
+# clock ticks (10 ms), too coarse for shorter runs.
+note_other() {
+    if awk -v t="$T" 'BEGIN { exit !(t >= 0.25) }'; then others+=("$OTHER"); fi
+}
+
+# median V...: print the median (the mean of the middle two, to 3 decimals, for an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# maxof V... / minof V...: print the largest / smallest.
+maxof() { printf '%s\n' "$@" | sort -g | tail -n 1; }
+minof() { printf '%s\n' "$@" | sort -g | head -n 1; }
+# json_num KEY FILE: print the last number with that key (the reports' top-level keys follow their parts).
+json_num() { grep -o "\"$1\": *[0-9.eE+-]*" "$2" | tail -n 1 | sed 's/.*: *//'; }
+# fmt X [D]: print X with D decimals (default 3).
+fmt() { awk -v x="$1" -v d="${2:-3}" 'BEGIN { printf "%.*f", d, x }'; }
+# gibs SECONDS: print the GiB/s of reading $weight_bytes in SECONDS (2 decimals; inf for 0).
+gibs() { awk -v s="$1" -v b="$weight_bytes" 'BEGIN { if (s > 0) printf "%.2f", b / s / 1073741824; else print "inf" }'; }
+# verdict A OP B (OP one of < <= >=): print PASS or MISS.
+verdict() {
+    if awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN {
+        a += 0; b += 0
+        ok = (op == "<") ? a < b : (op == "<=") ? a <= b : (op == ">=") ? a >= b : 0
+        exit !ok }'; then echo PASS; else echo MISS; fi
+}
+# set_quiet_line [NOTE]: sets quiet_line, the summary of `others` under the table (NOTE, when given, goes
+# after "% at most"); says the timings are noisy when another process used more than 10 %.
+set_quiet_line() {
+    if ((${#others[@]})); then
+        quiet_line="other processes used $(fmt "$(median "${others[@]}")" 0) % of the CPUs during the median timed run of 0.25 s or more, $(maxof "${others[@]}") % at most${1:+ $1}"
+        (($(maxof "${others[@]}") > 10)) && quiet_line+=": the machine was not quiet, so the timings are noisy"
+    else
+        quiet_line="no timed run lasted 0.25 s, too short to tell whether other processes were busy"
+    fi
+    return 0
+}
+# machine_line: print "N CPUs, CPU MODEL, Linux RELEASE, DATE" for the table's header.
+machine_line() {
+    printf '%s CPUs, %s, Linux %s, %s\n' "$ncpu" "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" \
+        "$(uname -r)" "$(date -u +%Y-%m-%dT%H:%MZ)"
+}

@@ -72,9 +72,10 @@ int kiln_blob_reader_open(struct kiln_blob_reader **out, const char *path, const
 		rd->whole.size = (uint64_t)st.st_size;
 		rd->size = (uint64_t)st.st_size;
 	}
-	if (kiln_blob_reader_seek(rd, 0, err) < 0) {
+	int rc = kiln_blob_reader_seek(rd, 0, err);
+	if (rc < 0) {
 		kiln_blob_reader_free(rd);
-		return -1;
+		return rc;
 	}
 	*out = rd;
 	return 0;
@@ -89,8 +90,9 @@ int kiln_blob_reader_seek(struct kiln_blob_reader *rd, uint64_t offset, struct k
 	close_source(rd);
 	kiln_sha256_free(rd->hash);
 	rd->hash = NULL;
-	if (offset == 0 && rd->recipe && kiln_sha256_new(&rd->hash, err) < 0)
-		return -1;
+	int rc = offset == 0 && rd->recipe ? kiln_sha256_new(&rd->hash, err) : 0;
+	if (rc < 0)
+		return rc;
 	rd->pos = offset;
 	rd->seg = 0;
 	uint64_t base = 0;
@@ -183,6 +185,22 @@ ssize_t kiln_blob_reader_read(struct kiln_blob_reader *rd, void *buf, size_t len
 			    rd->recipe->digest);
 	}
 	return 0;
+}
+
+int kiln_blob_reader_pump(struct kiln_blob_reader *rd, kiln_write_fn write, void *ctx,
+                          struct kiln_error **err)
+{
+	_cleanup_free_ char *buf = malloc(1 << 20);
+	if (buf == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	for (;;) {
+		ssize_t n = kiln_blob_reader_read(rd, buf, 1 << 20, err);
+		if (n <= 0)
+			return (int)n;
+		int rc = write(ctx, buf, (size_t)n, err);
+		if (rc < 0)
+			return err && *err ? (*err)->code : kiln_error_set(err, rc, "cannot write the blob");
+	}
 }
 
 uint64_t kiln_blob_reader_size(const struct kiln_blob_reader *rd)

@@ -29,6 +29,10 @@ int kiln_blob_reader_seek(struct kiln_blob_reader *rd, uint64_t offset, struct k
  */
 ssize_t kiln_blob_reader_read(struct kiln_blob_reader *rd, void *buf, size_t len, struct kiln_error **err);
 
+/* Read to the end into WRITE through a fixed 1 MiB buffer (whatever the blob's size). */
+int kiln_blob_reader_pump(struct kiln_blob_reader *rd, kiln_write_fn write, void *ctx,
+                          struct kiln_error **err);
+
 uint64_t kiln_blob_reader_size(const struct kiln_blob_reader *rd);
 void kiln_blob_reader_free(struct kiln_blob_reader *rd);
 

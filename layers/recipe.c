@@ -2,6 +2,7 @@
 /* recipe.c: streaming, checking and the JSON form of blob recipes (literal bytes + source files). */
 #include "layers/recipe.h"
 #include "common/cleanup.h"
+#include "layers/reader.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,94 +22,15 @@ static int source_changed(struct kiln_error **err, const char *path)
 	                      "'%s' changed since the image was built (run 'kiln build' again)", path);
 }
 
-/* Hand LEN bytes to the caller's WRITE, making sure a failure comes back with an error set. */
-static int emit(kiln_write_fn write, void *ctx, const void *data, size_t len, struct kiln_error **err)
-{
-	int r = write(ctx, data, len, err);
-	if (r < 0 && err && *err == NULL)
-		return kiln_error_set(err, r, "cannot write the blob");
-	return r < 0 ? r : 0;
-}
-
-/*
- * Stream the content of the file segment SEG through BUF (STREAM_CHUNK bytes) into H and WRITE. The
- * opened file must match the recorded fingerprint before and after reading, and end at seg->size.
- */
-static int stream_file(const struct kiln_segment *seg, unsigned char *buf, struct kiln_sha256 *h,
-                       kiln_write_fn write, void *ctx, struct kiln_error **err)
-{
-	_cleanup_close_ int fd = open(seg->source, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return kiln_error_errno(err, errno, "cannot open '%s'", seg->source);
-	struct stat sb;
-	struct kiln_stat_fp fp;
-	if (fstat(fd, &sb) < 0)
-		return kiln_error_errno(err, errno, "cannot stat '%s'", seg->source);
-	kiln_stat_fp_from(&fp, &sb);
-	if (!S_ISREG(sb.st_mode) || fp.size != seg->size || !kiln_stat_fp_equal(&fp, &seg->fp))
-		return source_changed(err, seg->source);
-	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	for (uint64_t left = seg->size; left > 0;) {
-		ssize_t n = read(fd, buf, left < STREAM_CHUNK ? (size_t)left : STREAM_CHUNK);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return kiln_error_errno(err, errno, "cannot read '%s'", seg->source);
-		if (n == 0)
-			return source_changed(err, seg->source);
-		kiln_sha256_update(h, buf, (size_t)n);
-		int r = emit(write, ctx, buf, (size_t)n, err);
-		if (r < 0)
-			return r;
-		left -= (uint64_t)n;
-	}
-	ssize_t extra;
-	do
-		extra = read(fd, buf, 1);
-	while (extra < 0 && errno == EINTR);
-	if (extra < 0)
-		return kiln_error_errno(err, errno, "cannot read '%s'", seg->source);
-	if (fstat(fd, &sb) < 0)
-		return kiln_error_errno(err, errno, "cannot stat '%s'", seg->source);
-	kiln_stat_fp_from(&fp, &sb);
-	if (extra > 0 || !kiln_stat_fp_equal(&fp, &seg->fp))
-		return source_changed(err, seg->source);
-	return 0;
-}
-
 int kiln_recipe_stream(const struct kiln_recipe *r, kiln_write_fn write, void *ctx, struct kiln_error **err)
 {
-	_cleanup_free_ unsigned char *buf = malloc(STREAM_CHUNK);
-	if (buf == NULL)
-		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	struct kiln_sha256 *h = NULL;
-	int rc = kiln_sha256_new(&h, err);
+	struct kiln_blob_reader *rd = NULL;
+	int rc = kiln_blob_reader_open(&rd, NULL, r, err);
 	if (rc < 0)
 		return rc;
-	uint64_t total = 0;
-	for (size_t i = 0; i < r->nsegs; i++) {
-		const struct kiln_segment *seg = &r->segs[i];
-		if (seg->source == NULL) {
-			kiln_sha256_update(h, seg->data, seg->len);
-			rc = emit(write, ctx, seg->data, seg->len, err);
-			total += seg->len;
-		} else {
-			rc = stream_file(seg, buf, h, write, ctx, err);
-			total += seg->size;
-		}
-		if (rc < 0) {
-			kiln_sha256_free(h);
-			return rc;
-		}
-	}
-	char digest[KILN_DIGEST_LEN];
-	kiln_sha256_final(h, digest);
-	kiln_sha256_free(h);
-	if (total != r->size || strcmp(digest, r->digest) != 0)
-		return kiln_error_set(err, KILN_ECHANGED,
-		                      "blob %s: content does not match its digest (a source file changed)",
-		                      r->digest);
-	return 0;
+	rc = kiln_blob_reader_pump(rd, write, ctx, err);
+	kiln_blob_reader_free(rd);
+	return rc;
 }
 
 int kiln_recipe_check(const struct kiln_recipe *r, struct kiln_error **err)

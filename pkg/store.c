@@ -281,32 +281,12 @@ int kiln_store_recipe_get(struct kiln_store *s, const char *digest, struct kiln_
 int kiln_store_blob_stream(struct kiln_store *s, const char *digest, kiln_write_fn write, void *ctx,
                            struct kiln_error **err)
 {
-	_cleanup_free_ char *path = kiln_store_blob_path(s, digest);
-	if (path) {
-		_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return kiln_error_errno(err, errno, "cannot open blob %s", digest);
-		_cleanup_free_ char *buf = malloc(1 << 20);
-		if (buf == NULL)
-			return kiln_error_set(err, KILN_EFAIL, "out of memory");
-		for (;;) {
-			ssize_t n = read(fd, buf, 1 << 20);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0)
-				return kiln_error_errno(err, errno, "cannot read blob %s", digest);
-			if (n == 0)
-				return 0;
-			if (write(ctx, buf, (size_t)n, err) < 0)
-				return -1;
-		}
-	}
-	struct kiln_recipe *r = NULL;
-	int rc = kiln_store_recipe_get(s, digest, &r, err);
+	struct kiln_store_reader r;
+	int rc = kiln_store_reader_open(&r, s, digest, err);
 	if (rc < 0)
 		return rc;
-	rc = kiln_recipe_stream(r, write, ctx, err);
-	kiln_recipe_free(r);
+	rc = kiln_blob_reader_pump(r.rd, write, ctx, err);
+	kiln_store_reader_release(&r);
 	return rc;
 }
 
@@ -451,13 +431,12 @@ int kiln_store_reader_open(struct kiln_store_reader *out, struct kiln_store *s, 
 {
 	memset(out, 0, sizeof(*out));
 	out->path = kiln_store_blob_path(s, digest);
-	if (out->path == NULL && kiln_store_recipe_get(s, digest, &out->recipe, err) < 0)
-		return -1;
-	if (kiln_blob_reader_open(&out->rd, out->path, out->recipe, err) < 0) {
+	int rc = out->path ? 0 : kiln_store_recipe_get(s, digest, &out->recipe, err);
+	if (rc == 0)
+		rc = kiln_blob_reader_open(&out->rd, out->path, out->recipe, err);
+	if (rc < 0)
 		kiln_store_reader_release(out);
-		return -1;
-	}
-	return 0;
+	return rc;
 }
 
 void kiln_store_reader_release(struct kiln_store_reader *r)

@@ -71,6 +71,8 @@ void kiln_plan_options_init(struct kiln_plan_options *opt);
 int kiln_plan_make(struct kiln_plan **out, const struct kiln_manifest *m, const struct kiln_plan_options *opt,
                    struct kiln_error **err);
 
+/* Take layer INDEX out of P (its entries freed); the weights' layer indexes above it move down. */
+void kiln_plan_drop_layer(struct kiln_plan *p, size_t index);
 void kiln_plan_free(struct kiln_plan *p);
 
 /*

@@ -4,170 +4,47 @@
     python3 -u kiln_runner.py --predictor FILE.py:NAME [--concurrency N]     (in the project directory)
 
 Requests come on stdin, events go to the fd named by KILN_RUNNER_FD (default 3), one JSON object a line.
-Stdlib only: the predictor's own environment provides everything else.
+Stdlib only: the predictor's own environment provides everything else. The protocol's plumbing is in
+kiln_runner_protocol, the conversion of inputs and outputs in kiln_runner_values, the predictor's
+description in kiln_schema.
 """
 
 import argparse
 import asyncio
 import contextvars
-import dataclasses
-import datetime
-import enum
 import importlib.util
 import inspect
-import io
-import json
 import os
-import pathlib
 import queue
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
 from typing import Any, Callable, Dict, List, Optional, Set
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# The runner's directory holds the bundled cog: it must not shadow a real cog installed in site-packages.
+# kiln's own modules come from the runner's directory; then it leaves sys.path, for it also holds the bundled
+# cog, which must not shadow a real cog installed in site-packages.
+sys.path.insert(0, HERE)
+import kiln_runner_protocol  # noqa: E402
+import kiln_runner_values  # noqa: E402
+import kiln_schema  # noqa: E402
+from kiln_runner_protocol import Events, LogWriter, parse_request, private_fds  # noqa: E402
+from kiln_runner_values import convert_inputs, encode, is_stream  # noqa: E402
+
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 
 CURRENT_ID: contextvars.ContextVar = contextvars.ContextVar("kiln_prediction_id", default=None)
-LOG_LINE_MAX = 64 * 1024
-
-
-def _load_schema_module() -> Any:
-    spec = importlib.util.spec_from_file_location("kiln_schema", os.path.join(HERE, "kiln_schema.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["kiln_schema"] = mod
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
-
-
-kiln_schema = _load_schema_module()
-
-
-class Events:
-    """The event channel to the shim: whole JSON lines, written under a lock from any thread."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.lock = threading.Lock()
-        self.main = threading.main_thread()
-        self.in_emit = 0  # main thread inside emit(): a cancel signal waits until the line is written
-        self.on_emitted: Optional[Callable[[], None]] = None
-
-    def emit(self, event: Dict[str, Any]) -> None:
-        data = (json.dumps(event, allow_nan=False, separators=(",", ":")) + "\n").encode()
-        on_main = threading.current_thread() is self.main
-        if on_main:
-            self.in_emit += 1
-        try:
-            with self.lock:
-                view = memoryview(data)
-                while view:
-                    try:
-                        n = os.write(self.fd, view)
-                    except InterruptedError:
-                        continue
-                    except OSError:  # the shim is gone: nobody to work for
-                        os._exit(1)
-                    view = view[n:]
-        finally:
-            if on_main:
-                self.in_emit -= 1
-                if self.in_emit == 0 and self.on_emitted is not None:
-                    self.on_emitted()
-
-
-class _BytesLog:
-    """sys.stdout.buffer for code that writes bytes: decoded and passed to the text writer."""
-
-    def __init__(self, text: "LogWriter") -> None:
-        self.text = text
-
-    def write(self, b: bytes) -> int:
-        self.text.write(bytes(b).decode("utf-8", "replace"))
-        return len(b)
-
-    def flush(self) -> None:
-        self.text.flush()
-
-    def fileno(self) -> int:
-        return self.text.fileno()
-
-
-class LogWriter(io.TextIOBase):
-    """Replaces sys.stdout/sys.stderr: each line becomes a log event of the prediction that wrote it."""
-
-    def __init__(self, runner: "Runner", fd: int) -> None:
-        super().__init__()
-        self.runner = runner
-        self.fd = fd
-        self.lock = threading.RLock()
-        self.pending: Dict[Optional[str], str] = {}
-        self.buffer = _BytesLog(self)
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return "utf-8"
-
-    @property
-    def errors(self) -> str:  # type: ignore[override]
-        return "replace"
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return False
-
-    def fileno(self) -> int:  # C-level writes go to the pipe the shim reads as logs
-        return self.fd
-
-    def write(self, s: str) -> int:
-        if not isinstance(s, str):
-            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-        if not s:
-            return 0
-        pid = self.runner.current_id()
-        with self.lock:
-            text = self.pending.pop(pid, "") + s
-            cut = text.rfind("\n") + 1
-            if cut == 0 and len(text) >= LOG_LINE_MAX:
-                cut = len(text)
-            if cut:
-                self.pending[pid] = text[cut:]
-                out = text[:cut]
-            else:
-                self.pending[pid] = text
-                out = ""
-            if not self.pending[pid]:
-                del self.pending[pid]
-        if out:
-            self.runner.events.emit({"type": "log", "id": pid, "text": out})
-        return len(s)
-
-    def flush(self) -> None:
-        self.flush_id(self.runner.current_id())
-
-    def flush_id(self, pid: Optional[str]) -> None:
-        with self.lock:
-            out = self.pending.pop(pid, "")
-        if out:
-            self.runner.events.emit({"type": "log", "id": pid, "text": out})
-
-
-class InputError(Exception):
-    pass
+# The runner's own source files, whose frames tracebacks shown to the user leave out.
+OWN_FILES = {__file__, os.path.abspath(__file__), kiln_runner_protocol.__file__, kiln_runner_values.__file__}
 
 
 def _format_exception(e: BaseException) -> str:
     """The traceback of E without the runner's own frames (and importlib's) at its top."""
     tb = e.__traceback__
     while tb is not None and tb.tb_next is not None and (
-            tb.tb_frame.f_code.co_filename in (__file__, os.path.abspath(__file__))
+            tb.tb_frame.f_code.co_filename in OWN_FILES
             or tb.tb_frame.f_code.co_filename.startswith("<frozen ")):
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(e), e, tb))
@@ -320,100 +197,15 @@ class Runner:
             return self.cog.Path("weights")
         return None
 
-    # ---- inputs and outputs ----
-
-    def convert_inputs(self, raw: Dict[str, Any], closers: List[Any]) -> Dict[str, Any]:
-        if not isinstance(raw, dict):
-            raise InputError("input must be an object")
-        for name in raw:
-            if name not in self.info.inputs:
-                raise InputError(f"unexpected input '{name}'")
-        kwargs = {}
-        for name, f in self.info.inputs.items():
-            if name in raw:
-                value = raw[name]
-            else:
-                try:
-                    value = f.value_when_missing()
-                except KeyError:
-                    raise InputError(f"missing required input '{name}'") from None
-            kwargs[name] = self._convert(f.type, value, closers)
-        return kwargs
-
-    def _convert(self, ft: Any, value: Any, closers: List[Any]) -> Any:
-        if value is None:
-            return None
-        if ft.repetition in (kiln_schema.REPEATED, kiln_schema.OPTIONAL_REPEATED):
-            items = value if isinstance(value, list) else [value]
-            return [self._convert_one(ft.primitive, v, closers) for v in items]
-        return self._convert_one(ft.primitive, value, closers)
-
-    def _convert_one(self, p: str, v: Any, closers: List[Any]) -> Any:
-        if p == kiln_schema.PATH:
-            return self.cog.Path(v)
-        if p == kiln_schema.FILE:
-            f = open(v, "rb")  # noqa: SIM115 (closed after the prediction)
-            closers.append(f)
-            return f
-        if p == kiln_schema.SECRET:
-            return self.cog.Secret(v)
-        if p == kiln_schema.FLOAT and isinstance(v, int) and not isinstance(v, bool):
-            return float(v)
-        if p == kiln_schema.INTEGER and isinstance(v, float) and v.is_integer():
-            return int(v)
-        return v
-
-    def encode(self, v: Any, depth: int = 0) -> Any:
-        """An output value as JSON; files become {"$path": "/abs/file"}."""
-        if depth > 64:
-            raise ValueError("output nests too deeply")
-        if v is None or isinstance(v, (bool, int, float, str)):
-            if isinstance(v, enum.Enum):
-                return self.encode(v.value, depth + 1)
-            return v
-        if isinstance(v, (pathlib.PurePath, os.PathLike)):
-            return {"$path": os.path.abspath(os.fspath(v))}
-        if isinstance(v, io.IOBase):
-            return {"$path": self._file_output(v)}
-        if isinstance(v, dict):
-            return {str(k): self.encode(x, depth + 1) for k, x in v.items()}
-        if isinstance(v, (list, tuple, set, frozenset)) or inspect.isgenerator(v):
-            return [self.encode(x, depth + 1) for x in v]
-        if isinstance(v, enum.Enum):
-            return self.encode(v.value, depth + 1)
-        if isinstance(v, (datetime.datetime, datetime.date, datetime.time)):
-            return v.isoformat()
-        if callable(getattr(v, "get_secret_value", None)):
-            return v.get_secret_value()
-        if callable(getattr(v, "model_dump", None)):  # pydantic v2 and cog.BaseModel
-            return self.encode(v.model_dump(), depth + 1)
-        if hasattr(v, "__fields__") and callable(getattr(v, "dict", None)):  # pydantic v1
-            return self.encode(v.dict(), depth + 1)
-        if dataclasses.is_dataclass(v) and not isinstance(v, type):
-            return {f.name: self.encode(getattr(v, f.name), depth + 1) for f in dataclasses.fields(v)}
-        if type(v).__module__.split(".")[0] == "numpy" and callable(getattr(v, "tolist", None)):
-            return self.encode(v.tolist(), depth + 1)
-        raise TypeError(f"output of type {type(v).__name__} cannot be encoded as JSON")
-
-    def _file_output(self, f: io.IOBase) -> str:
-        name = getattr(f, "name", None)
-        if isinstance(name, str) and os.path.isfile(name):
-            return os.path.abspath(name)
-        base = os.path.basename(name) if isinstance(name, str) and name else "output"
-        path = os.path.join(tempfile.mkdtemp(prefix="kiln-output-"), base)
-        if hasattr(f, "seek") and f.seekable():
-            f.seek(0)
-        with open(path, "wb") as out:
-            shutil.copyfileobj(f, out)  # type: ignore[misc]
-        return path
+    # ---- outcomes ----
 
     def _emit_output(self, pid: str, item: Any) -> None:
-        self.events.emit({"type": "output", "id": pid, "value": self.encode(item)})
+        self.events.emit({"type": "output", "id": pid, "value": encode(item)})
 
     def _finish(self, pid: str, started: float, output: Any, streamed: bool) -> None:
         event: Dict[str, Any] = {"type": "done", "id": pid}
         if not streamed:
-            event["output"] = self.encode(output)
+            event["output"] = encode(output)
         event["predict_time"] = round(time.monotonic() - started, 6)
         self.flush_logs(pid)
         self.events.emit(event)
@@ -464,7 +256,7 @@ class Runner:
         try:
             self.events.emit({"type": "started", "id": pid})
             try:
-                kwargs = self.convert_inputs(req.get("input") or {}, closers)
+                kwargs = convert_inputs(self.info, self.cog, req.get("input") or {}, closers)
                 self.cancelable = pid
                 if pid in self.cancel_requested:  # canceled before it began
                     self.cancelable = None
@@ -474,7 +266,7 @@ class Runner:
                 streamed = False
                 if inspect.isawaitable(result):
                     result = self.loop.run_until_complete(result)  # type: ignore[union-attr]
-                if _is_stream(result):
+                if is_stream(result):
                     streamed = True
                     for item in result:
                         self._emit_output(pid, item)
@@ -551,7 +343,7 @@ class Runner:
                     self.running.add(pid)
                 self.events.emit({"type": "started", "id": pid})
                 try:
-                    kwargs = self.convert_inputs(req.get("input") or {}, closers)
+                    kwargs = convert_inputs(self.info, self.cog, req.get("input") or {}, closers)
                     started = time.monotonic()
                     result = self.fn(**kwargs)
                     streamed = False
@@ -561,7 +353,7 @@ class Runner:
                         streamed = True
                         async for item in result:
                             self._emit_output(pid, item)
-                    elif _is_stream(result):
+                    elif is_stream(result):
                         streamed = True
                         for item in result:
                             self._emit_output(pid, item)
@@ -614,11 +406,7 @@ class Runner:
             if not line:
                 continue
             try:
-                req = json.loads(line)
-                if not isinstance(req, dict) or not isinstance(req.get("type"), str):
-                    raise ValueError("not an object with a type")
-                if req["type"] in ("predict", "cancel") and not isinstance(req.get("id"), str):
-                    raise ValueError("no id")
+                req = parse_request(line)
             except ValueError as e:
                 print(f"kiln: ignoring a bad request ({e}): {line[:200]!r}", file=sys.__stderr__, flush=True)
                 continue
@@ -655,27 +443,6 @@ class Runner:
             self.serve_sync(sq)
 
 
-def _is_stream(result: Any) -> bool:
-    if inspect.isgenerator(result):
-        return True
-    return (hasattr(result, "__next__") and hasattr(result, "__iter__")
-            and not isinstance(result, (str, bytes, dict, list, tuple, io.IOBase)))
-
-
-def _private_fds(events_fd: int) -> tuple:
-    """Move the request and event channels to descriptors the predictor's child processes do not
-    inherit (an ffmpeg reading stdin would eat requests); stdin becomes /dev/null."""
-    ev = os.dup(events_fd)  # dup() makes non-inheritable descriptors
-    if events_fd > 2:
-        os.close(events_fd)
-    req = os.dup(0)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-    sys.stdin = open(0, closefd=False)  # noqa: SIM115
-    return req, ev
-
-
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(prog="kiln_runner.py", description="Run a Cog predictor for kiln-shim.")
     parser.add_argument("--predictor", required=True, metavar="FILE.py:NAME")
@@ -693,7 +460,7 @@ def main(argv: List[str]) -> int:
     except (ValueError, OSError):
         print(f"kiln_runner: KILN_RUNNER_FD={fd_text} is not an open file descriptor", file=sys.stderr)
         return 2
-    req_fd, ev_fd = _private_fds(fd)
+    req_fd, ev_fd = private_fds(fd)
     events = Events(ev_fd)
     runner = Runner(args.predictor, concurrency, events)
     signal.signal(signal.SIGUSR1, runner._on_sigusr1)  # cancel; ignored when nothing can be canceled

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # The Python runner (templates/python/kiln_runner.py) driven directly over its JSON-lines protocol
-# (shim/PROTOCOL.md), and kiln_schema.py's OpenAPI output, with each python3 there is.
+# (shim/PROTOCOL.md), and kiln_schema.py's OpenAPI output, with each python3 there is; then kiln-shim on a
+# predictor the runner refuses.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/shim_lib.sh"
 
 PYDIR=$KILN_SOURCE_DIR/templates/python
 export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in the source tree
@@ -365,6 +367,35 @@ print(json.dumps(d["components"]["schemas"]["Input"]["properties"]["steps"]))' "
 	expect_rc 1
 	expect_ev "[x['type'] for x in e]" '["setup_failed"]'
 	expect_ev "e[0]['error'].startswith('$B:4: syntax error')" True
+
+	# Cog (python/cog/_inspector.py, _validate_predict) refuses a return annotation that is None at run time
+	# as it refuses none at all, before it looks at the inputs; a string "None" gets past that check and
+	# becomes NoneType, which it has no type for.
+	t_case "$P a return annotation of None, or none: refused in Cog's words, by the schema and the runner"
+	local H='from __future__ import annotations\n' src want
+	while IFS='|' read -r src want; do
+		printf "from cog import BasePredictor\\n\\nNothing = None\\n$src\\n        pass\\n" >"$B"
+		want=${want//@B/$B}
+		schema "$B:Predictor" >/dev/null 2>"$T_WORK/err"
+		RC=$?
+		ERR=$(cat "$T_WORK/err")
+		expect_rc 1
+		expect_eq "$ERR" "$want" "the schema of: $src"
+	done <<'EOF'
+class Predictor(BasePredictor):\n    def predict(self, n: int) -> None:|@B:5: predict() must have a return type annotation
+class Predictor(BasePredictor):\n    def predict(self, n: int):|@B:5: predict() must have a return type annotation
+class Predictor(BasePredictor):\n    async def predict(self, n) -> None:|@B:5: predict() must have a return type annotation
+class Predictor(BasePredictor):\n    def predict(self) -> Nothing:|@B:5: predict() must have a return type annotation
+class Predictor(BasePredictor):\n    def predict(self) -> "None":|@B:5: unsupported Cog type NoneType
+EOF
+	printf 'from cog import BasePredictor\n\ndef run_it(n: int) -> None:\n    pass\n' >"$B"
+	expect_eq "$(schema "$B:run_it" 2>&1 >/dev/null)" "$B:3: run_it() must have a return type annotation"
+	printf "${H}from cog import BasePredictor\\n\\nclass Predictor(BasePredictor):\\n    def predict(self) -> None:\\n        pass\\n" >"$B"
+	expect_eq "$(schema "$B:Predictor" 2>&1 >/dev/null)" "$B:5: unsupported Cog type NoneType"
+	printf 'from cog import BasePredictor\n\nclass Predictor(BasePredictor):\n    def predict(self) -> None:\n        pass\n' >"$B"
+	run_batch none_output "$B:Predictor" '{"type": "predict", "id": "n", "input": {}}'
+	expect_rc 1
+	expect_ev "e" "[{\"type\": \"setup_failed\", \"error\": \"$B:4: predict() must have a return type annotation\"}]"
 }
 
 if [ ${#PYTHONS[@]} -eq 0 ]; then
@@ -374,4 +405,20 @@ fi
 for PY in "${PYTHONS[@]}"; do
 	suite
 done
+
+t_case "kiln-shim on a predict() annotated -> None: SETUP_FAILED with Cog's message, 503 for predictions"
+NONE_DIR=$T_WORK/none_project
+mkdir -p "$NONE_DIR"
+printf 'from cog import BasePredictor\n\nclass Predictor(BasePredictor):\n    def predict(self) -> None:\n        pass\n' \
+	>"$NONE_DIR/predict.py"
+echo 'run: predict.py:Predictor' >"$NONE_DIR/kiln.yaml"
+start "$NONE_DIR" KILN_ALLOW_CPU=1
+if wait_health SETUP_FAILED; then
+	req GET /health-check
+	expect_eq "$(field 'j["setup"]["logs"]')" "predict.py:4: predict() must have a return type annotation"
+	post '{"input": {}}'
+	expect_eq "$CODE" 503
+fi
+kill -TERM "$SPID"
+wait_exit "$SPID" 10
 t_finish

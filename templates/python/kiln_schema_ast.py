@@ -1,0 +1,258 @@
+# SPDX-License-Identifier: Apache-2.0
+"""kiln_schema_ast: reading a predictor's source without running it: the names a file binds, the literals
+of its defaults, and its type annotations resolved to Cog's types."""
+
+import ast
+import builtins
+from typing import Any, Dict, List, Optional
+
+from kiln_schema_model import (ANY, BOOL, CONCAT_ITERATOR, FILE, FLOAT, INTEGER, ITERATOR, MISSING, OPTIONAL,
+                               OPTIONAL_REPEATED, PATH, REPEATED, REQUIRED, SECRET, STRING, FieldType,
+                               SchemaError)
+
+# Fully qualified names kiln understands in annotations.
+_PRIMITIVES = {
+    "builtins.str": STRING, "builtins.int": INTEGER, "builtins.float": FLOAT, "builtins.bool": BOOL,
+    "cog.Path": PATH, "cog.types.Path": PATH, "pathlib.Path": PATH, "pathlib.PosixPath": PATH,
+    "os.PathLike": PATH, "cog.File": FILE, "cog.types.File": FILE, "cog.Secret": SECRET,
+    "cog.types.Secret": SECRET, "builtins.dict": ANY, "typing.Dict": ANY,
+}
+_LISTS = {"builtins.list", "typing.List"}
+_OPTIONALS = {"typing.Optional"}
+_UNIONS = {"typing.Union"}
+_ITERATORS = {"typing.Iterator", "collections.abc.Iterator", "typing.AsyncIterator",
+              "collections.abc.AsyncIterator"}
+_CONCAT_ITERATORS = {"cog.ConcatenateIterator", "cog.types.ConcatenateIterator",
+                     "cog.AsyncConcatenateIterator", "cog.types.AsyncConcatenateIterator"}
+_MODEL_BASES = {"cog.BaseModel", "cog.predictor.BaseModel", "pydantic.BaseModel"}
+# What `from cog import *` and `from typing import *` bring in, for annotations that use them bare.
+_STAR_EXPORTS = {
+    "cog": {"Path", "File", "Secret", "Input", "BaseModel", "ConcatenateIterator",
+            "AsyncConcatenateIterator", "BasePredictor", "BaseRunner"},
+    "typing": {"Any", "Dict", "List", "Optional", "Union", "Iterator", "AsyncIterator"},
+}
+
+
+class SourceModule:
+    """One parsed source file: its imports, top-level classes and constants, for resolving names."""
+
+    def __init__(self, path: str, tree: ast.Module) -> None:
+        self.path = path
+        self.aliases: Dict[str, str] = {}
+        self.star: List[str] = []
+        self.classes: Dict[str, ast.ClassDef] = {}
+        self.functions: Dict[str, ast.AST] = {}
+        self.assigns: Dict[str, ast.AST] = {}
+        self.future_annotations = False  # `from __future__ import annotations`: annotations are strings
+        self._collect(tree.body)
+
+    def _collect(self, body: list) -> None:
+        for node in body:
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.asname:
+                        self.aliases[a.asname] = a.name
+                    else:
+                        top = a.name.split(".")[0]
+                        self.aliases[top] = top
+            elif isinstance(node, ast.ImportFrom):
+                if node.module == "__future__" and any(a.name == "annotations" for a in node.names):
+                    self.future_annotations = True
+                mod = "." * node.level + (node.module or "")
+                for a in node.names:
+                    if a.name == "*":
+                        self.star.append(mod)
+                    else:
+                        self.aliases[a.asname or a.name] = f"{mod}.{a.name}"
+            elif isinstance(node, ast.ClassDef):
+                self.classes[node.name] = node
+                self.aliases.pop(node.name, None)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                self.functions[node.name] = node
+                self.aliases.pop(node.name, None)
+            elif isinstance(node, ast.Assign):
+                for t in node.targets:
+                    if isinstance(t, ast.Name):
+                        self.assigns[t.id] = node.value
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
+                self.assigns[node.target.id] = node.value
+            elif isinstance(node, ast.If):  # if TYPE_CHECKING: / version checks
+                self._collect(node.body)
+                self._collect(node.orelse)
+            elif isinstance(node, ast.Try):  # try: import x / except ImportError:
+                self._collect(node.body)
+                for h in node.handlers:
+                    self._collect(h.body)
+                self._collect(node.orelse)
+                self._collect(node.finalbody)
+
+    def error(self, node: Optional[ast.AST], message: str) -> SchemaError:
+        return SchemaError(self.path, getattr(node, "lineno", None), message)
+
+    def qualify(self, node: ast.AST) -> Optional[str]:
+        """The dotted name NODE refers to ("cog.Path", "builtins.str", "local.Output"), or None."""
+        if isinstance(node, ast.Name):
+            n = node.id
+            if n in self.aliases:
+                return self.aliases[n]
+            if n in self.classes:
+                return "local." + n
+            if n in self.assigns:
+                return "assign." + n
+            for mod in self.star:
+                if n in _STAR_EXPORTS.get(mod, ()):
+                    return f"{mod}.{n}"
+            if hasattr(builtins, n):
+                return "builtins." + n
+            return None
+        if isinstance(node, ast.Attribute):
+            base = self.qualify(node.value)
+            return f"{base}.{node.attr}" if base else None
+        return None
+
+    def literal(self, node: ast.AST, what: str, _depth: int = 0) -> Any:
+        """Evaluate NODE as a literal; a name bound at module level to a literal counts too."""
+        try:
+            return ast.literal_eval(node)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            pass
+        if isinstance(node, ast.Name) and node.id in self.assigns and _depth < 8:
+            return self.literal(self.assigns[node.id], what, _depth + 1)
+        if isinstance(node, (ast.List, ast.Tuple)):
+            return [self.literal(e, what, _depth + 1) for e in node.elts]
+        if isinstance(node, (ast.BinOp, ast.UnaryOp)) and _depth < 32:  # 2**32 - 1, 1 / 3, "a" + "b"
+            value = _arith(node, lambda n: self.literal(n, what, _depth + 1))
+            if value is not MISSING:
+                return value
+        raise self.error(node, f"{what} is not a literal: '{ast.unparse(node)}' "
+                               "(kiln reads the predictor without running it)")
+
+    # ---- annotations ----
+
+    def is_none_at_runtime(self, node: ast.AST, _depth: int = 0) -> bool:
+        """Whether annotation NODE is the value None when the module runs (`-> None`, or a name bound to
+        None), as inspect.getfullargspec() reports it. Never so under `from __future__ import annotations`,
+        where every annotation is a string."""
+        if self.future_annotations:
+            return False
+        if isinstance(node, ast.Constant):
+            return node.value is None
+        q = self.qualify(node)
+        if q and q.startswith("assign.") and _depth < 8:
+            return self.is_none_at_runtime(self.assigns[q[7:]], _depth + 1)
+        return False
+
+    def resolve(self, node: ast.AST, _depth: int = 0) -> tuple:
+        """Resolve an annotation to a small tree: ("prim", P) ("none",) ("list", T) ("union", [T...])
+        ("iter", kind, T) ("model", ClassDef)."""
+        if _depth > 16:
+            raise self.error(node, "annotation nests too deeply")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):  # "Path", forward refs
+            try:
+                inner = ast.parse(node.value.strip(), mode="eval").body
+            except SyntaxError:
+                raise self.error(node, f"unsupported type annotation '{node.value}'") from None
+            ast.copy_location(inner, node)
+            for n in ast.walk(inner):
+                n.lineno = node.lineno  # type: ignore[attr-defined]
+            return self.resolve(inner, _depth + 1)
+        if isinstance(node, ast.Constant) and node.value is None:
+            return ("none",)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+            return ("union", [self.resolve(node.left, _depth + 1), self.resolve(node.right, _depth + 1)])
+        if isinstance(node, ast.Subscript):
+            base = self.qualify(node.value)
+            args = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            if base in _LISTS:
+                if len(args) != 1:
+                    raise self.error(node, "List must have one type argument")
+                return ("list", self.resolve(args[0], _depth + 1))
+            if base in _OPTIONALS:
+                return ("union", [self.resolve(args[0], _depth + 1), ("none",)])
+            if base in _UNIONS:
+                return ("union", [self.resolve(a, _depth + 1) for a in args])
+            if base in _ITERATORS or base in _CONCAT_ITERATORS:
+                if len(args) != 1:
+                    raise self.error(node, "iterator type must have a type argument")
+                kind = CONCAT_ITERATOR if base in _CONCAT_ITERATORS else ITERATOR
+                return ("iter", kind, self.resolve(args[0], _depth + 1))
+            if base in ("builtins.dict", "typing.Dict"):
+                return ("prim", ANY)
+            raise self.error(node, f"unsupported type annotation '{ast.unparse(node)}'")
+        q = self.qualify(node)
+        if q in _PRIMITIVES:
+            return ("prim", _PRIMITIVES[q])
+        if q == "typing.Any":
+            return ("prim", ANY)
+        if q in _LISTS:
+            return ("list", ("prim", ANY))
+        if q in _CONCAT_ITERATORS:
+            return ("iter", CONCAT_ITERATOR, ("prim", STRING))
+        if q == "builtins.None":
+            return ("none",)
+        if q and q.startswith("local.") and self._is_model(self.classes[q[6:]]):
+            return ("model", self.classes[q[6:]])
+        if q and q.startswith("assign.") and _depth < 8:  # a type alias: Paths = list[Path]
+            return self.resolve(self.assigns[q[7:]], _depth + 1)
+        raise self.error(node, f"unsupported type annotation '{ast.unparse(node)}'")
+
+    def _is_model(self, cls: ast.ClassDef, _depth: int = 0) -> bool:
+        for b in cls.bases:
+            q = self.qualify(b)
+            if q in _MODEL_BASES:
+                return True
+            if q and q.startswith("local.") and _depth < 8 and self._is_model(self.classes[q[6:]], _depth + 1):
+                return True
+        return False
+
+    def field_type(self, node: ast.AST, what: str) -> FieldType:
+        """An input's (or an output field's) type: a primitive, Optional, list or Optional[list]."""
+        try:
+            res = self.resolve(node)
+        except SchemaError as e:
+            e.message += f" for {what}"
+            raise
+        optional = False
+        if res[0] == "union":
+            members = [m for m in res[1] if m[0] != "none"]
+            if len(members) != 1 or len(members) == len(res[1]):
+                raise self.error(node, f"unsupported union type '{ast.unparse(node)}' for {what}")
+            optional, res = True, members[0]
+        if res[0] == "list":
+            elem = res[1]
+            if elem[0] != "prim":
+                raise self.error(node, f"List cannot have nested type '{ast.unparse(node)}' for {what}")
+            return FieldType(elem[1], OPTIONAL_REPEATED if optional else REPEATED)
+        if res[0] == "prim":
+            return FieldType(res[1], OPTIONAL if optional else REQUIRED)
+        raise self.error(node, f"unsupported type annotation '{ast.unparse(node)}' for {what}")
+
+
+_BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+           ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b,
+           ast.Pow: lambda a, b: a ** b}
+
+
+def _arith(node: ast.AST, evaluate: Any) -> Any:
+    """Constant arithmetic on numbers (and + on strings) in a default; MISSING when it is not that."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    try:
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            v = evaluate(node.operand)
+            if number(v):
+                return -v if isinstance(node.op, ast.USub) else v
+        elif isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            a, b = evaluate(node.left), evaluate(node.right)
+            if isinstance(node.op, ast.Add) and isinstance(a, str) and isinstance(b, str):
+                return a + b
+            if number(a) and number(b):
+                if isinstance(node.op, ast.Pow) and (abs(b) > 256 or abs(a) > 2**64):
+                    return MISSING
+                return _BINOPS[type(node.op)](a, b)
+    except (ArithmeticError, ValueError):
+        pass
+    except SchemaError:
+        pass
+    return MISSING

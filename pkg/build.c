@@ -13,6 +13,7 @@
 #include "registry/reference.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
@@ -252,6 +253,13 @@ int kiln_build_default_tag(char **out, const char *dir, const char *file, struct
  * Python predictor's inputs and outputs (the OpenAPI schema) with the runner's static generator. */
 /* The predictor's schema, from the store's cache when neither the predictor's file nor the generator
  * changed since (a rebuild then runs no Python). */
+static int is_schema_file(const struct dirent *d)
+{
+	size_t len = strlen(d->d_name);
+	return strncmp(d->d_name, "kiln_schema", 11) == 0 && len > 3 &&
+	       strcmp(d->d_name + len - 3, ".py") == 0;
+}
+
 static int describe(json_t **schema, struct kiln_store *s, const struct kiln_runtime *rt,
                     const struct kiln_manifest *m, struct kiln_error **err)
 {
@@ -260,13 +268,30 @@ static int describe(json_t **schema, struct kiln_store *s, const struct kiln_run
 	if (colon)
 		*colon = '\0';
 	_cleanup_free_ char *path = file ? kiln_path_join(m->dir, file) : NULL;
-	_cleanup_free_ char *script = kiln_path_join(rt->python_dir, "kiln_schema.py");
 	_cleanup_free_ char *tag = NULL;
-	if (path == NULL || script == NULL || asprintf(&tag, "schema-v1 %s", m->predict) < 0)
+	if (path == NULL || asprintf(&tag, "schema-v1 %s", m->predict) < 0)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	const char *paths[] = {path, script, NULL};
+	/* the key: the predictor's file and every file of the generator (kiln_schema*.py), in name order */
+	struct dirent **names = NULL;
+	int n = scandir(rt->python_dir, &names, is_schema_file, alphasort);
+	const char **paths = calloc((size_t)(n > 0 ? n : 0) + 2, sizeof(*paths));
+	int np = 0;
+	if (paths) {
+		paths[np++] = path;
+		for (int i = 0; i < n; i++)
+			if ((paths[np] = kiln_path_join(rt->python_dir, names[i]->d_name)) != NULL)
+				np++;
+	}
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	if (!paths)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	char key[65];
 	kiln_cache_key(key, tag, paths);
+	for (int i = 1; i < np; i++)
+		free((char *)paths[i]);
+	free(paths);
 	json_t *c = kiln_store_cache_get(s, key);
 	if (json_is_object(c)) {
 		*schema = c;
@@ -326,6 +351,28 @@ static int add_runtime(struct kiln_plan *plan, const struct kiln_manifest *m, st
 	/* weight files point at their layers by index: the code layer moved one up, weights did not */
 	r->runtime = true;
 	return 0;
+}
+
+/* A base built by this kiln already holds the very runtime layer (one digest for every image of one kiln):
+ * the image gets it once, from the base. */
+static void drop_base_runtime(struct kiln_build_result *r, struct kiln_plan *plan, size_t nbase)
+{
+	struct kiln_built_layer *mine = r->layers + nbase;
+	for (size_t i = 0; i < plan->n; i++) {
+		if (plan->layers[i].kind != KILN_LAYER_RUNTIME)
+			continue;
+		bool in_base = false;
+		for (size_t b = 0; b < nbase && !in_base; b++)
+			in_base = strcmp(r->layers[b].digest, mine[i].digest) == 0;
+		if (!in_base)
+			continue;
+		free((char *)mine[i].media_type);
+		free(mine[i].title);
+		memmove(&mine[i], &mine[i + 1], (plan->n - i - 1) * sizeof(*mine));
+		kiln_plan_drop_layer(plan, i);
+		r->n--;
+		return;
+	}
 }
 
 static size_t count_files(const struct kiln_plan_layer *pl)
@@ -408,6 +455,8 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 	}
 	if (build_layers(mine, plan, s, opt, epoch, &r->bytes_hashed, &r->bytes_written, err) < 0)
 		goto cleanup;
+	drop_base_runtime(r, plan, nbase);
+	mine = r->layers + nbase;
 
 	struct kiln_image_spec spec = {
 	    .manifest = m,

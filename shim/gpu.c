@@ -96,6 +96,37 @@ static void probe_devices(const struct nvml *n, struct shim_gpu_info *out)
 	}
 }
 
+/* The image's Entrypoint runs kiln-shim through the bundled loader with --library-path, which makes the
+ * loader ignore LD_LIBRARY_PATH. Platforms that mount the driver's libraries in a directory named only by
+ * LD_LIBRARY_PATH (/usr/local/nvidia/lib64 on GKE, for one) would then hide NVML from dlopen: look in
+ * those directories, then in the usual places of the driver's libraries, by full path. On success *PATH is
+ * the path opened (static storage). */
+static void *open_from_driver_dirs(const char **path)
+{
+	static char found[4096];
+	static const char *const usual[] = {"/usr/local/nvidia/lib64", "/usr/lib/x86_64-linux-gnu",
+	                                    "/usr/lib64", "/lib/x86_64-linux-gnu", "/usr/lib/wsl/lib"};
+	const char *llp = getenv("LD_LIBRARY_PATH");
+	char dirs[4096];
+	snprintf(dirs, sizeof(dirs), "%s", llp ? llp : "");
+	size_t nusual = sizeof(usual) / sizeof(usual[0]);
+	char *save = NULL, *dir = strtok_r(dirs, ":", &save);
+	for (size_t i = 0; dir || i < nusual;) {
+		const char *d = dir ? dir : usual[i++];
+		if (dir)
+			dir = strtok_r(NULL, ":", &save);
+		if (*d != '/' ||
+		    (size_t)snprintf(found, sizeof(found), "%s/libnvidia-ml.so.1", d) >= sizeof(found))
+			continue;
+		void *lib = dlopen(found, RTLD_NOW | RTLD_LOCAL);
+		if (lib) {
+			*path = found;
+			return lib;
+		}
+	}
+	return NULL;
+}
+
 void shim_gpu_probe(struct shim_gpu_info *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -111,7 +142,12 @@ void shim_gpu_probe(struct shim_gpu_info *out)
 			copy_text(out->error, sizeof(out->error), why);
 		else
 			snprintf(out->error, sizeof(out->error), "cannot load '%s'", n.path);
-		return;
+		if (env && *env)
+			return;
+		n.lib = open_from_driver_dirs(&n.path);
+		if (!n.lib)
+			return;
+		out->error[0] = '\0';
 	}
 	LOAD(&n, init, "nvmlInit_v2", "nvmlInit");
 	LOAD(&n, shutdown, "nvmlShutdown", NULL);

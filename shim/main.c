@@ -22,109 +22,12 @@ static const char USAGE[] =
     "usage: kiln-shim [--port N] [--host ADDR] [--project DIR] [--await-explicit-shutdown]\n"
     "                 [--idle-exit S|auto] [--upload-url URL]\n";
 
-void shim_now(char out[SHIM_TIME_LEN])
-{
-	struct timespec t;
-	struct tm tm;
-	clock_gettime(CLOCK_REALTIME, &t);
-	gmtime_r(&t.tv_sec, &tm);
-	char base[24];
-	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out, SHIM_TIME_LEN, "%s.%06u+00:00", base, (unsigned)(t.tv_nsec / 1000) % 1000000u);
-}
-
-double shim_since(const struct timespec *a)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)(t.tv_sec - a->tv_sec) + (double)(t.tv_nsec - a->tv_nsec) / 1e9;
-}
-
 /* Seconds since the last request (s->last_request_ns). */
 static double idle_since(struct shim *s)
 {
 	long long ns = __atomic_load_n(&s->last_request_ns, __ATOMIC_RELAXED);
 	struct timespec t = {(time_t)(ns / 1000000000LL), (long)(ns % 1000000000LL)};
 	return shim_since(&t);
-}
-
-FILE *shim_log_file;
-
-/* This thread's log lines held back by shim_log_defer, written in one write(2) when it ends. */
-static __thread struct {
-	bool on;
-	char *buf;
-	size_t len, cap;
-} deferred;
-
-static void write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			break;
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
-void shim_log_defer(bool on)
-{
-	deferred.on = on;
-	if (on || deferred.len == 0)
-		return;
-	write_all(fileno(shim_log_file ? shim_log_file : stderr), deferred.buf, deferred.len);
-	deferred.len = 0;
-}
-
-void shim_log(const char *level, json_t *extra, const char *fmt, ...)
-{
-	char ts[SHIM_TIME_LEN], msg[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	shim_now(ts);
-	json_t *o = json_pack("{s:s, s:s, s:s}", "ts", ts, "level", level, "msg", msg);
-	if (extra)
-		json_object_update_missing(o, extra);
-	json_decref(extra);
-	/* the line and its newline in one write(2): no stdio lock shared by the server's threads */
-	char buf[8192];
-	size_t n = json_dumpb(o, buf, sizeof(buf) - 1, JSON_COMPACT | JSON_REAL_PRECISION(15));
-	char *line =
-	    n == 0 || n >= sizeof(buf) ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
-	json_decref(o);
-	if (line) {
-		fprintf(shim_log_file ? shim_log_file : stderr, "%s\n", line);
-		free(line);
-		return;
-	}
-	if (n == 0 || n >= sizeof(buf))
-		return;
-	buf[n++] = '\n';
-	/* only whole lines go through F (line-buffered or unbuffered): nothing of it is pending */
-	FILE *f = shim_log_file ? shim_log_file : stderr;
-	if (deferred.on) {
-		if (deferred.len + n > deferred.cap) {
-			size_t cap = deferred.cap ? deferred.cap * 2 : 4096;
-			while (cap < deferred.len + n)
-				cap *= 2;
-			char *b = realloc(deferred.buf, cap);
-			if (b) {
-				deferred.buf = b;
-				deferred.cap = cap;
-			}
-		}
-		if (deferred.len + n <= deferred.cap) {
-			memcpy(deferred.buf + deferred.len, buf, n);
-			deferred.len += n;
-			return;
-		}
-	}
-	write_all(fileno(f), buf, n);
 }
 
 /* Die with a message on stderr (before the server runs). */

@@ -31,11 +31,19 @@ struct shim_prediction *shim_pred_find(struct shim *s, const char *id)
 static char *new_id(void)
 {
 	static const char HEX[] = "0123456789abcdef";
-	unsigned char r[16];
-	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
-		for (size_t i = 0; i < sizeof(r); i++)
-			r[i] = (unsigned char)rand();
+	/* the kernel's random bytes for 32 ids at a time, per thread: one getrandom(2) per 32 predictions */
+	static __thread unsigned char pool[512];
+	static __thread size_t used = sizeof(pool);
+	if (used == sizeof(pool)) {
+		if (getrandom(pool, sizeof(pool), 0) != (ssize_t)sizeof(pool))
+			for (size_t i = 0; i < sizeof(pool); i++)
+				pool[i] = (unsigned char)rand();
+		used = 0;
 	}
+	unsigned char r[16];
+	memcpy(r, pool + used, sizeof(r));
+	memset(pool + used, 0, sizeof(r)); /* an id's bytes are not kept where a later id could repeat them */
+	used += sizeof(r);
 	char *id = malloc(33);
 	if (!id)
 		abort();
@@ -96,27 +104,56 @@ static void pred_free(struct shim_prediction *p)
 	free(p);
 }
 
+/* Append a timestamp (or null when T is empty). */
+static int put_time(struct kiln_buf *b, const char *t)
+{
+	return *t ? shim_put_text(b, t, strlen(t)) : kiln_buf_puts(b, "null");
+}
+
+int shim_pred_text(const struct shim_prediction *p, struct kiln_buf *b)
+{
+	/* one statement each: the order of the pieces is the order of the fields */
+	int rc = kiln_buf_puts(b, "{\"id\":");
+	rc |= shim_put_text(b, p->id, strlen(p->id));
+	rc |= kiln_buf_printf(b, ",\"status\":\"%s\",\"input\":", shim_status_name(p->status));
+	rc |= shim_put_json(b, p->input ? p->input : json_null());
+	rc |= kiln_buf_puts(b, ",\"output\":");
+	rc |= shim_put_json(b, p->output ? p->output : json_null());
+	rc |= kiln_buf_puts(b, ",\"logs\":");
+	rc |= shim_put_text(b, p->logs.ptr ? p->logs.ptr : "", p->logs.len);
+	rc |= kiln_buf_puts(b, ",\"error\":");
+	rc |= p->error ? shim_put_text(b, p->error, strlen(p->error)) : kiln_buf_puts(b, "null");
+	rc |= kiln_buf_puts(b, ",\"metrics\":{");
+	if (p->predict_time >= 0) {
+		json_t *t = json_real(p->predict_time);
+		rc |= kiln_buf_puts(b, "\"predict_time\":");
+		rc |= shim_put_json(b, t);
+		json_decref(t);
+	}
+	rc |= kiln_buf_puts(b, "},\"created_at\":");
+	rc |= put_time(b, p->created_at);
+	rc |= kiln_buf_puts(b, ",\"started_at\":");
+	rc |= put_time(b, p->started_at);
+	rc |= kiln_buf_puts(b, ",\"completed_at\":");
+	rc |= put_time(b, p->completed_at);
+	if (p->webhook) {
+		rc |= kiln_buf_puts(b, ",\"webhook\":");
+		rc |= shim_put_text(b, p->webhook, strlen(p->webhook));
+	}
+	if (p->filter) {
+		rc |= kiln_buf_puts(b, ",\"webhook_events_filter\":");
+		rc |= shim_put_json(b, p->filter);
+	}
+	rc |= kiln_buf_puts(b, "}");
+	return rc ? -1 : 0;
+}
+
 json_t *shim_pred_json(const struct shim_prediction *p)
 {
-	json_t *o = json_object();
-	json_object_set_new(o, "id", json_string(p->id));
-	json_object_set_new(o, "status", json_string(shim_status_name(p->status)));
-	json_object_set(o, "input", p->input);
-	json_object_set(o, "output", p->output ? p->output : json_null());
-	json_object_set_new(o, "logs", json_stringn(p->logs.ptr ? p->logs.ptr : "", p->logs.len));
-	json_object_set_new(o, "error", p->error ? json_string(p->error) : json_null());
-	json_t *metrics = json_object();
-	if (p->predict_time >= 0)
-		json_object_set_new(metrics, "predict_time", json_real(p->predict_time));
-	json_object_set_new(o, "metrics", metrics);
-	json_object_set_new(o, "created_at", json_string(p->created_at));
-	json_object_set_new(o, "started_at", *p->started_at ? json_string(p->started_at) : json_null());
-	json_object_set_new(o, "completed_at", *p->completed_at ? json_string(p->completed_at) : json_null());
-	if (p->webhook)
-		json_object_set_new(o, "webhook", json_string(p->webhook));
-	if (p->filter)
-		json_object_set(o, "webhook_events_filter", p->filter);
-	return o;
+	_cleanup_buf_ struct kiln_buf b = KILN_BUF_INIT;
+	if (shim_pred_text(p, &b) < 0)
+		return NULL;
+	return json_loadb(b.ptr, b.len, 0, NULL);
 }
 
 /* Queue webhook EVENT for P when it has a webhook (never blocks: the webhook thread sends). */
@@ -177,10 +214,14 @@ void shim_pred_finish(struct shim *s, struct shim_prediction *p, enum shim_statu
 		p->tmpdir = NULL;
 	}
 	notify(s, p, "completed");
-	shim_log("info",
-	         json_pack("{s:s, s:s, s:f}", "prediction_id", p->id, "status", shim_status_name(st),
-	                   "predict_time", p->predict_time < 0 ? 0.0 : p->predict_time),
-	         "prediction %s", shim_status_name(st));
+	char msg[32];
+	snprintf(msg, sizeof(msg), "prediction %s", shim_status_name(st));
+	/* the id as JSON text: a client's id may hold any character */
+	_cleanup_buf_ struct kiln_buf id = KILN_BUF_INIT;
+	shim_put_text(&id, p->id, strlen(p->id));
+	shim_log_fields("info", msg, "\"prediction_id\":%s,\"status\":\"%s\",\"predict_time\":%.15g",
+	                id.ptr ? id.ptr : "null", shim_status_name(st),
+	                p->predict_time < 0 ? 0.0 : p->predict_time);
 	pthread_cond_broadcast(&p->done);
 	shim_server_wake(s, p);
 	pthread_cond_broadcast(&s->cond);
@@ -188,10 +229,8 @@ void shim_pred_finish(struct shim *s, struct shim_prediction *p, enum shim_statu
 }
 
 void shim_pred_dispatch(struct shim *s, struct shim_prediction *p, json_t *worker_input, bool direct,
-                        json_t **sent)
+                        struct kiln_buf *sent)
 {
-	if (sent)
-		*sent = NULL;
 	pthread_mutex_lock(&s->lock);
 	if (p->cancel_requested) {
 		shim_pred_finish(s, p, PRED_CANCELED, NULL);
@@ -210,7 +249,7 @@ void shim_pred_dispatch(struct shim *s, struct shim_prediction *p, json_t *worke
 	notify(s, p, "start");
 	pthread_cond_broadcast(&s->cond);
 	if (sent)
-		*sent = shim_pred_json(p);
+		shim_pred_text(p, sent);
 	if (direct && s->native && !p->webhook) {
 		/* P's id stays valid: the caller holds a reference */
 		pthread_mutex_unlock(&s->lock);

@@ -2,6 +2,8 @@
 /* server.c: Cog's HTTP API with libmicrohttpd: routing, request bodies, JSON replies, prediction requests. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +66,22 @@ void shim_server_wake(struct shim *s, struct shim_prediction *p)
 	}
 }
 
+/* Queue a reply with STATUS whose body is the JSON text in B (taken: B is left empty). */
+static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, struct kiln_buf *b)
+{
+	size_t len = b->len;
+	char *text = kiln_buf_detach(b);
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	enum MHD_Result ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
 /* Queue a JSON reply (BODY is stolen) with STATUS. */
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, json_t *body)
 {
@@ -71,11 +89,23 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, json_t *
 	json_decref(body);
 	if (!text)
 		return MHD_NO;
-	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-	enum MHD_Result ret = MHD_queue_response(c, status, r);
-	MHD_destroy_response(r);
-	return ret;
+	struct kiln_buf b = {text, strlen(text), strlen(text) + 1};
+	return reply_text(c, status, &b);
+}
+
+/* Reply with P's response (s->lock held, released here; the caller's reference to P is dropped). */
+static enum MHD_Result reply_pred(struct shim *s, struct MHD_Connection *c, unsigned status,
+                                  struct shim_prediction *p)
+{
+	struct kiln_buf b = KILN_BUF_INIT;
+	int rc = shim_pred_text(p, &b);
+	shim_pred_release(s, p);
+	pthread_mutex_unlock(&s->lock);
+	if (rc < 0) {
+		kiln_buf_release(&b);
+		return MHD_NO;
+	}
+	return reply_text(c, status, &b);
 }
 
 static enum MHD_Result detail(struct MHD_Connection *c, unsigned status, const char *msg)
@@ -186,7 +216,17 @@ static void sse_collect(struct sse *e)
 	}
 }
 
-#define SSE_KEEPALIVE 15.0 /* seconds without an event before a keep-alive comment */
+/* Seconds without an event before an SSE stream gets a keep-alive comment: 15, or KILN_SSE_KEEPALIVE. */
+static double sse_keepalive(void)
+{
+	static double seconds = -1;
+	if (seconds < 0) {
+		const char *env = getenv("KILN_SSE_KEEPALIVE");
+		double v = env && *env ? strtod(env, NULL) : 0;
+		seconds = v > 0 ? v : 15.0;
+	}
+	return seconds;
+}
 
 /* MHD's reader for an SSE response: the events so far; with none, the connection is suspended until the
  * prediction changes (or shim_server_tick's keep-alive), and 0 returned. */
@@ -203,7 +243,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 		sse_collect(e);
 		if (e->pending.len) {
 			e->quiet = false;
-		} else if (e->quiet && shim_since(&e->quiet_since) >= SSE_KEEPALIVE) {
+		} else if (e->quiet && shim_since(&e->quiet_since) >= sse_keepalive()) {
 			kiln_buf_puts(&e->pending, ": keep-alive\n\n");
 			e->quiet = false;
 		} else if (e->s->server_stopping) {
@@ -263,10 +303,7 @@ static enum MHD_Result answer(struct shim *s, struct MHD_Connection *c, struct r
 		pthread_mutex_unlock(&s->lock);
 		return MHD_YES;
 	}
-	json_t *j = shim_pred_json(p);
-	shim_pred_release(s, p);
-	pthread_mutex_unlock(&s->lock);
-	return reply(c, async ? async_status : 200, j);
+	return reply_pred(s, c, async ? async_status : 200, p);
 }
 
 /* Whether SCHEMA (an input's) may describe a file: a "format": "uri" or a "$ref" anywhere in it. */
@@ -314,9 +351,8 @@ static bool may_fetch(struct shim *s, const json_t *input)
 /* Download the file inputs of INPUT into a new temp dir of P (made only when there may be one) and send P
  * to the worker. 0, or -1 after finishing P as failed with MSG set. */
 static int prepare_and_dispatch(struct shim *s, struct shim_prediction *p, bool fetch, bool direct,
-                                json_t **sent, char *msg, size_t size)
+                                struct kiln_buf *sent, char *msg, size_t size)
 {
-	*sent = NULL;
 	if (!fetch) {
 		shim_pred_dispatch(s, p, p->input, direct, sent);
 		return 0;
@@ -349,6 +385,49 @@ static int prepare_and_dispatch(struct shim *s, struct shim_prediction *p, bool 
 	shim_pred_dispatch(s, p, input, direct, sent);
 	json_decref(input);
 	return 0;
+}
+
+/* A prediction whose file inputs a thread fetches after its request was answered. */
+struct fetch_job {
+	struct shim *s;
+	struct shim_prediction *p; /* one reference held */
+};
+
+static void *fetch_main(void *arg)
+{
+	struct fetch_job *job = arg;
+	char msg[512];
+	/* a file that cannot be fetched fails the prediction (its webhook says why) */
+	prepare_and_dispatch(job->s, job->p, true, false, NULL, msg, sizeof(msg));
+	pthread_mutex_lock(&job->s->lock);
+	shim_pred_release(job->s, job->p);
+	pthread_mutex_unlock(&job->s->lock);
+	free(job);
+	return NULL;
+}
+
+/* Fetch P's file inputs and dispatch it on a thread of its own: 0, or -1 when no thread could start. */
+static int fetch_later(struct shim *s, struct shim_prediction *p)
+{
+	struct fetch_job *job = malloc(sizeof(*job));
+	if (!job)
+		return -1;
+	*job = (struct fetch_job){s, p};
+	pthread_mutex_lock(&s->lock);
+	p->refs++;
+	pthread_mutex_unlock(&s->lock);
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int rc = pthread_create(&(pthread_t){0}, &attr, fetch_main, job);
+	pthread_attr_destroy(&attr);
+	if (rc == 0)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	p->refs--;
+	pthread_mutex_unlock(&s->lock);
+	free(job);
+	return -1;
 }
 
 /* Whether two request inputs are the same (absent and null are the empty input). */
@@ -427,27 +506,34 @@ static enum MHD_Result predict(struct shim *s, struct MHD_Connection *c, struct 
 	}
 	p = shim_pred_new(s, id, body, normalized);
 	json_decref(normalized);
-	json_t *extra = json_pack("{s:s, s:b}", "prediction_id", p->id, "async", async);
 	bool fetch = may_fetch(s, p->input);
 	pthread_mutex_unlock(&s->lock);
-	shim_log("info", extra, "prediction started");
+	_cleanup_buf_ struct kiln_buf qid = KILN_BUF_INIT; /* a client's id may hold any character */
+	shim_put_text(&qid, p->id, strlen(p->id));
+	shim_log_fields("info", "prediction started", "\"prediction_id\":%s,\"async\":%s",
+	                qid.ptr ? qid.ptr : "null", async ? "true" : "false");
 
+	if (fetch && (async || sse) && fetch_later(s, p) == 0) {
+		/* answered now, as Cog does: its files are fetched meanwhile ("starting" until then) */
+		pthread_mutex_lock(&s->lock);
+		return answer(s, c, req, p, async, sse, 202);
+	}
 	char msg[512];
-	json_t *sent;
-	if (prepare_and_dispatch(s, p, fetch, !async && !sse, &sent, msg, sizeof(msg)) < 0) {
+	_cleanup_buf_ struct kiln_buf sent = KILN_BUF_INIT;
+	if (prepare_and_dispatch(s, p, fetch, !async && !sse, async && !sse ? &sent : NULL, msg,
+	                         sizeof(msg)) < 0) {
 		pthread_mutex_lock(&s->lock);
 		shim_pred_release(s, p);
 		pthread_mutex_unlock(&s->lock);
 		return invalid(c, json_pack("[s,s]", "body", "input"), msg, "value_error");
 	}
 	pthread_mutex_lock(&s->lock);
-	if (async && !sse && sent) {
+	if (async && !sse && sent.len) {
 		/* the state it was sent in: a fast predictor may have finished it meanwhile */
 		shim_pred_release(s, p);
 		pthread_mutex_unlock(&s->lock);
-		return reply(c, 202, sent);
+		return reply_text(c, 202, &sent);
 	}
-	json_decref(sent);
 	return answer(s, c, req, p, async, sse, 202);
 }
 
@@ -464,6 +550,37 @@ static enum MHD_Result cancel(struct shim *s, struct MHD_Connection *c, const ch
 	}
 	pthread_mutex_unlock(&s->lock);
 	return reply(c, rc < 0 ? 404 : 200, json_object());
+}
+
+/* GET /docs and /redoc: as FastAPI serves them for Cog, pages that load Swagger UI or ReDoc from the
+ * jsDelivr CDN in the browser and point it at /openapi.json. */
+static enum MHD_Result docs_page(struct MHD_Connection *c, bool redoc)
+{
+	static const char SWAGGER[] =
+	    "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>Cog - Swagger UI</title>\n"
+	    "<link rel=\"stylesheet\" "
+	    "href=\"https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css\">\n"
+	    "</head>\n<body>\n<div id=\"swagger-ui\"></div>\n"
+	    "<script src=\"https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js\"></script>\n"
+	    "<script>\nSwaggerUIBundle({url: \"/openapi.json\", dom_id: \"#swagger-ui\", deepLinking: true,\n"
+	    "  showExtensions: true, showCommonExtensions: true,\n"
+	    "  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],\n"
+	    "  layout: \"BaseLayout\"});\n</script>\n</body>\n</html>\n";
+	static const char REDOC[] =
+	    "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>Cog - ReDoc</title>\n"
+	    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n</head>\n<body>\n"
+	    "<redoc spec-url=\"/openapi.json\"></redoc>\n"
+	    "<script src=\"https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js\"></script>\n"
+	    "</body>\n</html>\n";
+	const char *page = redoc ? REDOC : SWAGGER;
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(strlen(page), (void *)page, MHD_RESPMEM_PERSISTENT);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
+	enum MHD_Result ret = MHD_queue_response(c, 200, r);
+	MHD_destroy_response(r);
+	return ret;
 }
 
 /* Route a complete request. */
@@ -484,6 +601,8 @@ static enum MHD_Result route(struct shim *s, struct MHD_Connection *c, const cha
 		return reply(c, 200,
 		             json_pack("{s:s, s:s}", "docs_url", "/docs", "openapi_url", "/openapi.json"));
 	}
+	if (strcmp(url, "/docs") == 0 || strcmp(url, "/redoc") == 0)
+		return get ? docs_page(c, url[1] == 'r') : detail(c, 405, "Method Not Allowed");
 	if (strcmp(url, "/openapi.json") == 0) {
 		if (!get)
 			return detail(c, 405, "Method Not Allowed");
@@ -557,12 +676,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			return MHD_YES;
 		}
 		req->pred = NULL;
-		json_t *j = shim_pred_json(p);
-		shim_pred_release(s, p);
-		pthread_mutex_unlock(&s->lock);
-		return reply(c, 200, j);
+		return reply_pred(s, c, 200, p);
 	}
-	return route(s, c, url, method, req);
+	/* the request's log lines in one write(2), before its response goes */
+	shim_log_defer(true);
+	enum MHD_Result ret = route(s, c, url, method, req);
+	shim_log_defer(false);
+	return ret;
 }
 
 /* MHD's completion callback: the response went (or the connection broke). */
@@ -585,16 +705,33 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	__atomic_sub_fetch(&s->requests, 1, __ATOMIC_RELEASE); /* main.c polls it: nothing waits on s->cond */
 }
 
+/* libmicrohttpd's error messages, as the shim's log lines (never on fd 2, which a native predictor's
+ * output capture may hold). */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	char msg[1024];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	size_t n = strlen(msg);
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+		msg[--n] = '\0';
+	shim_log("warning", NULL, "libmicrohttpd: %s", msg);
+}
+
 int shim_server_start(struct shim *s, struct kiln_error **err)
 {
 	/* a few event-loop threads (epoll); requests that wait for a prediction are suspended meanwhile */
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
 	                 MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	const char *threads = getenv("KILN_SHIM_THREADS");
+	if (threads && *threads)
+		ncpu = strtol(threads, NULL, 10);
 	unsigned pool = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (unsigned)ncpu;
 	if (s->listen_fd >= 0) {
 		s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET,
-		                             s->listen_fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+		                             s->listen_fd, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+		                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 		                             MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_END);
 	} else {
 		struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)s->port)};
@@ -607,10 +744,10 @@ int shim_server_start(struct shim *s, struct kiln_error **err)
 			addr = (const struct sockaddr *)&a6;
 			flags |= MHD_USE_IPv6;
 		}
-		s->daemon = MHD_start_daemon(flags, (uint16_t)s->port, NULL, NULL, on_request, s,
-		                             MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_NOTIFY_COMPLETED,
-		                             on_completed, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, 128,
-		                             MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_END);
+		s->daemon = MHD_start_daemon(
+		    flags, (uint16_t)s->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, addr,
+		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+		    MHD_OPTION_LISTEN_BACKLOG_SIZE, 128, MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_END);
 	}
 	if (!s->daemon)
 		return kiln_error_set(err, KILN_EIO, "cannot listen on %s:%d (is the port in use?)", s->host,
@@ -633,7 +770,7 @@ void shim_server_tick(struct shim *s)
 	for (struct shim_prediction *p = s->preds; p; p = p->next) {
 		bool due = false;
 		for (struct shim_waiter *w = p->waiters; w && !due; w = w->next)
-			due = w->sse && w->sse->quiet && shim_since(&w->sse->quiet_since) >= SSE_KEEPALIVE;
+			due = w->sse && w->sse->quiet && shim_since(&w->sse->quiet_since) >= sse_keepalive();
 		if (due)
 			shim_server_wake(s, p);
 	}

@@ -115,13 +115,25 @@ struct shim {
 	int requests; /* HTTP requests not finished yet (their responses still going); atomic (__atomic_*) */
 };
 
-/* ---- main.c ---- */
+/* ---- log.c ---- */
+
+/* Append V's JSON text to B. 0, or -1 when memory runs out. */
+int shim_put_json(struct kiln_buf *b, const json_t *v);
+/* Append the JSON string for TEXT (LEN bytes) to B: as it is when JSON needs no escape in it, else written
+ * by jansson. 0, or -1 when memory runs out or TEXT is not UTF-8. */
+int shim_put_text(struct kiln_buf *b, const char *text, size_t len);
 
 /* Where shim_log writes: stderr, or the shim's own copy of it while native.c captures fds 1 and 2. */
 extern FILE *shim_log_file;
 /* Write one JSON log line to stderr: {"ts", "level", "msg"} plus EXTRA's keys (stolen; may be NULL). */
 void shim_log(const char *level, json_t *extra, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* With ON, hold this thread's log lines back (for a stretch that takes s->lock); with !ON, write them. */
+/* The same line without jansson, for the lines of every prediction: MSG is text that JSON writes as it is
+ * (no quote, backslash or control character), and FIELDS a printf format of the line's further members,
+ * JSON text such as "\"prediction_id\":\"%s\"" whose arguments need no escaping either. */
+void shim_log_fields(const char *level, const char *msg, const char *fields, ...)
+    __attribute__((format(printf, 3, 4)));
+/* With ON, hold this thread's log lines back (for a stretch that takes s->lock, or one request); with !ON,
+ * end the stretch: the outermost end writes them, in one write(2). Stretches nest. */
 void shim_log_defer(bool on);
 /* The current time as Cog writes it: RFC 3339 with microseconds and "+00:00". */
 void shim_now(char out[SHIM_TIME_LEN]);
@@ -134,15 +146,17 @@ const char *shim_status_name(enum shim_status st);
 struct shim_prediction *shim_pred_find(struct shim *s, const char *id);
 /* A new prediction in the table with a slot taken, one reference held by the caller. */
 struct shim_prediction *shim_pred_new(struct shim *s, const char *id, json_t *body, json_t *input);
-/* The response object Cog sends for P. */
+/* P as Cog's prediction response, JSON text appended to B: 0, or -1 when memory runs out. */
+int shim_pred_text(const struct shim_prediction *p, struct kiln_buf *b);
+/* The same response as an object (NULL when memory runs out). */
 json_t *shim_pred_json(const struct shim_prediction *p);
 /* Drop the caller's reference; finished predictions beyond SHIM_KEEP_DONE are freed. */
 void shim_pred_release(struct shim *s, struct shim_prediction *p);
 /* Send P to the worker (s->lock not held: takes it). Finishes P as failed when that is impossible. DIRECT:
  * the caller waits for P anyway, so a native predictor may run it on the caller's thread. SENT (or NULL):
- * P's response as it was sent ("processing"), or NULL when it was not sent. */
+ * P's response as it was sent ("processing") appended, or nothing when it was not sent. */
 void shim_pred_dispatch(struct shim *s, struct shim_prediction *p, json_t *worker_input, bool direct,
-                        json_t **sent);
+                        struct kiln_buf *sent);
 /* Finish P with STATUS and ERROR (may be NULL): completion time, slot, webhook, temp dir. */
 void shim_pred_finish(struct shim *s, struct shim_prediction *p, enum shim_status st, const char *error);
 /* Handle a prediction event from the worker ("started", "output", "done", "failed", "canceled", "log"). */

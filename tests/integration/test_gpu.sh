@@ -35,6 +35,21 @@ expect_eq "$(echo "$H" | json 'j["kiln"]["gpu"]["driver"]')" "550.54.15" "driver
 expect_contains "$(grep 'kiln-shim listening' "$LOG")" "NVIDIA H100 80GB HBM3"
 kill $SPID
 
+t_case "through the bundled loader (--library-path hides LD_LIBRARY_PATH), NVML is found in LD_LIBRARY_PATH"
+mkdir -p "$T_WORK/driver"
+cp "$FAKE" "$T_WORK/driver/libnvidia-ml.so.1"
+# The image's Entrypoint form: the loader with --library-path. /nonexistent: this machine's libraries come
+# from the loader's cache, and LD_LIBRARY_PATH is ignored by the loader.
+printf '#!/bin/sh\nexec /lib64/ld-linux-x86-64.so.2 --library-path /nonexistent "%s" "$@"\n' "$SHIM" >"$T_WORK/loader-shim"
+chmod +x "$T_WORK/loader-shim"
+REAL_SHIM=$SHIM
+SHIM=$T_WORK/loader-shim
+start_gpu LD_LIBRARY_PATH="/nonexistent:$T_WORK/driver" FAKE_NVML_GPUS=1 KILN_PYTHON_DIR="$KILN_SOURCE_DIR/templates/python"
+SHIM=$REAL_SHIM
+expect_eq "$STATUS" "READY" "status (log: $(tail -2 "$LOG"))"
+expect_eq "$(curl -s "$URL/health-check" | json 'j["kiln"]["gpu"]["count"]')" "1" "GPU count"
+kill $SPID
+
 t_case "build.gpu: true without a GPU is a clear setup failure"
 start_gpu KILN_NVML_LIBRARY=/nonexistent/libnvidia-ml.so.1
 expect_eq "$STATUS" "SETUP_FAILED" "status"

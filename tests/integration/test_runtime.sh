@@ -71,6 +71,42 @@ expect_eq "$s" "SETUP_FAILED" "status without Python"
 expect_contains "$(curl -s "http://127.0.0.1:$PORT1/health-check")" "python3"
 kill $IPID 2>/dev/null
 
+t_case "an image on a base built by kiln gets the runtime layer once, from the base"
+D=$T_WORK/derived
+cp -a "$O" "$D"
+printf 'run: p.py:P\nbase: oci:%s:1\n' "$T_WORK/bbimg" >"$D/kiln.yaml"
+run_kiln build "$D" -t derived:1 --output "oci:$T_WORK/derived-img:1" --json
+expect_rc 0
+expect_eq "$(echo "$OUT" | json '" ".join(l["kind"] for l in j["layers"])')" "base base base code" "layers"
+expect_eq "$(echo "$OUT" | json 'len([l for l in j["layers"] if l["digest"] == "'"$R1"'"])')" "1" "runtime layers"
+expect_eq "$(echo "$OUT" | json 'j["runtime"]')" "True" "runtime"
+DIGESTS=$(skopeo inspect --raw "oci:$T_WORK/derived-img:1" | json '" ".join(l["digest"] for l in j["layers"])')
+expect_eq "$(echo "$DIGESTS" | tr ' ' '\n' | sort | uniq -d)" "" "a layer listed twice in the manifest"
+DIFFS=$(skopeo inspect --config "oci:$T_WORK/derived-img:1" | json 'len(j["rootfs"]["diff_ids"])')
+expect_eq "$DIFFS" "4" "diff_ids"
+
+t_case "the cached schema label follows every file of the generator (kiln_schema*.py)"
+cp -r "$KILN_SOURCE_DIR/templates/python" "$T_WORK/runner"
+label_marker() {
+	OUT=$(KILN_PYTHON_DIR=$T_WORK/runner "$KILN" build "$O" -t marker:1 --output "oci:$T_WORK/marker:1" --quiet 2>&1) ||
+		t_fail "build: $OUT"
+	skopeo inspect --config "oci:$T_WORK/marker:1" |
+		json 'json.loads(j["config"]["Labels"]["run.cog.openapi_schema"]).get("x-test-marker", "none")'
+}
+expect_eq "$(label_marker)" "none" "before"
+# a module of the generator changes (not kiln_schema.py itself): the label must be made again
+cat >>"$T_WORK/runner/kiln_schema_openapi.py" <<'PY'
+
+_document = document
+
+
+def document(info):
+    d = _document(info)
+    d["x-test-marker"] = "changed"
+    return d
+PY
+expect_eq "$(label_marker)" "changed" "after kiln_schema_openapi.py changed"
+
 t_case "with a Python mounted in, the image answers a prediction over Cog's HTTP API"
 PY=$(readlink -f /usr/bin/python3)
 PORT2=$(free_port)

@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* log.c: the shim's JSON-lines log and Cog's timestamps, cheap enough for two lines per prediction. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/fs.h"
+#include "shim/server.h"
+
+/* ---- JSON text ---- */
+
+int shim_put_json(struct kiln_buf *b, const json_t *v)
+{
+	size_t flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15);
+	for (int tries = 0; tries < 2; tries++) {
+		size_t room = b->cap > b->len ? b->cap - b->len - 1 : 0; /* kiln_buf keeps a NUL after len */
+		size_t n = json_dumpb(v, b->ptr ? b->ptr + b->len : NULL, b->ptr ? room : 0, flags);
+		if (n == 0)
+			return -1;
+		if (b->ptr && n <= room) {
+			b->len += n;
+			b->ptr[b->len] = '\0';
+			return 0;
+		}
+		if (kiln_buf_grow(b, n + 1) < 0)
+			return -1;
+	}
+	return -1;
+}
+
+int shim_put_text(struct kiln_buf *b, const char *text, size_t len)
+{
+	bool plain = true;
+	for (size_t i = 0; i < len && plain; i++) {
+		unsigned char c = (unsigned char)text[i];
+		plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+	}
+	if (plain) {
+		int rc = kiln_buf_puts(b, "\"");
+		rc |= kiln_buf_put(b, text, len);
+		rc |= kiln_buf_puts(b, "\"");
+		return rc ? -1 : 0;
+	}
+	json_t *j = json_stringn(text, len);
+	int rc = j ? shim_put_json(b, j) : -1;
+	json_decref(j);
+	return rc;
+}
+
+/* ---- time and log lines ---- */
+
+void shim_now(char out[SHIM_TIME_LEN])
+{
+	/* the date and time to the second change once a second: format them then, per thread */
+	static __thread time_t cached_sec = (time_t)-1;
+	static __thread char cached[24];
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	if (t.tv_sec != cached_sec) {
+		struct tm tm;
+		gmtime_r(&t.tv_sec, &tm);
+		strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
+		cached_sec = t.tv_sec;
+	}
+	size_t n = strlen(cached);
+	memcpy(out, cached, n);
+	out[n++] = '.';
+	unsigned us = (unsigned)(t.tv_nsec / 1000) % 1000000u;
+	for (int i = 5; i >= 0; i--, us /= 10)
+		out[n + (size_t)i] = (char)('0' + us % 10);
+	memcpy(out + n + 6, "+00:00", 7);
+}
+
+double shim_since(const struct timespec *a)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - a->tv_sec) + (double)(t.tv_nsec - a->tv_nsec) / 1e9;
+}
+
+FILE *shim_log_file;
+
+/* This thread's log lines held back by shim_log_defer, written in one write(2) when the outermost
+ * stretch ends. */
+static __thread struct {
+	int depth;
+	char *buf;
+	size_t len, cap;
+} deferred;
+
+static int log_fd(void)
+{
+	return fileno(shim_log_file ? shim_log_file : stderr);
+}
+
+void shim_log_defer(bool on)
+{
+	if (on) {
+		deferred.depth++;
+		return;
+	}
+	if (deferred.depth > 0 && --deferred.depth > 0)
+		return;
+	if (deferred.len)
+		kiln_write_all(log_fd(), deferred.buf, deferred.len);
+	deferred.len = 0;
+}
+
+/* Write LINE (LEN bytes, its newline included): now, or held back while a deferred stretch lasts. Only
+ * whole lines go to the fd in one write(2): the server's threads share no stdio lock. */
+static void emit_line(const char *line, size_t len)
+{
+	if (deferred.depth > 0) {
+		if (deferred.len + len > deferred.cap) {
+			size_t cap = deferred.cap ? deferred.cap * 2 : 4096;
+			while (cap < deferred.len + len)
+				cap *= 2;
+			char *b = realloc(deferred.buf, cap);
+			if (b) {
+				deferred.buf = b;
+				deferred.cap = cap;
+			}
+		}
+		if (deferred.len + len <= deferred.cap) {
+			memcpy(deferred.buf + deferred.len, line, len);
+			deferred.len += len;
+			return;
+		}
+	}
+	kiln_write_all(log_fd(), line, len);
+}
+
+/* The start of a line, {"ts":"...","level":"LEVEL","msg":, into BUF (SIZE bytes); its length. */
+static size_t line_start(char *buf, size_t size, const char *level)
+{
+	char ts[SHIM_TIME_LEN];
+	shim_now(ts);
+	int n = snprintf(buf, size, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level);
+	return n < 0 ? 0 : (size_t)n;
+}
+
+/* The whole line built by jansson: for lines too long for shim_log's stack buffer. */
+static void log_slow(const char *level, const char *msg, json_t *extra)
+{
+	char ts[SHIM_TIME_LEN];
+	shim_now(ts);
+	json_t *o = json_pack("{s:s, s:s, s:s}", "ts", ts, "level", level, "msg", msg);
+	if (!o)
+		o = json_pack("{s:s, s:s, s:s}", "ts", ts, "level", level, "msg",
+		              "(a message that is not UTF-8)");
+	if (extra)
+		json_object_update_missing(o, extra);
+	char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
+	json_decref(o);
+	if (line) {
+		size_t len = strlen(line);
+		line[len] = '\n'; /* the NUL becomes the newline: one write */
+		emit_line(line, len + 1);
+		free(line);
+	}
+}
+
+void shim_log(const char *level, json_t *extra, const char *fmt, ...)
+{
+	char msg[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	char buf[8192];
+	size_t n = line_start(buf, sizeof(buf), level);
+	/* the message (any text: jansson escapes it), then EXTRA's members in their order: its "{" becomes
+	 * the "," after "msg" and its "}" ends the line's object */
+	json_t *m = json_string(msg);
+	size_t k = m ? json_dumpb(m, buf + n, sizeof(buf) - n, JSON_ENCODE_ANY) : 0;
+	json_decref(m);
+	bool members = extra && json_object_size(extra) > 0;
+	size_t e = 0;
+	if (k > 0 && k < sizeof(buf) - n) {
+		n += k;
+		e = members
+		        ? json_dumpb(extra, buf + n, sizeof(buf) - n, JSON_COMPACT | JSON_REAL_PRECISION(15))
+		        : 1;
+	}
+	if (e == 0 || e + 1 > sizeof(buf) - n) {
+		log_slow(level, msg, extra);
+	} else {
+		if (members)
+			buf[n] = ',';
+		else
+			buf[n] = '}';
+		n += e;
+		buf[n++] = '\n';
+		emit_line(buf, n);
+	}
+	json_decref(extra);
+}
+
+void shim_log_fields(const char *level, const char *msg, const char *fields, ...)
+{
+	char buf[1024];
+	size_t n = line_start(buf, sizeof(buf), level);
+	int k = snprintf(buf + n, sizeof(buf) - n, "\"%s\",", msg);
+	if (k > 0 && (size_t)k < sizeof(buf) - n) {
+		n += (size_t)k;
+		va_list ap;
+		va_start(ap, fields);
+		k = vsnprintf(buf + n, sizeof(buf) - n, fields, ap);
+		va_end(ap);
+		if (k > 0 && (size_t)k + 2 < sizeof(buf) - n) {
+			n += (size_t)k;
+			buf[n++] = '}';
+			buf[n++] = '\n';
+			emit_line(buf, n);
+			return;
+		}
+	}
+	shim_log("error", NULL, "a log line for '%s' is too long", msg);
+}

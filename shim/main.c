@@ -220,6 +220,7 @@ static int activation_socket(void)
 static void serve(struct shim *s, const sigset_t *sigs)
 {
 	struct timespec tick = {0, 200 * 1000 * 1000};
+	bool settled = false;
 	for (;;) {
 		siginfo_t si;
 		int sig = sigtimedwait(sigs, &si, &tick);
@@ -241,6 +242,15 @@ static void serve(struct shim *s, const sigset_t *sigs)
 			         s->setup_timeout);
 			shim_setup_done(s, "failed", SHIM_SETUP_FAILED, msg);
 			shim_worker_kill(s);
+		}
+		if (!settled && s->health != SHIM_STARTING) {
+			/* --idle-exit counts from the end of setup: a slow setup is not idle time */
+			settled = true;
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			long long ns = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+			if (__atomic_load_n(&s->last_request_ns, __ATOMIC_RELAXED) < ns)
+				__atomic_store_n(&s->last_request_ns, ns, __ATOMIC_RELAXED);
 		}
 		if (s->idle_exit > 0 && s->health != SHIM_STARTING && s->busy == 0 &&
 		    __atomic_load_n(&s->requests, __ATOMIC_ACQUIRE) == 0 && idle_since(s) > s->idle_exit) {

@@ -718,6 +718,10 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	shim_log("warning", NULL, "libmicrohttpd: %s", msg);
 }
 
+/* Each connection's memory for its request line, headers and buffers (libmicrohttpd's default: 32 KiB,
+ * zeroed for every request). 16 KiB, as the request headers Cog's server (uvicorn, h11) takes. */
+#define CONNECTION_MEMORY (16 * 1024)
+
 int shim_server_start(struct shim *s, struct kiln_error **err)
 {
 	/* a few event-loop threads (epoll); requests that wait for a prediction are suspended meanwhile */
@@ -731,6 +735,7 @@ int shim_server_start(struct shim *s, struct kiln_error **err)
 	if (s->listen_fd >= 0) {
 		s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET,
 		                             s->listen_fd, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+		                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
 		                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 		                             MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_END);
 	} else {
@@ -746,7 +751,8 @@ int shim_server_start(struct shim *s, struct kiln_error **err)
 		}
 		s->daemon = MHD_start_daemon(
 		    flags, (uint16_t)s->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, addr,
-		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		    (size_t)CONNECTION_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 		    MHD_OPTION_LISTEN_BACKLOG_SIZE, 128, MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_END);
 	}
 	if (!s->daemon)

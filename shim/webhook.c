@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* webhook.c: prediction webhooks, throttled, coalesced and retried by one background thread. */
+/* webhook.c: prediction webhooks, throttled, coalesced and retried by a few sender threads. */
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
@@ -11,8 +11,11 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/fs.h"
+#include "shim/server.h"
 #include "shim/shim.h"
 
+#define SENDERS          4    /* threads sending webhooks: as many predictions are served at once */
 #define THROTTLE_SECONDS 0.5  /* at most one "output"/"logs" webhook per prediction in this time */
 #define RETRY_FIRST      0.1  /* seconds before the first retry of a "completed" webhook; doubled each time */
 #define RETRY_TOTAL      30.0 /* no retry starts later than this after the first attempt */
@@ -22,9 +25,10 @@
 #define REQUEST_TIMEOUT  10L
 
 /*
- * What is still to be sent for one prediction. The thread sends PENDING (the latest non-terminal state)
- * no sooner than THROTTLE_SECONDS after the previous one (at once for "start", and when COMPLETED waits
- * behind it), then COMPLETED, retried until delivered, refused or RETRY_TOTAL runs out.
+ * What is still to be sent for one prediction. A sender sends PENDING (the latest non-terminal state) no
+ * sooner than THROTTLE_SECONDS after the previous one (at once for "start", and when COMPLETED waits behind
+ * it), then COMPLETED, retried until delivered, refused or RETRY_TOTAL runs out. One sender at a time owns
+ * a slot (BUSY), so a prediction's webhooks go one after the other, in order.
  */
 struct slot {
 	struct slot *next;
@@ -34,22 +38,29 @@ struct slot {
 	const char *pending_event; /* the event that made PENDING (a static string), for messages */
 	bool pending_now;          /* PENDING includes a "start": no throttle */
 	char *completed;           /* JSON body of the "completed" webhook, or NULL */
+	bool busy;                 /* a sender is sending for this slot: the others leave it alone */
 	double last_sent; /* when the previous non-terminal webhook went (monotonic seconds); 0: never */
 	int attempts;     /* of COMPLETED so far */
 	double first_try; /* when COMPLETED was queued */
 	double next_try;  /* COMPLETED not before this */
 };
 
-struct shim_webhooks {
+struct sender {
+	struct shim_webhooks *w;
 	pthread_t thread;
+	CURL *curl; /* reused for keep-alive */
+};
+
+struct shim_webhooks {
 	pthread_mutex_t lock;
-	pthread_cond_t cond; /* on CLOCK_MONOTONIC: a send, or free() */
+	pthread_cond_t cond; /* on CLOCK_MONOTONIC: a send, a slot with work left by its sender, or free() */
 	struct slot *slots;  /* in the order they were made */
 	bool stopping;
 	double deadline;       /* when stopping: give up on what is left at this time */
 	atomic_llong abort_ns; /* the deadline for transfers in flight (0: none), nanoseconds */
 	char *authorization;   /* "Authorization: Bearer $WEBHOOK_AUTH_TOKEN", or NULL */
-	CURL *curl;            /* reused by the thread, for keep-alive */
+	struct sender senders[SENDERS];
+	int started; /* senders whose thread runs */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -58,13 +69,6 @@ static CURLcode curl_init_rc;
 static void curl_init(void)
 {
 	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static double now_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static void slot_free(struct slot *s)
@@ -80,8 +84,11 @@ static void slot_free(struct slot *s)
 
 enum { SENT, RETRY, DROPPED };
 
+/* What a POST came back with. */
 struct answer {
-	double retry_after; /* seconds from a Retry-After header, or -1 */
+	long status;                    /* the HTTP status, 0 when there was no answer */
+	double retry_after;             /* seconds from a Retry-After header, or -1 */
+	char why[CURL_ERROR_SIZE + 32]; /* what went wrong, for the log ("" when it was delivered) */
 };
 
 static size_t discard_body(char *data, size_t size, size_t nmemb, void *ctx)
@@ -114,29 +121,27 @@ static int check_abort(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off
 {
 	struct shim_webhooks *w = ctx;
 	long long at = atomic_load(&w->abort_ns);
-	return at != 0 && (long long)(now_seconds() * 1e9) >= at;
+	return at != 0 && (long long)(kiln_monotonic() * 1e9) >= at;
 }
 
 /*
- * POST BODY to URL. Returns SENT (2xx), RETRY (a connection error, 429 or 5xx; *retry_after set from the
- * answer's Retry-After, else -1) or DROPPED (any other answer, or the transfer was stopped by free()).
- * What went wrong goes to stderr, naming EVENT and ID.
+ * POST BODY to URL with C. Returns SENT (2xx), RETRY (a connection error, 429 or 5xx) or DROPPED (any other
+ * answer, or the transfer was stopped by free()); *A says what came back and, unless SENT, what went wrong
+ * (in words that never hold URL's path or query, which may carry secrets).
  */
-static int post(struct shim_webhooks *w, const char *url, const char *body, const char *event, const char *id,
-                double *retry_after)
+static int post(struct shim_webhooks *w, CURL *c, const char *url, const char *body, struct answer *a)
 {
 	char errbuf[CURL_ERROR_SIZE] = "";
-	struct answer a = {.retry_after = -1};
+	*a = (struct answer){.retry_after = -1};
 	struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
 	if (headers)
 		headers = curl_slist_append(headers, "Expect:");
 	if (headers && w->authorization)
 		headers = curl_slist_append(headers, w->authorization);
 	if (!headers) {
-		fprintf(stderr, "webhook: cannot send '%s' for prediction '%s': out of memory\n", event, id);
+		snprintf(a->why, sizeof(a->why), "out of memory");
 		return RETRY;
 	}
-	CURL *c = w->curl;
 	curl_easy_reset(c);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
@@ -150,37 +155,34 @@ static int post(struct shim_webhooks *w, const char *url, const char *body, cons
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, REQUEST_TIMEOUT);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, read_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, &a);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, a);
 	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, check_abort);
 	curl_easy_setopt(c, CURLOPT_XFERINFODATA, w);
 	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 	CURLcode rc = curl_easy_perform(c);
-	long status = 0;
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a->status);
 	curl_slist_free_all(headers);
-	*retry_after = a.retry_after;
 	if (rc == CURLE_ABORTED_BY_CALLBACK) {
-		fprintf(stderr, "webhook: gave up sending '%s' for prediction '%s': shutting down\n", event,
-		        id);
+		snprintf(a->why, sizeof(a->why), "shutting down");
 		return DROPPED;
 	}
 	if (rc != CURLE_OK) {
-		fprintf(stderr, "webhook: cannot send '%s' for prediction '%s': %s\n", event, id,
-		        errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		snprintf(a->why, sizeof(a->why), "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
 		return RETRY;
 	}
-	if (status >= 200 && status < 300)
+	if (a->status >= 200 && a->status < 300)
 		return SENT;
-	fprintf(stderr, "webhook: '%s' for prediction '%s' answered HTTP %ld\n", event, id, status);
-	return status == 429 || status >= 500 ? RETRY : DROPPED;
+	snprintf(a->why, sizeof(a->why), "answered HTTP %ld", a->status);
+	return a->status == 429 || a->status >= 500 ? RETRY : DROPPED;
 }
 
-/* ---- the thread ---- */
+/* ---- the senders ---- */
 
 /*
- * The slot with something to send now, or NULL; *completed says whether it is its COMPLETED (else its
- * PENDING). Slots with nothing left to send and no throttle to remember are freed on the way; *wake
- * gets the earliest time something else becomes due (NEVER: nothing).
+ * The first slot no sender owns with something to send now, or NULL; *completed says whether it is its
+ * COMPLETED (else its PENDING). Free slots with nothing left to send and no throttle to remember are freed
+ * on the way; *wake gets the earliest time something else becomes due (NEVER: nothing, but for what the
+ * busy slots' senders will find when they are done).
  */
 static struct slot *next_due(struct shim_webhooks *w, double now, bool *completed, double *wake)
 {
@@ -188,6 +190,10 @@ static struct slot *next_due(struct shim_webhooks *w, double now, bool *complete
 	for (struct slot **sp = &w->slots; *sp;) {
 		struct slot *s = *sp;
 		double at;
+		if (s->busy) {
+			sp = &s->next;
+			continue;
+		}
 		if (s->pending) {
 			at = s->pending_now || s->completed || w->stopping ? 0
 			                                                   : s->last_sent + THROTTLE_SECONDS;
@@ -215,10 +221,14 @@ static struct slot *next_due(struct shim_webhooks *w, double now, bool *complete
 	return NULL;
 }
 
-/* After a failed attempt at S's COMPLETED (BODY, taken out of it): queue a retry, or give up. */
-static void schedule_retry(struct slot *s, char *body, double retry_after)
+/*
+ * After a failed attempt at S's COMPLETED (BODY, taken out of it): queue a retry and return its delay in
+ * seconds, or free BODY and return -1 (RETRY_TOTAL ran out, or a newer COMPLETED was queued meanwhile:
+ * *superseded says which).
+ */
+static double schedule_retry(struct slot *s, char *body, double retry_after, bool *superseded)
 {
-	double now = now_seconds();
+	double now = kiln_monotonic();
 	double delay = RETRY_FIRST;
 	for (int i = 1; i < s->attempts && delay < RETRY_TOTAL; i++)
 		delay *= 2;
@@ -226,43 +236,67 @@ static void schedule_retry(struct slot *s, char *body, double retry_after)
 		retry_after = RETRY_AFTER_MAX;
 	if (retry_after > delay)
 		delay = retry_after;
-	if (now + delay > s->first_try + RETRY_TOTAL || s->completed) {
-		if (!s->completed)
-			fprintf(
-			    stderr,
-			    "webhook: gave up sending 'completed' for prediction '%s' after %d attempts\n",
-			    s->id, s->attempts);
+	*superseded = s->completed != NULL;
+	if (*superseded || now + delay > s->first_try + RETRY_TOTAL) {
 		free(body);
-		return;
+		return -1;
 	}
 	s->completed = body;
 	s->next_try = now + delay;
+	return delay;
 }
 
-static void *worker(void *arg)
+/* Wait on W's condition until WAKE (monotonic seconds; NEVER: until signalled). W->lock is held. */
+static void wait_until(struct shim_webhooks *w, double wake)
 {
-	struct shim_webhooks *w = arg;
+	if (wake >= NEVER) {
+		pthread_cond_wait(&w->cond, &w->lock);
+		return;
+	}
+	time_t sec = (time_t)wake;
+	struct timespec ts = {.tv_sec = sec, .tv_nsec = (long)((wake - (double)sec) * 1e9)};
+	pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+}
+
+/*
+ * Log the failed attempt A (RESULT) at a webhook, named by EXTRA (stolen). A "completed" is an error when
+ * it is lost (RETRY: seconds until it is tried again, or -1), a warning when it will be tried again (or a
+ * newer one replaced it: SUPERSEDED); the other events are warnings: the next webhook carries their state.
+ */
+static void report(json_t *extra, bool completed, int result, int attempt, double retry, bool superseded,
+                   const struct answer *a)
+{
+	if (!completed || superseded)
+		shim_log("warning", extra, "webhook not delivered: %s", a->why);
+	else if (retry >= 0)
+		shim_log("warning", extra, "webhook not delivered, retrying in %.1f s: %s", retry, a->why);
+	else if (result == RETRY)
+		shim_log("error", extra, "webhook not delivered, giving up after %d attempts: %s", attempt,
+		         a->why);
+	else
+		shim_log("error", extra, "webhook not delivered: %s", a->why);
+}
+
+/*
+ * One sender: takes the first due slot no other sender owns, owns it while it sends, and goes on until
+ * free() stops it: at its deadline, or when nothing is left that no other sender owns. Failures are
+ * logged with the prediction's id and the event (report()).
+ */
+static void *sender_run(void *arg)
+{
+	struct sender *me = arg;
+	struct shim_webhooks *w = me->w;
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
-		double now = now_seconds(), wake;
+		double now = kiln_monotonic(), wake;
 		if (w->stopping && now >= w->deadline)
 			break;
 		bool completed = false;
 		struct slot *s = next_due(w, now, &completed, &wake);
 		if (!s) {
-			if (w->stopping && !w->slots)
+			if (w->stopping && wake >= NEVER)
 				break;
-			if (w->stopping)
-				if (w->deadline < wake)
-					wake = w->deadline;
-			if (wake >= NEVER) {
-				pthread_cond_wait(&w->cond, &w->lock);
-			} else {
-				time_t sec = (time_t)wake;
-				struct timespec ts = {.tv_sec = sec,
-				                      .tv_nsec = (long)((wake - (double)sec) * 1e9)};
-				pthread_cond_timedwait(&w->cond, &w->lock, &ts);
-			}
+			wait_until(w, w->stopping && w->deadline < wake ? w->deadline : wake);
 			continue;
 		}
 		char *body = completed ? s->completed : s->pending;
@@ -274,21 +308,43 @@ static void *worker(void *arg)
 			s->pending = NULL;
 			s->pending_now = false;
 		}
+		int attempt = s->attempts;
+		s->busy = true;
 		char *url = strdup(s->url);
 		pthread_mutex_unlock(&w->lock);
 
-		double retry_after = -1;
-		int result = url ? post(w, url, body, event, s->id, &retry_after) : RETRY;
+		/* S is not freed while busy, and its id does not change: it is read without the lock */
+		struct answer a = {.retry_after = -1, .why = "out of memory"};
+		int result = url ? post(w, me->curl, url, body, &a) : RETRY;
 		free(url);
+		json_t *extra = NULL;
+		if (result != SENT) {
+			extra = json_pack("{s:s, s:s}", "prediction_id", s->id, "event", event);
+			if (extra && a.status)
+				json_object_set_new(extra, "status", json_integer(a.status));
+			if (extra && completed)
+				json_object_set_new(extra, "attempt", json_integer(attempt));
+		}
 
 		pthread_mutex_lock(&w->lock);
+		double retry = -1;
+		bool superseded = false;
 		if (!completed) {
-			s->last_sent = now_seconds();
+			s->last_sent = kiln_monotonic();
 			free(body);
 		} else if (result == RETRY) {
-			schedule_retry(s, body, retry_after);
+			retry = schedule_retry(s, body, a.retry_after, &superseded);
 		} else {
 			free(body);
+		}
+		s->busy = false;
+		/* what S has left may be due now: another sender takes it if this one takes another slot */
+		if (s->pending || s->completed)
+			pthread_cond_signal(&w->cond);
+		if (result != SENT) {
+			pthread_mutex_unlock(&w->lock);
+			report(extra, completed, result, attempt, retry, superseded, &a);
+			pthread_mutex_lock(&w->lock);
 		}
 	}
 	pthread_mutex_unlock(&w->lock);
@@ -296,6 +352,37 @@ static void *worker(void *arg)
 }
 
 /* ---- the API ---- */
+
+/* Stop W's senders (giving up on what is left at once unless TIMEOUT) and free W; a "completed" webhook
+ * still queued then is logged as lost. */
+static void stop_and_free(struct shim_webhooks *w, double timeout)
+{
+	pthread_mutex_lock(&w->lock);
+	w->stopping = true;
+	w->deadline = kiln_monotonic() + (timeout > 0 ? timeout : 0);
+	atomic_store(&w->abort_ns, (long long)(w->deadline * 1e9));
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	for (int i = 0; i < w->started; i++)
+		pthread_join(w->senders[i].thread, NULL);
+	while (w->slots) {
+		struct slot *s = w->slots;
+		w->slots = s->next;
+		if (s->completed)
+			shim_log("error",
+			         json_pack("{s:s, s:s, s:i}", "prediction_id", s->id, "event", "completed",
+			                   "attempt", s->attempts),
+			         "webhook not delivered: shutting down");
+		slot_free(s);
+	}
+	for (int i = 0; i < SENDERS; i++)
+		if (w->senders[i].curl)
+			curl_easy_cleanup(w->senders[i].curl);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	free(w->authorization);
+	free(w);
+}
 
 int shim_webhooks_new(struct shim_webhooks **out, struct kiln_error **err)
 {
@@ -309,22 +396,24 @@ int shim_webhooks_new(struct shim_webhooks **out, struct kiln_error **err)
 	const char *token = getenv("WEBHOOK_AUTH_TOKEN"); /* as Cog does */
 	if (token && *token && asprintf(&w->authorization, "Authorization: Bearer %s", token) < 0)
 		w->authorization = NULL;
-	w->curl = curl_easy_init();
 	pthread_condattr_t attr;
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, &attr);
 	pthread_condattr_destroy(&attr);
-	int rc = w->curl ? pthread_create(&w->thread, NULL, worker, w) : ENOMEM;
+	int rc = 0;
+	for (int i = 0; i < SENDERS && rc == 0; i++) {
+		struct sender *sd = &w->senders[i];
+		sd->w = w;
+		sd->curl = curl_easy_init();
+		rc = sd->curl ? pthread_create(&sd->thread, NULL, sender_run, sd) : ENOMEM;
+		if (rc == 0)
+			w->started++;
+	}
 	if (rc != 0) {
-		if (w->curl)
-			curl_easy_cleanup(w->curl);
-		pthread_cond_destroy(&w->cond);
-		pthread_mutex_destroy(&w->lock);
-		free(w->authorization);
-		free(w);
-		return kiln_error_errno(err, rc, "cannot start the webhook thread");
+		stop_and_free(w, 0);
+		return kiln_error_errno(err, rc, "cannot start the webhook threads");
 	}
 	*out = w;
 	return 0;
@@ -369,18 +458,17 @@ void shim_webhooks_send(struct shim_webhooks *w, const char *url, const char *ev
 	const char *id = json_string_value(json_object_get(prediction, "id"));
 	char *body = json_dumps(prediction, JSON_COMPACT);
 	char *url_copy = strdup(url);
-	if (!body || !url_copy) {
-		fprintf(stderr, "webhook: cannot queue '%s': out of memory\n", event);
-		free(body);
-		free(url_copy);
-		return;
-	}
 	pthread_mutex_lock(&w->lock);
-	struct slot *s = w->stopping ? NULL : find_slot(w, id ? id : "");
+	struct slot *s = w->stopping || !body || !url_copy ? NULL : find_slot(w, id ? id : "");
 	if (!s) {
+		bool stopping = w->stopping;
 		pthread_mutex_unlock(&w->lock);
 		free(body);
 		free(url_copy);
+		if (!stopping)
+			shim_log("error",
+			         json_pack("{s:s, s:s}", "prediction_id", id ? id : "", "event", event),
+			         "webhook not queued: out of memory");
 		return;
 	}
 	free(s->url);
@@ -389,7 +477,7 @@ void shim_webhooks_send(struct shim_webhooks *w, const char *url, const char *ev
 		free(s->completed);
 		s->completed = body;
 		s->attempts = 0;
-		s->first_try = now_seconds();
+		s->first_try = kiln_monotonic();
 		s->next_try = 0;
 	} else {
 		free(s->pending);
@@ -405,23 +493,6 @@ void shim_webhooks_send(struct shim_webhooks *w, const char *url, const char *ev
 
 void shim_webhooks_free(struct shim_webhooks *w, double timeout)
 {
-	if (!w)
-		return;
-	pthread_mutex_lock(&w->lock);
-	w->stopping = true;
-	w->deadline = now_seconds() + (timeout > 0 ? timeout : 0);
-	atomic_store(&w->abort_ns, (long long)(w->deadline * 1e9));
-	pthread_cond_signal(&w->cond);
-	pthread_mutex_unlock(&w->lock);
-	pthread_join(w->thread, NULL);
-	while (w->slots) {
-		struct slot *s = w->slots;
-		w->slots = s->next;
-		slot_free(s);
-	}
-	curl_easy_cleanup(w->curl);
-	pthread_cond_destroy(&w->cond);
-	pthread_mutex_destroy(&w->lock);
-	free(w->authorization);
-	free(w);
+	if (w)
+		stop_and_free(w, timeout);
 }

@@ -39,6 +39,7 @@ start() {
 req() {
 	local method=$1 path=$2
 	shift 2
+	rm -f "$T_WORK/body" # a failed request leaves no earlier body behind
 	CODE=$(curl -s -m 10 -o "$T_WORK/body" -w '%{http_code}' -X "$method" "$@" "$URL$path")
 	BODY=$(cat "$T_WORK/body" 2>/dev/null)
 }

@@ -197,7 +197,7 @@ expect_eq "$CODE" 404 "cancel of a finished prediction"
 
 t_case "webhooks: start and completed, and webhook_events_filter"
 cat >"$T_WORK/hook.py" <<'EOF'
-import http.server, sys
+import http.server, sys, time
 class H(http.server.BaseHTTPRequestHandler):
     n = 0
     def do_POST(self):
@@ -205,16 +205,18 @@ class H(http.server.BaseHTTPRequestHandler):
         H.n += 1
         with open(f"{sys.argv[1]}/{H.n:03d}.json", "wb") as f:
             f.write(body)
-        self.send_response(200); self.end_headers()
+        time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 0)
+        self.send_response(int(sys.argv[3]) if len(sys.argv) > 3 else 200); self.end_headers()
     def log_message(self, *a): pass
 s = http.server.HTTPServer(("127.0.0.1", 0), H)
 print(s.server_address[1], flush=True)
 s.serve_forever()
 EOF
-mkdir -p "$T_WORK/hooks1" "$T_WORK/hooks2"
-# hook DIR: a receiver writing each POST body to DIR/NNN.json; its port in $HPORT.
+# hook DIR [DELAY [STATUS]]: a receiver, one request at a time, writing each POST body to DIR/NNN.json as it
+# arrives, then answering STATUS (200) after DELAY seconds (0); its port in $HPORT.
 hook() {
-	python3 "$T_WORK/hook.py" "$1" >"$1.port" &
+	mkdir -p "$1"
+	python3 "$T_WORK/hook.py" "$@" >"$1.port" &
 	t_defer "kill $! 2>/dev/null"
 	for _ in $(seq 50); do
 		HPORT=$(cat "$1.port")
@@ -393,5 +395,146 @@ post '{"input": {"x": 5}}'
 expect_eq "$(field 'j["output"]')" 15
 wait_exit "$SPID" 5
 expect_rc 0
+
+# ---- webhooks: a slow receiver, and a failing one
+t_case "webhooks: a slow receiver does not hold back another prediction's webhooks"
+hook "$T_WORK/hooks-slow" 3
+SLOWHOOK=http://127.0.0.1:$HPORT/hook
+hook "$T_WORK/hooks-fast"
+FASTHOOK=http://127.0.0.1:$HPORT/hook
+HOOKS=$(project hooks async_concurrent.py async_concurrent.py:Predictor "concurrency:" "  max: 2")
+start "$HOOKS"
+wait_health READY
+post "{\"id\": \"hook-a\", \"input\": {\"name\": \"a\", \"delay\": 0.2}, \"webhook\": \"$SLOWHOOK\", \"webhook_events_filter\": [\"start\", \"completed\"]}" -H 'Prefer: respond-async'
+expect_eq "$CODE" 202
+post "{\"id\": \"hook-b\", \"input\": {\"name\": \"b\", \"delay\": 0.2}, \"webhook\": \"$FASTHOOK\"}" -H 'Prefer: respond-async'
+expect_eq "$CODE" 202
+# arrived FILE: when FILE (a webhook body) was written, in seconds since the epoch.
+arrived() { python3 -c 'import os, sys; print(os.path.getmtime(sys.argv[1]))' "$1"; }
+# completed_file DIR: the file of DIR's "completed" webhook (status succeeded), if one arrived.
+completed_file() { grep -ls '"status": *"succeeded"' "$1"/*.json | tail -1; }
+for _ in $(seq 150); do
+	[ -n "$(completed_file "$T_WORK/hooks-slow")" ] && [ -n "$(completed_file "$T_WORK/hooks-fast")" ] && break
+	sleep 0.1
+done
+A=$(completed_file "$T_WORK/hooks-slow")
+B=$(completed_file "$T_WORK/hooks-fast")
+if [ -z "$A" ] || [ -z "$B" ]; then
+	t_fail "completed webhooks: slow '$A', fast '$B'"
+else
+	expect_eq "$(python3 -c 'import sys; print(float(sys.argv[2]) < float(sys.argv[1]) - 1.5)' "$(arrived "$A")" "$(arrived "$B")")" \
+		True "B's completed ($(arrived "$B")) 1.5 s before A's ($(arrived "$A"), after A's start took 3 s)"
+	expect_eq "$(statuses "$T_WORK/hooks-slow")" "processing succeeded " "A's start, then its completed"
+	expect_eq "$(json 'j["id"]' <"$B")" hook-b
+	expect_eq "$(json 'j["output"][0] > 0' <"$B")" True "B's output"
+fi
+
+t_case "webhooks: a failure is a JSON line of the shim's log, with the prediction, without the URL's query"
+hook "$T_WORK/hooks-gone" 0 404
+post "{\"id\": \"hook-c\", \"input\": {\"name\": \"c\", \"delay\": 0}, \"webhook\": \"http://127.0.0.1:$HPORT/hook?token=s3cret\", \"webhook_events_filter\": [\"completed\"]}"
+expect_eq "$CODE" 200
+# hook_failures LOG: the JSON lines of LOG about hook-c's webhook, one a line as "LEVEL EVENT STATUS".
+hook_failures() {
+	python3 -c 'import json, sys
+for line in open(sys.argv[1]):
+    try:
+        j = json.loads(line)
+    except ValueError:
+        continue
+    if isinstance(j, dict) and j.get("prediction_id") == "hook-c" and "event" in j:
+        print(j.get("level"), j["event"], j.get("status"))' "$1"
+}
+for _ in $(seq 50); do
+	[ -n "$(hook_failures "$HOOKS.log")" ] && break
+	sleep 0.1
+done
+expect_eq "$(hook_failures "$HOOKS.log")" "error completed 404"
+expect_not_contains "$(cat "$HOOKS.log")" s3cret
+expect_not_contains "$(grep -v '^{' "$HOOKS.log")" webhook
+kill -TERM "$SPID"
+wait_exit "$SPID" 10
+expect_rc 0
+
+t_case "GET /docs and /redoc: the API's pages, pointing at /openapi.json"
+DOCS=$(project docs hello.py hello.py:Predictor)
+start "$DOCS"
+wait_health READY
+req GET /docs
+expect_eq "$CODE" 200 "GET /docs"
+expect_contains "$BODY" "swagger-ui"
+expect_contains "$BODY" 'url: "/openapi.json"'
+expect_eq "$(curl -s -o /dev/null -w '%{content_type}' "$URL/docs")" "text/html; charset=utf-8" "content type"
+req GET /redoc
+expect_eq "$CODE" 200 "GET /redoc"
+expect_contains "$BODY" 'spec-url="/openapi.json"'
+req POST /docs
+expect_eq "$CODE" 405 "POST /docs"
+kill -TERM "$SPID"
+
+t_case "an event stream of a quiet prediction gets keep-alive comments (KILN_SSE_KEEPALIVE)"
+QUIET=$(project quiet slow.py slow.py:Predictor)
+start "$QUIET" KILN_SSE_KEEPALIVE=0.5
+wait_health READY
+curl -s -N -m 10 -X POST -H 'Accept: text/event-stream' -d '{"input": {"seconds": 1.8}}' "$URL/predictions" >"$T_WORK/sse-quiet"
+n=$(grep -c '^: keep-alive' "$T_WORK/sse-quiet")
+[ "$n" -ge 2 ] || t_fail "keep-alive comments: $n in: $(cat "$T_WORK/sse-quiet")"
+expect_eq "$(grep '^data: {' "$T_WORK/sse-quiet" | tail -1 | cut -c7- | json 'j["status"]')" succeeded
+kill -TERM "$SPID"
+
+t_case "an async prediction is answered before its file input is fetched; a file that cannot be fetched fails it"
+# A file server that answers each request after 2 s: 404 for /missing, else "hi".
+cat >"$T_WORK/slowfile.py" <<'PY'
+import http.server, time
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(2)
+        if self.path == "/missing":
+            self.send_response(404); self.end_headers(); return
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"hi")
+    def log_message(self, *a): pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+PY
+python3 "$T_WORK/slowfile.py" >"$T_WORK/slowfile.port" &
+t_defer "kill $! 2>/dev/null"
+for _ in $(seq 50); do
+	FPORT=$(cat "$T_WORK/slowfile.port")
+	[ -n "$FPORT" ] && break
+	sleep 0.1
+done
+hook "$T_WORK/hooks-files"
+FILES=$(project files types.py types.py:Predictor)
+start "$FILES"
+wait_health READY
+# async_file PATH: a prediction of FILES whose image is at PATH on the slow server, completed webhook only;
+# $SECS: how long the 202 took.
+async_file() {
+	local t0=$EPOCHREALTIME
+	post "{\"input\": {\"image\": \"http://127.0.0.1:$FPORT$1\", \"text\": \"hello\"}, \"webhook\": \"http://127.0.0.1:$HPORT/h\", \"webhook_events_filter\": [\"completed\"]}" -H 'Prefer: respond-async'
+	SECS=$(python3 -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$t0" "$EPOCHREALTIME")
+}
+# completed N: waits (10 s at most) for the Nth webhook; prints its body.
+completed() {
+	local f=$T_WORK/hooks-files/$(printf '%03d' "$1").json
+	for _ in $(seq 100); do
+		[ -s "$f" ] && break
+		sleep 0.1
+	done
+	cat "$f" 2>/dev/null
+}
+async_file /a.txt
+expect_eq "$CODE" 202
+expect_eq "$(field 'j["status"]')" starting "status in the 202"
+expect_eq "$(python3 -c 'import sys; print(float(sys.argv[1]) < 1.5)' "$SECS")" True "the 202 came in $SECS s, before the file"
+H1=$(completed 1)
+expect_eq "$(echo "$H1" | json 'j["status"]')" succeeded "status ($H1)"
+expect_eq "$(echo "$H1" | json 'j["output"]["image"]')" '["Path", true, "hi"]'
+async_file /missing
+expect_eq "$CODE" 202 "a file that will not be found"
+H2=$(completed 2)
+expect_eq "$(echo "$H2" | json 'j["status"]')" failed "status ($H2)"
+expect_contains "$(echo "$H2" | json 'j["error"]')" "404"
+kill -TERM "$SPID"
 
 t_finish

@@ -1,16 +1,43 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* tests/shim/webhook.c: prediction webhooks: order, filter, throttling, retries, waiting at free. */
+/* tests/shim/webhook.c: prediction webhooks: order, filter, throttling, retries, concurrency, failures
+ * logged. */
 #include <criterion/criterion.h>
 
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "shim/server.h"
 #include "shim/shim.h"
 #include "tests/fixtures/http/server.h"
 
 static struct test_server server;
+
+/* What webhook.c logged, as shim_log (shim/main.c, not linked here) would: {"level", "msg"} and EXTRA. */
+static pthread_mutex_t logged_lock = PTHREAD_MUTEX_INITIALIZER;
+static json_t *logged;
+
+void shim_log(const char *level, json_t *extra, const char *fmt, ...)
+{
+	char msg[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	json_t *o = json_pack("{s:s, s:s}", "level", level, "msg", msg);
+	if (extra)
+		json_object_update_missing(o, extra);
+	json_decref(extra);
+	pthread_mutex_lock(&logged_lock);
+	if (!logged)
+		logged = json_array();
+	json_array_append_new(logged, o);
+	pthread_mutex_unlock(&logged_lock);
+}
 
 static void setup(void)
 {
@@ -197,4 +224,130 @@ Test(webhook, free_gives_up_at_its_timeout)
 	json_t *log = test_server_log(&server, "/hook/down");
 	cr_assert_geq(json_array_size(log), 1);
 	json_decref(log);
+	for (int i = 1; i <= 2; i++) {
+		char id[8];
+		snprintf(id, sizeof(id), "p%d", i);
+		json_t *last = NULL, *e;
+		size_t k;
+		json_array_foreach(logged, k, e)
+		{
+			if (strcmp(json_string_value(json_object_get(e, "prediction_id")), id) == 0)
+				last = e;
+		}
+		cr_assert(last, "nothing logged for %s", id);
+		cr_assert_str_eq(json_string_value(json_object_get(last, "level")), "error", "%s is lost",
+		                 id);
+	}
+}
+
+/* When the first request to PATH was answered (the server's clock), or -1 when there was none. */
+static double answered_at(const char *path)
+{
+	json_t *log = test_server_log(&server, path);
+	double t =
+	    json_array_size(log) ? json_real_value(json_object_get(json_array_get(log, 0), "time")) : -1;
+	json_decref(log);
+	return t;
+}
+
+Test(webhook, a_slow_receiver_does_not_delay_other_predictions)
+{
+	struct shim_webhooks *w = new_webhooks();
+	send(w, "/hook/slow-a?delay=2", "start", NULL, "a", "processing", 1);
+	send(w, "/hook/slow-a?delay=2", "completed", NULL, "a", "succeeded", 2);
+	usleep(100000); /* a's start is on its way */
+	send(w, "/hook/fast-b", "start", NULL, "b", "processing", 1);
+	send(w, "/hook/fast-b", "completed", NULL, "b", "succeeded", 2);
+	double deadline = now_seconds() + 1.5;
+	json_t *log = NULL;
+	while (now_seconds() < deadline) {
+		json_decref(log);
+		log = test_server_log(&server, "/hook/fast-b");
+		if (json_array_size(log) == 2)
+			break;
+		usleep(50000);
+	}
+	cr_assert_eq(json_array_size(log), 2, "b's webhooks waited behind a's slow receiver");
+	cr_assert_eq(step_of(log, 0), 1);
+	cr_assert_eq(step_of(log, 1), 2);
+	json_decref(log);
+	cr_assert_eq(answered_at("/hook/slow-a"), -1, "a's receiver answered already");
+	shim_webhooks_free(w, 10);
+	log = test_server_log(&server, "/hook/slow-a");
+	cr_assert_eq(json_array_size(log), 2, "a's webhooks after free()");
+	cr_assert_eq(step_of(log, 0), 1);
+	cr_assert_eq(step_of(log, 1), 2);
+	json_decref(log);
+}
+
+Test(webhook, each_prediction_keeps_its_order_with_many_at_once)
+{
+	struct shim_webhooks *w = new_webhooks();
+	char ids[12][8];
+	for (int round = 1; round <= 3; round++) {
+		for (int i = 0; i < 12; i++) {
+			snprintf(ids[i], sizeof(ids[i]), "p%d", i);
+			send(w, "/hook/many?delay=0.05", round == 1 ? "start" : "logs", NULL, ids[i],
+			     "processing", round);
+		}
+		usleep(200000);
+	}
+	for (int i = 0; i < 12; i++)
+		send(w, "/hook/many?delay=0.05", "completed", NULL, ids[i], "succeeded", 4);
+	shim_webhooks_free(w, 20);
+	json_t *log = test_server_log(&server, "/hook/many");
+	for (int i = 0; i < 12; i++) {
+		int last = 0;
+		size_t count = 0;
+		for (size_t k = 0; k < json_array_size(log); k++) {
+			json_t *p = json_loads(
+			    json_string_value(json_object_get(json_array_get(log, k), "body")), 0, NULL);
+			if (strcmp(json_string_value(json_object_get(p, "id")), ids[i]) == 0) {
+				int step = (int)json_integer_value(json_object_get(p, "step"));
+				cr_assert_gt(step, last, "%s: step %d after %d", ids[i], step, last);
+				last = step;
+				count++;
+			}
+			json_decref(p);
+		}
+		cr_assert_eq(last, 4, "%s: the completed webhook came last", ids[i]);
+		cr_assert_geq(count, 2, "%s: start and completed at least", ids[i]);
+	}
+	json_decref(log);
+}
+
+Test(webhook, failures_are_logged_with_the_prediction_and_without_the_url)
+{
+	struct shim_webhooks *w = new_webhooks();
+	send(w, "/hook/secret-404?fail=5&status=404&token=s3cret", "completed", NULL, "p1", "succeeded", 4);
+	send(w, "/hook/secret-500?fail=1&status=500&token=s3cret", "completed", NULL, "p2", "succeeded", 4);
+	send(w, "/hook/secret-out?fail=1&status=503&token=s3cret", "output", NULL, "p3", "processing", 1);
+	shim_webhooks_free(w, 10);
+	cr_assert(logged, "nothing was logged");
+	char *text = json_dumps(logged, JSON_COMPACT | JSON_SORT_KEYS);
+	cr_assert_null(strstr(text, "s3cret"), "the URL's query is in the log: %s", text);
+	cr_assert_null(strstr(text, "/hook/"), "the URL's path is in the log: %s", text);
+	free(text);
+	cr_assert_eq(json_array_size(logged), 3);
+	const char *want[][4] = {
+	    {"p1", "completed", "error", "404"},
+	    {"p2", "completed", "warning", "500"},
+	    {"p3", "output", "warning", "503"},
+	};
+	for (size_t k = 0; k < 3; k++) {
+		bool found = false;
+		size_t i;
+		json_t *e;
+		json_array_foreach(logged, i, e)
+		{
+			if (strcmp(json_string_value(json_object_get(e, "prediction_id")), want[k][0]) != 0)
+				continue;
+			found = true;
+			cr_assert_str_eq(json_string_value(json_object_get(e, "event")), want[k][1]);
+			cr_assert_str_eq(json_string_value(json_object_get(e, "level")), want[k][2]);
+			cr_assert_eq(json_integer_value(json_object_get(e, "status")), atoi(want[k][3]));
+			cr_assert_not_null(strstr(json_string_value(json_object_get(e, "msg")), want[k][3]));
+		}
+		cr_assert(found, "nothing logged for %s", want[k][0]);
+	}
 }

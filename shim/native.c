@@ -1,25 +1,20 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* native.c: native predictors (include/kiln/predictor.h) in the shim's process, in the Python worker's place.
- */
+/* native.c: native predictors (include/kiln/predictor.h) in the shim's process, in the Python worker's
+ * place: loading, setup, prediction threads. Their output on fds 1 and 2: native_capture.c. */
 #include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/fs.h"
 #include "kiln/predictor.h"
-#include "shim/server.h"
+#include "shim/native.h"
 
-#define LINE_MAX_BYTES     (1024 * 1024) /* a longer line of output is cut there */
 #define DIRECT_MAX_SECONDS 0.0005 /* predict() runs on its request's thread when it takes less, lately */
 
 /* Cog's OpenAPI document without Input and Output (templates/python/kiln_schema.py's document()). */
@@ -80,60 +75,6 @@ static const char DOCUMENT[] =
     ",\"WebhookEvent\":{\"title\":\"WebhookEvent\",\"description\":\"An enumeration.\",\"type\":\"strin"
     "g\",\"enum\":[\"start\",\"output\",\"logs\",\"completed\"]}}}}";
 
-/* One prediction: queued, then running. Guarded by shim_native.lock. */
-struct native_job {
-	struct native_job *next;
-	char *id;
-	char *input; /* JSON text */
-	bool canceled;
-};
-
-/* One prediction thread. */
-struct native_worker {
-	struct shim *s;
-	pthread_t thread;
-	struct native_job *job; /* the one predict() runs, or NULL; guarded by shim_native.lock */
-};
-
-struct shim_native {
-	char *project; /* absolute */
-	char *path;    /* the library, absolute */
-	void *handle;
-	__typeof__(&kiln_predictor_abi_version) abi_version;
-	__typeof__(&kiln_predictor_schema) schema;
-	__typeof__(&kiln_predictor_setup) setup;
-	__typeof__(&kiln_predictor_predict) predict;
-	__typeof__(&kiln_predictor_teardown) teardown;
-	__typeof__(&kiln_predictor_free) free;
-
-	/* the queue and the threads; cond is broadcast on every change but a new job, which signals work */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	pthread_cond_t work;          /* idle prediction threads wait here for a job */
-	struct native_worker *direct; /* nworkers slots for predictions run on their request's thread */
-	long direct_running;
-	double recent; /* seconds predict() took lately (a moving average), < 0 before the first */
-	struct native_job *queue, **queue_end;
-	struct native_worker *workers;
-	long nworkers, live_workers; /* live_workers: started and not ended */
-	long started_workers;
-	bool stopping;
-	pthread_t setup_thread;
-	bool setup_thread_started, setup_done, setup_ok;
-
-	/* fds 1 and 2 captured: pipes[k] is read here, saved[k] is the shim's own */
-	pthread_mutex_t capture_lock; /* one reader of the pipes at a time */
-	int pipes[2];
-	int saved[2];
-	struct kiln_buf lines[2];
-	bool eof[2];
-	bool pumping; /* the capture thread may hold bytes it read and has not emitted yet; atomic */
-	bool partial; /* lines[] holds the start of a line; atomic */
-	int wake;     /* eventfd: the capture thread stops */
-	pthread_t capture;
-	bool capture_started;
-};
-
 /* A message made with printf's FORMAT (never NULL: aborts when out of memory). */
 static char *msgf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *msgf(const char *fmt, ...)
@@ -158,185 +99,11 @@ static void release(struct shim_native *n, char *p)
 }
 
 /* Send an event to predictions.c (and free it). */
-static void emit(struct shim *s, json_t *ev)
+void native_emit(struct shim *s, json_t *ev)
 {
 	if (ev)
 		shim_worker_event(s, ev);
 	json_decref(ev);
-}
-
-/* ---- captured output ---- */
-
-/* A log event for TEXT (LEN bytes), of the prediction that runs when exactly one does, else of no one.
- * Bytes that are not UTF-8 become '?'. */
-static void emit_log(struct shim *s, const char *text, size_t len)
-{
-	struct shim_native *n = s->native;
-	json_t *id = json_null();
-	int running = 0;
-	pthread_mutex_lock(&n->lock);
-	for (long i = 0; i < 2 * n->nworkers; i++) {
-		struct native_worker *w = i < n->nworkers ? &n->workers[i] : &n->direct[i - n->nworkers];
-		if (w->job && running++ == 0) {
-			json_decref(id);
-			id = json_string(w->job->id);
-		} else if (w->job) {
-			json_decref(id);
-			id = json_null();
-		}
-	}
-	pthread_mutex_unlock(&n->lock);
-	json_t *str = json_stringn(text, len);
-	if (!str) {
-		_cleanup_free_ char *copy = malloc(len);
-		for (size_t i = 0; copy && i < len; i++)
-			copy[i] = (unsigned char)text[i] < 0x80 ? text[i] : '?';
-		str = copy ? json_stringn(copy, len) : json_string("");
-	}
-	emit(s, json_pack("{s:s, s:o, s:o}", "type", "log", "id", id, "text", str));
-}
-
-/* Read what the pipes hold now and emit each complete line (with its newline); with FLUSH, the unfinished
- * ones too. n->capture_lock held. */
-static void pump(struct shim *s, bool flush)
-{
-	struct shim_native *n = s->native;
-	for (int k = 0; k < 2; k++) {
-		struct kiln_buf *b = &n->lines[k];
-		char chunk[65536];
-		for (;;) {
-			ssize_t r = n->eof[k] ? 0 : read(n->pipes[k], chunk, sizeof(chunk));
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r == 0)
-				n->eof[k] = true;
-			if (r <= 0)
-				break;
-			kiln_buf_put(b, chunk, (size_t)r);
-			size_t start = 0;
-			for (size_t i = 0; i < b->len; i++) {
-				if (b->ptr[i] == '\n' || i - start + 1 >= LINE_MAX_BYTES) {
-					emit_log(s, b->ptr + start, i - start + 1);
-					start = i + 1;
-				}
-			}
-			memmove(b->ptr, b->ptr + start, b->len - start);
-			b->len -= start;
-		}
-		if (flush && b->len) {
-			kiln_buf_puts(b, "\n");
-			emit_log(s, b->ptr, b->len);
-			b->len = 0;
-		}
-	}
-}
-
-/* Make sure what the library wrote so far has become log events (before its prediction ends). */
-static void capture_flush(struct shim *s)
-{
-	/* __fpending takes no lock: the streams' locks are not touched when nothing is buffered */
-	if (__fpending(stdout))
-		fflush(stdout);
-	if (__fpending(stderr))
-		fflush(stderr);
-	/* Nothing to wait for when the pipes are empty and the capture thread holds nothing: one poll(2)
-	 * instead of the lock and two reads. The pipes first: the thread marks itself pumping before it
-	 * reads, so bytes gone from a pipe are seen as pumping or partial. */
-	struct shim_native *n = s->native;
-	struct pollfd pfd[2] = {{.fd = n->eof[0] ? -1 : n->pipes[0], .events = POLLIN},
-	                        {.fd = n->eof[1] ? -1 : n->pipes[1], .events = POLLIN}};
-	if (poll(pfd, 2, 0) == 0 && !__atomic_load_n(&n->pumping, __ATOMIC_SEQ_CST) &&
-	    !__atomic_load_n(&n->partial, __ATOMIC_SEQ_CST))
-		return;
-	pthread_mutex_lock(&n->capture_lock);
-	pump(s, true);
-	__atomic_store_n(&n->partial, false, __ATOMIC_SEQ_CST);
-	pthread_mutex_unlock(&n->capture_lock);
-}
-
-/* The capture thread: turns lines written to fds 1 and 2 into log events until n->wake is signaled. */
-static void *capture_main(void *arg)
-{
-	struct shim *s = arg;
-	struct shim_native *n = s->native;
-	for (;;) {
-		pthread_mutex_lock(&n->capture_lock);
-		struct pollfd pfd[3] = {{.fd = n->eof[0] ? -1 : n->pipes[0], .events = POLLIN},
-		                        {.fd = n->eof[1] ? -1 : n->pipes[1], .events = POLLIN},
-		                        {.fd = n->wake, .events = POLLIN}};
-		pthread_mutex_unlock(&n->capture_lock);
-		if (poll(pfd, 3, -1) < 0 && errno != EINTR)
-			break;
-		bool stop = pfd[2].revents != 0;
-		__atomic_store_n(&n->pumping, true, __ATOMIC_SEQ_CST);
-		pthread_mutex_lock(&n->capture_lock);
-		pump(s, stop);
-		__atomic_store_n(&n->partial, n->lines[0].len + n->lines[1].len > 0, __ATOMIC_SEQ_CST);
-		pthread_mutex_unlock(&n->capture_lock);
-		__atomic_store_n(&n->pumping, false, __ATOMIC_SEQ_CST);
-		if (stop)
-			break;
-	}
-	return NULL;
-}
-
-/* Point fds 1 and 2 at pipes that the capture thread reads; the shim's own log keeps the old stderr. */
-static int capture_start(struct shim *s, struct kiln_error **err)
-{
-	struct shim_native *n = s->native;
-	int out[2] = {-1, -1}, er[2] = {-1, -1};
-	if (pipe2(out, O_CLOEXEC) < 0 || pipe2(er, O_CLOEXEC) < 0 ||
-	    (n->wake = eventfd(0, EFD_CLOEXEC)) < 0) {
-		int e = errno;
-		for (int i = 0; i < 2; i++) {
-			if (out[i] >= 0)
-				close(out[i]);
-			if (er[i] >= 0)
-				close(er[i]);
-		}
-		return kiln_error_errno(err, e, "cannot create the pipes for the predictor's output");
-	}
-	fcntl(out[0], F_SETFL, O_NONBLOCK);
-	fcntl(er[0], F_SETFL, O_NONBLOCK);
-	n->pipes[0] = out[0];
-	n->pipes[1] = er[0];
-	fflush(stdout);
-	fflush(stderr);
-	n->saved[0] = fcntl(1, F_DUPFD_CLOEXEC, 10);
-	n->saved[1] = fcntl(2, F_DUPFD_CLOEXEC, 10);
-	FILE *log = n->saved[1] >= 0 ? fdopen(n->saved[1], "w") : NULL;
-	if (n->saved[0] < 0 || !log)
-		return kiln_error_errno(err, errno, "cannot keep the shim's stdout and stderr");
-	setvbuf(log, NULL, _IOLBF, 0);
-	shim_log_file = log;
-	dup2(out[1], 1);
-	dup2(er[1], 2);
-	close(out[1]);
-	close(er[1]);
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (pthread_create(&n->capture, NULL, capture_main, s) != 0)
-		return kiln_error_set(err, KILN_EFAIL, "cannot start the output capture thread");
-	return 0;
-}
-
-/* Give fds 1 and 2 back to the shim and stop the capture thread after it read what is left. */
-static void capture_stop(struct shim *s)
-{
-	struct shim_native *n = s->native;
-	fflush(stdout);
-	fflush(stderr);
-	dup2(n->saved[0], 1);
-	dup2(n->saved[1], 2);
-	uint64_t one = 1;
-	if (write(n->wake, &one, sizeof(one)) < 0)
-		shim_log("warning", NULL, "cannot stop the output capture thread: %s", strerror(errno));
-	pthread_join(n->capture, NULL);
-	for (int k = 0; k < 2; k++) {
-		close(n->pipes[k]);
-		kiln_buf_release(&n->lines[k]);
-	}
-	close(n->saved[0]);
-	close(n->wake);
 }
 
 /* ---- setup ---- */
@@ -407,23 +174,23 @@ static void *setup_main(void *arg)
 	char *why = load(n);
 	json_t *doc = why ? NULL : document(n, &why);
 	if (doc)
-		emit(s, json_pack("{s:s, s:o}", "type", "schema", "schema", doc));
+		native_emit(s, json_pack("{s:s, s:o}", "type", "schema", "schema", doc));
 	if (!why && n->setup) {
 		char *error = NULL;
 		if (n->setup(n->project, &error) != 0)
 			why = msgf("%s", error ? error : "kiln_predictor_setup failed");
 		release(n, error);
 	}
-	capture_flush(s);
+	native_capture_flush(s);
 	pthread_mutex_lock(&n->lock);
 	n->setup_done = true;
 	n->setup_ok = !why;
 	pthread_cond_broadcast(&n->cond);
 	pthread_mutex_unlock(&n->lock);
 	if (why)
-		emit(s, json_pack("{s:s, s:s}", "type", "setup_failed", "error", why));
+		native_emit(s, json_pack("{s:s, s:s}", "type", "setup_failed", "error", why));
 	else
-		emit(s, json_pack("{s:s}", "type", "ready"));
+		native_emit(s, json_pack("{s:s}", "type", "ready"));
 	free(why);
 	return NULL;
 }
@@ -439,7 +206,7 @@ static void run_job(struct shim *s, struct native_worker *w, struct native_job *
 	char *output = NULL, *error = NULL;
 	int rc = n->predict(job->input, &output, &error);
 	double seconds = shim_since(&t0);
-	capture_flush(s);
+	native_capture_flush(s);
 	pthread_mutex_lock(&n->lock);
 	w->job = NULL;
 	n->recent = n->recent < 0 ? seconds : 0.8 * n->recent + 0.2 * seconds;
@@ -466,7 +233,7 @@ static void run_job(struct shim *s, struct native_worker *w, struct native_job *
 	}
 	release(n, output);
 	release(n, error);
-	emit(s, ev);
+	native_emit(s, ev);
 }
 
 static void job_free(struct native_job *job)
@@ -495,7 +262,7 @@ static void *worker_main(void *arg)
 		w->job = job->canceled ? NULL : job;
 		pthread_mutex_unlock(&n->lock);
 		if (job->canceled)
-			emit(s, json_pack("{s:s, s:s}", "type", "canceled", "id", job->id));
+			native_emit(s, json_pack("{s:s, s:s}", "type", "canceled", "id", job->id));
 		else
 			run_job(s, w, job);
 		job_free(job);
@@ -616,7 +383,7 @@ int shim_native_start(struct shim *s, const char *path, struct kiln_error **err)
 	if (!n->workers || !n->direct)
 		abort();
 	s->native = n;
-	if (capture_start(s, err) < 0) {
+	if (native_capture_start(s, err) < 0) {
 		s->native = NULL; /* N stays: fds may point at its pipes */
 		return -1;
 	}
@@ -675,7 +442,7 @@ void shim_native_stop(struct shim *s, double timeout)
 		shim_log("warning", json_pack("{s:f}", "timeout", timeout),
 		         "native predictions still run: not calling kiln_predictor_teardown");
 	}
-	capture_stop(s);
+	native_capture_stop(s);
 	if (!idle || !setup_done)
 		return; /* threads still use N: it stays until the process ends */
 	/* the library stays loaded: its destructors may still be needed by what it started */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * shim.h: the modules of the predictor shim (kiln-shim), each one file: input validation against the
- * OpenAPI schema, the GPU probe, weight prefetch. See shim/PROTOCOL.md for the worker protocol.
+ * shim.h: the modules of the predictor shim (kiln-shim) that stand alone (the kilnshim library): input
+ * validation against the OpenAPI schema (validate*.c), the GPU probe, weight prefetch, file inputs and
+ * outputs, webhooks. See shim/PROTOCOL.md for the worker protocol.
  */
 #ifndef KILN_SHIM_H
 #define KILN_SHIM_H
@@ -13,7 +14,7 @@
 
 #include "common/error.h"
 
-/* ---- validate.c: Cog's input validation, in C ---- */
+/* ---- validate.c (and validate_*.c): Cog's input validation, in C ---- */
 
 /*
  * Validate INPUT (a JSON object) against SCHEMA's components.schemas.Input (Cog's OpenAPI shape, see
@@ -95,7 +96,7 @@ int shim_files_fetch_inputs(const json_t *schema, json_t *input, const char *dir
  */
 int shim_files_encode_output(json_t **value, const char *upload_url, struct kiln_error **err);
 
-/* ---- webhook.c: prediction webhooks, sent by a background thread ---- */
+/* ---- webhook.c: prediction webhooks, sent by a few background threads, in order per prediction ---- */
 
 struct shim_webhooks;
 int shim_webhooks_new(struct shim_webhooks **out, struct kiln_error **err);

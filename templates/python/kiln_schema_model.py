@@ -97,11 +97,20 @@ class OutputInfo:
             if self.kind == CONCAT_ITERATOR:
                 jt["x-cog-array-display"] = "concatenate"
         elif self.kind == OBJECT:
-            props = {}
+            # As Cog's OutputType.json_type(): an Optional field (Optional[T], T | None, Optional[list[T]]) is
+            # nullable and left out of "required"; a default alone changes nothing and is not shown.
+            props: Dict[str, Any] = {}
+            required = []
             for name, ft in self.fields.items():
                 props[name] = ft.json_type()
+                if ft.repetition in (OPTIONAL, OPTIONAL_REPEATED):
+                    props[name]["nullable"] = True
+                else:
+                    required.append(name)
                 props[name]["title"] = title_case(name)
-            jt.update({"type": "object", "properties": props, "required": list(self.fields)})
+            jt.update({"type": "object", "properties": props})
+            if required:
+                jt["required"] = required
         return jt
 
 

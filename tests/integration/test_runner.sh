@@ -86,6 +86,36 @@ expect_ev() { expect_eq "$(ev "$EV" "$1")" "$2" "$1"; }
 
 schema() { (cd "$FIX" && "$PY" "$PYDIR/kiln_schema.py" "$@"); }
 
+# write_optional_output FILE: a predictor whose output object has Optional fields with and without defaults,
+# all None when predict() gets empty=True; OPTIONAL_OUTPUT_SCHEMA is its Output component as Cog makes it.
+write_optional_output() {
+	cat >"$1" <<'EOF'
+import tempfile
+from typing import List, Optional, Union
+
+from cog import BaseModel, BasePredictor, Path
+
+
+class Output(BaseModel):
+    text: str
+    score: Optional[float]
+    label: Union[None, int]
+    file: Optional[Path] = None
+    tags: Optional[List[str]] = None
+    count: int = 3
+
+
+class Predictor(BasePredictor):
+    def predict(self, empty: bool = True) -> Output:
+        if empty:
+            return Output(text="t", score=None, label=None)
+        out = Path(tempfile.mkdtemp()) / "f.txt"
+        out.write_text("f")
+        return Output(text="t", score=0.5, label=2, file=out, tags=["a"], count=1)
+EOF
+}
+OPTIONAL_OUTPUT_SCHEMA='{"title": "Output", "type": "object", "properties": {"text": {"type": "string", "title": "Text"}, "score": {"type": "number", "nullable": true, "title": "Score"}, "label": {"type": "integer", "nullable": true, "title": "Label"}, "file": {"type": "string", "format": "uri", "nullable": true, "title": "File"}, "tags": {"type": "array", "items": {"type": "string"}, "nullable": true, "title": "Tags"}, "count": {"type": "integer", "title": "Count"}}, "required": ["text", "count"]}'
+
 suite() {
 	local v
 	v=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
@@ -318,6 +348,43 @@ EOF
 	printf 'from cog import BasePredictor\nclass P(BasePredictor):\n    def predict(self, on: bool = True) -> bool:\n        return on\n' >"$T_WORK/b.py"
 	expect_eq "$(schema "$T_WORK/b.py:P" | json "j['components']['schemas']['Output']")" '{"title": "Output", "type": "boolean"}'
 
+	# Cog (python/cog/_adt.py, OutputType.json_type) makes an Optional field of an output object nullable and
+	# leaves it out of "required"; a default alone changes neither and is not shown. The field may be None.
+	t_case "$P an output object's Optional fields: nullable, not required, and None in a prediction"
+	write_optional_output "$T_WORK/optional_output.py"
+	expect_eq "$(schema "$T_WORK/optional_output.py:Predictor" | json "j['components']['schemas']['Output']")" \
+		"$OPTIONAL_OUTPUT_SCHEMA" "Output of optional_output.py"
+	cat >"$T_WORK/pipe_none.py" <<'EOF'
+from cog import BaseModel, BasePredictor, Path
+
+
+class Output(BaseModel):
+    caption: str | None
+    files: list[Path] | None = None
+    seed: None | int = 7
+
+
+class Predictor(BasePredictor):
+    def predict(self) -> Output:
+        return Output(caption=None)
+EOF
+	expect_eq "$(schema "$T_WORK/pipe_none.py:Predictor" | json "j['components']['schemas']['Output']")" \
+		'{"title": "Output", "type": "object", "properties": {"caption": {"type": "string", "nullable": true, "title": "Caption"}, "files": {"type": "array", "items": {"type": "string", "format": "uri"}, "nullable": true, "title": "Files"}, "seed": {"type": "integer", "nullable": true, "title": "Seed"}}}' \
+		"Output of pipe_none.py (no field required: no \"required\")"
+	run_batch optional_output "$T_WORK/optional_output.py:Predictor" '{"type": "predict", "id": "n", "input": {}}' \
+		'{"type": "predict", "id": "v", "input": {"empty": false}}'
+	expect_rc 0
+	expect_ev "[(x['type'], x['id']) for x in e if x['type'] in ('done', 'failed')]" '[["done", "n"], ["done", "v"]]'
+	expect_ev "[x for x in e if x['type'] == 'done' and x['id'] == 'n'][0]['output']" \
+		'{"text": "t", "score": null, "label": null, "file": null, "tags": null, "count": 3}'
+	expect_ev "(lambda o: [o['score'], o['label'], open(o['file']['\$path']).read(), o['tags'], o['count']])([x for x in e if x['type'] == 'done' and x['id'] == 'v'][0]['output'])" \
+		'[0.5, 2, "f", ["a"], 1]'
+	if "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then # X | None at run time
+		run_batch pipe_none "$T_WORK/pipe_none.py:Predictor" '{"type": "predict", "id": "p", "input": {}}'
+		expect_ev "[x.get('output') for x in e if x['type'] in ('done', 'failed')]" \
+			'[{"caption": null, "files": null, "seed": 7}]'
+	fi
+
 	t_case "$P kiln_schema as a module, with the predictor's imports absent"
 	expect_eq "$(cd "$T_WORK" && "$PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); import kiln_schema, json
 d = kiln_schema.schema_for(sys.argv[2], "Predictor")
@@ -418,6 +485,27 @@ if wait_health SETUP_FAILED; then
 	expect_eq "$(field 'j["setup"]["logs"]')" "predict.py:4: predict() must have a return type annotation"
 	post '{"input": {}}'
 	expect_eq "$CODE" 503
+fi
+kill -TERM "$SPID"
+wait_exit "$SPID" 10
+
+t_case "kiln-shim on an output object with Optional fields: nullable in /openapi.json, null in the response"
+OPT_DIR=$T_WORK/optional_project
+mkdir -p "$OPT_DIR"
+write_optional_output "$OPT_DIR/predict.py"
+echo 'run: predict.py:Predictor' >"$OPT_DIR/kiln.yaml"
+start "$OPT_DIR" KILN_ALLOW_CPU=1
+if wait_health READY; then
+	req GET /openapi.json
+	expect_eq "$CODE" 200
+	expect_eq "$(field 'j["components"]["schemas"]["Output"]')" "$OPTIONAL_OUTPUT_SCHEMA"
+	post '{"input": {}}'
+	expect_eq "$CODE" 200
+	expect_eq "$(field '[j["status"], j["error"]]')" '["succeeded", null]'
+	expect_eq "$(field 'j["output"]')" '{"text": "t", "score": null, "label": null, "file": null, "tags": null, "count": 3}'
+	post '{"input": {"empty": false}}'
+	expect_eq "$(field '[j["status"], j["output"]["score"], j["output"]["tags"], j["output"]["file"] is not None]')" \
+		'["succeeded", 0.5, ["a"], true]'
 fi
 kill -TERM "$SPID"
 wait_exit "$SPID" 10

@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* files_http.c: file inputs downloaded from http(s) URLs and file outputs uploaded with PUT, by libcurl. */
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/fs.h"
+#include "shim/files.h"
+
+#define CONNECT_TIMEOUT  30L  /* seconds */
+#define TRANSFER_TIMEOUT 900L /* seconds for a whole download or upload */
+#define STALL_SECONDS    60L  /* abort when less than 1 byte/s flows for this long */
+#define ERROR_BODY       512  /* bytes of an error answer kept for the message */
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_init(void)
+{
+	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void curl_cleanupp(CURL **c)
+{
+	if (*c)
+		curl_easy_cleanup(*c);
+}
+#define _cleanup_curl_ __attribute__((cleanup(curl_cleanupp)))
+
+static void curl_slist_freep(struct curl_slist **l)
+{
+	curl_slist_free_all(*l);
+}
+#define _cleanup_slist_ __attribute__((cleanup(curl_slist_freep)))
+
+/* A new curl handle with the settings all transfers here share, or NULL with *err set. */
+static CURL *new_handle(char *errbuf, struct kiln_error **err)
+{
+	pthread_once(&curl_once, curl_init);
+	if (curl_init_rc != CURLE_OK) {
+		kiln_error_set(err, KILN_EFAIL, "cannot initialize libcurl: %s",
+		               curl_easy_strerror(curl_init_rc));
+		return NULL;
+	}
+	CURL *c = curl_easy_init();
+	if (!c) {
+		kiln_error_set(err, KILN_EFAIL, "cannot initialize libcurl");
+		return NULL;
+	}
+	errbuf[0] = 0;
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "kiln");
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, TRANSFER_TIMEOUT);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, STALL_SECONDS);
+	return c;
+}
+
+/* curl's words for a failed transfer: its error buffer when filled, else the code's string. */
+static const char *curl_words(CURLcode rc, const char *errbuf)
+{
+	return errbuf[0] ? errbuf : curl_easy_strerror(rc);
+}
+
+/* Append ": FIRST LINE" of an error answer's BODY to B when it is short printable text. */
+static void put_body_excerpt(struct kiln_buf *b, const struct kiln_buf *body)
+{
+	size_t n = 0;
+	while (n < body->len && n < 200 && body->ptr[n] != '\n' && body->ptr[n] != '\r' &&
+	       isprint((unsigned char)body->ptr[n]))
+		n++;
+	if (n > 0 && (n == body->len || body->ptr[n] == '\n' || body->ptr[n] == '\r'))
+		kiln_buf_printf(b, ": %.*s", (int)n, body->ptr);
+}
+/* ---- downloads ---- */
+
+struct download {
+	CURL *curl;
+	int fd;
+	long long max;
+	long long written;
+	long status; /* of the answer whose body is arriving */
+	bool too_large;
+	int write_errno;
+	struct kiln_buf error_body; /* the start of a non-2xx answer's body */
+};
+
+/* libcurl's write callback for a download: the body goes to the file unless the answer is an error. */
+static size_t download_write(char *data, size_t size, size_t nmemb, void *ctx)
+{
+	struct download *d = ctx;
+	size_t n = size * nmemb;
+	if (d->status == 0)
+		curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &d->status);
+	if (d->status >= 300) {
+		if (d->error_body.len < ERROR_BODY)
+			kiln_buf_put(&d->error_body, data, n < ERROR_BODY ? n : ERROR_BODY);
+		return n;
+	}
+	if (d->written + (long long)n > d->max) {
+		d->too_large = true;
+		return 0;
+	}
+	if (kiln_write_all(d->fd, data, n) < 0) {
+		d->write_errno = errno;
+		return 0;
+	}
+	d->written += (long long)n;
+	return n;
+}
+
+int files_download(int fd, const char *path, const char *url, const char *name, struct kiln_error **err)
+{
+	char errbuf[CURL_ERROR_SIZE];
+	_cleanup_curl_ CURL *c = new_handle(errbuf, err);
+	if (!c)
+		return kiln_error_wrap(err, "input '%s'", name);
+	_cleanup_free_ char *shown = strndup(url, strcspn(url, "?#")); /* signed URLs carry secrets there */
+	struct download d = {
+	    .curl = c, .fd = fd, .max = files_max_input_bytes(), .error_body = KILN_BUF_INIT};
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
+	curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)d.max);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, download_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &d);
+	CURLcode rc = curl_easy_perform(c);
+	long status = 0;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	int ret = 0;
+	if (d.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
+		ret = kiln_error_set(
+		    err, KILN_EINVAL,
+		    "input '%s': cannot download '%s': larger than %lld bytes (KILN_MAX_INPUT_BYTES)", name,
+		    shown, d.max);
+	} else if (d.write_errno) {
+		ret = kiln_error_errno(err, d.write_errno, "input '%s': cannot write '%s'", name, path);
+	} else if (rc != CURLE_OK) {
+		ret = kiln_error_set(err, KILN_EIO, "input '%s': cannot download '%s': %s", name, shown,
+		                     curl_words(rc, errbuf));
+	} else if (status < 200 || status >= 300) {
+		_cleanup_buf_ struct kiln_buf msg = KILN_BUF_INIT;
+		kiln_buf_printf(&msg, "HTTP %ld", status);
+		put_body_excerpt(&msg, &d.error_body);
+		int code = status == 404 || status == 410 ? KILN_ENOTFOUND
+		           : status >= 500                ? KILN_EIO
+		                                          : KILN_EINVAL;
+		ret = kiln_error_set(err, code, "input '%s': cannot download '%s': %s", name, shown,
+		                     msg.ptr ? msg.ptr : "");
+	}
+	kiln_buf_release(&d.error_body);
+	return ret;
+}
+/* ---- uploads ---- */
+
+struct upload {
+	struct kiln_buf location;
+	struct kiln_buf error_body;
+};
+
+/* libcurl's header callback for an upload: keeps the Location header (of the last answer). */
+static size_t upload_header(char *data, size_t size, size_t nmemb, void *ctx)
+{
+	struct upload *u = ctx;
+	size_t n = size * nmemb;
+	if (n > 9 && strncasecmp(data, "location:", 9) == 0) {
+		size_t start = 9, end = n;
+		while (start < end && isspace((unsigned char)data[start]))
+			start++;
+		while (end > start && isspace((unsigned char)data[end - 1]))
+			end--;
+		u->location.len = 0;
+		if (kiln_buf_put(&u->location, data + start, end - start) < 0)
+			return 0;
+	}
+	return n;
+}
+
+/* libcurl's write callback for an upload: keeps the start of the answer's body for error messages. */
+static size_t upload_write(char *data, size_t size, size_t nmemb, void *ctx)
+{
+	struct upload *u = ctx;
+	size_t n = size * nmemb;
+	if (u->error_body.len < ERROR_BODY)
+		kiln_buf_put(&u->error_body, data, n < ERROR_BODY ? n : ERROR_BODY);
+	return n;
+}
+
+/* REF resolved against BASE (curl's URL parser) into *out (caller frees). */
+static int resolve_url(char **out, const char *base, const char *ref, struct kiln_error **err)
+{
+	CURLU *u = curl_url();
+	char *s = NULL;
+	CURLUcode rc = CURLUE_OUT_OF_MEMORY;
+	if (u && (rc = curl_url_set(u, CURLUPART_URL, base, 0)) == CURLUE_OK &&
+	    (rc = curl_url_set(u, CURLUPART_URL, ref, 0)) == CURLUE_OK)
+		rc = curl_url_get(u, CURLUPART_URL, &s, 0);
+	curl_url_cleanup(u);
+	if (rc != CURLUE_OK) /* without the queries: signed URLs carry secrets there */
+		return kiln_error_set(err, KILN_EINVAL, "cannot resolve Location '%.*s' against '%.*s': %s",
+		                      (int)strcspn(ref, "?#"), ref, (int)strcspn(base, "?#"), base,
+		                      curl_url_strerror(rc));
+	*out = strdup(s);
+	curl_free(s);
+	return *out ? 0 : kiln_error_set(err, KILN_EFAIL, "out of memory");
+}
+
+int files_upload(char **out, const char *path, const char *upload_url, struct kiln_error **err)
+{
+	_cleanup_fclose_ FILE *f = fopen(path, "rbe");
+	struct stat st;
+	if (!f || fstat(fileno(f), &st) < 0)
+		return kiln_error_errno(err, errno, "cannot open output '%s'", path);
+	char errbuf[CURL_ERROR_SIZE];
+	_cleanup_curl_ CURL *c = new_handle(errbuf, err);
+	if (!c)
+		return kiln_error_wrap(err, "cannot upload '%s'", path);
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	char *escaped = curl_easy_escape(c, base, 0);
+	_cleanup_free_ char *url = NULL;
+	size_t len = strlen(upload_url);
+	if (!escaped ||
+	    asprintf(&url, "%s%s%s", upload_url, len && upload_url[len - 1] == '/' ? "" : "/", escaped) < 0)
+		url = NULL;
+	curl_free(escaped);
+	if (!url)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	_cleanup_free_ char *content_type = NULL;
+	if (asprintf(&content_type, "Content-Type: %s", files_mime_for_path(path)) < 0) {
+		content_type = NULL;
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+	_cleanup_slist_ struct curl_slist *headers = curl_slist_append(NULL, content_type);
+	struct curl_slist *more = headers ? curl_slist_append(headers, "Expect:") : NULL;
+	if (!more)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	struct upload u = {KILN_BUF_INIT, KILN_BUF_INIT};
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+	curl_easy_setopt(c, CURLOPT_READDATA, f); /* the default read function is fread */
+	curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)st.st_size);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, upload_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &u);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, upload_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &u);
+	CURLcode rc = curl_easy_perform(c);
+	long status = 0;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	_cleanup_free_ char *shown = strndup(url, strcspn(url, "?#"));
+	int ret = 0;
+	if (rc != CURLE_OK) {
+		ret = kiln_error_set(err, KILN_EIO, "cannot upload '%s' to '%s': %s", path, shown,
+		                     curl_words(rc, errbuf));
+	} else if (status < 200 || status >= 300) {
+		_cleanup_buf_ struct kiln_buf msg = KILN_BUF_INIT;
+		kiln_buf_printf(&msg, "HTTP %ld", status);
+		put_body_excerpt(&msg, &u.error_body);
+		ret = kiln_error_set(err, status >= 500 ? KILN_EIO : KILN_EINVAL,
+		                     "cannot upload '%s' to '%s': %s", path, shown, msg.ptr ? msg.ptr : "");
+	} else if (u.location.len > 0) {
+		ret = resolve_url(out, url, u.location.ptr, err);
+	} else {
+		*out = steal_pointer(&url);
+	}
+	kiln_buf_release(&u.location);
+	kiln_buf_release(&u.error_body);
+	return ret;
+}

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* http.h: what server.c, requests.c and sse.c share (private to them): waiting connections, requests and
+ * replies. */
+#ifndef KILN_SHIM_HTTP_H
+#define KILN_SHIM_HTTP_H
+
+#include <microhttpd.h>
+
+#include "shim/server.h"
+
+struct sse;
+
+/* A connection suspended until its prediction changes; in the prediction's list while suspended. Guarded
+ * by shim.lock. */
+struct shim_waiter {
+	struct shim_waiter *next;
+	struct MHD_Connection *c;
+	bool linked;
+	struct sse *sse; /* the event stream that waits, or NULL (a synchronous request) */
+};
+
+/* One request: its body as it arrives; then the prediction a synchronous request waits for. */
+struct request {
+	struct kiln_buf body;
+	bool too_large;
+	struct shim_prediction *pred; /* one reference held, or NULL */
+	struct shim_waiter wait;
+};
+
+/* Suspend W's connection until P changes (s->lock held; from MHD's callbacks only). */
+void http_suspend_on(struct shim_prediction *p, struct shim_waiter *w, struct MHD_Connection *c);
+/* Take W out of P's list when it is there (s->lock held). */
+void http_unlink_waiter(struct shim_prediction *p, struct shim_waiter *w);
+
+/* Queue a reply with STATUS whose body is the JSON text in B (taken: B is left empty). */
+enum MHD_Result http_reply_text(struct MHD_Connection *c, unsigned status, struct kiln_buf *b);
+/* Queue a JSON reply (BODY is stolen) with STATUS. */
+enum MHD_Result http_reply(struct MHD_Connection *c, unsigned status, json_t *body);
+/* Reply with P's response (s->lock held, released here; the caller's reference to P is dropped). */
+enum MHD_Result http_reply_pred(struct shim *s, struct MHD_Connection *c, unsigned status,
+                                struct shim_prediction *p);
+/* {"detail": MSG} with STATUS. */
+enum MHD_Result http_detail(struct MHD_Connection *c, unsigned status, const char *msg);
+/* FastAPI's 422 for one problem at LOC (a JSON array, stolen). */
+enum MHD_Result http_invalid(struct MHD_Connection *c, json_t *loc, const char *msg, const char *type);
+
+/* ---- requests.c ---- */
+
+/* POST /predictions and PUT /predictions/{id} (URL_ID: the id in the URL, or NULL). */
+enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct request *req,
+                             const char *url_id);
+/* POST /predictions/{id}/cancel: 200 {} when a cancel was sent, 404 {} when nothing runs with that id. */
+enum MHD_Result http_cancel(struct shim *s, struct MHD_Connection *c, const char *id);
+
+/* ---- sse.c ---- */
+
+/* Answer with an event stream of P (s->lock held, released here; one reference to P held and handed over). */
+enum MHD_Result http_sse_answer(struct shim *s, struct MHD_Connection *c, struct shim_prediction *p);
+/* Whether W is an event stream quiet for long enough to get a keep-alive comment (s->lock held). */
+bool http_sse_due(const struct shim_waiter *w);
+
+#endif

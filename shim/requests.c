@@ -1,0 +1,296 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* requests.c: prediction requests: POST /predictions, PUT /predictions/{id} and cancel; file inputs fetched
+ * before the prediction is sent (after the answer, for asynchronous ones). */
+#include <errno.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/fs.h"
+#include "shim/http.h"
+
+/* The 503 answer while predictions cannot run, or NULL when they can (s->lock held). */
+static const char *not_ready(const struct shim *s)
+{
+	if (s->draining)
+		return "the server is shutting down";
+	switch (s->health) {
+	case SHIM_STARTING:
+		return "setup has not finished yet";
+	case SHIM_SETUP_FAILED:
+		return "setup failed: see /health-check";
+	case SHIM_DEFUNCT:
+		return "the predictor's worker has exited: the server is DEFUNCT";
+	default:
+		return NULL;
+	}
+}
+
+/* Answer a prediction request with P (s->lock held, one reference held and handed over): 202 with its
+ * current state when ASYNC, an event stream when SSE, else its final state once it is finished. */
+static enum MHD_Result answer(struct shim *s, struct MHD_Connection *c, struct request *req,
+                              struct shim_prediction *p, bool async, bool sse, unsigned async_status)
+{
+	if (sse)
+		return http_sse_answer(s, c, p);
+	if (!async && p->status < PRED_SUCCEEDED && !s->server_stopping) {
+		/* answered when it finishes: on_request again, after shim_server_wake resumed it */
+		req->pred = p;
+		http_suspend_on(p, &req->wait, c);
+		pthread_mutex_unlock(&s->lock);
+		return MHD_YES;
+	}
+	return http_reply_pred(s, c, async ? async_status : 200, p);
+}
+
+/* Whether SCHEMA (an input's) may describe a file: a "format": "uri" or a "$ref" anywhere in it. */
+static bool may_be_file(const json_t *schema, int depth)
+{
+	if (depth > 64)
+		return true; /* too deep to tell: assume it may */
+	if (json_is_object(schema)) {
+		const char *format = json_string_value(json_object_get(schema, "format"));
+		if ((format && strcmp(format, "uri") == 0) || json_object_get(schema, "$ref"))
+			return true;
+		const char *key;
+		json_t *v;
+		json_object_foreach((json_t *)schema, key, v) if (may_be_file(v, depth + 1)) return true;
+	} else if (json_is_array(schema)) {
+		size_t i;
+		json_t *v;
+		json_array_foreach(schema, i, v) if (may_be_file(v, depth + 1)) return true;
+	}
+	return false;
+}
+
+/* Whether INPUT may have a file value to fetch into a directory. Conservative: shim_files_fetch_inputs only
+ * fetches strings, alone or in arrays, of inputs whose schema is a URI. s->lock held. */
+static bool may_fetch(struct shim *s, const json_t *input)
+{
+	const json_t *props = json_object_get(
+	    json_object_get(json_object_get(json_object_get(s->schema, "components"), "schemas"), "Input"),
+	    "properties");
+	const char *name;
+	json_t *v;
+	json_object_foreach((json_t *)input, name, v)
+	{
+		bool strings = json_is_string(v);
+		size_t i;
+		json_t *item;
+		if (json_is_array(v))
+			json_array_foreach(v, i, item) strings = strings || json_is_string(item);
+		if (strings && may_be_file(json_object_get(props, name), 0))
+			return true;
+	}
+	return false;
+}
+
+/* Download the file inputs of INPUT into a new temp dir of P (made only when there may be one) and send P
+ * to the worker. 0, or -1 after finishing P as failed with MSG set. */
+static int prepare_and_dispatch(struct shim *s, struct shim_prediction *p, bool fetch, bool direct,
+                                struct kiln_buf *sent, char *msg, size_t size)
+{
+	if (!fetch) {
+		shim_pred_dispatch(s, p, p->input, direct, sent);
+		return 0;
+	}
+	json_t *input = json_deep_copy(p->input);
+	{
+		const char *tmp = getenv("TMPDIR");
+		char dir[4096];
+		snprintf(dir, sizeof(dir), "%s/kiln-shim-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+		_cleanup_error_ struct kiln_error *err = NULL;
+		int rc = -1;
+		if (!mkdtemp(dir))
+			kiln_error_errno(&err, errno, "cannot create a directory for the file inputs");
+		else
+			rc = shim_files_fetch_inputs(s->schema, input, dir, &err);
+		pthread_mutex_lock(&s->lock);
+		if (*dir && rc == 0 && !p->tmpdir)
+			p->tmpdir = strdup(dir);
+		else if (rc < 0 && access(dir, F_OK) == 0)
+			kiln_remove_tree(dir, NULL);
+		if (rc < 0) {
+			snprintf(msg, size, "%s", err ? err->message : "cannot fetch the file inputs");
+			shim_pred_finish(s, p, PRED_FAILED, msg);
+			pthread_mutex_unlock(&s->lock);
+			json_decref(input);
+			return -1;
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	shim_pred_dispatch(s, p, input, direct, sent);
+	json_decref(input);
+	return 0;
+}
+
+/* A prediction whose file inputs a thread fetches after its request was answered. */
+struct fetch_job {
+	struct shim *s;
+	struct shim_prediction *p; /* one reference held */
+};
+
+static void *fetch_main(void *arg)
+{
+	struct fetch_job *job = arg;
+	char msg[512];
+	/* a file that cannot be fetched fails the prediction (its webhook says why) */
+	prepare_and_dispatch(job->s, job->p, true, false, NULL, msg, sizeof(msg));
+	pthread_mutex_lock(&job->s->lock);
+	shim_pred_release(job->s, job->p);
+	pthread_mutex_unlock(&job->s->lock);
+	free(job);
+	return NULL;
+}
+
+/* Fetch P's file inputs and dispatch it on a thread of its own: 0, or -1 when no thread could start. */
+static int fetch_later(struct shim *s, struct shim_prediction *p)
+{
+	struct fetch_job *job = malloc(sizeof(*job));
+	if (!job)
+		return -1;
+	*job = (struct fetch_job){s, p};
+	pthread_mutex_lock(&s->lock);
+	p->refs++;
+	pthread_mutex_unlock(&s->lock);
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int rc = pthread_create(&(pthread_t){0}, &attr, fetch_main, job);
+	pthread_attr_destroy(&attr);
+	if (rc == 0)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	p->refs--;
+	pthread_mutex_unlock(&s->lock);
+	free(job);
+	return -1;
+}
+
+/* Whether two request inputs are the same (absent and null are the empty input). */
+static bool same_input(json_t *a, json_t *b)
+{
+	bool ea = !a || json_is_null(a) || (json_is_object(a) && json_object_size(a) == 0);
+	bool eb = !b || json_is_null(b) || (json_is_object(b) && json_object_size(b) == 0);
+	return ea || eb ? ea && eb : json_equal(a, b);
+}
+
+/* POST /predictions and PUT /predictions/{id} (URL_ID: the id in the URL, or NULL). */
+enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct request *req,
+                             const char *url_id)
+{
+	json_t *body;
+	if (req->body.len == 0) {
+		body = json_object(); /* [compat] Cog runs a prediction with empty input */
+	} else {
+		json_error_t jerr;
+		body = json_loadb(req->body.ptr, req->body.len, JSON_DECODE_ANY, &jerr);
+		if (!body) {
+			char msg[256];
+			snprintf(msg, sizeof(msg), "%s: line %d column %d (char %d)", jerr.text, jerr.line,
+			         jerr.column, jerr.position);
+			return http_reply(c, 422,
+			                  json_pack("{s:[{s:[s,i], s:s, s:s, s:{s:s, s:i, s:i, s:i}}]}",
+			                            "detail", "loc", "body", jerr.position, "msg", msg,
+			                            "type", "value_error.jsondecode", "ctx", "msg", jerr.text,
+			                            "pos", jerr.position, "lineno", jerr.line, "colno",
+			                            jerr.column));
+		}
+	}
+	json_auto_t *owned = body;
+	if (!json_is_object(body))
+		return http_invalid(c, json_pack("[s]", "body"), "value is not a valid dict",
+		                    "type_error.dict");
+	json_t *jid = json_object_get(body, "id");
+	if (jid && !json_is_null(jid) && !json_is_string(jid))
+		return http_invalid(c, json_pack("[s,s]", "body", "id"), "str type expected",
+		                    "type_error.str");
+	const char *id = json_string_value(jid);
+	if (url_id && id && strcmp(id, url_id) != 0)
+		return http_invalid(c, json_pack("[s,s]", "body", "id"),
+		                    "prediction ID must match the ID supplied in the URL", "value_error");
+	if (url_id)
+		id = url_id;
+	json_t *input = json_object_get(body, "input");
+	if (input && !json_is_null(input) && !json_is_object(input))
+		return http_invalid(c, json_pack("[s,s]", "body", "input"), "value is not a valid dict",
+		                    "type_error.dict");
+	const char *prefer = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Prefer");
+	bool async = prefer && strcmp(prefer, "respond-async") == 0;
+	const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+	bool sse = accept && strstr(accept, "text/event-stream");
+
+	pthread_mutex_lock(&s->lock);
+	const char *why = not_ready(s);
+	if (why) {
+		pthread_mutex_unlock(&s->lock);
+		return http_detail(c, 503, why);
+	}
+	struct shim_prediction *p = id ? shim_pred_find(s, id) : NULL;
+	if (p && (p->status < PRED_SUCCEEDED || same_input(json_object_get(p->body, "input"), input))) {
+		/* Cog: a prediction with this ID runs already: its current state, 202 (sync or not) */
+		bool running = p->status < PRED_SUCCEEDED;
+		p->refs++;
+		return answer(s, c, req, p, async || running, sse, 202);
+	}
+	json_t *normalized = NULL, *problems = NULL;
+	if (shim_validate_input(s->schema, input && json_is_object(input) ? input : json_object(),
+	                        &normalized, &problems) < 0) {
+		pthread_mutex_unlock(&s->lock);
+		return http_reply(c, 422, json_pack("{s:o}", "detail", problems));
+	}
+	if (s->busy >= s->concurrency) {
+		pthread_mutex_unlock(&s->lock);
+		json_decref(normalized);
+		return http_detail(c, 409, "Already running a prediction");
+	}
+	p = shim_pred_new(s, id, body, normalized);
+	json_decref(normalized);
+	bool fetch = may_fetch(s, p->input);
+	pthread_mutex_unlock(&s->lock);
+	_cleanup_buf_ struct kiln_buf qid = KILN_BUF_INIT; /* a client's id may hold any character */
+	shim_put_text(&qid, p->id, strlen(p->id));
+	shim_log_fields("info", "prediction started", "\"prediction_id\":%s,\"async\":%s",
+	                qid.ptr ? qid.ptr : "null", async ? "true" : "false");
+
+	if (fetch && (async || sse) && fetch_later(s, p) == 0) {
+		/* answered now, as Cog does: its files are fetched meanwhile ("starting" until then) */
+		pthread_mutex_lock(&s->lock);
+		return answer(s, c, req, p, async, sse, 202);
+	}
+	char msg[512];
+	_cleanup_buf_ struct kiln_buf sent = KILN_BUF_INIT;
+	if (prepare_and_dispatch(s, p, fetch, !async && !sse, async && !sse ? &sent : NULL, msg,
+	                         sizeof(msg)) < 0) {
+		pthread_mutex_lock(&s->lock);
+		shim_pred_release(s, p);
+		pthread_mutex_unlock(&s->lock);
+		return http_invalid(c, json_pack("[s,s]", "body", "input"), msg, "value_error");
+	}
+	pthread_mutex_lock(&s->lock);
+	if (async && !sse && sent.len) {
+		/* the state it was sent in: a fast predictor may have finished it meanwhile */
+		shim_pred_release(s, p);
+		pthread_mutex_unlock(&s->lock);
+		return http_reply_text(c, 202, &sent);
+	}
+	return answer(s, c, req, p, async, sse, 202);
+}
+
+/* POST /predictions/{id}/cancel: 200 {} when a cancel was sent, 404 {} when nothing runs with that id. */
+enum MHD_Result http_cancel(struct shim *s, struct MHD_Connection *c, const char *id)
+{
+	pthread_mutex_lock(&s->lock);
+	struct shim_prediction *p = shim_pred_find(s, id);
+	int rc = -1;
+	if (p) {
+		p->refs++;
+		rc = shim_pred_cancel(s, p);
+		shim_pred_release(s, p);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return http_reply(c, rc < 0 ? 404 : 200, json_object());
+}

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* sse.c: a prediction as server-sent events (Accept: text/event-stream): logs, outputs and completed. */
+#include <microhttpd.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cleanup.h"
+#include "common/fs.h"
+#include "shim/http.h"
+
+/* The state of an SSE stream: what of its prediction was sent, and bytes not yet taken by MHD. */
+struct sse {
+	struct shim *s;
+	struct shim_prediction *p;
+	struct MHD_Connection *c;
+	struct shim_waiter wait;
+	bool quiet; /* suspended with nothing to send since quiet_since */
+	struct timespec quiet_since;
+	size_t outputs;
+	size_t logs;
+	bool done;
+	struct kiln_buf pending;
+	size_t off;
+};
+
+static void sse_event(struct kiln_buf *b, const char *event, json_t *data)
+{
+	char *text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+	kiln_buf_printf(b, "event: %s\ndata: %s\n\n", event, text ? text : "null");
+	free(text);
+	json_decref(data);
+}
+
+/* Collect the events that happened since the last call (s->lock held). */
+static void sse_collect(struct sse *e)
+{
+	struct shim_prediction *p = e->p;
+	if (p->logs.len > e->logs) {
+		sse_event(&e->pending, "logs", json_stringn(p->logs.ptr + e->logs, p->logs.len - e->logs));
+		e->logs = p->logs.len;
+	}
+	if (p->iterator && json_is_array(p->output))
+		for (; e->outputs < json_array_size(p->output); e->outputs++)
+			sse_event(&e->pending, "output", json_incref(json_array_get(p->output, e->outputs)));
+	if (p->status >= PRED_SUCCEEDED) {
+		if (!p->iterator && p->output && !json_is_null(p->output))
+			sse_event(&e->pending, "output", json_incref(p->output));
+		sse_event(&e->pending, "completed", shim_pred_json(p));
+		e->done = true;
+	}
+}
+
+/* Seconds without an event before an SSE stream gets a keep-alive comment: 15, or KILN_SSE_KEEPALIVE. */
+static double sse_keepalive(void)
+{
+	static double seconds = -1;
+	if (seconds < 0) {
+		const char *env = getenv("KILN_SSE_KEEPALIVE");
+		double v = env && *env ? strtod(env, NULL) : 0;
+		seconds = v > 0 ? v : 15.0;
+	}
+	return seconds;
+}
+
+/* MHD's reader for an SSE response: the events so far; with none, the connection is suspended until the
+ * prediction changes (or shim_server_tick's keep-alive), and 0 returned. */
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct sse *e = cls;
+	(void)pos;
+	if (e->off >= e->pending.len) {
+		if (e->done)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		e->pending.len = 0;
+		e->off = 0;
+		pthread_mutex_lock(&e->s->lock);
+		sse_collect(e);
+		if (e->pending.len) {
+			e->quiet = false;
+		} else if (e->quiet && shim_since(&e->quiet_since) >= sse_keepalive()) {
+			kiln_buf_puts(&e->pending, ": keep-alive\n\n");
+			e->quiet = false;
+		} else if (e->s->server_stopping) {
+			e->done = true;
+		} else {
+			if (!e->quiet) {
+				e->quiet = true;
+				clock_gettime(CLOCK_MONOTONIC, &e->quiet_since);
+			}
+			http_suspend_on(e->p, &e->wait, e->c);
+		}
+		pthread_mutex_unlock(&e->s->lock);
+		if (!e->pending.len)
+			return e->done ? MHD_CONTENT_READER_END_OF_STREAM : 0;
+	}
+	size_t n = e->pending.len - e->off < max ? e->pending.len - e->off : max;
+	memcpy(buf, e->pending.ptr + e->off, n);
+	e->off += n;
+	return (ssize_t)n;
+}
+
+static void sse_free(void *cls)
+{
+	struct sse *e = cls;
+	pthread_mutex_lock(&e->s->lock);
+	http_unlink_waiter(e->p, &e->wait);
+	shim_pred_release(e->s, e->p);
+	pthread_mutex_unlock(&e->s->lock);
+	kiln_buf_release(&e->pending);
+	free(e);
+}
+
+/* Answer with an event stream of P (s->lock held, released here; one reference to P held and handed over). */
+enum MHD_Result http_sse_answer(struct shim *s, struct MHD_Connection *c, struct shim_prediction *p)
+{
+	struct sse *e = calloc(1, sizeof(*e));
+	if (!e) {
+		shim_pred_release(s, p);
+		pthread_mutex_unlock(&s->lock);
+		return MHD_NO;
+	}
+	e->s = s;
+	e->p = p;
+	e->c = c;
+	e->wait.sse = e;
+	pthread_mutex_unlock(&s->lock);
+	struct MHD_Response *r =
+	    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, e, sse_free);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+	enum MHD_Result ret = MHD_queue_response(c, 200, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+bool http_sse_due(const struct shim_waiter *w)
+{
+	return w->sse && w->sse->quiet && shim_since(&w->sse->quiet_since) >= sse_keepalive();
+}

@@ -108,10 +108,61 @@ void shim_log_defer(bool on)
 	deferred.len = 0;
 }
 
+/* LOG_FORMAT=development, as Cog's: human-readable lines instead of JSON. */
+static bool development(void)
+{
+	static int dev = -1;
+	if (dev < 0) {
+		const char *f = getenv("LOG_FORMAT");
+		dev = f && strcmp(f, "development") == 0;
+	}
+	return dev;
+}
+
+/* The JSON line LINE as "TIMESTAMP [severity] message key=value ..." into OUT. */
+static void render_development(struct kiln_buf *out, const char *line, size_t len)
+{
+	json_t *o = json_loadb(line, len, 0, NULL);
+	const char *ts = json_string_value(json_object_get(o, "timestamp"));
+	const char *sev = json_string_value(json_object_get(o, "severity"));
+	char level[16] = "";
+	for (size_t i = 0; sev && sev[i] && i < sizeof(level) - 1; i++)
+		level[i] = (char)(sev[i] >= 'A' && sev[i] <= 'Z' ? sev[i] + 32 : sev[i]);
+	const char *msg = json_string_value(json_object_get(o, "message"));
+	kiln_buf_printf(out, "%s [%-7s] %s", ts ? ts : "", level, msg ? msg : "");
+	const char *key;
+	json_t *v;
+	json_object_foreach(o, key, v)
+	{
+		if (strcmp(key, "timestamp") == 0 || strcmp(key, "severity") == 0 ||
+		    strcmp(key, "message") == 0)
+			continue;
+		kiln_buf_printf(out, " %s=", key);
+		const char *str = json_string_value(v);
+		if (str && *str && !strpbrk(str, " \"=\\\n\t"))
+			kiln_buf_puts(out, str);
+		else
+			shim_put_json(out, v);
+	}
+	kiln_buf_puts(out, "\n");
+	json_decref(o);
+}
+
 /* Write LINE (LEN bytes, its newline included): now, or held back while a deferred stretch lasts. Only
  * whole lines go to the fd in one write(2): the server's threads share no stdio lock. */
 static void emit_line(const char *line, size_t len)
 {
+	static __thread bool rendering;
+	if (development() && !rendering) {
+		rendering = true;
+		struct kiln_buf b = KILN_BUF_INIT;
+		render_development(&b, line, len);
+		if (b.len)
+			emit_line(b.ptr, b.len);
+		kiln_buf_release(&b);
+		rendering = false;
+		return;
+	}
 	if (deferred.depth > 0) {
 		if (deferred.len + len > deferred.cap) {
 			size_t cap = deferred.cap ? deferred.cap * 2 : 4096;
@@ -132,12 +183,29 @@ static void emit_line(const char *line, size_t len)
 	kiln_write_all(log_fd(), line, len);
 }
 
-/* The start of a line, {"ts":"...","level":"LEVEL","msg":, into BUF (SIZE bytes); its length. */
+/* The time as Cog's logs write it (structlog's ISO stamp): RFC 3339, microseconds, "Z". */
+static void log_time(char ts[SHIM_TIME_LEN])
+{
+	shim_now(ts);
+	char *zone = strchr(ts, '+');
+	if (zone)
+		memcpy(zone, "Z", 2);
+}
+
+/* LEVEL ("info", "warning", "error") as Cog's severity: "INFO", "WARNING", "ERROR". */
+static const char *severity(const char *level)
+{
+	return strcmp(level, "error") == 0 ? "ERROR" : strcmp(level, "warning") == 0 ? "WARNING" : "INFO";
+}
+
+/* The start of a line, {"timestamp":"...","severity":"LEVEL","message":, into BUF (SIZE bytes); its
+ * length. */
 static size_t line_start(char *buf, size_t size, const char *level)
 {
 	char ts[SHIM_TIME_LEN];
-	shim_now(ts);
-	int n = snprintf(buf, size, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level);
+	log_time(ts);
+	int n = snprintf(buf, size, "{\"timestamp\":\"%s\",\"severity\":\"%s\",\"message\":", ts,
+	                 severity(level));
 	return n < 0 ? 0 : (size_t)n;
 }
 
@@ -145,10 +213,11 @@ static size_t line_start(char *buf, size_t size, const char *level)
 static void log_slow(const char *level, const char *msg, json_t *extra)
 {
 	char ts[SHIM_TIME_LEN];
-	shim_now(ts);
-	json_t *o = json_pack("{s:s, s:s, s:s}", "ts", ts, "level", level, "msg", msg);
+	log_time(ts);
+	json_t *o =
+	    json_pack("{s:s, s:s, s:s}", "timestamp", ts, "severity", severity(level), "message", msg);
 	if (!o)
-		o = json_pack("{s:s, s:s, s:s}", "ts", ts, "level", level, "msg",
+		o = json_pack("{s:s, s:s, s:s}", "timestamp", ts, "severity", severity(level), "message",
 		              "(a message that is not UTF-8)");
 	if (extra)
 		json_object_update_missing(o, extra);
@@ -172,7 +241,7 @@ void shim_log(const char *level, json_t *extra, const char *fmt, ...)
 	char buf[8192];
 	size_t n = line_start(buf, sizeof(buf), level);
 	/* the message (any text: jansson escapes it), then EXTRA's members in their order: its "{" becomes
-	 * the "," after "msg" and its "}" ends the line's object */
+	 * the "," after "message" and its "}" ends the line's object */
 	json_t *m = json_string(msg);
 	size_t k = m ? json_dumpb(m, buf + n, sizeof(buf) - n, JSON_ENCODE_ANY) : 0;
 	json_decref(m);

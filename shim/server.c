@@ -297,6 +297,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 /* libmicrohttpd's error messages, as the shim's log lines (never on fd 2, which a native predictor's
  * output capture may hold). */
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	(void)cls;
@@ -323,8 +324,8 @@ int shim_server_start(struct shim *s, struct kiln_error **err)
 		ncpu = strtol(threads, NULL, 10);
 	unsigned pool = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (unsigned)ncpu;
 	if (s->listen_fd >= 0) {
-		s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET,
-		                             s->listen_fd, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+		s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+		                             mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
 		                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
 		                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 		                             MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_END);
@@ -340,8 +341,8 @@ int shim_server_start(struct shim *s, struct kiln_error **err)
 			flags |= MHD_USE_IPv6;
 		}
 		s->daemon = MHD_start_daemon(
-		    flags, (uint16_t)s->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, addr,
-		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		    flags, (uint16_t)s->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+		    NULL, MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		    (size_t)CONNECTION_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 		    MHD_OPTION_LISTEN_BACKLOG_SIZE, 128, MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_END);
 	}

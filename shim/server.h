@@ -125,7 +125,9 @@ int shim_put_text(struct kiln_buf *b, const char *text, size_t len);
 
 /* Where shim_log writes: stderr, or the shim's own copy of it while native.c captures fds 1 and 2. */
 extern FILE *shim_log_file;
-/* Write one JSON log line to stderr: {"ts", "level", "msg"} plus EXTRA's keys (stolen; may be NULL). */
+/* Write one JSON log line to stderr, Cog's keys: {"timestamp", "severity" (LEVEL "info", "warning" or
+ * "error" as "INFO", ...), "message"} plus EXTRA's keys (stolen; may be NULL). LOG_FORMAT=development:
+ * "TIMESTAMP [level] message key=value ..." instead. */
 void shim_log(const char *level, json_t *extra, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The same line without jansson, for the lines of every prediction: MSG is text that JSON writes as it is
  * (no quote, backslash or control character), and FIELDS a printf format of the line's further members,

@@ -433,7 +433,7 @@ t_case "webhooks: a failure is a JSON line of the shim's log, with the predictio
 hook "$T_WORK/hooks-gone" 0 404
 post "{\"id\": \"hook-c\", \"input\": {\"name\": \"c\", \"delay\": 0}, \"webhook\": \"http://127.0.0.1:$HPORT/hook?token=s3cret\", \"webhook_events_filter\": [\"completed\"]}"
 expect_eq "$CODE" 200
-# hook_failures LOG: the JSON lines of LOG about hook-c's webhook, one a line as "LEVEL EVENT STATUS".
+# hook_failures LOG: the JSON lines of LOG about hook-c's webhook, one a line as "SEVERITY EVENT STATUS".
 hook_failures() {
 	python3 -c 'import json, sys
 for line in open(sys.argv[1]):
@@ -442,13 +442,13 @@ for line in open(sys.argv[1]):
     except ValueError:
         continue
     if isinstance(j, dict) and j.get("prediction_id") == "hook-c" and "event" in j:
-        print(j.get("level"), j["event"], j.get("status"))' "$1"
+        print(j.get("severity"), j["event"], j.get("status"))' "$1"
 }
 for _ in $(seq 50); do
 	[ -n "$(hook_failures "$HOOKS.log")" ] && break
 	sleep 0.1
 done
-expect_eq "$(hook_failures "$HOOKS.log")" "error completed 404"
+expect_eq "$(hook_failures "$HOOKS.log")" "ERROR completed 404"
 expect_not_contains "$(cat "$HOOKS.log")" s3cret
 expect_not_contains "$(grep -v '^{' "$HOOKS.log")" webhook
 kill -TERM "$SPID"
@@ -536,5 +536,28 @@ H2=$(completed 2)
 expect_eq "$(echo "$H2" | json 'j["status"]')" failed "status ($H2)"
 expect_contains "$(echo "$H2" | json 'j["error"]')" "404"
 kill -TERM "$SPID"
+
+t_case "logs: JSON lines with Cog's keys; LOG_FORMAT=development: one readable line each"
+LOGS=$(project logs hello.py hello.py:Predictor)
+start "$LOGS"
+wait_health READY
+post '{"id": "log-1", "input": {"name": "x"}}'
+kill -TERM "$SPID"
+wait_exit "$SPID" 5
+LINE=$(grep '"prediction succeeded"' "$LOGS.log")
+expect_eq "$(echo "$LINE" | json '" ".join(sorted(j))')" "message predict_time prediction_id severity status timestamp" "keys"
+expect_eq "$(echo "$LINE" | json 'j["severity"] + " " + j["prediction_id"] + " " + j["status"]')" "INFO log-1 succeeded"
+[[ $(echo "$LINE" | json 'j["timestamp"]') =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$ ]] ||
+	t_fail "timestamp: $LINE"
+expect_eq "$(grep -vc '^{' "$LOGS.log")" "0" "lines that are not JSON"
+start "$LOGS" LOG_FORMAT=development
+wait_health READY
+post '{"id": "log-2", "input": {"name": "x"}}'
+kill -TERM "$SPID"
+wait_exit "$SPID" 5
+LINE=$(grep 'prediction succeeded' "$LOGS.log")
+[[ $LINE =~ ^[0-9-]+T[0-9:.]+Z\ \[info\ +\]\ prediction\ succeeded\ prediction_id=log-2\ status=succeeded\ predict_time=[0-9.e-]+$ ]] ||
+	t_fail "development line: $LINE"
+expect_eq "$(grep -c '^{' "$LOGS.log")" "0" "JSON lines in development format"
 
 t_finish

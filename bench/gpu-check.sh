@@ -114,3 +114,19 @@ kill -TERM $spid
 wait $spid && rc=0 || rc=$?
 section "shim exit status $rc after SIGTERM; its log"
 cat "$dir/shim.log"
+
+# The loader without its cache (--inhibit-cache): NVML is then found only through the shim's own search of
+# LD_LIBRARY_PATH and the driver's usual directories, as on a platform whose image has no ld.so.cache
+# entry for the driver.
+section "NVML without the loader's cache (ld.so --inhibit-cache), LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+(cd "$rootfs/src" && exec "${args[0]}" --inhibit-cache "${args[@]:1}" --project "$rootfs/src" --host 127.0.0.1 \
+	--port $((port + 1))) 2>"$dir/shim2.log" &
+spid=$!
+for _ in $(seq 100); do
+	curl -s -m 2 -o /dev/null "http://127.0.0.1:$((port + 1))/health-check" && break
+	sleep 0.1
+done
+curl -s -m 5 "http://127.0.0.1:$((port + 1))/health-check" | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["kiln"]["gpu"]))' || true
+kill -TERM $spid
+wait $spid || true
+head -1 "$dir/shim2.log"

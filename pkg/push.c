@@ -181,48 +181,40 @@ static int copy_seek(void *ctx, uint64_t offset, struct kiln_error **err)
 	return 0;
 }
 
-/* Copy the blob from another registry known to hold it, straight to the target. *done when it did. */
-static int try_copy(struct push *p, struct kiln_pushed_blob *b, bool *done, struct kiln_error **err)
+/*
+ * Copy the blob from REPO in REG, another registry known to hold it, straight to the target. *done when
+ * it did; any failure is returned.
+ */
+static int try_copy(struct push *p, struct kiln_pushed_blob *b, const char *reg, const char *repo, bool *done,
+                    struct kiln_error **err)
 {
-	json_t *locs = kiln_store_locations(p->store, b->digest);
-	size_t i;
-	json_t *l;
-	int rc = 0;
-	*done = false;
-	json_array_foreach(locs, i, l)
-	{
-		const char *reg = json_string_value(json_object_get(l, "registry"));
-		const char *repo = json_string_value(json_object_get(l, "repository"));
-		if (!reg || !repo || strcmp(reg, p->ref->registry) == 0)
-			continue;
-		struct copy_source c = {.repo = repo, .digest = b->digest};
-		if ((rc = kiln_registry_open(&c.from, reg, p->opt->registry, err)) < 0)
-			break;
-		struct kiln_blob_source src = {
-		    .size = b->size, .seek = copy_seek, .read = copy_read, .ctx = &c};
-		memcpy(src.digest, b->digest, KILN_DIGEST_LEN);
-		struct progress pr = {p, b, 0};
-		rc = copy_seek(&c, 0, err);
-		if (rc == 0)
-			rc = kiln_registry_blob_upload(p->target, p->ref->repository, &src,
-			                               on_upload_progress, &pr, &b->bytes_sent, err);
-		copy_stop(&c);
-		kiln_registry_free(c.from);
-		if (rc < 0)
-			break;
-		b->action = KILN_BLOB_COPIED;
-		if (asprintf(&b->from, "%s/%s", reg, repo) < 0)
-			b->from = NULL;
-		*done = true;
-		break;
-	}
-	json_decref(locs);
+	struct copy_source c = {.repo = repo, .digest = b->digest};
+	int rc = kiln_registry_open(&c.from, reg, p->opt->registry, err);
+	if (rc < 0)
+		return rc;
+	struct kiln_blob_source src = {.size = b->size, .seek = copy_seek, .read = copy_read, .ctx = &c};
+	memcpy(src.digest, b->digest, KILN_DIGEST_LEN);
+	struct progress pr = {p, b, 0};
+	rc = copy_seek(&c, 0, err);
+	if (rc == 0)
+		rc = kiln_registry_blob_upload(p->target, p->ref->repository, &src, on_upload_progress, &pr,
+		                               &b->bytes_sent, err);
+	copy_stop(&c);
+	kiln_registry_free(c.from);
+	*done = rc == 0;
 	return rc;
 }
 
-/* Mount the blob from another repository of the target registry that is known to hold it. */
-static int try_mount(struct push *p, struct kiln_pushed_blob *b, bool *done, struct kiln_error **err)
+/*
+ * Put the blob at the target from a location the store knows holds it, by HOW. KILN_BLOB_MOUNTED: mount
+ * it from another repository of the target registry, trying each in turn until one mounts it.
+ * KILN_BLOB_COPIED: copy it from the first other registry (try_copy; its failure is returned, no other
+ * registry is tried). *done when the blob is there; b->action and b->from then say how and from where.
+ */
+static int try_locations(struct push *p, struct kiln_pushed_blob *b, enum kiln_blob_action how, bool *done,
+                         struct kiln_error **err)
 {
+	bool mount = how == KILN_BLOB_MOUNTED;
 	json_t *locs = kiln_store_locations(p->store, b->digest);
 	size_t i;
 	json_t *l;
@@ -232,15 +224,21 @@ static int try_mount(struct push *p, struct kiln_pushed_blob *b, bool *done, str
 	{
 		const char *reg = json_string_value(json_object_get(l, "registry"));
 		const char *repo = json_string_value(json_object_get(l, "repository"));
-		if (!reg || !repo || strcmp(reg, p->ref->registry) != 0 ||
-		    strcmp(repo, p->ref->repository) == 0)
+		if (!reg || !repo)
 			continue;
-		bool mounted = false;
-		if ((rc = kiln_registry_blob_mount(p->target, p->ref->repository, repo, b->digest, &mounted,
-		                                   err)) < 0)
+		bool same_registry = strcmp(reg, p->ref->registry) == 0;
+		if (mount ? !same_registry || strcmp(repo, p->ref->repository) == 0 : same_registry)
+			continue;
+		bool there = false;
+		if (mount)
+			rc = kiln_registry_blob_mount(p->target, p->ref->repository, repo, b->digest, &there,
+			                              err);
+		else
+			rc = try_copy(p, b, reg, repo, &there, err);
+		if (rc < 0)
 			break;
-		if (mounted) {
-			b->action = KILN_BLOB_MOUNTED;
+		if (there) {
+			b->action = how;
 			if (asprintf(&b->from, "%s/%s", reg, repo) < 0)
 				b->from = NULL;
 			*done = true;
@@ -261,10 +259,10 @@ static int push_blob(struct push *p, struct kiln_pushed_blob *b, struct kiln_err
 	if (exists) {
 		b->action = KILN_BLOB_EXISTS;
 	} else {
-		if (try_mount(p, b, &done, err) < 0)
+		if (try_locations(p, b, KILN_BLOB_MOUNTED, &done, err) < 0)
 			return -1;
 		if (!done && !kiln_store_blob_exists(p->store, b->digest)) {
-			if (try_copy(p, b, &done, err) < 0)
+			if (try_locations(p, b, KILN_BLOB_COPIED, &done, err) < 0)
 				return -1;
 			if (!done)
 				return kiln_error_set(

@@ -89,6 +89,22 @@ make_file() {
 	openssl enc -aes-128-ctr -nosalt -pass "pass:$path" -pbkdf2 -in /dev/zero 2>/dev/null | head -c "$size" >"$path"
 }
 
+# Usage: make_project DIR YAML [PATH SIZE]...
+# A small model project in DIR: a weight file of SIZE bytes at each PATH under DIR (made by make_file, so its
+# content depends on DIR/PATH), p.py whose class P predicts "ok", and kiln.yaml: "run: p.py:P", then YAML's
+# lines. Sets no variables.
+make_project() {
+	local dir=$1 yaml=$2
+	shift 2
+	mkdir -p "$dir"
+	while [ $# -gt 0 ]; do
+		make_file "$dir/$1" "${2:?make_project: no size for $1}"
+		shift 2
+	done
+	printf 'class P:\n    def predict(self) -> str:\n        return "ok"\n' >"$dir/p.py"
+	printf 'run: p.py:P\n%s\n' "$yaml" >"$dir/kiln.yaml"
+}
+
 t_finish() {
 	t_end_current
 	echo "$T_PASSED passed, $T_FAILED failed"

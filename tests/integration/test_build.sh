@@ -135,12 +135,7 @@ expect_eq "$(stat -c %Y "$T_WORK/bundle2/rootfs/src/predict.py")" "1700000000" "
 
 t_case "Cog's weight rule applies without weights globs; globs override it"
 Q=$T_WORK/globs
-mkdir -p "$Q/w"
-make_file "$Q/w/one.onnx" $((2 * MiB))
-make_file "$Q/w/two.onnx" $((3 * MiB))
-make_file "$Q/big.dat" $((11 * MiB))
-printf 'class P:\n    def predict(self) -> str:\n        return \"ok\"\n' >"$Q/p.py"
-printf 'run: p.py:P\nweights:\n  - "w/**/*.onnx"\n' >"$Q/kiln.yaml"
+make_project "$Q" $'weights:\n  - "w/**/*.onnx"' w/one.onnx $((2 * MiB)) w/two.onnx $((3 * MiB)) big.dat $((11 * MiB))
 run_kiln build "$Q" --json
 expect_rc 0
 expect_eq "$(echo "$OUT" | json '" ".join(l["kind"]+":"+l["title"] for l in j["layers"])')" "weights:weights-1 runtime:runtime code:code" "layers"
@@ -176,9 +171,7 @@ expect_eq "$(skopeo inspect "oci:$T_WORK/gl:b" | json 'j["Labels"]["org.opencont
 
 t_case "a base image from an OCI layout goes under kiln's layers"
 B=$T_WORK/baseproj
-mkdir -p "$B"
-printf 'class P:\n    def predict(self) -> str:\n        return \"ok\"\n' >"$B/p.py"
-printf 'run: p.py:P\nbase: oci:%s:v1\n' "$T_WORK/layout" >"$B/kiln.yaml"
+make_project "$B" "base: oci:$T_WORK/layout:v1"
 run_kiln build "$B" -t based:1 --output "oci:$T_WORK/based:1" --json
 expect_rc 0
 # the base was built by this kiln: its runtime layer is the image's, not added a second time

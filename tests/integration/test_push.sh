@@ -67,9 +67,7 @@ expect_rc 0
 
 t_case "a registry base is not downloaded to push: its layers are mounted from the base's repository"
 B=$T_WORK/based
-mkdir -p "$B"
-printf 'class P:\n    def predict(self) -> str:\n        return \"ok\"\n' >"$B/p.py"
-printf 'run: p.py:P\nbase: %s/skopeo/img:1\n' "$R" >"$B/kiln.yaml"
+make_project "$B" "base: $R/skopeo/img:1"
 export KILN_HOME=$T_WORK/home-base # a store that never held the base's layers
 run_kiln build "$B" -t "$R/app/based:1" --push --json
 expect_rc 0
@@ -114,11 +112,8 @@ fault_proxy_set none >/dev/null
 
 t_case "a push killed half-way, run again, uploads only what is missing"
 Q=$T_WORK/killed
-mkdir -p "$Q/w"
-make_file "$Q/w/d.bin" $((65 * MiB)) # two PATCHes (64 MiB chunks) ...
-make_file "$Q/w/e.bin" $((66 * MiB)) # ... and this one's first PATCH stalls until the kill
-printf 'class P:\n    def predict(self) -> str:\n        return \"ok\"\n' >"$Q/p.py"
-printf 'run: p.py:P\nweights: ["w/*"]\n' >"$Q/kiln.yaml"
+# d.bin takes two PATCHes (64 MiB chunks); e.bin's first PATCH stalls until the kill
+make_project "$Q" 'weights: ["w/*"]' w/d.bin $((65 * MiB)) w/e.bin $((66 * MiB))
 run_kiln build "$Q" -t "$F/killed/model:v1" --quiet
 fault_proxy_set "stall:60:1;method=PATCH;every=3" >/dev/null
 "$KILN" push "$F/killed/model:v1" -j 1 >/dev/null 2>&1 &
@@ -162,10 +157,7 @@ expect_contains "$ERR" "team/nothere"
 
 t_case "a weight file changed after the build is refused at push, naming the file"
 C=$T_WORK/changed
-mkdir -p "$C/w"
-make_file "$C/w/m.bin" $((65 * MiB))
-printf 'class P:\n    def predict(self) -> str:\n        return \"ok\"\n' >"$C/p.py"
-printf 'run: p.py:P\nweights: ["w/*"]\n' >"$C/kiln.yaml"
+make_project "$C" 'weights: ["w/*"]' w/m.bin $((65 * MiB))
 run_kiln build "$C" -t "$R/changed/model:1" --quiet
 expect_rc 0
 printf 'x' | dd of="$C/w/m.bin" bs=1 seek=1000 conv=notrunc 2>/dev/null

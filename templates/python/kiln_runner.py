@@ -31,7 +31,7 @@ import kiln_runner_protocol  # noqa: E402
 import kiln_runner_values  # noqa: E402
 import kiln_schema  # noqa: E402
 from kiln_runner_protocol import Events, LogWriter, parse_request, private_fds  # noqa: E402
-from kiln_runner_values import convert_inputs, encode, is_stream  # noqa: E402
+from kiln_runner_values import check_output, convert_inputs, encode, is_stream  # noqa: E402
 
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 
@@ -205,6 +205,7 @@ class Runner:
     def _finish(self, pid: str, started: float, output: Any, streamed: bool) -> None:
         event: Dict[str, Any] = {"type": "done", "id": pid}
         if not streamed:
+            check_output(self.info.output, output)
             event["output"] = encode(output)
         event["predict_time"] = round(time.monotonic() - started, 6)
         self.flush_logs(pid)
@@ -302,7 +303,7 @@ class Runner:
         if outcome[0] == "done":
             try:
                 self._finish(pid, started, outcome[1], outcome[2])
-            except (TypeError, ValueError) as e:  # the output cannot be encoded
+            except (TypeError, ValueError) as e:  # the output is not of its type, or cannot be encoded
                 self._failed(pid, e)
         elif outcome[0] == "canceled":
             self._canceled(pid)

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """kiln_runner_values: a request's input values converted to what predict() takes (Path, File, Secret, ...),
-and what predict() returns encoded as JSON, files as {"$path": ...}."""
+and what predict() returns checked against the output type and encoded as JSON, files as {"$path": ...}."""
 
 import dataclasses
 import datetime
@@ -13,7 +13,8 @@ import shutil
 import tempfile
 from typing import Any, Dict, List
 
-from kiln_schema_model import FILE, FLOAT, INTEGER, OPTIONAL_REPEATED, PATH, REPEATED, SECRET
+from kiln_schema_model import (FILE, FLOAT, INTEGER, OBJECT, OPTIONAL, OPTIONAL_REPEATED, PATH, REPEATED,
+                               SECRET)
 
 
 class InputError(Exception):
@@ -65,6 +66,19 @@ def _convert_one(cog: Any, p: str, v: Any, closers: List[Any]) -> Any:
     if p == INTEGER and isinstance(v, float) and v.is_integer():
         return int(v)
     return v
+
+
+def check_output(output: Any, value: Any) -> None:
+    """Cog's check of what predict() returned for OUTPUT (a kiln_schema OutputInfo), as its
+    OutputType._transform() makes it: an object output has every field of its model, and None in a field
+    only where the field is Optional (a default does not count). ValueError, in Cog's words, when not."""
+    if output.kind != OBJECT:
+        return
+    for name, ft in output.fields.items():
+        if not hasattr(value, name):
+            raise ValueError(f"missing output field: {name}")
+        if getattr(value, name) is None and ft.repetition not in (OPTIONAL, OPTIONAL_REPEATED):
+            raise ValueError(f"missing value for output field: {name}")
 
 
 def encode(v: Any, depth: int = 0) -> Any:

@@ -16,6 +16,8 @@ const struct command commands[] = {
      "  -j, --jobs N         layers built (and blobs pushed) at once (default: one per CPU; push: 4)\n"
      "  --json               print the build report as JSON\n" CLI_REGISTRY_HELP},
     {"help", cmd_help, "show help for kiln or one of its commands", "kiln help [COMMAND]", ""},
+    {"init", cmd_init, "write a starting point for a model project", "kiln init [DIR] [--json]",
+     "  --json               print the directory and the files written as JSON\n"},
     {"inspect", cmd_inspect, "show an image's layers, labels and hints", "kiln inspect [REF | DIR] [--json]",
      "  --json               print the image description as JSON\n"},
     {"login", cmd_login, "store credentials for a registry",
@@ -27,6 +29,18 @@ const struct command commands[] = {
      "kiln pull REF [--platform OS/ARCH[/VARIANT]] [--json]",
      "  --platform P         the platform to take from a multi-platform image (default: linux/amd64)\n"
      "  --json               print what was pulled as JSON\n" CLI_REGISTRY_HELP},
+    {"predict", cmd_predict, "run one prediction with an image, as cog predict does",
+     "kiln predict [DIR | REF] [-i NAME=VALUE | -i NAME=@FILE]... [--input-json FILE|-] [-o PATH] [--json]\n"
+     "             [-e NAME=VALUE]... [--runtime auto|native|bwrap] [--setup-timeout S]",
+     "  -i, --input NAME=VALUE  an input, typed by the model's schema; NAME=@FILE sends a file; repeat a\n"
+     "                          NAME for a list; a VALUE without NAME= is the first input\n"
+     "  --input-json FILE    the whole input object from FILE (- for standard input); -i adds to it\n"
+     "  -o, --output PATH    where a file output goes (default: output.EXT; output.N.EXT for lists)\n"
+     "  --json               print the whole prediction response as JSON\n"
+     "  -e, --env NAME=VALUE an environment variable for the model (repeatable)\n"
+     "  --runtime R          auto (default), native (the image's own layers, this machine's Python)\n"
+     "                       or bwrap (the whole image under bubblewrap)\n"
+     "  --setup-timeout S    fail when setup takes longer than S seconds\n" CLI_REGISTRY_HELP},
     {"push", cmd_push, "push an image to a registry, sending only what it lacks",
      "kiln push [REF] [-C DIR] [-j N] [--json]",
      "  -C, --dir DIR        the project whose manifest's image to push when REF is not given\n"

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/buf.h"
@@ -346,7 +347,7 @@ static int encode_value(json_t *v, json_t **replacement, const char *upload_url,
 			int rc = upload_url && *upload_url ? files_upload(&s, path, upload_url, err)
 			                                   : files_encode_data_uri(&s, path, err);
 			if (rc < 0)
-				return rc;
+				return kiln_error_wrap(err, "output");
 			*replacement = json_string(s);
 			free(s);
 			return *replacement ? 0 : kiln_error_set(err, KILN_EFAIL, "out of memory");
@@ -389,4 +390,42 @@ int shim_files_encode_output(json_t **value, const char *upload_url, struct kiln
 		*value = r;
 	}
 	return 0;
+}
+
+int shim_files_data_uri(char **out, const char *path, struct kiln_error **err)
+{
+	return files_encode_data_uri(out, path, err);
+}
+
+const char *shim_files_data_uri_extension(const char *uri)
+{
+	if (strncasecmp(uri, "data:", 5) != 0)
+		return "";
+	return ext_for_mime(uri + 5, strcspn(uri + 5, ";,"));
+}
+
+int shim_files_save_data_uri(const char *uri, const char *path, struct kiln_error **err)
+{
+	const char *comma = strncasecmp(uri, "data:", 5) == 0 ? strchr(uri, ',') : NULL;
+	if (!comma)
+		return kiln_error_set(err, KILN_EINVAL, "not a data: URI");
+	size_t meta = (size_t)(comma - uri);
+	bool b64 = meta >= 7 && strncasecmp(comma - 7, ";base64", 7) == 0;
+	/* a temporary file beside PATH, renamed over it once whole: never half a file at PATH */
+	_cleanup_free_ char *tmp = NULL;
+	if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	_cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return kiln_error_errno(err, errno, "cannot create '%s'", tmp);
+	int rc = files_decode_data(fd, tmp, comma + 1, strlen(comma + 1), b64, path, err);
+	if (rc == 0 && fchmod(fd, 0644) < 0)
+		rc = kiln_error_errno(err, errno, "cannot write '%s'", tmp);
+	if (rc == 0 && close(kiln_steal_fd(&fd)) < 0)
+		rc = kiln_error_errno(err, errno, "cannot write '%s'", tmp);
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = kiln_error_errno(err, errno, "cannot write '%s'", path);
+	if (rc < 0)
+		unlink(tmp);
+	return rc;
 }

@@ -94,7 +94,7 @@ int files_encode_data_uri(char **out, const char *path, struct kiln_error **err)
 {
 	_cleanup_fclose_ FILE *f = fopen(path, "rbe");
 	if (!f)
-		return kiln_error_errno(err, errno, "cannot open output '%s'", path);
+		return kiln_error_errno(err, errno, "cannot open '%s'", path);
 	_cleanup_buf_ struct kiln_buf b = KILN_BUF_INIT;
 	_cleanup_free_ unsigned char *raw = malloc(RAW_CHUNK);
 	if (!raw || kiln_buf_printf(&b, "data:%s;base64,", files_mime_for_path(path)) < 0)
@@ -111,7 +111,7 @@ int files_encode_data_uri(char **out, const char *path, struct kiln_error **err)
 			break;
 	}
 	if (ferror(f))
-		return kiln_error_errno(err, EIO, "cannot read output '%s'", path);
+		return kiln_error_errno(err, EIO, "cannot read '%s'", path);
 	*out = kiln_buf_detach(&b);
 	return 0;
 }

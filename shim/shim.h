@@ -96,6 +96,28 @@ int shim_files_fetch_inputs(const json_t *schema, json_t *input, const char *dir
  */
 int shim_files_encode_output(json_t **value, const char *upload_url, struct kiln_error **err);
 
+/* A data: URI with the contents of the file PATH (base64; the MIME type from its extension) into *out. */
+int shim_files_data_uri(char **out, const char *path, struct kiln_error **err);
+/* The extension (".png") of the MIME type of the data: URI URI, or "" when unknown or not a data: URI. */
+const char *shim_files_data_uri_extension(const char *uri);
+/* Decode the data: URI URI into the file PATH (0644), replaced whole once written (never half written). */
+int shim_files_save_data_uri(const char *uri, const char *path, struct kiln_error **err);
+
+/* ---- inputs.c: inputs from the command line (kiln predict), typed by the schema ---- */
+
+/*
+ * The input object (*out, a new reference) for ARGS, N strings "NAME=VALUE" (or "VALUE": the first input
+ * by x-order, as `cog predict -i` takes it), each VALUE typed by SCHEMA's components.schemas.Input
+ * property NAME as `cog predict` types it: "integer" and "number" parsed, "boolean" as Go's ParseBool
+ * (true/false, 1/0, t/f...), "@PATH" for a file input (format "uri", or an input of no type) read into a
+ * data: URI, anything else a string; an array input gathers its NAME's values, in order, into a list.
+ * BASE (may be NULL: --input-json's object) gives the other members; ARGS replace its NAMEs. An unknown
+ * NAME, a value that does not parse, a scalar NAME given twice or an unreadable file: KILN_EINVAL
+ * naming the input.
+ */
+int shim_inputs_from_args(json_t **out, const json_t *schema, const json_t *base, char *const *args, size_t n,
+                          struct kiln_error **err);
+
 /* ---- webhook.c: prediction webhooks, sent by a few background threads, in order per prediction ---- */
 
 struct shim_webhooks;

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* predict.h: what `kiln predict` (cmd_predict.c) shares with its runtimes (predict_runtime.c) and its HTTP
+ * client (predict_http.c). */
+#ifndef KILN_CLI_PREDICT_H
+#define KILN_CLI_PREDICT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "common/error.h"
+
+struct kiln_store;
+
+enum predict_runtime_kind {
+	RUNTIME_AUTO,
+	RUNTIME_NATIVE,
+	RUNTIME_BWRAP,
+};
+
+/* A shim started for one image: its process, its URL and where its log goes. */
+struct predict_runtime {
+	enum predict_runtime_kind kind; /* what runs: never AUTO once started */
+	pid_t pid;
+	char url[64]; /* http://127.0.0.1:PORT */
+	char *log;    /* the shim's standard error, a file */
+	char *root;   /* the image's files (native: the layers above the base; bwrap: the whole root) */
+};
+
+/* ---- predict_runtime.c ---- */
+
+/*
+ * Unpack the image MANIFEST_DIGEST (its config CONFIG) for KIND (AUTO: bwrap when the base's layers are
+ * in the store and bubblewrap works, else native; the choice is said on stderr) into a cache directory of
+ * the store, and start its shim on a free loopback port with ENVS (N "NAME=VALUE" strings, -e) added to
+ * the image's Env, and COG_SETUP_TIMEOUT when SETUP_TIMEOUT is set.
+ */
+int predict_runtime_start(struct predict_runtime *rt, struct kiln_store *s, const char *manifest_digest,
+                          const json_t *config, enum predict_runtime_kind kind, char *const *envs, size_t n,
+                          const char *setup_timeout, struct kiln_error **err);
+/* Whether the shim still runs. */
+bool predict_runtime_alive(struct predict_runtime *rt);
+/* Stop the shim (SIGTERM, then SIGKILL after 10 s) and free RT's strings; its log file is removed unless
+ * KEEP_LOG. */
+void predict_runtime_stop(struct predict_runtime *rt, bool keep_log);
+
+/* ---- predict_http.c ---- */
+
+/*
+ * Poll URL/health-check until READY (0), printing the setup logs to stderr as they grow (unless QUIET);
+ * SETUP_FAILED, DEFUNCT or a shim that exits: KILN_EFAIL with the setup logs' last line; an interrupt:
+ * KILN_EINTR.
+ */
+int predict_wait_ready(struct predict_runtime *rt, bool quiet, struct kiln_error **err);
+/* GET URL/PATH as JSON into *out. */
+int predict_get_json(const char *url, const char *path, json_t **out, struct kiln_error **err);
+/*
+ * Run one prediction: POST URL/predictions {"id": ID, "input": INPUT} as an event stream, its logs printed
+ * to stderr as they come (unless QUIET); *response gets the completed prediction. An interrupt cancels it
+ * (POST /predictions/ID/cancel) and returns KILN_EINTR.
+ */
+int predict_send(const char *url, const char *id, const json_t *input, bool quiet, json_t **response,
+                 struct kiln_error **err);
+
+#endif

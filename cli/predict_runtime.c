@@ -1,0 +1,429 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * predict_runtime.c: where `kiln predict` runs an image's shim. native: the image's own layers (those
+ * above its base) unpacked into a cache directory, the shim started from there by its bundled loader with
+ * this machine's Python. bwrap: the image's whole root filesystem, base included, under bubblewrap with
+ * its own PID, IPC and UTS namespaces, sharing the network so that the port is on this machine's loopback.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/predict.h"
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/fs.h"
+#include "pkg/image.h"
+#include "pkg/store.h"
+#include "pkg/unpack.h"
+
+extern char **environ;
+
+/* A strv: a NULL-terminated, growable array of strings (owned). */
+struct strv {
+	char **v;
+	size_t n, cap;
+};
+
+static int strv_add(struct strv *a, const char *s)
+{
+	if (a->n + 2 > a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 32;
+		char **v = realloc(a->v, cap * sizeof(*v));
+		if (!v)
+			return -1;
+		a->v = v;
+		a->cap = cap;
+	}
+	if (!(a->v[a->n] = strdup(s)))
+		return -1;
+	a->v[++a->n] = NULL;
+	return 0;
+}
+
+static int strv_addf(struct strv *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int strv_addf(struct strv *a, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *s = NULL;
+	int rc = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (rc < 0)
+		return -1;
+	rc = strv_add(a, s);
+	free(s);
+	return rc;
+}
+
+static void strv_free(struct strv *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		free(a->v[i]);
+	free(a->v);
+}
+
+/* Set NAME=VALUE in the environment list A (replacing NAME's earlier entry). */
+static int env_set(struct strv *a, const char *kv)
+{
+	size_t len = strcspn(kv, "=");
+	for (size_t i = 0; i < a->n; i++)
+		if (strncmp(a->v[i], kv, len) == 0 && a->v[i][len] == '=') {
+			char *copy = strdup(kv);
+			if (!copy)
+				return -1;
+			free(a->v[i]);
+			a->v[i] = copy;
+			return 0;
+		}
+	return strv_add(a, kv);
+}
+
+/* A free TCP port on 127.0.0.1 (the kernel's choice), or -1. */
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int port = -1;
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+/* Run ARGV (no shell) with its output discarded; its exit status, or -1. */
+static int run_quietly(char *const *argv)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	pid_t pid;
+	int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc != 0)
+		return -1;
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Whether bubblewrap is installed and may make namespaces here (not every container lets it). */
+static bool bwrap_works(void)
+{
+	char *const argv[] = {"bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--dev", "/dev", "true", NULL};
+	return run_quietly(argv) == 0;
+}
+
+/* The index of the image's first own layer (the first with kiln's kind annotation; the base's have none). */
+static size_t first_own_layer(const json_t *layers)
+{
+	size_t i;
+	json_t *l;
+	json_array_foreach(layers, i, l) if (json_object_get(json_object_get(l, "annotations"),
+	                                                     KILN_ANNOTATION_KIND)) return i;
+	return json_array_size(layers);
+}
+
+/* Whether every layer before FIRST is in the store. */
+static bool base_in_store(struct kiln_store *s, const json_t *layers, size_t first)
+{
+	for (size_t i = 0; i < first; i++)
+		if (!kiln_store_blob_exists(
+		        s, json_string_value(json_object_get(json_array_get(layers, i), "digest"))))
+			return false;
+	return true;
+}
+
+/* The image's Env with every value under /.kiln or the WorkingDir moved under ROOT (native: no chroot). */
+static int native_env(struct strv *env, const json_t *config, const char *root)
+{
+	for (char **e = environ; *e; e++)
+		if (strv_add(env, *e) < 0)
+			return -1;
+	size_t i;
+	json_t *v;
+	json_array_foreach(json_object_get(json_object_get(config, "config"), "Env"), i, v)
+	{
+		const char *kv = json_string_value(v);
+		if (!kv || strncmp(kv, "PATH=", 5) == 0 || strncmp(kv, "HOME=", 5) == 0)
+			continue; /* this machine's Python and tools run it */
+		const char *eq = strchr(kv, '=');
+		if (!eq)
+			continue;
+		struct kiln_buf b = KILN_BUF_INIT;
+		kiln_buf_put(&b, kv, (size_t)(eq - kv) + 1);
+		/* each line of the value that is an absolute path in the image gets ROOT in front */
+		for (const char *p = eq + 1; *p;) {
+			size_t len = strcspn(p, "\n");
+			if (*p == '/')
+				kiln_buf_puts(&b, root);
+			kiln_buf_put(&b, p, len);
+			p += len;
+			if (*p == '\n')
+				kiln_buf_put(&b, p++, 1);
+		}
+		int rc = env_set(env, b.ptr ? b.ptr : kv);
+		kiln_buf_release(&b);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* bubblewrap's arguments up to the command: ROOT as /, read-only, with /proc, /dev, a /tmp, NVIDIA's
+ * devices when this machine has them, the working directory and the image's Env only. */
+static int bwrap_args(struct strv *a, const json_t *config, const char *root, const char *workdir)
+{
+	const char *const fixed[] = {"bwrap",
+	                             "--ro-bind",
+	                             root,
+	                             "/",
+	                             "--proc",
+	                             "/proc",
+	                             "--dev",
+	                             "/dev",
+	                             "--tmpfs",
+	                             "/tmp",
+	                             "--unshare-pid",
+	                             "--unshare-ipc",
+	                             "--unshare-uts",
+	                             "--die-with-parent",
+	                             "--clearenv",
+	                             NULL};
+	for (size_t i = 0; fixed[i]; i++)
+		if (strv_add(a, fixed[i]) < 0)
+			return -1;
+	glob_t g = {0};
+	if (glob("/dev/nvidia*", 0, NULL, &g) == 0)
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			if (strv_add(a, "--dev-bind") < 0 || strv_add(a, g.gl_pathv[i]) < 0 ||
+			    strv_add(a, g.gl_pathv[i]) < 0) {
+				globfree(&g);
+				return -1;
+			}
+	globfree(&g);
+	if (strv_add(a, "--chdir") < 0 || strv_add(a, workdir) < 0)
+		return -1;
+	size_t i;
+	json_t *v;
+	json_array_foreach(json_object_get(json_object_get(config, "config"), "Env"), i, v)
+	{
+		const char *kv = json_string_value(v);
+		const char *eq = kv ? strchr(kv, '=') : NULL;
+		if (!eq)
+			continue;
+		if (strv_add(a, "--setenv") < 0 || strv_addf(a, "%.*s", (int)(eq - kv), kv) < 0 ||
+		    strv_add(a, eq + 1) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Add NAME=VALUE to the command's environment: to ENV (native) or as bwrap --setenv arguments (ARGS). */
+static int add_env(struct predict_runtime *rt, struct strv *env, struct strv *args, const char *kv)
+{
+	if (rt->kind == RUNTIME_NATIVE)
+		return env_set(env, kv);
+	const char *eq = strchr(kv, '=');
+	if (!eq)
+		return 0;
+	if (strv_add(args, "--setenv") < 0 || strv_addf(args, "%.*s", (int)(eq - kv), kv) < 0 ||
+	    strv_add(args, eq + 1) < 0)
+		return -1;
+	return 0;
+}
+
+int predict_runtime_start(struct predict_runtime *rt, struct kiln_store *s, const char *manifest_digest,
+                          const json_t *config, enum predict_runtime_kind kind, char *const *envs, size_t n,
+                          const char *setup_timeout, struct kiln_error **err)
+{
+	memset(rt, 0, sizeof(*rt));
+	rt->pid = -1;
+	_cleanup_free_ char *mtext = NULL;
+	size_t mlen = 0;
+	if (kiln_store_blob_read(s, manifest_digest, &mtext, &mlen, 4 << 20, err) < 0)
+		return -1;
+	json_auto_t *manifest = json_loadb(mtext, mlen, 0, NULL);
+	json_t *layers = json_object_get(manifest, "layers");
+	if (!json_is_array(layers))
+		return kiln_error_set(err, KILN_EINVAL, "image %s: its manifest has no layers",
+		                      manifest_digest);
+	size_t own = first_own_layer(layers);
+	const json_t *ep = json_object_get(json_object_get(config, "config"), "Entrypoint");
+	if (json_array_size(ep) == 0 || own == json_array_size(layers))
+		return kiln_error_set(err, KILN_EINVAL,
+		                      "image %s was not built by kiln with its shim (no runtime layer)",
+		                      manifest_digest);
+	if (kind == RUNTIME_AUTO) {
+		/* a base of no layers (scratch) has no Python to run the model with: native */
+		bool whole = own > 0 && base_in_store(s, layers, own);
+		kind = whole && bwrap_works() ? RUNTIME_BWRAP : RUNTIME_NATIVE;
+		infof("runtime: %s (%s)", kind == RUNTIME_BWRAP ? "bwrap" : "native",
+		      kind == RUNTIME_BWRAP ? "the whole image under bubblewrap"
+		      : own == 0            ? "the image is on scratch: its layers with this machine's Python"
+		      : !whole ? "the base's layers are not in the store: the image's own layers with this "
+		                 "machine's Python"
+		               : "bubblewrap cannot make namespaces here: the image's own layers with this "
+		                 "machine's Python");
+	} else if (kind == RUNTIME_BWRAP) {
+		if (!base_in_store(s, layers, own))
+			return kiln_error_set(err, KILN_ENOTFOUND,
+			                      "--runtime bwrap: the base's layers are not in the store (kiln "
+			                      "pull the base, or use --runtime native)");
+		if (!bwrap_works())
+			return kiln_error_set(
+			    err, KILN_EFAIL,
+			    "--runtime bwrap: bubblewrap is missing or cannot make namespaces here");
+	}
+	rt->kind = kind;
+
+	/* the cache: HOME/run/<digest>-<native|full>, made once (unpacked aside, renamed into place) */
+	const char *hex = strchr(manifest_digest, ':') ? strchr(manifest_digest, ':') + 1 : manifest_digest;
+	if (asprintf(&rt->root, "%s/run/%.32s-%s", kiln_store_home(s), hex,
+	             kind == RUNTIME_BWRAP ? "full" : "native") < 0)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	struct stat st;
+	if (stat(rt->root, &st) != 0) {
+		_cleanup_free_ char *runs = NULL;
+		if (asprintf(&runs, "%s/run", kiln_store_home(s)) < 0 || kiln_mkdir_p(runs, err) < 0)
+			return runs ? -1 : kiln_error_set(err, KILN_EFAIL, "out of memory");
+		struct kiln_unpack_options uo = {.cancel = &cli_interrupted};
+		if (kiln_unpack_image(s, manifest_digest, kind == RUNTIME_BWRAP ? 0 : own, rt->root, &uo,
+		                      NULL, err) < 0)
+			return kiln_error_wrap(err, "cannot unpack the image");
+	}
+	/* bubblewrap mounts /proc, /dev and /tmp on the read-only root: their mount points must be there */
+	static const char *const mounts[] = {"proc", "dev", "tmp"};
+	for (size_t k = 0; kind == RUNTIME_BWRAP && k < sizeof(mounts) / sizeof(mounts[0]); k++) {
+		_cleanup_free_ char *m = NULL;
+		if (asprintf(&m, "%s/%s", rt->root, mounts[k]) < 0 || (mkdir(m, 0755) < 0 && errno != EEXIST))
+			return m ? kiln_error_errno(err, errno, "cannot make '%s'", m)
+			         : kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+	if (asprintf(&rt->log, "%s.%d.log", rt->root, (int)getpid()) < 0)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+
+	const char *workdir =
+	    json_string_value(json_object_get(json_object_get(config, "config"), "WorkingDir"));
+	if (!workdir || !*workdir)
+		workdir = "/src";
+	int port = free_port();
+	if (port < 0)
+		return kiln_error_errno(err, errno, "cannot find a free port on 127.0.0.1");
+	snprintf(rt->url, sizeof(rt->url), "http://127.0.0.1:%d", port);
+
+	struct strv args = {0}, env = {0};
+	int rc = 0;
+	_cleanup_free_ char *project = NULL;
+	if (asprintf(&project, "%s%s", kind == RUNTIME_NATIVE ? rt->root : "", workdir) < 0)
+		rc = -1;
+	if (rc == 0 && kind == RUNTIME_NATIVE)
+		rc = native_env(&env, config, rt->root);
+	else if (rc == 0)
+		rc = bwrap_args(&args, config, rt->root, workdir);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = add_env(rt, &env, &args, envs[i]);
+	char timeout[64];
+	if (rc == 0 && setup_timeout) {
+		snprintf(timeout, sizeof(timeout), "COG_SETUP_TIMEOUT=%s", setup_timeout);
+		rc = add_env(rt, &env, &args, timeout);
+	}
+	size_t i;
+	json_t *v;
+	json_array_foreach(ep, i, v)
+	{
+		const char *a = json_string_value(v);
+		if (rc == 0)
+			rc = kind == RUNTIME_NATIVE && a && a[0] == '/' && strncmp(a, "/.kiln/", 7) == 0
+			         ? strv_addf(&args, "%s%s", rt->root, a)
+			         : strv_add(&args, a ? a : "");
+	}
+	const char *const tail[] = {"--project", project, "--host", "127.0.0.1", "--port", NULL};
+	for (size_t k = 0; rc == 0 && tail[k]; k++)
+		rc = strv_add(&args, tail[k]);
+	if (rc == 0)
+		rc = strv_addf(&args, "%d", port);
+	if (rc < 0) {
+		strv_free(&args);
+		strv_free(&env);
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+
+	/* its own process group: Ctrl-C reaches kiln, which cancels the prediction and then stops the shim */
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+	posix_spawnattr_setpgroup(&attr, 0);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 2, rt->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (kind == RUNTIME_NATIVE)
+		posix_spawn_file_actions_addchdir_np(&fa, project);
+	rc = posix_spawnp(&rt->pid, args.v[0], &fa, &attr, args.v, kind == RUNTIME_NATIVE ? env.v : environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	_cleanup_free_ char *what = strdup(args.v[0]);
+	strv_free(&args);
+	strv_free(&env);
+	if (rc != 0) {
+		rt->pid = -1;
+		return kiln_error_errno(err, rc, "cannot start '%s'", what ? what : "the shim");
+	}
+	return 0;
+}
+
+bool predict_runtime_alive(struct predict_runtime *rt)
+{
+	if (rt->pid <= 0)
+		return false;
+	int status;
+	pid_t r = waitpid(rt->pid, &status, WNOHANG);
+	if (r == rt->pid || (r < 0 && errno == ECHILD)) {
+		rt->pid = -1;
+		return false;
+	}
+	return true;
+}
+
+void predict_runtime_stop(struct predict_runtime *rt, bool keep_log)
+{
+	if (rt->pid > 0) {
+		kill(rt->pid, SIGTERM);
+		for (int i = 0; i < 100 && predict_runtime_alive(rt); i++) {
+			struct timespec t = {0, 100 * 1000 * 1000};
+			nanosleep(&t, NULL);
+		}
+		if (rt->pid > 0) {
+			kill(rt->pid, SIGKILL);
+			waitpid(rt->pid, NULL, 0);
+		}
+		rt->pid = -1;
+	}
+	if (rt->log && !keep_log)
+		unlink(rt->log);
+	free(rt->log);
+	free(rt->root);
+	rt->log = rt->root = NULL;
+}

@@ -279,7 +279,7 @@ int cmd_predict(int argc, char **argv)
 	if (schema && shim_inputs_from_args(&input, schema, base, a.inputs.v, a.inputs.n, &err) < 0)
 		goto out;
 	if (predict_runtime_start(&rt, store, digest, config, a.runtime, a.envs.v, a.envs.n, a.setup_timeout,
-	                          &err) < 0 ||
+	                          &ropt, &err) < 0 ||
 	    predict_wait_ready(&rt, cli.quiet, &err) < 0)
 		goto out;
 	if (!schema) { /* a native predictor's schema comes from the library: ask the shim */

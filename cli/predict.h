@@ -30,14 +30,17 @@ struct predict_runtime {
 /* ---- predict_runtime.c ---- */
 
 /*
- * Unpack the image MANIFEST_DIGEST (its config CONFIG) for KIND (AUTO: bwrap when the base's layers are
- * in the store and bubblewrap works, else native; the choice is said on stderr) into a cache directory of
- * the store, and start its shim on a free loopback port with ENVS (N "NAME=VALUE" strings, -e) added to
- * the image's Env, and COG_SETUP_TIMEOUT when SETUP_TIMEOUT is set.
+ * Unpack the image MANIFEST_DIGEST (its config CONFIG) for KIND into a cache directory of the store, and
+ * start its shim on a free loopback port with ENVS (N "NAME=VALUE" strings, -e) added to the image's Env,
+ * and COG_SETUP_TIMEOUT when SETUP_TIMEOUT is set. bwrap needs the base's layers: those the store lacks
+ * are fetched from the base's registry (ROPT). AUTO: bwrap when the image has a base, bubblewrap works and
+ * the base's layers can be had, else native; the choice and why is said on stderr.
  */
+struct kiln_registry_options;
 int predict_runtime_start(struct predict_runtime *rt, struct kiln_store *s, const char *manifest_digest,
                           const json_t *config, enum predict_runtime_kind kind, char *const *envs, size_t n,
-                          const char *setup_timeout, struct kiln_error **err);
+                          const char *setup_timeout, const struct kiln_registry_options *ropt,
+                          struct kiln_error **err);
 /* Whether the shim still runs. */
 bool predict_runtime_alive(struct predict_runtime *rt);
 /* Stop the shim (SIGTERM, then SIGKILL after 10 s) and free RT's strings; its log file is removed unless

@@ -28,6 +28,7 @@
 #include "common/cleanup.h"
 #include "common/fs.h"
 #include "pkg/image.h"
+#include "pkg/pull.h"
 #include "pkg/store.h"
 #include "pkg/unpack.h"
 
@@ -144,14 +145,21 @@ static size_t first_own_layer(const json_t *layers)
 	return json_array_size(layers);
 }
 
-/* Whether every layer before FIRST is in the store. */
-static bool base_in_store(struct kiln_store *s, const json_t *layers, size_t first)
+/* Download the base's layers the store lacks from the registry they came from (a registry base whose
+ * layers `kiln build` did not need). */
+static int fetch_base(struct kiln_store *s, const json_t *layers, size_t first,
+                      const struct kiln_registry_options *ropt, struct kiln_error **err)
 {
-	for (size_t i = 0; i < first; i++)
-		if (!kiln_store_blob_exists(
-		        s, json_string_value(json_object_get(json_array_get(layers, i), "digest"))))
-			return false;
-	return true;
+	for (size_t i = 0; i < first; i++) {
+		const char *digest = json_string_value(json_object_get(json_array_get(layers, i), "digest"));
+		if (!digest || kiln_store_blob_exists(s, digest))
+			continue;
+		infof("fetching the base's layer %.19s", digest);
+		uint64_t got = 0;
+		if (kiln_fetch_blob(s, digest, ropt, &got, err) < 0)
+			return kiln_error_wrap(err, "cannot fetch the base's layer %s", digest);
+	}
+	return 0;
 }
 
 /* The image's Env with every value under /.kiln or the WorkingDir moved under ROOT (native: no chroot). */
@@ -255,7 +263,8 @@ static int add_env(struct predict_runtime *rt, struct strv *env, struct strv *ar
 
 int predict_runtime_start(struct predict_runtime *rt, struct kiln_store *s, const char *manifest_digest,
                           const json_t *config, enum predict_runtime_kind kind, char *const *envs, size_t n,
-                          const char *setup_timeout, struct kiln_error **err)
+                          const char *setup_timeout, const struct kiln_registry_options *ropt,
+                          struct kiln_error **err)
 {
 	memset(rt, 0, sizeof(*rt));
 	rt->pid = -1;
@@ -276,24 +285,27 @@ int predict_runtime_start(struct predict_runtime *rt, struct kiln_store *s, cons
 		                      manifest_digest);
 	if (kind == RUNTIME_AUTO) {
 		/* a base of no layers (scratch) has no Python to run the model with: native */
-		bool whole = own > 0 && base_in_store(s, layers, own);
-		kind = whole && bwrap_works() ? RUNTIME_BWRAP : RUNTIME_NATIVE;
-		infof("runtime: %s (%s)", kind == RUNTIME_BWRAP ? "bwrap" : "native",
-		      kind == RUNTIME_BWRAP ? "the whole image under bubblewrap"
-		      : own == 0            ? "the image is on scratch: its layers with this machine's Python"
-		      : !whole ? "the base's layers are not in the store: the image's own layers with this "
-		                 "machine's Python"
-		               : "bubblewrap cannot make namespaces here: the image's own layers with this "
-		                 "machine's Python");
+		const char *why = own == 0 ? "the image is on scratch: its layers with this machine's Python"
+		                  : !bwrap_works() ? "bubblewrap cannot make namespaces here: the image's "
+		                                     "own layers with this machine's Python"
+		                                   : NULL;
+		struct kiln_error *e = NULL;
+		if (!why && fetch_base(s, layers, own, ropt, &e) < 0)
+			why = "the base's layers cannot be had: the image's own layers with this machine's "
+			      "Python";
+		if (e)
+			infof("%s", e->message);
+		kiln_error_free(e);
+		kind = why ? RUNTIME_NATIVE : RUNTIME_BWRAP;
+		infof("runtime: %s (%s)", why ? "native" : "bwrap",
+		      why ? why : "the whole image under bubblewrap");
 	} else if (kind == RUNTIME_BWRAP) {
-		if (!base_in_store(s, layers, own))
-			return kiln_error_set(err, KILN_ENOTFOUND,
-			                      "--runtime bwrap: the base's layers are not in the store (kiln "
-			                      "pull the base, or use --runtime native)");
 		if (!bwrap_works())
 			return kiln_error_set(
 			    err, KILN_EFAIL,
 			    "--runtime bwrap: bubblewrap is missing or cannot make namespaces here");
+		if (fetch_base(s, layers, own, ropt, err) < 0)
+			return -1;
 	}
 	rt->kind = kind;
 

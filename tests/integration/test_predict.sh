@@ -5,6 +5,7 @@
 # and bad input: unknown names, wrong types, missing files, a predictor that raises, a setup that fails, a
 # layer that tries to escape the root, Ctrl-C.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/registry.sh"
 
 FIX=$KILN_SOURCE_DIR/tests/fixtures/predictors
 export PYTHONDONTWRITEBYTECODE=1 KILN_ALLOW_CPU=1
@@ -202,6 +203,19 @@ else
 	run_kiln predict onpy -i text=same -i steps=3 -i image=@doc.txt
 	expect_contains "$ERR" "runtime: bwrap"
 	expect_eq "$OUT" "$NATIVE" "auto's answer"
+
+	t_case "--runtime bwrap fetches the layers of a registry base that the build did not need"
+	registry_start plain || t_fail "cannot start the registry"
+	skopeo copy -q --dest-tls-verify=false "oci:$T_WORK/pybase:py" "docker://$REGISTRY/base/python:1" ||
+		t_fail "skopeo copy"
+	mkdir -p "$T_WORK/onreg"
+	cp "$FIX/types.py" "$T_WORK/onreg/"
+	printf 'run: types.py:Predictor\nbase: %s/base/python:1\n' "$REGISTRY" >"$T_WORK/onreg/kiln.yaml"
+	# a store of its own: the base's layer is not there from the cases above
+	KILN_HOME=$T_WORK/home-reg run_kiln predict onreg -i text=same -i steps=3 -i image=@doc.txt --runtime bwrap
+	expect_rc 0
+	expect_contains "$ERR" "fetching the base's layer"
+	expect_eq "$OUT" "$NATIVE" "the answer on the registry base"
 fi
 
 t_case "an image whose layer tries to escape the root is refused, and nothing is written outside"

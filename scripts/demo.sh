@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# The main job, end to end: package examples/hello into an image, show it, serve it over Cog's HTTP API
-# with kiln serve, and answer one prediction. Expects kiln built in build/ (see the README).
+# The main job, end to end: package examples/hello into an image, show it, answer a prediction with the
+# image (kiln predict), then serve the project over Cog's HTTP API with kiln serve and answer one over HTTP.
+# Expects kiln built in build/ (see the README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILN=${KILN:-build/kiln}
 PORT=${PORT:-5055}
 "$KILN" build examples/hello -t hello:latest
 "$KILN" inspect hello:latest
+"$KILN" predict hello:latest -i name=kiln
 "$KILN" serve examples/hello --port "$PORT" --host 127.0.0.1 2>/tmp/kiln-demo-serve.log &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT

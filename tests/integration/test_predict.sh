@@ -58,6 +58,32 @@ expect_contains "$ERR" "written to output.txt"
 run_kiln predict paths -i text=there -o "$T_WORK/sub-out.txt" --runtime native
 expect_eq "$(cat "$T_WORK/sub-out.txt" 2>/dev/null)" "there" "-o"
 
+t_case "a list of file outputs goes to output.N.EXT, or to -o's name with .N"
+mkdir -p "$T_WORK/twofiles"
+cat >"$T_WORK/twofiles/p.py" <<'EOF'
+import tempfile
+from typing import List
+
+from cog import BasePredictor, Path
+
+
+class Predictor(BasePredictor):
+    def predict(self, n: int = 2) -> List[Path]:
+        out = []
+        for i in range(n):
+            f = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False)
+            f.write("file %d" % i)
+            f.close()
+            out.append(Path(f.name))
+        return out
+EOF
+printf 'run: p.py:Predictor\n' >"$T_WORK/twofiles/kiln.yaml"
+run_kiln predict twofiles --runtime native
+expect_rc 0
+expect_eq "$(cat "$T_WORK/output.0.txt" 2>/dev/null) / $(cat "$T_WORK/output.1.txt" 2>/dev/null)" "file 0 / file 1"
+run_kiln predict twofiles -i n=3 -o "$T_WORK/res.txt" --runtime native
+expect_eq "$(cat "$T_WORK/res.2.txt" 2>/dev/null)" "file 2" "-o res.txt, the third"
+
 t_case "bad input: unknown name, wrong type, missing @FILE: exit 1 before anything runs"
 for args in "-i nope=1" "-i text=a -i steps=x" "-i text=a -i image=@missing.png" "-i text=a -i flag=maybe"; do
 	# shellcheck disable=SC2086

@@ -25,10 +25,6 @@ const struct command commands[] = {
      "  -u, --username USER  the user name (asked on the terminal when missing)\n"
      "  --password-stdin     read the password from standard input\n" CLI_REGISTRY_HELP},
     {"logout", cmd_logout, "remove the credentials of a registry", "kiln logout REGISTRY", ""},
-    {"pull", cmd_pull, "fetch an image from a registry into the local store",
-     "kiln pull REF [--platform OS/ARCH[/VARIANT]] [--json]",
-     "  --platform P         the platform to take from a multi-platform image (default: linux/amd64)\n"
-     "  --json               print what was pulled as JSON\n" CLI_REGISTRY_HELP},
     {"predict", cmd_predict, "run one prediction with an image, as cog predict does",
      "kiln predict [DIR | REF] [-i NAME=VALUE | -i NAME=@FILE]... [--input-json FILE|-] [-o PATH] [--json]\n"
      "             [-e NAME=VALUE]... [--runtime auto|native|bwrap] [--setup-timeout S]",
@@ -41,6 +37,10 @@ const struct command commands[] = {
      "  --runtime R          auto (default), native (the image's own layers, this machine's Python)\n"
      "                       or bwrap (the whole image under bubblewrap)\n"
      "  --setup-timeout S    fail when setup takes longer than S seconds\n" CLI_REGISTRY_HELP},
+    {"pull", cmd_pull, "fetch an image from a registry into the local store",
+     "kiln pull REF [--platform OS/ARCH[/VARIANT]] [--json]",
+     "  --platform P         the platform to take from a multi-platform image (default: linux/amd64)\n"
+     "  --json               print what was pulled as JSON\n" CLI_REGISTRY_HELP},
     {"push", cmd_push, "push an image to a registry, sending only what it lacks",
      "kiln push [REF] [-C DIR] [-j N] [--json]",
      "  -C, --dir DIR        the project whose manifest's image to push when REF is not given\n"

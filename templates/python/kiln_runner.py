@@ -303,8 +303,8 @@ class Runner:
         if outcome[0] == "done":
             try:
                 self._finish(pid, started, outcome[1], outcome[2])
-            except (TypeError, ValueError) as e:  # the output is not of its type, or cannot be encoded
-                self._failed(pid, e)
+            except Exception as e:  # noqa: BLE001  # the output is not of its type, or cannot be encoded:
+                self._failed(pid, e)  # this prediction fails, the worker goes on
         elif outcome[0] == "canceled":
             self._canceled(pid)
         else:

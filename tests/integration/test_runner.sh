@@ -500,4 +500,37 @@ if wait_health READY; then
 	expect_eq "$(field '[j["status"], j["error"], j["output"]]')" '["failed", "missing value for output field: text", null]'
 fi
 stop_shim
+t_case "kiln-shim: an output that raises while it is checked fails its prediction; the worker goes on"
+DIR=$(shim_project raising_output)
+cat >"$DIR/predict.py" <<'EOF'
+from cog import BaseModel, BasePredictor
+
+
+class Output(BaseModel):
+    text: str
+
+
+class Weird(Output):
+    def __init__(self):  # no field set: reading "text" runs the property
+        pass
+
+    @property
+    def text(self):
+        raise RuntimeError("boom while reading text")
+
+
+class Predictor(BasePredictor):
+    def predict(self, weird: bool = True) -> Output:
+        return Weird() if weird else Output(text="fine")
+EOF
+start "$DIR" KILN_ALLOW_CPU=1
+if wait_health READY; then
+	post '{"input": {}}'
+	expect_eq "$(field '[j["status"], j["error"]]')" '["failed", "boom while reading text"]'
+	post '{"input": {"weird": false}}'
+	expect_eq "$(field '[j["status"], j["output"]]')" '["succeeded", {"text": "fine"}]' "the next prediction"
+	req GET /health-check
+	expect_eq "$(field 'j["status"]')" READY
+fi
+stop_shim
 t_finish

@@ -129,6 +129,7 @@ int cli_parse_jobs(const char *arg, int max, int *out);
 int cmd_build(int argc, char **argv);
 int cmd_login(int argc, char **argv);
 int cmd_logout(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_push(int argc, char **argv);
 int cmd_predict(int argc, char **argv);

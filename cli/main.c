@@ -37,6 +37,11 @@ const struct command commands[] = {
      "  --runtime R          auto (default), native (the image's own layers, this machine's Python)\n"
      "                       or bwrap (the whole image under bubblewrap)\n"
      "  --setup-timeout S    fail when setup takes longer than S seconds\n" CLI_REGISTRY_HELP},
+    {"prune", cmd_prune, "remove from the local store what no tagged image reaches",
+     "kiln prune [--all] [--dry-run] [--json]",
+     "  --all                also remove every run/ directory (kiln predict unpacks them again)\n"
+     "  --dry-run            say what would be removed, remove nothing\n"
+     "  --json               print the counts as JSON\n"},
     {"pull", cmd_pull, "fetch an image from a registry into the local store",
      "kiln pull REF [--platform OS/ARCH[/VARIANT]] [--json]",
      "  --platform P         the platform to take from a multi-platform image (default: linux/amd64)\n"

@@ -290,8 +290,7 @@ int kiln_store_blob_stream(struct kiln_store *s, const char *digest, kiln_write_
 	return rc;
 }
 
-/* Lock the index against other kiln processes for the caller's read-modify-write. */
-static int lock_index(struct kiln_store *s, struct kiln_error **err)
+int kiln_store_lock_index(struct kiln_store *s, struct kiln_error **err)
 {
 	_cleanup_free_ char *path = store_path(s, "index.lock");
 	int fd = path ? open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644) : -1;
@@ -328,7 +327,7 @@ static json_t *load_index(struct kiln_store *s, struct kiln_error **err)
 int kiln_store_tag(struct kiln_store *s, const char *ref, const char *digest, uint64_t size,
                    const char *media_type, struct kiln_error **err)
 {
-	_cleanup_close_ int lock = lock_index(s, err);
+	_cleanup_close_ int lock = kiln_store_lock_index(s, err);
 	if (lock < 0)
 		return err && *err ? (*err)->code : KILN_EIO;
 	json_t *index = load_index(s, err);

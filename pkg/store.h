@@ -77,6 +77,10 @@ void kiln_store_reader_release(struct kiln_store_reader *r);
 int kiln_store_recipe_get(struct kiln_store *s, const char *digest, struct kiln_recipe **out,
                           struct kiln_error **err);
 
+/* Lock index.json against other kiln processes (flock, exclusive; waits): the descriptor to close to
+ * unlock, or -1. kiln_store_tag takes it for its read-modify-write; kiln prune holds it throughout. */
+int kiln_store_lock_index(struct kiln_store *s, struct kiln_error **err);
+
 /* Point the tag REF (a full reference) at a manifest. Replaces an earlier image of that tag. */
 int kiln_store_tag(struct kiln_store *s, const char *ref, const char *digest, uint64_t size,
                    const char *media_type, struct kiln_error **err);

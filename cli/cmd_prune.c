@@ -62,6 +62,16 @@ int cmd_prune(int argc, char **argv)
 	struct kiln_store *store = NULL;
 	if (kiln_store_open(&store, NULL, &err) < 0)
 		return cli_fail(err);
+	/* the store alone: a running build, pull or predict may be about to use a blob no tag reaches yet */
+	if (kiln_store_lock_exclusive(store, false, NULL, &err) < 0) {
+		kiln_error_free(err);
+		err = NULL;
+		infof("waiting for the other kiln processes using the store to end");
+		if (kiln_store_lock_exclusive(store, true, &cli_interrupted, &err) < 0) {
+			kiln_store_free(store);
+			return cli_fail(err);
+		}
+	}
 	struct kiln_prune_result r;
 	if (kiln_prune(&r, store, &pa.opt, &err) < 0) {
 		kiln_store_free(store);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #define INDEX_MAX      (64 << 20)
@@ -20,6 +21,7 @@
 
 struct kiln_store {
 	char *home;
+	int use_lock; /* gc.lock, held shared while the store is open (exclusive for kiln prune), or -1 */
 };
 
 char *kiln_store_default_home(void)
@@ -70,11 +72,21 @@ static void remove_stale_tmp(struct kiln_store *s)
 	}
 }
 
+/* flock(FD, OP), again after a signal. */
+static int flock_retry(int fd, int op)
+{
+	while (flock(fd, op) < 0)
+		if (errno != EINTR)
+			return -1;
+	return 0;
+}
+
 int kiln_store_open(struct kiln_store **out, const char *home, struct kiln_error **err)
 {
 	struct kiln_store *s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	s->use_lock = -1;
 	s->home = home ? strdup(home) : kiln_store_default_home();
 	if (s->home == NULL) {
 		free(s);
@@ -97,15 +109,44 @@ int kiln_store_open(struct kiln_store **out, const char *home, struct kiln_error
 			return kiln_error_wrap(err, "cannot open the store");
 		}
 	}
+	/* Every kiln process that has the store open holds gc.lock shared, so that kiln prune (which takes it
+	 * exclusively) never removes a blob that a running build has found in the store and will tag. */
+	_cleanup_free_ char *lock = store_path(s, "gc.lock");
+	s->use_lock = lock ? open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644) : -1;
+	if (s->use_lock < 0 || flock_retry(s->use_lock, LOCK_SH) < 0) {
+		kiln_error_errno(err, errno, "cannot lock the store '%s'", s->home);
+		kiln_store_free(s);
+		return -1;
+	}
 	remove_stale_tmp(s);
 	*out = s;
 	return 0;
+}
+
+int kiln_store_lock_exclusive(struct kiln_store *s, bool wait, volatile sig_atomic_t *cancel,
+                              struct kiln_error **err)
+{
+	for (;;) {
+		if (flock(s->use_lock, LOCK_EX | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			return kiln_error_errno(err, errno, "cannot lock the store '%s'", s->home);
+		if (!wait)
+			return kiln_error_set(err, KILN_EFAIL, "another kiln process is using the store '%s'",
+			                      s->home);
+		if (cancel && *cancel)
+			return kiln_error_set(err, KILN_EINTR, "interrupted");
+		struct timespec t = {0, 100 * 1000 * 1000};
+		nanosleep(&t, NULL);
+	}
 }
 
 void kiln_store_free(struct kiln_store *s)
 {
 	if (s == NULL)
 		return;
+	if (s->use_lock >= 0)
+		close(s->use_lock);
 	free(s->home);
 	free(s);
 }
@@ -296,12 +337,10 @@ int kiln_store_lock_index(struct kiln_store *s, struct kiln_error **err)
 	int fd = path ? open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644) : -1;
 	if (fd < 0)
 		return kiln_error_errno(err, errno, "cannot lock the store index");
-	while (flock(fd, LOCK_EX) < 0) {
-		if (errno != EINTR) {
-			int e = errno;
-			close(fd);
-			return kiln_error_errno(err, e, "cannot lock the store index");
-		}
+	if (flock_retry(fd, LOCK_EX) < 0) {
+		int e = errno;
+		close(fd);
+		return kiln_error_errno(err, e, "cannot lock the store index");
 	}
 	return fd;
 }

@@ -15,6 +15,7 @@
 #define KILN_STORE_H
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -77,6 +78,11 @@ void kiln_store_reader_release(struct kiln_store_reader *r);
 int kiln_store_recipe_get(struct kiln_store *s, const char *digest, struct kiln_recipe **out,
                           struct kiln_error **err);
 
+/* Hold the store for kiln prune alone: the lock every open store holds shared, taken exclusively. When
+ * other kiln processes have the store open: KILN_EFAIL at once, or with WAIT, once they have closed it
+ * (KILN_EINTR when *CANCEL is set meanwhile). Released by kiln_store_free. */
+int kiln_store_lock_exclusive(struct kiln_store *s, bool wait, volatile sig_atomic_t *cancel,
+                              struct kiln_error **err);
 /* Lock index.json against other kiln processes (flock, exclusive; waits): the descriptor to close to
  * unlock, or -1. kiln_store_tag takes it for its read-modify-write; kiln prune holds it throughout. */
 int kiln_store_lock_index(struct kiln_store *s, struct kiln_error **err);

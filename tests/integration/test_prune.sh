@@ -167,4 +167,27 @@ expect_rc 1
 expect_contains "$ERR" "cannot tell what 'docker.io/test/b:v1' reaches"
 expect_eq "$(listing)" "$BEFORE" "the store after a failed prune"
 
+t_case "prune waits for the other kiln processes using the store; Ctrl-C stops the wait"
+export KILN_HOME=$T_WORK/home-lock # a store of its own: the case above broke its tag on purpose
+"$KILN" prune >/dev/null 2>&1 || t_fail "prune of an empty store"
+flock -s "$KILN_HOME/gc.lock" sleep 2 &
+HOLDER=$!
+sleep 0.3
+run_kiln prune
+expect_rc 0
+expect_contains "$ERR" "waiting for the other kiln processes"
+kill -0 "$HOLDER" 2>/dev/null && t_fail "prune did not wait for the store to be free"
+wait "$HOLDER"
+flock -s "$KILN_HOME/gc.lock" sleep 10 &
+HOLDER=$!
+sleep 0.3
+"$KILN" prune 2>"$T_WORK/prune-wait.err" &
+PRUNE=$!
+sleep 0.5
+kill -INT "$PRUNE"
+wait "$PRUNE"
+expect_eq "$?" "130" "exit status of an interrupted wait"
+kill "$HOLDER" 2>/dev/null
+wait "$HOLDER" 2>/dev/null
+
 t_finish

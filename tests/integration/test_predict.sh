@@ -58,6 +58,16 @@ expect_contains "$ERR" "written to output.txt"
 run_kiln predict paths -i text=there -o "$T_WORK/sub-out.txt" --runtime native
 expect_eq "$(cat "$T_WORK/sub-out.txt" 2>/dev/null)" "there" "-o"
 
+t_case "an image reference: taken from the store, or pulled from its registry when the store lacks it"
+run_kiln build types -t local/types:1 --quiet
+expect_rc 0
+run_kiln predict local/types:1 -i text=byref -i image=@doc.txt --runtime native
+expect_rc 0
+expect_eq "$(output_of 'j["text"]')" "byref" "from the store"
+run_kiln predict local/nothing:1 --runtime native
+expect_rc 1
+expect_contains "$ERR" "cannot pull 'local/nothing:1'"
+
 t_case "a list of file outputs goes to output.N.EXT, or to -o's name with .N"
 mkdir -p "$T_WORK/twofiles"
 cat >"$T_WORK/twofiles/p.py" <<'EOF'
@@ -242,6 +252,13 @@ else
 	expect_rc 0
 	expect_contains "$ERR" "fetching the base's layer"
 	expect_eq "$OUT" "$NATIVE" "the answer on the registry base"
+
+	t_case "a reference the store lacks is pulled from its registry, then answered"
+	run_kiln build types -t "$REGISTRY/team/types:1" --push --quiet
+	expect_rc 0
+	KILN_HOME=$T_WORK/home-pull run_kiln predict "$REGISTRY/team/types:1" -i text=pulled -i image=@doc.txt --runtime native
+	expect_rc 0
+	expect_eq "$(output_of 'j["text"]')" "pulled" "the pulled image's answer"
 fi
 
 t_case "an image whose layer tries to escape the root is refused, and nothing is written outside"

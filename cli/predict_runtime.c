@@ -6,6 +6,7 @@
  * its own PID, IPC and UTS namespaces, sharing the network so that the port is on this machine's loopback.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -27,6 +28,7 @@
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
+#include "layers/extract.h"
 #include "pkg/image.h"
 #include "pkg/pull.h"
 #include "pkg/store.h"
@@ -133,6 +135,118 @@ static bool bwrap_works(void)
 {
 	char *const argv[] = {"bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--dev", "/dev", "true", NULL};
 	return run_quietly(argv) == 0;
+}
+
+/* ---- weight layers, unpacked once ----
+ * The native runtime's root is made per image, and an image differs from the last as soon as its code
+ * does: its weight layers (files only, the largest part) are unpacked once each into run/layers/HEX and
+ * hard-linked into every root that has them, so a code change unpacks kilobytes, not the weights again. */
+
+static bool is_weights(const json_t *layer)
+{
+	const char *kind =
+	    json_string_value(json_object_get(json_object_get(layer, "annotations"), KILN_ANNOTATION_KIND));
+	return kind && strcmp(kind, "weights") == 0;
+}
+
+struct weights {
+	struct kiln_store *s;
+	const json_t *layers;
+	size_t first; /* the image's first own layer */
+};
+
+static bool skip_weights(void *ctx, size_t index, const json_t *layer)
+{
+	(void)ctx, (void)index;
+	return is_weights(layer);
+}
+
+/* run/layers/HEX for LAYER, unpacked there (aside, then renamed) unless it already is. */
+static char *weights_dir(struct kiln_store *s, const json_t *layer, struct kiln_error **err)
+{
+	const char *digest = json_string_value(json_object_get(layer, "digest"));
+	const char *hex = digest && strchr(digest, ':') ? strchr(digest, ':') + 1 : "";
+	char *dir = NULL;
+	_cleanup_free_ char *parent = NULL, *tmp = NULL;
+	if (asprintf(&parent, "%s/run/layers", kiln_store_home(s)) < 0 ||
+	    asprintf(&dir, "%s/%s", parent, hex) < 0 ||
+	    asprintf(&tmp, "%s/.%s.%d", parent, hex, (int)getpid()) < 0) {
+		free(dir);
+		return kiln_error_set(err, KILN_EFAIL, "out of memory"), NULL;
+	}
+	struct stat st;
+	if (stat(dir, &st) == 0)
+		return dir;
+	struct kiln_unpack_options uo = {.cancel = &cli_interrupted};
+	int rc = kiln_mkdir_p(tmp, err);
+	if (rc == 0)
+		rc = kiln_unpack_layer(s, digest, json_string_value(json_object_get(layer, "mediaType")), tmp,
+		                       &uo, NULL, err);
+	if (rc == 0 && rename(tmp, dir) < 0 && stat(dir, &st) < 0) /* another kiln may have made it first */
+		rc = kiln_error_errno(err, errno, "cannot make '%s'", dir);
+	if (access(tmp, F_OK) == 0)
+		kiln_extract_remove(tmp, NULL);
+	if (rc < 0) {
+		free(dir);
+		return NULL;
+	}
+	return dir;
+}
+
+/* Link the tree FROM into TO: directories made, files hard-linked, symbolic links copied. */
+static int link_tree(const char *from, const char *to, struct kiln_error **err)
+{
+	_cleanup_closedir_ DIR *d = opendir(from);
+	if (!d)
+		return kiln_error_errno(err, errno, "cannot read '%s'", from);
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		_cleanup_free_ char *src = kiln_path_join(from, de->d_name),
+		                    *dst = kiln_path_join(to, de->d_name);
+		struct stat st;
+		if (!src || !dst)
+			return kiln_error_set(err, KILN_EFAIL, "out of memory");
+		if (lstat(src, &st) < 0)
+			return kiln_error_errno(err, errno, "cannot read '%s'", src);
+		if (S_ISDIR(st.st_mode)) {
+			if ((mkdir(dst, st.st_mode & 07777) < 0 && errno != EEXIST) ||
+			    link_tree(src, dst, err) < 0)
+				return err && *err ? -1
+				                   : kiln_error_errno(err, errno, "cannot make '%s'", dst);
+		} else if (S_ISLNK(st.st_mode)) {
+			char target[4096];
+			ssize_t n = readlink(src, target, sizeof(target) - 1);
+			if (n < 0)
+				return kiln_error_errno(err, errno, "cannot read '%s'", src);
+			target[n] = '\0';
+			unlink(dst);
+			if (symlink(target, dst) < 0)
+				return kiln_error_errno(err, errno, "cannot make '%s'", dst);
+		} else {
+			unlink(dst);
+			if (link(src, dst) < 0)
+				return kiln_error_errno(err, errno, "cannot link '%s'", dst);
+		}
+	}
+	return 0;
+}
+
+/* kiln_unpack_image's FINISH: each weight layer's cached tree linked into the new root TMPDIR. */
+static int link_weights(void *ctx, const char *tmpdir, struct kiln_error **err)
+{
+	struct weights *w = ctx;
+	for (size_t i = w->first; i < json_array_size(w->layers); i++) {
+		const json_t *l = json_array_get(w->layers, i);
+		if (!is_weights(l))
+			continue;
+		_cleanup_free_ char *dir = weights_dir(w->s, l, err);
+		if (!dir || link_tree(dir, tmpdir, err) < 0)
+			return kiln_error_wrap(err, "cannot put the weights of layer %s in place",
+			                       json_string_value(json_object_get(l, "digest")));
+	}
+	return 0;
 }
 
 /* The index of the image's first own layer (the first with kiln's kind annotation; the base's have none). */
@@ -319,7 +433,13 @@ int predict_runtime_start(struct predict_runtime *rt, struct kiln_store *s, cons
 		_cleanup_free_ char *runs = NULL;
 		if (asprintf(&runs, "%s/run", kiln_store_home(s)) < 0 || kiln_mkdir_p(runs, err) < 0)
 			return runs ? -1 : kiln_error_set(err, KILN_EFAIL, "out of memory");
+		struct weights w = {s, layers, own};
 		struct kiln_unpack_options uo = {.cancel = &cli_interrupted};
+		if (kind == RUNTIME_NATIVE) { /* the weights from their cache, linked */
+			uo.skip = skip_weights;
+			uo.finish = link_weights;
+			uo.ctx = &w;
+		}
 		if (kiln_unpack_image(s, manifest_digest, kind == RUNTIME_BWRAP ? 0 : own, rt->root, &uo,
 		                      NULL, err) < 0)
 			return kiln_error_wrap(err, "cannot unpack the image");

@@ -354,6 +354,47 @@ static int prune_run(struct prune *p, struct kiln_error **err)
 	return rc;
 }
 
+/* run/layers/: the weight layers kiln predict unpacked once to link into its roots (the roots keep their
+ * links when the cache goes); those no tag reaches go (all with --all), with the leftovers of an unpack
+ * that died. */
+static int prune_run_layers(struct prune *p, struct kiln_error **err)
+{
+	_cleanup_free_ char *dir = home_path(p->s, "run/layers");
+	_cleanup_closedir_ DIR *d = dir ? opendir(dir) : NULL;
+	if (d == NULL)
+		return errno == ENOENT ? 0 : kiln_error_errno(err, errno, "cannot read '%s'", dir);
+	json_t *names = json_array();
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL)
+		json_array_append_new(names, json_string(de->d_name));
+	int rc = 0;
+	size_t i;
+	json_t *v;
+	json_array_foreach(names, i, v)
+	{
+		const char *name = json_string_value(v);
+		char digest[80];
+		bool cache = strlen(name) == 64 && is_hex(name, 64);
+		bool leftover = name[0] == '.' && strlen(name) > 66 && is_hex(name + 1, 64) &&
+		                name[65] == '.' && !pid_alive(strtol(name + 66, NULL, 10));
+		snprintf(digest, sizeof(digest), "sha256:%s", name);
+		if (!leftover && (!cache || (!p->opt->all && json_object_get(p->reachable, digest))))
+			continue;
+		_cleanup_free_ char *path = kiln_path_join(dir, name);
+		uint64_t bytes = path ? tree_size(path) : 0;
+		if (path == NULL || (!p->opt->dry_run && remove_dir(p, path, err) < 0)) {
+			rc = path ? -1 : kiln_error_set(err, KILN_EFAIL, "out of memory");
+			break;
+		}
+		p->r->run++;
+		p->r->run_bytes += bytes;
+	}
+	json_decref(names);
+	if (rc == 0 && !p->opt->dry_run)
+		rmdir(dir); /* when it is empty now */
+	return rc;
+}
+
 /* tmp/: files untouched for an hour whose process is gone, and directories a killed prune left. */
 static void prune_tmp(struct prune *p)
 {
@@ -414,6 +455,8 @@ int kiln_prune(struct kiln_prune_result *out, struct kiln_store *s, const struct
 		rc = prune_blobs(&p, "recipes/sha256", ".json", &out->recipes, &out->recipe_bytes, err);
 	if (rc == 0)
 		rc = prune_run(&p, err);
+	if (rc == 0)
+		rc = prune_run_layers(&p, err);
 	if (rc == 0)
 		prune_cache(&p);
 	json_decref(p.reachable);

@@ -8,6 +8,7 @@
 #ifndef KILN_UNPACK_H
 #define KILN_UNPACK_H
 
+#include <jansson.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -27,6 +28,12 @@ struct kiln_unpack_options {
 	void (*progress)(void *ctx, uint64_t bytes);
 	void *progress_ctx;
 	volatile sig_atomic_t *cancel; /* when non-NULL and set, stop with KILN_EINTR */
+	/* kiln_unpack_image: the layers for which SKIP (may be NULL) returns true are left out, and FINISH
+	 * (may be NULL) is called with the temporary directory once the others are in, before it becomes DIR
+	 * (kiln predict links its cached weight layers in there). */
+	bool (*skip)(void *ctx, size_t index, const json_t *layer);
+	int (*finish)(void *ctx, const char *tmpdir, struct kiln_error **err);
+	void *ctx;
 };
 
 /* true when MEDIA_TYPE is that of a tar layer (OCI, Docker, ModelPack; plain, gzip or zstd). */

@@ -212,4 +212,15 @@ run_kiln predict "$D" -i image=@"$D/samples/7.png" --runtime native
 expect_rc 0
 expect_eq "$(echo "$OUT" | json 'j["digit"]')" "7" "examples/digits, samples/7.png"
 
+t_case "kiln predict --runtime native unpacks a weight layer once: a code change links the same files"
+echo "# a code change" >>"$D/predict.py"
+run_kiln predict "$D" -i image=@"$D/samples/3.png" --runtime native
+expect_rc 0
+expect_eq "$(echo "$OUT" | json 'j["digit"]')" "3" "after the code change"
+ROOTS=$(ls -d "$KILN_HOME"/run/*-native 2>/dev/null | while read -r r; do [ -f "$r/src/weights/hidden.weight.npy" ] && echo "$r"; done)
+expect_eq "$(echo "$ROOTS" | wc -l)" "2" "roots of the two digits images"
+expect_eq "$(for r in $ROOTS; do stat -c %i "$r/src/weights/hidden.weight.npy"; done | sort -u | wc -l)" "1" \
+	"one inode for the weight file of both roots"
+expect_eq "$(ls "$KILN_HOME/run/layers" | grep -c '^[0-9a-f]\{64\}$')" "1" "weight layers unpacked"
+
 t_finish

@@ -88,11 +88,12 @@ BEFORE=$(listing)
 run_kiln prune --dry-run
 expect_rc 0
 expect_contains "$OUT" "would remove $N_BLOBS blobs ("
-expect_contains "$OUT" "1 run directory ("
+# run/: the replaced image's root and its weight layer's cache (run/layers/HEX; its weights changed)
+expect_contains "$OUT" "2 run directories ("
 run_kiln prune --dry-run --json
 expect_rc 0
 expect_eq "$(echo "$OUT" | json '[j["blobs"], j["recipes"], j["run"], j["logs"], j["tmp"], j["dry_run"]]')" \
-	"[$N_BLOBS, $N_RECIPES, 1, 1, 1, true]" "dry-run counts"
+	"[$N_BLOBS, $N_RECIPES, 2, 1, 1, true]" "dry-run counts"
 DRY_BYTES=$(echo "$OUT" | json 'j["bytes"]')
 expect_eq "$(listing)" "$BEFORE" "the store after --dry-run"
 
@@ -101,7 +102,7 @@ SIZE=$(for h in $GONE; do stat -c %s "$KILN_HOME/blobs/sha256/$h" "$KILN_HOME/re
 run_kiln prune --json
 expect_rc 0
 expect_eq "$(echo "$OUT" | json '[j["blobs"], j["recipes"], j["run"], j["logs"], j["tmp"], j["dry_run"]]')" \
-	"[$N_BLOBS, $N_RECIPES, 1, 1, 1, false]" "counts"
+	"[$N_BLOBS, $N_RECIPES, 2, 1, 1, false]" "counts"
 expect_eq "$(echo "$OUT" | json 'j["bytes"]')" "$DRY_BYTES" "bytes as --dry-run said"
 [ "$DRY_BYTES" -ge "$SIZE" ] || t_fail "bytes $DRY_BYTES: less than the unreachable blobs' $SIZE"
 for h in $GONE; do
@@ -136,7 +137,7 @@ expect_rc 0
 expect_eq "$OUT" "nothing to remove" "stdout"
 run_kiln prune --all --json
 expect_rc 0
-expect_eq "$(echo "$OUT" | json '[j["blobs"], j["recipes"], j["run"]]')" "[0, 0, 2]" "counts with --all"
+expect_eq "$(echo "$OUT" | json '[j["blobs"], j["recipes"], j["run"]]')" "[0, 0, 4]" "counts with --all (2 roots, 2 weight layers)"
 expect_eq "$(ls -A "$KILN_HOME/run" | grep -v '\.log$')" "" "run/ after --all"
 run_kiln predict test/b:v1 --runtime native
 expect_rc 0

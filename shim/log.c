@@ -49,6 +49,33 @@ int shim_put_text(struct kiln_buf *b, const char *text, size_t len)
 	return rc;
 }
 
+const char *shim_quoted(const char *text, char *buf, size_t size, struct kiln_buf *spill)
+{
+	size_t len = strlen(text);
+	bool plain = len + 3 <= size;
+	for (size_t i = 0; i < len && plain; i++) {
+		unsigned char c = (unsigned char)text[i];
+		plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+	}
+	if (plain) {
+		buf[0] = '"';
+		memcpy(buf + 1, text, len);
+		memcpy(buf + 1 + len, "\"", 2);
+		return buf;
+	}
+	return shim_put_text(spill, text, len) == 0 && spill->ptr ? spill->ptr : "null";
+}
+
+/* T seconds as a JSON number with microseconds, the runner's precision: "0.000331", "2.5", "0.0" (no
+ * floating-point printf on the path of every prediction). */
+void shim_seconds_text(char out[32], double t)
+{
+	long long us = t > 0 ? (long long)(t * 1e6 + 0.5) : 0;
+	int n = snprintf(out, 32, "%lld.%06lld", us / 1000000, us % 1000000);
+	while (n > 2 && out[n - 1] == '0' && out[n - 2] != '.')
+		out[--n] = '\0';
+}
+
 /* ---- time and log lines ---- */
 
 void shim_now(char out[SHIM_TIME_LEN])

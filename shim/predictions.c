@@ -125,10 +125,10 @@ int shim_pred_text(const struct shim_prediction *p, struct kiln_buf *b)
 	rc |= p->error ? shim_put_text(b, p->error, strlen(p->error)) : kiln_buf_puts(b, "null");
 	rc |= kiln_buf_puts(b, ",\"metrics\":{");
 	if (p->predict_time >= 0) {
-		json_t *t = json_real(p->predict_time);
+		char t[32];
+		shim_seconds_text(t, p->predict_time);
 		rc |= kiln_buf_puts(b, "\"predict_time\":");
-		rc |= shim_put_json(b, t);
-		json_decref(t);
+		rc |= kiln_buf_puts(b, t);
 	}
 	rc |= kiln_buf_puts(b, "},\"created_at\":");
 	rc |= put_time(b, p->created_at);
@@ -214,14 +214,15 @@ void shim_pred_finish(struct shim *s, struct shim_prediction *p, enum shim_statu
 		p->tmpdir = NULL;
 	}
 	notify(s, p, "completed");
-	char msg[32];
+	char msg[32], seconds[32];
 	snprintf(msg, sizeof(msg), "prediction %s", shim_status_name(st));
-	/* the id as JSON text: a client's id may hold any character */
+	shim_seconds_text(seconds, p->predict_time < 0 ? 0.0 : p->predict_time);
+	/* the id as JSON text: a client's id may hold any character (a generated one needs no escape) */
+	char idtext[48];
 	_cleanup_buf_ struct kiln_buf id = KILN_BUF_INIT;
-	shim_put_text(&id, p->id, strlen(p->id));
-	shim_log_fields("info", msg, "\"prediction_id\":%s,\"status\":\"%s\",\"predict_time\":%.15g",
-	                id.ptr ? id.ptr : "null", shim_status_name(st),
-	                p->predict_time < 0 ? 0.0 : p->predict_time);
+	const char *qid = shim_quoted(p->id, idtext, sizeof(idtext), &id);
+	shim_log_fields("info", msg, "\"prediction_id\":%s,\"status\":\"%s\",\"predict_time\":%s", qid,
+	                shim_status_name(st), seconds);
 	pthread_cond_broadcast(&p->done);
 	shim_server_wake(s, p);
 	pthread_cond_broadcast(&s->cond);

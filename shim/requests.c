@@ -251,10 +251,11 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 	json_decref(normalized);
 	bool fetch = may_fetch(s, p->input);
 	pthread_mutex_unlock(&s->lock);
-	_cleanup_buf_ struct kiln_buf qid = KILN_BUF_INIT; /* a client's id may hold any character */
-	shim_put_text(&qid, p->id, strlen(p->id));
-	shim_log_fields("info", "prediction started", "\"prediction_id\":%s,\"async\":%s",
-	                qid.ptr ? qid.ptr : "null", async ? "true" : "false");
+	char idtext[48];
+	_cleanup_buf_ struct kiln_buf spill = KILN_BUF_INIT; /* a client's id may hold any character */
+	const char *qid = shim_quoted(p->id, idtext, sizeof(idtext), &spill);
+	shim_log_fields("info", "prediction started", "\"prediction_id\":%s,\"async\":%s", qid,
+	                async ? "true" : "false");
 
 	if (fetch && (async || sse) && fetch_later(s, p) == 0) {
 		/* answered now, as Cog does: its files are fetched meanwhile ("starting" until then) */

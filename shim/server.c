@@ -82,7 +82,9 @@ enum MHD_Result http_reply_pred(struct shim *s, struct MHD_Connection *c, unsign
                                 struct shim_prediction *p)
 {
 	struct kiln_buf b = KILN_BUF_INIT;
-	int rc = shim_pred_text(p, &b);
+	int rc = kiln_buf_grow(&b, 1023); /* a response of a few hundred bytes: one allocation */
+	if (rc == 0)
+		rc = shim_pred_text(p, &b);
 	shim_pred_release(s, p);
 	pthread_mutex_unlock(&s->lock);
 	if (rc < 0) {

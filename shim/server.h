@@ -117,6 +117,12 @@ struct shim {
 
 /* ---- log.c ---- */
 
+/* TEXT as a JSON string: in BUF (SIZE bytes) when it needs no escape and fits, else appended to SPILL by
+ * jansson ("null" when even that fails). For the ids in log lines without a malloc. */
+const char *shim_quoted(const char *text, char *buf, size_t size, struct kiln_buf *spill);
+/* T seconds as JSON number text with microseconds ("0.000331"), into OUT. */
+void shim_seconds_text(char out[32], double t);
+
 /* Append V's JSON text to B. 0, or -1 when memory runs out. */
 int shim_put_json(struct kiln_buf *b, const json_t *v);
 /* Append the JSON string for TEXT (LEN bytes) to B: as it is when JSON needs no escape in it, else written

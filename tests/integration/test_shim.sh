@@ -67,6 +67,8 @@ expect_eq "$(field 'j["input"]')" '{"name": "bob"}'
 expect_eq "$(field 'j["error"]')" None
 expect_eq "$(field 'sorted(j)')" '["completed_at", "created_at", "error", "id", "input", "logs", "metrics", "output", "started_at", "status"]'
 expect_eq "$(field 'type(j["metrics"]["predict_time"]).__name__')" float
+# seconds with microseconds at most, as the runner measures them; the same figure in the log line
+expect_eq "$(field 'j["metrics"]["predict_time"] >= 0 and round(j["metrics"]["predict_time"], 6) == j["metrics"]["predict_time"]')" True "predict_time"
 for k in created_at started_at completed_at; do
 	[[ $(field "j['$k']") =~ $TS_RE ]] || t_fail "$k is not RFC 3339 with microseconds: $BODY"
 done
@@ -547,6 +549,7 @@ wait_exit "$SPID" 5
 LINE=$(grep '"prediction succeeded"' "$LOGS.log")
 expect_eq "$(echo "$LINE" | json '" ".join(sorted(j))')" "message predict_time prediction_id severity status timestamp" "keys"
 expect_eq "$(echo "$LINE" | json 'j["severity"] + " " + j["prediction_id"] + " " + j["status"]')" "INFO log-1 succeeded"
+expect_eq "$(echo "$LINE" | json 'type(j["predict_time"]).__name__')" float "predict_time in the log"
 [[ $(echo "$LINE" | json 'j["timestamp"]') =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$ ]] ||
 	t_fail "timestamp: $LINE"
 expect_eq "$(grep -vc '^{' "$LOGS.log")" "0" "lines that are not JSON"

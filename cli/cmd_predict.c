@@ -135,16 +135,15 @@ static int resolve_image(struct kiln_store *s, const char *target, struct kiln_r
 			kiln_pull_result_free(r);
 		}
 	}
-	_cleanup_free_ char *mtext = NULL, *ctext = NULL;
-	size_t mlen, clen;
-	if (kiln_store_blob_read(s, digest, &mtext, &mlen, 4 << 20, err) < 0)
+	json_auto_t *m = NULL;
+	if (kiln_store_json_read(s, digest, 4 << 20, &m, err) < 0)
 		return -1;
-	json_auto_t *m = json_loadb(mtext, mlen, 0, NULL);
 	const char *cdigest = json_string_value(json_object_get(json_object_get(m, "config"), "digest"));
-	if (!cdigest || kiln_store_blob_read(s, cdigest, &ctext, &clen, 16 << 20, err) < 0)
-		return kiln_error_set(err, KILN_EINVAL, "image %s: cannot read its config", digest);
-	*config = json_loadb(ctext, clen, 0, NULL);
-	return *config ? 0 : kiln_error_set(err, KILN_EINVAL, "image %s: its config is not JSON", digest);
+	if (!cdigest)
+		return kiln_error_set(err, KILN_EINVAL, "image %s: its manifest names no config", digest);
+	return kiln_store_json_read(s, cdigest, 16 << 20, config, err) < 0
+	           ? kiln_error_wrap(err, "image %s: cannot read its config", digest)
+	           : 0;
 }
 
 /* The model's schema: the image's run.cog.openapi_schema label, else the running shim's /openapi.json. */

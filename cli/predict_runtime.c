@@ -382,11 +382,9 @@ int predict_runtime_start(struct predict_runtime *rt, struct kiln_store *s, cons
 {
 	memset(rt, 0, sizeof(*rt));
 	rt->pid = -1;
-	_cleanup_free_ char *mtext = NULL;
-	size_t mlen = 0;
-	if (kiln_store_blob_read(s, manifest_digest, &mtext, &mlen, 4 << 20, err) < 0)
+	json_auto_t *manifest = NULL;
+	if (kiln_store_json_read(s, manifest_digest, 4 << 20, &manifest, err) < 0)
 		return -1;
-	json_auto_t *manifest = json_loadb(mtext, mlen, 0, NULL);
 	json_t *layers = json_object_get(manifest, "layers");
 	if (!json_is_array(layers))
 		return kiln_error_set(err, KILN_EINVAL, "image %s: its manifest has no layers",

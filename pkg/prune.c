@@ -61,17 +61,9 @@ static int walk(json_t *set, struct kiln_store *s, const json_t *desc, int depth
 	if (depth > DEPTH_MAX)
 		return kiln_error_set(err, KILN_EINVAL, "image index %s nests too deeply", digest);
 	mark(set, desc);
-	_cleanup_free_ char *text = NULL;
-	size_t len = 0;
-	if (kiln_store_blob_read(s, digest, &text, &len, MANIFEST_MAX, err) < 0)
+	json_t *doc = NULL;
+	if (kiln_store_json_read(s, digest, MANIFEST_MAX, &doc, err) < 0)
 		return -1;
-	json_error_t je;
-	json_t *doc = json_loadb(text, len, 0, &je);
-	if (!json_is_object(doc)) {
-		json_decref(doc);
-		return kiln_error_set(err, KILN_EINVAL, "manifest %s is not a JSON object: %s", digest,
-		                      je.text);
-	}
 	const char *mt = json_string_value(json_object_get(doc, "mediaType"));
 	if (mt == NULL)
 		mt = json_string_value(json_object_get(desc, "mediaType"));
@@ -290,6 +282,30 @@ static bool run_busy(DIR *d, const char *name, size_t len)
 	return false;
 }
 
+/* The names in the directory D, read whole first: removing while reading it may skip entries. */
+static json_t *entry_names(DIR *d)
+{
+	json_t *names = json_array();
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL)
+		json_array_append_new(names, json_string(de->d_name));
+	return names;
+}
+
+/* Remove the directory NAME of run/ (DIR), or only count it with --dry-run, as a run/ directory. */
+static int remove_run_dir(struct prune *p, const char *dir, const char *name, struct kiln_error **err)
+{
+	_cleanup_free_ char *path = kiln_path_join(dir, name);
+	if (path == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	uint64_t bytes = tree_size(path);
+	if (!p->opt->dry_run && remove_dir(p, path, err) < 0)
+		return -1;
+	p->r->run++;
+	p->r->run_bytes += bytes;
+	return 0;
+}
+
 /* run/: the unpacked roots of images no tag reaches (all of them with --all), and their logs. */
 static int prune_run(struct prune *p, struct kiln_error **err)
 {
@@ -297,10 +313,7 @@ static int prune_run(struct prune *p, struct kiln_error **err)
 	_cleanup_closedir_ DIR *d = dir ? opendir(dir) : NULL;
 	if (d == NULL)
 		return errno == ENOENT ? 0 : kiln_error_errno(err, errno, "cannot read '%s'", dir);
-	json_t *names = json_array(); /* read first: removing while reading the directory may skip entries */
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL)
-		json_array_append_new(names, json_string(de->d_name));
+	json_t *names = entry_names(d);
 	int rc = 0;
 	size_t i;
 	json_t *v;
@@ -318,15 +331,9 @@ static int prune_run(struct prune *p, struct kiln_error **err)
 			p->r->kept_busy++;
 			continue;
 		}
-		_cleanup_free_ char *path = kiln_path_join(dir, name);
-		uint64_t bytes = path ? tree_size(path) : 0;
-		if (path == NULL || (!p->opt->dry_run && remove_dir(p, path, err) < 0)) {
-			rc = path ? -1 : kiln_error_set(err, KILN_EFAIL, "out of memory");
+		if ((rc = remove_run_dir(p, dir, name, err)) < 0)
 			break;
-		}
 		json_object_set_new(p->run_gone, name, json_true());
-		p->r->run++;
-		p->r->run_bytes += bytes;
 	}
 	/* then the logs NAME.<pid>.log of processes gone: they go with their directory */
 	json_array_foreach(names, i, v)
@@ -363,10 +370,7 @@ static int prune_run_layers(struct prune *p, struct kiln_error **err)
 	_cleanup_closedir_ DIR *d = dir ? opendir(dir) : NULL;
 	if (d == NULL)
 		return errno == ENOENT ? 0 : kiln_error_errno(err, errno, "cannot read '%s'", dir);
-	json_t *names = json_array();
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL)
-		json_array_append_new(names, json_string(de->d_name));
+	json_t *names = entry_names(d);
 	int rc = 0;
 	size_t i;
 	json_t *v;
@@ -380,14 +384,8 @@ static int prune_run_layers(struct prune *p, struct kiln_error **err)
 		snprintf(digest, sizeof(digest), "sha256:%s", name);
 		if (!leftover && (!cache || (!p->opt->all && json_object_get(p->reachable, digest))))
 			continue;
-		_cleanup_free_ char *path = kiln_path_join(dir, name);
-		uint64_t bytes = path ? tree_size(path) : 0;
-		if (path == NULL || (!p->opt->dry_run && remove_dir(p, path, err) < 0)) {
-			rc = path ? -1 : kiln_error_set(err, KILN_EFAIL, "out of memory");
+		if ((rc = remove_run_dir(p, dir, name, err)) < 0)
 			break;
-		}
-		p->r->run++;
-		p->r->run_bytes += bytes;
 	}
 	json_decref(names);
 	if (rc == 0 && !p->opt->dry_run)

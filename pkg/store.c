@@ -298,6 +298,23 @@ int kiln_store_blob_read(struct kiln_store *s, const char *digest, char **out, s
 	return 0;
 }
 
+int kiln_store_json_read(struct kiln_store *s, const char *digest, size_t max, json_t **out,
+                         struct kiln_error **err)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len = 0;
+	if (kiln_store_blob_read(s, digest, &text, &len, max, err) < 0)
+		return -1;
+	json_error_t je;
+	*out = json_loadb(text, len, 0, &je);
+	if (json_is_object(*out))
+		return 0;
+	json_decref(*out);
+	*out = NULL;
+	return kiln_error_set(err, KILN_EINVAL, "blob %s in the store is not a JSON object: %s", digest,
+	                      je.text);
+}
+
 int kiln_store_recipe_get(struct kiln_store *s, const char *digest, struct kiln_recipe **out,
                           struct kiln_error **err)
 {

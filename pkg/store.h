@@ -58,6 +58,10 @@ char *kiln_store_blob_path(struct kiln_store *s, const char *digest);
 /* Read a blob stored whole, at most MAX bytes, checking its digest. */
 int kiln_store_blob_read(struct kiln_store *s, const char *digest, char **out, size_t *len, size_t max,
                          struct kiln_error **err);
+/* Read the blob DIGEST (at most MAX bytes, its digest checked) as a JSON object into *out: a manifest, an
+ * index, a config. KILN_EINVAL when it is not one. */
+int kiln_store_json_read(struct kiln_store *s, const char *digest, size_t max, json_t **out,
+                         struct kiln_error **err);
 
 /* Stream a blob (stored whole, or produced from its recipe) to WRITE. */
 int kiln_store_blob_stream(struct kiln_store *s, const char *digest, kiln_write_fn write, void *ctx,

@@ -122,18 +122,9 @@ int kiln_unpack_layer(struct kiln_store *s, const char *digest, const char *medi
 /* The layer descriptors of the image manifest DIGEST (a new reference), each checked. */
 static json_t *load_layers(struct kiln_store *s, const char *digest, struct kiln_error **err)
 {
-	_cleanup_free_ char *data = NULL;
-	size_t len = 0;
-	if (kiln_store_blob_read(s, digest, &data, &len, MANIFEST_MAX, err) < 0) {
+	json_t *m = NULL;
+	if (kiln_store_json_read(s, digest, MANIFEST_MAX, &m, err) < 0) {
 		kiln_error_wrap(err, "cannot unpack image %s", digest);
-		return NULL;
-	}
-	json_error_t je;
-	json_t *m = json_loadb(data, len, 0, &je);
-	if (m == NULL) {
-		kiln_error_set(err, KILN_EINVAL,
-		               "cannot unpack image %s: its manifest is not JSON: %s (line %d)", digest,
-		               je.text, je.line);
 		return NULL;
 	}
 	const char *type = json_string_value(json_object_get(m, "mediaType"));

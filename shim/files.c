@@ -245,25 +245,6 @@ static int fetch_one(char **path, const char *value, const char *name, const cha
 	return 0;
 }
 
-/* Follow a "#/components/schemas/NAME" reference within ROOT; NULL when it leads nowhere. */
-static const json_t *resolve_ref(const json_t *root, const char *ref)
-{
-	if (strncmp(ref, "#/", 2) != 0)
-		return NULL;
-	const json_t *node = root;
-	for (const char *p = ref + 2; node && *p;) {
-		size_t len = strcspn(p, "/");
-		char key[256];
-		if (len >= sizeof(key))
-			return NULL;
-		memcpy(key, p, len);
-		key[len] = 0;
-		node = json_object_get(node, key);
-		p += len + (p[len] == '/');
-	}
-	return node;
-}
-
 enum { NOT_FILE, FILE_ONE, FILE_LIST };
 
 /* Whether SCHEMA (looking through $ref, allOf and anyOf) is a file ("format": "uri") or a list of them. */
@@ -280,7 +261,7 @@ static int file_kind(const json_t *root, const json_t *schema, int depth)
 		                                                                                : NOT_FILE;
 	const char *ref = json_string_value(json_object_get(schema, "$ref"));
 	if (ref)
-		return file_kind(root, resolve_ref(root, ref), depth + 1);
+		return file_kind(root, shim_schema_resolve(root, ref), depth + 1);
 	static const char *const lists[] = {"allOf", "anyOf"};
 	for (size_t l = 0; l < 2; l++) {
 		size_t i;

@@ -21,36 +21,18 @@ static const json_t *property(const json_t *doc, const char *name)
 	return json_object_get(json_object_get(json_object_get(schemas, "Input"), "properties"), name);
 }
 
-/* P with one "allOf": [{"$ref": "#/components/schemas/X"}] or "$ref" followed (Cog's choices). */
-static const json_t *resolved(const json_t *doc, const json_t *p)
+/* The "type" of input schema P (through its $ref or allOf: Cog's choices), or "". */
+static const char *type_of(const json_t *doc, const json_t *p)
 {
-	for (int depth = 0; p && depth < 8; depth++) {
-		const json_t *all = json_object_get(p, "allOf");
-		const char *ref = json_string_value(json_object_get(p, "$ref"));
-		if (!ref && json_is_array(all) && json_array_size(all) == 1)
-			ref = json_string_value(json_object_get(json_array_get(all, 0), "$ref"));
-		if (!ref || json_object_get(p, "type"))
-			return p;
-		const char *prefix = "#/components/schemas/";
-		if (strncmp(ref, prefix, strlen(prefix)) != 0)
-			return p;
-		p = json_object_get(json_object_get(json_object_get(doc, "components"), "schemas"),
-		                    ref + strlen(prefix));
-	}
-	return p;
-}
-
-static const char *type_of(const json_t *p)
-{
-	const char *t = json_string_value(json_object_get(p, "type"));
+	const char *t = json_string_value(shim_schema_get(doc, p, "type"));
 	return t ? t : "";
 }
 
-/* Whether P (resolved) takes a file: a string of format "uri". */
-static bool is_file(const json_t *p)
+/* Whether P takes a file: a string of format "uri". */
+static bool is_file(const json_t *doc, const json_t *p)
 {
-	const char *format = json_string_value(json_object_get(p, "format"));
-	return strcmp(type_of(p), "string") == 0 && format && strcmp(format, "uri") == 0;
+	const char *format = json_string_value(shim_schema_get(doc, p, "format"));
+	return strcmp(type_of(doc, p), "string") == 0 && format && strcmp(format, "uri") == 0;
 }
 
 /* Go's strconv.ParseBool, as cog predict reads booleans. -1 when VALUE is none of its spellings. */
@@ -71,9 +53,8 @@ static int parse_bool(const char *v)
 static int coerce(json_t **out, const json_t *doc, const json_t *p, const char *name, const char *value,
                   struct kiln_error **err)
 {
-	p = resolved(doc, p);
-	const char *type = type_of(p);
-	if (value[0] == '@' && (is_file(p) || !*type)) {
+	const char *type = type_of(doc, p);
+	if (value[0] == '@' && (is_file(doc, p) || !*type)) {
 		char *uri = NULL;
 		if (shim_files_data_uri(&uri, value + 1, err) < 0)
 			return kiln_error_wrap(err, "input '%s'", name);
@@ -175,10 +156,9 @@ int shim_inputs_from_args(json_t **out, const json_t *schema, const json_t *base
 			return kiln_error_set(err, KILN_EINVAL, "unknown input '%s' (the model's inputs: %s)",
 			                      name, names ? names : "?");
 		}
-		const json_t *r = resolved(schema, p);
-		bool array = strcmp(type_of(r), "array") == 0;
+		bool array = strcmp(type_of(schema, p), "array") == 0;
 		json_t *v = NULL;
-		if (coerce(&v, schema, array ? json_object_get(r, "items") : r, name, value, err) < 0)
+		if (coerce(&v, schema, array ? shim_schema_get(schema, p, "items") : p, name, value, err) < 0)
 			return -1;
 		if (!array) {
 			if (json_object_get(given, name)) {

@@ -30,14 +30,20 @@ int shim_put_json(struct kiln_buf *b, const json_t *v)
 	return -1;
 }
 
+/* Whether JSON writes TEXT[0..LEN) as it is, between quotes: printable ASCII, no quote or backslash. */
+static bool json_plain(const char *text, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)text[i];
+		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+			return false;
+	}
+	return true;
+}
+
 int shim_put_text(struct kiln_buf *b, const char *text, size_t len)
 {
-	bool plain = true;
-	for (size_t i = 0; i < len && plain; i++) {
-		unsigned char c = (unsigned char)text[i];
-		plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
-	}
-	if (plain) {
+	if (json_plain(text, len)) {
 		int rc = kiln_buf_puts(b, "\"");
 		rc |= kiln_buf_put(b, text, len);
 		rc |= kiln_buf_puts(b, "\"");
@@ -52,12 +58,7 @@ int shim_put_text(struct kiln_buf *b, const char *text, size_t len)
 const char *shim_quoted(const char *text, char *buf, size_t size, struct kiln_buf *spill)
 {
 	size_t len = strlen(text);
-	bool plain = len + 3 <= size;
-	for (size_t i = 0; i < len && plain; i++) {
-		unsigned char c = (unsigned char)text[i];
-		plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
-	}
-	if (plain) {
+	if (len + 3 <= size && json_plain(text, len)) {
 		buf[0] = '"';
 		memcpy(buf + 1, text, len);
 		memcpy(buf + 1 + len, "\"", 2);

@@ -16,6 +16,14 @@
 
 /* ---- validate.c (and validate_*.c): Cog's input validation, in C ---- */
 
+/* The value at the JSON pointer REF ("#/components/schemas/x", "~0"/"~1" escapes) in ROOT, or NULL. */
+const json_t *shim_schema_resolve(const json_t *root, const char *ref);
+/*
+ * The keyword KEY of SCHEMA, looking through what it refers to: the schema itself first, then its "$ref",
+ * then each "allOf" member (Cog puts choices behind allOf: [{"$ref": ...}]). NULL when absent.
+ */
+const json_t *shim_schema_get(const json_t *root, const json_t *schema, const char *key);
+
 /*
  * Validate INPUT (a JSON object) against SCHEMA's components.schemas.Input (Cog's OpenAPI shape, see
  * shim/PROTOCOL.md): unknown names are dropped (as Cog's pydantic model ignores them), required names, types

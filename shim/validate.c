@@ -43,8 +43,7 @@
 
 /* ---- schema lookups ---- */
 
-/* The value at JSON pointer REF ("#/components/schemas/x") in ROOT, or NULL. */
-static const json_t *resolve_ref(const json_t *root, const char *ref)
+const json_t *shim_schema_resolve(const json_t *root, const char *ref)
 {
 	if (!ref || ref[0] != '#')
 		return NULL;
@@ -73,7 +72,7 @@ static const json_t *resolve_ref(const json_t *root, const char *ref)
 
 static const json_t *lookup(const json_t *root, const json_t *schema, const char *key, int depth);
 
-const json_t *vschema_get(const json_t *root, const json_t *schema, const char *key)
+const json_t *shim_schema_get(const json_t *root, const json_t *schema, const char *key)
 {
 	return lookup(root, schema, key, 0);
 }
@@ -87,7 +86,7 @@ static const json_t *lookup(const json_t *root, const json_t *schema, const char
 		return v;
 	const json_t *ref = json_object_get(schema, "$ref");
 	if (json_is_string(ref) &&
-	    (v = lookup(root, resolve_ref(root, json_string_value(ref)), key, depth + 1)))
+	    (v = lookup(root, shim_schema_resolve(root, json_string_value(ref)), key, depth + 1)))
 		return v;
 	const json_t *all = json_object_get(schema, "allOf");
 	size_t i;
@@ -103,15 +102,15 @@ static const json_t *lookup(const json_t *root, const json_t *schema, const char
 /* The "type" of SCHEMA ("string", "integer", ...), or "" when it has none. */
 static const char *schema_type(const json_t *root, const json_t *schema)
 {
-	const char *t = json_string_value(vschema_get(root, schema, "type"));
+	const char *t = json_string_value(shim_schema_get(root, schema, "type"));
 	return t ? t : "";
 }
 
 /* Whether SCHEMA says null is allowed ("nullable": true, OpenAPI 3.0's way, or Swagger's "x-nullable"). */
 static bool schema_nullable(const json_t *root, const json_t *schema)
 {
-	return json_is_true(vschema_get(root, schema, "nullable")) ||
-	       json_is_true(vschema_get(root, schema, "x-nullable"));
+	return json_is_true(shim_schema_get(root, schema, "nullable")) ||
+	       json_is_true(shim_schema_get(root, schema, "x-nullable"));
 }
 
 /* ---- checking one value ---- */
@@ -180,7 +179,7 @@ static json_t *check_array(struct vctx *v, const json_t *schema, const json_t *v
 		vadd_error(v, loc, "value is not a valid list", "type_error.list", NULL);
 		return NULL;
 	}
-	const json_t *items = vschema_get(v->root, schema, "items");
+	const json_t *items = shim_schema_get(v->root, schema, "items");
 	json_t *out = json_array();
 	bool ok = true;
 	size_t i;
@@ -195,8 +194,8 @@ static json_t *check_array(struct vctx *v, const json_t *schema, const json_t *v
 		else
 			ok = false;
 	}
-	const json_t *min = vschema_get(v->root, schema, "minItems");
-	const json_t *max = vschema_get(v->root, schema, "maxItems");
+	const json_t *min = shim_schema_get(v->root, schema, "minItems");
+	const json_t *max = shim_schema_get(v->root, schema, "maxItems");
 	if (ok && json_is_integer(min) && (json_int_t)json_array_size(value) < json_integer_value(min)) {
 		vadd_length_error(v, loc, "at least", min, "items", "value_error.list.min_items");
 		ok = false;
@@ -221,7 +220,7 @@ static json_t *check_value(struct vctx *v, const json_t *schema, const json_t *v
 {
 	if (depth > MAX_DEPTH)
 		return json_deep_copy(value);
-	const json_t *any_of = vschema_get(v->root, schema, "anyOf");
+	const json_t *any_of = shim_schema_get(v->root, schema, "anyOf");
 	if (json_is_array(any_of) && json_array_size(any_of) > 0)
 		return check_any_of(v, any_of, value, loc, depth);
 	if (json_is_null(value)) {
@@ -232,7 +231,7 @@ static json_t *check_value(struct vctx *v, const json_t *schema, const json_t *v
 	}
 
 	const char *type = schema_type(v->root, schema);
-	const json_t *members = vschema_get(v->root, schema, "enum");
+	const json_t *members = shim_schema_get(v->root, schema, "enum");
 	if (!json_is_array(members))
 		members = NULL;
 	json_t *out = NULL;
@@ -245,7 +244,7 @@ static json_t *check_value(struct vctx *v, const json_t *schema, const json_t *v
 		}
 		return json_incref((json_t *)value);
 	} else if (!strcmp(type, "string")) {
-		const char *format = json_string_value(vschema_get(v->root, schema, "format"));
+		const char *format = json_string_value(shim_schema_get(v->root, schema, "format"));
 		if (format && !strcmp(format, "uri"))
 			return check_uri(v, value, loc);
 		if (!(out = vcoerce_str(value))) {
@@ -318,7 +317,7 @@ static int field_cmp(const void *a, const void *b)
 /* components.schemas.Input of SCHEMA; a bare object schema with "properties" is taken as the Input itself. */
 static const json_t *input_schema(const json_t *schema)
 {
-	const json_t *in = resolve_ref(schema, "#/components/schemas/Input");
+	const json_t *in = shim_schema_resolve(schema, "#/components/schemas/Input");
 	if (json_is_object(in))
 		return in;
 	if (json_is_object(json_object_get(schema, "properties")))

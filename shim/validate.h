@@ -11,19 +11,12 @@
 #include <stdbool.h>
 
 #include "common/buf.h"
+#include "shim/shim.h"
 
 struct vctx {
 	const json_t *root; /* the whole OpenAPI document, where "$ref"s point */
 	json_t *detail;     /* the 422 "detail" array being filled */
 };
-
-/* ---- validate.c: schema lookups ---- */
-
-/*
- * The keyword KEY of SCHEMA, looking through what it refers to: the schema itself first, then its "$ref",
- * then each "allOf" member (Cog puts choices behind allOf: [{"$ref": ...}]). NULL when absent.
- */
-const json_t *vschema_get(const json_t *root, const json_t *schema, const char *key);
 
 /* ---- validate_coerce.c: pydantic v1's int_validator, float_validator, bool_validator, str_validator ---- */
 

@@ -84,10 +84,10 @@ bool venum_has(const json_t *members, const json_t *value)
 
 bool vcheck_bounds(struct vctx *v, const json_t *schema, double x, const json_t *loc)
 {
-	const json_t *gt = vschema_get(v->root, schema, "exclusiveMinimum");
-	const json_t *ge = vschema_get(v->root, schema, "minimum");
-	const json_t *lt = vschema_get(v->root, schema, "exclusiveMaximum");
-	const json_t *le = vschema_get(v->root, schema, "maximum");
+	const json_t *gt = shim_schema_get(v->root, schema, "exclusiveMinimum");
+	const json_t *ge = shim_schema_get(v->root, schema, "minimum");
+	const json_t *lt = shim_schema_get(v->root, schema, "exclusiveMaximum");
+	const json_t *le = shim_schema_get(v->root, schema, "maximum");
 	if (json_is_number(gt) && !(x > json_number_value(gt)))
 		vadd_bound_error(v, loc, "greater than", "not_gt", gt);
 	else if (json_is_number(ge) && !(x >= json_number_value(ge)))
@@ -103,9 +103,9 @@ bool vcheck_bounds(struct vctx *v, const json_t *schema, double x, const json_t 
 
 bool vcheck_string(struct vctx *v, const json_t *schema, const char *s, const json_t *loc)
 {
-	const json_t *min = vschema_get(v->root, schema, "minLength");
-	const json_t *max = vschema_get(v->root, schema, "maxLength");
-	const json_t *pattern = vschema_get(v->root, schema, "pattern");
+	const json_t *min = shim_schema_get(v->root, schema, "minLength");
+	const json_t *max = shim_schema_get(v->root, schema, "maxLength");
+	const json_t *pattern = shim_schema_get(v->root, schema, "pattern");
 	size_t len = utf8_length(s);
 	if (json_is_integer(min) && (json_int_t)len < json_integer_value(min)) {
 		vadd_length_error(v, loc, "at least", min, "characters", "value_error.any_str.min_length");

@@ -190,7 +190,9 @@ grep -q "dropped after 100000 body bytes" "$FAULTY_LOG" || t_fail "no drop in th
 fault_proxy_set 'drop_mid_body:1000;path=/blobs/uploads/' >/dev/null
 LOC=$(curl -si -X POST "http://$FAULTY/v2/fixtures/dropped/blobs/uploads/" | tr -d '\r' | sed -n 's/^Location: //Ip')
 run curl -s -X PATCH --data-binary "@$T_WORK/src/data.bin" -H 'Content-Type: application/octet-stream' "$LOC"
-expect_eq "$RC" 52 "curl status for a dropped upload (empty reply)"
+# No HTTP reply at all: curl says "empty reply" (52), or "send failure" (55) / "recv failure" (56) when the
+# close reaches it while it is still sending, which depends on scheduling.
+case "$RC" in 52 | 55 | 56) ;; *) t_fail "curl status for a dropped upload: got '$RC', expected 52, 55 or 56 (no reply)" ;; esac
 
 t_case "fault proxy in front of the TLS registry serves TLS with the registry's certificate"
 fault_proxy_start --upstream "$TLS_REGISTRY" 'status:503:1' || exit 1

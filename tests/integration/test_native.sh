@@ -131,7 +131,6 @@ start "$SLOW"
 
 t_case "with concurrency.max 2 two predictions overlap and a third answers 409"
 wait_health READY
-t0=$(date +%s.%N)
 put s1
 expect_eq "$CODE" 202 "first"
 put s2
@@ -144,8 +143,6 @@ expect_eq "$(field 'j["output"]')" slept
 first_done=$(field 'j["completed_at"]')
 wait_status s2 succeeded 10
 second_started=$(field 'j["started_at"]')
-elapsed=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]) < 3.5)" "$t0" "$(date +%s.%N)")
-expect_eq "$elapsed" True "both done within 3.5 s"
 [[ "$second_started" < "$first_done" ]] || t_fail "s2 started at $second_started, after s1 ended at $first_done"
 
 t_case "cancel cannot stop native code: the prediction is reported canceled when it returns"

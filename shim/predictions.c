@@ -288,17 +288,18 @@ void shim_pred_log(struct shim *s, struct shim_prediction *p, const char *text, 
 	pthread_cond_broadcast(&s->cond);
 }
 
-/* Turn {"$path"} values of *V into data: URIs or uploads, with s->lock released meanwhile. When that
- * fails the prediction fails with the reason (a raw local path is never handed out), and -1 is returned. */
-static int encode_output(struct shim *s, struct shim_prediction *p, json_t **v)
+/* Turn the file outputs of *V, at the positions FILES (the event's "files"), into data: URIs or uploads,
+ * with s->lock released meanwhile. When that fails the prediction fails with the reason (a raw local path
+ * is never handed out), and -1 is returned. */
+static int encode_output(struct shim *s, struct shim_prediction *p, json_t **v, const json_t *files)
 {
-	if (!*v)
+	if (!*v || !files)
 		return 0;
 	char *url = p->upload_url ? strdup(p->upload_url) : NULL;
 	p->refs++;
 	pthread_mutex_unlock(&s->lock);
 	_cleanup_error_ struct kiln_error *err = NULL;
-	int rc = shim_files_encode_output(v, url, &err);
+	int rc = shim_files_encode_output(v, files, url, &err);
 	if (rc < 0)
 		shim_log("error", json_pack("{s:s}", "prediction_id", p->id), "cannot encode output: %s",
 		         err->message);
@@ -328,7 +329,7 @@ void shim_pred_event(struct shim *s, const char *type, json_t *ev)
 		/* already processing since dispatch */
 	} else if (strcmp(type, "output") == 0) {
 		json_t *v = json_incref(json_object_get(ev, "value"));
-		if (encode_output(s, p, &v) < 0 || finished(p)) {
+		if (encode_output(s, p, &v, json_object_get(ev, "files")) < 0 || finished(p)) {
 			json_decref(v);
 			return;
 		}
@@ -345,7 +346,7 @@ void shim_pred_event(struct shim *s, const char *type, json_t *ev)
 		json_t *out = json_object_get(ev, "output");
 		if (out && !p->iterator) {
 			json_t *v = json_incref(out);
-			if (encode_output(s, p, &v) < 0 || finished(p)) {
+			if (encode_output(s, p, &v, json_object_get(ev, "files")) < 0 || finished(p)) {
 				json_decref(v);
 				return;
 			}

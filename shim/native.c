@@ -221,7 +221,8 @@ static void run_job(struct shim *s, struct native_worker *w, struct native_job *
 	} else if (rc != 0) {
 		ev = json_pack("{s:s, s:s, s:s}", "type", "failed", "id", job->id, "error",
 		               error ? error : "prediction failed");
-	} else if (!(value = output ? json_loads(output, JSON_DECODE_ANY, &jerr) : json_null())) {
+	} else if (!(value = output ? json_loads(output, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr)
+	                            : json_null())) {
 		_cleanup_free_ char *why =
 		    msgf("kiln_predictor_predict: the output is not JSON: %s (line %d, "
 		         "column %d)",

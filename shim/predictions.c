@@ -153,7 +153,7 @@ json_t *shim_pred_json(const struct shim_prediction *p)
 	_cleanup_buf_ struct kiln_buf b = KILN_BUF_INIT;
 	if (shim_pred_text(p, &b) < 0)
 		return NULL;
-	return json_loadb(b.ptr, b.len, 0, NULL);
+	return json_loadb(b.ptr, b.len, JSON_ALLOW_NUL, NULL);
 }
 
 /* Queue webhook EVENT for P when it has a webhook (never blocks: the webhook thread sends). */
@@ -322,9 +322,11 @@ void shim_pred_event(struct shim *s, const char *type, json_t *ev)
 	if (!p || finished(p))
 		return;
 	if (strcmp(type, "log") == 0) {
-		const char *text = json_string_value(json_object_get(ev, "text"));
-		if (text)
-			shim_pred_log(s, p, text, strlen(text));
+		json_t *text = json_object_get(ev, "text");
+		if (!json_is_string(text))
+			shim_pred_finish(s, p, PRED_FAILED, "the worker sent a log event without text");
+		else
+			shim_pred_log(s, p, json_string_value(text), json_string_length(text));
 	} else if (strcmp(type, "started") == 0) {
 		/* already processing since dispatch */
 	} else if (strcmp(type, "output") == 0) {
@@ -361,10 +363,21 @@ void shim_pred_event(struct shim *s, const char *type, json_t *ev)
 			p->predict_time = json_number_value(t);
 		shim_pred_finish(s, p, PRED_SUCCEEDED, NULL);
 	} else if (strcmp(type, "failed") == 0) {
-		const char *error = json_string_value(json_object_get(ev, "error"));
-		shim_pred_finish(s, p, PRED_FAILED, error ? error : "prediction failed");
+		json_t *error = json_object_get(ev, "error");
+		/* p->error is a C string: a NUL in the message becomes U+FFFD (the message is kept whole) */
+		_cleanup_buf_ struct kiln_buf e = KILN_BUF_INIT;
+		for (size_t i = 0; i < json_string_length(error); i++) {
+			const char *c = json_string_value(error) + i;
+			kiln_buf_put(&e, *c ? c : "\xef\xbf\xbd", *c ? 1 : 3);
+		}
+		shim_pred_finish(s, p, PRED_FAILED, e.ptr ? e.ptr : "prediction failed");
 	} else if (strcmp(type, "canceled") == 0) {
 		shim_pred_finish(s, p, PRED_CANCELED, NULL);
+	} else {
+		/* an event it cannot act on: the prediction's end may be lost, so this is its end */
+		char msg[160];
+		snprintf(msg, sizeof(msg), "the worker sent an unknown event '%.64s'", type);
+		shim_pred_finish(s, p, PRED_FAILED, msg);
 	}
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# kiln-shim's output path on loopback, with tests/fixtures/predictors/outputs.py: output data never taken
-# for a file, and file outputs read only when regular and within KILN_MAX_OUTPUT_BYTES.
+# kiln-shim's worker and output path on loopback, with tests/fixtures/predictors/outputs.py: NULs in outputs
+# and logs carried through, an event it cannot read ends its prediction (never a shim stuck BUSY), output
+# data never taken for a file, and file outputs read only when regular and within KILN_MAX_OUTPUT_BYTES.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/shim_lib.sh"
 
@@ -24,6 +25,53 @@ stop_shim() {
 	wait_exit "$SPID" 10
 	expect_eq "$RC" 0 "exit status"
 }
+
+# ---- D3: NULs in outputs and logs
+ECHO=$(project Echo)
+start "$ECHO"
+wait_health READY 20
+
+t_case "an output with NULs (from a data:,%00%00 input) comes back whole, its logs too"
+post '{"input": {"data": "data:,%00%00"}}'
+expect_eq "$CODE" 200
+expect_eq "$(field 'j["status"]')" succeeded
+expect_eq "$(field 'j["output"] == "\0\0"')" True "output is two NULs: $BODY"
+expect_eq "$(field 'j["logs"] == "read \0\0\nraw\0line\n"')" True "logs keep the NULs: $BODY"
+expect_eq "$(field 'j["error"]')" None
+
+t_case "after it the shim is READY and the next prediction succeeds"
+wait_health READY 5
+post '{"input": {"data": "data:,ab"}}'
+expect_eq "$CODE" 200
+expect_eq "$(field 'j["output"]')" ab
+
+t_case "an event stream carries the NULs as \\u0000"
+curl -s -N -m 10 -X POST -H 'Accept: text/event-stream' -d '{"input": {"data": "data:,%00"}}' \
+	"$URL/predictions" >"$T_WORK/sse"
+expect_contains "$(grep -a '^event: output' -A1 "$T_WORK/sse")" 'data: "\u0000"'
+expect_contains "$(cat "$T_WORK/sse")" 'data: "read \u0000\n'
+expect_contains "$(cat "$T_WORK/sse")" "event: completed"
+
+t_case "SIGTERM ends the shim after NUL outputs"
+stop_shim
+
+# ---- D3: an event the shim cannot read ends its prediction
+BAD=$(project Surrogate)
+start "$BAD"
+wait_health READY 20
+
+t_case "an output no JSON parser takes (a lone surrogate) fails that prediction with the reason"
+post '{"input": {}}'
+expect_eq "$CODE" 200
+expect_eq "$(field 'j["status"]')" failed
+expect_contains "$(field 'j["error"]')" "the worker sent an event that cannot be read"
+expect_contains "$(cat "$BAD.log")" "the worker sent an event that cannot be read"
+
+t_case "then the slot is free: READY, the next prediction succeeds, SIGTERM ends the shim"
+wait_health READY 5
+post '{"input": {"bad": false}}'
+expect_eq "$(field 'j["output"]')" fine
+stop_shim
 
 # ---- D5: output data is not a file
 DATA=$(project Data)

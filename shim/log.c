@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* log.c: the shim's JSON-lines log and Cog's timestamps, cheap enough for two lines per prediction. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,12 +124,28 @@ double shim_since(const struct timespec *a)
 FILE *shim_log_file;
 
 /* This thread's log lines held back by shim_log_defer, written in one write(2) when the outermost
- * stretch ends. */
-static __thread struct {
+ * stretch ends. Its buffer is freed when the thread ends (deferred_key's destructor). */
+struct deferred {
 	int depth;
 	char *buf;
 	size_t len, cap;
-} deferred;
+};
+static __thread struct deferred deferred;
+static pthread_key_t deferred_key;
+static pthread_once_t deferred_once = PTHREAD_ONCE_INIT;
+
+static void deferred_free(void *p)
+{
+	struct deferred *d = p;
+	free(d->buf);
+	d->buf = NULL;
+	d->len = d->cap = 0;
+}
+
+static void deferred_key_create(void)
+{
+	pthread_key_create(&deferred_key, deferred_free);
+}
 
 static int log_fd(void)
 {
@@ -209,6 +226,10 @@ static void emit_line(const char *line, size_t len)
 			size_t cap = deferred.cap ? deferred.cap * 2 : 4096;
 			while (cap < deferred.len + len)
 				cap *= 2;
+			if (!deferred.buf) { /* this thread's first: to be freed when it ends */
+				pthread_once(&deferred_once, deferred_key_create);
+				pthread_setspecific(deferred_key, &deferred);
+			}
 			char *b = realloc(deferred.buf, cap);
 			if (b) {
 				deferred.buf = b;

@@ -25,15 +25,22 @@
 #define MAX_NAME                 128 /* bytes of a file name kept from a URL */
 #define MAX_SCHEMA_DEPTH         8
 
-long long files_max_input_bytes(void)
+/* The environment variable NAME as a positive number of bytes, else (unset, empty, not that) DEFAULT_BYTES.
+ */
+static long long env_bytes(const char *name, long long default_bytes)
 {
-	const char *s = getenv("KILN_MAX_INPUT_BYTES");
+	const char *s = getenv(name);
 	if (!s || !*s)
-		return DEFAULT_MAX_INPUT_BYTES;
+		return default_bytes;
 	char *end;
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
-	return errno || *end || v <= 0 ? DEFAULT_MAX_INPUT_BYTES : v;
+	return errno || *end || v <= 0 ? default_bytes : v;
+}
+
+long long files_max_input_bytes(void)
+{
+	return env_bytes("KILN_MAX_INPUT_BYTES", DEFAULT_MAX_INPUT_BYTES);
 }
 
 static int hexval(int c)
@@ -319,13 +326,7 @@ int shim_files_fetch_inputs(const json_t *schema, json_t *input, const char *dir
 
 long long files_max_output_bytes(void)
 {
-	const char *s = getenv("KILN_MAX_OUTPUT_BYTES");
-	if (!s || !*s)
-		return DEFAULT_MAX_OUTPUT_BYTES;
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	return errno || *end || v <= 0 ? DEFAULT_MAX_OUTPUT_BYTES : v;
+	return env_bytes("KILN_MAX_OUTPUT_BYTES", DEFAULT_MAX_OUTPUT_BYTES);
 }
 
 /* Whether the file system of FD holds the kernel's pseudo-files (/proc, /sys ...), which fstat calls regular.

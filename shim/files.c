@@ -6,11 +6,13 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "common/buf.h"
@@ -18,19 +20,27 @@
 #include "shim/files.h"
 #include "shim/shim.h"
 
-#define DEFAULT_MAX_INPUT_BYTES (1024LL * 1024 * 1024)
-#define MAX_NAME                128 /* bytes of a file name kept from a URL */
-#define MAX_SCHEMA_DEPTH        8
+#define DEFAULT_MAX_INPUT_BYTES  (1024LL * 1024 * 1024)
+#define DEFAULT_MAX_OUTPUT_BYTES (100LL * 1024 * 1024)
+#define MAX_NAME                 128 /* bytes of a file name kept from a URL */
+#define MAX_SCHEMA_DEPTH         8
 
-long long files_max_input_bytes(void)
+/* The environment variable NAME as a positive number of bytes, else (unset, empty, not that) DEFAULT_BYTES.
+ */
+static long long env_bytes(const char *name, long long default_bytes)
 {
-	const char *s = getenv("KILN_MAX_INPUT_BYTES");
+	const char *s = getenv(name);
 	if (!s || !*s)
-		return DEFAULT_MAX_INPUT_BYTES;
+		return default_bytes;
 	char *end;
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
-	return errno || *end || v <= 0 ? DEFAULT_MAX_INPUT_BYTES : v;
+	return errno || *end || v <= 0 ? default_bytes : v;
+}
+
+long long files_max_input_bytes(void)
+{
+	return env_bytes("KILN_MAX_INPUT_BYTES", DEFAULT_MAX_INPUT_BYTES);
 }
 
 static int hexval(int c)
@@ -314,45 +324,163 @@ int shim_files_fetch_inputs(const json_t *schema, json_t *input, const char *dir
 
 /* ---- outputs ---- */
 
-/*
- * Encode the outputs inside V: *replacement gets a new string for a {"$path": P} object (and stays NULL
- * otherwise); arrays and objects are walked and their members replaced in place.
+long long files_max_output_bytes(void)
+{
+	return env_bytes("KILN_MAX_OUTPUT_BYTES", DEFAULT_MAX_OUTPUT_BYTES);
+}
+
+/* Whether the file system of FD holds the kernel's pseudo-files (/proc, /sys ...), which fstat calls regular.
  */
-static int encode_value(json_t *v, json_t **replacement, const char *upload_url, struct kiln_error **err)
+static bool on_pseudo_fs(int fd)
+{
+	static const unsigned long kinds[] = {PROC_SUPER_MAGIC,    SYSFS_MAGIC,      DEBUGFS_MAGIC,
+	                                      TRACEFS_MAGIC,       SECURITYFS_MAGIC, CGROUP_SUPER_MAGIC,
+	                                      CGROUP2_SUPER_MAGIC, BPF_FS_MAGIC};
+	struct statfs fs;
+	if (fstatfs(fd, &fs) < 0)
+		return true;
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if ((unsigned long)fs.f_type == kinds[i])
+			return true;
+	return false;
+}
+
+int files_open_output(const char *path, struct stat *st, struct kiln_error **err)
+{
+	if (path[0] != '/')
+		return kiln_error_set(err, KILN_EINVAL, "file output '%s' is not an absolute path", path);
+	/* O_NONBLOCK: a FIFO opens at once (and is refused below) instead of waiting for a writer */
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0 && errno == ELOOP)
+		return kiln_error_set(err, KILN_EINVAL, "file output '%s' is a symbolic link", path);
+	if (fd < 0)
+		return kiln_error_errno(err, errno, "cannot open file output '%s'", path);
+	if (fstat(fd, st) < 0)
+		return kiln_error_errno(err, errno, "cannot open file output '%s'", path);
+	if (!S_ISREG(st->st_mode))
+		return kiln_error_set(err, KILN_EINVAL, "file output '%s' is not a regular file", path);
+	if (on_pseudo_fs(fd))
+		return kiln_error_set(err, KILN_EINVAL, "file output '%s' is a kernel pseudo-file", path);
+	int flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+		return kiln_error_errno(err, errno, "cannot open file output '%s'", path);
+	return kiln_steal_fd(&fd);
+}
+
+/* The file output PATH as a data: URI (when UPLOAD_URL is NULL or empty) or uploaded, into *out. */
+static int encode_file(char **out, const char *path, const char *upload_url, struct kiln_error **err)
+{
+	if (upload_url && *upload_url)
+		return files_upload(out, path, upload_url, err);
+	struct stat st;
+	_cleanup_close_ int fd = files_open_output(path, &st, err);
+	if (fd < 0)
+		return fd;
+	long long max = files_max_output_bytes();
+	if (st.st_size > max)
+		return kiln_error_set(err, KILN_EINVAL,
+		                      "file output '%s' has %lld bytes, more than the %lld a data: URI may "
+		                      "hold (KILN_MAX_OUTPUT_BYTES; or give an upload URL)",
+		                      path, (long long)st.st_size, max);
+	/* never more than the size it had when checked: a file that grows meanwhile is cut there */
+	return files_encode_data_uri(out, fd, path, (long long)st.st_size, err);
+}
+
+/*
+ * Encode the file output at POSITION (a JSON array of object keys and array indices) inside *value: the
+ * string found there, a path, is replaced by what encode_file makes of it.
+ */
+static int encode_at(json_t **value, const json_t *position, const char *upload_url, struct kiln_error **err)
+{
+	if (!json_is_array(position))
+		return kiln_error_set(err, KILN_EINVAL, "a file position is not an array");
+	json_t *parent = NULL, *cur = *value;
+	const char *key = NULL;
+	size_t index = 0, i;
+	const json_t *step;
+	json_array_foreach(position, i, step)
+	{
+		parent = cur;
+		if (json_is_string(step) && json_is_object(cur)) {
+			key = json_string_value(step);
+			cur = json_object_get(cur, key);
+		} else if (json_is_integer(step) && json_is_array(cur) && json_integer_value(step) >= 0) {
+			key = NULL;
+			index = (size_t)json_integer_value(step);
+			cur = json_array_get(cur, index);
+		} else {
+			cur = NULL;
+		}
+		if (!cur)
+			break;
+	}
+	if (!json_is_string(cur))
+		return kiln_error_set(err, KILN_EINVAL, "a file position names no string in the output");
+	char *s;
+	int rc = encode_file(&s, json_string_value(cur), upload_url, err);
+	if (rc < 0)
+		return rc;
+	json_t *r = json_string(s);
+	free(s);
+	if (!r)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	if (!parent) {
+		json_decref(*value);
+		*value = r;
+		return 0;
+	}
+	return (key ? json_object_set_new(parent, key, r) : json_array_set_new(parent, index, r)) < 0
+	           ? kiln_error_set(err, KILN_EFAIL, "out of memory")
+	           : 0;
+}
+
+int shim_files_encode_output(json_t **value, const json_t *files, const char *upload_url,
+                             struct kiln_error **err)
+{
+	if (files && !json_is_array(files))
+		return kiln_error_set(err, KILN_EINVAL, "output: the file positions are not an array");
+	size_t i;
+	const json_t *position;
+	json_array_foreach(files, i, position)
+	{
+		int rc = encode_at(value, position, upload_url, err);
+		if (rc < 0)
+			return kiln_error_wrap(err, "output");
+	}
+	return 0;
+}
+
+/* Walk V for one-key {"$path": P} objects at POSITION (its path from the top, extended and shortened in
+ * place): each is replaced by P in its parent (*replacement for V itself) and its position added to FILES. */
+static int take_markers(json_t *v, json_t **replacement, json_t *position, json_t *files)
 {
 	*replacement = NULL;
+	if (json_is_object(v) && json_object_size(v) == 1 && json_is_string(json_object_get(v, "$path"))) {
+		*replacement = json_incref(json_object_get(v, "$path"));
+		return json_array_append_new(files, json_deep_copy(position));
+	}
+	const char *key;
+	json_t *member;
+	size_t i;
 	if (json_is_object(v)) {
-		const char *path = json_string_value(json_object_get(v, "$path"));
-		if (path && json_object_size(v) == 1) {
-			char *s;
-			int rc = upload_url && *upload_url ? files_upload(&s, path, upload_url, err)
-			                                   : files_encode_data_uri(&s, path, err);
-			if (rc < 0)
-				return kiln_error_wrap(err, "output");
-			*replacement = json_string(s);
-			free(s);
-			return *replacement ? 0 : kiln_error_set(err, KILN_EFAIL, "out of memory");
-		}
-		const char *key;
-		json_t *member;
 		json_object_foreach(v, key, member)
 		{
 			json_t *r;
-			int rc = encode_value(member, &r, upload_url, err);
-			if (rc < 0)
-				return rc;
+			if (json_array_append_new(position, json_string(key)) < 0 ||
+			    take_markers(member, &r, position, files) < 0)
+				return -1;
+			json_array_remove(position, json_array_size(position) - 1);
 			if (r)
 				json_object_set_new(v, key, r);
 		}
 	} else if (json_is_array(v)) {
-		size_t i;
-		json_t *member;
 		json_array_foreach(v, i, member)
 		{
 			json_t *r;
-			int rc = encode_value(member, &r, upload_url, err);
-			if (rc < 0)
-				return rc;
+			if (json_array_append_new(position, json_integer((json_int_t)i)) < 0 ||
+			    take_markers(member, &r, position, files) < 0)
+				return -1;
+			json_array_remove(position, json_array_size(position) - 1);
 			if (r)
 				json_array_set_new(v, i, r);
 		}
@@ -360,22 +488,29 @@ static int encode_value(json_t *v, json_t **replacement, const char *upload_url,
 	return 0;
 }
 
-int shim_files_encode_output(json_t **value, const char *upload_url, struct kiln_error **err)
+json_t *shim_files_take_path_markers(json_t **value)
 {
-	json_t *r;
-	int rc = encode_value(*value, &r, upload_url, err);
-	if (rc < 0)
-		return rc;
+	json_t *files = json_array(), *position = json_array(), *r = NULL;
+	int rc = files && position ? take_markers(*value, &r, position, files) : -1;
+	json_decref(position);
+	if (rc < 0) {
+		json_decref(r);
+		json_decref(files);
+		return NULL;
+	}
 	if (r) {
 		json_decref(*value);
 		*value = r;
 	}
-	return 0;
+	return files;
 }
 
 int shim_files_data_uri(char **out, const char *path, struct kiln_error **err)
 {
-	return files_encode_data_uri(out, path, err);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kiln_error_errno(err, errno, "cannot open '%s'", path);
+	return files_encode_data_uri(out, fd, path, -1, err);
 }
 
 const char *shim_files_data_uri_extension(const char *uri)

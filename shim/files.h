@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 
 #include "common/error.h"
 
@@ -17,6 +18,14 @@
 long long files_max_input_bytes(void);
 /* The byte at S[*i], decoding a %XX escape (and moving *i past it). */
 char files_next_byte(const char *s, size_t len, size_t *i);
+/* $KILN_MAX_OUTPUT_BYTES, else (also when it is not a positive number) 100 MiB: the largest file output
+ * returned as a data: URI. */
+long long files_max_output_bytes(void);
+/*
+ * Open the file output PATH for reading: an absolute path to a regular file, not a symbolic link, not a
+ * kernel pseudo-file (/proc, /sys, ...). The descriptor (*st its status), or a negative code with *err set.
+ */
+int files_open_output(const char *path, struct stat *st, struct kiln_error **err);
 /* The MIME type for PATH's extension (any case), application/octet-stream when unknown. */
 const char *files_mime_for_path(const char *path);
 
@@ -25,8 +34,9 @@ const char *files_mime_for_path(const char *path);
 /* Download the http(s) URL into FD (PATH, for messages); the input is NAME. */
 int files_download(int fd, const char *path, const char *url, const char *name, struct kiln_error **err);
 /*
- * PUT the file PATH to UPLOAD_URL/<basename> (streamed, with its Content-Type); *out gets the URL the
- * answer gave in Location (resolved), else the PUT URL. Non-2xx answers fail with the status.
+ * PUT the file output PATH (opened with files_open_output) to UPLOAD_URL/<basename> (streamed, with its
+ * Content-Type); *out gets the URL the answer gave in Location (resolved), else the PUT URL. Non-2xx answers
+ * fail with the status.
  */
 int files_upload(char **out, const char *path, const char *upload_url, struct kiln_error **err);
 
@@ -38,7 +48,8 @@ int files_upload(char **out, const char *path, const char *upload_url, struct ki
  */
 int files_decode_data(int fd, const char *path, const char *s, size_t len, bool base64, const char *name,
                       struct kiln_error **err);
-/* A data: URI with PATH's contents, base64-encoded, into *out (caller frees). */
-int files_encode_data_uri(char **out, const char *path, struct kiln_error **err);
+/* A data: URI with what FD holds (PATH: its MIME type, and for messages), base64-encoded, into *out (caller
+ * frees): up to LIMIT bytes, or to its end when LIMIT < 0. */
+int files_encode_data_uri(char **out, int fd, const char *path, long long limit, struct kiln_error **err);
 
 #endif

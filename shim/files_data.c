@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/cleanup.h"
@@ -90,28 +91,36 @@ int files_decode_data(int fd, const char *path, const char *s, size_t len, bool 
 }
 /* ---- encoding (outputs) ---- */
 
-int files_encode_data_uri(char **out, const char *path, struct kiln_error **err)
+int files_encode_data_uri(char **out, int fd, const char *path, long long limit, struct kiln_error **err)
 {
-	_cleanup_fclose_ FILE *f = fopen(path, "rbe");
-	if (!f)
-		return kiln_error_errno(err, errno, "cannot open '%s'", path);
 	_cleanup_buf_ struct kiln_buf b = KILN_BUF_INIT;
 	_cleanup_free_ unsigned char *raw = malloc(RAW_CHUNK);
 	if (!raw || kiln_buf_printf(&b, "data:%s;base64,", files_mime_for_path(path)) < 0)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	for (;;) {
-		size_t n = fread(raw, 1, RAW_CHUNK, f);
+	long long left = limit;
+	while (limit < 0 || left > 0) {
+		/* a whole chunk (a multiple of 3 bytes) before encoding: no padding inside the URI */
+		size_t want = limit < 0 || left > RAW_CHUNK ? RAW_CHUNK : (size_t)left, n = 0;
+		while (n < want) {
+			ssize_t r = read(fd, raw + n, want - n);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0)
+				return kiln_error_errno(err, errno, "cannot read '%s'", path);
+			if (r == 0)
+				break;
+			n += (size_t)r;
+		}
 		if (n > 0) {
 			if (kiln_buf_grow(&b, (n + 2) / 3 * 4 + 1) < 0)
 				return kiln_error_set(err, KILN_EFAIL, "out of memory");
 			int m = EVP_EncodeBlock((unsigned char *)b.ptr + b.len, raw, (int)n);
 			b.len += (size_t)m;
 		}
-		if (n < RAW_CHUNK)
+		left -= (long long)n;
+		if (n < want)
 			break;
 	}
-	if (ferror(f))
-		return kiln_error_errno(err, EIO, "cannot read '%s'", path);
 	*out = kiln_buf_detach(&b);
 	return 0;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/cleanup.h"
@@ -219,10 +220,15 @@ static int resolve_url(char **out, const char *base, const char *ref, struct kil
 
 int files_upload(char **out, const char *path, const char *upload_url, struct kiln_error **err)
 {
-	_cleanup_fclose_ FILE *f = fopen(path, "rbe");
 	struct stat st;
-	if (!f || fstat(fileno(f), &st) < 0)
-		return kiln_error_errno(err, errno, "cannot open output '%s'", path);
+	int fd = files_open_output(path, &st, err);
+	if (fd < 0)
+		return fd;
+	_cleanup_fclose_ FILE *f = fdopen(fd, "rb");
+	if (!f) {
+		close(fd);
+		return kiln_error_errno(err, errno, "cannot open file output '%s'", path);
+	}
 	char errbuf[CURL_ERROR_SIZE];
 	_cleanup_curl_ CURL *c = new_handle(errbuf, err);
 	if (!c)

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* log.c: the shim's JSON-lines log and Cog's timestamps, cheap enough for two lines per prediction. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "common/cleanup.h"
 #include "common/fs.h"
 #include "shim/server.h"
 
@@ -53,6 +55,17 @@ int shim_put_text(struct kiln_buf *b, const char *text, size_t len)
 	int rc = j ? shim_put_json(b, j) : -1;
 	json_decref(j);
 	return rc;
+}
+
+json_t *shim_json_text(const char *text, size_t len)
+{
+	json_t *j = json_stringn(text, len);
+	if (j)
+		return j;
+	_cleanup_free_ char *copy = malloc(len ? len : 1);
+	for (size_t i = 0; copy && i < len; i++)
+		copy[i] = (unsigned char)text[i] < 0x80 ? text[i] : '?';
+	return copy ? json_stringn(copy, len) : NULL;
 }
 
 const char *shim_quoted(const char *text, char *buf, size_t size, struct kiln_buf *spill)
@@ -111,12 +124,28 @@ double shim_since(const struct timespec *a)
 FILE *shim_log_file;
 
 /* This thread's log lines held back by shim_log_defer, written in one write(2) when the outermost
- * stretch ends. */
-static __thread struct {
+ * stretch ends. Its buffer is freed when the thread ends (deferred_key's destructor). */
+struct deferred {
 	int depth;
 	char *buf;
 	size_t len, cap;
-} deferred;
+};
+static __thread struct deferred deferred;
+static pthread_key_t deferred_key;
+static pthread_once_t deferred_once = PTHREAD_ONCE_INIT;
+
+static void deferred_free(void *p)
+{
+	struct deferred *d = p;
+	free(d->buf);
+	d->buf = NULL;
+	d->len = d->cap = 0;
+}
+
+static void deferred_key_create(void)
+{
+	pthread_key_create(&deferred_key, deferred_free);
+}
 
 static int log_fd(void)
 {
@@ -150,14 +179,15 @@ static bool development(void)
 /* The JSON line LINE as "TIMESTAMP [severity] message key=value ..." into OUT. */
 static void render_development(struct kiln_buf *out, const char *line, size_t len)
 {
-	json_t *o = json_loadb(line, len, 0, NULL);
+	json_t *o = json_loadb(line, len, JSON_ALLOW_NUL, NULL);
 	const char *ts = json_string_value(json_object_get(o, "timestamp"));
 	const char *sev = json_string_value(json_object_get(o, "severity"));
 	char level[16] = "";
 	for (size_t i = 0; sev && sev[i] && i < sizeof(level) - 1; i++)
 		level[i] = (char)(sev[i] >= 'A' && sev[i] <= 'Z' ? sev[i] + 32 : sev[i]);
-	const char *msg = json_string_value(json_object_get(o, "message"));
-	kiln_buf_printf(out, "%s [%-7s] %s", ts ? ts : "", level, msg ? msg : "");
+	json_t *msg = json_object_get(o, "message");
+	kiln_buf_printf(out, "%s [%-7s] ", ts ? ts : "", level);
+	kiln_buf_put(out, json_string_value(msg) ?: "", json_string_length(msg));
 	const char *key;
 	json_t *v;
 	json_object_foreach(o, key, v)
@@ -167,7 +197,7 @@ static void render_development(struct kiln_buf *out, const char *line, size_t le
 			continue;
 		kiln_buf_printf(out, " %s=", key);
 		const char *str = json_string_value(v);
-		if (str && *str && !strpbrk(str, " \"=\\\n\t"))
+		if (str && *str && strlen(str) == json_string_length(v) && !strpbrk(str, " \"=\\\n\t"))
 			kiln_buf_puts(out, str);
 		else
 			shim_put_json(out, v);
@@ -196,6 +226,10 @@ static void emit_line(const char *line, size_t len)
 			size_t cap = deferred.cap ? deferred.cap * 2 : 4096;
 			while (cap < deferred.len + len)
 				cap *= 2;
+			if (!deferred.buf) { /* this thread's first: to be freed when it ends */
+				pthread_once(&deferred_once, deferred_key_create);
+				pthread_setspecific(deferred_key, &deferred);
+			}
 			char *b = realloc(deferred.buf, cap);
 			if (b) {
 				deferred.buf = b;
@@ -237,19 +271,16 @@ static size_t line_start(char *buf, size_t size, const char *level)
 	return n < 0 ? 0 : (size_t)n;
 }
 
-/* The whole line built by jansson: for lines too long for shim_log's stack buffer. */
-static void log_slow(const char *level, const char *msg, json_t *extra)
+/* The whole line built by jansson: for lines too long for log_message's stack buffer. */
+static void log_slow(const char *level, json_t *msg, json_t *extra)
 {
 	char ts[SHIM_TIME_LEN];
 	log_time(ts);
-	json_t *o =
-	    json_pack("{s:s, s:s, s:s}", "timestamp", ts, "severity", severity(level), "message", msg);
-	if (!o)
-		o = json_pack("{s:s, s:s, s:s}", "timestamp", ts, "severity", severity(level), "message",
-		              "(a message that is not UTF-8)");
-	if (extra)
+	json_t *m = msg ? json_incref(msg) : json_string("(a message that is not UTF-8)");
+	json_t *o = json_pack("{s:s, s:s, s:o}", "timestamp", ts, "severity", severity(level), "message", m);
+	if (o && extra)
 		json_object_update_missing(o, extra);
-	char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
+	char *line = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
 	json_decref(o);
 	if (line) {
 		size_t len = strlen(line);
@@ -259,20 +290,15 @@ static void log_slow(const char *level, const char *msg, json_t *extra)
 	}
 }
 
-void shim_log(const char *level, json_t *extra, const char *fmt, ...)
+/* One log line with the message MSG (a JSON string, or NULL for one that is not UTF-8; taken) and EXTRA's
+ * members (taken). */
+static void log_message(const char *level, json_t *msg, json_t *extra)
 {
-	char msg[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	char buf[8192];
 	size_t n = line_start(buf, sizeof(buf), level);
 	/* the message (any text: jansson escapes it), then EXTRA's members in their order: its "{" becomes
 	 * the "," after "message" and its "}" ends the line's object */
-	json_t *m = json_string(msg);
-	size_t k = m ? json_dumpb(m, buf + n, sizeof(buf) - n, JSON_ENCODE_ANY) : 0;
-	json_decref(m);
+	size_t k = msg ? json_dumpb(msg, buf + n, sizeof(buf) - n, JSON_ENCODE_ANY) : 0;
 	bool members = extra && json_object_size(extra) > 0;
 	size_t e = 0;
 	if (k > 0 && k < sizeof(buf) - n) {
@@ -292,7 +318,23 @@ void shim_log(const char *level, json_t *extra, const char *fmt, ...)
 		buf[n++] = '\n';
 		emit_line(buf, n);
 	}
+	json_decref(msg);
 	json_decref(extra);
+}
+
+void shim_log(const char *level, json_t *extra, const char *fmt, ...)
+{
+	char msg[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_message(level, json_string(msg), extra);
+}
+
+void shim_log_text(const char *level, json_t *extra, const char *text, size_t len)
+{
+	log_message(level, shim_json_text(text, len), extra);
 }
 
 void shim_log_fields(const char *level, const char *msg, const char *fields, ...)

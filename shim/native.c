@@ -221,15 +221,22 @@ static void run_job(struct shim *s, struct native_worker *w, struct native_job *
 	} else if (rc != 0) {
 		ev = json_pack("{s:s, s:s, s:s}", "type", "failed", "id", job->id, "error",
 		               error ? error : "prediction failed");
-	} else if (!(value = output ? json_loads(output, JSON_DECODE_ANY, &jerr) : json_null())) {
+	} else if (!(value = output ? json_loads(output, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr)
+	                            : json_null())) {
 		_cleanup_free_ char *why =
 		    msgf("kiln_predictor_predict: the output is not JSON: %s (line %d, "
 		         "column %d)",
 		         jerr.text, jerr.line, jerr.column);
 		ev = json_pack("{s:s, s:s, s:s}", "type", "failed", "id", job->id, "error", why);
 	} else {
-		ev = json_pack("{s:s, s:s, s:o, s:f}", "type", "done", "id", job->id, "output", value,
-		               "predict_time", seconds);
+		/* the ABI's file outputs, {"$path": P}, marked out of band as the runner marks them */
+		json_t *files = shim_files_take_path_markers(&value);
+		ev = files ? json_pack("{s:s, s:s, s:o, s:o, s:f}", "type", "done", "id", job->id, "output",
+		                       value, "files", files, "predict_time", seconds)
+		           : json_pack("{s:s, s:s, s:s}", "type", "failed", "id", job->id, "error",
+		                       "out of memory");
+		if (!files)
+			json_decref(value);
 	}
 	release(n, output);
 	release(n, error);

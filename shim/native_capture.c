@@ -34,13 +34,7 @@ static void emit_log(struct shim *s, const char *text, size_t len)
 		}
 	}
 	pthread_mutex_unlock(&n->lock);
-	json_t *str = json_stringn(text, len);
-	if (!str) {
-		_cleanup_free_ char *copy = malloc(len);
-		for (size_t i = 0; copy && i < len; i++)
-			copy[i] = (unsigned char)text[i] < 0x80 ? text[i] : '?';
-		str = copy ? json_stringn(copy, len) : json_string("");
-	}
+	json_t *str = shim_json_text(text, len);
 	native_emit(s, json_pack("{s:s, s:o, s:o}", "type", "log", "id", id, "text", str));
 }
 

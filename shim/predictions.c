@@ -153,7 +153,7 @@ json_t *shim_pred_json(const struct shim_prediction *p)
 	_cleanup_buf_ struct kiln_buf b = KILN_BUF_INIT;
 	if (shim_pred_text(p, &b) < 0)
 		return NULL;
-	return json_loadb(b.ptr, b.len, 0, NULL);
+	return json_loadb(b.ptr, b.len, JSON_ALLOW_NUL, NULL);
 }
 
 /* Queue webhook EVENT for P when it has a webhook (never blocks: the webhook thread sends). */
@@ -288,17 +288,18 @@ void shim_pred_log(struct shim *s, struct shim_prediction *p, const char *text, 
 	pthread_cond_broadcast(&s->cond);
 }
 
-/* Turn {"$path"} values of *V into data: URIs or uploads, with s->lock released meanwhile. When that
- * fails the prediction fails with the reason (a raw local path is never handed out), and -1 is returned. */
-static int encode_output(struct shim *s, struct shim_prediction *p, json_t **v)
+/* Turn the file outputs of *V, at the positions FILES (the event's "files"), into data: URIs or uploads,
+ * with s->lock released meanwhile. When that fails the prediction fails with the reason (a raw local path
+ * is never handed out), and -1 is returned. */
+static int encode_output(struct shim *s, struct shim_prediction *p, json_t **v, const json_t *files)
 {
-	if (!*v)
+	if (!*v || !files)
 		return 0;
 	char *url = p->upload_url ? strdup(p->upload_url) : NULL;
 	p->refs++;
 	pthread_mutex_unlock(&s->lock);
 	_cleanup_error_ struct kiln_error *err = NULL;
-	int rc = shim_files_encode_output(v, url, &err);
+	int rc = shim_files_encode_output(v, files, url, &err);
 	if (rc < 0)
 		shim_log("error", json_pack("{s:s}", "prediction_id", p->id), "cannot encode output: %s",
 		         err->message);
@@ -321,14 +322,16 @@ void shim_pred_event(struct shim *s, const char *type, json_t *ev)
 	if (!p || finished(p))
 		return;
 	if (strcmp(type, "log") == 0) {
-		const char *text = json_string_value(json_object_get(ev, "text"));
-		if (text)
-			shim_pred_log(s, p, text, strlen(text));
+		json_t *text = json_object_get(ev, "text");
+		if (!json_is_string(text))
+			shim_pred_finish(s, p, PRED_FAILED, "the worker sent a log event without text");
+		else
+			shim_pred_log(s, p, json_string_value(text), json_string_length(text));
 	} else if (strcmp(type, "started") == 0) {
 		/* already processing since dispatch */
 	} else if (strcmp(type, "output") == 0) {
 		json_t *v = json_incref(json_object_get(ev, "value"));
-		if (encode_output(s, p, &v) < 0 || finished(p)) {
+		if (encode_output(s, p, &v, json_object_get(ev, "files")) < 0 || finished(p)) {
 			json_decref(v);
 			return;
 		}
@@ -345,7 +348,7 @@ void shim_pred_event(struct shim *s, const char *type, json_t *ev)
 		json_t *out = json_object_get(ev, "output");
 		if (out && !p->iterator) {
 			json_t *v = json_incref(out);
-			if (encode_output(s, p, &v) < 0 || finished(p)) {
+			if (encode_output(s, p, &v, json_object_get(ev, "files")) < 0 || finished(p)) {
 				json_decref(v);
 				return;
 			}
@@ -360,10 +363,21 @@ void shim_pred_event(struct shim *s, const char *type, json_t *ev)
 			p->predict_time = json_number_value(t);
 		shim_pred_finish(s, p, PRED_SUCCEEDED, NULL);
 	} else if (strcmp(type, "failed") == 0) {
-		const char *error = json_string_value(json_object_get(ev, "error"));
-		shim_pred_finish(s, p, PRED_FAILED, error ? error : "prediction failed");
+		json_t *error = json_object_get(ev, "error");
+		/* p->error is a C string: a NUL in the message becomes U+FFFD (the message is kept whole) */
+		_cleanup_buf_ struct kiln_buf e = KILN_BUF_INIT;
+		for (size_t i = 0; i < json_string_length(error); i++) {
+			const char *c = json_string_value(error) + i;
+			kiln_buf_put(&e, *c ? c : "\xef\xbf\xbd", *c ? 1 : 3);
+		}
+		shim_pred_finish(s, p, PRED_FAILED, e.ptr ? e.ptr : "prediction failed");
 	} else if (strcmp(type, "canceled") == 0) {
 		shim_pred_finish(s, p, PRED_CANCELED, NULL);
+	} else {
+		/* an event it cannot act on: the prediction's end may be lost, so this is its end */
+		char msg[160];
+		snprintf(msg, sizeof(msg), "the worker sent an unknown event '%.64s'", type);
+		shim_pred_finish(s, p, PRED_FAILED, msg);
 	}
 }
 

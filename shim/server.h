@@ -59,6 +59,7 @@ struct shim_stream {
 	int fd;
 	const char *name; /* "events", "stdout", "stderr" */
 	struct kiln_buf line;
+	bool too_long; /* the line passed worker.c's limit: the rest of it is dropped */
 };
 
 struct shim {
@@ -135,6 +136,11 @@ extern FILE *shim_log_file;
  * "error" as "INFO", ...), "message"} plus EXTRA's keys (stolen; may be NULL). LOG_FORMAT=development:
  * "TIMESTAMP [level] message key=value ..." instead. */
 void shim_log(const char *level, json_t *extra, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The same line with the message TEXT[0..LEN), as it is (a NUL too; bytes that are not UTF-8 become '?'). */
+void shim_log_text(const char *level, json_t *extra, const char *text, size_t len);
+/* TEXT[0..LEN) as a JSON string, NULs kept, bytes that are not UTF-8 replaced by '?' (NULL when memory runs
+ * out). */
+json_t *shim_json_text(const char *text, size_t len);
 /* The same line without jansson, for the lines of every prediction: MSG is text that JSON writes as it is
  * (no quote, backslash or control character), and FIELDS a printf format of the line's further members,
  * JSON text such as "\"prediction_id\":\"%s\"" whose arguments need no escaping either. */

@@ -98,11 +98,22 @@ void shim_prefetch_free(struct shim_prefetch *p, bool cancel);
 int shim_files_fetch_inputs(const json_t *schema, json_t *input, const char *dir, struct kiln_error **err);
 
 /*
- * Replace every {"$path": P} inside *VALUE by a data: URI (MIME type from the extension), or, when
- * UPLOAD_URL is set, by the URL the upload answered with (PUT UPLOAD_URL/<basename>; its Location header,
- * else the PUT URL).
+ * Replace the file outputs inside *VALUE, and nothing else, by data: URIs (MIME type from the extension), or,
+ * when UPLOAD_URL is set, by the URL the upload answered with (PUT UPLOAD_URL/<basename>; its Location
+ * header, else the PUT URL). FILES (NULL: none) says where they are, out of band, so that no output data can
+ * pass for a file: an array of positions, each an array of object keys and array indices leading from
+ * *VALUE to a string, the file's absolute path ([] for *VALUE itself). Only regular files are read, not
+ * through a symbolic link, not the kernel's (/proc, /sys); a data: URI holds a file of at most
+ * $KILN_MAX_OUTPUT_BYTES (default 100 MiB). A position that leads to no string fails with KILN_EINVAL.
  */
-int shim_files_encode_output(json_t **value, const char *upload_url, struct kiln_error **err);
+int shim_files_encode_output(json_t **value, const json_t *files, const char *upload_url,
+                             struct kiln_error **err);
+/*
+ * The file outputs as a native predictor marks them (include/kiln/predictor.h: one-key {"$path": P}
+ * objects): each replaced by its P inside *VALUE, their positions returned (an array for
+ * shim_files_encode_output; NULL when memory runs out).
+ */
+json_t *shim_files_take_path_markers(json_t **value);
 
 /* A data: URI with the contents of the file PATH (base64; the MIME type from its extension) into *out. */
 int shim_files_data_uri(char **out, const char *path, struct kiln_error **err);

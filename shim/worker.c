@@ -18,7 +18,10 @@
 extern char **environ;
 
 #define WARMUP_ID      "kiln-warmup"
-#define LINE_MAX_BYTES (64 * 1024 * 1024)
+#define LINE_MAX_MIB   64
+#define LINE_MAX_BYTES ((size_t)LINE_MAX_MIB * 1024 * 1024)
+#define STRINGIFY_(x)  #x
+#define STRINGIFY(x)   STRINGIFY_(x)
 
 /* Mark setup finished with STATUS and the health that goes with it (see server.h). */
 void shim_setup_done(struct shim *s, const char *status, enum shim_health health, const char *error)
@@ -70,7 +73,8 @@ static void on_ready(struct shim *s)
 static void on_warmup_event(struct shim *s, const char *type, json_t *ev)
 {
 	if (strcmp(type, "log") == 0) {
-		kiln_buf_puts(&s->setup_logs, json_string_value(json_object_get(ev, "text")) ?: "");
+		json_t *text = json_object_get(ev, "text");
+		kiln_buf_put(&s->setup_logs, json_string_value(text) ?: "", json_string_length(text));
 	} else if (strcmp(type, "done") == 0 || strcmp(type, "failed") == 0 ||
 	           strcmp(type, "canceled") == 0) {
 		s->warming = false;
@@ -101,13 +105,63 @@ static void handle_event(struct shim *s, const char *type, json_t *ev)
 	} else if (id && strcmp(id, WARMUP_ID) == 0) {
 		on_warmup_event(s, type, ev);
 	} else if (strcmp(type, "log") == 0 && !id) {
-		const char *text = json_string_value(json_object_get(ev, "text"));
+		json_t *text = json_object_get(ev, "text");
+		size_t len = json_string_length(text);
 		if (!s->setup_status)
-			kiln_buf_puts(&s->setup_logs, text ? text : "");
+			kiln_buf_put(&s->setup_logs, json_string_value(text) ?: "", len);
 		else
-			shim_log("info", json_pack("{s:s}", "source", "worker"), "%s", text ? text : "");
+			shim_log_text("info", json_pack("{s:s}", "source", "worker"),
+			              json_string_value(text) ?: "", len);
 	} else {
 		shim_pred_event(s, type, ev);
+	}
+}
+
+/* The id that the event line LINE (LEN bytes) that is not a valid event names: the JSON string after its
+ * first "id" key (the runner writes "type" and "id" first). NULL when there is none; caller frees. */
+static char *id_in_line(const char *line, size_t len)
+{
+	const char *key = memmem(line, len, "\"id\"", 4);
+	if (!key)
+		return NULL;
+	size_t i = (size_t)(key - line) + 4;
+	while (i < len && (line[i] == ' ' || line[i] == ':'))
+		i++;
+	json_t *v =
+	    json_loadb(line + i, len - i, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK | JSON_ALLOW_NUL, NULL);
+	char *id = json_is_string(v) ? strdup(json_string_value(v)) : NULL;
+	json_decref(v);
+	return id;
+}
+
+/*
+ * An event line that cannot be understood (WHY): it may have been a prediction's end, so the prediction it
+ * names ends, failed with WHY; without a name, the one prediction that runs, if only one does (else there
+ * is no telling whose it was and it is only logged). The warmup's ends setup. s->lock held.
+ */
+static void on_bad_event(struct shim *s, const char *line, size_t len, const char *why)
+{
+	_cleanup_free_ char *id = id_in_line(line, len);
+	struct shim_prediction *p = id ? shim_pred_find(s, id) : NULL;
+	if (!id) {
+		int running = 0;
+		for (struct shim_prediction *q = s->preds; q; q = q->next)
+			if (q->status == PRED_PROCESSING && q->dispatched && running++ == 0)
+				p = q;
+		if (running != 1)
+			p = NULL;
+	}
+	char msg[512];
+	snprintf(msg, sizeof(msg), "the worker sent an event that cannot be read: %s", why);
+	shim_log(
+	    "warning",
+	    json_pack("{s:s%, s:s?}", "line", line, len < 1024 ? len : 1024, "prediction_id", p ? p->id : id),
+	    "%s", msg);
+	if (id && strcmp(id, WARMUP_ID) == 0 && s->warming) {
+		s->warming = false;
+		shim_setup_done(s, "failed", SHIM_SETUP_FAILED, msg);
+	} else if (p && p->status < PRED_SUCCEEDED) {
+		shim_pred_finish(s, p, PRED_FAILED, msg);
 	}
 }
 
@@ -115,12 +169,18 @@ static void handle_event(struct shim *s, const char *type, json_t *ev)
 static void on_event(struct shim *s, const char *line, size_t len)
 {
 	json_error_t jerr;
-	json_t *ev = json_loadb(line, len, 0, &jerr);
+	/* JSON strings may hold \u0000: outputs and logs carry it through */
+	json_t *ev = json_loadb(line, len, JSON_ALLOW_NUL, &jerr);
 	const char *type = json_string_value(json_object_get(ev, "type"));
-	if (!type)
-		shim_log("warning", json_pack("{s:s%}", "line", line, len), "bad event from the worker");
-	else
+	if (!ev) {
+		char why[256];
+		snprintf(why, sizeof(why), "%s (column %d)", jerr.text, jerr.column);
+		on_bad_event(s, line, len, why);
+	} else if (!type) {
+		on_bad_event(s, line, len, "no \"type\"");
+	} else {
 		handle_event(s, type, ev);
+	}
 	json_decref(ev);
 }
 
@@ -152,11 +212,12 @@ static void on_output(struct shim *s, struct shim_stream *st, const char *line, 
 		shim_pred_log(s, only, line, len);
 		shim_pred_log(s, only, "\n", 1);
 	} else {
-		shim_log("info", json_pack("{s:s}", "source", st->name), "%.*s", (int)len, line);
+		shim_log_text("info", json_pack("{s:s}", "source", st->name), line, len);
 	}
 }
 
-/* Read what is there on ST and handle each complete line; at the end, what is left. Returns 0 at EOF. */
+/* Read what is there on ST and handle each complete line; at the end, what is left. A line longer than
+ * LINE_MAX_BYTES is handled at that length and the rest of it dropped. Returns 0 at EOF. */
 static int pump(struct shim *s, struct shim_stream *st)
 {
 	char chunk[65536];
@@ -164,21 +225,39 @@ static int pump(struct shim *s, struct shim_stream *st)
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return 1;
 	bool eof = n <= 0;
-	if (n > 0 && st->line.len + (size_t)n < LINE_MAX_BYTES)
-		kiln_buf_put(&st->line, chunk, (size_t)n);
+	size_t skip = 0;
+	if (n > 0 && st->too_long) {
+		const char *nl = memchr(chunk, '\n', (size_t)n);
+		if (!nl)
+			return 1;
+		skip = (size_t)(nl + 1 - chunk);
+		st->too_long = false;
+	}
+	if (n > 0)
+		kiln_buf_put(&st->line, chunk + skip, (size_t)n - skip);
+	bool events = strcmp(st->name, "events") == 0;
 	pthread_mutex_lock(&s->lock);
 	size_t start = 0;
 	for (size_t i = 0; i < st->line.len; i++) {
 		if (st->line.ptr[i] != '\n')
 			continue;
-		if (st->fd >= 0 && strcmp(st->name, "events") == 0)
+		if (events)
 			on_event(s, st->line.ptr + start, i - start);
 		else
 			on_output(s, st, st->line.ptr + start, i - start);
 		start = i + 1;
 	}
+	if (!eof && st->line.len - start > LINE_MAX_BYTES) {
+		if (events)
+			on_bad_event(s, st->line.ptr + start, st->line.len - start,
+			             "longer than " STRINGIFY(LINE_MAX_MIB) " MiB");
+		else
+			on_output(s, st, st->line.ptr + start, LINE_MAX_BYTES);
+		start = st->line.len;
+		st->too_long = true;
+	}
 	if (eof && start < st->line.len) {
-		if (strcmp(st->name, "events") != 0)
+		if (!events)
 			on_output(s, st, st->line.ptr + start, st->line.len - start);
 		start = st->line.len;
 	}

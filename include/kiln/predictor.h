@@ -32,7 +32,10 @@
  *   - a crash (SIGSEGV, abort(), exit()) in the library ends the whole shim; the container restarts it.
  *   - COG_SETUP_TIMEOUT marks setup failed but cannot stop a setup() that hangs.
  *   - one output value per prediction (no iterators); a file output is {"$path": "/abs/file"}, which the
- *     shim turns into a data: URI or an upload, as for Python predictors.
+ *     shim turns into a data: URI or an upload, as for Python predictors. Any one-key object of that shape
+ *     in the output is taken for a file: do not pass such objects through from a request. Only regular
+ *     files are read (not through a symbolic link, not in /proc or /sys), and a data: URI holds at most
+ *     $KILN_MAX_OUTPUT_BYTES (100 MiB by default); else the prediction fails.
  *
  * Example (a complete predictor; build with `cc -shared -fPIC -o libecho.so echo.c`):
  *

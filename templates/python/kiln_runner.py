@@ -200,13 +200,19 @@ class Runner:
     # ---- outcomes ----
 
     def _emit_output(self, pid: str, item: Any) -> None:
-        self.events.emit({"type": "output", "id": pid, "value": encode(item)})
+        value, files = encode(item)
+        event: Dict[str, Any] = {"type": "output", "id": pid, "value": value}
+        if files:
+            event["files"] = files
+        self.events.emit(event)
 
     def _finish(self, pid: str, started: float, output: Any, streamed: bool) -> None:
         event: Dict[str, Any] = {"type": "done", "id": pid}
         if not streamed:
             check_output(self.info.output, output)
-            event["output"] = encode(output)
+            event["output"], files = encode(output)
+            if files:
+                event["files"] = files
         event["predict_time"] = round(time.monotonic() - started, 6)
         self.flush_logs(pid)
         self.events.emit(event)

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """kiln_runner_values: a request's input values converted to what predict() takes (Path, File, Secret, ...),
-and what predict() returns checked against the output type and encoded as JSON, files as {"$path": ...}."""
+and what predict() returns checked against the output type and encoded as JSON, with the positions of its
+files beside it."""
 
 import dataclasses
 import datetime
@@ -11,7 +12,7 @@ import os
 import pathlib
 import shutil
 import tempfile
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from kiln_schema_model import (FILE, FLOAT, INTEGER, OBJECT, OPTIONAL, OPTIONAL_REPEATED, PATH, REPEATED,
                                SECRET)
@@ -81,37 +82,47 @@ def check_output(output: Any, value: Any) -> None:
             raise ValueError(f"missing value for output field: {name}")
 
 
-def encode(v: Any, depth: int = 0) -> Any:
-    """An output value as JSON; files become {"$path": "/abs/file"}. TypeError (or ValueError when it
-    nests too deeply) for a value JSON cannot hold."""
+def encode(v: Any) -> Tuple[Any, List[List[Any]]]:
+    """An output value as JSON, and where its files are: a list of positions (lists of object keys and
+    array indices) of the strings in it that are files' absolute paths, for the event's "files". The files
+    are marked there, out of band, so that no data the predictor returns can pass for a file. TypeError
+    (or ValueError when it nests too deeply) for a value JSON cannot hold."""
+    files: List[List[Any]] = []
+    return _encode(v, files, [], 0), files
+
+
+def _encode(v: Any, files: List[List[Any]], at: List[Any], depth: int) -> Any:
     if depth > 64:
         raise ValueError("output nests too deeply")
     if v is None or isinstance(v, (bool, int, float, str)):
         if isinstance(v, enum.Enum):
-            return encode(v.value, depth + 1)
+            return _encode(v.value, files, at, depth + 1)
         return v
     if isinstance(v, (pathlib.PurePath, os.PathLike)):
-        return {"$path": os.path.abspath(os.fspath(v))}
+        files.append(list(at))
+        return os.path.abspath(os.fspath(v))
     if isinstance(v, io.IOBase):
-        return {"$path": _file_output(v)}
+        files.append(list(at))
+        return _file_output(v)
     if isinstance(v, dict):
-        return {str(k): encode(x, depth + 1) for k, x in v.items()}
+        return {str(k): _encode(x, files, at + [str(k)], depth + 1) for k, x in v.items()}
     if isinstance(v, (list, tuple, set, frozenset)) or inspect.isgenerator(v):
-        return [encode(x, depth + 1) for x in v]
+        return [_encode(x, files, at + [i], depth + 1) for i, x in enumerate(v)]
     if isinstance(v, enum.Enum):
-        return encode(v.value, depth + 1)
+        return _encode(v.value, files, at, depth + 1)
     if isinstance(v, (datetime.datetime, datetime.date, datetime.time)):
         return v.isoformat()
     if callable(getattr(v, "get_secret_value", None)):
         return v.get_secret_value()
     if callable(getattr(v, "model_dump", None)):  # pydantic v2 and cog.BaseModel
-        return encode(v.model_dump(), depth + 1)
+        return _encode(v.model_dump(), files, at, depth + 1)
     if hasattr(v, "__fields__") and callable(getattr(v, "dict", None)):  # pydantic v1
-        return encode(v.dict(), depth + 1)
+        return _encode(v.dict(), files, at, depth + 1)
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        return {f.name: encode(getattr(v, f.name), depth + 1) for f in dataclasses.fields(v)}
+        return {f.name: _encode(getattr(v, f.name), files, at + [f.name], depth + 1)
+                for f in dataclasses.fields(v)}
     if type(v).__module__.split(".")[0] == "numpy" and callable(getattr(v, "tolist", None)):
-        return encode(v.tolist(), depth + 1)
+        return _encode(v.tolist(), files, at, depth + 1)
     raise TypeError(f"output of type {type(v).__name__} cannot be encoded as JSON")
 
 

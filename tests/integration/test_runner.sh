@@ -220,17 +220,20 @@ suite() {
 	expect_ev "component('Output')" '{"title": "Output", "type": "string", "format": "uri"}'
 	expect_ev "e[-1]" "{\"type\": \"setup_failed\", \"error\": \"ModuleNotFoundError: No module named 'kiln_no_such_module_torch'\"}"
 
-	t_case "$P Path outputs become {\"\$path\": absolute path}, in lists and objects too"
+	t_case "$P Path outputs become absolute paths named in \"files\", in lists and objects too"
 	run_batch path path_output.py:Predictor o1='{"text": "written"}'
 	local out
-	out=$(ev "$EV" "out()['\$path']")
+	out=$(ev "$EV" "out()")
+	expect_ev "of('done')[0]['files']" '[[]]'
 	expect_eq "${out:0:1}" "/" "path is absolute"
 	expect_eq "$(cat "$out" 2>/dev/null)" "written" "content of $out"
 	run_batch many path_output.py:Many o2='{"n": 2}'
-	expect_ev "[open(p['\$path']).read() for p in out()]" '["0", "1"]'
+	expect_ev "[open(p).read() for p in out()]" '["0", "1"]'
+	expect_ev "of('done')[0]['files']" '[[0], [1]]'
 	run_batch structured path_output.py:Structured o3='{}'
-	expect_ev "(lambda o: [sorted(o), o['caption'], open(o['file']['\$path']).read()])(out())" \
+	expect_ev "(lambda o: [sorted(o), o['caption'], open(o['file']).read()])(out())" \
 		'[["caption", "file"], "a caption", "caption"]'
+	expect_ev "of('done')[0]['files']" '[["file"]]'
 
 	t_case "$P cancel of a running synchronous prediction: canceled within 2 s, the runner goes on"
 	start_runner slow slow.py:Predictor
@@ -391,7 +394,7 @@ EOF
 	expect_rc 0
 	expect_ev "[(x['type'], x['id']) for x in e if x['type'] in ('done', 'failed')]" '[["done", "n"], ["done", "v"]]'
 	expect_ev "out('n')" '{"text": "t", "score": null, "label": null, "file": null, "tags": null, "count": 3}'
-	expect_ev "(lambda o: [o['score'], o['label'], open(o['file']['\$path']).read(), o['tags'], o['count']])(out('v'))" \
+	expect_ev "(lambda o: [o['score'], o['label'], open(o['file']).read(), o['tags'], o['count']])(out('v'))" \
 		'[0.5, 2, "f", ["a"], 1]'
 	if "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then # X | None at run time
 		run_batch pipe_none "$T_WORK/pipe_none.py:Predictor" p='{}'

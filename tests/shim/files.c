@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/fs.h"
 #include "shim/shim.h"
@@ -209,13 +211,36 @@ Test(files, file_urls_and_paths_are_refused)
 	expect_refused("data:image/png;base64", "malformed data: URI");
 }
 
-/* Encode VALUE (taking it) with UPLOAD_URL; returns the result (caller frees). */
+/* Encode VALUE (taking it), its files marked as a native predictor marks them ({"$path": P}), with
+ * UPLOAD_URL; returns the result (caller frees). */
 static json_t *encode(json_t *value, const char *upload_url)
 {
 	struct kiln_error *err = NULL;
-	int rc = shim_files_encode_output(&value, upload_url, &err);
+	json_t *files = shim_files_take_path_markers(&value);
+	cr_assert(files);
+	int rc = shim_files_encode_output(&value, files, upload_url, &err);
 	cr_assert_eq(rc, 0, "%s", err ? err->message : "");
+	json_decref(files);
 	return value;
+}
+
+/* The error of encoding VALUE (taken) with the file positions FILES (taken); caller frees. */
+static struct kiln_error *encode_error(json_t *value, json_t *files)
+{
+	struct kiln_error *err = NULL;
+	cr_assert_lt(shim_files_encode_output(&value, files, NULL, &err), 0);
+	cr_assert(err);
+	json_decref(value);
+	json_decref(files);
+	return err;
+}
+
+/* Expect that the file output PATH is refused with a message holding WANT. */
+static void expect_output_refused(const char *path, const char *want)
+{
+	struct kiln_error *err = encode_error(json_string(path), json_pack("[[]]"));
+	cr_assert(strstr(err->message, want), "%s: %s", path, err->message);
+	kiln_error_free(err);
 }
 
 /* The bytes a data: URI carries, after checking its prefix; caller frees. */
@@ -306,10 +331,122 @@ Test(files, upload_failure_names_the_file)
 	char *path = test_server_put_file(&server, "out.txt", "x", 1);
 	json_t *value = json_pack("{s:s}", "$path", path);
 	struct kiln_error *err = NULL;
-	cr_assert_lt(shim_files_encode_output(&value, "http://127.0.0.1:1/up", &err), 0);
+	json_t *files = shim_files_take_path_markers(&value);
+	cr_assert_lt(shim_files_encode_output(&value, files, "http://127.0.0.1:1/up", &err), 0);
+	json_decref(files);
 	cr_assert(strstr(err->message, "cannot upload") && strstr(err->message, "out.txt"), "%s",
 	          err->message);
 	kiln_error_free(err);
 	json_decref(value);
 	free(path);
+}
+
+Test(files, path_objects_in_output_data_are_not_files)
+{
+	/* only the positions given out of band are files: what a predictor returns as data stays data */
+	json_t *value = json_pack("{s:{s:s}, s:[{s:s}]}", "a", "$path", "/etc/passwd", "b", "$path",
+	                          "/proc/self/environ");
+	json_t *want = json_deep_copy(value);
+	struct kiln_error *err = NULL;
+	cr_assert_eq(shim_files_encode_output(&value, NULL, NULL, &err), 0);
+	cr_assert(json_equal(value, want));
+	json_t *none = json_array();
+	cr_assert_eq(shim_files_encode_output(&value, none, NULL, &err), 0);
+	cr_assert(json_equal(value, want));
+	json_decref(none);
+	json_decref(want);
+	json_decref(value);
+}
+
+Test(files, file_positions_name_the_strings_to_encode)
+{
+	char *a = test_server_put_file(&server, "a.txt", "A", 1);
+	json_t *value = json_pack("{s:[i, s], s:s, s:{s:s}}", "list", 1, a, "text", a, "obj", "$path", a);
+	json_t *files = json_pack("[[s, i]]", "list", 1);
+	struct kiln_error *err = NULL;
+	cr_assert_eq(shim_files_encode_output(&value, files, NULL, &err), 0, "%s", err ? err->message : "");
+	cr_assert_str_eq(json_string_value(json_array_get(json_object_get(value, "list"), 1)),
+	                 "data:text/plain;base64,QQ==");
+	cr_assert_str_eq(json_string_value(json_object_get(value, "text")), a, "not named: left as it is");
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(value, "obj"), "$path")), a);
+	json_decref(files);
+	json_decref(value);
+	err = encode_error(json_pack("{s:i}", "n", 1), json_pack("[[s]]", "n"));
+	cr_assert(strstr(err->message, "a file position names no string"), "%s", err->message);
+	kiln_error_free(err);
+	err = encode_error(json_pack("[s]", a), json_pack("[[s]]", "x"));
+	cr_assert(strstr(err->message, "a file position names no string"), "%s", err->message);
+	kiln_error_free(err);
+	free(a);
+}
+
+Test(files, native_path_markers_become_positions)
+{
+	json_t *value = json_pack("{s:[{s:s}, {s:s, s:i}], s:{s:s}}", "list", "$path", "/x/a.png", "$path",
+	                          "/x/b", "n", 1, "one", "$path", "/x/c");
+	json_t *files = shim_files_take_path_markers(&value);
+	char *v = json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS), *f = json_dumps(files, JSON_COMPACT);
+	cr_assert_str_eq(v, "{\"list\":[\"/x/a.png\",{\"$path\":\"/x/b\",\"n\":1}],\"one\":\"/x/c\"}");
+	cr_assert(strcmp(f, "[[\"list\",0],[\"one\"]]") == 0 || strcmp(f, "[[\"one\"],[\"list\",0]]") == 0,
+	          "%s", f);
+	free(v);
+	free(f);
+	json_decref(files);
+	json_decref(value);
+	value = json_pack("{s:s}", "$path", "/x/top");
+	files = shim_files_take_path_markers(&value);
+	cr_assert_str_eq(json_string_value(value), "/x/top");
+	cr_assert_eq(json_array_size(files), 1);
+	cr_assert_eq(json_array_size(json_array_get(files, 0)), 0);
+	json_decref(files);
+	json_decref(value);
+}
+
+Test(files, only_regular_files_are_read_as_outputs)
+{
+	expect_output_refused("/dev/zero", "'/dev/zero' is not a regular file");
+	expect_output_refused("/proc/self/environ", "'/proc/self/environ' is a kernel pseudo-file");
+	expect_output_refused(dir, "is not a regular file");
+	expect_output_refused("relative.txt", "'relative.txt' is not an absolute path");
+	char *fifo = kiln_path_join(dir, "fifo");
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	expect_output_refused(fifo, "is not a regular file"); /* at once: no wait for a writer */
+	char *link = kiln_path_join(dir, "passwd.txt");
+	cr_assert_eq(symlink("/etc/passwd", link), 0);
+	expect_output_refused(link, "is a symbolic link");
+	free(link);
+	free(fifo);
+}
+
+Test(files, data_uri_output_size_is_limited)
+{
+	char *path = test_server_put_file(&server, "big.bin", "0123456789", 10);
+	setenv("KILN_MAX_OUTPUT_BYTES", "9", 1);
+	struct kiln_error *err = encode_error(json_string(path), json_pack("[[]]"));
+	cr_assert(
+	    strstr(err->message, "has 10 bytes, more than the 9 a data: URI may hold (KILN_MAX_OUTPUT_BYTES"),
+	    "%s", err->message);
+	kiln_error_free(err);
+	setenv("KILN_MAX_OUTPUT_BYTES", "10", 1);
+	json_t *out = encode(json_pack("{s:s}", "$path", path), NULL);
+	cr_assert_str_eq(json_string_value(out), "data:application/octet-stream;base64,MDEyMzQ1Njc4OQ==");
+	unsetenv("KILN_MAX_OUTPUT_BYTES");
+	json_decref(out);
+	free(path);
+}
+
+Test(files, upload_refuses_what_is_not_a_regular_file)
+{
+	char *upload = test_server_url(&server, "/upload");
+	struct kiln_error *err = NULL;
+	json_t *value = json_string("/dev/zero"), *files = json_pack("[[]]");
+	cr_assert_lt(shim_files_encode_output(&value, files, upload, &err), 0);
+	cr_assert(strstr(err->message, "'/dev/zero' is not a regular file"), "%s", err->message);
+	json_t *log = test_server_log(&server, "/upload/");
+	cr_assert_eq(json_array_size(log), 0, "nothing was sent");
+	json_decref(log);
+	kiln_error_free(err);
+	json_decref(files);
+	json_decref(value);
+	free(upload);
 }

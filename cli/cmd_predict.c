@@ -251,6 +251,10 @@ int cmd_predict(int argc, char **argv)
 	kiln_registry_options_init(&ropt);
 	ropt.cancel = &cli_interrupted;
 	struct predict_args a = {.runtime = RUNTIME_AUTO};
+	/* the inputs are this user's own, and the shim listens on loopback for this one prediction: file
+	 * inputs may come from this machine's servers (-e KILN_ALLOW_PRIVATE_URLS=0 after it refuses them) */
+	if (push_arg(&a.envs, "KILN_ALLOW_PRIVATE_URLS=1") < 0)
+		return EXIT_FAIL;
 	int first, status = cli_parse(argc, argv, ":i:o:e:" CLI_COMMON_SHORT, longopts, &ropt, predict_option,
 	                              &a, 0, 1, &first);
 	if (status >= 0) {

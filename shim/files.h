@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "common/error.h"
@@ -31,6 +32,11 @@ const char *files_mime_for_path(const char *path);
 
 /* ---- files_http.c: downloads and uploads with libcurl ---- */
 
+/* Whether SA is an address file inputs may not be fetched from: loopback, private (RFC 1918, fc00::/7),
+ * link-local, 0.0.0.0/8, shared (100.64/10), multicast and reserved, also as IPv4-mapped IPv6. */
+bool files_private_address(const struct sockaddr *sa);
+/* Whether KILN_ALLOW_PRIVATE_URLS=1 allows them. */
+bool files_private_urls_allowed(void);
 /* Download the http(s) URL into FD (PATH, for messages); the input is NAME. */
 int files_download(int fd, const char *path, const char *url, const char *name, struct kiln_error **err);
 /*

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* files_http.c: file inputs downloaded from http(s) URLs and file outputs uploaded with PUT, by libcurl. */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,7 +21,6 @@
 #define CONNECT_TIMEOUT  30L  /* seconds */
 #define TRANSFER_TIMEOUT 900L /* seconds for a whole download or upload */
 #define STALL_SECONDS    60L  /* abort when less than 1 byte/s flows for this long */
-#define ERROR_BODY       512  /* bytes of an error answer kept for the message */
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
@@ -75,17 +76,40 @@ static const char *curl_words(CURLcode rc, const char *errbuf)
 	return errbuf[0] ? errbuf : curl_easy_strerror(rc);
 }
 
-/* Append ": FIRST LINE" of an error answer's BODY to B when it is short printable text. */
-static void put_body_excerpt(struct kiln_buf *b, const struct kiln_buf *body)
-{
-	size_t n = 0;
-	while (n < body->len && n < 200 && body->ptr[n] != '\n' && body->ptr[n] != '\r' &&
-	       isprint((unsigned char)body->ptr[n]))
-		n++;
-	if (n > 0 && (n == body->len || body->ptr[n] == '\n' || body->ptr[n] == '\r'))
-		kiln_buf_printf(b, ": %.*s", (int)n, body->ptr);
-}
 /* ---- downloads ---- */
+
+/* Whether the IPv4 address A (host order) is loopback, private, link-local or otherwise not public:
+ * 0.0.0.0/8, 10/8, 100.64/10 (shared), 127/8, 169.254/16, 172.16/12, 192.168/16, 224/4 and above. */
+static bool private_ipv4(uint32_t a)
+{
+	return (a >> 24) == 0 || (a >> 24) == 10 || (a >> 22) == (100u << 2 | 1) || (a >> 24) == 127 ||
+	       (a >> 16) == (169u << 8 | 254) || (a >> 20) == (172u << 4 | 1) ||
+	       (a >> 16) == (192u << 8 | 168) || (a >> 28) >= 14;
+}
+
+bool files_private_address(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return private_ipv4(ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr));
+	if (sa->sa_family != AF_INET6)
+		return true;
+	const unsigned char *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+	static const unsigned char zeros[12];
+	bool v4mapped = memcmp(b, zeros, 10) == 0 && b[10] == 0xff && b[11] == 0xff;
+	bool v4compat = memcmp(b, zeros, 12) == 0; /* ::, ::1 and the deprecated ::a.b.c.d */
+	bool nat64 = b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && !memcmp(b + 4, zeros, 8);
+	if (v4mapped || nat64)
+		return private_ipv4((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 |
+		                    b[15]);
+	return v4compat || (b[0] & 0xfe) == 0xfc /* fc00::/7 */ ||
+	       (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) /* fe80::/10 */ || b[0] == 0xff /* multicast */;
+}
+
+bool files_private_urls_allowed(void)
+{
+	const char *v = getenv("KILN_ALLOW_PRIVATE_URLS");
+	return v && strcmp(v, "1") == 0;
+}
 
 struct download {
 	CURL *curl;
@@ -95,21 +119,37 @@ struct download {
 	long status; /* of the answer whose body is arriving */
 	bool too_large;
 	int write_errno;
-	struct kiln_buf error_body; /* the start of a non-2xx answer's body */
+	char refused[INET6_ADDRSTRLEN]; /* the private address a connection was refused to, or "" */
 };
 
-/* libcurl's write callback for a download: the body goes to the file unless the answer is an error. */
+/* libcurl's socket callback for a download: every address it connects to (after DNS, for each redirect)
+ * must be public unless KILN_ALLOW_PRIVATE_URLS=1, so neither a name that resolves to an internal address
+ * nor a redirect to one reaches it. */
+static curl_socket_t download_socket(void *ctx, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct download *d = ctx;
+	(void)purpose;
+	if (files_private_address(&a->addr) && !files_private_urls_allowed()) {
+		const void *ip = a->family == AF_INET6
+		                     ? (const void *)&((struct sockaddr_in6 *)&a->addr)->sin6_addr
+		                     : (const void *)&((struct sockaddr_in *)&a->addr)->sin_addr;
+		if (!inet_ntop(a->family, ip, d->refused, sizeof(d->refused)))
+			snprintf(d->refused, sizeof(d->refused), "?");
+		return CURL_SOCKET_BAD;
+	}
+	return socket(a->family, a->socktype, a->protocol);
+}
+
+/* libcurl's write callback for a download: the body goes to the file unless the answer is an error (whose
+ * body is dropped: a server's words are not handed to the client). */
 static size_t download_write(char *data, size_t size, size_t nmemb, void *ctx)
 {
 	struct download *d = ctx;
 	size_t n = size * nmemb;
 	if (d->status == 0)
 		curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &d->status);
-	if (d->status >= 300) {
-		if (d->error_body.len < ERROR_BODY)
-			kiln_buf_put(&d->error_body, data, n < ERROR_BODY ? n : ERROR_BODY);
+	if (d->status >= 300)
 		return n;
-	}
 	if (d->written + (long long)n > d->max) {
 		d->too_large = true;
 		return 0;
@@ -129,14 +169,15 @@ int files_download(int fd, const char *path, const char *url, const char *name, 
 	if (!c)
 		return kiln_error_wrap(err, "input '%s'", name);
 	_cleanup_free_ char *shown = strndup(url, strcspn(url, "?#")); /* signed URLs carry secrets there */
-	struct download d = {
-	    .curl = c, .fd = fd, .max = files_max_input_bytes(), .error_body = KILN_BUF_INIT};
+	struct download d = {.curl = c, .fd = fd, .max = files_max_input_bytes()};
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
 	curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
 	curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)d.max);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, download_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &d);
+	curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, download_socket);
+	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &d);
 	CURLcode rc = curl_easy_perform(c);
 	long status = 0;
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -148,27 +189,28 @@ int files_download(int fd, const char *path, const char *url, const char *name, 
 		    shown, d.max);
 	} else if (d.write_errno) {
 		ret = kiln_error_errno(err, d.write_errno, "input '%s': cannot write '%s'", name, path);
+	} else if (rc != CURLE_OK && *d.refused) {
+		ret =
+		    kiln_error_set(err, KILN_EINVAL,
+		                   "input '%s': cannot download '%s': the address %s is private, loopback or "
+		                   "link-local (allowed with KILN_ALLOW_PRIVATE_URLS=1)",
+		                   name, shown, d.refused);
 	} else if (rc != CURLE_OK) {
 		ret = kiln_error_set(err, KILN_EIO, "input '%s': cannot download '%s': %s", name, shown,
 		                     curl_words(rc, errbuf));
 	} else if (status < 200 || status >= 300) {
-		_cleanup_buf_ struct kiln_buf msg = KILN_BUF_INIT;
-		kiln_buf_printf(&msg, "HTTP %ld", status);
-		put_body_excerpt(&msg, &d.error_body);
 		int code = status == 404 || status == 410 ? KILN_ENOTFOUND
 		           : status >= 500                ? KILN_EIO
 		                                          : KILN_EINVAL;
-		ret = kiln_error_set(err, code, "input '%s': cannot download '%s': %s", name, shown,
-		                     msg.ptr ? msg.ptr : "");
+		ret = kiln_error_set(err, code, "input '%s': cannot download '%s': HTTP %ld", name, shown,
+		                     status);
 	}
-	kiln_buf_release(&d.error_body);
 	return ret;
 }
 /* ---- uploads ---- */
 
 struct upload {
 	struct kiln_buf location;
-	struct kiln_buf error_body;
 };
 
 /* libcurl's header callback for an upload: keeps the Location header (of the last answer). */
@@ -189,14 +231,12 @@ static size_t upload_header(char *data, size_t size, size_t nmemb, void *ctx)
 	return n;
 }
 
-/* libcurl's write callback for an upload: keeps the start of the answer's body for error messages. */
+/* libcurl's write callback for an upload: the answer's body is not kept (nor handed to the client). */
 static size_t upload_write(char *data, size_t size, size_t nmemb, void *ctx)
 {
-	struct upload *u = ctx;
-	size_t n = size * nmemb;
-	if (u->error_body.len < ERROR_BODY)
-		kiln_buf_put(&u->error_body, data, n < ERROR_BODY ? n : ERROR_BODY);
-	return n;
+	(void)data;
+	(void)ctx;
+	return size * nmemb;
 }
 
 /* REF resolved against BASE (curl's URL parser) into *out (caller frees). */
@@ -253,7 +293,7 @@ int files_upload(char **out, const char *path, const char *upload_url, struct ki
 	struct curl_slist *more = headers ? curl_slist_append(headers, "Expect:") : NULL;
 	if (!more)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	struct upload u = {KILN_BUF_INIT, KILN_BUF_INIT};
+	struct upload u = {KILN_BUF_INIT};
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
 	curl_easy_setopt(c, CURLOPT_READDATA, f); /* the default read function is fread */
@@ -272,17 +312,13 @@ int files_upload(char **out, const char *path, const char *upload_url, struct ki
 		ret = kiln_error_set(err, KILN_EIO, "cannot upload '%s' to '%s': %s", path, shown,
 		                     curl_words(rc, errbuf));
 	} else if (status < 200 || status >= 300) {
-		_cleanup_buf_ struct kiln_buf msg = KILN_BUF_INIT;
-		kiln_buf_printf(&msg, "HTTP %ld", status);
-		put_body_excerpt(&msg, &u.error_body);
 		ret = kiln_error_set(err, status >= 500 ? KILN_EIO : KILN_EINVAL,
-		                     "cannot upload '%s' to '%s': %s", path, shown, msg.ptr ? msg.ptr : "");
+		                     "cannot upload '%s' to '%s': HTTP %ld", path, shown, status);
 	} else if (u.location.len > 0) {
 		ret = resolve_url(out, url, u.location.ptr, err);
 	} else {
 		*out = steal_pointer(&url);
 	}
 	kiln_buf_release(&u.location);
-	kiln_buf_release(&u.error_body);
 	return ret;
 }

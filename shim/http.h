@@ -22,6 +22,9 @@ struct shim_waiter {
 /* One request: its body as it arrives; then the prediction a synchronous request waits for. */
 struct request {
 	struct kiln_buf body;
+	bool started;  /* the access handler has seen it */
+	bool answered; /* all of it arrived: it is being answered */
+	bool nul_url;  /* its path holds an escaped NUL ("%00"), which the unescaped URL cannot show */
 	bool too_large;
 	struct shim_prediction *pred; /* one reference held, or NULL */
 	struct shim_waiter wait;
@@ -43,6 +46,24 @@ enum MHD_Result http_reply_pred(struct shim *s, struct MHD_Connection *c, unsign
 enum MHD_Result http_detail(struct MHD_Connection *c, unsigned status, const char *msg);
 /* FastAPI's 422 for one problem at LOC (a JSON array, stolen). */
 enum MHD_Result http_invalid(struct MHD_Connection *c, json_t *loc, const char *msg, const char *type);
+
+/* ---- connections.c: the bound on connections and their deadlines ---- */
+
+struct http_conns;
+/* The table for at most MAX connections; IDLE_TIMEOUT: seconds a connection may wait for its next request
+ * line, REQUEST_TIMEOUT: seconds a request's headers and body may take after its request line. */
+int http_conns_new(struct http_conns **out, long max, double idle_timeout, double request_timeout);
+void http_conns_free(struct http_conns *t);
+/* libmicrohttpd's connection notifications: a new connection (the oldest connection not being answered
+ * is closed when it makes one too many), and its end. */
+void http_conn_started(struct http_conns *t, struct MHD_Connection *c, void **socket_context);
+void http_conn_closed(struct http_conns *t, void **socket_context);
+/* C's request line arrived; all of its request did (it is being answered); its answer went. */
+void http_conn_receiving(struct http_conns *t, struct MHD_Connection *c);
+void http_conn_answered(struct http_conns *t, struct MHD_Connection *c);
+void http_conn_idle(struct http_conns *t, struct MHD_Connection *c);
+/* Close the connections past their deadline; returns how many were closed here since the last call. */
+long http_conns_sweep(struct http_conns *t);
 
 /* ---- requests.c ---- */
 

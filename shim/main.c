@@ -16,11 +16,22 @@
 #include "kiln_version.h"
 #include "shim/server.h"
 
-#define DEFAULT_BODY_LIMIT (64u * 1024 * 1024)
+#define DEFAULT_BODY_LIMIT      (64u * 1024 * 1024)
+#define DEFAULT_MAX_CONNECTIONS 1000
+#define DEFAULT_IDLE_TIMEOUT    30.0 /* seconds */
+#define DEFAULT_REQUEST_TIMEOUT 60.0 /* seconds */
+#define DEFAULT_KEEP_BYTES      (64u * 1024 * 1024)
 
 static const char USAGE[] =
     "usage: kiln-shim [--port N] [--host ADDR] [--project DIR] [--await-explicit-shutdown]\n"
-    "                 [--idle-exit S|auto] [--upload-url URL]\n";
+    "                 [--idle-exit S|auto] [--upload-url URL] [--max-connections N]\n"
+    "                 [--connection-timeout S] [--request-timeout S] [--keep-bytes N]\n"
+    "                 [--allow-private-urls]\n";
+
+/* The limits an option, else its environment variable, sets (text as given; NULL: the default). */
+struct limits {
+	const char *max_connections, *connection_timeout, *request_timeout, *keep_bytes;
+};
 
 /* Seconds since the last request (s->last_request_ns). */
 static double idle_since(struct shim *s)
@@ -69,16 +80,34 @@ static char *find_python_dir(void)
 }
 
 /* Parse the command line into S. Returns -1 to go on, else the exit status. */
-static int parse_options(struct shim *s, int argc, char **argv, const char **idle)
+static int parse_options(struct shim *s, int argc, char **argv, const char **idle, struct limits *l)
 {
-	enum { OPT_HOST = 1000, OPT_PROJECT, OPT_AWAIT, OPT_IDLE, OPT_UPLOAD, OPT_THREADS, OPT_VERSION };
+	enum {
+		OPT_HOST = 1000,
+		OPT_PROJECT,
+		OPT_AWAIT,
+		OPT_IDLE,
+		OPT_UPLOAD,
+		OPT_THREADS,
+		OPT_VERSION,
+		OPT_MAX_CONNECTIONS,
+		OPT_CONNECTION_TIMEOUT,
+		OPT_REQUEST_TIMEOUT,
+		OPT_KEEP_BYTES,
+		OPT_ALLOW_PRIVATE,
+	};
 	static const struct option longopts[] = {
+	    {"allow-private-urls", no_argument, NULL, OPT_ALLOW_PRIVATE},
 	    {"await-explicit-shutdown", optional_argument, NULL, OPT_AWAIT},
+	    {"connection-timeout", required_argument, NULL, OPT_CONNECTION_TIMEOUT},
 	    {"help", no_argument, NULL, 'h'},
 	    {"host", required_argument, NULL, OPT_HOST},
 	    {"idle-exit", required_argument, NULL, OPT_IDLE},
+	    {"keep-bytes", required_argument, NULL, OPT_KEEP_BYTES},
+	    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
 	    {"port", required_argument, NULL, 'p'},
 	    {"project", required_argument, NULL, OPT_PROJECT},
+	    {"request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},
 	    {"threads", required_argument, NULL, OPT_THREADS},
 	    {"upload-url", required_argument, NULL, OPT_UPLOAD},
 	    {"version", no_argument, NULL, OPT_VERSION},
@@ -124,6 +153,21 @@ static int parse_options(struct shim *s, int argc, char **argv, const char **idl
 			break;
 		case OPT_THREADS:
 			break; /* Cog's; the manifest's concurrency.max decides */
+		case OPT_MAX_CONNECTIONS:
+			l->max_connections = optarg;
+			break;
+		case OPT_CONNECTION_TIMEOUT:
+			l->connection_timeout = optarg;
+			break;
+		case OPT_REQUEST_TIMEOUT:
+			l->request_timeout = optarg;
+			break;
+		case OPT_KEEP_BYTES:
+			l->keep_bytes = optarg;
+			break;
+		case OPT_ALLOW_PRIVATE:
+			setenv("KILN_ALLOW_PRIVATE_URLS", "1", 1); /* files_http.c reads it */
+			break;
 		default:
 			fputs(USAGE, stderr);
 			return 2;
@@ -134,6 +178,57 @@ static int parse_options(struct shim *s, int argc, char **argv, const char **idl
 		return 2;
 	}
 	return -1;
+}
+
+/* TEXT (from WHAT, an option or variable) as a positive number, an integer when INTEGER, into *out; DEF
+ * when TEXT is NULL or empty. 0, or -1 after saying why on stderr. */
+static int positive(const char *what, const char *text, bool integer, double def, double *out)
+{
+	*out = def;
+	if (!text || !*text)
+		return 0;
+	char *end;
+	errno = 0;
+	double v = integer ? (double)strtoll(text, &end, 10) : strtod(text, &end);
+	if (*end || errno || !(v > 0) || v > 1e15) {
+		fprintf(stderr, "kiln-shim: %s: '%s' is not a positive %s\n", what, text,
+		        integer ? "integer" : "number of seconds");
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* The connection and memory limits into S: each option, else its variable, else the default. 0, or -1
+ * after saying why. */
+static int set_limits(struct shim *s, const struct limits *l)
+{
+	double v[4];
+	const struct {
+		const char *option, *env, *text;
+		bool integer;
+		double def;
+	} rows[4] = {
+	    {"--max-connections", "KILN_SHIM_MAX_CONNECTIONS", l->max_connections, true,
+	     DEFAULT_MAX_CONNECTIONS},
+	    {"--connection-timeout", "KILN_SHIM_CONNECTION_TIMEOUT", l->connection_timeout, false,
+	     DEFAULT_IDLE_TIMEOUT},
+	    {"--request-timeout", "KILN_SHIM_REQUEST_TIMEOUT", l->request_timeout, false,
+	     DEFAULT_REQUEST_TIMEOUT},
+	    {"--keep-bytes", "KILN_SHIM_KEEP_BYTES", l->keep_bytes, true, DEFAULT_KEEP_BYTES},
+	};
+	for (size_t i = 0; i < 4; i++) {
+		const char *env = getenv(rows[i].env);
+		bool opt = rows[i].text != NULL;
+		if (positive(opt ? rows[i].option : rows[i].env, opt ? rows[i].text : env, rows[i].integer,
+		             rows[i].def, &v[i]) < 0)
+			return -1;
+	}
+	s->max_connections = (long)v[0];
+	s->idle_timeout = v[1];
+	s->request_timeout = v[2];
+	s->keep_bytes = (size_t)v[3];
+	return 0;
 }
 
 /* Read the manifest and the environment into S. Returns 0, or -1 after logging why. */
@@ -313,9 +408,12 @@ int main(int argc, char **argv)
 		s->port = (int)n;
 	}
 	const char *idle = NULL;
-	int rc = parse_options(s, argc, argv, &idle);
+	struct limits limits = {0};
+	int rc = parse_options(s, argc, argv, &idle, &limits);
 	if (rc >= 0)
 		return rc;
+	if (set_limits(s, &limits) < 0)
+		return 2;
 	s->listen_fd = activation_socket();
 	if (configure(s, idle) < 0) {
 		kiln_manifest_free(s->manifest);

@@ -166,20 +166,57 @@ static void notify(struct shim *s, struct shim_prediction *p, const char *event)
 	json_decref(j);
 }
 
-/* Free finished, unreferenced predictions beyond the newest SHIM_KEEP_DONE finished ones, once there are
- * more than SHIM_TRIM_SLACK beyond: the walk is then paid once per SHIM_TRIM_SLACK predictions. */
+/* About the bytes V holds in memory: its strings and keys, and a few dozen per value (DEPTH: of V). */
+static size_t json_bytes(const json_t *v, int depth)
+{
+	size_t n = 48;
+	if (json_is_string(v)) {
+		n += json_string_length(v);
+	} else if (json_is_array(v) && depth < 64) {
+		size_t i;
+		json_t *item;
+		json_array_foreach(v, i, item) n += json_bytes(item, depth + 1);
+	} else if (json_is_object(v) && depth < 64) {
+		const char *key;
+		json_t *item;
+		json_object_foreach((json_t *)v, key, item) n += strlen(key) + json_bytes(item, depth + 1);
+	}
+	return v ? n : 0;
+}
+
+/* Free P, finished, out of the table at *PP. */
+static void drop_done(struct shim *s, struct shim_prediction **pp)
+{
+	struct shim_prediction *p = *pp;
+	*pp = p->next;
+	s->ndone--;
+	s->done_bytes -= p->bytes;
+	pred_free(p);
+}
+
+/*
+ * Keep the newest finished predictions that fit in SHIM_KEEP_DONE and s->keep_bytes; free the other
+ * unreferenced ones. From the newest: each is kept while both still fit, so one too large to fit goes
+ * before the smaller, older ones. Runs once there are more than SHIM_TRIM_SLACK too many (the walk is then
+ * paid once per SHIM_TRIM_SLACK predictions), or more bytes than s->keep_bytes.
+ */
 static void trim(struct shim *s)
 {
-	if (s->ndone <= SHIM_KEEP_DONE + SHIM_TRIM_SLACK)
+	if (s->ndone <= SHIM_KEEP_DONE + SHIM_TRIM_SLACK && s->done_bytes <= s->keep_bytes)
 		return;
-	size_t kept = 0;
+	size_t kept = 0, bytes = 0;
 	for (struct shim_prediction **pp = &s->preds; *pp;) {
 		struct shim_prediction *p = *pp;
-		if (finished(p) && p->refs == 0 && ++kept > SHIM_KEEP_DONE) {
-			*pp = p->next;
-			pred_free(p);
-			s->ndone--;
-			continue;
+		if (finished(p)) {
+			bool fits = kept < SHIM_KEEP_DONE && bytes + p->bytes <= s->keep_bytes;
+			if (!fits && p->refs == 0) {
+				drop_done(s, pp);
+				continue;
+			}
+			if (fits) { /* one that does not fit, still referenced, goes at its release */
+				kept++;
+				bytes += p->bytes;
+			}
 		}
 		pp = &p->next;
 	}
@@ -197,6 +234,9 @@ void shim_pred_finish(struct shim *s, struct shim_prediction *p, enum shim_statu
 		return;
 	p->status = st;
 	s->ndone++;
+	p->bytes = sizeof(*p) + json_bytes(p->body, 0) + json_bytes(p->input, 0) + json_bytes(p->output, 0) +
+	           p->logs.len + (p->error ? strlen(p->error) : 0);
+	s->done_bytes += p->bytes;
 	if (error && !p->error)
 		p->error = strdup(error);
 	shim_now(p->completed_at);
@@ -411,4 +451,5 @@ void shim_pred_free_all(struct shim *s)
 		pred_free(p);
 	}
 	s->ndone = 0;
+	s->done_bytes = 0;
 }

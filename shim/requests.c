@@ -170,6 +170,48 @@ static int fetch_later(struct shim *s, struct shim_prediction *p)
 	return -1;
 }
 
+#define ID_MAX  128 /* characters of a prediction id */
+#define ID_RULE "a prediction ID is 1 to 128 letters, digits, '-', '_', '.' or '~'"
+
+/* Whether ID (LEN bytes) is a prediction id the shim takes: ID_RULE, the characters a URL path carries
+ * unescaped (Cog's own ids are 32 hex digits). */
+static bool valid_id(const char *id, size_t len)
+{
+	if (len == 0 || len > ID_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)id[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		      ch == '-' || ch == '_' || ch == '.' || ch == '~'))
+			return false;
+	}
+	return true;
+}
+
+/* 400 for an id in the URL that is not valid_id. */
+static enum MHD_Result bad_url_id(struct MHD_Connection *c)
+{
+	return http_detail(c, 400, "invalid prediction ID in the URL: " ID_RULE);
+}
+
+/* The 422 for BODY's "webhook" when it is not an http(s) URL (pydantic's AnyHttpUrl), else MHD_YES
+ * with *ok set. */
+static enum MHD_Result check_webhook(struct MHD_Connection *c, const json_t *body, bool *ok)
+{
+	const json_t *hook = json_object_get(body, "webhook");
+	*ok = false;
+	if (hook && !json_is_null(hook) && !json_is_string(hook))
+		return http_invalid(c, json_pack("[s,s]", "body", "webhook"), "str type expected",
+		                    "type_error.str");
+	const char *url = json_string_value(hook);
+	const char *why = url && *url ? shim_webhook_url_problem(url) : NULL;
+	if (why)
+		return http_invalid(c, json_pack("[s,s]", "body", "webhook"), why,
+		                    strstr(why, "scheme") ? "value_error.url.scheme" : "value_error.url");
+	*ok = true;
+	return MHD_YES;
+}
+
 /* Whether two request inputs are the same (absent and null are the empty input). */
 static bool same_input(json_t *a, json_t *b)
 {
@@ -182,6 +224,8 @@ static bool same_input(json_t *a, json_t *b)
 enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct request *req,
                              const char *url_id)
 {
+	if (url_id && !valid_id(url_id, strlen(url_id)))
+		return bad_url_id(c);
 	json_t *body;
 	if (req->body.len == 0) {
 		body = json_object(); /* [compat] Cog runs a prediction with empty input */
@@ -209,6 +253,8 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 		return http_invalid(c, json_pack("[s,s]", "body", "id"), "str type expected",
 		                    "type_error.str");
 	const char *id = json_string_value(jid);
+	if (id && !valid_id(id, json_string_length(jid)))
+		return http_invalid(c, json_pack("[s,s]", "body", "id"), ID_RULE, "value_error");
 	if (url_id && id && strcmp(id, url_id) != 0)
 		return http_invalid(c, json_pack("[s,s]", "body", "id"),
 		                    "prediction ID must match the ID supplied in the URL", "value_error");
@@ -218,6 +264,10 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 	if (input && !json_is_null(input) && !json_is_object(input))
 		return http_invalid(c, json_pack("[s,s]", "body", "input"), "value is not a valid dict",
 		                    "type_error.dict");
+	bool hook_ok;
+	enum MHD_Result hook_answer = check_webhook(c, body, &hook_ok);
+	if (!hook_ok)
+		return hook_answer;
 	const char *prefer = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Prefer");
 	bool async = prefer && strcmp(prefer, "respond-async") == 0;
 	const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
@@ -284,6 +334,8 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 /* POST /predictions/{id}/cancel: 200 {} when a cancel was sent, 404 {} when nothing runs with that id. */
 enum MHD_Result http_cancel(struct shim *s, struct MHD_Connection *c, const char *id)
 {
+	if (!valid_id(id, strlen(id)))
+		return bad_url_id(c);
 	pthread_mutex_lock(&s->lock);
 	struct shim_prediction *p = shim_pred_find(s, id);
 	int rc = -1;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -229,6 +230,21 @@ static enum MHD_Result route(struct shim *s, struct MHD_Connection *c, const cha
 	return http_detail(c, 404, "Not Found");
 }
 
+/* MHD's URI callback, as each request line arrives (before it is unescaped): the request's state, and
+ * the connection's deadline for the rest of the request. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	struct shim *s = cls;
+	struct request *req = calloc(1, sizeof(*req));
+	size_t path = strcspn(uri, "?");
+	for (size_t i = 0; req && i + 2 < path; i++)
+		if (uri[i] == '%' && uri[i + 1] == '0' && uri[i + 2] == '0')
+			req->nul_url = true;
+	if (s->conns)
+		http_conn_receiving(s->conns, c);
+	return req;
+}
+
 /* MHD's access handler: collects the body (up to s->body_limit), then routes. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
@@ -236,11 +252,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
 	struct shim *s = cls;
 	struct request *req = *con_cls;
-	if (!req) {
-		req = calloc(1, sizeof(*req));
-		if (!req)
-			return MHD_NO;
-		*con_cls = req;
+	if (!req)
+		return MHD_NO; /* on_uri ran out of memory */
+	if (!req->started) {
+		req->started = true;
 		const char *cl =
 		    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && strtoull(cl, NULL, 10) > s->body_limit)
@@ -256,8 +271,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	if (!req->answered) {
+		/* all of it arrived: no deadline while it is answered (a prediction or a stream may be long)
+		 */
+		req->answered = true;
+		if (s->conns)
+			http_conn_answered(s->conns, c);
+	}
 	if (req->too_large)
 		return http_detail(c, 413, "Request body too large");
+	if (req->nul_url)
+		return http_detail(c, 400, "invalid URL: its path holds an escaped NUL (%00)");
 	if (req->pred) {
 		/* resumed: the prediction it waits for changed */
 		pthread_mutex_lock(&s->lock);
@@ -282,7 +306,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
 	struct shim *s = cls;
+	(void)toe;
 	struct request *req = *con_cls;
+	if (s->conns)
+		http_conn_idle(s->conns, c);
 	if (!req)
 		return;
 	kiln_buf_release(&req->body);
@@ -293,8 +320,21 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		shim_pred_release(s, req->pred);
 		pthread_mutex_unlock(&s->lock);
 	}
+	bool counted = req->started;
 	free(req);
-	__atomic_sub_fetch(&s->requests, 1, __ATOMIC_RELEASE); /* main.c polls it: nothing waits on s->cond */
+	if (counted) /* main.c polls it: nothing waits on s->cond */
+		__atomic_sub_fetch(&s->requests, 1, __ATOMIC_RELEASE);
+}
+
+/* MHD's connection notifications, for connections.c. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+	struct shim *s = cls;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		http_conn_started(s->conns, c, socket_context);
+	else
+		http_conn_closed(s->conns, socket_context);
 }
 
 /* libmicrohttpd's error messages, as the shim's log lines (never on fd 2, which a native predictor's
@@ -315,6 +355,32 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
  * zeroed for every request). 16 KiB, as the request headers Cog's server (uvicorn, h11) takes. */
 #define CONNECTION_MEMORY (16 * 1024)
 
+/* The file descriptors a connection bound of MAX needs: raise the soft RLIMIT_NOFILE to the hard one
+ * when that is not enough; returns the bound that fits (the worker's pipes, the log and libcurl need a few
+ * of them too). */
+static long fit_fd_limit(long max)
+{
+	const long reserve = 128;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return max;
+	rlim_t want = (rlim_t)(max + max / 8 + reserve);
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+		return max;
+	long fit = ((long)rl.rlim_cur - reserve) * 8 / 9;
+	fit = fit < 16 ? 16 : fit;
+	shim_log(
+	    "warning",
+	    json_pack("{s:i, s:i}", "max_connections", (json_int_t)fit, "nofile", (json_int_t)rl.rlim_cur),
+	    "the file descriptor limit (ulimit -n) allows fewer connections than asked for");
+	return fit;
+}
+
 int shim_server_start(struct shim *s, struct kiln_error **err)
 {
 	/* a few event-loop threads (epoll); requests that wait for a prediction are suspended meanwhile */
@@ -325,29 +391,36 @@ int shim_server_start(struct shim *s, struct kiln_error **err)
 	if (threads && *threads)
 		ncpu = strtol(threads, NULL, 10);
 	unsigned pool = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (unsigned)ncpu;
-	if (s->listen_fd >= 0) {
-		s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
-		                             mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
-		                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
-		                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-		                             MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_END);
-	} else {
-		struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)s->port)};
-		struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
-		const struct sockaddr *addr = (const struct sockaddr *)&a4;
-		if (inet_pton(AF_INET, s->host, &a4.sin_addr) != 1) {
-			if (inet_pton(AF_INET6, s->host, &a6.sin6_addr) != 1)
-				return kiln_error_set(err, KILN_EINVAL,
-				                      "invalid --host '%s': not an IP address", s->host);
-			addr = (const struct sockaddr *)&a6;
-			flags |= MHD_USE_IPv6;
-		}
-		s->daemon = MHD_start_daemon(
-		    flags, (uint16_t)s->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-		    NULL, MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		    (size_t)CONNECTION_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-		    MHD_OPTION_LISTEN_BACKLOG_SIZE, 128, MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_END);
+	long max = fit_fd_limit(s->max_connections);
+	if (http_conns_new(&s->conns, max, s->idle_timeout, s->request_timeout) < 0)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	/* libmicrohttpd's own limit, shared among its threads, is above the bound: connections.c closes
+	 * the oldest waiting one when a new one comes, and libmicrohttpd must still accept that one */
+	unsigned limit = (unsigned)(max + max / 8 + 2 * pool);
+	unsigned timeout = (unsigned)(s->idle_timeout + 0.999);
+	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)s->port)};
+	struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+	const struct sockaddr *addr = (const struct sockaddr *)&a4;
+	if (s->listen_fd < 0 && inet_pton(AF_INET, s->host, &a4.sin_addr) != 1) {
+		if (inet_pton(AF_INET6, s->host, &a6.sin6_addr) != 1)
+			return kiln_error_set(err, KILN_EINVAL, "invalid --host '%s': not an IP address",
+			                      s->host);
+		addr = (const struct sockaddr *)&a6;
+		flags |= MHD_USE_IPv6;
 	}
+	struct MHD_OptionItem where[] = {
+	    s->listen_fd >= 0 ? (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, s->listen_fd, NULL}
+	                      : (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, (void *)addr},
+	    s->listen_fd >= 0 ? (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL}
+	                      : (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 128, NULL},
+	    {MHD_OPTION_END, 0, NULL},
+	};
+	s->daemon = MHD_start_daemon(
+	    flags, (uint16_t)s->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
+	    on_completed, s, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_CONNECTION,
+	    on_connection, s, MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
+	    MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_ARRAY, where, MHD_OPTION_END);
 	if (!s->daemon)
 		return kiln_error_set(err, KILN_EIO, "cannot listen on %s:%d (is the port in use?)", s->host,
 		                      s->port);
@@ -365,6 +438,18 @@ void shim_server_quiesce(struct shim *s)
 
 void shim_server_tick(struct shim *s)
 {
+	/* connections past their deadline, counted in one log line every 10 seconds at most */
+	static long dropped;
+	static double logged;
+	if (s->conns)
+		dropped += http_conns_sweep(s->conns);
+	if (dropped && kiln_monotonic() - logged >= 10) {
+		shim_log("warning", json_pack("{s:i}", "connections", (json_int_t)dropped),
+		         "closed connections that waited too long for their request, or to make room for new "
+		         "ones");
+		dropped = 0;
+		logged = kiln_monotonic();
+	}
 	pthread_mutex_lock(&s->lock);
 	for (struct shim_prediction *p = s->preds; p; p = p->next) {
 		bool due = false;
@@ -387,4 +472,6 @@ void shim_server_stop(struct shim *s)
 	if (s->daemon)
 		MHD_stop_daemon(s->daemon);
 	s->daemon = NULL;
+	http_conns_free(s->conns);
+	s->conns = NULL;
 }

@@ -16,7 +16,7 @@
 #include "shim/shim.h"
 
 #define SHIM_TIME_LEN  40  /* "2024-01-02T03:04:05.123456+00:00" and its NUL */
-#define SHIM_KEEP_DONE 100 /* finished predictions kept for PUT idempotency */
+#define SHIM_KEEP_DONE 100 /* finished predictions kept for PUT idempotency (and s->keep_bytes of them) */
 #define SHIM_TRIM_SLACK                                                                                      \
 	32 /* finished ones beyond it before the table is trimmed (back to SHIM_KEEP_DONE)                   \
 	    */
@@ -46,6 +46,7 @@ struct shim_prediction {
 	json_t *filter;   /* webhook_events_filter, or NULL */
 	char *upload_url; /* output_file_prefix, else --upload-url, or NULL */
 	char *tmpdir;     /* file inputs, removed when done */
+	size_t bytes;     /* its inputs, outputs and logs, once finished (counted in shim.done_bytes) */
 	bool cancel_requested;
 	bool dispatched;             /* sent to the worker */
 	bool counted;                /* holds a slot */
@@ -75,6 +76,10 @@ struct shim {
 	double idle_exit;     /* seconds, 0: never */
 	double setup_timeout; /* seconds, 0: none */
 	size_t body_limit;
+	long max_connections;   /* open at once; the oldest one not being answered is closed for a new one */
+	double idle_timeout;    /* seconds a connection may wait between requests (or be silent) */
+	double request_timeout; /* seconds a request's headers and body may take after its request line */
+	size_t keep_bytes;      /* of finished predictions kept for PUT idempotency */
 	const char *python;
 	char *python_dir;
 	struct kiln_manifest *manifest;
@@ -94,8 +99,9 @@ struct shim {
 	struct timespec setup_start_mono;
 	bool warming; /* the warmup prediction runs */
 	struct shim_prediction *preds;
-	long ndone; /* finished predictions in preds */
-	long busy;  /* slots taken */
+	long ndone;        /* finished predictions in preds */
+	size_t done_bytes; /* their bytes */
+	long busy;         /* slots taken */
 	bool draining;
 	bool shutdown_requested;
 	long long last_request_ns; /* CLOCK_MONOTONIC, in ns; __atomic_* (no lock) */
@@ -112,7 +118,8 @@ struct shim {
 	struct shim_native *native; /* a native predictor (native.c) in place of the worker, or NULL */
 
 	struct MHD_Daemon *daemon;
-	bool server_stopping; /* suspended connections are resumed for good; guarded by lock */
+	struct http_conns *conns; /* connections.c */
+	bool server_stopping;     /* suspended connections are resumed for good; guarded by lock */
 	int requests; /* HTTP requests not finished yet (their responses still going); atomic (__atomic_*) */
 };
 
@@ -164,7 +171,8 @@ struct shim_prediction *shim_pred_new(struct shim *s, const char *id, json_t *bo
 int shim_pred_text(const struct shim_prediction *p, struct kiln_buf *b);
 /* The same response as an object (NULL when memory runs out). */
 json_t *shim_pred_json(const struct shim_prediction *p);
-/* Drop the caller's reference; finished predictions beyond SHIM_KEEP_DONE are freed. */
+/* Drop the caller's reference; finished, unreferenced predictions beyond the newest SHIM_KEEP_DONE, or
+ * beyond s->keep_bytes in all, are freed (a larger one before the smaller ones older than it). */
 void shim_pred_release(struct shim *s, struct shim_prediction *p);
 /* Send P to the worker (s->lock not held: takes it). Finishes P as failed when that is impossible. DIRECT:
  * the caller waits for P anyway, so a native predictor may run it on the caller's thread. SENT (or NULL):

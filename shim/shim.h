@@ -152,6 +152,10 @@ int shim_webhooks_new(struct shim_webhooks **out, struct kiln_error **err);
 void shim_webhooks_send(struct shim_webhooks *w, const char *url, const char *event, const json_t *filter,
                         const json_t *prediction);
 
+/* NULL when URL may be a webhook (an absolute http or https URL with a host), else why not, in pydantic's
+ * words ("URL scheme not permitted"). */
+const char *shim_webhook_url_problem(const char *url);
+
 /* Wait (at most TIMEOUT seconds) for queued "completed" webhooks, then stop and free. */
 void shim_webhooks_free(struct shim_webhooks *w, double timeout);
 

@@ -496,3 +496,24 @@ void shim_webhooks_free(struct shim_webhooks *w, double timeout)
 	if (w)
 		stop_and_free(w, timeout);
 }
+
+const char *shim_webhook_url_problem(const char *url)
+{
+	CURLU *u = curl_url();
+	if (!u)
+		return "out of memory";
+	/* CURLU_NON_SUPPORT_SCHEME: parse any scheme, so that the answer names the scheme, not the parser */
+	const char *why = NULL;
+	char *scheme = NULL, *host = NULL;
+	if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK)
+		why = "invalid or missing URL scheme";
+	else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	         (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0))
+		why = "URL scheme not permitted";
+	else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
+		why = "URL host invalid";
+	curl_free(scheme);
+	curl_free(host);
+	curl_url_cleanup(u);
+	return why;
+}

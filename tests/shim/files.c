@@ -10,7 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+
 #include "common/fs.h"
+#include "shim/files.h"
 #include "shim/shim.h"
 #include "tests/fixtures/http/server.h"
 
@@ -19,6 +22,7 @@ static char *dir; /* where inputs go */
 
 static void setup(void)
 {
+	setenv("KILN_ALLOW_PRIVATE_URLS", "1", 1); /* the test server is on loopback */
 	test_server_start(&server);
 	dir = strdup("/tmp/kiln-files-XXXXXX");
 	cr_assert(mkdtemp(dir) != NULL);
@@ -156,6 +160,83 @@ Test(files, http_error_reports_status)
 	char *url = test_server_url(&server, "/files/missing.png");
 	expect_refused(url, "input 'image': cannot download");
 	expect_refused(url, "HTTP 404");
+	free(url);
+}
+
+Test(files, private_address_is_refused_unless_allowed)
+{
+	free(test_server_put_file(&server, "files/a.txt", "hello", 5));
+	unsetenv("KILN_ALLOW_PRIVATE_URLS");
+	char *url = test_server_url(&server, "/files/a.txt");
+	expect_refused(url, "the address 127.0.0.1 is private, loopback or link-local");
+	/* a public-looking name that redirects to loopback is refused at the connection, too */
+	char *redirect = test_server_url(&server, "/redirect/a.txt");
+	expect_refused(redirect, "is private");
+	setenv("KILN_ALLOW_PRIVATE_URLS", "1", 1);
+	json_t *input = json_pack("{s:s}", "image", url);
+	char *message;
+	cr_assert_eq(fetch(input, &message), 0, "%s", message);
+	json_decref(input);
+	free(redirect);
+	free(url);
+}
+
+/* Whether the numeric address TEXT is one files_private_address refuses. */
+static bool private(const char *text)
+{
+	struct sockaddr_in a4 = {.sin_family = AF_INET};
+	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6};
+	if (inet_pton(AF_INET, text, &a4.sin_addr) == 1)
+		return files_private_address((struct sockaddr *)&a4);
+	cr_assert_eq(inet_pton(AF_INET6, text, &a6.sin6_addr), 1, "%s", text);
+	return files_private_address((struct sockaddr *)&a6);
+}
+
+Test(files, private_address_ranges)
+{
+	static const char *const refused[] = {
+	    "127.0.0.1",
+	    "127.255.0.9",
+	    "0.0.0.0",
+	    "0.1.2.3",
+	    "10.0.0.1",
+	    "172.16.0.1",
+	    "172.31.9.9",
+	    "192.168.1.1",
+	    "169.254.169.254",
+	    "100.64.0.1",
+	    "224.0.0.1",
+	    "255.255.255.255",
+	    "::1",
+	    "::",
+	    "fe80::1",
+	    "fc00::1",
+	    "fd12:3456::1",
+	    "::ffff:127.0.0.1",
+	    "::ffff:10.1.2.3",
+	    "::ffff:169.254.169.254",
+	    "64:ff9b::7f00:1",
+	    "ff02::1",
+	};
+	static const char *const allowed[] = {"8.8.8.8",     "172.32.0.1",           "192.169.0.1",
+	                                      "100.128.0.1", "2001:4860:4860::8888", "::ffff:8.8.8.8",
+	                                      "1.1.1.1"};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(*refused); i++)
+		cr_expect(private(refused[i]), "%s is not refused", refused[i]);
+	for (size_t i = 0; i < sizeof(allowed) / sizeof(*allowed); i++)
+		cr_expect(!private(allowed[i]), "%s is refused", allowed[i]);
+}
+
+Test(files, upstream_error_body_is_not_echoed)
+{
+	char *url = test_server_url(&server, "/files/missing.png");
+	json_t *input = json_pack("{s:s}", "image", url);
+	char *message;
+	cr_assert_lt(fetch(input, &message), 0);
+	cr_assert(strstr(message, "HTTP 404"), "%s", message);
+	cr_assert(!strstr(message, "not found"), "the body was echoed: %s", message);
+	free(message);
+	json_decref(input);
 	free(url);
 }
 

@@ -6,7 +6,6 @@
  * its own PID, IPC and UTS namespaces, sharing the network so that the port is on this machine's loopback.
  */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -140,7 +139,9 @@ static bool bwrap_works(void)
 /* ---- weight layers, unpacked once ----
  * The native runtime's root is made per image, and an image differs from the last as soon as its code
  * does: its weight layers (files only, the largest part) are unpacked once each into run/layers/HEX and
- * hard-linked into every root that has them, so a code change unpacks kilobytes, not the weights again. */
+ * hard-linked into every root that has them, each in its place among the image's layers, by
+ * kiln_layer_link: a lower layer's symbolic link in the way is replaced, never followed, so a hostile
+ * image reaches nothing outside the root. A code change unpacks kilobytes, not the weights again. */
 
 static bool is_weights(const json_t *layer)
 {
@@ -149,104 +150,56 @@ static bool is_weights(const json_t *layer)
 	return kind && strcmp(kind, "weights") == 0;
 }
 
-struct weights {
-	struct kiln_store *s;
-	const json_t *layers;
-	size_t first; /* the image's first own layer */
-};
-
-static bool skip_weights(void *ctx, size_t index, const json_t *layer)
-{
-	(void)ctx, (void)index;
-	return is_weights(layer);
-}
-
-/* run/layers/HEX for LAYER, unpacked there (aside, then renamed) unless it already is. */
-static char *weights_dir(struct kiln_store *s, const json_t *layer, struct kiln_error **err)
+/*
+ * run/layers/HEX for LAYER into *out, unpacked there (aside, then renamed) unless it already is. *out is
+ * NULL when the layer has whiteouts: they hide what lower layers hold, which a directory of the layer's
+ * own has not, so such a layer is unpacked in each root instead.
+ */
+static int weights_dir(char **out, struct kiln_store *s, const json_t *layer, struct kiln_error **err)
 {
 	const char *digest = json_string_value(json_object_get(layer, "digest"));
 	const char *hex = digest && strchr(digest, ':') ? strchr(digest, ':') + 1 : "";
-	char *dir = NULL;
-	_cleanup_free_ char *parent = NULL, *tmp = NULL;
-	if (asprintf(&parent, "%s/run/layers", kiln_store_home(s)) < 0 ||
-	    asprintf(&dir, "%s/%s", parent, hex) < 0 ||
-	    asprintf(&tmp, "%s/.%s.%d", parent, hex, (int)getpid()) < 0) {
-		free(dir);
-		return kiln_error_set(err, KILN_EFAIL, "out of memory"), NULL;
-	}
+	_cleanup_free_ char *parent = NULL, *dir = NULL, *tmp = NULL;
+	*out = NULL;
+	if (kiln_store_private_dir(&parent, s, "run/layers", err) < 0)
+		return -1;
+	if (asprintf(&dir, "%s/%s", parent, hex) < 0 ||
+	    asprintf(&tmp, "%s/.%s.%d", parent, hex, (int)getpid()) < 0)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	struct stat st;
-	if (stat(dir, &st) == 0)
-		return dir;
+	if (stat(dir, &st) == 0) {
+		*out = steal_pointer(&dir);
+		return 0;
+	}
 	struct kiln_unpack_options uo = {.cancel = &cli_interrupted};
-	int rc = kiln_mkdir_p(tmp, err);
+	struct kiln_unpack_stats us = {0};
+	kiln_extract_remove(tmp, NULL); /* left by a dead process that had this pid */
+	int rc = mkdir(tmp, 0700) < 0 ? kiln_error_errno(err, errno, "cannot make '%s'", tmp) : 0;
 	if (rc == 0)
 		rc = kiln_unpack_layer(s, digest, json_string_value(json_object_get(layer, "mediaType")), tmp,
-		                       &uo, NULL, err);
-	if (rc == 0 && rename(tmp, dir) < 0 && stat(dir, &st) < 0) /* another kiln may have made it first */
+		                       &uo, &us, err);
+	bool cached = rc == 0 && us.sum.whiteouts == 0;
+	if (cached && rename(tmp, dir) < 0 && stat(dir, &st) < 0) /* another kiln may have made it first */
 		rc = kiln_error_errno(err, errno, "cannot make '%s'", dir);
 	if (access(tmp, F_OK) == 0)
 		kiln_extract_remove(tmp, NULL);
-	if (rc < 0) {
-		free(dir);
-		return NULL;
-	}
-	return dir;
+	if (rc == 0 && cached)
+		*out = steal_pointer(&dir);
+	return rc;
 }
 
-/* Link the tree FROM into TO: directories made, files hard-linked, symbolic links copied. */
-static int link_tree(const char *from, const char *to, struct kiln_error **err)
+/* kiln_unpack_image's PLACE: a weight layer's cached tree linked into the new root TMPDIR. */
+static int place_weights(void *ctx, size_t index, const json_t *layer, const char *tmpdir,
+                         struct kiln_error **err)
 {
-	_cleanup_closedir_ DIR *d = opendir(from);
-	if (!d)
-		return kiln_error_errno(err, errno, "cannot read '%s'", from);
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		_cleanup_free_ char *src = kiln_path_join(from, de->d_name),
-		                    *dst = kiln_path_join(to, de->d_name);
-		struct stat st;
-		if (!src || !dst)
-			return kiln_error_set(err, KILN_EFAIL, "out of memory");
-		if (lstat(src, &st) < 0)
-			return kiln_error_errno(err, errno, "cannot read '%s'", src);
-		if (S_ISDIR(st.st_mode)) {
-			if ((mkdir(dst, st.st_mode & 07777) < 0 && errno != EEXIST) ||
-			    link_tree(src, dst, err) < 0)
-				return err && *err ? -1
-				                   : kiln_error_errno(err, errno, "cannot make '%s'", dst);
-		} else if (S_ISLNK(st.st_mode)) {
-			char target[4096];
-			ssize_t n = readlink(src, target, sizeof(target) - 1);
-			if (n < 0)
-				return kiln_error_errno(err, errno, "cannot read '%s'", src);
-			target[n] = '\0';
-			unlink(dst);
-			if (symlink(target, dst) < 0)
-				return kiln_error_errno(err, errno, "cannot make '%s'", dst);
-		} else {
-			unlink(dst);
-			if (link(src, dst) < 0)
-				return kiln_error_errno(err, errno, "cannot link '%s'", dst);
-		}
-	}
-	return 0;
-}
-
-/* kiln_unpack_image's FINISH: each weight layer's cached tree linked into the new root TMPDIR. */
-static int link_weights(void *ctx, const char *tmpdir, struct kiln_error **err)
-{
-	struct weights *w = ctx;
-	for (size_t i = w->first; i < json_array_size(w->layers); i++) {
-		const json_t *l = json_array_get(w->layers, i);
-		if (!is_weights(l))
-			continue;
-		_cleanup_free_ char *dir = weights_dir(w->s, l, err);
-		if (!dir || link_tree(dir, tmpdir, err) < 0)
-			return kiln_error_wrap(err, "cannot put the weights of layer %s in place",
-			                       json_string_value(json_object_get(l, "digest")));
-	}
-	return 0;
+	(void)index;
+	if (!is_weights(layer))
+		return 0;
+	_cleanup_free_ char *dir = NULL;
+	if (weights_dir(&dir, ctx, layer, err) < 0 || (dir && kiln_layer_link(dir, tmpdir, NULL, err) < 0))
+		return kiln_error_wrap(err, "cannot put the weights of layer %s in place",
+		                       json_string_value(json_object_get(layer, "digest")));
+	return dir ? 1 : 0;
 }
 
 /* The index of the image's first own layer (the first with kiln's kind annotation; the base's have none). */
@@ -426,30 +379,31 @@ int predict_runtime_start(struct predict_runtime *rt, struct kiln_store *s, cons
 	if (asprintf(&rt->root, "%s/run/%.32s-%s", kiln_store_home(s), hex,
 	             kind == RUNTIME_BWRAP ? "full" : "native") < 0)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	/* run/ is this user's alone: the roots hold whatever the images hold (an older kiln made it 0755) */
+	_cleanup_free_ char *runs = NULL;
+	if (kiln_store_private_dir(&runs, s, "run", err) < 0)
+		return -1;
 	struct stat st;
 	if (stat(rt->root, &st) != 0) {
-		_cleanup_free_ char *runs = NULL;
-		if (asprintf(&runs, "%s/run", kiln_store_home(s)) < 0 || kiln_mkdir_p(runs, err) < 0)
-			return runs ? -1 : kiln_error_set(err, KILN_EFAIL, "out of memory");
-		struct weights w = {s, layers, own};
 		struct kiln_unpack_options uo = {.cancel = &cli_interrupted};
 		if (kind == RUNTIME_NATIVE) { /* the weights from their cache, linked */
-			uo.skip = skip_weights;
-			uo.finish = link_weights;
-			uo.ctx = &w;
+			uo.place = place_weights;
+			uo.ctx = s;
 		}
 		if (kiln_unpack_image(s, manifest_digest, kind == RUNTIME_BWRAP ? 0 : own, rt->root, &uo,
 		                      NULL, err) < 0)
 			return kiln_error_wrap(err, "cannot unpack the image");
 	}
-	/* bubblewrap mounts /proc, /dev and /tmp on the read-only root: their mount points must be there */
+	/* bubblewrap mounts /proc, /dev and /tmp on the read-only root: their mount points must be there
+	 * (made in the root by name: an image's link there is left for bubblewrap, in its own namespace) */
 	static const char *const mounts[] = {"proc", "dev", "tmp"};
-	for (size_t k = 0; kind == RUNTIME_BWRAP && k < sizeof(mounts) / sizeof(mounts[0]); k++) {
-		_cleanup_free_ char *m = NULL;
-		if (asprintf(&m, "%s/%s", rt->root, mounts[k]) < 0 || (mkdir(m, 0755) < 0 && errno != EEXIST))
-			return m ? kiln_error_errno(err, errno, "cannot make '%s'", m)
-			         : kiln_error_set(err, KILN_EFAIL, "out of memory");
-	}
+	_cleanup_close_ int rootfd =
+	    kind == RUNTIME_BWRAP ? open(rt->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	if (kind == RUNTIME_BWRAP && rootfd < 0)
+		return kiln_error_errno(err, errno, "cannot open '%s'", rt->root);
+	for (size_t k = 0; kind == RUNTIME_BWRAP && k < sizeof(mounts) / sizeof(mounts[0]); k++)
+		if (mkdirat(rootfd, mounts[k], 0755) < 0 && errno != EEXIST)
+			return kiln_error_errno(err, errno, "cannot make '%s/%s'", rt->root, mounts[k]);
 	if (asprintf(&rt->log, "%s.%d.log", rt->root, (int)getpid()) < 0)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 

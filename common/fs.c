@@ -7,8 +7,10 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <libgen.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +31,11 @@ bool kiln_stat_fp_equal(const struct kiln_stat_fp *a, const struct kiln_stat_fp 
 
 int kiln_mkdir_p(const char *path, struct kiln_error **err)
 {
+	return kiln_mkdir_p_mode(path, 0755, err);
+}
+
+int kiln_mkdir_p_mode(const char *path, mode_t mode, struct kiln_error **err)
+{
 	if (*path == '\0')
 		return kiln_error_set(err, KILN_EINVAL, "cannot create a directory with an empty name");
 	_cleanup_free_ char *p = strdup(path);
@@ -38,13 +45,71 @@ int kiln_mkdir_p(const char *path, struct kiln_error **err)
 		if (*s != '/')
 			continue;
 		*s = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+		if (mkdir(p, mode) < 0 && errno != EEXIST)
 			return kiln_error_errno(err, errno, "cannot create directory '%s'", p);
 		*s = '/';
 	}
-	if (mkdir(p, 0755) < 0 && errno != EEXIST)
+	if (mkdir(p, mode) < 0 && errno != EEXIST)
 		return kiln_error_errno(err, errno, "cannot create directory '%s'", p);
 	return 0;
+}
+
+/* kiln_open_beneath without openat2: REL walked one component at a time, none of them a link. */
+static int open_beneath_walk(int dirfd, const char *rel, int flags)
+{
+	if (*rel == '/') {
+		errno = EXDEV;
+		return -1;
+	}
+	_cleanup_free_ char *copy = strdup(rel);
+	if (copy == NULL)
+		return -1;
+	int fd = -1;
+	char *p = copy;
+	for (;;) {
+		while (*p == '/')
+			p++;
+		char *end = p + strcspn(p, "/");
+		bool last = *end == '\0' || end[strspn(end, "/")] == '\0';
+		*end = '\0';
+		if (strcmp(p, "..") == 0) {
+			if (fd >= 0)
+				close(fd);
+			errno = EXDEV;
+			return -1;
+		}
+		int base = fd >= 0 ? fd : dirfd;
+		const char *name = *p ? p : ".";
+		int next = last ? openat(base, name, flags | O_NOFOLLOW | O_CLOEXEC)
+		                : openat(base, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int e = errno;
+		struct stat st; /* O_NOFOLLOW with O_DIRECTORY says ENOTDIR for a link: openat2 says ELOOP */
+		if (next < 0 && e == ENOTDIR && fstatat(base, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISLNK(st.st_mode))
+			e = ELOOP;
+		if (fd >= 0)
+			close(fd);
+		if (next < 0) {
+			errno = e;
+			return -1;
+		}
+		if (last)
+			return next;
+		fd = next;
+		p = end + 1;
+	}
+}
+
+int kiln_open_beneath(int dirfd, const char *rel, int flags)
+{
+	struct open_how how = {
+	    .flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+	    .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	long fd = syscall(SYS_openat2, dirfd, *rel ? rel : ".", &how, sizeof(how));
+	if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
+		return (int)fd;
+	return open_beneath_walk(dirfd, rel, flags); /* no openat2 here (before Linux 5.6, or filtered) */
 }
 
 int kiln_write_all(int fd, const void *data, size_t len)

@@ -28,6 +28,18 @@ bool kiln_stat_fp_equal(const struct kiln_stat_fp *a, const struct kiln_stat_fp 
 /* mkdir -p with mode 0755; existing directories are fine. */
 int kiln_mkdir_p(const char *path, struct kiln_error **err);
 
+/* mkdir -p giving MODE (less the umask) to each directory it makes; existing directories keep theirs. */
+int kiln_mkdir_p_mode(const char *path, mode_t mode, struct kiln_error **err);
+
+/*
+ * Open REL, a path relative to the directory DIRFD ("" is DIRFD itself), confined to it: no ".."
+ * component, no absolute path (both EXDEV) and no symbolic link on the way or at the end (ELOOP), so
+ * whatever links a tree holds, nothing outside DIRFD is reached. FLAGS as open(2)'s, without O_CREAT;
+ * O_CLOEXEC is added. openat2(2) with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, or
+ * one component at a time with O_NOFOLLOW where the kernel has no openat2. A descriptor, or -1 and errno.
+ */
+int kiln_open_beneath(int dirfd, const char *rel, int flags);
+
 /*
  * Write DATA to PATH atomically: a temporary file beside it, fsync, rename, fsync of the directory.
  * On failure PATH is untouched and the temporary file is removed.

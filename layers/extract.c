@@ -4,6 +4,7 @@
 #include "layers/extract_dir.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
+#include "common/fs.h"
 #include "layers/digest.h"
 
 #include <archive.h>
@@ -35,6 +36,8 @@ struct extract {
 	unsigned char *buf;
 	struct kiln_error *read_err; /* why the read callback failed */
 	struct kiln_pathset upper;
+	uint64_t expanded; /* the layer's size as a tar so far: 512 bytes and the apparent size per entry */
+	uint64_t max_expanded; /* the most it may be */
 };
 
 /*
@@ -99,10 +102,10 @@ static int check_parents(struct extract *x, const char *entry, char *rel, struct
 	return PARENTS_DIRS;
 }
 
-/* Open the directory REL (relative, its parents checked; "" is the root) without following a link. */
+/* Open the directory REL (relative, its parents checked; "" is the root), no link followed on the way. */
 static int open_dir(struct extract *x, const char *rel)
 {
-	return openat(x->rootfd, *rel ? rel : ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return kiln_open_beneath(x->rootfd, rel, O_RDONLY | O_DIRECTORY);
 }
 
 /* Apply the whiteout REL (its last component starts with ".wh."), entry ENTRY of the layer. */
@@ -245,14 +248,20 @@ static int deepest_dir(struct extract *x, const char *rel)
 static int put_entry(struct extract *x, struct archive_entry *e, const char *entry, const char *rel, bool dir,
                      struct kiln_error **err)
 {
-	/* Something else in the entry's place goes (libarchive replaces all but a directory). */
+	/* A directory in the entry's place goes (libarchive replaces all but a directory). */
 	struct stat st;
 	int rc;
-	if (!dir && fstatat(x->rootfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+	const char *base = strrchr(rel, '/');
+	_cleanup_free_ char *up = strndup(rel, base ? (size_t)(base - rel) : 0);
+	if (up == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	_cleanup_close_ int upfd = dir ? -1 : open_dir(x, up);
+	base = base ? base + 1 : rel;
+	if (upfd >= 0 && fstatat(upfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
 		_cleanup_buf_ struct kiln_buf shown = KILN_BUF_INIT;
 		if (kiln_buf_puts(&shown, rel) < 0)
 			return kiln_error_set(err, KILN_EFAIL, "out of memory");
-		if ((rc = kiln_dir_remove_at(x->rootfd, rel, &shown, err)) < 0)
+		if ((rc = kiln_dir_remove_at(upfd, base, &shown, err)) < 0)
 			return rc;
 	}
 	_cleanup_free_ char *full = NULL;
@@ -278,12 +287,18 @@ static int write_entry(struct extract *x, struct archive_entry *e, const char *e
 		x->st.skipped++;
 		return 0;
 	}
+	/* Data in a hard link entry (pax allows it) would be written into the file linked to, which may be
+	 * shared with kiln's cache of weight layers (kiln predict links those into the roots it makes). */
+	if (hardlink && archive_entry_size(e) > 0)
+		return kiln_error_set(err, KILN_EINVAL, "entry '%s' is a hard link that carries data", entry);
 	int rc = check_parents(x, entry, rel, err);
 	if (rc < 0)
 		return rc;
 	if (hardlink && (rc = resolve_hardlink(x, e, entry, err)) < 0)
 		return rc;
 	bool dir = !hardlink && type == AE_IFDIR;
+	if (!hardlink && type != AE_IFLNK)
+		archive_entry_set_perm(e, kiln_extract_host_mode(archive_entry_perm(e), dir));
 	struct kiln_held_dir parent;
 	kiln_dir_hold(&parent, deepest_dir(x, rel));
 	rc = put_entry(x, e, entry, rel, dir, err);
@@ -327,6 +342,16 @@ static int extract_entry(struct extract *x, struct archive_entry *e, struct kiln
 		return 0; /* the root itself: DIR keeps its own mode */
 	if (x->root_len + 1 + strlen(rel) >= PATH_MAX)
 		return kiln_error_set(err, KILN_EINVAL, "entry '%.80s...' has too long a name", entry);
+	/* Counted before anything of the entry is written: a sparse file counts with its apparent size. */
+	la_int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
+	x->expanded += 512 + (uint64_t)(size > 0 ? size : 0);
+	if (x->expanded > x->max_expanded)
+		return kiln_error_set(err, KILN_EINVAL,
+		                      "entry '%s' makes the layer expand to more than %llu bytes (%d times "
+		                      "its %llu bytes, plus %d MiB)",
+		                      entry, (unsigned long long)x->max_expanded, KILN_EXTRACT_RATIO,
+		                      (unsigned long long)kiln_blob_reader_size(x->rd),
+		                      (int)(KILN_EXTRACT_FLOOR >> 20));
 	/* A whiteout is a last component: one higher up would make a ".wh." directory. */
 	for (const char *c = rel; c != NULL;) {
 		const char *next = strchr(c, '/');
@@ -375,12 +400,11 @@ static int open_archive(struct extract *x, struct kiln_error **err)
 		return kiln_error_set(err, KILN_EINVAL, "zstd layers are not supported: %s",
 		                      archive_error_string(x->in));
 	/* Names are made absolute under the root by us, after our own checks: libarchive checks again for
-	 * '..' and for links on the way (the root's real path has none). */
-	int flags = ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-	            ARCHIVE_EXTRACT_SECURE_SYMLINKS;
-	if (geteuid() == 0)
-		flags |= ARCHIVE_EXTRACT_OWNER;
-	archive_write_disk_set_options(x->out, flags);
+	 * '..' and for links on the way (the root's real path has none). Ownership is never restored: see
+	 * extract.h. */
+	archive_write_disk_set_options(x->out, ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
+	                                           ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+	                                           ARCHIVE_EXTRACT_SECURE_SYMLINKS);
 	if (archive_read_open(x->in, x, NULL, read_cb, NULL) != ARCHIVE_OK)
 		return read_failed(x, err);
 	return 0;
@@ -440,6 +464,11 @@ int kiln_layer_extract(struct kiln_blob_reader *rd, const char *digest, const ch
 		return kiln_error_errno(err, errno, "cannot open '%s'", dir);
 	x.root = root;
 	x.root_len = strlen(root);
+	uint64_t blob = kiln_blob_reader_size(rd);
+	x.max_expanded = x.opt->max_expanded ? x.opt->max_expanded
+	                 : blob > (UINT64_MAX - KILN_EXTRACT_FLOOR) / KILN_EXTRACT_RATIO
+	                     ? UINT64_MAX
+	                     : KILN_EXTRACT_FLOOR + KILN_EXTRACT_RATIO * blob;
 	x.rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (x.rootfd < 0)
 		return kiln_error_errno(err, errno, "cannot open '%s'", dir);
@@ -463,6 +492,14 @@ int kiln_layer_extract(struct kiln_blob_reader *rd, const char *digest, const ch
 	if (st)
 		kiln_extract_stats_add(st, &x.st);
 	return rc;
+}
+
+mode_t kiln_extract_host_mode(mode_t perm, bool dir)
+{
+	perm &= (mode_t) ~(S_ISUID | S_ISGID | S_IWOTH);
+	if (!dir || !(perm & S_IWGRP))
+		perm &= (mode_t)~S_ISVTX; /* it restricts removal only in a directory others may write */
+	return perm;
 }
 
 void kiln_extract_stats_add(struct kiln_extract_stats *a, const struct kiln_extract_stats *b)

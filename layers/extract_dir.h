@@ -38,6 +38,9 @@ struct kiln_held_dir {
 	bool relaxed;
 };
 
+/* The permission bits PERM of an entry (a directory when DIR), as they are given on this machine. */
+mode_t kiln_extract_host_mode(mode_t perm, bool dir);
+
 /* Hold the directory FD (which this takes; -1 is allowed). */
 void kiln_dir_hold(struct kiln_held_dir *h, int fd);
 /* Put the held directory's mode and times back, and close it. */

@@ -96,7 +96,7 @@ int kiln_store_open(struct kiln_store **out, const char *home, struct kiln_error
 	                                   "cache/locations", "tmp"};
 	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
 		_cleanup_free_ char *p = store_path(s, "%s", dirs[i]);
-		if (p == NULL || kiln_mkdir_p(p, err) < 0) {
+		if (p == NULL || kiln_mkdir_p_mode(p, 0700, err) < 0) {
 			kiln_store_free(s);
 			return kiln_error_wrap(err, "cannot open the store");
 		}
@@ -154,6 +154,23 @@ void kiln_store_free(struct kiln_store *s)
 const char *kiln_store_home(const struct kiln_store *s)
 {
 	return s->home;
+}
+
+int kiln_store_private_dir(char **out, struct kiln_store *s, const char *rel, struct kiln_error **err)
+{
+	_cleanup_free_ char *path = store_path(s, "%s", rel);
+	if (path == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	if (kiln_mkdir_p_mode(path, 0700, err) < 0)
+		return -1;
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return kiln_error_errno(err, errno, "cannot open '%s'", path);
+	if ((st.st_mode & 077) != 0 && fchmod(fd, st.st_mode & 07700) < 0)
+		return kiln_error_errno(err, errno, "cannot change the mode of '%s'", path);
+	*out = steal_pointer(&path);
+	return 0;
 }
 
 int kiln_store_tmpfile(struct kiln_store *s, int *fd_out, char **path_out, struct kiln_error **err)

@@ -10,6 +10,10 @@
  *   $KILN_HOME/recipes/sha256/<hex>.json        blobs produced from source files (weight layers)
  *   $KILN_HOME/cache/layers/<hex>.json          layer cache: what a layer's inputs gave last time
  *   $KILN_HOME/tmp/                             temporary files, "<pid>-..." (stale ones are removed)
+ *   $KILN_HOME/run/                             roots kiln predict unpacked (see kiln_store_private_dir)
+ *
+ * Every directory the store makes, $KILN_HOME included, is its owner's alone (0700): the unpacked roots
+ * hold whatever images hold, for this user only.
  */
 #ifndef KILN_STORE_H
 #define KILN_STORE_H
@@ -34,6 +38,13 @@ char *kiln_store_default_home(void);
 int kiln_store_open(struct kiln_store **out, const char *home, struct kiln_error **err);
 void kiln_store_free(struct kiln_store *s);
 const char *kiln_store_home(const struct kiln_store *s);
+
+/*
+ * The directory HOME/REL (into *out, the caller's to free), for this user alone: made (0700, with the
+ * directories above it up to HOME) when it is missing, and tightened to 0700 when its group or others may
+ * enter it (a store made by an older kiln left run/ 0755).
+ */
+int kiln_store_private_dir(char **out, struct kiln_store *s, const char *rel, struct kiln_error **err);
 
 /* A new temporary file in the store (same filesystem as blobs/, so it can be renamed in). */
 int kiln_store_tmpfile(struct kiln_store *s, int *fd_out, char **path_out, struct kiln_error **err);

@@ -263,14 +263,13 @@ int kiln_unpack_image(struct kiln_store *s, const char *manifest_digest, size_t 
 		rc = make_temp(&tmp, dir, err);
 	for (size_t i = first_layer; rc == 0 && i < n; i++) {
 		json_t *l = json_array_get(layers, i);
-		if (opt && opt->skip && opt->skip(opt->ctx, i, l))
-			continue;
-		rc = kiln_unpack_layer(s, json_string_value(json_object_get(l, "digest")),
-		                       json_string_value(json_object_get(l, "mediaType")), tmp, opt, &sum,
-		                       err);
+		if (opt && opt->place && (rc = opt->place(opt->ctx, i, l, tmp, err)) != 0)
+			rc = rc > 0 ? 0 : rc;
+		else
+			rc = kiln_unpack_layer(s, json_string_value(json_object_get(l, "digest")),
+			                       json_string_value(json_object_get(l, "mediaType")), tmp, opt,
+			                       &sum, err);
 	}
-	if (rc == 0 && opt && opt->finish)
-		rc = opt->finish(opt->ctx, tmp, err);
 	if (rc == 0)
 		rc = commit_dir(tmp, dir, err);
 	if (rc < 0 && tmp)

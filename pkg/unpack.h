@@ -28,11 +28,12 @@ struct kiln_unpack_options {
 	void (*progress)(void *ctx, uint64_t bytes);
 	void *progress_ctx;
 	volatile sig_atomic_t *cancel; /* when non-NULL and set, stop with KILN_EINTR */
-	/* kiln_unpack_image: the layers for which SKIP (may be NULL) returns true are left out, and FINISH
-	 * (may be NULL) is called with the temporary directory once the others are in, before it becomes DIR
-	 * (kiln predict links its cached weight layers in there). */
-	bool (*skip)(void *ctx, size_t index, const json_t *layer);
-	int (*finish)(void *ctx, const char *tmpdir, struct kiln_error **err);
+	/* kiln_unpack_image: PLACE (may be NULL) is offered each layer in turn, in the image's order, with
+	 * the temporary directory that becomes DIR. It returns 1 when it put the layer there itself (kiln
+	 * predict links its cached weight layers in with kiln_layer_link), 0 to have it unpacked, or a
+	 * negative code that ends the unpack. */
+	int (*place)(void *ctx, size_t index, const json_t *layer, const char *tmpdir,
+	             struct kiln_error **err);
 	void *ctx;
 };
 

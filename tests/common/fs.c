@@ -5,10 +5,16 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -276,4 +282,86 @@ Test(fs, path_join_puts_exactly_one_slash)
 	cr_assert_str_eq(b, "/x/y/z");
 	free(a);
 	free(b);
+}
+
+/* What kiln_open_beneath must do, with openat2 or without: 0 when all holds, else the failed check. */
+static int open_beneath_checks(void)
+{
+	int root = open(tmp, O_RDONLY | O_DIRECTORY);
+	int fd;
+	struct {
+		const char *rel;
+		int flags, want_errno; /* 0: opens */
+	} cases[] = {
+	    {"", O_RDONLY | O_DIRECTORY, 0},   {"a/b/f", O_RDONLY, 0},
+	    {"a//b/./f", O_RDONLY, 0},         {"a/b/", O_RDONLY | O_DIRECTORY, 0},
+	    {"../x", O_RDONLY, EXDEV},         {"a/../../x", O_RDONLY, EXDEV},
+	    {"/etc/passwd", O_RDONLY, EXDEV},  {"up/f", O_RDONLY, ELOOP},
+	    {"abs/passwd", O_RDONLY, ELOOP},   {"a/link", O_RDONLY, ELOOP},
+	    {"a/missing/f", O_RDONLY, ENOENT}, {"a/b/f/g", O_RDONLY, ENOTDIR},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		errno = 0;
+		fd = kiln_open_beneath(root, cases[i].rel, cases[i].flags);
+		if (fd >= 0)
+			close(fd);
+		if (cases[i].want_errno == 0 ? fd < 0 : fd >= 0 || errno != cases[i].want_errno)
+			return (int)i + 1;
+	}
+	close(root);
+	return 0;
+}
+
+static void make_beneath_tree(void)
+{
+	cr_assert_eq(kiln_mkdir_p(in_tmp(0, "a/b"), NULL), 0);
+	cr_assert_eq(kiln_write_file_atomic(in_tmp(0, "a/b/f"), "f", 1, NULL), 0);
+	cr_assert_eq(symlink("a/b", in_tmp(0, "up")), 0);
+	cr_assert_eq(symlink("/etc", in_tmp(0, "abs")), 0);
+	cr_assert_eq(symlink("b/f", in_tmp(0, "a/link")), 0);
+}
+
+Test(fs, open_beneath_stays_under_its_directory_and_follows_no_link)
+{
+	make_beneath_tree();
+	int failed = open_beneath_checks();
+	cr_assert_eq(failed, 0, "case %d", failed);
+}
+
+/* The same without openat2, as on a kernel before 5.6: a child where it fails with ENOSYS. */
+Test(fs, open_beneath_without_openat2_walks_the_path_alike)
+{
+	make_beneath_tree();
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct sock_filter f[] = {
+		    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat2, 0, 1),
+		    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		};
+		struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+		    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+			_exit(100);
+		_exit(open_beneath_checks());
+	}
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status));
+	cr_assert_eq(WEXITSTATUS(status), 0, "case %d (100: no seccomp here)", WEXITSTATUS(status));
+}
+
+Test(fs, mkdir_p_mode_gives_its_mode_to_the_directories_it_makes)
+{
+	cr_assert_eq(mkdir(in_tmp(0, "old"), 0755), 0);
+	cr_assert_eq(kiln_mkdir_p_mode(in_tmp(0, "old/new/deeper"), 0700, NULL), 0);
+	struct stat st;
+	cr_assert_eq(stat(in_tmp(0, "old"), &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0755 & ~current_umask(), "an existing directory changed");
+	cr_assert_eq(stat(in_tmp(0, "old/new"), &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0700);
+	cr_assert_eq(stat(in_tmp(0, "old/new/deeper"), &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0700);
 }

@@ -106,20 +106,23 @@ static void assert_outside_untouched(void)
 	while ((de = readdir(d)) != NULL) {
 		const char *n = de->d_name;
 		cr_assert(strcmp(n, ".") == 0 || strcmp(n, "..") == 0 || strcmp(n, "home") == 0 ||
-		              strcmp(n, "out") == 0 || strcmp(n, "victim") == 0 || strcmp(n, "src") == 0,
+		              strcmp(n, "out") == 0 || strcmp(n, "victim") == 0 || strcmp(n, "src") == 0 ||
+		              strcmp(n, "tree") == 0,
 		          "'%s' appeared outside the directory", n);
 	}
 	closedir(d);
 }
 
 /* One entry of a test layer: 'f' file (data: content), 'd' directory, 'l' symlink and 'h' hard link
- * (data: target), 'c' character device, 'p' FIFO. */
+ * (data: target), 'c' character device, 'p' FIFO, 's' a sparse file of SIZE bytes whose last byte is
+ * data's first. */
 struct ent {
 	char type;
 	const char *name;
 	const char *data;
 	unsigned mode; /* 0: 0644 for files, 0755 for directories */
 	int uid;
+	int64_t size;
 };
 
 static la_ssize_t collect(struct archive *a, void *ctx, const void *data, size_t len)
@@ -164,6 +167,11 @@ static void make_tar(struct kiln_buf *b, bool gzip, const struct ent *ents, size
 			archive_entry_set_mode(ae, AE_IFREG | perm);
 			archive_entry_set_hardlink(ae, e->data);
 			break;
+		case 's':
+			archive_entry_set_mode(ae, AE_IFREG | perm);
+			archive_entry_set_size(ae, e->size);
+			archive_entry_sparse_add_entry(ae, e->size - 1, 1);
+			break;
 		case 'c':
 			archive_entry_set_mode(ae, AE_IFCHR | 0666);
 			archive_entry_set_rdevmajor(ae, 1);
@@ -177,6 +185,8 @@ static void make_tar(struct kiln_buf *b, bool gzip, const struct ent *ents, size
 		if (e->type == 'f')
 			cr_assert_eq(archive_write_data(a, e->data, strlen(e->data)),
 			             (la_ssize_t)strlen(e->data));
+		if (e->type == 's') /* the pax writer takes the bytes of the data regions only */
+			cr_assert_eq(archive_write_data(a, e->data, 1), 1, "%s", archive_error_string(a));
 		archive_entry_free(ae);
 	}
 	cr_assert_eq(archive_write_close(a), ARCHIVE_OK);
@@ -272,8 +282,8 @@ Test(unpack, files_dirs_symlinks_and_hardlinks_keep_modes_and_times)
 	cr_assert_eq(s1.st_ino, s2.st_ino, "the hard link is not one");
 	cr_assert_eq(stat(in_out(0, "usr/secret"), &s1), 0);
 	cr_assert_eq(s1.st_mode & 07777, 0640);
-	/* Ownership is restored only as root. */
-	cr_assert_eq(s1.st_uid, geteuid() == 0 ? 1234u : geteuid());
+	/* Ownership is never restored, even as root. */
+	cr_assert_eq(s1.st_uid, geteuid());
 	char link[256];
 	ssize_t n = readlink(in_out(0, "usr/bin/alias"), link, sizeof(link));
 	cr_assert_eq(n, 4);
@@ -719,4 +729,152 @@ Test(unpack, recipe_layer_unpacks_from_its_source_file)
 	cr_assert_eq(unpack(lo.digest, KILN_MEDIA_LAYER, NULL, &msg), KILN_ECHANGED, "%s", msg ? msg : "");
 	free(msg);
 	kiln_layer_out_release(&lo);
+}
+
+/* An image's privileges are not handed to this machine's users (as root above all). */
+Test(unpack, setuid_setgid_and_others_write_are_stripped_and_owners_not_restored)
+{
+	char d[KILN_DIGEST_LEN];
+	PUT_LAYER(d, false, {'d', "tmp/", NULL, 01777}, {'d', "shared/", NULL, 03777},
+	          {'d', "nog/", NULL, 01757}, {'d', "sgid/", NULL, 02755},
+	          {'f', "bin/su", "#!/bin/sh\n", 06755, 0}, {'f', "bin/mine", "x", 04700, 1234},
+	          {'f', "open", "o", 0666}, {'f', "sticky", "s", 01644});
+	unpack_ok(d, NULL);
+	static const struct {
+		const char *name;
+		unsigned mode;
+	} want[] = {{"tmp", 01775},   {"shared", 01775},  {"nog", 0755},  {"sgid", 0755},
+	            {"bin/su", 0755}, {"bin/mine", 0700}, {"open", 0664}, {"sticky", 0644}};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		struct stat st;
+		cr_assert_eq(lstat(in_out(0, want[i].name), &st), 0, "%s", want[i].name);
+		cr_expect_eq(st.st_mode & 07777, want[i].mode, "'%s': mode %o, expected %o", want[i].name,
+		             st.st_mode & 07777, want[i].mode);
+		cr_expect_eq(st.st_uid, geteuid(), "'%s' is owned by %u", want[i].name, (unsigned)st.st_uid);
+	}
+}
+
+/* Its data would go into the file linked to, which kiln predict may share with its cache of weights. */
+Test(unpack, a_hard_link_carrying_data_is_refused)
+{
+	char d[KILN_DIGEST_LEN];
+	/* libarchive writes no data for a hard link: a file made one by hand in a pax archive (its long name
+	 * needs a pax header), where readers take a hard link's size as its data's. */
+	char name[121];
+	memset(name, 'e', 120);
+	name[120] = '\0';
+	_cleanup_buf_ struct kiln_buf b = KILN_BUF_INIT;
+	const struct ent ents[] = {{'f', "weights", "the weights"}, {'f', name, "evil data"}};
+	make_tar(&b, false, ents, 2);
+	char *h = NULL;
+	for (size_t off = 0; off + 512 <= b.len && !h; off += 512)
+		if (strncmp(b.ptr + off, "eeee", 4) == 0 && b.ptr[off + 156] == '0')
+			h = b.ptr + off;
+	cr_assert_not_null(h, "no header for 'evil'");
+	h[156] = '1';
+	strcpy(h + 157, "weights");
+	memset(h + 148, ' ', 8);
+	unsigned sum = 0;
+	for (size_t i = 0; i < 512; i++)
+		sum += (unsigned char)h[i];
+	snprintf(h + 148, 8, "%06o", sum);
+	cr_assert_eq(kiln_store_blob_put(store, b.ptr, b.len, d, NULL), 0);
+	assert_refused(d, "eeee' is a hard link that carries data");
+	char *text = slurp(in_out(0, "weights"));
+	cr_assert_str_eq(text, "the weights");
+	free(text);
+}
+
+Test(unpack, a_huge_sparse_file_is_refused_by_its_apparent_size)
+{
+	char d[KILN_DIGEST_LEN];
+	PUT_LAYER(d, false, {'f', "small", "s"}, {'s', "huge", "x", 0, 0, 1LL << 40});
+	assert_refused(d, "entry 'huge' makes the layer expand to more than");
+	cr_assert_not(exists(in_out(0, "huge")));
+}
+
+/* The limit: 100 times the blob's size plus 256 MiB; entry sizes counted from their headers. */
+Test(unpack, a_layer_expanding_past_its_limit_is_refused_before_the_entry_is_written)
+{
+	/* A header that says 300 MiB, with no data after it: refused at the header. */
+	static char tar[3 * 512], scratch[20480];
+	struct archive *a = archive_write_new();
+	cr_assert_eq(archive_write_set_format_ustar(a), ARCHIVE_OK);
+	cr_assert_eq(archive_write_set_bytes_per_block(a, 512), ARCHIVE_OK);
+	size_t used = 0;
+	cr_assert_eq(archive_write_open_memory(a, scratch, sizeof(scratch), &used), ARCHIVE_OK);
+	struct archive_entry *ae = archive_entry_new();
+	archive_entry_set_pathname(ae, "big");
+	archive_entry_set_mode(ae, AE_IFREG | 0644);
+	archive_entry_set_size(ae, 300LL << 20);
+	cr_assert_eq(archive_write_header(a, ae), ARCHIVE_OK);
+	archive_entry_free(ae);
+	memcpy(tar, scratch, 512); /* the header only, and the end of the archive */
+	archive_write_free(a);
+	char digest[KILN_DIGEST_LEN];
+	cr_assert_eq(kiln_store_blob_put(store, tar, sizeof(tar), digest, NULL), 0);
+	assert_refused(digest, "entry 'big' makes the layer expand to more than 268589056 bytes (100 times "
+	                       "its 1536 bytes, plus 256 MiB)");
+	cr_assert_not(exists(in_out(0, "big")));
+}
+
+/* PLACE: the layer linked from a tree unpacked on its own, in its place among the others. */
+static int place_linked(void *ctx, size_t index, const json_t *layer, const char *tmpdir,
+                        struct kiln_error **err)
+{
+	return index == 1 ? (kiln_layer_link(ctx, tmpdir, NULL, err) < 0 ? -1 : 1) : 0;
+}
+
+Test(unpack, a_placed_layer_goes_in_its_place_and_never_through_a_lower_link)
+{
+	char layers[3][KILN_DIGEST_LEN];
+	PUT_LAYER(layers[0], false, {'l', "w", tmp}, {'d', "a/"}, {'l', "a/up", "../.."},
+	          {'f', "gone", "lower"});
+	/* Unpacked on its own, then linked in by PLACE: it must not reach through w or a/up. */
+	PUT_LAYER(layers[1], false, {'d', "w/"}, {'f', "w/victim", "pwned"}, {'l', "w/shadow", "/etc/shadow"},
+	          {'d', "a/"}, {'d', "a/up/"}, {'f', "a/up/victim", "pwned"}, {'f', "gone", "placed"});
+	PUT_LAYER(layers[2], false, {'f', ".wh.gone", ""}, {'f', "w/upper", "u"});
+	char m[KILN_DIGEST_LEN];
+	put_image(m, layers, NULL, 3);
+	const char *tree = in_tmp(2, "tree");
+	cr_assert_eq(mkdir(tree, 0755), 0);
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_unpack_layer(store, layers[1], KILN_MEDIA_LAYER, tree, NULL, NULL, &err), 0, "%s",
+	             err ? err->message : "");
+	struct kiln_unpack_options opt = {.place = place_linked, .ctx = (void *)tree};
+	cr_assert_eq(kiln_unpack_image(store, m, 0, out, &opt, NULL, &err), 0, "%s", err ? err->message : "");
+
+	struct stat st, cached;
+	cr_assert_eq(lstat(in_out(0, "w"), &st), 0);
+	cr_assert(S_ISDIR(st.st_mode), "the link of the lower layer is still there");
+	cr_assert_eq(lstat(in_out(0, "w/victim"), &st), 0);
+	cr_assert_eq(stat(in_tmp(3, "tree/w/victim"), &cached), 0);
+	cr_assert_eq(st.st_ino, cached.st_ino, "not hard-linked from the tree");
+	char link[64];
+	cr_assert_eq(readlink(in_out(0, "w/shadow"), link, sizeof(link)), 11);
+	cr_assert(exists(in_out(0, "a/up/victim")));
+	cr_assert(exists(in_out(0, "w/upper")), "the layer above was not unpacked over it");
+	cr_assert_not(exists(in_out(0, "gone")), "the upper whiteout did not apply to the placed layer");
+	cr_assert(exists(in_tmp(3, "tree/gone")), "the whiteout removed the tree's file");
+	assert_outside_untouched();
+}
+
+/* A failure of PLACE ends the unpack: nothing is left. */
+static int place_fails(void *ctx, size_t index, const json_t *layer, const char *tmpdir,
+                       struct kiln_error **err)
+{
+	return kiln_error_set(err, KILN_EIO, "no");
+}
+
+Test(unpack, a_failing_place_leaves_no_directory)
+{
+	char layers[1][KILN_DIGEST_LEN];
+	PUT_LAYER(layers[0], false, {'f', "a", "a"});
+	char m[KILN_DIGEST_LEN];
+	put_image(m, layers, NULL, 1);
+	struct kiln_unpack_options opt = {.place = place_fails};
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_unpack_image(store, m, 0, out, &opt, NULL, &err), KILN_EIO);
+	kiln_error_free(err);
+	cr_assert_not(exists(out));
 }

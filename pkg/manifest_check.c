@@ -105,43 +105,50 @@ static const char *const env_reserved_prefixes[] = {
     "R8_", "REPLICATE_", "CUDA_", "NVIDIA_", "NV_", "PGET_", "KUBERNETES_", "KILN_", NULL,
 };
 
+/* Check environment item I (WHERE names the list); SEEN holds the names of the items before it. */
+static int check_env_item(struct mparser *p, const struct kiln_strv *env, size_t i, const char *where,
+                          json_t *seen)
+{
+	const char *item = env->v[i];
+	const char *eq = strchr(item, '=');
+	char sub[MANIFEST_WHERE_MAX];
+	mwhere_index(sub, where, i);
+	if (eq == NULL || eq == item)
+		return mfail_at(p, mark_of(env->pos[i]), "%s: expected 'NAME=value', got '%s'", sub, item);
+	_cleanup_free_ char *name = strndup(item, (size_t)(eq - item));
+	if (name == NULL)
+		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
+	if (!is_identifier(name))
+		return mfail_at(p, mark_of(env->pos[i]), "%s: '%s' is not a valid variable name", sub, name);
+	for (const char *const *r = env_reserved; *r; r++)
+		if (strcmp(name, *r) == 0)
+			return mfail_at(p, mark_of(env->pos[i]),
+			                "%s: '%s' may not be set (reserved by the runtime)", sub, name);
+	for (const char *const *r = env_reserved_prefixes; *r; r++)
+		if (strncmp(name, *r, strlen(*r)) == 0)
+			return mfail_at(
+			    p, mark_of(env->pos[i]),
+			    "%s: '%s' may not be set (names starting with '%s' are reserved by the "
+			    "runtime)",
+			    sub, name, *r);
+	if (json_object_get(seen, name))
+		return mfail_at(p, mark_of(env->pos[i]), "%s: '%s' is already set", sub, name);
+	if (json_object_set_new(seen, name, json_true()) < 0)
+		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
+	return 0;
+}
+
 int mcheck_environment(struct mparser *p, yaml_node_t *val, const char *where)
 {
 	const struct kiln_strv *env = &p->m->environment;
-	char sub[MANIFEST_WHERE_MAX];
-	for (size_t i = 0; i < env->n; i++) {
-		const char *item = env->v[i];
-		const char *eq = strchr(item, '=');
-		mwhere_index(sub, where, i);
-		if (eq == NULL || eq == item)
-			return mfail_at(p, mark_of(env->pos[i]), "%s: expected 'NAME=value', got '%s'", sub,
-			                item);
-		_cleanup_free_ char *name = strndup(item, (size_t)(eq - item));
-		if (name == NULL)
-			return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
-		if (!is_identifier(name))
-			return mfail_at(p, mark_of(env->pos[i]), "%s: '%s' is not a valid variable name", sub,
-			                name);
-		for (const char *const *r = env_reserved; *r; r++)
-			if (strcmp(name, *r) == 0)
-				return mfail_at(p, mark_of(env->pos[i]),
-				                "%s: '%s' may not be set (reserved by the runtime)", sub,
-				                name);
-		for (const char *const *r = env_reserved_prefixes; *r; r++)
-			if (strncmp(name, *r, strlen(*r)) == 0)
-				return mfail_at(
-				    p, mark_of(env->pos[i]),
-				    "%s: '%s' may not be set (names starting with '%s' are reserved by the "
-				    "runtime)",
-				    sub, name, *r);
-		for (size_t j = 0; j < i; j++) {
-			size_t len = strlen(name);
-			if (strncmp(env->v[j], name, len) == 0 && env->v[j][len] == '=')
-				return mfail_at(p, mark_of(env->pos[i]), "%s: '%s' is already set", sub,
-				                name);
-		}
-	}
-	return 0;
+	json_t *seen = json_object();
+	if (seen == NULL)
+		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
+	int rc = 0;
+	for (size_t i = 0; i < env->n && rc == 0; i++)
+		rc = check_env_item(p, env, i, where, seen);
+	json_decref(seen);
+	return rc;
 }
 
 int mcheck_base(struct mparser *p, yaml_node_t *val, const char *where)

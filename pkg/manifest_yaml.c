@@ -284,12 +284,27 @@ yaml_node_t *mmap_get(struct mparser *p, yaml_node_t *n, const char *key)
 	return NULL;
 }
 
-int mcheck_key(struct mparser *p, yaml_node_t *n, yaml_node_pair_t *pair, const char *where)
+int mvisit(struct mparser *p, yaml_node_t *n, const char *where)
+{
+	size_t len = n->type == YAML_SCALAR_NODE ? n->data.scalar.length : 0;
+	if (--p->budget < 0 || len > p->text_budget)
+		return mfail(p, n, "%s%stoo many values (aliases expand to more than the manifest may hold)",
+		             where, where[0] ? ": " : "");
+	p->text_budget -= len;
+	return 0;
+}
+
+int mcheck_key(struct mparser *p, yaml_node_t *n, yaml_node_pair_t *pair, const char *where, json_t *seen)
 {
 	yaml_node_t *k = mnode(p, pair->key);
+	int rc = mvisit(p, k, where);
+	if (rc < 0)
+		return rc;
 	if (k->type != YAML_SCALAR_NODE)
 		return mfail(p, k, "%s%sexpected a key name, got a %s", where, where[0] ? ": " : "",
 		             k->type == YAML_SEQUENCE_NODE ? "list" : "map");
+	if (json_object_get(seen, mtext(k)) == NULL)
+		return 0;
 	for (yaml_node_pair_t *prev = n->data.mapping.pairs.start; prev < pair; prev++) {
 		yaml_node_t *pk = mnode(p, prev->key);
 		if (pk->type != YAML_SCALAR_NODE || strcmp(mtext(pk), mtext(k)) != 0)
@@ -326,12 +341,11 @@ int mto_json(struct mparser *p, yaml_node_t *n, const char *where, int depth, js
 {
 	if (depth > MAX_DEPTH)
 		return mfail(p, n, "%s: nested more than %d levels deep", where, MAX_DEPTH);
-	if (--p->budget < 0)
-		return mfail(p, n, "%s: too many values (aliases expand to more than the manifest may hold)",
-		             where);
+	int rc = mvisit(p, n, where);
+	if (rc < 0)
+		return rc;
 	char sub[MANIFEST_WHERE_MAX];
 	json_t *j = NULL;
-	int rc;
 	switch (n->type) {
 	case YAML_SCALAR_NODE:
 		j = scalar_to_json(n);
@@ -356,7 +370,7 @@ int mto_json(struct mparser *p, yaml_node_t *n, const char *where, int depth, js
 		for (yaml_node_pair_t *pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top;
 		     pair++) {
 			json_t *val = NULL;
-			if ((rc = mcheck_key(p, n, pair, where)) < 0) {
+			if ((rc = mcheck_key(p, n, pair, where, j)) < 0) {
 				json_decref(j);
 				return rc;
 			}

@@ -19,7 +19,8 @@ struct mparser {
 	struct kiln_manifest *m; /* what is being filled in; m->path names the file in messages */
 	yaml_document_t *doc;    /* the loaded document */
 	struct kiln_error **err; /* where the first error goes */
-	long budget;             /* nodes that free-form conversion may still visit (alias bombs) */
+	long budget;             /* nodes the walk may still visit, aliases counted at each use */
+	size_t text_budget;      /* bytes of scalar text the walk may still visit, likewise */
 	yaml_node_t *predictor;  /* the key node of 'run' or 'predict', once seen */
 	const char *text;        /* the manifest's bytes, NUL-terminated */
 	size_t *lines;           /* the byte offset where each line of text starts */
@@ -68,6 +69,13 @@ const char *msource(struct mparser *p, yaml_mark_t mark);
  */
 void mmark_tagged(struct mparser *p);
 
+/*
+ * Count the node N (WHERE is its key path) against the document's budget: every node the walk visits
+ * counts, an aliased node each time it is used, and so does the text of each scalar. Returns 0, or
+ * KILN_EINVAL with a positioned message once the budget is spent (an alias bomb).
+ */
+int mvisit(struct mparser *p, yaml_node_t *n, const char *where);
+
 /* The node with index I of the document (never NULL for indexes libyaml handed out). */
 yaml_node_t *mnode(struct mparser *p, int i);
 
@@ -94,10 +102,11 @@ void mwhere_index(char *buf, const char *parent, size_t i);
 yaml_node_t *mmap_get(struct mparser *p, yaml_node_t *n, const char *key);
 
 /*
- * Check the key of PAIR in the mapping N: a scalar, not set by an earlier pair (WHERE names the map, ""
- * at the top). Returns 0 or KILN_EINVAL. The caller looks the key up in its own schema.
+ * Check the key of PAIR in the mapping N: counted by mvisit, a scalar, not set by an earlier pair (WHERE
+ * names the map, "" at the top). SEEN is the JSON object of the pairs before PAIR, keyed by their names
+ * (found in constant time). Returns 0 or KILN_EINVAL. The caller looks the key up in its own schema.
  */
-int mcheck_key(struct mparser *p, yaml_node_t *n, yaml_node_pair_t *pair, const char *where);
+int mcheck_key(struct mparser *p, yaml_node_t *n, yaml_node_pair_t *pair, const char *where, json_t *seen);
 
 /* The position of a node, 1-based. */
 static inline struct kiln_pos mpos(yaml_node_t *n)

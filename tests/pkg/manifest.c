@@ -615,6 +615,113 @@ Test(manifest, alias_expansion_is_bounded)
 	    "%s", err->message);
 }
 
+/* TEXT repeated N times, joined by SEP (caller frees). */
+static char *repeat(const char *text, const char *sep, size_t n)
+{
+	size_t tl = strlen(text), sl = strlen(sep);
+	char *s = malloc(n * (tl + sl) + 1), *e = s;
+	cr_assert_not_null(s);
+	for (size_t i = 0; i < n; i++) {
+		memcpy(e, text, tl);
+		e += tl;
+		if (i + 1 < n) {
+			memcpy(e, sep, sl);
+			e += sl;
+		}
+	}
+	*e = '\0';
+	return s;
+}
+
+/* Load kiln.yaml expecting KILN_EINVAL with a message that starts with "DIR/" AT and holds each of WANT. */
+static void fails_containing(const char *at, const char *want)
+{
+	struct kiln_manifest *m = NULL;
+	_cleanup_error_ struct kiln_error *err = NULL;
+	int rc = kiln_manifest_load(&m, dir, NULL, &err);
+	cr_assert_eq(rc, KILN_EINVAL, "expected KILN_EINVAL, got %d (%s)", rc, err ? err->message : "loaded");
+	cr_assert_null(m);
+	_cleanup_free_ char *full = kiln_path_join(dir, at);
+	cr_assert(strncmp(err->message, full, strlen(full)) == 0 && strstr(err->message, want),
+	          "expected '%s...%s', got: %.300s", full, want, err->message);
+}
+
+#define TOO_MANY "too many values (aliases expand to more than the manifest may hold)"
+
+Test(manifest, alias_bomb_under_build_run_mounts_is_bounded)
+{
+	/* 400 commands, each with the same 400 mounts: 160,000 mounts from 8 KB. */
+	_cleanup_free_ char *mounts = repeat("*mt", ", ", 399);
+	_cleanup_free_ char *runs = repeat("    - *r\n", "", 399);
+	_cleanup_free_ char *yaml = NULL;
+	cr_assert(asprintf(&yaml,
+	                   "run: predict.py:Predictor\n"
+	                   "build:\n"
+	                   "  run:\n"
+	                   "    - &r\n"
+	                   "      command: x\n"
+	                   "      mounts: [&mt {type: secret, id: a, target: /a}, %s]\n"
+	                   "%s",
+	                   mounts, runs) > 0);
+	put("kiln.yaml", yaml);
+	fails_containing("kiln.yaml:6:", ": build.run[");
+	fails_containing("kiln.yaml:6:", "].mounts[");
+	fails_containing("kiln.yaml:6:", TOO_MANY);
+}
+
+Test(manifest, alias_bomb_of_long_strings_is_bounded)
+{
+	/* One 64 KB string used 100 times: 6.4 MB of text from a 65 KB file. */
+	_cleanup_free_ char *big = repeat("x", "", 65536);
+	_cleanup_free_ char *uses = repeat("  - *v\n", "", 100);
+	_cleanup_free_ char *flow = repeat("*v", ", ", 100);
+	_cleanup_free_ char *yaml = NULL;
+	cr_assert(asprintf(&yaml, "run: predict.py:Predictor\nenvironment:\n  - &v A=%s\n%s", big, uses) > 0);
+	put("kiln.yaml", yaml);
+	fails_containing("kiln.yaml:3:5: environment[", "]: " TOO_MANY);
+	free(yaml);
+	cr_assert(asprintf(&yaml, "run: predict.py:Predictor\nserve:\n  warmup:\n    a: &v %s\n    b: [%s]\n",
+	                   big, flow) > 0);
+	put("kiln.yaml", yaml);
+	fails_containing("kiln.yaml:4:8: serve.warmup.b[", "]: " TOO_MANY);
+	/* the same text once is fine */
+	free(yaml);
+	cr_assert(asprintf(&yaml, "run: predict.py:Predictor\nserve:\n  warmup:\n    a: %s\n", big) > 0);
+	put("kiln.yaml", yaml);
+	kiln_manifest_free(load_ok(NULL));
+}
+
+Test(manifest, alias_bomb_of_nested_maps_is_bounded)
+{
+	put("kiln.yaml",
+	    "run: predict.py:Predictor\n"
+	    "serve:\n"
+	    "  warmup:\n"
+	    "    deep:\n"
+	    "      a: &a {k0: x, k1: x, k2: x, k3: x, k4: x, k5: x, k6: x, k7: x, k8: x, k9: x}\n"
+	    "      b: &b {k0: *a, k1: *a, k2: *a, k3: *a, k4: *a, k5: *a, k6: *a, k7: *a, k8: *a}\n"
+	    "      c: &c {k0: *b, k1: *b, k2: *b, k3: *b, k4: *b, k5: *b, k6: *b, k7: *b, k8: *b}\n"
+	    "      d: &d {k0: *c, k1: *c, k2: *c, k3: *c, k4: *c, k5: *c, k6: *c, k7: *c, k8: *c}\n"
+	    "      e: &e {k0: *d, k1: *d, k2: *d, k3: *d, k4: *d, k5: *d, k6: *d, k7: *d, k8: *d}\n"
+	    "      f: &f {k0: *e, k1: *e, k2: *e, k3: *e, k4: *e, k5: *e, k6: *e, k7: *e, k8: *e}\n");
+	fails_containing("kiln.yaml:5:", ": serve.warmup.deep.");
+	fails_containing("kiln.yaml:5:", TOO_MANY);
+}
+
+Test(manifest, many_keys_in_one_map_are_checked_for_duplicates_quickly)
+{
+	/* 40,000 distinct keys: a linear scan for each would take billions of comparisons. */
+	char *keys = malloc(40000 * 16 + 1), *e = keys;
+	for (int i = 0; i < 40000; i++)
+		e += sprintf(e, "    k%d: 1\n", i);
+	_cleanup_free_ char *yaml = NULL;
+	cr_assert(asprintf(&yaml, "run: predict.py:Predictor\nserve:\n  warmup:\n%s    k17: 2\n", keys) > 0);
+	free(keys);
+	put("kiln.yaml", yaml);
+	fails_containing("kiln.yaml:40004:5: ",
+	                 "duplicate key 'k17' in 'serve.warmup' (first set on line 21)");
+}
+
 Test(manifest, quoted_keys_and_aliases_of_known_keys_work)
 {
 	put("kiln.yaml", "\"run\": predict.py:Predictor\n"

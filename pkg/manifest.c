@@ -498,7 +498,9 @@ static int parse_text(struct mparser *p, const char *text, size_t len)
 	if (!yaml_parser_initialize(&y))
 		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
 	yaml_parser_set_input_string(&y, (const unsigned char *)text, len);
-	if ((rc = mset_text(p, text, len)) < 0) {
+	yaml_parser_set_encoding(&y, YAML_UTF8_ENCODING);
+	if ((rc = mset_text(p, text, len)) < 0 || (rc = mscan(p)) < 0) {
+		mrelease_text(p);
 		yaml_parser_delete(&y);
 		return rc;
 	}

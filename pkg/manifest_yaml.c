@@ -11,9 +11,6 @@
 
 #include "common/cleanup.h"
 
-/* Deepest nesting of free-form values (serve.warmup); deeper input is refused rather than recursed into. */
-#define MAX_DEPTH 64
-
 int mfail_at(struct mparser *p, yaml_mark_t mark, const char *fmt, ...)
 {
 	va_list ap;
@@ -24,6 +21,27 @@ int mfail_at(struct mparser *p, yaml_mark_t mark, const char *fmt, ...)
 	va_end(ap);
 	return kiln_error_set(p->err, KILN_EINVAL, "%s:%zu:%zu: %s", p->m->path, mark.line + 1,
 	                      mark.column + 1, msg ? msg : "out of memory");
+}
+
+size_t mutf8_prefix(const char *text, size_t len, size_t max)
+{
+	if (len <= max)
+		return len;
+	while (max > 0 && ((unsigned char)text[max] & 0xC0) == 0x80)
+		max--;
+	return max;
+}
+
+struct mquote mquote(const char *text)
+{
+	struct mquote q;
+	size_t len = strlen(text), n = mutf8_prefix(text, len, MANIFEST_QUOTE_MAX);
+	memcpy(q.s, text, n);
+	if (n < len)
+		memcpy(q.s + n, "...", 4);
+	else
+		q.s[n] = '\0';
+	return q;
 }
 
 int mfail_type(struct mparser *p, yaml_node_t *n, const char *where, const char *want)
@@ -70,6 +88,7 @@ int mset_text(struct mparser *p, const char *text, size_t len)
 		if (text[i] == '\n')
 			p->lines[p->nlines++] = i + 1;
 	p->text = text;
+	p->len = len;
 	return 0;
 }
 
@@ -183,7 +202,7 @@ static bool is_float_text(const char *s)
 }
 
 /* Type TEXT by YAML 1.2's core schema; infinities and NaN stay strings (JSON has no such numbers). */
-static void resolve_text(const char *text, struct mvalue *out)
+void mresolve_text(const char *text, struct mvalue *out)
 {
 	static const char *const nulls[] = {"", "~", "null", "Null", "NULL", NULL};
 	static const char *const trues[] = {"true", "True", "TRUE", NULL};
@@ -240,7 +259,7 @@ void mresolve(yaml_node_t *n, struct mvalue *out)
 	bool plain_untagged = n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
 	                      (tag == NULL || strcmp(tag, YAML_DEFAULT_SCALAR_TAG) == 0);
 	if (core_tag || plain_untagged) {
-		resolve_text(mtext(n), out);
+		mresolve_text(mtext(n), out);
 		return;
 	}
 	memset(out, 0, sizeof(*out));
@@ -339,8 +358,8 @@ static json_t *scalar_to_json(yaml_node_t *n)
 
 int mto_json(struct mparser *p, yaml_node_t *n, const char *where, int depth, json_t **out)
 {
-	if (depth > MAX_DEPTH)
-		return mfail(p, n, "%s: nested more than %d levels deep", where, MAX_DEPTH);
+	if (depth > MANIFEST_MAX_DEPTH)
+		return mfail(p, n, "%s: nested more than %d levels deep", where, MANIFEST_MAX_DEPTH);
 	int rc = mvisit(p, n, where);
 	if (rc < 0)
 		return rc;

@@ -11,6 +11,12 @@
 
 #include "pkg/manifest.h"
 
+/* Deepest nesting of lists and maps, in the file and in what aliases expand to; deeper input is refused. */
+#define MANIFEST_MAX_DEPTH 64
+
+/* Longest value quoted in a message, in bytes; longer ones are cut (on a character boundary) with "...". */
+#define MANIFEST_QUOTE_MAX 60
+
 /* Longest key path kept for messages ("build.run[3].mounts[0].target"); longer ones are cut. */
 #define MANIFEST_WHERE_MAX 256
 
@@ -23,9 +29,30 @@ struct mparser {
 	size_t text_budget;      /* bytes of scalar text the walk may still visit, likewise */
 	yaml_node_t *predictor;  /* the key node of 'run' or 'predict', once seen */
 	const char *text;        /* the manifest's bytes, NUL-terminated */
+	size_t len;              /* and their number */
 	size_t *lines;           /* the byte offset where each line of text starts */
 	size_t nlines;
 };
+
+/* A value as a message quotes it: mquote(text).s, valid until the end of the full expression. */
+struct mquote {
+	char s[MANIFEST_QUOTE_MAX + 4];
+};
+
+/* TEXT cut to MANIFEST_QUOTE_MAX bytes, never in the middle of a UTF-8 character, with "..." when cut. */
+struct mquote mquote(const char *text);
+
+/* The length of the longest prefix of TEXT (LEN bytes of UTF-8) of at most MAX bytes that ends on a
+ * character boundary. */
+size_t mutf8_prefix(const char *text, size_t len, size_t max);
+
+/*
+ * The first pass over the manifest's text (manifest_scan.c), before it is loaded: UTF-8 only, no
+ * directive but '%YAML 1.2', no tag but the core schema's (each fitting its value), nesting at most
+ * MANIFEST_MAX_DEPTH deep. Stops at the end of the first document. Needs mset_text. Returns 0 or
+ * KILN_EINVAL with a positioned message.
+ */
+int mscan(struct mparser *p);
 
 /* What a scalar means under YAML 1.2's core schema. */
 enum mscalar {
@@ -90,6 +117,9 @@ static inline const char *mtext(yaml_node_t *n)
  * the core tags (!!int, !!float, !!bool, !!null) type the text.
  */
 void mresolve(yaml_node_t *n, struct mvalue *out);
+
+/* Type TEXT as a plain scalar of YAML 1.2's core schema. */
+void mresolve_text(const char *text, struct mvalue *out);
 
 /* Whether a plain scalar is a YAML 1.1 boolean (yes/no/on/off) as Cog's YAML reader takes them. */
 bool mresolve_bool11(yaml_node_t *n, bool *out);

@@ -722,6 +722,101 @@ Test(manifest, many_keys_in_one_map_are_checked_for_duplicates_quickly)
 	                 "duplicate key 'k17' in 'serve.warmup' (first set on line 21)");
 }
 
+/* Write LEN bytes of DATA as kiln.yaml (NUL bytes included). */
+static void put_bytes(const void *data, size_t len)
+{
+	_cleanup_free_ char *path = kiln_path_join(dir, "kiln.yaml");
+	FILE *f = fopen(path, "wb");
+	cr_assert_not_null(f);
+	cr_assert_eq(fwrite(data, 1, len, f), len);
+	fclose(f);
+}
+
+Test(manifest, utf16_and_utf32_manifests_are_refused)
+{
+	static const char le[] = "\xff\xfer\0u\0n\0:\0 \0p\0.\0p\0y\0:\0P\0\n\0";
+	static const char be[] = "\xfe\xff\0r\0u\0n\0:\0 \0p\0.\0p\0y\0:\0P\0\n";
+	static const char bare[] = "r\0u\0n\0:\0 \0p\0.\0p\0y\0:\0P\0\n\0";
+	static const char utf32[] = "\xff\xfe\0\0r\0\0\0\n\0\0\0";
+	put_bytes(le, sizeof(le) - 1);
+	load_fails(KILN_EINVAL, "kiln.yaml:1:1: the file is UTF-16; a manifest must be UTF-8");
+	put_bytes(be, sizeof(be) - 1);
+	load_fails(KILN_EINVAL, "kiln.yaml:1:1: the file is UTF-16; a manifest must be UTF-8");
+	put_bytes(bare, sizeof(bare) - 1);
+	load_fails(KILN_EINVAL, "kiln.yaml:1:1: the file is UTF-16 or UTF-32; a manifest must be UTF-8");
+	put_bytes(utf32, sizeof(utf32) - 1);
+	load_fails(KILN_EINVAL, "kiln.yaml:1:1: the file is UTF-32; a manifest must be UTF-8");
+	/* a UTF-8 byte order mark is fine */
+	put("kiln.yaml", "\xef\xbb\xbfrun: predict.py:Predictor\n");
+	kiln_manifest_free(load_ok(NULL));
+}
+
+Test(manifest, yaml_11_and_tag_directives_are_refused)
+{
+	rejects("%YAML 1.1\n---\nrun: predict.py:Predictor\n",
+	        "kiln.yaml:1:1: '%YAML 1.1': kiln reads manifests as YAML 1.2; remove the directive");
+	rejects("%YAML 1.2\n%TAG !e! tag:example.com,2000:\n---\nrun: predict.py:Predictor\n",
+	        "kiln.yaml:2:1: '%TAG' directives are not supported (nor are tags other than YAML's own)");
+	rejects("%TAG !! tag:example.com,2000:\n---\nrun: predict.py:Predictor\n",
+	        "kiln.yaml:1:1: '%TAG' directives are not supported (nor are tags other than YAML's own)");
+	put("kiln.yaml", "%YAML 1.2\n---\nrun: predict.py:Predictor\n");
+	kiln_manifest_free(load_ok(NULL));
+}
+
+#define ONLY_CORE "is not supported (only !!str, !!int, !!float, !!bool, !!null, !!seq and !!map)"
+
+Test(manifest, tags_other_than_the_core_schema_are_refused)
+{
+	rejects("run: predict.py:Predictor\nserve:\n  warmup:\n    a: !!binary aGVsbG8=\n",
+	        "kiln.yaml:4:8: tag '!!binary' " ONLY_CORE);
+	rejects("run: predict.py:Predictor\nserve:\n  warmup:\n    a: !!timestamp 2001-12-14\n",
+	        "kiln.yaml:4:8: tag '!!timestamp' " ONLY_CORE);
+	rejects("run: predict.py:Predictor\nbuild:\n  python_packages: !!set {numpy: null}\n",
+	        "kiln.yaml:3:20: tag '!!set' " ONLY_CORE);
+	rejects("run: !python/object:os.system predict.py:Predictor\n",
+	        "kiln.yaml:1:6: tag '!python/object:os.system' " ONLY_CORE);
+	rejects("run: predict.py:Predictor\nimage: !<tag:example.com,2000:img> x\n",
+	        "kiln.yaml:2:8: tag '!<tag:example.com,2000:img>' " ONLY_CORE);
+	/* a tag that is never used by the schema is refused all the same */
+	rejects("run: predict.py:Predictor\nx: &unused !custom 1\n",
+	        "kiln.yaml:2:4: tag '!custom' " ONLY_CORE);
+	rejects("run: predict.py:Predictor\nserve:\n  warmup:\n    a: !!map [1]\n",
+	        "kiln.yaml:4:8: tag '!!map' does not fit a list");
+	rejects("run: predict.py:Predictor\nserve:\n  warmup:\n    a: !!str {b: 1}\n",
+	        "kiln.yaml:4:8: tag '!!str' does not fit a map");
+	rejects("run: predict.py:Predictor\nserve:\n  warmup:\n    a: !!int abc\n",
+	        "kiln.yaml:4:8: tag '!!int' does not fit the value 'abc'");
+	rejects("run: predict.py:Predictor\nserve:\n  warmup:\n    a: !!bool 1\n",
+	        "kiln.yaml:4:8: tag '!!bool' does not fit the value '1'");
+	/* the core schema's own tags, and "!", are fine */
+	put("kiln.yaml", "run: !!str predict.py:Predictor\n"
+	                 "serve: !!map\n"
+	                 "  warmup:\n"
+	                 "    a: !!float 1.5\n"
+	                 "    b: !!null ~\n"
+	                 "    c: !!seq [!!bool true, ! 12]\n"
+	                 "    d: !<tag:yaml.org,2002:int> 7\n");
+	struct kiln_manifest *m = load_ok(NULL);
+	json_t *w = m->serve.warmup;
+	cr_assert(json_real_value(json_object_get(w, "a")) == 1.5);
+	cr_assert(json_is_null(json_object_get(w, "b")));
+	cr_assert_str_eq(json_string_value(json_array_get(json_object_get(w, "c"), 1)), "12");
+	cr_assert_eq(json_integer_value(json_object_get(w, "d")), 7);
+	kiln_manifest_free(m);
+}
+
+/* libyaml's scanner slows down with each level open (40,000 levels took 23 s): refused as it is read. */
+Test(manifest, deep_nesting_is_refused_before_it_is_loaded, .timeout = 10)
+{
+	_cleanup_free_ char *open = repeat("[", "", 40000);
+	_cleanup_free_ char *close = repeat("]", "", 40000);
+	_cleanup_free_ char *yaml = NULL;
+	cr_assert(
+	    asprintf(&yaml, "run: predict.py:Predictor\nserve:\n  warmup:\n    a: %s%s\n", open, close) > 0);
+	put("kiln.yaml", yaml);
+	load_fails(KILN_EINVAL, "kiln.yaml:4:69: nested more than 64 levels deep");
+}
+
 Test(manifest, quoted_keys_and_aliases_of_known_keys_work)
 {
 	put("kiln.yaml", "\"run\": predict.py:Predictor\n"

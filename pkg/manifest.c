@@ -323,8 +323,8 @@ static int walk_map(struct mparser *p, yaml_node_t *n, const char *where, const 
 		if (f->key == NULL) {
 			json_decref(obj);
 			if (where[0])
-				return mfail(p, k, "unknown key '%s' in '%s'", name, where);
-			return mfail(p, k, "unknown key '%s'", name);
+				return mfail(p, k, "unknown key '%s' in '%s'", mquote(name).s, where);
+			return mfail(p, k, "unknown key '%s'", mquote(name).s);
 		}
 		char sub[MANIFEST_WHERE_MAX];
 		json_t *val = NULL;
@@ -360,7 +360,7 @@ static int parse_mounts(struct mparser *p, const struct field *f, yaml_node_t *k
 			const char *type = json_string_value(json_object_get(j, "type"));
 			if (strcmp(type, "secret") != 0)
 				rc = mfail(p, mmap_get(p, mount, "type"),
-				           "%s.type: expected 'secret', got '%s'", sub, type);
+				           "%s.type: expected 'secret', got '%s'", sub, mquote(type).s);
 		}
 		if (rc < 0) {
 			json_decref(j);

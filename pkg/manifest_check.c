@@ -44,18 +44,18 @@ static bool escapes(const char *rel)
 static int check_file(struct mparser *p, yaml_node_t *val, const char *where, const char *file, bool inside)
 {
 	if (inside && escapes(file))
-		return mfail(p, val, "%s: '%s' is outside the project directory", where, file);
+		return mfail(p, val, "%s: '%s' is outside the project directory", where, mquote(file).s);
 	_cleanup_free_ char *full = file[0] == '/' ? strdup(file) : kiln_path_join(p->m->dir, file);
 	if (full == NULL)
 		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
 	struct stat st;
 	if (stat(full, &st) < 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
-			return mfail(p, val, "%s: file '%s' does not exist", where, file);
-		return mfail(p, val, "%s: cannot access '%s': %s", where, file, strerror(errno));
+			return mfail(p, val, "%s: file '%s' does not exist", where, mquote(file).s);
+		return mfail(p, val, "%s: cannot access '%s': %s", where, mquote(file).s, strerror(errno));
 	}
 	if (!S_ISREG(st.st_mode))
-		return mfail(p, val, "%s: '%s' is not a regular file", where, file);
+		return mfail(p, val, "%s: '%s' is not a regular file", where, mquote(file).s);
 	return 0;
 }
 
@@ -64,12 +64,13 @@ int mcheck_program(struct mparser *p, yaml_node_t *val, const char *where, const
 {
 	if (strncmp(ref, "native:", 7) == 0) {
 		if (ref[7] == '\0')
-			return mfail(p, val, "%s: expected 'native:PATH', got '%s'", where, ref);
+			return mfail(p, val, "%s: expected 'native:PATH', got '%s'", where, mquote(ref).s);
 		return check_file(p, val, where, ref + 7, true);
 	}
 	const char *colon = strrchr(ref, ':');
 	if (colon == NULL || colon == ref || !is_identifier(colon + 1))
-		return mfail(p, val, "%s: expected 'FILE.py:NAME' or 'native:PATH', got '%s'", where, ref);
+		return mfail(p, val, "%s: expected 'FILE.py:NAME' or 'native:PATH', got '%s'", where,
+		             mquote(ref).s);
 	_cleanup_free_ char *file = strndup(ref, (size_t)(colon - ref));
 	if (file == NULL)
 		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
@@ -114,12 +115,14 @@ static int check_env_item(struct mparser *p, const struct kiln_strv *env, size_t
 	char sub[MANIFEST_WHERE_MAX];
 	mwhere_index(sub, where, i);
 	if (eq == NULL || eq == item)
-		return mfail_at(p, mark_of(env->pos[i]), "%s: expected 'NAME=value', got '%s'", sub, item);
+		return mfail_at(p, mark_of(env->pos[i]), "%s: expected 'NAME=value', got '%s'", sub,
+		                mquote(item).s);
 	_cleanup_free_ char *name = strndup(item, (size_t)(eq - item));
 	if (name == NULL)
 		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
 	if (!is_identifier(name))
-		return mfail_at(p, mark_of(env->pos[i]), "%s: '%s' is not a valid variable name", sub, name);
+		return mfail_at(p, mark_of(env->pos[i]), "%s: '%s' is not a valid variable name", sub,
+		                mquote(name).s);
 	for (const char *const *r = env_reserved; *r; r++)
 		if (strcmp(name, *r) == 0)
 			return mfail_at(p, mark_of(env->pos[i]),
@@ -132,7 +135,7 @@ static int check_env_item(struct mparser *p, const struct kiln_strv *env, size_t
 			    "runtime)",
 			    sub, name, *r);
 	if (json_object_get(seen, name))
-		return mfail_at(p, mark_of(env->pos[i]), "%s: '%s' is already set", sub, name);
+		return mfail_at(p, mark_of(env->pos[i]), "%s: '%s' is already set", sub, mquote(name).s);
 	if (json_object_set_new(seen, name, json_true()) < 0)
 		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
 	return 0;
@@ -157,7 +160,7 @@ int mcheck_base(struct mparser *p, yaml_node_t *val, const char *where)
 	p->m->base_pos = mpos(val);
 	if (base[0] == '\0' || strpbrk(base, " \t\r\n") != NULL || strcmp(base, "oci:") == 0)
 		return mfail(p, val, "%s: expected 'scratch', 'oci:DIR:TAG' or an image reference, got '%s'",
-		             where, base);
+		             where, mquote(base).s);
 	return 0;
 }
 
@@ -171,7 +174,8 @@ static int check_globs(struct mparser *p, const struct kiln_strv *globs, const c
 			return mfail_at(p, mark_of(globs->pos[i]), "%s: empty pattern", sub);
 		if (escapes(globs->v[i]))
 			return mfail_at(p, mark_of(globs->pos[i]),
-			                "%s: '%s' is outside the project directory", sub, globs->v[i]);
+			                "%s: '%s' is outside the project directory", sub,
+			                mquote(globs->v[i]).s);
 	}
 	return 0;
 }

@@ -54,9 +54,8 @@ int mfail_type(struct mparser *p, yaml_node_t *n, const char *where, const char 
 	if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && text[0] == '\0')
 		return mfail(p, n, "%s: expected %s, got an empty value", where, want);
 	bool quoted = n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
-	size_t len = strlen(text);
-	return mfail(p, n, "%s: expected %s, got %s'%.*s%s'", where, want, quoted ? "the string " : "",
-	             len > 60 ? 60 : (int)len, text, len > 60 ? "..." : "");
+	return mfail(p, n, "%s: expected %s, got %s'%s'", where, want, quoted ? "the string " : "",
+	             mquote(text).s);
 }
 
 /* The line and column (0-based) of byte OFFSET of TEXT. */
@@ -281,14 +280,31 @@ bool mresolve_bool11(yaml_node_t *n, bool *out)
 	return true;
 }
 
+/* After snprintf cut BUF (N bytes asked for) to MANIFEST_WHERE_MAX - 1 bytes: drop a last character cut in
+ * half. */
+static void where_cut(char *buf, int n)
+{
+	if (n < MANIFEST_WHERE_MAX)
+		return;
+	size_t end = MANIFEST_WHERE_MAX - 1, i = end;
+	while (i > 0 && ((unsigned char)buf[i - 1] & 0xC0) == 0x80)
+		i--;
+	if (i == 0 || (unsigned char)buf[i - 1] < 0xC0)
+		return;
+	unsigned char lead = (unsigned char)buf[i - 1];
+	size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+	if (i - 1 + need > end)
+		buf[i - 1] = '\0';
+}
+
 void mwhere_key(char *buf, const char *parent, const char *key)
 {
-	snprintf(buf, MANIFEST_WHERE_MAX, "%s%s%s", parent, parent[0] ? "." : "", key);
+	where_cut(buf, snprintf(buf, MANIFEST_WHERE_MAX, "%s%s%s", parent, parent[0] ? "." : "", key));
 }
 
 void mwhere_index(char *buf, const char *parent, size_t i)
 {
-	snprintf(buf, MANIFEST_WHERE_MAX, "%s[%zu]", parent, i);
+	where_cut(buf, snprintf(buf, MANIFEST_WHERE_MAX, "%s[%zu]", parent, i));
 }
 
 yaml_node_t *mmap_get(struct mparser *p, yaml_node_t *n, const char *key)
@@ -329,9 +345,9 @@ int mcheck_key(struct mparser *p, yaml_node_t *n, yaml_node_pair_t *pair, const 
 		if (pk->type != YAML_SCALAR_NODE || strcmp(mtext(pk), mtext(k)) != 0)
 			continue;
 		if (where[0])
-			return mfail(p, k, "duplicate key '%s' in '%s' (first set on line %zu)", mtext(k),
-			             where, pk->start_mark.line + 1);
-		return mfail(p, k, "duplicate key '%s' (first set on line %zu)", mtext(k),
+			return mfail(p, k, "duplicate key '%s' in '%s' (first set on line %zu)",
+			             mquote(mtext(k)).s, where, pk->start_mark.line + 1);
+		return mfail(p, k, "duplicate key '%s' (first set on line %zu)", mquote(mtext(k)).s,
 		             pk->start_mark.line + 1);
 	}
 	return 0;

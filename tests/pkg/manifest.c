@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -815,6 +816,55 @@ Test(manifest, deep_nesting_is_refused_before_it_is_loaded, .timeout = 10)
 	    asprintf(&yaml, "run: predict.py:Predictor\nserve:\n  warmup:\n    a: %s%s\n", open, close) > 0);
 	put("kiln.yaml", yaml);
 	load_fails(KILN_EINVAL, "kiln.yaml:4:69: nested more than 64 levels deep");
+}
+
+/* Whether S is valid UTF-8 (no character cut in half). */
+static bool valid_utf8(const char *s)
+{
+	for (const unsigned char *u = (const unsigned char *)s; *u;) {
+		size_t n = *u < 0x80 ? 1 : *u >= 0xF0 ? 4 : *u >= 0xE0 ? 3 : *u >= 0xC0 ? 2 : 0;
+		if (n == 0)
+			return false;
+		for (size_t i = 1; i < n; i++)
+			if ((u[i] & 0xC0) != 0x80)
+				return false;
+		u += n;
+	}
+	return true;
+}
+
+Test(manifest, messages_never_cut_a_character_in_half)
+{
+	/* "x" then 40 two-byte characters: byte 60 is the middle of one */
+	_cleanup_free_ char *value = repeat("\xc3\xa9", "", 40);
+	_cleanup_free_ char *cut = repeat("\xc3\xa9", "", 29);
+	_cleanup_free_ char *yaml = NULL, *want = NULL;
+	cr_assert(asprintf(&yaml, "run: predict.py:Predictor\nbuild:\n  gpu: x%s\n", value) > 0);
+	cr_assert(asprintf(&want, "kiln.yaml:3:8: build.gpu: expected a boolean, got 'x%s...'", cut) > 0);
+	rejects(yaml, want);
+	/* a key path longer than messages keep: cut before the character that does not fit */
+	_cleanup_free_ char *key = repeat("\xc3\xa9", "", 200);
+	_cleanup_free_ char *kept = repeat("\xc3\xa9", "", 120);
+	free(yaml);
+	free(want);
+	cr_assert(asprintf(&yaml, "run: predict.py:Predictor\nserve:\n  warmup:\n    x%s: {a: 1, a: 2}\n",
+	                   key) > 0);
+	cr_assert(asprintf(&want,
+	                   "kiln.yaml:4:%d: duplicate key 'a' in 'serve.warmup.x%s' (first set on line 4)",
+	                   215, kept) > 0);
+	put("kiln.yaml", yaml);
+	struct kiln_manifest *m = NULL;
+	_cleanup_error_ struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_manifest_load(&m, dir, NULL, &err), KILN_EINVAL);
+	cr_assert(valid_utf8(err->message), "%s", err->message);
+	_cleanup_free_ char *full = kiln_path_join(dir, want);
+	cr_assert_str_eq(err->message, full);
+	/* an unknown key is quoted cut too */
+	free(yaml);
+	free(want);
+	cr_assert(asprintf(&yaml, "run: predict.py:Predictor\nx%s: 1\n", key) > 0);
+	cr_assert(asprintf(&want, "kiln.yaml:2:1: unknown key 'x%s...'", cut) > 0);
+	rejects(yaml, want);
 }
 
 Test(manifest, quoted_keys_and_aliases_of_known_keys_work)

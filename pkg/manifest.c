@@ -15,8 +15,13 @@
 
 /* A manifest is a few kilobytes; refuse anything absurd before parsing it. */
 #define MANIFEST_MAX_BYTES (4u << 20)
-/* How many nodes free-form values may expand to, aliases included. */
+/*
+ * How many nodes, and bytes of scalar text, the walk over the whole document may visit, an aliased node
+ * counted each time it is used: an alias bomb is refused. Without aliases the text of a manifest always
+ * fits, as it is part of the file.
+ */
 #define MANIFEST_MAX_NODES 100000
+#define MANIFEST_MAX_TEXT  MANIFEST_MAX_BYTES
 
 struct field;
 /* Parse VAL (the value of KEY; WHERE is its key path) into p->m and *out (its JSON). */
@@ -170,7 +175,9 @@ static int get_strings(struct mparser *p, yaml_node_t *n, const char *where, str
 		char sub[MANIFEST_WHERE_MAX];
 		const char *text;
 		mwhere_index(sub, where, i);
-		int rc = get_string(p, item, sub, &text);
+		int rc = mvisit(p, item, sub);
+		if (rc == 0)
+			rc = get_string(p, item, sub, &text);
 		if (rc < 0) {
 			strv_release(&s);
 			json_decref(arr);
@@ -242,7 +249,9 @@ static int parse_field(struct mparser *p, const struct field *f, yaml_node_t *ke
                        const char *where, json_t **out)
 {
 	void *dst = slot(p, f);
-	int rc = 0;
+	int rc = mvisit(p, val, where);
+	if (rc < 0)
+		return rc;
 	switch (f->kind) {
 	case FIELD_BOOL: {
 		bool b;
@@ -302,7 +311,7 @@ static int walk_map(struct mparser *p, yaml_node_t *n, const char *where, const 
 	if (obj == NULL)
 		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
 	for (yaml_node_pair_t *pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
-		if ((rc = mcheck_key(p, n, pair, where)) < 0) {
+		if ((rc = mcheck_key(p, n, pair, where, obj)) < 0) {
 			json_decref(obj);
 			return rc;
 		}
@@ -314,8 +323,8 @@ static int walk_map(struct mparser *p, yaml_node_t *n, const char *where, const 
 		if (f->key == NULL) {
 			json_decref(obj);
 			if (where[0])
-				return mfail(p, k, "unknown key '%s' in '%s'", name, where);
-			return mfail(p, k, "unknown key '%s'", name);
+				return mfail(p, k, "unknown key '%s' in '%s'", mquote(name).s, where);
+			return mfail(p, k, "unknown key '%s'", mquote(name).s);
 		}
 		char sub[MANIFEST_WHERE_MAX];
 		json_t *val = NULL;
@@ -344,12 +353,14 @@ static int parse_mounts(struct mparser *p, const struct field *f, yaml_node_t *k
 		yaml_node_t *mount = mnode(p, *it);
 		json_t *j = NULL;
 		mwhere_index(sub, where, (size_t)(it - val->data.sequence.items.start));
-		int rc = walk_map(p, mount, sub, mount_fields, &j);
+		int rc = mvisit(p, mount, sub);
+		if (rc == 0)
+			rc = walk_map(p, mount, sub, mount_fields, &j);
 		if (rc == 0 && (rc = require_keys(p, mount, sub, required)) == 0) {
 			const char *type = json_string_value(json_object_get(j, "type"));
 			if (strcmp(type, "secret") != 0)
 				rc = mfail(p, mmap_get(p, mount, "type"),
-				           "%s.type: expected 'secret', got '%s'", sub, type);
+				           "%s.type: expected 'secret', got '%s'", sub, mquote(type).s);
 		}
 		if (rc < 0) {
 			json_decref(j);
@@ -392,6 +403,8 @@ static int parse_build_run(struct mparser *p, const struct field *f, yaml_node_t
 		json_t *j = NULL;
 		const char *cmd;
 		mwhere_index(sub, where, i);
+		if ((rc = mvisit(p, item, sub)) < 0)
+			goto fail;
 		if (item->type == YAML_MAPPING_NODE) {
 			if ((rc = walk_map(p, item, sub, run_item_fields, &j)) < 0)
 				goto fail;
@@ -485,7 +498,9 @@ static int parse_text(struct mparser *p, const char *text, size_t len)
 	if (!yaml_parser_initialize(&y))
 		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
 	yaml_parser_set_input_string(&y, (const unsigned char *)text, len);
-	if ((rc = mset_text(p, text, len)) < 0) {
+	yaml_parser_set_encoding(&y, YAML_UTF8_ENCODING);
+	if ((rc = mset_text(p, text, len)) < 0 || (rc = mscan(p)) < 0) {
+		mrelease_text(p);
 		yaml_parser_delete(&y);
 		return rc;
 	}
@@ -548,7 +563,8 @@ int kiln_manifest_parse(struct kiln_manifest **out, const char *path, const char
 	size_t len = 0;
 	int rc = kiln_read_file(&text, &len, path, MANIFEST_MAX_BYTES, err);
 	if (rc == 0) {
-		struct mparser p = {.m = m, .err = err, .budget = MANIFEST_MAX_NODES};
+		struct mparser p = {
+		    .m = m, .err = err, .budget = MANIFEST_MAX_NODES, .text_budget = MANIFEST_MAX_TEXT};
 		rc = parse_text(&p, text, len);
 	}
 	if (rc == 0 && m->base == NULL && (m->base = strdup("scratch")) == NULL)

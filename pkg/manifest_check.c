@@ -44,18 +44,18 @@ static bool escapes(const char *rel)
 static int check_file(struct mparser *p, yaml_node_t *val, const char *where, const char *file, bool inside)
 {
 	if (inside && escapes(file))
-		return mfail(p, val, "%s: '%s' is outside the project directory", where, file);
+		return mfail(p, val, "%s: '%s' is outside the project directory", where, mquote(file).s);
 	_cleanup_free_ char *full = file[0] == '/' ? strdup(file) : kiln_path_join(p->m->dir, file);
 	if (full == NULL)
 		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
 	struct stat st;
 	if (stat(full, &st) < 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
-			return mfail(p, val, "%s: file '%s' does not exist", where, file);
-		return mfail(p, val, "%s: cannot access '%s': %s", where, file, strerror(errno));
+			return mfail(p, val, "%s: file '%s' does not exist", where, mquote(file).s);
+		return mfail(p, val, "%s: cannot access '%s': %s", where, mquote(file).s, strerror(errno));
 	}
 	if (!S_ISREG(st.st_mode))
-		return mfail(p, val, "%s: '%s' is not a regular file", where, file);
+		return mfail(p, val, "%s: '%s' is not a regular file", where, mquote(file).s);
 	return 0;
 }
 
@@ -64,12 +64,13 @@ int mcheck_program(struct mparser *p, yaml_node_t *val, const char *where, const
 {
 	if (strncmp(ref, "native:", 7) == 0) {
 		if (ref[7] == '\0')
-			return mfail(p, val, "%s: expected 'native:PATH', got '%s'", where, ref);
+			return mfail(p, val, "%s: expected 'native:PATH', got '%s'", where, mquote(ref).s);
 		return check_file(p, val, where, ref + 7, true);
 	}
 	const char *colon = strrchr(ref, ':');
 	if (colon == NULL || colon == ref || !is_identifier(colon + 1))
-		return mfail(p, val, "%s: expected 'FILE.py:NAME' or 'native:PATH', got '%s'", where, ref);
+		return mfail(p, val, "%s: expected 'FILE.py:NAME' or 'native:PATH', got '%s'", where,
+		             mquote(ref).s);
 	_cleanup_free_ char *file = strndup(ref, (size_t)(colon - ref));
 	if (file == NULL)
 		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
@@ -105,43 +106,52 @@ static const char *const env_reserved_prefixes[] = {
     "R8_", "REPLICATE_", "CUDA_", "NVIDIA_", "NV_", "PGET_", "KUBERNETES_", "KILN_", NULL,
 };
 
+/* Check environment item I (WHERE names the list); SEEN holds the names of the items before it. */
+static int check_env_item(struct mparser *p, const struct kiln_strv *env, size_t i, const char *where,
+                          json_t *seen)
+{
+	const char *item = env->v[i];
+	const char *eq = strchr(item, '=');
+	char sub[MANIFEST_WHERE_MAX];
+	mwhere_index(sub, where, i);
+	if (eq == NULL || eq == item)
+		return mfail_at(p, mark_of(env->pos[i]), "%s: expected 'NAME=value', got '%s'", sub,
+		                mquote(item).s);
+	_cleanup_free_ char *name = strndup(item, (size_t)(eq - item));
+	if (name == NULL)
+		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
+	if (!is_identifier(name))
+		return mfail_at(p, mark_of(env->pos[i]), "%s: '%s' is not a valid variable name", sub,
+		                mquote(name).s);
+	for (const char *const *r = env_reserved; *r; r++)
+		if (strcmp(name, *r) == 0)
+			return mfail_at(p, mark_of(env->pos[i]),
+			                "%s: '%s' may not be set (reserved by the runtime)", sub, name);
+	for (const char *const *r = env_reserved_prefixes; *r; r++)
+		if (strncmp(name, *r, strlen(*r)) == 0)
+			return mfail_at(
+			    p, mark_of(env->pos[i]),
+			    "%s: '%s' may not be set (names starting with '%s' are reserved by the "
+			    "runtime)",
+			    sub, name, *r);
+	if (json_object_get(seen, name))
+		return mfail_at(p, mark_of(env->pos[i]), "%s: '%s' is already set", sub, mquote(name).s);
+	if (json_object_set_new(seen, name, json_true()) < 0)
+		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
+	return 0;
+}
+
 int mcheck_environment(struct mparser *p, yaml_node_t *val, const char *where)
 {
 	const struct kiln_strv *env = &p->m->environment;
-	char sub[MANIFEST_WHERE_MAX];
-	for (size_t i = 0; i < env->n; i++) {
-		const char *item = env->v[i];
-		const char *eq = strchr(item, '=');
-		mwhere_index(sub, where, i);
-		if (eq == NULL || eq == item)
-			return mfail_at(p, mark_of(env->pos[i]), "%s: expected 'NAME=value', got '%s'", sub,
-			                item);
-		_cleanup_free_ char *name = strndup(item, (size_t)(eq - item));
-		if (name == NULL)
-			return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
-		if (!is_identifier(name))
-			return mfail_at(p, mark_of(env->pos[i]), "%s: '%s' is not a valid variable name", sub,
-			                name);
-		for (const char *const *r = env_reserved; *r; r++)
-			if (strcmp(name, *r) == 0)
-				return mfail_at(p, mark_of(env->pos[i]),
-				                "%s: '%s' may not be set (reserved by the runtime)", sub,
-				                name);
-		for (const char *const *r = env_reserved_prefixes; *r; r++)
-			if (strncmp(name, *r, strlen(*r)) == 0)
-				return mfail_at(
-				    p, mark_of(env->pos[i]),
-				    "%s: '%s' may not be set (names starting with '%s' are reserved by the "
-				    "runtime)",
-				    sub, name, *r);
-		for (size_t j = 0; j < i; j++) {
-			size_t len = strlen(name);
-			if (strncmp(env->v[j], name, len) == 0 && env->v[j][len] == '=')
-				return mfail_at(p, mark_of(env->pos[i]), "%s: '%s' is already set", sub,
-				                name);
-		}
-	}
-	return 0;
+	json_t *seen = json_object();
+	if (seen == NULL)
+		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
+	int rc = 0;
+	for (size_t i = 0; i < env->n && rc == 0; i++)
+		rc = check_env_item(p, env, i, where, seen);
+	json_decref(seen);
+	return rc;
 }
 
 int mcheck_base(struct mparser *p, yaml_node_t *val, const char *where)
@@ -150,7 +160,7 @@ int mcheck_base(struct mparser *p, yaml_node_t *val, const char *where)
 	p->m->base_pos = mpos(val);
 	if (base[0] == '\0' || strpbrk(base, " \t\r\n") != NULL || strcmp(base, "oci:") == 0)
 		return mfail(p, val, "%s: expected 'scratch', 'oci:DIR:TAG' or an image reference, got '%s'",
-		             where, base);
+		             where, mquote(base).s);
 	return 0;
 }
 
@@ -164,7 +174,8 @@ static int check_globs(struct mparser *p, const struct kiln_strv *globs, const c
 			return mfail_at(p, mark_of(globs->pos[i]), "%s: empty pattern", sub);
 		if (escapes(globs->v[i]))
 			return mfail_at(p, mark_of(globs->pos[i]),
-			                "%s: '%s' is outside the project directory", sub, globs->v[i]);
+			                "%s: '%s' is outside the project directory", sub,
+			                mquote(globs->v[i]).s);
 	}
 	return 0;
 }

@@ -11,9 +11,6 @@
 
 #include "common/cleanup.h"
 
-/* Deepest nesting of free-form values (serve.warmup); deeper input is refused rather than recursed into. */
-#define MAX_DEPTH 64
-
 int mfail_at(struct mparser *p, yaml_mark_t mark, const char *fmt, ...)
 {
 	va_list ap;
@@ -26,6 +23,27 @@ int mfail_at(struct mparser *p, yaml_mark_t mark, const char *fmt, ...)
 	                      mark.column + 1, msg ? msg : "out of memory");
 }
 
+size_t mutf8_prefix(const char *text, size_t len, size_t max)
+{
+	if (len <= max)
+		return len;
+	while (max > 0 && ((unsigned char)text[max] & 0xC0) == 0x80)
+		max--;
+	return max;
+}
+
+struct mquote mquote(const char *text)
+{
+	struct mquote q;
+	size_t len = strlen(text), n = mutf8_prefix(text, len, MANIFEST_QUOTE_MAX);
+	memcpy(q.s, text, n);
+	if (n < len)
+		memcpy(q.s + n, "...", 4);
+	else
+		q.s[n] = '\0';
+	return q;
+}
+
 int mfail_type(struct mparser *p, yaml_node_t *n, const char *where, const char *want)
 {
 	if (n->type == YAML_SEQUENCE_NODE)
@@ -36,9 +54,8 @@ int mfail_type(struct mparser *p, yaml_node_t *n, const char *where, const char 
 	if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && text[0] == '\0')
 		return mfail(p, n, "%s: expected %s, got an empty value", where, want);
 	bool quoted = n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
-	size_t len = strlen(text);
-	return mfail(p, n, "%s: expected %s, got %s'%.*s%s'", where, want, quoted ? "the string " : "",
-	             len > 60 ? 60 : (int)len, text, len > 60 ? "..." : "");
+	return mfail(p, n, "%s: expected %s, got %s'%s'", where, want, quoted ? "the string " : "",
+	             mquote(text).s);
 }
 
 /* The line and column (0-based) of byte OFFSET of TEXT. */
@@ -70,6 +87,7 @@ int mset_text(struct mparser *p, const char *text, size_t len)
 		if (text[i] == '\n')
 			p->lines[p->nlines++] = i + 1;
 	p->text = text;
+	p->len = len;
 	return 0;
 }
 
@@ -183,7 +201,7 @@ static bool is_float_text(const char *s)
 }
 
 /* Type TEXT by YAML 1.2's core schema; infinities and NaN stay strings (JSON has no such numbers). */
-static void resolve_text(const char *text, struct mvalue *out)
+void mresolve_text(const char *text, struct mvalue *out)
 {
 	static const char *const nulls[] = {"", "~", "null", "Null", "NULL", NULL};
 	static const char *const trues[] = {"true", "True", "TRUE", NULL};
@@ -240,7 +258,7 @@ void mresolve(yaml_node_t *n, struct mvalue *out)
 	bool plain_untagged = n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
 	                      (tag == NULL || strcmp(tag, YAML_DEFAULT_SCALAR_TAG) == 0);
 	if (core_tag || plain_untagged) {
-		resolve_text(mtext(n), out);
+		mresolve_text(mtext(n), out);
 		return;
 	}
 	memset(out, 0, sizeof(*out));
@@ -262,14 +280,31 @@ bool mresolve_bool11(yaml_node_t *n, bool *out)
 	return true;
 }
 
+/* After snprintf cut BUF (N bytes asked for) to MANIFEST_WHERE_MAX - 1 bytes: drop a last character cut in
+ * half. */
+static void where_cut(char *buf, int n)
+{
+	if (n < MANIFEST_WHERE_MAX)
+		return;
+	size_t end = MANIFEST_WHERE_MAX - 1, i = end;
+	while (i > 0 && ((unsigned char)buf[i - 1] & 0xC0) == 0x80)
+		i--;
+	if (i == 0 || (unsigned char)buf[i - 1] < 0xC0)
+		return;
+	unsigned char lead = (unsigned char)buf[i - 1];
+	size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+	if (i - 1 + need > end)
+		buf[i - 1] = '\0';
+}
+
 void mwhere_key(char *buf, const char *parent, const char *key)
 {
-	snprintf(buf, MANIFEST_WHERE_MAX, "%s%s%s", parent, parent[0] ? "." : "", key);
+	where_cut(buf, snprintf(buf, MANIFEST_WHERE_MAX, "%s%s%s", parent, parent[0] ? "." : "", key));
 }
 
 void mwhere_index(char *buf, const char *parent, size_t i)
 {
-	snprintf(buf, MANIFEST_WHERE_MAX, "%s[%zu]", parent, i);
+	where_cut(buf, snprintf(buf, MANIFEST_WHERE_MAX, "%s[%zu]", parent, i));
 }
 
 yaml_node_t *mmap_get(struct mparser *p, yaml_node_t *n, const char *key)
@@ -284,20 +319,35 @@ yaml_node_t *mmap_get(struct mparser *p, yaml_node_t *n, const char *key)
 	return NULL;
 }
 
-int mcheck_key(struct mparser *p, yaml_node_t *n, yaml_node_pair_t *pair, const char *where)
+int mvisit(struct mparser *p, yaml_node_t *n, const char *where)
+{
+	size_t len = n->type == YAML_SCALAR_NODE ? n->data.scalar.length : 0;
+	if (--p->budget < 0 || len > p->text_budget)
+		return mfail(p, n, "%s%stoo many values (aliases expand to more than the manifest may hold)",
+		             where, where[0] ? ": " : "");
+	p->text_budget -= len;
+	return 0;
+}
+
+int mcheck_key(struct mparser *p, yaml_node_t *n, yaml_node_pair_t *pair, const char *where, json_t *seen)
 {
 	yaml_node_t *k = mnode(p, pair->key);
+	int rc = mvisit(p, k, where);
+	if (rc < 0)
+		return rc;
 	if (k->type != YAML_SCALAR_NODE)
 		return mfail(p, k, "%s%sexpected a key name, got a %s", where, where[0] ? ": " : "",
 		             k->type == YAML_SEQUENCE_NODE ? "list" : "map");
+	if (json_object_get(seen, mtext(k)) == NULL)
+		return 0;
 	for (yaml_node_pair_t *prev = n->data.mapping.pairs.start; prev < pair; prev++) {
 		yaml_node_t *pk = mnode(p, prev->key);
 		if (pk->type != YAML_SCALAR_NODE || strcmp(mtext(pk), mtext(k)) != 0)
 			continue;
 		if (where[0])
-			return mfail(p, k, "duplicate key '%s' in '%s' (first set on line %zu)", mtext(k),
-			             where, pk->start_mark.line + 1);
-		return mfail(p, k, "duplicate key '%s' (first set on line %zu)", mtext(k),
+			return mfail(p, k, "duplicate key '%s' in '%s' (first set on line %zu)",
+			             mquote(mtext(k)).s, where, pk->start_mark.line + 1);
+		return mfail(p, k, "duplicate key '%s' (first set on line %zu)", mquote(mtext(k)).s,
 		             pk->start_mark.line + 1);
 	}
 	return 0;
@@ -324,14 +374,13 @@ static json_t *scalar_to_json(yaml_node_t *n)
 
 int mto_json(struct mparser *p, yaml_node_t *n, const char *where, int depth, json_t **out)
 {
-	if (depth > MAX_DEPTH)
-		return mfail(p, n, "%s: nested more than %d levels deep", where, MAX_DEPTH);
-	if (--p->budget < 0)
-		return mfail(p, n, "%s: too many values (aliases expand to more than the manifest may hold)",
-		             where);
+	if (depth > MANIFEST_MAX_DEPTH)
+		return mfail(p, n, "%s: nested more than %d levels deep", where, MANIFEST_MAX_DEPTH);
+	int rc = mvisit(p, n, where);
+	if (rc < 0)
+		return rc;
 	char sub[MANIFEST_WHERE_MAX];
 	json_t *j = NULL;
-	int rc;
 	switch (n->type) {
 	case YAML_SCALAR_NODE:
 		j = scalar_to_json(n);
@@ -356,7 +405,7 @@ int mto_json(struct mparser *p, yaml_node_t *n, const char *where, int depth, js
 		for (yaml_node_pair_t *pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top;
 		     pair++) {
 			json_t *val = NULL;
-			if ((rc = mcheck_key(p, n, pair, where)) < 0) {
+			if ((rc = mcheck_key(p, n, pair, where, j)) < 0) {
 				json_decref(j);
 				return rc;
 			}

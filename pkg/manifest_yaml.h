@@ -11,6 +11,12 @@
 
 #include "pkg/manifest.h"
 
+/* Deepest nesting of lists and maps, in the file and in what aliases expand to; deeper input is refused. */
+#define MANIFEST_MAX_DEPTH 64
+
+/* Longest value quoted in a message, in bytes; longer ones are cut (on a character boundary) with "...". */
+#define MANIFEST_QUOTE_MAX 60
+
 /* Longest key path kept for messages ("build.run[3].mounts[0].target"); longer ones are cut. */
 #define MANIFEST_WHERE_MAX 256
 
@@ -19,12 +25,34 @@ struct mparser {
 	struct kiln_manifest *m; /* what is being filled in; m->path names the file in messages */
 	yaml_document_t *doc;    /* the loaded document */
 	struct kiln_error **err; /* where the first error goes */
-	long budget;             /* nodes that free-form conversion may still visit (alias bombs) */
+	long budget;             /* nodes the walk may still visit, aliases counted at each use */
+	size_t text_budget;      /* bytes of scalar text the walk may still visit, likewise */
 	yaml_node_t *predictor;  /* the key node of 'run' or 'predict', once seen */
 	const char *text;        /* the manifest's bytes, NUL-terminated */
+	size_t len;              /* and their number */
 	size_t *lines;           /* the byte offset where each line of text starts */
 	size_t nlines;
 };
+
+/* A value as a message quotes it: mquote(text).s, valid until the end of the full expression. */
+struct mquote {
+	char s[MANIFEST_QUOTE_MAX + 4];
+};
+
+/* TEXT cut to MANIFEST_QUOTE_MAX bytes, never in the middle of a UTF-8 character, with "..." when cut. */
+struct mquote mquote(const char *text);
+
+/* The length of the longest prefix of TEXT (LEN bytes of UTF-8) of at most MAX bytes that ends on a
+ * character boundary. */
+size_t mutf8_prefix(const char *text, size_t len, size_t max);
+
+/*
+ * The first pass over the manifest's text (manifest_scan.c), before it is loaded: UTF-8 only, no
+ * directive but '%YAML 1.2', no tag but the core schema's (each fitting its value), nesting at most
+ * MANIFEST_MAX_DEPTH deep. Stops at the end of the first document. Needs mset_text. Returns 0 or
+ * KILN_EINVAL with a positioned message.
+ */
+int mscan(struct mparser *p);
 
 /* What a scalar means under YAML 1.2's core schema. */
 enum mscalar {
@@ -68,6 +96,13 @@ const char *msource(struct mparser *p, yaml_mark_t mark);
  */
 void mmark_tagged(struct mparser *p);
 
+/*
+ * Count the node N (WHERE is its key path) against the document's budget: every node the walk visits
+ * counts, an aliased node each time it is used, and so does the text of each scalar. Returns 0, or
+ * KILN_EINVAL with a positioned message once the budget is spent (an alias bomb).
+ */
+int mvisit(struct mparser *p, yaml_node_t *n, const char *where);
+
 /* The node with index I of the document (never NULL for indexes libyaml handed out). */
 yaml_node_t *mnode(struct mparser *p, int i);
 
@@ -83,6 +118,9 @@ static inline const char *mtext(yaml_node_t *n)
  */
 void mresolve(yaml_node_t *n, struct mvalue *out);
 
+/* Type TEXT as a plain scalar of YAML 1.2's core schema. */
+void mresolve_text(const char *text, struct mvalue *out);
+
 /* Whether a plain scalar is a YAML 1.1 boolean (yes/no/on/off) as Cog's YAML reader takes them. */
 bool mresolve_bool11(yaml_node_t *n, bool *out);
 
@@ -94,10 +132,11 @@ void mwhere_index(char *buf, const char *parent, size_t i);
 yaml_node_t *mmap_get(struct mparser *p, yaml_node_t *n, const char *key);
 
 /*
- * Check the key of PAIR in the mapping N: a scalar, not set by an earlier pair (WHERE names the map, ""
- * at the top). Returns 0 or KILN_EINVAL. The caller looks the key up in its own schema.
+ * Check the key of PAIR in the mapping N: counted by mvisit, a scalar, not set by an earlier pair (WHERE
+ * names the map, "" at the top). SEEN is the JSON object of the pairs before PAIR, keyed by their names
+ * (found in constant time). Returns 0 or KILN_EINVAL. The caller looks the key up in its own schema.
  */
-int mcheck_key(struct mparser *p, yaml_node_t *n, yaml_node_pair_t *pair, const char *where);
+int mcheck_key(struct mparser *p, yaml_node_t *n, yaml_node_pair_t *pair, const char *where, json_t *seen);
 
 /* The position of a node, 1-based. */
 static inline struct kiln_pos mpos(yaml_node_t *n)

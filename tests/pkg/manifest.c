@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -613,6 +614,257 @@ Test(manifest, alias_expansion_is_bounded)
 	    strstr(err->message, "kiln.yaml:4:") && strstr(err->message, ": serve.warmup.") &&
 	        strstr(err->message, ": too many values (aliases expand to more than the manifest may hold)"),
 	    "%s", err->message);
+}
+
+/* TEXT repeated N times, joined by SEP (caller frees). */
+static char *repeat(const char *text, const char *sep, size_t n)
+{
+	size_t tl = strlen(text), sl = strlen(sep);
+	char *s = malloc(n * (tl + sl) + 1), *e = s;
+	cr_assert_not_null(s);
+	for (size_t i = 0; i < n; i++) {
+		memcpy(e, text, tl);
+		e += tl;
+		if (i + 1 < n) {
+			memcpy(e, sep, sl);
+			e += sl;
+		}
+	}
+	*e = '\0';
+	return s;
+}
+
+/* Load kiln.yaml expecting KILN_EINVAL with a message that starts with "DIR/" AT and holds each of WANT. */
+static void fails_containing(const char *at, const char *want)
+{
+	struct kiln_manifest *m = NULL;
+	_cleanup_error_ struct kiln_error *err = NULL;
+	int rc = kiln_manifest_load(&m, dir, NULL, &err);
+	cr_assert_eq(rc, KILN_EINVAL, "expected KILN_EINVAL, got %d (%s)", rc, err ? err->message : "loaded");
+	cr_assert_null(m);
+	_cleanup_free_ char *full = kiln_path_join(dir, at);
+	cr_assert(strncmp(err->message, full, strlen(full)) == 0 && strstr(err->message, want),
+	          "expected '%s...%s', got: %.300s", full, want, err->message);
+}
+
+#define TOO_MANY "too many values (aliases expand to more than the manifest may hold)"
+
+Test(manifest, alias_bomb_under_build_run_mounts_is_bounded)
+{
+	/* 400 commands, each with the same 400 mounts: 160,000 mounts from 8 KB. */
+	_cleanup_free_ char *mounts = repeat("*mt", ", ", 399);
+	_cleanup_free_ char *runs = repeat("    - *r\n", "", 399);
+	_cleanup_free_ char *yaml = NULL;
+	cr_assert(asprintf(&yaml,
+	                   "run: predict.py:Predictor\n"
+	                   "build:\n"
+	                   "  run:\n"
+	                   "    - &r\n"
+	                   "      command: x\n"
+	                   "      mounts: [&mt {type: secret, id: a, target: /a}, %s]\n"
+	                   "%s",
+	                   mounts, runs) > 0);
+	put("kiln.yaml", yaml);
+	fails_containing("kiln.yaml:6:", ": build.run[");
+	fails_containing("kiln.yaml:6:", "].mounts[");
+	fails_containing("kiln.yaml:6:", TOO_MANY);
+}
+
+Test(manifest, alias_bomb_of_long_strings_is_bounded)
+{
+	/* One 64 KB string used 100 times: 6.4 MB of text from a 65 KB file. */
+	_cleanup_free_ char *big = repeat("x", "", 65536);
+	_cleanup_free_ char *uses = repeat("  - *v\n", "", 100);
+	_cleanup_free_ char *flow = repeat("*v", ", ", 100);
+	_cleanup_free_ char *yaml = NULL;
+	cr_assert(asprintf(&yaml, "run: predict.py:Predictor\nenvironment:\n  - &v A=%s\n%s", big, uses) > 0);
+	put("kiln.yaml", yaml);
+	fails_containing("kiln.yaml:3:5: environment[", "]: " TOO_MANY);
+	free(yaml);
+	cr_assert(asprintf(&yaml, "run: predict.py:Predictor\nserve:\n  warmup:\n    a: &v %s\n    b: [%s]\n",
+	                   big, flow) > 0);
+	put("kiln.yaml", yaml);
+	fails_containing("kiln.yaml:4:8: serve.warmup.b[", "]: " TOO_MANY);
+	/* the same text once is fine */
+	free(yaml);
+	cr_assert(asprintf(&yaml, "run: predict.py:Predictor\nserve:\n  warmup:\n    a: %s\n", big) > 0);
+	put("kiln.yaml", yaml);
+	kiln_manifest_free(load_ok(NULL));
+}
+
+Test(manifest, alias_bomb_of_nested_maps_is_bounded)
+{
+	put("kiln.yaml",
+	    "run: predict.py:Predictor\n"
+	    "serve:\n"
+	    "  warmup:\n"
+	    "    deep:\n"
+	    "      a: &a {k0: x, k1: x, k2: x, k3: x, k4: x, k5: x, k6: x, k7: x, k8: x, k9: x}\n"
+	    "      b: &b {k0: *a, k1: *a, k2: *a, k3: *a, k4: *a, k5: *a, k6: *a, k7: *a, k8: *a}\n"
+	    "      c: &c {k0: *b, k1: *b, k2: *b, k3: *b, k4: *b, k5: *b, k6: *b, k7: *b, k8: *b}\n"
+	    "      d: &d {k0: *c, k1: *c, k2: *c, k3: *c, k4: *c, k5: *c, k6: *c, k7: *c, k8: *c}\n"
+	    "      e: &e {k0: *d, k1: *d, k2: *d, k3: *d, k4: *d, k5: *d, k6: *d, k7: *d, k8: *d}\n"
+	    "      f: &f {k0: *e, k1: *e, k2: *e, k3: *e, k4: *e, k5: *e, k6: *e, k7: *e, k8: *e}\n");
+	fails_containing("kiln.yaml:5:", ": serve.warmup.deep.");
+	fails_containing("kiln.yaml:5:", TOO_MANY);
+}
+
+Test(manifest, many_keys_in_one_map_are_checked_for_duplicates_quickly)
+{
+	/* 40,000 distinct keys: a linear scan for each would take billions of comparisons. */
+	char *keys = malloc(40000 * 16 + 1), *e = keys;
+	for (int i = 0; i < 40000; i++)
+		e += sprintf(e, "    k%d: 1\n", i);
+	_cleanup_free_ char *yaml = NULL;
+	cr_assert(asprintf(&yaml, "run: predict.py:Predictor\nserve:\n  warmup:\n%s    k17: 2\n", keys) > 0);
+	free(keys);
+	put("kiln.yaml", yaml);
+	fails_containing("kiln.yaml:40004:5: ",
+	                 "duplicate key 'k17' in 'serve.warmup' (first set on line 21)");
+}
+
+/* Write LEN bytes of DATA as kiln.yaml (NUL bytes included). */
+static void put_bytes(const void *data, size_t len)
+{
+	_cleanup_free_ char *path = kiln_path_join(dir, "kiln.yaml");
+	FILE *f = fopen(path, "wb");
+	cr_assert_not_null(f);
+	cr_assert_eq(fwrite(data, 1, len, f), len);
+	fclose(f);
+}
+
+Test(manifest, utf16_and_utf32_manifests_are_refused)
+{
+	static const char le[] = "\xff\xfer\0u\0n\0:\0 \0p\0.\0p\0y\0:\0P\0\n\0";
+	static const char be[] = "\xfe\xff\0r\0u\0n\0:\0 \0p\0.\0p\0y\0:\0P\0\n";
+	static const char bare[] = "r\0u\0n\0:\0 \0p\0.\0p\0y\0:\0P\0\n\0";
+	static const char utf32[] = "\xff\xfe\0\0r\0\0\0\n\0\0\0";
+	put_bytes(le, sizeof(le) - 1);
+	load_fails(KILN_EINVAL, "kiln.yaml:1:1: the file is UTF-16; a manifest must be UTF-8");
+	put_bytes(be, sizeof(be) - 1);
+	load_fails(KILN_EINVAL, "kiln.yaml:1:1: the file is UTF-16; a manifest must be UTF-8");
+	put_bytes(bare, sizeof(bare) - 1);
+	load_fails(KILN_EINVAL, "kiln.yaml:1:1: the file is UTF-16 or UTF-32; a manifest must be UTF-8");
+	put_bytes(utf32, sizeof(utf32) - 1);
+	load_fails(KILN_EINVAL, "kiln.yaml:1:1: the file is UTF-32; a manifest must be UTF-8");
+	/* a UTF-8 byte order mark is fine */
+	put("kiln.yaml", "\xef\xbb\xbfrun: predict.py:Predictor\n");
+	kiln_manifest_free(load_ok(NULL));
+}
+
+Test(manifest, yaml_11_and_tag_directives_are_refused)
+{
+	rejects("%YAML 1.1\n---\nrun: predict.py:Predictor\n",
+	        "kiln.yaml:1:1: '%YAML 1.1': kiln reads manifests as YAML 1.2; remove the directive");
+	rejects("%YAML 1.2\n%TAG !e! tag:example.com,2000:\n---\nrun: predict.py:Predictor\n",
+	        "kiln.yaml:2:1: '%TAG' directives are not supported (nor are tags other than YAML's own)");
+	rejects("%TAG !! tag:example.com,2000:\n---\nrun: predict.py:Predictor\n",
+	        "kiln.yaml:1:1: '%TAG' directives are not supported (nor are tags other than YAML's own)");
+	put("kiln.yaml", "%YAML 1.2\n---\nrun: predict.py:Predictor\n");
+	kiln_manifest_free(load_ok(NULL));
+}
+
+#define ONLY_CORE "is not supported (only !!str, !!int, !!float, !!bool, !!null, !!seq and !!map)"
+
+Test(manifest, tags_other_than_the_core_schema_are_refused)
+{
+	rejects("run: predict.py:Predictor\nserve:\n  warmup:\n    a: !!binary aGVsbG8=\n",
+	        "kiln.yaml:4:8: tag '!!binary' " ONLY_CORE);
+	rejects("run: predict.py:Predictor\nserve:\n  warmup:\n    a: !!timestamp 2001-12-14\n",
+	        "kiln.yaml:4:8: tag '!!timestamp' " ONLY_CORE);
+	rejects("run: predict.py:Predictor\nbuild:\n  python_packages: !!set {numpy: null}\n",
+	        "kiln.yaml:3:20: tag '!!set' " ONLY_CORE);
+	rejects("run: !python/object:os.system predict.py:Predictor\n",
+	        "kiln.yaml:1:6: tag '!python/object:os.system' " ONLY_CORE);
+	rejects("run: predict.py:Predictor\nimage: !<tag:example.com,2000:img> x\n",
+	        "kiln.yaml:2:8: tag '!<tag:example.com,2000:img>' " ONLY_CORE);
+	/* a tag that is never used by the schema is refused all the same */
+	rejects("run: predict.py:Predictor\nx: &unused !custom 1\n",
+	        "kiln.yaml:2:4: tag '!custom' " ONLY_CORE);
+	rejects("run: predict.py:Predictor\nserve:\n  warmup:\n    a: !!map [1]\n",
+	        "kiln.yaml:4:8: tag '!!map' does not fit a list");
+	rejects("run: predict.py:Predictor\nserve:\n  warmup:\n    a: !!str {b: 1}\n",
+	        "kiln.yaml:4:8: tag '!!str' does not fit a map");
+	rejects("run: predict.py:Predictor\nserve:\n  warmup:\n    a: !!int abc\n",
+	        "kiln.yaml:4:8: tag '!!int' does not fit the value 'abc'");
+	rejects("run: predict.py:Predictor\nserve:\n  warmup:\n    a: !!bool 1\n",
+	        "kiln.yaml:4:8: tag '!!bool' does not fit the value '1'");
+	/* the core schema's own tags, and "!", are fine */
+	put("kiln.yaml", "run: !!str predict.py:Predictor\n"
+	                 "serve: !!map\n"
+	                 "  warmup:\n"
+	                 "    a: !!float 1.5\n"
+	                 "    b: !!null ~\n"
+	                 "    c: !!seq [!!bool true, ! 12]\n"
+	                 "    d: !<tag:yaml.org,2002:int> 7\n");
+	struct kiln_manifest *m = load_ok(NULL);
+	json_t *w = m->serve.warmup;
+	cr_assert(json_real_value(json_object_get(w, "a")) == 1.5);
+	cr_assert(json_is_null(json_object_get(w, "b")));
+	cr_assert_str_eq(json_string_value(json_array_get(json_object_get(w, "c"), 1)), "12");
+	cr_assert_eq(json_integer_value(json_object_get(w, "d")), 7);
+	kiln_manifest_free(m);
+}
+
+/* libyaml's scanner slows down with each level open (40,000 levels took 23 s): refused as it is read. */
+Test(manifest, deep_nesting_is_refused_before_it_is_loaded, .timeout = 10)
+{
+	_cleanup_free_ char *open = repeat("[", "", 40000);
+	_cleanup_free_ char *close = repeat("]", "", 40000);
+	_cleanup_free_ char *yaml = NULL;
+	cr_assert(
+	    asprintf(&yaml, "run: predict.py:Predictor\nserve:\n  warmup:\n    a: %s%s\n", open, close) > 0);
+	put("kiln.yaml", yaml);
+	load_fails(KILN_EINVAL, "kiln.yaml:4:69: nested more than 64 levels deep");
+}
+
+/* Whether S is valid UTF-8 (no character cut in half). */
+static bool valid_utf8(const char *s)
+{
+	for (const unsigned char *u = (const unsigned char *)s; *u;) {
+		size_t n = *u < 0x80 ? 1 : *u >= 0xF0 ? 4 : *u >= 0xE0 ? 3 : *u >= 0xC0 ? 2 : 0;
+		if (n == 0)
+			return false;
+		for (size_t i = 1; i < n; i++)
+			if ((u[i] & 0xC0) != 0x80)
+				return false;
+		u += n;
+	}
+	return true;
+}
+
+Test(manifest, messages_never_cut_a_character_in_half)
+{
+	/* "x" then 40 two-byte characters: byte 60 is the middle of one */
+	_cleanup_free_ char *value = repeat("\xc3\xa9", "", 40);
+	_cleanup_free_ char *cut = repeat("\xc3\xa9", "", 29);
+	_cleanup_free_ char *yaml = NULL, *want = NULL;
+	cr_assert(asprintf(&yaml, "run: predict.py:Predictor\nbuild:\n  gpu: x%s\n", value) > 0);
+	cr_assert(asprintf(&want, "kiln.yaml:3:8: build.gpu: expected a boolean, got 'x%s...'", cut) > 0);
+	rejects(yaml, want);
+	/* a key path longer than messages keep: cut before the character that does not fit */
+	_cleanup_free_ char *key = repeat("\xc3\xa9", "", 200);
+	_cleanup_free_ char *kept = repeat("\xc3\xa9", "", 120);
+	free(yaml);
+	free(want);
+	cr_assert(asprintf(&yaml, "run: predict.py:Predictor\nserve:\n  warmup:\n    x%s: {a: 1, a: 2}\n",
+	                   key) > 0);
+	cr_assert(asprintf(&want,
+	                   "kiln.yaml:4:%d: duplicate key 'a' in 'serve.warmup.x%s' (first set on line 4)",
+	                   215, kept) > 0);
+	put("kiln.yaml", yaml);
+	struct kiln_manifest *m = NULL;
+	_cleanup_error_ struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_manifest_load(&m, dir, NULL, &err), KILN_EINVAL);
+	cr_assert(valid_utf8(err->message), "%s", err->message);
+	_cleanup_free_ char *full = kiln_path_join(dir, want);
+	cr_assert_str_eq(err->message, full);
+	/* an unknown key is quoted cut too */
+	free(yaml);
+	free(want);
+	cr_assert(asprintf(&yaml, "run: predict.py:Predictor\nx%s: 1\n", key) > 0);
+	cr_assert(asprintf(&want, "kiln.yaml:2:1: unknown key 'x%s...'", cut) > 0);
+	rejects(yaml, want);
 }
 
 Test(manifest, quoted_keys_and_aliases_of_known_keys_work)

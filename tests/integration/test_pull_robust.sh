@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# kiln pull against hostile and unreliable registries on loopback: image indexes (OCI and Docker lists,
+# several platforms) pulled and used as a base, blobs cut off mid-body and resumed with Range, and a registry
+# port that ignores the TLS handshake.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/registry.sh"
+
+MiB=$((1024 * 1024))
+export KILN_HTTP_STALL_SECONDS=3
+registry_start plain || exit 1
+R=$PLAIN_REGISTRY
+
+# Make an image with one layer holding FILE at /app/NAME and copy it to docker://DEST; echoes nothing.
+make_image() { # DEST FILE NAME
+	local l=$T_WORK/layouts/$RANDOM$RANDOM
+	mkdir -p "$(dirname "$l")"
+	umoci init --layout "$l" && umoci new --image "$l:t" &&
+		umoci insert --image "$l:t" "$2" "/app/$3" >/dev/null &&
+		skopeo copy -q --dest-tls-verify=false "oci:$l:t" "docker://$1" >/dev/null 2>&1
+}
+
+# The digest and size of the manifest REPO:TAG in $R, as "DIGEST SIZE".
+manifest_of() { # REPO TAG
+	local f=$T_WORK/manifest.$$
+	curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' -o "$f" "http://$R/v2/$1/manifests/$2" || return 1
+	echo "sha256:$(sha256sum "$f" | cut -d' ' -f1) $(stat -c %s "$f")"
+}
+
+# PUT an index of MEDIA_TYPE as REPO:TAG; each entry is "OS/ARCH DIGEST SIZE".
+put_index() { # REPO TAG MEDIA_TYPE ENTRY...
+	local repo=$1 tag=$2 mt=$3
+	shift 3
+	local body
+	body=$(python3 - "$mt" "$@" <<'EOF'
+import json, sys
+mt, entries = sys.argv[1], sys.argv[2:]
+ms = []
+for e in entries:
+    plat, digest, size = e.split()
+    os_, arch = plat.split("/")
+    ms.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": int(size),
+               "platform": {"os": os_, "architecture": arch}})
+print(json.dumps({"schemaVersion": 2, "mediaType": mt, "manifests": ms}))
+EOF
+)
+	curl -sf -X PUT -H "Content-Type: $mt" --data-binary "$body" "http://$R/v2/$repo/manifests/$tag" >/dev/null
+}
+
+OCI_INDEX=application/vnd.oci.image.index.v1+json
+DOCKER_LIST=application/vnd.docker.distribution.manifest.list.v2+json
+mkdir -p "$T_WORK/files"
+echo amd64 >"$T_WORK/files/amd64.txt"
+echo arm64 >"$T_WORK/files/arm64.txt"
+make_image "$R/multi/img:amd64" "$T_WORK/files/amd64.txt" which.txt || t_fail "could not make the amd64 image"
+make_image "$R/multi/img:arm64" "$T_WORK/files/arm64.txt" which.txt || t_fail "could not make the arm64 image"
+read -r AMD AMD_SIZE <<<"$(manifest_of multi/img amd64)"
+read -r ARM ARM_SIZE <<<"$(manifest_of multi/img arm64)"
+
+t_case "an OCI index with one linux/amd64 entry is pulled: the entry's image, tagged by the index's name"
+put_index multi/img oci "$OCI_INDEX" "linux/amd64 $AMD $AMD_SIZE" || t_fail "could not push the index"
+run_kiln pull "$R/multi/img:oci" --json
+expect_rc 0
+expect_eq "$(echo "$OUT" | json 'j["digest"]')" "$AMD" "digest pulled"
+expect_eq "$(echo "$OUT" | json 'j["fetched"]')" "1" "layers fetched"
+expect_store_consistent
+run_kiln inspect "$R/multi/img:oci" --json
+expect_rc 0
+
+t_case "a Docker manifest list is pulled the same way"
+put_index multi/img docker "$DOCKER_LIST" "linux/amd64 $AMD $AMD_SIZE" || t_fail "could not push the list"
+run_kiln pull "$R/multi/img:docker" --json
+expect_rc 0
+expect_eq "$(echo "$OUT" | json 'j["digest"]')" "$AMD" "digest pulled"
+
+t_case "an index of several platforms: linux/amd64 (not the first entry) by default, --platform picks another"
+put_index multi/img several "$OCI_INDEX" "linux/arm64 $ARM $ARM_SIZE" "linux/amd64 $AMD $AMD_SIZE" ||
+	t_fail "could not push the index"
+run_kiln pull "$R/multi/img:several" --json
+expect_rc 0
+expect_eq "$(echo "$OUT" | json 'j["digest"]')" "$AMD" "digest pulled by default"
+run_kiln pull "$R/multi/img:several" --platform linux/arm64 --json
+expect_rc 0
+expect_eq "$(echo "$OUT" | json 'j["digest"]')" "$ARM" "digest pulled for linux/arm64"
+run_kiln pull "$R/multi/img:several" --platform linux/s390x
+expect_rc 1
+expect_contains "$ERR" "has no image for linux/s390x"
+
+t_case "a build whose base: names an index takes the linux/amd64 image's layer"
+B=$T_WORK/based
+make_project "$B" "base: $R/multi/img:several"
+KILN_HOME=$T_WORK/home-base run_kiln build "$B" -t based:1 --output "oci:$T_WORK/based-out:1" --json
+expect_rc 0
+expect_eq "$(echo "$OUT" | json '" ".join(l["kind"] for l in j["layers"])')" "base runtime code" "layer kinds"
+U=$(umoci unpack --image "$T_WORK/based-out:1" "$T_WORK/bundle-based" 2>&1) || t_fail "umoci unpack: $U"
+expect_file_same "$T_WORK/files/amd64.txt" "$T_WORK/bundle-based/rootfs/app/which.txt"
+
+t_finish

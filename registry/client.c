@@ -288,6 +288,32 @@ int kiln_reg_status_error(struct kiln_registry *r, const struct kiln_http_respon
 	return kiln_error_set(err, code, "%s answered HTTP %ld", r->host, s);
 }
 
+int kiln_reg_retry(struct kiln_registry *r, int *retries, const char *retry_after, struct kiln_error **err)
+{
+	if (*retries >= r->opt.max_retries)
+		return kiln_error_wrap(err, "gave up after %d retries", *retries);
+	if (kiln_http_backoff(r->opt.backoff, (*retries)++, retry_after, r->opt.cancel, err) < 0)
+		return (*err)->code;
+	kiln_error_free(*err);
+	*err = NULL;
+	return 0;
+}
+
+int kiln_reg_retry_after_failure(struct kiln_registry *r, int *retries, const char *repo, int rc,
+                                 struct kiln_http_response *resp, struct kiln_error **err)
+{
+	if (rc == 0)
+		kiln_reg_status_error(r, resp, repo, err);
+	_cleanup_free_ char *retry_after = resp->retry_after ? strdup(resp->retry_after) : NULL;
+	kiln_http_response_release(resp);
+	return kiln_reg_retry(r, retries, retry_after, err);
+}
+
+bool kiln_reg_transient(int rc, const struct kiln_http_response *resp)
+{
+	return rc < 0 ? resp->retryable : kiln_http_status_retryable(resp->status);
+}
+
 /* Drop the cached token for SCOPE (after the registry refused it). */
 static void forget_token(struct kiln_registry *r, const char *scope)
 {

@@ -360,7 +360,8 @@ static int setup(struct kiln_http *h, CURL *c, struct xfer *x, struct curl_slist
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	SET(CURLOPT_USERAGENT, "kiln/" KILN_VERSION);
-	SET(CURLOPT_CONNECTTIMEOUT, (long)CONNECT_TIMEOUT_SECONDS);
+	SET(CURLOPT_CONNECTTIMEOUT_MS,
+	    req->connect_timeout_ms > 0 ? req->connect_timeout_ms : CONNECT_TIMEOUT_SECONDS * 1000L);
 	SET(CURLOPT_LOW_SPEED_LIMIT, 1024L);
 	SET(CURLOPT_LOW_SPEED_TIME, h->stall_seconds);
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);

@@ -49,6 +49,7 @@ struct kiln_http_request {
 	uint64_t resume_offset;
 	bool resume_whole;
 	volatile sig_atomic_t *cancel;
+	long connect_timeout_ms;                    /* for the connection and the TLS handshake; 0: 30 s */
 	void (*progress)(void *ctx, uint64_t sent); /* body bytes sent by this request so far */
 	void *progress_ctx;
 };

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # kiln pull against hostile and unreliable registries on loopback: image indexes (OCI and Docker lists,
-# several platforms) pulled and used as a base, blobs cut off mid-body and resumed with Range.
+# several platforms) pulled and used as a base, blobs cut off mid-body and resumed with Range, and a registry
+# port that ignores the TLS handshake.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/registry.sh"
 
@@ -166,5 +167,23 @@ expect_eq "$(layer_ranges)" "bytes=100000- bytes=200000- bytes=300000- bytes=400
 expect_store_consistent
 fault_proxy_set none >/dev/null
 export KILN_HOME=$T_WORK/home
+
+# ---------------------------------------------------------------- a port that ignores the TLS handshake
+
+t_case "a loopback registry that ignores the TLS handshake: push falls back to plain HTTP in seconds, not 30"
+# The old 30 s handshake timeout would run past this case's own bound (timeout 25) for the push alone.
+fault_proxy_set "tls_silent:*" >/dev/null
+S=$T_WORK/silent
+make_project "$S" ""
+run_kiln build "$S" -t "$F/silent/model:1" --quiet
+expect_rc 0
+OUT=$(env -u KILN_HTTP_STALL_SECONDS timeout 25 "$KILN" push "$F/silent/model:1" --json 2>"$T_WORK/stderr")
+RC=$?
+ERR=$(cat "$T_WORK/stderr")
+expect_rc 0
+[ "$(fault_proxy_state | json 'j["faults"][0]["fired"]')" -ge 1 ] || t_fail "kiln did not try TLS first"
+expect_eq "$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+	"http://$R/v2/silent/model/manifests/1")" "200" "manifest pushed"
+fault_proxy_set none >/dev/null
 
 t_finish

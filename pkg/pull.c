@@ -94,8 +94,10 @@ int kiln_remote_resolve(struct kiln_remote_image *out, struct kiln_store *s, con
 		goto cleanup;
 	json_t *doc = json_loadb(data, len, 0, NULL);
 	if (is_index(mt)) {
+		/* The entry's digest is copied out: it lives in DOC, which goes before the next fetch. */
 		json_t *d = pick_platform(doc, platform, reference, err);
-		const char *pd = json_string_value(json_object_get(d, "digest"));
+		const char *dd = json_string_value(json_object_get(d, "digest"));
+		_cleanup_free_ char *pd = dd ? strdup(dd) : NULL;
 		json_decref(doc);
 		doc = NULL;
 		if (d == NULL)
@@ -103,8 +105,12 @@ int kiln_remote_resolve(struct kiln_remote_image *out, struct kiln_store *s, con
 		free(data);
 		free(mt);
 		data = mt = NULL;
-		if (pd == NULL ||
-		    kiln_registry_manifest_get(reg, ref->repository, pd, &data, &len, &mt, digest, err) < 0)
+		if (pd == NULL) {
+			kiln_error_set(err, KILN_EINVAL, "the entry for the platform in '%s' has no digest",
+			               reference);
+			goto cleanup;
+		}
+		if (kiln_registry_manifest_get(reg, ref->repository, pd, &data, &len, &mt, digest, err) < 0)
 			goto cleanup;
 		doc = json_loadb(data, len, 0, NULL);
 	}

@@ -72,17 +72,20 @@ int kiln_registry_blob_mount(struct kiln_registry *r, const char *repo, const ch
 	return 0;
 }
 
-/* Hashes what goes to the caller's writer, to check the digest at the end. */
+/* Hashes what goes to the caller's writer, to check the digest at the end, and counts it: where a cut-off
+ * download resumes. */
 struct hashing_writer {
 	struct kiln_sha256 *sha;
 	kiln_write_fn write;
 	void *ctx;
+	uint64_t written;
 };
 
 static int hashing_write(void *ctx, const void *data, size_t len, struct kiln_error **err)
 {
 	struct hashing_writer *h = ctx;
 	kiln_sha256_update(h->sha, data, len);
+	h->written += len;
 	return h->write(h->ctx, data, len, err);
 }
 
@@ -92,7 +95,8 @@ static bool is_redirect(long status)
 }
 
 /* Follow a blob GET's redirects (object storage); the Authorization header goes only to the registry's
- * own origin. RESP holds the redirect on entry and the final answer on return. */
+ * own origin. RESP holds the redirect on entry and the final answer on return. No retries here: the
+ * caller starts again from the registry, which gives a fresh redirect. */
 static int follow_redirects(struct kiln_registry *r, const char *scope, struct kiln_http_request *req,
                             struct kiln_http_response *resp, struct kiln_error **err)
 {
@@ -105,31 +109,51 @@ static int follow_redirects(struct kiln_registry *r, const char *scope, struct k
 		_cleanup_free_ char *next = steal_pointer(&resp->location);
 		_cleanup_free_ char *next_origin = kiln_http_origin(next);
 		req->url = next;
-		int rc;
-		if (origin && next_origin && strcmp(origin, next_origin) == 0) {
-			rc = kiln_reg_request(r, scope, true, req, resp, err);
-		} else {
-			rc = 0;
-			for (int attempt = 0;; attempt++) {
-				rc = kiln_http_perform(r->http, req, resp, err);
-				bool again = rc < 0 ? resp->retryable && resp->delivered == 0
-				                    : kiln_http_status_retryable(resp->status);
-				if (!again || attempt >= r->opt.max_retries)
-					break;
-				if (rc < 0) {
-					kiln_error_free(*err);
-					*err = NULL;
-				}
-				if ((rc = kiln_http_backoff(r->opt.backoff, attempt, resp->retry_after,
-				                            r->opt.cancel, err)) < 0)
-					break;
-			}
-		}
+		int rc = origin && next_origin && strcmp(origin, next_origin) == 0
+		             ? kiln_reg_request(r, scope, false, req, resp, err)
+		             : kiln_http_perform(r->http, req, resp, err);
 		req->url = NULL;
 		if (rc < 0)
 			return rc;
 	}
 	return 0;
+}
+
+/*
+ * GET the blob into HW, following redirects. A transfer cut off mid-body goes on with a Range request from
+ * the bytes HW has (a registry that answers 416 to it, or the whole blob with 200, sends it whole again and
+ * the bytes HW has are dropped); failures and 408/429/5xx answers are retried with backoff, all attempts
+ * sharing one budget of opt.max_retries.
+ */
+static int get_resuming(struct kiln_registry *r, const char *repo, const char *scope, const char *url,
+                        struct hashing_writer *hw, struct kiln_error **err)
+{
+	struct kiln_http_request req = {.method = "GET", .write = hashing_write, .write_ctx = hw};
+	struct kiln_http_response resp = {0};
+	int retries = 0;
+	int rc;
+	for (;;) {
+		req.url = url;
+		req.resume_offset = hw->written;
+		rc = kiln_reg_request(r, scope, false, &req, &resp, err);
+		if (rc == 0 && is_redirect(resp.status))
+			rc = follow_redirects(r, scope, &req, &resp, err);
+		if (rc == 0 && (resp.status == 200 || resp.status == 206))
+			break;
+		if (rc == 0 && resp.status == 416 && req.resume_offset && !req.resume_whole) {
+			req.resume_whole = true;
+			continue;
+		}
+		if (!kiln_reg_transient(rc, &resp)) {
+			if (rc == 0)
+				rc = kiln_reg_status_error(r, &resp, repo, err);
+			break;
+		}
+		if ((rc = kiln_reg_retry_after_failure(r, &retries, repo, rc, &resp, err)) < 0)
+			break;
+	}
+	kiln_http_response_release(&resp);
+	return rc;
 }
 
 int kiln_registry_blob_get(struct kiln_registry *r, const char *repo, const char *digest, kiln_write_fn write,
@@ -142,20 +166,12 @@ int kiln_registry_blob_get(struct kiln_registry *r, const char *repo, const char
 	struct hashing_writer hw = {.write = write, .ctx = ctx};
 	if (kiln_sha256_new(&hw.sha, err) < 0)
 		return (*err)->code;
-	struct kiln_http_request req = {
-	    .method = "GET", .url = url, .write = hashing_write, .write_ctx = &hw, .cancel = r->opt.cancel};
-	struct kiln_http_response resp = {0};
-	int rc = kiln_reg_request(r, scope, true, &req, &resp, err);
-	if (rc == 0 && is_redirect(resp.status))
-		rc = follow_redirects(r, scope, &req, &resp, err);
-	if (rc == 0 && resp.status != 200)
-		rc = kiln_reg_status_error(r, &resp, repo, err);
+	int rc = get_resuming(r, repo, scope, url, &hw, err);
 	char got[KILN_DIGEST_LEN];
 	kiln_sha256_final(hw.sha, got);
 	kiln_sha256_free(hw.sha);
 	if (rc == 0 && strcmp(got, digest) != 0)
 		rc = kiln_error_set(err, KILN_EIO, "the registry sent content with digest %s", got);
-	kiln_http_response_release(&resp);
 	if (rc < 0)
 		return kiln_error_wrap(err, "cannot get blob %s from %s/%s", kiln_reg_short(digest).s,
 		                       r->host, repo);

@@ -16,6 +16,7 @@
 
 #define MAX_TOKEN_ANSWER       (1024 * 1024)
 #define DEFAULT_TOKEN_LIFETIME 60
+#define PROBE_TIMEOUT_MS       5000 /* connection and TLS handshake of the scheme probe (plain_ok hosts) */
 
 void kiln_registry_options_init(struct kiln_registry_options *opt)
 {
@@ -93,8 +94,9 @@ static bool rejects_chunks(const char *name)
 /*
  * Settle the scheme once, when the client opens: HTTPS always, except that a loopback or insecure registry
  * that does not complete a TLS handshake (a plain HTTP server, or nothing answering yet) is used over
- * plain HTTP. A TLS server whose certificate does not verify stays HTTPS and fails: plain HTTP is never a
- * way around verification.
+ * plain HTTP. The handshake gets PROBE_TIMEOUT_MS, not the usual 30 s, so that a plain server that ignores
+ * it costs seconds. A TLS server whose certificate does not verify stays HTTPS and fails: plain HTTP is
+ * never a way around verification.
  */
 static int settle_scheme(struct kiln_registry *r, struct kiln_error **err)
 {
@@ -105,7 +107,8 @@ static int settle_scheme(struct kiln_registry *r, struct kiln_error **err)
 		return 0;
 	}
 	_cleanup_free_ char *url = kiln_reg_url(r, "%s", "");
-	struct kiln_http_request req = {.method = "GET", .url = url, .cancel = r->opt.cancel};
+	struct kiln_http_request req = {
+	    .method = "GET", .url = url, .cancel = r->opt.cancel, .connect_timeout_ms = PROBE_TIMEOUT_MS};
 	struct kiln_http_response resp = {0};
 	struct kiln_error *e = NULL;
 	int rc = url ? kiln_http_perform(r->http, &req, &resp, &e) : -1;
@@ -286,6 +289,32 @@ int kiln_reg_status_error(struct kiln_registry *r, const struct kiln_http_respon
 	if (words[0])
 		return kiln_error_set(err, code, "%s (HTTP %ld)", words, s);
 	return kiln_error_set(err, code, "%s answered HTTP %ld", r->host, s);
+}
+
+int kiln_reg_retry(struct kiln_registry *r, int *retries, const char *retry_after, struct kiln_error **err)
+{
+	if (*retries >= r->opt.max_retries)
+		return kiln_error_wrap(err, "gave up after %d retries", *retries);
+	if (kiln_http_backoff(r->opt.backoff, (*retries)++, retry_after, r->opt.cancel, err) < 0)
+		return (*err)->code;
+	kiln_error_free(*err);
+	*err = NULL;
+	return 0;
+}
+
+int kiln_reg_retry_after_failure(struct kiln_registry *r, int *retries, const char *repo, int rc,
+                                 struct kiln_http_response *resp, struct kiln_error **err)
+{
+	if (rc == 0)
+		kiln_reg_status_error(r, resp, repo, err);
+	_cleanup_free_ char *retry_after = resp->retry_after ? strdup(resp->retry_after) : NULL;
+	kiln_http_response_release(resp);
+	return kiln_reg_retry(r, retries, retry_after, err);
+}
+
+bool kiln_reg_transient(int rc, const struct kiln_http_response *resp)
+{
+	return rc < 0 ? resp->retryable : kiln_http_status_retryable(resp->status);
 }
 
 /* Drop the cached token for SCOPE (after the registry refused it). */

@@ -58,6 +58,22 @@ int kiln_reg_request(struct kiln_registry *r, const char *scope, bool retry, str
 int kiln_reg_status_error(struct kiln_registry *r, const struct kiln_http_response *resp, const char *repo,
                           struct kiln_error **err);
 
+/*
+ * The retries of one blob transfer (upload or download) share one budget of opt.max_retries, counted in
+ * *RETRIES. After a retryable failure (*err set): wait the backoff (RETRY_AFTER when the server gave one)
+ * and return 0 to try again, or, once the budget is used up, the error wrapped in "gave up after N
+ * retries"; KILN_EINTR when cancelled meanwhile.
+ */
+int kiln_reg_retry(struct kiln_registry *r, int *retries, const char *retry_after, struct kiln_error **err);
+
+/* After a retryable answer or transport failure (RC, RESP) for REPO: set *err from RESP when the transport
+ * worked, release RESP, then kiln_reg_retry with the answer's Retry-After. */
+int kiln_reg_retry_after_failure(struct kiln_registry *r, int *retries, const char *repo, int rc,
+                                 struct kiln_http_response *resp, struct kiln_error **err);
+
+/* Whether a finished request's outcome (RC, RESP) is a failure worth retrying. */
+bool kiln_reg_transient(int rc, const struct kiln_http_response *resp);
+
 /* "BASE/v2/<printf>"; caller frees; NULL when memory runs out. */
 char *kiln_reg_url(struct kiln_registry *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -106,8 +106,9 @@ void kiln_http_free(struct kiln_http *h)
 
 static void clear_headers(struct kiln_http_response *r)
 {
-	char **fields[] = {&r->location,     &r->www_authenticate, &r->range, &r->docker_content_digest,
-	                   &r->content_type, &r->retry_after};
+	char **fields[] = {&r->location,      &r->www_authenticate,      &r->range,
+	                   &r->content_range, &r->docker_content_digest, &r->content_type,
+	                   &r->retry_after};
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		free(*fields[i]);
 		*fields[i] = NULL;
@@ -128,16 +129,47 @@ struct xfer {
 	const struct kiln_http_request *req;
 	struct kiln_http_response *resp;
 	CURL *curl;
-	uint64_t pos; /* body bytes read so far in this attempt (after the last rewind) */
+	uint64_t pos;        /* body bytes read so far in this attempt (after the last rewind) */
+	bool answer_started; /* the 2xx answer's body has begun (its resume offset is settled) */
+	uint64_t drop;       /* bytes of a 200 answer still to drop (they reached WRITE before) */
 	struct kiln_error *cb_err;
 	bool cancelled;
 };
 
-static bool is_2xx(CURL *curl)
+static long status_of(CURL *curl)
 {
 	long status = 0;
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	return status;
+}
+
+static bool is_2xx(CURL *curl)
+{
+	long status = status_of(curl);
 	return status >= 200 && status < 300;
+}
+
+/* At the first body bytes of a resumed download's answer: a 206 must continue at the offset asked for;
+ * of a 200 (the whole body again), the bytes WRITE already has are to be dropped. -1 with cb_err set. */
+static int settle_resume(struct xfer *x)
+{
+	const struct kiln_http_request *req = x->req;
+	x->answer_started = true;
+	if (req->resume_offset == 0)
+		return 0;
+	if (status_of(x->curl) != 206) {
+		x->drop = req->resume_offset;
+		return 0;
+	}
+	unsigned long long first = 0;
+	const char *cr = x->resp->content_range;
+	if (cr == NULL || sscanf(cr, "bytes %llu-", &first) != 1 || first != req->resume_offset) {
+		kiln_error_set(&x->cb_err, KILN_EIO,
+		               "asked for bytes %llu- of %s, the answer has 'Content-Range: %s'",
+		               (unsigned long long)req->resume_offset, req->url, cr ? cr : "");
+		return -1;
+	}
+	return 0;
 }
 
 /* Keep one header's value; repeated WWW-Authenticate headers are joined with ", ". */
@@ -182,6 +214,7 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userp)
 	    {"location", offsetof(struct kiln_http_response, location)},
 	    {"www-authenticate", offsetof(struct kiln_http_response, www_authenticate)},
 	    {"range", offsetof(struct kiln_http_response, range)},
+	    {"content-range", offsetof(struct kiln_http_response, content_range)},
 	    {"docker-content-digest", offsetof(struct kiln_http_response, docker_content_digest)},
 	    {"content-type", offsetof(struct kiln_http_response, content_type)},
 	    {"retry-after", offsetof(struct kiln_http_response, retry_after)},
@@ -205,9 +238,13 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
 	size_t n = size * nmemb;
 	if (is_2xx(x->curl)) {
 		if (req->write) {
-			if (req->write(req->write_ctx, data, n, &x->cb_err) < 0)
+			if (!x->answer_started && settle_resume(x) < 0)
 				return 0;
-			x->resp->delivered += n;
+			size_t skip = x->drop < n ? (size_t)x->drop : n;
+			x->drop -= skip;
+			if (n > skip && req->write(req->write_ctx, data + skip, n - skip, &x->cb_err) < 0)
+				return 0;
+			x->resp->delivered += n - skip;
 			return n;
 		}
 		size_t max = req->max_body ? req->max_body : KILN_HTTP_SMALL_BODY;
@@ -323,7 +360,8 @@ static int setup(struct kiln_http *h, CURL *c, struct xfer *x, struct curl_slist
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	SET(CURLOPT_USERAGENT, "kiln/" KILN_VERSION);
-	SET(CURLOPT_CONNECTTIMEOUT, (long)CONNECT_TIMEOUT_SECONDS);
+	SET(CURLOPT_CONNECTTIMEOUT_MS,
+	    req->connect_timeout_ms > 0 ? req->connect_timeout_ms : CONNECT_TIMEOUT_SECONDS * 1000L);
 	SET(CURLOPT_LOW_SPEED_LIMIT, 1024L);
 	SET(CURLOPT_LOW_SPEED_TIME, h->stall_seconds);
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
@@ -361,6 +399,11 @@ static int setup(struct kiln_http *h, CURL *c, struct xfer *x, struct curl_slist
 	}
 	if (l && has_body && !has_type)
 		l = curl_slist_append(l, "Content-Type:");
+	if (l && req->resume_offset && !req->resume_whole) {
+		char range[64];
+		snprintf(range, sizeof(range), "Range: bytes=%llu-", (unsigned long long)req->resume_offset);
+		l = curl_slist_append(l, range);
+	}
 	if (l && req->authorization) {
 		_cleanup_free_ char *a = NULL;
 		if (asprintf(&a, "Authorization: %s", req->authorization) < 0)

@@ -42,7 +42,14 @@ struct kiln_http_request {
 	kiln_write_fn write;
 	void *write_ctx;
 	size_t max_body;
+	/* A download resumed after RESUME_OFFSET bytes of the body reached WRITE in earlier attempts:
+	 * "Range: bytes=RESUME_OFFSET-" is sent (unless RESUME_WHOLE: the server refused the range), a 206
+	 * answer must start there (else KILN_EIO), and the first RESUME_OFFSET bytes of a 200 answer (the
+	 * whole body) are dropped, so that WRITE gets each byte of the body once, in order. */
+	uint64_t resume_offset;
+	bool resume_whole;
 	volatile sig_atomic_t *cancel;
+	long connect_timeout_ms;                    /* for the connection and the TLS handshake; 0: 30 s */
 	void (*progress)(void *ctx, uint64_t sent); /* body bytes sent by this request so far */
 	void *progress_ctx;
 };
@@ -53,10 +60,12 @@ struct kiln_http_response {
 	char *location; /* resolved against the request URL */
 	char *www_authenticate;
 	char *range;
+	char *content_range;
 	char *docker_content_digest;
 	char *content_type;
 	char *retry_after;
-	uint64_t delivered; /* body bytes handed to the request's WRITE */
+	uint64_t delivered; /* body bytes handed to the request's WRITE (those dropped when resuming not
+	                       counted) */
 	uint64_t sent;      /* request body bytes read from the source (rewinds included) */
 	bool too_large;
 	int curl_code;  /* CURLcode of the transfer (0 when it completed) */

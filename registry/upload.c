@@ -70,46 +70,6 @@ static int check_created(struct upload *u, const struct kiln_http_response *resp
 	return 0;
 }
 
-/* Spend one retry: 1 when the budget is used up, else 0 after the backoff (KILN_EINTR when cancelled). */
-static int spend_retry(struct upload *u, const char *retry_after, struct kiln_error **err)
-{
-	if (u->retries >= u->r->opt.max_retries)
-		return 1;
-	return kiln_http_backoff(u->r->opt.backoff, u->retries++, retry_after, u->r->opt.cancel, err);
-}
-
-/* After a retryable failure (*err set): wait the backoff and return 0 to try again, or, once the budget
- * is used up, return the error ("gave up after N retries"). */
-static int retry_or_give_up(struct upload *u, const char *retry_after, struct kiln_error **err)
-{
-	int s = spend_retry(u, retry_after, err);
-	if (s < 0)
-		return s;
-	if (s > 0)
-		return kiln_error_wrap(err, "gave up after %d retries", u->retries);
-	kiln_error_free(*err);
-	*err = NULL;
-	return 0;
-}
-
-/* After a retryable answer or transport failure (RC, RESP): set *err from RESP when the transport worked,
- * release RESP, then retry_or_give_up with the answer's Retry-After. */
-static int retry_after_failure(struct upload *u, int rc, struct kiln_http_response *resp,
-                               struct kiln_error **err)
-{
-	if (rc == 0)
-		kiln_reg_status_error(u->r, resp, u->repo, err);
-	_cleanup_free_ char *retry_after = resp->retry_after ? strdup(resp->retry_after) : NULL;
-	kiln_http_response_release(resp);
-	return retry_or_give_up(u, retry_after, err);
-}
-
-/* Whether a finished request's outcome (RC, RESP) is a failure worth retrying. */
-static bool transient(int rc, const struct kiln_http_response *resp)
-{
-	return rc < 0 ? resp->retryable : kiln_http_status_retryable(resp->status);
-}
-
 /* The upload as one PUT Location?digest=D with the whole body; failures start a new session. */
 static int upload_monolithic(struct upload *u, struct kiln_error **err)
 {
@@ -137,8 +97,8 @@ static int upload_monolithic(struct upload *u, struct kiln_error **err)
 			kiln_http_response_release(&resp);
 			return rc;
 		}
-		if (transient(rc, &resp)) {
-			int s = retry_after_failure(u, rc, &resp, err);
+		if (kiln_reg_transient(rc, &resp)) {
+			int s = kiln_reg_retry_after_failure(u->r, &u->retries, u->repo, rc, &resp, err);
 			if (s < 0)
 				return s;
 			continue;
@@ -193,8 +153,8 @@ static int upload_status(struct upload *u, uint64_t *offset, bool *gone, struct 
 			kiln_http_response_release(&resp);
 			return 0;
 		}
-		if (transient(rc, &resp)) {
-			int s = retry_after_failure(u, rc, &resp, err);
+		if (kiln_reg_transient(rc, &resp)) {
+			int s = kiln_reg_retry_after_failure(u->r, &u->retries, u->repo, rc, &resp, err);
 			if (s < 0)
 				return s;
 			continue;
@@ -231,7 +191,7 @@ static int patch_chunk(struct upload *u, uint64_t offset, uint64_t len, bool *fa
 		kiln_http_response_release(&resp);
 		return 0;
 	}
-	if (transient(rc, &resp) || (rc == 0 && (resp.status == 416 || resp.status == 404))) {
+	if (kiln_reg_transient(rc, &resp) || (rc == 0 && (resp.status == 416 || resp.status == 404))) {
 		*failed = true;
 		*retry_after = resp.retry_after ? strdup(resp.retry_after) : NULL;
 		if (rc == 0)
@@ -301,7 +261,7 @@ again:
 			offset += len;
 			continue;
 		}
-		int s = retry_or_give_up(u, retry_after, err);
+		int s = kiln_reg_retry(u->r, &u->retries, retry_after, err);
 		if (s < 0)
 			return s;
 		bool gone = false;
@@ -316,7 +276,7 @@ again:
 	bool restart = false;
 	int rc = finish_chunked(u, &restart, err);
 	if (rc < 0 && restart) {
-		int s = retry_or_give_up(u, NULL, err);
+		int s = kiln_reg_retry(u->r, &u->retries, NULL, err);
 		if (s < 0)
 			return s;
 		goto again;

@@ -125,7 +125,8 @@ static int record_literal(struct kiln_sink *s, const void *data, size_t len)
 		s->lit = p;
 		s->lit_cap = cap;
 	}
-	memcpy(s->lit + s->lit_len, data, len);
+	if (len > 0)
+		memcpy(s->lit + s->lit_len, data, len);
 	s->lit_len += len;
 	return 0;
 }

@@ -116,7 +116,7 @@ static const struct field top_fields[] = {
     FIELD("run", FIELD_CUSTOM, AT(predict), .parse = parse_predictor),
     FIELD("predict", FIELD_CUSTOM, AT(predict), .parse = parse_predictor),
     FIELD("train", FIELD_STRING, AT(train), .check = mcheck_train),
-    FIELD("image", FIELD_STRING, AT(image)),
+    FIELD("image", FIELD_STRING, AT(image), .check = mcheck_image),
     FIELD("concurrency", FIELD_MAP, JSON_ONLY, .sub = concurrency_fields, .check = check_concurrency),
     FIELD("environment", FIELD_STRINGS, AT(environment), .check = mcheck_environment),
     FIELD("base", FIELD_STRING, AT(base), .check = mcheck_base),

@@ -11,6 +11,7 @@
 
 #include "common/cleanup.h"
 #include "common/fs.h"
+#include "registry/reference.h"
 
 /* The libyaml mark of a position kept in a struct kiln_strv, for messages about one of its items. */
 static yaml_mark_t mark_of(struct kiln_pos pos)
@@ -56,6 +57,19 @@ static int check_file(struct mparser *p, yaml_node_t *val, const char *where, co
 	}
 	if (!S_ISREG(st.st_mode))
 		return mfail(p, val, "%s: '%s' is not a regular file", where, mquote(file).s);
+	if (inside) {
+		/* a symbolic link (of the file or a directory above it) may still lead out of the project */
+		_cleanup_free_ char *real = realpath(full, NULL);
+		_cleanup_free_ char *top = realpath(p->m->dir, NULL);
+		size_t n = top != NULL ? strlen(top) : 0;
+		if (real == NULL || top == NULL)
+			return mfail(p, val, "%s: cannot resolve '%s': %s", where, mquote(file).s,
+			             strerror(errno));
+		if (strncmp(real, top, n) != 0 || (real[n] != '/' && !(n == 1 && top[0] == '/')))
+			return mfail(p, val,
+			             "%s: '%s' is a symbolic link to '%s', outside the project directory",
+			             where, mquote(file).s, mquote(real).s);
+	}
 	return 0;
 }
 
@@ -152,6 +166,19 @@ int mcheck_environment(struct mparser *p, yaml_node_t *val, const char *where)
 		rc = check_env_item(p, env, i, where, seen);
 	json_decref(seen);
 	return rc;
+}
+
+int mcheck_image(struct mparser *p, yaml_node_t *val, const char *where)
+{
+	struct kiln_reference *ref = NULL;
+	struct kiln_error *e = NULL;
+	if (kiln_reference_parse(&ref, p->m->image, &e) < 0) {
+		int r = mfail(p, val, "%s: %s", where, e != NULL ? e->message : "invalid reference");
+		kiln_error_free(e);
+		return r;
+	}
+	kiln_reference_free(ref);
+	return 0;
 }
 
 int mcheck_base(struct mparser *p, yaml_node_t *val, const char *where)

@@ -156,6 +156,8 @@ int mcheck_requirements(struct mparser *p, yaml_node_t *val, const char *where);
 /* Each item is NAME=value with a valid NAME, set once, not reserved by the runtime. */
 int mcheck_environment(struct mparser *p, yaml_node_t *val, const char *where);
 int mcheck_base(struct mparser *p, yaml_node_t *val, const char *where);
+/* image: an OCI reference (kiln_reference_parse's rules and length bound). */
+int mcheck_image(struct mparser *p, yaml_node_t *val, const char *where);
 /* Patterns are not empty, not absolute and have no ".." component. */
 int mcheck_weights(struct mparser *p, yaml_node_t *val, const char *where);
 int mcheck_prefetch(struct mparser *p, yaml_node_t *val, const char *where);

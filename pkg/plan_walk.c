@@ -296,7 +296,8 @@ int plan_walk_project(struct plan_walk *w, int dirfd, struct kiln_error **err)
 	if (r < 0)
 		return r;
 	/* readdir order never matters: everything is sorted by path */
-	qsort(w->v, w->n, sizeof(*w->v), cmp_item);
+	if (w->n > 0)
+		qsort(w->v, w->n, sizeof(*w->v), cmp_item);
 	if (w->nskipped > 0)
 		qsort(w->skipped, w->nskipped, sizeof(*w->skipped), cmp_str);
 	return 0;

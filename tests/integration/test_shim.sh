@@ -351,17 +351,17 @@ t_case "concurrency.max: 2 predictions run at once, a third answers 409"
 CONC=$(project conc async_concurrent.py async_concurrent.py:Predictor "concurrency:" "  max: 2")
 start "$CONC"
 wait_health READY
-post '{"id": "c1", "input": {"name": "a", "delay": 1}}' -H 'Prefer: respond-async'
+post '{"id": "c1", "input": {"name": "a", "delay": 4}}' -H 'Prefer: respond-async'
 expect_eq "$CODE" 202
-post '{"id": "c2", "input": {"name": "b", "delay": 1}}' -H 'Prefer: respond-async'
+post '{"id": "c2", "input": {"name": "b", "delay": 4}}' -H 'Prefer: respond-async'
 expect_eq "$CODE" 202
 wait_health BUSY 2
 post '{"input": {"name": "c"}}'
 expect_eq "$CODE" 409
-req PUT /predictions/c1 -d '{"input": {"name": "a", "delay": 1}}'
-# c1's own lines only ("end a" too once its second has passed on a loaded machine), never c2's
+req PUT /predictions/c1 -d '{"input": {"name": "a", "delay": 4}}'
+# c1's own lines only ("end a" too once its seconds have passed on a loaded machine), never c2's
 case "$(field 'j["logs"]')" in "start a" | $'start a\nend a') ;; *) t_fail "logs attributed per prediction: got '$(field 'j["logs"]')'" ;; esac
-wait_health READY 5
+wait_health READY 15
 kill -TERM "$SPID"
 
 # ---- path_output.py: {"$path"} outputs become data: URIs

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* tests/shim/log.c: the shim's JSON-lines log: any text carried through (NULs too), threads' buffers freed. */
+/* tests/shim/log.c: the shim's JSON-lines log: any text carried through (NULs too), threads' buffers freed.
+ */
 #include <criterion/criterion.h>
 
 #include <malloc.h>

@@ -58,6 +58,8 @@ static json_t *report_json(const struct kiln_build_result *r, const char *output
 	                      (json_int_t)r->bytes_hashed, "bytes_written", (json_int_t)r->bytes_written,
 	                      "seconds", r->seconds, "skipped", skipped);
 	json_object_set_new(j, "runtime", json_boolean(r->runtime));
+	if (r->base)
+		json_object_set_new(j, "base", json_string(r->base));
 	if (output) {
 		json_object_set_new(j, "output", json_string(output));
 		json_object_set_new(j, "bytes_exported", json_integer((json_int_t)exported));
@@ -148,6 +150,8 @@ int cmd_build(int argc, char **argv)
 		goto out;
 	}
 	cli_progress_clear();
+	for (size_t i = 0; i < r->nwarnings; i++)
+		warnf("%s", r->warnings[i]);
 	if (r->schema_missing)
 		warnf("the image has no run.cog.openapi_schema label: %s", r->schema_missing);
 	if (!r->runtime)
@@ -182,8 +186,8 @@ int cmd_build(int argc, char **argv)
 		char size[32], hashed[32];
 		cli_human_size(size, r->image_size);
 		cli_human_size(hashed, r->bytes_hashed);
-		infof("built %s in %.2fs: %zu layers, %s, %s hashed", r->familiar, r->seconds, r->n, size,
-		      hashed);
+		infof("built %s on %s in %.2fs: %zu layers, %s, %s hashed", r->familiar,
+		      r->base ? r->base : "scratch", r->seconds, r->n, size, hashed);
 		if (output)
 			infof("wrote %s", output);
 		if (!push)

@@ -85,6 +85,11 @@ static json_t *describe(struct kiln_store *s, const char *ref, const char *diges
 	              layers, "labels", labels ? labels : json_object());
 	json_object_set_new(out, "serve", serve ? serve : json_object());
 	json_object_set_new(out, "weights", weights ? weights : json_array());
+	json_t *base = label_json(labels, KILN_LABEL_BASE);
+	if (json_is_object(base))
+		json_object_set_new(out, "base", base);
+	else
+		json_decref(base);
 	json_decref(manifest);
 	json_decref(config);
 	return out;
@@ -98,6 +103,17 @@ static void print_text(json_t *d)
 	       json_string_value(json_object_get(d, "reference")),
 	       json_string_value(json_object_get(d, "digest")), size,
 	       json_string_value(json_object_get(d, "created")) ?: "-");
+	json_t *base = json_object_get(d, "base");
+	if (base) {
+		const char *reason = json_string_value(json_object_get(base, "reason"));
+		const char *python = json_string_value(json_object_get(base, "python"));
+		printf("  base     %s", json_string_value(json_object_get(base, "name")) ?: "-");
+		if (reason)
+			printf(" (%s)", reason);
+		if (python)
+			printf(", Python %s", python);
+		printf("\n");
+	}
 	printf("\nlayers:\n  %-8s %-44s %10s  %-19s  %s\n", "KIND", "MEDIA TYPE", "SIZE", "DIGEST", "FILES");
 	json_t *l;
 	size_t i;

@@ -151,10 +151,15 @@ int kiln_archive_list(const char *path, void (*fn)(void *ctx, const char *name, 
 	}
 	struct archive_entry *e;
 	int r;
-	while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+	/* ARCHIVE_WARN: a name not in this locale's charset (a UTF-8 one under "C"), still listed */
+	while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
 		mode_t t = archive_entry_filetype(e);
 		char type = t == AE_IFDIR ? 'd' : t == AE_IFLNK ? 'l' : t == AE_IFREG ? 'f' : '?';
-		fn(ctx, archive_entry_pathname(e), type, (uint64_t)archive_entry_size(e));
+		const char *name = archive_entry_pathname(e);
+		if (name == NULL)
+			name = archive_entry_pathname_utf8(e);
+		if (name)
+			fn(ctx, name, type, (uint64_t)archive_entry_size(e));
 	}
 	if (r != ARCHIVE_EOF)
 		rc = kiln_error_set(err, KILN_EIO, "cannot read '%s': %s", path, archive_error_string(a));

@@ -425,6 +425,16 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 		goto cleanup;
 	if (kiln_source_describe(&src, opt->dir, err) < 0 || add_runtime(plan, m, s, r, &schema, err) < 0)
 		goto cleanup;
+	if (asprintf(&r->base, "%s (%s)", base.name, base.reason) < 0 ||
+	    (r->warnings = calloc(base.nwarnings + 1, sizeof(char *))) == NULL) {
+		r->base = NULL;
+		goto oom;
+	}
+	for (size_t i = 0; i < base.nwarnings; i++) {
+		r->warnings[i] = base.warnings[i];
+		base.warnings[i] = NULL;
+	}
+	r->nwarnings = base.nwarnings;
 
 	size_t nbase = json_array_size(base.layers);
 	r->n = nbase + plan->n;
@@ -519,6 +529,10 @@ void kiln_build_result_free(struct kiln_build_result *r)
 	for (size_t i = 0; i < r->nskipped; i++)
 		free(r->skipped[i]);
 	free(r->skipped);
+	for (size_t i = 0; i < r->nwarnings; i++)
+		free(r->warnings[i]);
+	free(r->warnings);
+	free(r->base);
 	free(r->layers);
 	free(r->reference);
 	free(r->familiar);

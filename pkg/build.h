@@ -43,7 +43,10 @@ struct kiln_build_result {
 	bool runtime;           /* the image has the runtime layer (the shim as its Entrypoint) */
 	char *runtime_missing;  /* else why not (the shim is not installed) */
 	char *schema_missing;   /* why the image has no run.cog.openapi_schema label (no Python here) */
-	char **skipped;         /* project files left out (sockets, fifos, devices) */
+	char *base;      /* the base and why: "python:3.12-slim (a Python predictor without base:, ...)" */
+	char **warnings; /* for the user (a deprecated python_version, a base without Python ...) */
+	size_t nwarnings;
+	char **skipped; /* project files left out (sockets, fifos, devices) */
 	size_t nskipped;
 	double seconds;
 };

@@ -190,6 +190,13 @@ int kiln_image_assemble(char **config_out, char **manifest_out, const struct kil
 		json_object_del(labels, "org.opencontainers.image.source"); /* the base's, not ours */
 	set_label_json(labels, KILN_LABEL_WEIGHTS, weights_label(spec));
 	set_label_json(labels, KILN_LABEL_SERVE, serve_label(spec, workdir));
+	if (spec->base && spec->base->name)
+		set_label_json(labels, KILN_LABEL_BASE,
+		               json_pack("{s:s,s:s?,s:s?,s:s?}", "name", spec->base->name, "reason",
+		                         spec->base->reason, "digest", spec->base->digest, "python",
+		                         spec->base->python));
+	else
+		json_object_del(labels, KILN_LABEL_BASE); /* the base's own, not ours */
 
 	/* rootfs and history: the base's, then one entry per layer of ours. */
 	json_t *rootfs = json_object_get(config, "rootfs");

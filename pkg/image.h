@@ -27,6 +27,8 @@
 /* Labels kiln writes besides Cog's and OCI's. */
 #define KILN_LABEL_WEIGHTS "dev.kiln.weights"
 #define KILN_LABEL_SERVE   "dev.kiln.serve"
+/* The base the image was built on and why: {"name", "reason", "digest", "python"} (pkg/base.h). */
+#define KILN_LABEL_BASE "dev.kiln.base"
 /* Annotation on each layer descriptor: its kind ("weights", "code", ...). */
 #define KILN_ANNOTATION_KIND "dev.kiln.layer.kind"
 
@@ -45,9 +47,14 @@ struct kiln_built_layer {
 
 /* The base an image starts from: nothing (scratch), or another image's config and layers. */
 struct kiln_base {
-	char *name;     /* as written in the manifest ("scratch", "oci:DIR:TAG") */
+	char *name;     /* as written in the manifest ("scratch", "oci:DIR:TAG"), or the default chosen */
 	json_t *config; /* the base image's config, or NULL for scratch */
 	json_t *layers; /* array of layer descriptors (may be empty) */
+	char *reason;   /* why this base ("a Python predictor without base:, Cog's default") */
+	char *digest;   /* its manifest's digest, NULL for scratch */
+	char *python;   /* its Python ("3.11"), "3" when only a python3 without version was seen, or NULL */
+	char *warnings[4]; /* for the user: a deprecated python_version, a base without Python ... */
+	size_t nwarnings;
 };
 
 struct kiln_image_spec {

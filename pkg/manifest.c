@@ -65,11 +65,19 @@ static int parse_warmup(struct mparser *p, const struct field *f, yaml_node_t *k
                         const char *where, json_t **out);
 static int check_concurrency(struct mparser *p, yaml_node_t *val, const char *where);
 
+/* Where python_version was written: pkg/base.c checks it against Cog's versions and the base's Python. */
+static int check_python_version(struct mparser *p, yaml_node_t *val, const char *where)
+{
+	(void)where;
+	p->m->python_version_pos = mpos(val);
+	return 0;
+}
+
 static const struct field build_fields[] = {
     FIELD("gpu", FIELD_BOOL, AT(gpu)),
     FIELD("cuda", FIELD_STRING, AT(cuda)),
     FIELD("cudnn", FIELD_STRING, AT(cudnn)),
-    FIELD("python_version", FIELD_STRING, AT(python_version)),
+    FIELD("python_version", FIELD_STRING, AT(python_version), .check = check_python_version),
     FIELD("python_requirements", FIELD_STRING, AT(python_requirements), .check = mcheck_requirements),
     FIELD("python_packages", FIELD_STRINGS, AT(python_packages)),
     FIELD("system_packages", FIELD_STRINGS, AT(system_packages)),
@@ -567,8 +575,6 @@ int kiln_manifest_parse(struct kiln_manifest **out, const char *path, const char
 		    .m = m, .err = err, .budget = MANIFEST_MAX_NODES, .text_budget = MANIFEST_MAX_TEXT};
 		rc = parse_text(&p, text, len);
 	}
-	if (rc == 0 && m->base == NULL && (m->base = strdup("scratch")) == NULL)
-		rc = kiln_error_set(err, KILN_EFAIL, "out of memory");
 	if (rc < 0) {
 		kiln_manifest_free(m);
 		return rc;

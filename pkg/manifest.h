@@ -34,7 +34,8 @@ struct kiln_manifest {
 	bool gpu;
 	char *cuda;
 	char *cudnn;
-	char *python_version;
+	char *python_version; /* NULL when absent (kiln_base_load applies Cog's default) */
+	struct kiln_pos python_version_pos;
 	char *python_requirements;
 	struct kiln_strv python_packages;
 	struct kiln_strv system_packages;
@@ -51,7 +52,7 @@ struct kiln_manifest {
 	struct kiln_strv environment; /* "NAME=value" */
 
 	/* kiln's keys */
-	char *base; /* "scratch" (also when absent), "oci:DIR:TAG", or a registry reference */
+	char *base; /* "scratch", "oci:DIR:TAG", a registry reference, or NULL when absent (pkg/base.h) */
 	struct kiln_pos base_pos;
 	struct kiln_strv weights; /* globs (relative to the project, "**" allowed) */
 	struct {

@@ -10,6 +10,11 @@ export KILN_HOME=$T_WORK/home
 export HOME=$T_WORK/userhome
 mkdir -p "$HOME"
 unset SOURCE_DATE_EPOCH
+# Docker Hub cannot be reached from here: a Python predictor without base: builds on scratch (with kiln's
+# warning) and runs with `kiln predict --runtime native`, and a base without Python is a warning, not an
+# error. Tests of the real default (python:<python_version>-slim) and its checks unset these.
+export KILN_PYTHON_BASE=scratch KILN_ALLOW_NO_PYTHON=1
+KILN_TEST_CACHE=${KILN_TEST_CACHE:-/var/cache/kiln-test}
 T_PASSED=0
 T_FAILED=0
 T_CURRENT=""
@@ -103,6 +108,24 @@ make_project() {
 	done
 	printf 'class P:\n    def predict(self) -> str:\n        return "ok"\n' >"$dir/p.py"
 	printf 'run: p.py:P\n%s\n' "$yaml" >"$dir/kiln.yaml"
+}
+
+# debian_base [NAME [PACKAGE...]]: a Debian 12 base with Python (and PACKAGEs) as an OCI layout, made by
+# scripts/debian-base.sh from Debian's registry (~70 s) once per test cache: $KILN_TEST_CACHE/bases/NAME
+# (NAME: debian-python). Sets DEBIAN_BASE (the layout; use as oci:$DEBIAN_BASE:bookworm). Returns non-zero,
+# printing the tail of the script's output, when it cannot be made.
+debian_base() {
+	local name=${1:-debian-python}
+	shift || true
+	DEBIAN_BASE=$KILN_TEST_CACHE/bases/$name
+	mkdir -p "$KILN_TEST_CACHE/bases" || return 1
+	# one maker at a time: test files may run at once
+	if ! flock "$KILN_TEST_CACHE/bases/.$name.lock" bash "$KILN_SOURCE_DIR/scripts/debian-base.sh" "$DEBIAN_BASE" "$@" \
+		>"$T_WORK/debian-base.log" 2>&1; then
+		echo "cannot make the Debian base $DEBIAN_BASE:" >&2
+		tail -20 "$T_WORK/debian-base.log" >&2
+		return 1
+	fi
 }
 
 t_finish() {

@@ -195,6 +195,32 @@ else
 	kill "$IPID" 2>/dev/null
 fi
 
+t_case "examples/digits: on a Debian base with numpy, scikit-learn and Pillow, its image answers on its own under bubblewrap"
+if ! debian_base debian-digits python3-numpy python3-sklearn python3-pil; then
+	t_fail "cannot make the digits base (mmdebstrap, Debian's registry)"
+elif [ ! -f "$D/weights/hidden.weight.npy" ]; then
+	t_fail "no weights: make failed above"
+else
+	KILN_PYTHON_BASE="oci:$DEBIAN_BASE:bookworm" run_kiln build "$D" -t digits-debian:1 --output "oci:$T_WORK/digits-deb:1" --json
+	expect_rc 0
+	expect_eq "$(echo "$OUT" | json 'j["base"]')" "oci:$DEBIAN_BASE:bookworm (a Python predictor without base:, KILN_PYTHON_BASE)" "base"
+	expect_eq "$(layer_kinds)" "base weights runtime code" "layers (requirements.txt satisfied by the base)"
+	expect_eq "$(label "$T_WORK/digits-deb:1" dev.kiln.base | json 'j["python"]')" "3.11" "the base's Python"
+	run_image "$T_WORK/digits-deb:1" # nothing of this machine mounted in
+	req GET /health-check
+	expect_eq "$(field 'j["kiln"]["prefetch"]["done"], j["kiln"]["prefetch"]["files"]')" "(True, 4)" "prefetch"
+	for d in 0 3 7; do
+		predict_image "$d"
+		expect_eq "$(field 'j["status"], j["output"]["digit"]')" "('succeeded', $d)" "samples/$d.png (body: ${BODY:0:300})"
+	done
+	kill "$IPID" 2>/dev/null
+	if bwrap --ro-bind / / --unshare-pid --dev /dev true 2>/dev/null; then
+		run_kiln predict digits-debian:1 -i image=@"$D/samples/7.png" --runtime bwrap
+		expect_rc 0
+		expect_eq "$(echo "$OUT" | json 'j["digit"]')" "7" "kiln predict --runtime bwrap, samples/7.png"
+	fi
+fi
+
 t_case "kiln predict answers with every example"
 run_kiln predict "$KILN_SOURCE_DIR/examples/hello" -i name=predict --runtime native
 expect_rc 0

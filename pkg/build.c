@@ -304,6 +304,24 @@ static int describe(json_t **schema, struct kiln_store *s, const struct kiln_run
 	return rc;
 }
 
+/* A store that lacks the runtime layer takes the one built with kiln, when it matches (pkg/runtime.h),
+ * through the layer cache: the layer's job then finds it there. */
+static void seed_runtime(struct kiln_store *s, const struct kiln_runtime *rt, const struct kiln_plan_layer *l)
+{
+	char key[65];
+	layer_key(key, l, 0);
+	json_t *c = kiln_store_cache_get(s, key);
+	const char *digest = json_string_value(json_object_get(c, "digest"));
+	if (!digest || !kiln_store_blob_exists(s, digest)) {
+		json_decref(c);
+		c = kiln_runtime_import(rt, l, s);
+		if (c)
+			kiln_store_cache_put(s, key, c,
+			                     NULL); /* a cache: when it fails, the layer is built */
+	}
+	json_decref(c);
+}
+
 static int add_runtime(struct kiln_plan *plan, const struct kiln_manifest *m, struct kiln_store *s,
                        struct kiln_build_result *r, json_t **schema, struct kiln_error **err)
 {
@@ -330,8 +348,8 @@ static int add_runtime(struct kiln_plan *plan, const struct kiln_manifest *m, st
 		}
 		kiln_error_free(e);
 	}
-	if (rc == 0)
-		rc = kiln_runtime_layer(&l, &rt, s, err);
+	if (rc == 0 && (rc = kiln_runtime_layer(&l, &rt, s, err)) == 0)
+		seed_runtime(s, &rt, &l);
 	kiln_runtime_release(&rt);
 	if (rc < 0)
 		return rc;

@@ -192,11 +192,8 @@ static json_t *closure(const struct kiln_runtime *rt, struct kiln_store *s, stru
 	if (json_is_array(list) && json_array_size(list) > 0)
 		return list;
 	json_decref(list);
-	if ((list = recorded_closure(rt)) != NULL) {
-		if (s)
-			kiln_store_cache_put(s, key, list, NULL);
+	if ((list = recorded_closure(rt)) != NULL)
 		return list;
-	}
 	list = json_array();
 	_cleanup_free_ char *cmd = NULL;
 	if (asprintf(&cmd, "ldd '%s' 2>&1", shim) < 0) {

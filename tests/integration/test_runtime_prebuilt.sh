@@ -76,4 +76,38 @@ else
 	echo "  (skipped: $BUILD is not a CMake build tree)"
 fi
 
+
+# schema_label KILN_HOME [ENV...]: build P into that store and print its run.cog.openapi_schema's Input properties.
+schema_label() {
+	local home=$1
+	shift
+	env "$@" KILN_HOME="$home" "$KILN" build "$P" -t pre:1 --output "oci:$T_WORK/img:1" --quiet >/dev/null 2>"$T_WORK/stderr" ||
+		t_fail "build: $(cat "$T_WORK/stderr")"
+	skopeo inspect --config "oci:$T_WORK/img:1" |
+		json 'sorted(json.loads(j["config"]["Labels"]["run.cog.openapi_schema"])["components"]["schemas"]["Input"]["properties"])'
+}
+
+t_case "a fresh store takes a predictor's schema from the user's cache: no Python runs"
+printf 'from cog import BasePredictor, Input\n\nclass P(BasePredictor):\n    def predict(self, a: str = Input(default="x")) -> str:\n        return a\n' >"$P/p.py"
+expect_eq "$(schema_label "$T_WORK/s1")" '["a"]' "first build"
+ls "$HOME/.cache/kiln-schema/"*.json >/dev/null 2>&1 || t_fail "nothing in $HOME/.cache/kiln-schema"
+expect_eq "$(schema_label "$T_WORK/s2" KILN_PYTHON=/nonexistent)" '["a"]' "fresh store, no Python"
+expect_not_contains "$(cat "$T_WORK/stderr")" "openapi_schema"
+
+t_case "the cached schema follows the predictor's content, whatever the store"
+sed -i 's/a: str = Input(default="x")/a: str = Input(default="x"), b: int = 1/' "$P/p.py"
+expect_eq "$(schema_label "$T_WORK/s2")" '["a", "b"]' "changed predictor, the store that had the old one"
+expect_eq "$(schema_label "$T_WORK/s3" KILN_PYTHON=/nonexistent)" '["a", "b"]' "fresh store, no Python"
+sed -i 's/, b: int = 1//' "$P/p.py"
+expect_eq "$(schema_label "$T_WORK/s3" KILN_PYTHON=/nonexistent)" '["a"]' "back to the first content, no Python"
+XDG_CACHE_HOME=$T_WORK/xdg schema_label "$T_WORK/s4" >/dev/null
+ls "$T_WORK/xdg/kiln-schema/"*.json >/dev/null 2>&1 || t_fail "XDG_CACHE_HOME not used"
+
+t_case "a user cache that cannot be written is no error"
+mkdir -p "$T_WORK/xdg-file"
+echo "not a directory" >"$T_WORK/xdg-file/kiln-schema"
+echo "# another" >>"$P/p.py"
+expect_eq "$(schema_label "$T_WORK/s5" XDG_CACHE_HOME="$T_WORK/xdg-file")" '["a"]' "kiln-schema is a file"
+expect_store_consistent "$T_WORK/s5"
+
 t_finish

@@ -22,8 +22,6 @@ root=$(cd "$here/.." && pwd)
 nfiles=${BENCH_FILES:-4}
 mib=${BENCH_FILE_MIB:-512}
 reps=${BENCH_REPS:-3}
-kiln_build=${KILN_BUILD:-$root/build}
-kiln=${KILN:-$kiln_build/kiln}
 # shellcheck source=bench/lib.sh
 . "$here/lib.sh"
 
@@ -36,12 +34,7 @@ for tool in openssl tar xargs du awk sort; do
 done
 
 need_gnu_time
-if [[ -z ${KILN:-} && -z ${KILN_BUILD:-} && ! -x $kiln ]]; then
-    say "building kiln, kiln-shim and the runtime layer"
-    cmake -S "$root" -B "$kiln_build" >/dev/null
-    cmake --build "$kiln_build" --target kiln kiln-shim kiln-runtime -j"$(nproc)" >&2
-fi
-need_built KILN "$kiln" kiln
+need_kiln
 
 make_work build
 cleanup() {
@@ -50,21 +43,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A private copy: a rebuild of build/ during the run must not change what is measured. Installed from the
-# build tree, as users get kiln (the shim, the runner files, the runtime layer built with kiln); or the
-# binary KILN with what sits beside it.
-if [[ -z ${KILN:-} ]]; then
-    [[ -f $kiln_build/cmake_install.cmake ]] || die "KILN_BUILD=$kiln_build is not a CMake build tree"
-    say "installing kiln from $kiln_build (cmake --install --prefix $work/prefix)"
-    cmake --install "$kiln_build" --prefix "$work/prefix" >/dev/null
-    kiln=$work/prefix/bin/kiln
-else
-    mkdir -p "$work/bin"
-    cp "$kiln" "$work/bin/kiln"
-    if [[ -x $(dirname "$kiln")/kiln-shim ]]; then cp "$(dirname "$kiln")/kiln-shim" "$work/bin/"; fi
-    if [[ -d $(dirname "$kiln")/kiln-runtime ]]; then cp -r "$(dirname "$kiln")/kiln-runtime" "$work/bin/"; fi
-    kiln=$work/bin/kiln
-fi
+private_kiln
 # kiln's per-user cache (the schema's) in the work directory: the user's own is neither used nor touched.
 export XDG_CACHE_HOME=$work/xdg
 

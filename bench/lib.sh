@@ -36,6 +36,40 @@ need_built() {
     fi
 }
 
+# need_kiln: sets kiln_build (KILN_BUILD, else build/) and kiln (KILN, else the build tree's kiln); builds
+# kiln, kiln-shim and the runtime layer into build/ when neither is set and build/kiln is missing. Needs $root.
+need_kiln() {
+    kiln_build=${KILN_BUILD:-$root/build}
+    kiln=${KILN:-$kiln_build/kiln}
+    if [[ -z ${KILN:-} && -z ${KILN_BUILD:-} && ! -x $kiln ]]; then
+        say "building kiln, kiln-shim and the runtime layer"
+        cmake -S "$root" -B "$kiln_build" >/dev/null
+        cmake --build "$kiln_build" --target kiln kiln-shim kiln-runtime -j"$(nproc)" >&2
+    fi
+    need_built KILN "$kiln" kiln
+}
+
+# private_kiln: the kiln to measure, a private copy in $work (a rebuild of build/ during the run must not
+# change what is measured): KILN_BUILD installed with `cmake --install` into $work/prefix, as users get kiln
+# (the shim, the runner files, the runtime layer built with kiln); or the binary KILN with the kiln-shim and
+# kiln-runtime/ beside it. Sets kiln.
+private_kiln() {
+    if [[ -z ${KILN:-} ]]; then
+        [[ -f $kiln_build/cmake_install.cmake ]] || die "KILN_BUILD=$kiln_build is not a CMake build tree"
+        say "installing kiln from $kiln_build (cmake --install --prefix $work/prefix)"
+        cmake --install "$kiln_build" --prefix "$work/prefix" >/dev/null
+        kiln=$work/prefix/bin/kiln
+    else
+        local from
+        from=$(dirname "$kiln")
+        mkdir -p "$work/bin"
+        cp "$kiln" "$work/bin/kiln"
+        if [[ -x $from/kiln-shim ]]; then cp "$from/kiln-shim" "$work/bin/"; fi
+        if [[ -d $from/kiln-runtime ]]; then cp -r "$from/kiln-runtime" "$work/bin/"; fi
+        kiln=$work/bin/kiln
+    fi
+}
+
 # make_work NAME: make the work directory; sets base (BENCH_DIR or bench/work), made_base (1 when this
 # call made base, so that cleanup removes it) and work (a fresh base/NAME.XXXXXX). Needs $here.
 make_work() {

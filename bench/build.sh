@@ -69,22 +69,6 @@ say "warming the page cache: reading every weight file once (cat > /dev/null)"
 cat "${wfiles[@]}" >/dev/null
 
 # ---------------------------------------------------------------- helpers
-T=0 OTHER=0
-# timeit CMD...: run CMD; T = its wall-clock seconds, OTHER = the share of the machine's CPUs (percent)
-# that other processes (or the hypervisor) used meanwhile: a noisy neighbour shows up there. Runs of
-# 0.25 s or more are collected in `others` for the summary.
-timeit() {
-    local t0 t1 b0 m0
-    snap; b0=$BUSY m0=$MINE
-    t0=$EPOCHREALTIME
-    "$@"
-    t1=$EPOCHREALTIME
-    snap
-    T=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-    OTHER=$(awk -v o="$((BUSY - b0 - (MINE - m0)))" -v hz="$hz" -v t="$T" -v n="$ncpu" \
-        'BEGIN { p = t > 0 ? 100 * o / hz / t / n : 0; if (p < 0) p = 0; printf "%.0f", p }')
-    note_other
-}
 pct() { awk -v a="$1" -v b="$weight_bytes" 'BEGIN { printf "%.4f", 100 * a / b }'; }
 
 ref=bench/model:latest

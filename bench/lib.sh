@@ -164,6 +164,22 @@ note_other() {
     if awk -v t="$T" 'BEGIN { exit !(t >= 0.25) }'; then others+=("$OTHER"); fi
 }
 
+T=0 OTHER=0
+# timeit CMD...: run CMD; T = its wall-clock seconds, OTHER = the share of the machine's CPUs (percent)
+# that other processes (or the hypervisor) used meanwhile: a noisy neighbour shows up there. Runs of
+# 0.25 s or more are collected in `others` for the summary. Needs snap and note_other above.
+timeit() {
+    local t0 t1 b0 m0
+    snap; b0=$BUSY m0=$MINE
+    t0=$EPOCHREALTIME
+    "$@"
+    t1=$EPOCHREALTIME
+    snap
+    T=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    OTHER=$(awk -v o="$((BUSY - b0 - (MINE - m0)))" -v hz="$hz" -v t="$T" -v n="$ncpu" \
+        'BEGIN { p = t > 0 ? 100 * o / hz / t / n : 0; if (p < 0) p = 0; printf "%.0f", p }')
+    note_other
+}
 # median V...: print the median (the mean of the middle two, to 3 decimals, for an even count).
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # maxof V... / minof V...: print the largest / smallest.

@@ -37,11 +37,7 @@ need_gnu_time
 need_kiln
 
 make_work build
-cleanup() {
-    rm -rf "$work"
-    if ((made_base)); then rmdir "$base" 2>/dev/null || true; fi
-}
-trap cleanup EXIT
+trap remove_work EXIT
 
 private_kiln
 # kiln's per-user cache (the schema's) in the work directory: the user's own is neither used nor touched.

@@ -39,11 +39,7 @@ done
 need_kiln
 make_work deps
 trap_signals
-cleanup() {
-    rm -rf "$work"
-    if ((made_base)); then rmdir "$base" 2>/dev/null || true; fi
-}
-trap cleanup EXIT
+trap remove_work EXIT
 private_kiln
 export XDG_CACHE_HOME=$work/xdg
 

@@ -80,6 +80,12 @@ make_work() {
     work=$(mktemp -d "$base/$1.XXXXXX")
 }
 
+# remove_work: remove the work directory, and its parent when make_work made it (an EXIT trap).
+remove_work() {
+    rm -rf "$work"
+    if ((made_base)); then rmdir "$base" 2>/dev/null || true; fi
+}
+
 # trap_signals: on HUP, INT and TERM exit with 128 + the signal's number, so that the EXIT trap (cleanup)
 # runs on interruption too.
 trap_signals() {

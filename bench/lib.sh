@@ -109,6 +109,10 @@ need_free_mib() {
     ((avail_mib > $1)) || die "needs ${1} MiB free under $base, has ${avail_mib} MiB"
 }
 
+# The benchmarks' projects build on scratch, as the tests do: the weights, the runtime layer and the code are
+# what is measured, and Docker Hub (the default Python base, python:<python_version>-slim) may not be reachable.
+export KILN_PYTHON_BASE=scratch KILN_ALLOW_NO_PYTHON=1
+
 # write_project DIR: the benchmarks' model project in DIR (kiln.yaml, predict.py, an empty weights/).
 write_project() {
     mkdir -p "$1/weights"

@@ -260,9 +260,9 @@ static void seed_runtime(struct kiln_store *s, const struct kiln_runtime *rt, co
 	if (!digest || !kiln_store_blob_exists(s, digest)) {
 		json_decref(c);
 		c = kiln_runtime_import(rt, l, s);
+		/* a cache: when it cannot be written, the layer is built */
 		if (c)
-			kiln_store_cache_put(s, key, c,
-			                     NULL); /* a cache: when it fails, the layer is built */
+			kiln_store_cache_put(s, key, c, NULL);
 	}
 	json_decref(c);
 }

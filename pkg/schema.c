@@ -119,11 +119,12 @@ static int is_schema_file(const struct dirent *d)
 	       strcmp(d->d_name + len - 3, ".py") == 0;
 }
 
-/* Add FILE's name and content digest to B ("-" for a file that cannot be read). */
-static void key_file(struct kiln_buf *b, const char *file)
+/* Add NAME and the content digest of FILE to B ("-" for a file that cannot be read). Names, not paths: the
+ * same predictor in another clone, or the installed generator, gives the same key. */
+static void key_file(struct kiln_buf *b, const char *name, const char *file)
 {
 	char d[KILN_DIGEST_LEN];
-	kiln_buf_printf(b, "%s %s\n", file, kiln_digest_file(d, file, NULL) == 0 ? d : "-");
+	kiln_buf_printf(b, "%s %s\n", name, kiln_digest_file(d, file, NULL) == 0 ? d : "-");
 }
 
 /* The cache key: the generator's format, PREDICT, and the content of the predictor's file
@@ -139,13 +140,13 @@ static int schema_key(char out[65], const char *python_dir, const char *dir, con
 		return -1;
 	_cleanup_buf_ struct kiln_buf b = KILN_BUF_INIT;
 	kiln_buf_printf(&b, "schema-v2 %s\n", predict);
-	key_file(&b, path);
+	key_file(&b, file, path);
 	struct dirent **names = NULL;
 	int n = scandir(python_dir, &names, is_schema_file, alphasort);
 	for (int i = 0; i < n; i++) {
 		_cleanup_free_ char *f = kiln_path_join(python_dir, names[i]->d_name);
 		if (f)
-			key_file(&b, f);
+			key_file(&b, names[i]->d_name, f);
 		free(names[i]);
 	}
 	free(names);

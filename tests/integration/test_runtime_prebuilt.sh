@@ -77,11 +77,11 @@ else
 fi
 
 
-# schema_label KILN_HOME [ENV...]: build P into that store and print its run.cog.openapi_schema's Input properties.
+# schema_label KILN_HOME [ENV...]: build P (SL_PROJ) with kiln (SL_KILN) into that store and print its run.cog.openapi_schema's Input properties.
 schema_label() {
 	local home=$1
 	shift
-	env "$@" KILN_HOME="$home" "$KILN" build "$P" -t pre:1 --output "oci:$T_WORK/img:1" --quiet >/dev/null 2>"$T_WORK/stderr" ||
+	env "$@" KILN_HOME="$home" "${SL_KILN:-$KILN}" build "${SL_PROJ:-$P}" -t pre:1 --output "oci:$T_WORK/img:1" --quiet >/dev/null 2>"$T_WORK/stderr" ||
 		t_fail "build: $(cat "$T_WORK/stderr")"
 	skopeo inspect --config "oci:$T_WORK/img:1" |
 		json 'sorted(json.loads(j["config"]["Labels"]["run.cog.openapi_schema"])["components"]["schemas"]["Input"]["properties"])'
@@ -102,6 +102,13 @@ sed -i 's/, b: int = 1//' "$P/p.py"
 expect_eq "$(schema_label "$T_WORK/s3" KILN_PYTHON=/nonexistent)" '["a"]' "back to the first content, no Python"
 XDG_CACHE_HOME=$T_WORK/xdg schema_label "$T_WORK/s4" >/dev/null
 ls "$T_WORK/xdg/kiln-schema/"*.json >/dev/null 2>&1 || t_fail "XDG_CACHE_HOME not used"
+
+t_case "a copy of the project elsewhere, built by the installed kiln, takes the same cached schema"
+cp -r "$P" "$T_WORK/clone"
+expect_eq "$(SL_PROJ=$T_WORK/clone schema_label "$T_WORK/s6" KILN_PYTHON=/nonexistent)" '["a"]' "another directory, no Python"
+if [ -x "$T_WORK/prefix/bin/kiln" ]; then
+	expect_eq "$(SL_KILN=$T_WORK/prefix/bin/kiln SL_PROJ=$T_WORK/clone schema_label "$T_WORK/s7" KILN_PYTHON=/nonexistent)" '["a"]' "installed kiln, no Python"
+fi
 
 t_case "a user cache that cannot be written is no error"
 mkdir -p "$T_WORK/xdg-file"

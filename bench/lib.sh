@@ -36,6 +36,40 @@ need_built() {
     fi
 }
 
+# need_kiln: sets kiln_build (KILN_BUILD, else build/) and kiln (KILN, else the build tree's kiln); builds
+# kiln, kiln-shim and the runtime layer into build/ when neither is set and build/kiln is missing. Needs $root.
+need_kiln() {
+    kiln_build=${KILN_BUILD:-$root/build}
+    kiln=${KILN:-$kiln_build/kiln}
+    if [[ -z ${KILN:-} && -z ${KILN_BUILD:-} && ! -x $kiln ]]; then
+        say "building kiln, kiln-shim and the runtime layer"
+        cmake -S "$root" -B "$kiln_build" >/dev/null
+        cmake --build "$kiln_build" --target kiln kiln-shim kiln-runtime -j"$(nproc)" >&2
+    fi
+    need_built KILN "$kiln" kiln
+}
+
+# private_kiln: the kiln to measure, a private copy in $work (a rebuild of build/ during the run must not
+# change what is measured): KILN_BUILD installed with `cmake --install` into $work/prefix, as users get kiln
+# (the shim, the runner files, the runtime layer built with kiln); or the binary KILN with the kiln-shim and
+# kiln-runtime/ beside it. Sets kiln.
+private_kiln() {
+    if [[ -z ${KILN:-} ]]; then
+        [[ -f $kiln_build/cmake_install.cmake ]] || die "KILN_BUILD=$kiln_build is not a CMake build tree"
+        say "installing kiln from $kiln_build (cmake --install --prefix $work/prefix)"
+        cmake --install "$kiln_build" --prefix "$work/prefix" >/dev/null
+        kiln=$work/prefix/bin/kiln
+    else
+        local from
+        from=$(dirname "$kiln")
+        mkdir -p "$work/bin"
+        cp "$kiln" "$work/bin/kiln"
+        if [[ -x $from/kiln-shim ]]; then cp "$from/kiln-shim" "$work/bin/"; fi
+        if [[ -d $from/kiln-runtime ]]; then cp -r "$from/kiln-runtime" "$work/bin/"; fi
+        kiln=$work/bin/kiln
+    fi
+}
+
 # make_work NAME: make the work directory; sets base (BENCH_DIR or bench/work), made_base (1 when this
 # call made base, so that cleanup removes it) and work (a fresh base/NAME.XXXXXX). Needs $here.
 make_work() {
@@ -44,6 +78,12 @@ make_work() {
     [[ -d $base ]] || made_base=1
     mkdir -p "$base"
     work=$(mktemp -d "$base/$1.XXXXXX")
+}
+
+# remove_work: remove the work directory, and its parent when make_work made it (an EXIT trap).
+remove_work() {
+    rm -rf "$work"
+    if ((made_base)); then rmdir "$base" 2>/dev/null || true; fi
 }
 
 # trap_signals: on HUP, INT and TERM exit with 128 + the signal's number, so that the EXIT trap (cleanup)
@@ -68,6 +108,10 @@ need_free_mib() {
     avail_mib=$(df -Pm "$work" | awk 'NR == 2 { print $4 }')
     ((avail_mib > $1)) || die "needs ${1} MiB free under $base, has ${avail_mib} MiB"
 }
+
+# The benchmarks' projects build on scratch, as the tests do: the weights, the runtime layer and the code are
+# what is measured, and Docker Hub (the default Python base, python:<python_version>-slim) may not be reachable.
+export KILN_PYTHON_BASE=scratch KILN_ALLOW_NO_PYTHON=1
 
 # write_project DIR: the benchmarks' model project in DIR (kiln.yaml, predict.py, an empty weights/).
 write_project() {
@@ -130,6 +174,22 @@ note_other() {
     if awk -v t="$T" 'BEGIN { exit !(t >= 0.25) }'; then others+=("$OTHER"); fi
 }
 
+T=0 OTHER=0
+# timeit CMD...: run CMD; T = its wall-clock seconds, OTHER = the share of the machine's CPUs (percent)
+# that other processes (or the hypervisor) used meanwhile: a noisy neighbour shows up there. Runs of
+# 0.25 s or more are collected in `others` for the summary. Needs snap and note_other above.
+timeit() {
+    local t0 t1 b0 m0
+    snap; b0=$BUSY m0=$MINE
+    t0=$EPOCHREALTIME
+    "$@"
+    t1=$EPOCHREALTIME
+    snap
+    T=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    OTHER=$(awk -v o="$((BUSY - b0 - (MINE - m0)))" -v hz="$hz" -v t="$T" -v n="$ncpu" \
+        'BEGIN { p = t > 0 ? 100 * o / hz / t / n : 0; if (p < 0) p = 0; printf "%.0f", p }')
+    note_other
+}
 # median V...: print the median (the mean of the middle two, to 3 decimals, for an even count).
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # maxof V... / minof V...: print the largest / smallest.

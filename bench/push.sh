@@ -7,7 +7,7 @@
 # Environment: BENCH_FILES (default 4), BENCH_FILE_MIB (default 512), BENCH_REPS (default 3),
 # BENCH_DIR (parent of the work directory, default bench/work), BENCH_REGISTRY_DIR (parent of the
 # registry's storage, default the work directory; a tmpfs such as /dev/shm takes the disk out),
-# KILN (the binary, default build/kiln; built with cmake when missing). Everything the script makes (work
+# KILN_BUILD / KILN as for bench/build.sh (the installed kiln is measured). Everything the script makes (work
 # directory, registry storage, the registry process) is removed at the end, on failure too.
 #
 # Prints a Markdown table on stdout; progress and the raw runs go to stderr. The promises are checked for
@@ -26,7 +26,6 @@ root=$(cd "$here/.." && pwd)
 nfiles=${BENCH_FILES:-4}
 mib=${BENCH_FILE_MIB:-512}
 reps=${BENCH_REPS:-3}
-kiln=${KILN:-$root/build/kiln}
 regbin=${REGISTRY_BIN:-/usr/bin/docker-registry}
 # shellcheck source=bench/lib.sh
 . "$here/lib.sh"
@@ -41,7 +40,7 @@ done
 [[ -x $regbin ]] || die "$regbin is missing (scripts/deps.sh installs docker-registry)"
 
 need_gnu_time
-need_built KILN "$kiln" kiln
+need_kiln
 
 make_work push
 regpid=
@@ -55,11 +54,7 @@ cleanup() {
 trap cleanup EXIT
 trap_signals
 
-# A private copy of the binary: a rebuild of build/kiln during the run must not change what is measured.
-cp "$kiln" "$work/kiln"
-# kiln looks for the predictor shim next to its binary (the image's runtime layer): copy it too when built.
-if [[ -x $(dirname "$kiln")/kiln-shim ]]; then cp "$(dirname "$kiln")/kiln-shim" "$work/kiln-shim"; fi
-kiln=$work/kiln
+private_kiln
 # kiln and skopeo read credentials from $HOME: an empty one keeps the user's out of the way.
 export HOME=$work/userhome KILN_HOME=$work/home
 mkdir -p "$HOME"

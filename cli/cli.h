@@ -126,6 +126,8 @@ int cli_json_option(int opt, const char *arg, void *ctx);
 /* -j N: a number from 1 to MAX into *out, else a usage error (its exit status is returned). */
 int cli_parse_jobs(const char *arg, int max, int *out);
 
+/* `kiln __runtime-layer DIR`: not for users; the build of kiln runs it (CMakeLists.txt, pkg/runtime.h). */
+int cmd_runtime_layer(int argc, char **argv);
 int cmd_build(int argc, char **argv);
 int cmd_login(int argc, char **argv);
 int cmd_logout(int argc, char **argv);

@@ -249,61 +249,26 @@ int kiln_build_default_tag(char **out, const char *dir, const char *file, struct
 	return rc < 0 ? kiln_error_set(err, KILN_EFAIL, "out of memory") : 0;
 }
 
-/* Put the runtime layer (when the shim is installed) under the code layer, the plan's last, and describe a
- * Python predictor's inputs and outputs (the OpenAPI schema) with the runner's static generator. */
-/* The predictor's schema, from the store's cache when neither the predictor's file nor the generator
- * changed since (a rebuild then runs no Python). */
-static int is_schema_file(const struct dirent *d)
+/* A store that lacks the runtime layer takes the one built with kiln, when it matches (pkg/runtime.h),
+ * through the layer cache: the layer's job then finds it there. */
+static void seed_runtime(struct kiln_store *s, const struct kiln_runtime *rt, const struct kiln_plan_layer *l)
 {
-	size_t len = strlen(d->d_name);
-	return strncmp(d->d_name, "kiln_schema", 11) == 0 && len > 3 &&
-	       strcmp(d->d_name + len - 3, ".py") == 0;
-}
-
-static int describe(json_t **schema, struct kiln_store *s, const struct kiln_runtime *rt,
-                    const struct kiln_manifest *m, struct kiln_error **err)
-{
-	_cleanup_free_ char *file = strdup(m->predict);
-	char *colon = file ? strrchr(file, ':') : NULL;
-	if (colon)
-		*colon = '\0';
-	_cleanup_free_ char *path = file ? kiln_path_join(m->dir, file) : NULL;
-	_cleanup_free_ char *tag = NULL;
-	if (path == NULL || asprintf(&tag, "schema-v1 %s", m->predict) < 0)
-		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	/* the key: the predictor's file and every file of the generator (kiln_schema*.py), in name order */
-	struct dirent **names = NULL;
-	int n = scandir(rt->python_dir, &names, is_schema_file, alphasort);
-	const char **paths = calloc((size_t)(n > 0 ? n : 0) + 2, sizeof(*paths));
-	int np = 0;
-	if (paths) {
-		paths[np++] = path;
-		for (int i = 0; i < n; i++)
-			if ((paths[np] = kiln_path_join(rt->python_dir, names[i]->d_name)) != NULL)
-				np++;
-	}
-	for (int i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-	if (!paths)
-		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	char key[65];
-	kiln_cache_key(key, tag, paths);
-	for (int i = 1; i < np; i++)
-		free((char *)paths[i]);
-	free(paths);
+	layer_key(key, l, 0);
 	json_t *c = kiln_store_cache_get(s, key);
-	if (json_is_object(c)) {
-		*schema = c;
-		return 0;
+	const char *digest = json_string_value(json_object_get(c, "digest"));
+	if (!digest || !kiln_store_blob_exists(s, digest)) {
+		json_decref(c);
+		c = kiln_runtime_import(rt, l, s);
+		/* a cache: when it cannot be written, the layer is built */
+		if (c)
+			kiln_store_cache_put(s, key, c, NULL);
 	}
 	json_decref(c);
-	int rc = kiln_schema_generate(schema, rt->python_dir, m->dir, m->predict, err);
-	if (rc == 0)
-		kiln_store_cache_put(s, key, *schema, NULL); /* a cache: failing to keep it is not an error */
-	return rc;
 }
 
+/* Put the runtime layer (when the shim is installed) under the code layer, the plan's last, and describe a
+ * Python predictor's inputs and outputs (the OpenAPI schema) with the runner's static generator. */
 static int add_runtime(struct kiln_plan *plan, const struct kiln_manifest *m, struct kiln_store *s,
                        struct kiln_build_result *r, json_t **schema, struct kiln_error **err)
 {
@@ -317,7 +282,7 @@ static int add_runtime(struct kiln_plan *plan, const struct kiln_manifest *m, st
 	struct kiln_plan_layer l;
 	int rc = 0;
 	if (m->predict && strncmp(m->predict, "native:", 7) != 0) {
-		rc = describe(schema, s, &rt, m, &e);
+		rc = kiln_schema_describe(schema, s, rt.python_dir, m->dir, m->predict, &e);
 		if (rc == KILN_ENOTFOUND) { /* no Python here: the image still works, the label waits */
 			r->schema_missing = strdup(e->message);
 			rc = 0;
@@ -330,8 +295,8 @@ static int add_runtime(struct kiln_plan *plan, const struct kiln_manifest *m, st
 		}
 		kiln_error_free(e);
 	}
-	if (rc == 0)
-		rc = kiln_runtime_layer(&l, &rt, s, err);
+	if (rc == 0 && (rc = kiln_runtime_layer(&l, &rt, s, err)) == 0)
+		seed_runtime(s, &rt, &l);
 	kiln_runtime_release(&rt);
 	if (rc < 0)
 		return rc;

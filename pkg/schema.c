@@ -4,7 +4,9 @@
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
+#include "layers/digest.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -69,7 +71,9 @@ int kiln_schema_generate(json_t **out, const char *python_dir, const char *dir, 
 	posix_spawn_file_actions_adddup2(&fa, ep[1], 2);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addchdir_np(&fa, dir);
-	char *argv[] = {(char *)python, "-B", script, (char *)predict, NULL};
+	/* -S: no site module (the generator needs only the standard library; site's .pth files cost more
+	 * than the generator), -B: no .pyc written next to the runner */
+	char *argv[] = {(char *)python, "-S", "-B", script, (char *)predict, NULL};
 	pid_t pid;
 	int rc = posix_spawnp(&pid, python, &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
@@ -105,5 +109,98 @@ int kiln_schema_generate(json_t **out, const char *python_dir, const char *dir, 
 	*out = json_loadb(o.ptr ? o.ptr : "", o.len, 0, &je);
 	if (*out == NULL)
 		return kiln_error_set(err, KILN_EFAIL, "the schema generator printed no JSON: %s", je.text);
+	return 0;
+}
+
+static int is_schema_file(const struct dirent *d)
+{
+	size_t len = strlen(d->d_name);
+	return strncmp(d->d_name, "kiln_schema", 11) == 0 && len > 3 &&
+	       strcmp(d->d_name + len - 3, ".py") == 0;
+}
+
+/* Add NAME and the content digest of FILE to B ("-" for a file that cannot be read). Names, not paths: the
+ * same predictor in another clone, or the installed generator, gives the same key. */
+static void key_file(struct kiln_buf *b, const char *name, const char *file)
+{
+	char d[KILN_DIGEST_LEN];
+	kiln_buf_printf(b, "%s %s\n", name, kiln_digest_file(d, file, NULL) == 0 ? d : "-");
+}
+
+/* The cache key: the generator's format, PREDICT, and the content of the predictor's file
+ * and of every file of the generator (kiln_schema*.py, in name order). */
+static int schema_key(char out[65], const char *python_dir, const char *dir, const char *predict)
+{
+	_cleanup_free_ char *file = strdup(predict);
+	char *colon = file ? strrchr(file, ':') : NULL;
+	if (colon)
+		*colon = '\0';
+	_cleanup_free_ char *path = file ? kiln_path_join(dir, file) : NULL;
+	if (path == NULL)
+		return -1;
+	_cleanup_buf_ struct kiln_buf b = KILN_BUF_INIT;
+	kiln_buf_printf(&b, "schema-v2 %s\n", predict);
+	key_file(&b, file, path);
+	struct dirent **names = NULL;
+	int n = scandir(python_dir, &names, is_schema_file, alphasort);
+	for (int i = 0; i < n; i++) {
+		_cleanup_free_ char *f = kiln_path_join(python_dir, names[i]->d_name);
+		if (f)
+			key_file(&b, names[i]->d_name, f);
+		free(names[i]);
+	}
+	free(names);
+	char d[KILN_DIGEST_LEN];
+	kiln_digest_buffer(d, b.ptr, b.len);
+	memcpy(out, kiln_digest_hex(d), 65);
+	return 0;
+}
+
+/* The user's cache file for KEY, or NULL. */
+static char *user_cache_file(const char *key)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME");
+	const char *home = getenv("HOME");
+	_cleanup_free_ char *base = xdg && *xdg     ? strdup(xdg)
+	                            : home && *home ? kiln_path_join(home, ".cache")
+	                                            : NULL;
+	char *out = NULL;
+	if (base == NULL || asprintf(&out, "%s/kiln-schema/%s.json", base, key) < 0)
+		return NULL;
+	return out;
+}
+
+int kiln_schema_describe(json_t **out, struct kiln_store *s, const char *python_dir, const char *dir,
+                         const char *predict, struct kiln_error **err)
+{
+	char key[65];
+	if (schema_key(key, python_dir, dir, predict) < 0)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	json_t *c = kiln_store_cache_get(s, key);
+	if (json_is_object(c)) {
+		*out = c;
+		return 0;
+	}
+	json_decref(c);
+	_cleanup_free_ char *user = user_cache_file(key);
+	c = user ? json_load_file(user, 0, NULL) : NULL;
+	if (json_is_object(c)) {
+		kiln_store_cache_put(s, key, c, NULL);
+		*out = c;
+		return 0;
+	}
+	json_decref(c);
+	int rc = kiln_schema_generate(out, python_dir, dir, predict, err);
+	if (rc < 0)
+		return rc;
+	/* caches: failing to keep the schema is not an error */
+	kiln_store_cache_put(s, key, *out, NULL);
+	_cleanup_free_ char *text = json_dumps(*out, JSON_COMPACT);
+	_cleanup_free_ char *parent = user ? strdup(user) : NULL;
+	char *slash = parent ? strrchr(parent, '/') : NULL;
+	if (slash)
+		*slash = '\0';
+	if (text && slash && kiln_mkdir_p(parent, NULL) == 0)
+		kiln_write_file_atomic(user, text, strlen(text), NULL);
 	return 0;
 }

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "common/error.h"
+#include "pkg/store.h"
 
 /*
  * Run `$KILN_PYTHON (else python3) PYTHON_DIR/kiln_schema.py PREDICT` in DIR and parse what it prints.
@@ -18,5 +19,15 @@
  */
 int kiln_schema_generate(json_t **out, const char *python_dir, const char *dir, const char *predict,
                          struct kiln_error **err);
+
+/*
+ * The schema of PREDICT ("predict.py:Predictor", relative to DIR), from a cache when the content of the
+ * predictor's file and of every file of the generator (PYTHON_DIR/kiln_schema*.py) is what it was: the
+ * store S's cache, else the user's, ${XDG_CACHE_HOME:-$HOME/.cache}/kiln-schema/ (so that a fresh store
+ * runs no Python for a predictor described before); else kiln_schema_generate, kept in both. A cache that
+ * cannot be written is no error.
+ */
+int kiln_schema_describe(json_t **out, struct kiln_store *s, const char *python_dir, const char *dir,
+                         const char *predict, struct kiln_error **err);
 
 #endif

@@ -45,6 +45,10 @@ void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void infof(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The warnings of a manifest (struct kiln_manifest.warnings): "kiln: warning: FILE:LINE:COLUMN: ..." each. */
+struct kiln_strv;
+void cli_manifest_warnings(const struct kiln_strv *w);
+
 /* Report ERR (prefixed by nothing: its message already says what failed) and return the exit status:
  * EXIT_INTR for an interruption, else EXIT_FAIL. */
 int cli_fail(struct kiln_error *err);

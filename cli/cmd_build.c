@@ -58,6 +58,10 @@ static json_t *report_json(const struct kiln_build_result *r, const char *output
 	                      (json_int_t)r->bytes_hashed, "bytes_written", (json_int_t)r->bytes_written,
 	                      "seconds", r->seconds, "skipped", skipped);
 	json_object_set_new(j, "runtime", json_boolean(r->runtime));
+	json_t *warnings = json_array();
+	for (size_t i = 0; i < r->warnings.n; i++)
+		json_array_append_new(warnings, json_string(r->warnings.v[i]));
+	json_object_set_new(j, "warnings", warnings);
 	if (output) {
 		json_object_set_new(j, "output", json_string(output));
 		json_object_set_new(j, "bytes_exported", json_integer((json_int_t)exported));
@@ -148,6 +152,7 @@ int cmd_build(int argc, char **argv)
 		goto out;
 	}
 	cli_progress_clear();
+	cli_manifest_warnings(&r->warnings);
 	if (r->schema_missing)
 		warnf("the image has no run.cog.openapi_schema label: %s", r->schema_missing);
 	if (!r->runtime)

@@ -239,6 +239,12 @@ static int default_tag(char **out, const struct kiln_manifest *m, const char *di
 	return *out ? 0 : -1;
 }
 
+char *kiln_build_manifest_tag(const struct kiln_manifest *m, const char *dir)
+{
+	char *tag = NULL;
+	return default_tag(&tag, m, dir) < 0 ? NULL : tag;
+}
+
 int kiln_build_default_tag(char **out, const char *dir, const char *file, struct kiln_error **err)
 {
 	struct kiln_manifest *m = NULL;
@@ -402,6 +408,8 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	if (kiln_build_epoch(&epoch, err) < 0 || kiln_manifest_load(&m, opt->dir, opt->file, err) < 0)
 		goto cleanup;
+	r->warnings = m->warnings;
+	memset(&m->warnings, 0, sizeof(m->warnings));
 	if (opt->tag)
 		tag = strdup(opt->tag);
 	else if (default_tag(&tag, m, opt->dir) < 0)
@@ -519,6 +527,10 @@ void kiln_build_result_free(struct kiln_build_result *r)
 	for (size_t i = 0; i < r->nskipped; i++)
 		free(r->skipped[i]);
 	free(r->skipped);
+	for (size_t i = 0; i < r->warnings.n; i++)
+		free(r->warnings.v[i]);
+	free(r->warnings.v);
+	free(r->warnings.pos);
 	free(r->layers);
 	free(r->reference);
 	free(r->familiar);

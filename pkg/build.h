@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "pkg/image.h"
+#include "pkg/manifest.h"
 #include "pkg/store.h"
 #include "registry/client.h"
 
@@ -45,6 +46,7 @@ struct kiln_build_result {
 	char *schema_missing;   /* why the image has no run.cog.openapi_schema label (no Python here) */
 	char **skipped;         /* project files left out (sockets, fifos, devices) */
 	size_t nskipped;
+	struct kiln_strv warnings; /* the manifest's (struct kiln_manifest.warnings), taken from it */
 	double seconds;
 };
 
@@ -55,6 +57,8 @@ void kiln_build_result_free(struct kiln_build_result *r);
 
 /* The reference a build of DIR gets without -t: the manifest's image, else "<dirname>:latest". */
 int kiln_build_default_tag(char **out, const char *dir, const char *file, struct kiln_error **err);
+/* The same for a manifest already loaded from DIR (NULL on out of memory). */
+char *kiln_build_manifest_tag(const struct kiln_manifest *m, const char *dir);
 
 /* SOURCE_DATE_EPOCH, else 0. */
 int kiln_build_epoch(int64_t *out, struct kiln_error **err);

@@ -131,6 +131,7 @@ int cli_json_option(int opt, const char *arg, void *ctx);
 int cli_parse_jobs(const char *arg, int max, int *out);
 
 int cmd_build(int argc, char **argv);
+int cmd_dockerfile(int argc, char **argv);
 int cmd_login(int argc, char **argv);
 int cmd_logout(int argc, char **argv);
 int cmd_prune(int argc, char **argv);

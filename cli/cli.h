@@ -45,6 +45,10 @@ void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void infof(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The warnings of a manifest (struct kiln_manifest.warnings): "kiln: warning: FILE:LINE:COLUMN: ..." each. */
+struct kiln_strv;
+void cli_manifest_warnings(const struct kiln_strv *w);
+
 /* Report ERR (prefixed by nothing: its message already says what failed) and return the exit status:
  * EXIT_INTR for an interruption, else EXIT_FAIL. */
 int cli_fail(struct kiln_error *err);
@@ -129,6 +133,7 @@ int cli_parse_jobs(const char *arg, int max, int *out);
 /* `kiln __runtime-layer DIR`: not for users; the build of kiln runs it (CMakeLists.txt, pkg/runtime.h). */
 int cmd_runtime_layer(int argc, char **argv);
 int cmd_build(int argc, char **argv);
+int cmd_dockerfile(int argc, char **argv);
 int cmd_login(int argc, char **argv);
 int cmd_logout(int argc, char **argv);
 int cmd_prune(int argc, char **argv);

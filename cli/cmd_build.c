@@ -60,6 +60,10 @@ static json_t *report_json(const struct kiln_build_result *r, const char *output
 	json_object_set_new(j, "runtime", json_boolean(r->runtime));
 	if (r->base)
 		json_object_set_new(j, "base", json_string(r->base));
+	json_t *warnings = json_array();
+	for (size_t i = 0; i < r->warnings.n; i++)
+		json_array_append_new(warnings, json_string(r->warnings.v[i]));
+	json_object_set_new(j, "warnings", warnings);
 	if (output) {
 		json_object_set_new(j, "output", json_string(output));
 		json_object_set_new(j, "bytes_exported", json_integer((json_int_t)exported));
@@ -150,8 +154,7 @@ int cmd_build(int argc, char **argv)
 		goto out;
 	}
 	cli_progress_clear();
-	for (size_t i = 0; i < r->nwarnings; i++)
-		warnf("%s", r->warnings[i]);
+	cli_manifest_warnings(&r->warnings);
 	if (r->schema_missing)
 		warnf("the image has no run.cog.openapi_schema label: %s", r->schema_missing);
 	if (!r->runtime)

@@ -173,8 +173,16 @@ int cmd_inspect(int argc, char **argv)
 	_cleanup_free_ char *tag = NULL;
 	struct stat st;
 	if (stat(target, &st) == 0 && S_ISDIR(st.st_mode)) {
-		if (kiln_build_default_tag(&tag, target, NULL, &err) < 0)
+		struct kiln_manifest *m = NULL;
+		if (kiln_manifest_load(&m, target, NULL, &err) < 0)
 			return cli_fail(err);
+		cli_manifest_warnings(&m->warnings);
+		tag = kiln_build_manifest_tag(m, target);
+		kiln_manifest_free(m);
+		if (tag == NULL) {
+			errorf("out of memory");
+			return EXIT_FAIL;
+		}
 	} else {
 		tag = strdup(target);
 	}

@@ -116,6 +116,7 @@ static int resolve_image(struct kiln_store *s, const char *target, struct kiln_r
 		if (kiln_build(&r, s, &opt, err) < 0)
 			return kiln_error_wrap(err, "cannot build '%s'", target);
 		snprintf(digest, KILN_DIGEST_LEN, "%s", r->manifest_digest);
+		cli_manifest_warnings(&r->warnings);
 		infof("built %s (%s) in %.2fs", r->familiar, r->manifest_digest, r->seconds);
 		kiln_build_result_free(r);
 	} else {

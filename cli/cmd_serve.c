@@ -50,6 +50,7 @@ static char *weight_files(const char *dir, struct kiln_error **err)
 	kiln_plan_options_init(&po);
 	if (kiln_manifest_load(&m, dir, NULL, err) < 0)
 		return NULL;
+	cli_manifest_warnings(&m->warnings);
 	int rc = kiln_plan_make(&plan, m, &po, err);
 	if (rc < 0) {
 		kiln_manifest_free(m);

@@ -15,6 +15,11 @@ const struct command commands[] = {
      "  --platform P         the platform of a multi-platform base (default: linux/amd64)\n"
      "  -j, --jobs N         layers built (and blobs pushed) at once (default: one per CPU; push: 4)\n"
      "  --json               print the build report as JSON\n" CLI_REGISTRY_HELP},
+    {"dockerfile", cmd_dockerfile, "print the Dockerfile equivalent to what kiln builds (cog debug)",
+     "kiln dockerfile [DIR] [-f FILE] [--runtime-image REF]",
+     "  -f, --file FILE      the manifest (default: DIR/kiln.yaml, else DIR/cog.yaml)\n"
+     "  --runtime-image REF  the image kiln built that the runtime is copied from (default: the manifest's\n"
+     "                       image, else DIR's name:latest, as kiln build tags it)\n"},
     {"help", cmd_help, "show help for kiln or one of its commands", "kiln help [COMMAND]", ""},
     {"init", cmd_init, "write a starting point for a model project", "kiln init [DIR] [--json]",
      "  --json               print the directory and the files written as JSON\n"},

@@ -2,6 +2,8 @@
 /* output.c: messages, usage errors, help text, common options and signals. */
 #include "cli/cli.h"
 
+#include "pkg/manifest.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,6 +46,12 @@ void infof(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+void cli_manifest_warnings(const struct kiln_strv *w)
+{
+	for (size_t i = 0; i < w->n; i++)
+		warnf("%s", w->v[i]);
 }
 
 int cli_fail(struct kiln_error *err)

@@ -239,6 +239,12 @@ static int default_tag(char **out, const struct kiln_manifest *m, const char *di
 	return *out ? 0 : -1;
 }
 
+char *kiln_build_manifest_tag(const struct kiln_manifest *m, const char *dir)
+{
+	char *tag = NULL;
+	return default_tag(&tag, m, dir) < 0 ? NULL : tag;
+}
+
 int kiln_build_default_tag(char **out, const char *dir, const char *file, struct kiln_error **err)
 {
 	struct kiln_manifest *m = NULL;
@@ -367,6 +373,8 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	if (kiln_build_epoch(&epoch, err) < 0 || kiln_manifest_load(&m, opt->dir, opt->file, err) < 0)
 		goto cleanup;
+	r->warnings = m->warnings;
+	memset(&m->warnings, 0, sizeof(m->warnings));
 	if (opt->tag)
 		tag = strdup(opt->tag);
 	else if (default_tag(&tag, m, opt->dir) < 0)
@@ -390,16 +398,25 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 		goto cleanup;
 	if (kiln_source_describe(&src, opt->dir, err) < 0 || add_runtime(plan, m, s, r, &schema, err) < 0)
 		goto cleanup;
-	if (asprintf(&r->base, "%s (%s)", base.name, base.reason) < 0 ||
-	    (r->warnings = calloc(base.nwarnings + 1, sizeof(char *))) == NULL) {
+	if (asprintf(&r->base, "%s (%s)", base.name, base.reason) < 0) {
 		r->base = NULL;
 		goto oom;
 	}
-	for (size_t i = 0; i < base.nwarnings; i++) {
-		r->warnings[i] = base.warnings[i];
-		base.warnings[i] = NULL;
+	if (base.nwarnings > 0) {
+		size_t n = r->warnings.n + base.nwarnings;
+		char **v = realloc(r->warnings.v, n * sizeof(*v));
+		if (v)
+			r->warnings.v = v;
+		struct kiln_pos *pos = v ? realloc(r->warnings.pos, n * sizeof(*pos)) : NULL;
+		if (pos == NULL)
+			goto oom;
+		r->warnings.pos = pos;
+		for (size_t i = 0; i < base.nwarnings; i++) {
+			v[r->warnings.n] = base.warnings[i];
+			pos[r->warnings.n++] = (struct kiln_pos){0, 0};
+			base.warnings[i] = NULL;
+		}
 	}
-	r->nwarnings = base.nwarnings;
 
 	size_t nbase = json_array_size(base.layers);
 	r->n = nbase + plan->n;
@@ -494,9 +511,10 @@ void kiln_build_result_free(struct kiln_build_result *r)
 	for (size_t i = 0; i < r->nskipped; i++)
 		free(r->skipped[i]);
 	free(r->skipped);
-	for (size_t i = 0; i < r->nwarnings; i++)
-		free(r->warnings[i]);
-	free(r->warnings);
+	for (size_t i = 0; i < r->warnings.n; i++)
+		free(r->warnings.v[i]);
+	free(r->warnings.v);
+	free(r->warnings.pos);
 	free(r->base);
 	free(r->layers);
 	free(r->reference);

@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "pkg/image.h"
+#include "pkg/manifest.h"
 #include "pkg/store.h"
 #include "registry/client.h"
 
@@ -44,10 +45,9 @@ struct kiln_build_result {
 	char *runtime_missing;  /* else why not (the shim is not installed) */
 	char *schema_missing;   /* why the image has no run.cog.openapi_schema label (no Python here) */
 	char *base;      /* the base and why: "python:3.12-slim (a Python predictor without base:, ...)" */
-	char **warnings; /* for the user (a deprecated python_version, a base without Python ...) */
-	size_t nwarnings;
 	char **skipped; /* project files left out (sockets, fifos, devices) */
 	size_t nskipped;
+	struct kiln_strv warnings; /* the manifest's, then the base's (a deprecated python_version ...) */
 	double seconds;
 };
 
@@ -58,6 +58,8 @@ void kiln_build_result_free(struct kiln_build_result *r);
 
 /* The reference a build of DIR gets without -t: the manifest's image, else "<dirname>:latest". */
 int kiln_build_default_tag(char **out, const char *dir, const char *file, struct kiln_error **err);
+/* The same for a manifest already loaded from DIR (NULL on out of memory). */
+char *kiln_build_manifest_tag(const struct kiln_manifest *m, const char *dir);
 
 /* SOURCE_DATE_EPOCH, else 0. */
 int kiln_build_epoch(int64_t *out, struct kiln_error **err);

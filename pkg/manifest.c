@@ -48,6 +48,7 @@ struct field {
 	const struct field *sub; /* FIELD_MAP: its keys, ended by a NULL key */
 	parse_fn parse;          /* FIELD_CUSTOM */
 	check_fn check;          /* run after the value is stored */
+	const char *warn;        /* accepted, not acted on: the warning's text, what kiln does instead */
 };
 
 #define AT(member) ((ptrdiff_t)offsetof(struct kiln_manifest, member))
@@ -64,6 +65,16 @@ static int parse_predictor(struct mparser *p, const struct field *f, yaml_node_t
 static int parse_warmup(struct mparser *p, const struct field *f, yaml_node_t *key, yaml_node_t *val,
                         const char *where, json_t **out);
 static int check_concurrency(struct mparser *p, yaml_node_t *val, const char *where);
+static int parse_weights(struct mparser *p, const struct field *f, yaml_node_t *key, yaml_node_t *val,
+                         const char *where, json_t **out);
+static int parse_tests(struct mparser *p, const struct field *f, yaml_node_t *key, yaml_node_t *val,
+                       const char *where, json_t **out);
+
+/* What kiln does instead of the Cog keys it accepts and does not act on. */
+#define WARN_CUDA                                                                                            \
+	"kiln installs no CUDA: PyTorch's wheels bring their own, the base is kept (build.gpu sets the "     \
+	"NVIDIA variables)"
+#define WARN_RECORDED " is recorded in the run.cog.config label only"
 
 /* Where python_version was written: pkg/base.c checks it against Cog's versions and the base's Python. */
 static int check_python_version(struct mparser *p, yaml_node_t *val, const char *where)
@@ -75,14 +86,22 @@ static int check_python_version(struct mparser *p, yaml_node_t *val, const char 
 
 static const struct field build_fields[] = {
     FIELD("gpu", FIELD_BOOL, AT(gpu)),
-    FIELD("cuda", FIELD_STRING, AT(cuda)),
-    FIELD("cudnn", FIELD_STRING, AT(cudnn)),
+    FIELD("cuda", FIELD_STRING, AT(cuda), .warn = WARN_CUDA),
+    FIELD("cudnn", FIELD_STRING, AT(cudnn), .warn = WARN_CUDA),
     FIELD("python_version", FIELD_STRING, AT(python_version), .check = check_python_version),
     FIELD("python_requirements", FIELD_STRING, AT(python_requirements), .check = mcheck_requirements),
     FIELD("python_packages", FIELD_STRINGS, AT(python_packages)),
     FIELD("system_packages", FIELD_STRINGS, AT(system_packages)),
     FIELD("run", FIELD_CUSTOM, AT(run_commands), .parse = parse_build_run),
     FIELD("pre_install", FIELD_STRINGS, AT(pre_install)),
+    FIELD("environment", FIELD_STRINGS, AT(build_environment), .check = mcheck_build_environment),
+    FIELD("sdk_version", FIELD_STRING, JSON_ONLY,
+          .warn = "kiln bundles its own cog module; this version is not installed"),
+    FIELD("fast", FIELD_BOOL, JSON_ONLY, .warn = "kiln's layering is always on; the key has no effect"),
+    FIELD("cog_runtime", FIELD_BOOL, JSON_ONLY,
+          .warn = "kiln's own runtime (kiln-shim) serves the model; the key has no effect"),
+    FIELD("python_overrides", FIELD_STRING, JSON_ONLY,
+          .warn = "not applied: pip installs the requirements as it resolves them"),
     {.key = NULL},
 };
 
@@ -105,7 +124,8 @@ static const struct field run_item_fields[] = {
 
 static const struct field concurrency_fields[] = {
     FIELD("max", FIELD_COUNT, AT(concurrency_max), .min = 1),
-    FIELD("default_target", FIELD_COUNT, JSON_ONLY, .min = 1),
+    FIELD("default_target", FIELD_COUNT, JSON_ONLY, .min = 1,
+          .warn = "an autoscaler's setting" WARN_RECORDED "; kiln serve uses serve.target_concurrency"),
     {.key = NULL},
 };
 
@@ -123,12 +143,17 @@ static const struct field top_fields[] = {
     FIELD("build", FIELD_MAP, JSON_ONLY, .sub = build_fields),
     FIELD("run", FIELD_CUSTOM, AT(predict), .parse = parse_predictor),
     FIELD("predict", FIELD_CUSTOM, AT(predict), .parse = parse_predictor),
-    FIELD("train", FIELD_STRING, AT(train), .check = mcheck_train),
+    FIELD("train", FIELD_STRING, AT(train), .check = mcheck_train,
+          .warn = "the trainer is checked and recorded in run.cog.config; kiln serves predictions only "
+                  "(no /trainings)"),
     FIELD("image", FIELD_STRING, AT(image), .check = mcheck_image),
     FIELD("concurrency", FIELD_MAP, JSON_ONLY, .sub = concurrency_fields, .check = check_concurrency),
     FIELD("environment", FIELD_STRINGS, AT(environment), .check = mcheck_environment),
     FIELD("base", FIELD_STRING, AT(base), .check = mcheck_base),
-    FIELD("weights", FIELD_STRINGS, AT(weights), .check = mcheck_weights),
+    FIELD("weights", FIELD_CUSTOM, AT(weights), .parse = parse_weights, .check = mcheck_weights),
+    FIELD("tests", FIELD_CUSTOM, JSON_ONLY, .parse = parse_tests,
+          .warn = "kiln does not run Cog's tests; the list" WARN_RECORDED),
+    FIELD("model", FIELD_STRING, JSON_ONLY, .warn = "the value" WARN_RECORDED),
     FIELD("serve", FIELD_MAP, JSON_ONLY, .sub = serve_fields, .check = mcheck_serve),
     {.key = NULL},
 };
@@ -337,7 +362,8 @@ static int walk_map(struct mparser *p, yaml_node_t *n, const char *where, const 
 		char sub[MANIFEST_WHERE_MAX];
 		json_t *val = NULL;
 		mwhere_key(sub, where, name);
-		if ((rc = parse_field(p, f, k, mnode(p, pair->value), sub, &val)) < 0) {
+		if ((rc = parse_field(p, f, k, mnode(p, pair->value), sub, &val)) < 0 ||
+		    (f->warn && (rc = mwarn(p, k, "%s: %s", sub, f->warn)) < 0)) {
 			json_decref(val);
 			json_decref(obj);
 			return rc;
@@ -381,12 +407,51 @@ static int parse_mounts(struct mparser *p, const struct field *f, yaml_node_t *k
 	return 0;
 }
 
+static void steps_release(struct kiln_run_step *steps, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		for (size_t k = 0; k < steps[i].nmounts; k++) {
+			free(steps[i].mounts[k].type);
+			free(steps[i].mounts[k].id);
+			free(steps[i].mounts[k].target);
+		}
+		free(steps[i].mounts);
+		free(steps[i].command);
+	}
+	free(steps);
+}
+
+/* The mounts of the build.run item ITEM (a map, already walked into J) into STEP. */
+static int step_mounts(struct mparser *p, yaml_node_t *item, json_t *j, struct kiln_run_step *step)
+{
+	yaml_node_t *seq = mmap_get(p, item, "mounts");
+	json_t *arr = json_object_get(j, "mounts");
+	size_t n = json_array_size(arr);
+	if (seq == NULL || n == 0)
+		return 0;
+	if ((step->mounts = calloc(n, sizeof(*step->mounts))) == NULL)
+		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
+	for (size_t k = 0; k < n; k++) {
+		json_t *mj = json_array_get(arr, k);
+		struct kiln_run_mount *mt = &step->mounts[k];
+		step->nmounts++;
+		mt->type = strdup(json_string_value(json_object_get(mj, "type")));
+		mt->id = strdup(json_string_value(json_object_get(mj, "id")));
+		mt->target = strdup(json_string_value(json_object_get(mj, "target")));
+		mt->pos = mpos(mnode(p, seq->data.sequence.items.start[k]));
+		if (mt->type == NULL || mt->id == NULL || mt->target == NULL)
+			return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
+	}
+	return 0;
+}
+
 /* build.run: a list of commands, each a string or a map {command, mounts}. */
 static int parse_build_run(struct mparser *p, const struct field *f, yaml_node_t *key, yaml_node_t *val,
                            const char *where, json_t **out)
 {
 	static const char *const required[] = {"command", NULL};
 	struct kiln_strv commands = {0};
+	struct kiln_run_step *steps = NULL;
 	char sub[MANIFEST_WHERE_MAX];
 	struct mvalue v;
 	int rc;
@@ -400,8 +465,9 @@ static int parse_build_run(struct mparser *p, const struct field *f, yaml_node_t
 	size_t count = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
 	commands.v = calloc(count + 1, sizeof(char *));
 	commands.pos = calloc(count + 1, sizeof(struct kiln_pos));
+	steps = calloc(count + 1, sizeof(*steps));
 	json_t *arr = json_array();
-	if (commands.v == NULL || commands.pos == NULL || arr == NULL) {
+	if (commands.v == NULL || commands.pos == NULL || steps == NULL || arr == NULL) {
 		rc = kiln_error_set(p->err, KILN_EFAIL, "out of memory");
 		goto fail;
 	}
@@ -421,6 +487,8 @@ static int parse_build_run(struct mparser *p, const struct field *f, yaml_node_t
 				goto fail;
 			cmd_node = mmap_get(p, item, "command");
 			cmd = json_string_value(json_object_get(j, "command"));
+			if ((rc = step_mounts(p, item, j, &steps[i])) < 0)
+				goto fail;
 		} else if (item->type == YAML_SEQUENCE_NODE) {
 			rc = mfail_type(p, item, sub, "a command or a map with 'command'");
 			goto fail;
@@ -435,15 +503,140 @@ static int parse_build_run(struct mparser *p, const struct field *f, yaml_node_t
 		}
 		commands.pos[i] = mpos(cmd_node);
 		commands.n++;
+		if ((steps[i].command = strdup(cmd)) == NULL) {
+			rc = kiln_error_set(p->err, KILN_EFAIL, "out of memory");
+			goto fail;
+		}
+		steps[i].pos = commands.pos[i];
 	}
 	strv_release(slot(p, f));
 	*(struct kiln_strv *)slot(p, f) = commands;
+	steps_release(p->m->run_steps, p->m->nrun_steps);
+	p->m->run_steps = steps;
+	p->m->nrun_steps = count;
 	*out = arr;
 	return 0;
 fail:
+	steps_release(steps, count);
 	strv_release(&commands);
 	json_decref(arr);
 	return rc;
+}
+
+static const struct field weight_item_fields[] = {
+    FIELD("source", FIELD_STRING, JSON_ONLY),
+    FIELD("target", FIELD_STRING, JSON_ONLY),
+    {.key = NULL},
+};
+
+/* The glob a Cog weights entry's SOURCE stands for: a directory is every file under it. */
+static char *source_glob(struct mparser *p, const char *source)
+{
+	_cleanup_free_ char *full = source[0] == '/' ? strdup(source) : kiln_path_join(p->m->dir, source);
+	struct stat st;
+	size_t n = strlen(source);
+	while (n > 1 && source[n - 1] == '/')
+		n--;
+	if (full != NULL && strpbrk(source, "*?[") == NULL && stat(full, &st) == 0 && S_ISDIR(st.st_mode)) {
+		char *g = NULL;
+		return asprintf(&g, "%.*s/**", (int)n, source) < 0 ? NULL : g;
+	}
+	return strndup(source, n);
+}
+
+/*
+ * weights: kiln's list of globs, and Cog's entries {source, target} (source a file, a directory or a glob,
+ * layered as kiln layers weights; target not used: weights stay at their project path under /src).
+ */
+static int parse_weights(struct mparser *p, const struct field *f, yaml_node_t *key, yaml_node_t *val,
+                         const char *where, json_t **out)
+{
+	static const char *const required[] = {"source", NULL};
+	struct mvalue v;
+	if (val->type == YAML_SCALAR_NODE && (mresolve(val, &v), v.type == MSCALAR_NULL)) {
+		*out = json_array();
+		return 0;
+	}
+	if (val->type != YAML_SEQUENCE_NODE)
+		return mfail_type(p, val, where, "a list of globs or of {source, target}");
+	size_t count = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
+	struct kiln_strv s = {calloc(count + 1, sizeof(char *)), calloc(count + 1, sizeof(struct kiln_pos)),
+	                      0};
+	json_t *arr = json_array();
+	int rc = 0;
+	if (s.v == NULL || s.pos == NULL || arr == NULL)
+		rc = kiln_error_set(p->err, KILN_EFAIL, "out of memory");
+	for (size_t i = 0; i < count && rc == 0; i++) {
+		yaml_node_t *item = mnode(p, val->data.sequence.items.start[i]);
+		char sub[MANIFEST_WHERE_MAX];
+		json_t *j = NULL;
+		const char *text = NULL;
+		mwhere_index(sub, where, i);
+		if ((rc = mvisit(p, item, sub)) < 0)
+			break;
+		if (item->type == YAML_MAPPING_NODE) {
+			if ((rc = walk_map(p, item, sub, weight_item_fields, &j)) < 0)
+				break;
+			json_array_append_new(arr, j);
+			if ((rc = require_keys(p, item, sub, required)) < 0)
+				break;
+			yaml_node_t *src = mmap_get(p, item, "source");
+			text = json_string_value(json_object_get(j, "source"));
+			s.pos[i] = mpos(src);
+			s.v[i] = source_glob(p, text);
+			const char *target = json_string_value(json_object_get(j, "target"));
+			if (target != NULL)
+				rc = mwarn(
+				    p, mmap_get(p, item, "target"),
+				    "%s.target: not used: kiln keeps weight files at their project path "
+				    "under /src ('%s' is layered from there)",
+				    sub, mquote(text).s);
+		} else if (item->type == YAML_SEQUENCE_NODE) {
+			rc = mfail_type(p, item, sub, "a glob or a map with 'source'");
+			break;
+		} else {
+			if ((rc = get_string(p, item, sub, &text)) < 0)
+				break;
+			json_array_append_new(arr, json_string(text));
+			s.pos[i] = mpos(item);
+			s.v[i] = strdup(text);
+		}
+		if (s.v[i] == NULL)
+			rc = kiln_error_set(p->err, KILN_EFAIL, "out of memory");
+		else
+			s.n++;
+	}
+	if (rc < 0) {
+		strv_release(&s);
+		json_decref(arr);
+		return rc;
+	}
+	strv_release(slot(p, f));
+	*(struct kiln_strv *)slot(p, f) = s;
+	*out = arr;
+	return 0;
+}
+
+/* tests: Cog's list of test cases (maps, free-form), or null. */
+static int parse_tests(struct mparser *p, const struct field *f, yaml_node_t *key, yaml_node_t *val,
+                       const char *where, json_t **out)
+{
+	struct mvalue v;
+	if (val->type == YAML_SCALAR_NODE && (mresolve(val, &v), v.type == MSCALAR_NULL)) {
+		*out = json_array();
+		return 0;
+	}
+	if (val->type != YAML_SEQUENCE_NODE)
+		return mfail_type(p, val, where, "a list of test cases");
+	for (yaml_node_item_t *it = val->data.sequence.items.start; it < val->data.sequence.items.top; it++) {
+		yaml_node_t *item = mnode(p, *it);
+		if (item->type != YAML_MAPPING_NODE) {
+			char sub[MANIFEST_WHERE_MAX];
+			mwhere_index(sub, where, (size_t)(it - val->data.sequence.items.start));
+			return mfail_type(p, item, sub, "a map");
+		}
+	}
+	return mto_json(p, val, where, 0, out);
 }
 
 /* run, or its older name predict: only one of the two. */
@@ -629,6 +822,9 @@ void kiln_manifest_free(struct kiln_manifest *m)
 	strv_release(&m->python_packages);
 	strv_release(&m->system_packages);
 	strv_release(&m->run_commands);
+	steps_release(m->run_steps, m->nrun_steps);
+	strv_release(&m->build_environment);
+	strv_release(&m->warnings);
 	strv_release(&m->pre_install);
 	free(m->predict);
 	free(m->train);

@@ -25,6 +25,22 @@ struct kiln_strv {
 	size_t n;
 };
 
+/* A mount of a build.run step: Cog's {type: secret, id, target} (BuildKit's secret mounts). */
+struct kiln_run_mount {
+	char *type; /* "secret" */
+	char *id;
+	char *target;
+	struct kiln_pos pos; /* of the mount's map */
+};
+
+/* One item of build.run: a command, and the mounts it runs with (none for a plain string). */
+struct kiln_run_step {
+	char *command;
+	struct kiln_pos pos; /* of the command */
+	struct kiln_run_mount *mounts;
+	size_t nmounts;
+};
+
 struct kiln_manifest {
 	char *path;  /* the manifest file, as it was opened ("DIR/kiln.yaml") */
 	char *dir;   /* the project directory */
@@ -39,7 +55,10 @@ struct kiln_manifest {
 	char *python_requirements;
 	struct kiln_strv python_packages;
 	struct kiln_strv system_packages;
-	struct kiln_strv run_commands; /* build.run, the command of each item */
+	struct kiln_strv run_commands;   /* build.run, the command of each item */
+	struct kiln_run_step *run_steps; /* build.run, each item with its mounts (as many as run_commands) */
+	size_t nrun_steps;
+	struct kiln_strv build_environment; /* build.environment: "NAME=value", for the build steps */
 	struct kiln_strv
 	    pre_install; /* build.pre_install (deprecated in Cog): run before the Python packages */
 
@@ -65,6 +84,12 @@ struct kiln_manifest {
 	} serve;
 
 	json_t *json; /* the whole manifest as JSON, keys as written (the run.cog.config label) */
+
+	/*
+	 * Keys kiln accepts (Cog's schema) and does not act on, each a message "FILE:LINE:COLUMN: key.path:
+	 * what kiln does instead", in the order of the file. Every command that loads a manifest prints them.
+	 */
+	struct kiln_strv warnings;
 };
 
 /*

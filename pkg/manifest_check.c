@@ -155,9 +155,8 @@ static int check_env_item(struct mparser *p, const struct kiln_strv *env, size_t
 	return 0;
 }
 
-int mcheck_environment(struct mparser *p, yaml_node_t *val, const char *where)
+static int check_env_list(struct mparser *p, const struct kiln_strv *env, const char *where)
 {
-	const struct kiln_strv *env = &p->m->environment;
 	json_t *seen = json_object();
 	if (seen == NULL)
 		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
@@ -166,6 +165,16 @@ int mcheck_environment(struct mparser *p, yaml_node_t *val, const char *where)
 		rc = check_env_item(p, env, i, where, seen);
 	json_decref(seen);
 	return rc;
+}
+
+int mcheck_environment(struct mparser *p, yaml_node_t *val, const char *where)
+{
+	return check_env_list(p, &p->m->environment, where);
+}
+
+int mcheck_build_environment(struct mparser *p, yaml_node_t *val, const char *where)
+{
+	return check_env_list(p, &p->m->build_environment, where);
 }
 
 int mcheck_image(struct mparser *p, yaml_node_t *val, const char *where)

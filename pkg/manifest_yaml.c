@@ -23,6 +23,31 @@ int mfail_at(struct mparser *p, yaml_mark_t mark, const char *fmt, ...)
 	                      mark.column + 1, msg ? msg : "out of memory");
 }
 
+int mwarn(struct mparser *p, yaml_node_t *n, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	_cleanup_free_ char *msg = NULL;
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	struct kiln_strv *w = &p->m->warnings;
+	struct kiln_pos pos = mpos(n);
+	char *line = NULL;
+	char **v = realloc(w->v, (w->n + 1) * sizeof(*v));
+	if (v != NULL)
+		w->v = v;
+	struct kiln_pos *ps = realloc(w->pos, (w->n + 1) * sizeof(*ps));
+	if (ps != NULL)
+		w->pos = ps;
+	if (msg == NULL || v == NULL || ps == NULL ||
+	    asprintf(&line, "%s:%d:%d: %s", p->m->path, pos.line, pos.column, msg) < 0)
+		return kiln_error_set(p->err, KILN_EFAIL, "out of memory");
+	w->v[w->n] = line;
+	w->pos[w->n++] = pos;
+	return 0;
+}
+
 size_t mutf8_prefix(const char *text, size_t len, size_t max)
 {
 	if (len <= max)

@@ -77,6 +77,12 @@ struct mvalue {
 int mfail_at(struct mparser *p, yaml_mark_t mark, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 #define mfail(p, node, ...) mfail_at((p), (node)->start_mark, __VA_ARGS__)
 
+/*
+ * Add "PATH:LINE:COLUMN: message" (the node's start) to p->m->warnings: a key kiln accepts and does not act
+ * on. Returns 0, or KILN_EFAIL when memory runs out.
+ */
+int mwarn(struct mparser *p, yaml_node_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* "WHERE: expected WANT, got 'text'" (or "got a list", "got a map", "got an empty value"). */
 int mfail_type(struct mparser *p, yaml_node_t *n, const char *where, const char *want);
 
@@ -155,6 +161,8 @@ int mcheck_train(struct mparser *p, yaml_node_t *val, const char *where);
 int mcheck_requirements(struct mparser *p, yaml_node_t *val, const char *where);
 /* Each item is NAME=value with a valid NAME, set once, not reserved by the runtime. */
 int mcheck_environment(struct mparser *p, yaml_node_t *val, const char *where);
+/* build.environment: the same rules, for p->m->build_environment. */
+int mcheck_build_environment(struct mparser *p, yaml_node_t *val, const char *where);
 int mcheck_base(struct mparser *p, yaml_node_t *val, const char *where);
 /* image: an OCI reference (kiln_reference_parse's rules and length bound). */
 int mcheck_image(struct mparser *p, yaml_node_t *val, const char *where);

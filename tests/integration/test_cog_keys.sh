@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Every Cog key is honoured or named (#10): kiln build accepts Cog's keys and prints, with the file, line
+# and column, each one it does not act on, on stderr and in --json's "warnings".
+source "$(dirname "$0")/lib.sh"
+
+P=$T_WORK/p
+make_project "$P" 'build:
+  fast: true
+  sdk_version: "0.16.0"
+concurrency:
+  max: 2
+  default_target: 1'
+
+t_case "kiln build names each key it does not act on"
+run_kiln build "$P"
+expect_rc 0
+expect_contains "$ERR" "kiln: warning: $P/kiln.yaml:3:3: build.fast: kiln's layering is always on"
+expect_contains "$ERR" "kiln: warning: $P/kiln.yaml:4:3: build.sdk_version: kiln bundles its own cog module"
+expect_contains "$ERR" "kiln: warning: $P/kiln.yaml:7:3: concurrency.default_target:"
+
+t_case "kiln build --json lists them under warnings"
+run_kiln build "$P" --json
+expect_rc 0
+# the manifest's three, then the base's (lib.sh builds Python predictors on scratch)
+expect_eq "$(json 'len([w for w in j["warnings"] if "kiln.yaml:" in w])' <<<"$OUT")" 3 "warnings"
+expect_contains "$(json 'j["warnings"][0]' <<<"$OUT")" "kiln.yaml:3:3: build.fast"
+
+t_case "kiln inspect DIR prints them too"
+run_kiln inspect "$P"
+expect_rc 0
+expect_contains "$ERR" "kiln.yaml:4:3: build.sdk_version"
+
+t_case "a manifest kiln acts on fully has no warning"
+make_project "$T_WORK/q" 'environment: [A=1]'
+run_kiln build "$T_WORK/q"
+expect_rc 0
+expect_not_contains "$ERR" "warning: $T_WORK/q/kiln.yaml"
+
+t_finish

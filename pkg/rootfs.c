@@ -293,8 +293,12 @@ static const struct node *find(const struct kiln_rootfs_snapshot *s, const char 
 	return s->n ? bsearch(&key, s->v, s->n, sizeof(*s->v), compare_nodes) : NULL;
 }
 
+/* A directory counts as changed by its own metadata alone: what it holds comes with its entries. */
 static bool changed(const struct node *a, const struct node *b)
 {
+	if (S_ISDIR(a->st.st_mode) && S_ISDIR(b->st.st_mode))
+		return a->st.st_ino != b->st.st_ino || a->st.st_mode != b->st.st_mode ||
+		       a->st.st_uid != b->st.st_uid || a->st.st_gid != b->st.st_gid;
 	return a->st.st_ino != b->st.st_ino || a->st.st_dev != b->st.st_dev ||
 	       a->st.st_mode != b->st.st_mode || a->st.st_uid != b->st.st_uid ||
 	       a->st.st_gid != b->st.st_gid || a->st.st_size != b->st.st_size ||

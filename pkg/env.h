@@ -41,15 +41,16 @@ struct kiln_env_result {
 	struct kiln_built_layer *layers; /* in image order, kind KILN_LAYER_DEPS, already in the store */
 	char **created_by;               /* each layer's history line ("RUN apt-get install ...") */
 	size_t n;
-	char *pip_freeze; /* the run.cog.pip_freeze label ("name==version\n"...), NULL without pip */
-	json_t *deps;     /* kiln's list of the dependency layers (dev.kiln.dependencies), or NULL */
+	char *pip_freeze;  /* the run.cog.pip_freeze label ("name==version\n"...), NULL without pip */
+	json_t *deps;      /* kiln's list of the dependency layers (dev.kiln.dependencies), or NULL */
 	uint64_t bytes_written;
 	double seconds;
 };
 
 /* Build M's environment on BASE into OUT. Nothing to do (no packages, no steps): OUT is empty. */
 int kiln_env_build(struct kiln_env_result *out, struct kiln_store *s, const struct kiln_manifest *m,
-                   const struct kiln_base *base, const struct kiln_env_options *opt, struct kiln_error **err);
+                   const struct kiln_base *base, const struct kiln_env_options *opt,
+                   struct kiln_error **err);
 void kiln_env_result_release(struct kiln_env_result *r);
 
 #endif

@@ -25,8 +25,8 @@ struct kiln_sandbox {
 	bool root_writable; /* bound read-write (steps change it), else read-only */
 	const struct kiln_sandbox_bind *binds;
 	size_t nbinds;
-	char *const *env;          /* the command's whole environment, "NAME=VALUE", NULL-ended */
-	const char *workdir;       /* NULL: "/" */
+	char *const *env;         /* the command's whole environment, "NAME=VALUE", NULL-ended */
+	const char *workdir;      /* NULL: "/" */
 	const char *const *redact; /* strings never shown (secret values), NULL-ended; may be NULL */
 	/* Each line of output as it comes (progress; already redacted); may be NULL. */
 	void (*on_output)(void *ctx, const char *line);

@@ -603,6 +603,7 @@ int kiln_env_build(struct kiln_env_result *out, struct kiln_store *s, const stru
 	*out = (struct kiln_env_result){0};
 	double t0 = kiln_monotonic();
 	struct env_state st = {.s = s, .m = m, .base = base, .opt = opt};
+	_cleanup_free_ char *base_dir = NULL; /* before any goto: its cleanup runs at every exit */
 	int rc = list_groups(&st, err);
 	if (rc < 0 || st.n == 0)
 		goto done;
@@ -634,7 +635,6 @@ int kiln_env_build(struct kiln_env_result *out, struct kiln_store *s, const stru
 		kiln_error_wrap(err, "cannot run the build steps");
 		goto done;
 	}
-	_cleanup_free_ char *base_dir = NULL;
 	if (last_miss < st.n) {
 		if ((rc = kiln_rootfs_base(&base_dir, s, base, opt->registry, err)) < 0 ||
 		    (rc = kiln_rootfs_copy(&st.work, s, base_dir, err)) < 0)

@@ -134,7 +134,10 @@ expect_contains "$ERR" "(cached)"
 L3=$(env_layers envtest:3)
 expect_eq "$(echo "$L3" | sed -n 3p)" "$(echo "$L1" | sed -n 3p)" "the system_packages layer"
 expect_ne "$(echo "$L3" | sed -n 4p)" "$(echo "$L1" | sed -n 4p)" "the changed step's layer"
-expect_ne "$(echo "$L3" | sed -n 5p)" "$(echo "$L1" | sed -n 5p)" "the layer above it"
+# the step above ran again (its layer holds the same bytes, so its digest may be the same)
+expect_contains "$ERR" "step     build.run[1]: wc -c </run/secrets/token >/opt/token-size && cat /run/secrets/token
+"
+expect_not_contains "$ERR" "cat /run/secrets/token (cached)"
 write_manifest "echo made >/opt/made.txt && rm /etc/issue.net && rm -r /etc/apt/apt.conf.d"
 
 # after a failed build: no temporary root or file in the store, and the older image still reads

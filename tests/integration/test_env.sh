@@ -186,7 +186,7 @@ expect_clean_after_failure
 t_case "a secret mount whose secret was not given"
 run_kiln build "$P" -t bad:4
 expect_rc 1
-expect_contains "$ERR" "kiln.yaml:8:16: build.run[1]: the secret 'token' was not given (kiln build --secret id=token,src=FILE)"
+expect_contains "$ERR" "kiln.yaml:7:16: build.run[1]: the secret 'token' was not given (kiln build --secret id=token,src=FILE)"
 expect_clean_after_failure
 run_kiln build "$P" -t bad:4 --secret id=token,env=KILN_NO_SUCH_VARIABLE
 expect_rc 2

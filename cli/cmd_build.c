@@ -2,11 +2,13 @@
 /* cmd_build.c: `kiln build`: build an image from a model project, report it, optionally write it out. */
 #include "cli/cli.h"
 #include "common/cleanup.h"
+#include "common/fs.h"
 #include "pkg/build.h"
 #include "pkg/export.h"
 #include "pkg/store.h"
 #include "registry/client.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -14,8 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-enum { OPT_OUTPUT = 2000, OPT_JSON, OPT_PUSH, OPT_PLATFORM };
+enum { OPT_OUTPUT = 2000, OPT_JSON, OPT_PUSH, OPT_PLATFORM, OPT_SECRET };
 
 /* cmd_push.c */
 int cli_push_image(struct kiln_store *store, const char *image, int jobs,
@@ -28,6 +31,18 @@ static void on_layer(void *ctx, const struct kiln_built_layer *l)
 	cli_human_size(size, l->size);
 	cli_progress_line("%-8s %-40s %10s  %.19s%s", kiln_layer_kind_name(l->kind), l->title ? l->title : "",
 	                  size, l->digest, l->cached ? "  (cached)" : "");
+}
+
+/* Each environment step as it starts; its output under --progress plain only. */
+static void on_step(void *ctx, const char *what)
+{
+	cli_progress_line("step     %s", what);
+}
+
+static void on_output(void *ctx, const char *line)
+{
+	if (cli.progress == PROGRESS_PLAIN)
+		cli_progress_line("  | %s", line);
 }
 
 static void on_bytes(void *ctx, uint64_t done, uint64_t total)
@@ -75,7 +90,72 @@ struct build_args {
 	struct kiln_build_options *opt;
 	const char *output;
 	bool json, push;
+	struct kiln_secret secrets[32];
+	size_t nsecrets;
+	char *tmpfiles[32]; /* env= secrets, written to private files and removed at the end */
+	size_t ntmp;
 };
+
+/* --secret id=ID,src=FILE | id=ID,env=NAME (Docker buildx's syntax): a secret for build.run's mounts. */
+static int parse_secret(struct build_args *a, const char *arg)
+{
+	if (a->nsecrets == 32)
+		return cli_usage_error("--secret: at most 32 secrets");
+	_cleanup_free_ char *copy = strdup(arg);
+	if (copy == NULL)
+		return cli_usage_error("out of memory");
+	const char *id = NULL, *src = NULL, *env = NULL;
+	for (char *save = NULL, *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(kv, '=');
+		if (eq == NULL)
+			return cli_usage_error("--secret '%s': expected id=ID,src=FILE or id=ID,env=NAME",
+			                       arg);
+		*eq = '\0';
+		if (strcmp(kv, "id") == 0)
+			id = eq + 1;
+		else if (strcmp(kv, "src") == 0 || strcmp(kv, "source") == 0)
+			src = eq + 1;
+		else if (strcmp(kv, "env") == 0)
+			env = eq + 1;
+		else if (strcmp(kv, "type") != 0 || strcmp(eq + 1, "file") != 0)
+			return cli_usage_error("--secret '%s': unknown key '%s'", arg, kv);
+	}
+	if (id == NULL || !*id || (src == NULL) == (env == NULL))
+		return cli_usage_error("--secret '%s': expected id=ID,src=FILE or id=ID,env=NAME", arg);
+	for (size_t i = 0; i < a->nsecrets; i++)
+		if (strcmp(a->secrets[i].id, id) == 0)
+			return cli_usage_error("--secret: '%s' is given twice", id);
+	char *path = NULL;
+	if (src) {
+		if (access(src, R_OK) < 0)
+			return cli_usage_error("--secret '%s': cannot read '%s': %s", id, src,
+			                       strerror(errno));
+		path = strdup(src);
+	} else {
+		const char *value = getenv(env);
+		if (value == NULL)
+			return cli_usage_error("--secret '%s': the environment variable '%s' is not set", id,
+			                       env);
+		const char *tmpdir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+		if (asprintf(&path, "%s/kiln-secret-XXXXXX", tmpdir) < 0)
+			return cli_usage_error("out of memory");
+		int fd = mkstemp(path); /* 0600 */
+		if (fd < 0 || kiln_write_all(fd, value, strlen(value)) < 0) {
+			int e = errno;
+			if (fd >= 0) {
+				close(fd);
+				unlink(path);
+			}
+			free(path);
+			return cli_usage_error("--secret '%s': cannot write a temporary file: %s", id,
+			                       strerror(e));
+		}
+		close(fd);
+		a->tmpfiles[a->ntmp++] = strdup(path);
+	}
+	a->secrets[a->nsecrets++] = (struct kiln_secret){strdup(id), path};
+	return 0;
+}
 
 static int build_option(int c, const char *arg, void *ctx)
 {
@@ -101,9 +181,14 @@ static int build_option(int c, const char *arg, void *ctx)
 	case OPT_PLATFORM:
 		a->opt->platform = arg;
 		return 0;
+	case OPT_SECRET:
+		return parse_secret(a, arg);
 	}
 	return -1;
 }
+
+static int build_run(struct kiln_build_options *optp, struct kiln_registry_options *roptp,
+                     struct build_args *ap, int argc, char **argv, int first);
 
 int cmd_build(int argc, char **argv)
 {
@@ -115,14 +200,17 @@ int cmd_build(int argc, char **argv)
 	    {"json", no_argument, NULL, OPT_JSON},
 	    {"push", no_argument, NULL, OPT_PUSH},
 	    {"platform", required_argument, NULL, OPT_PLATFORM},
+	    {"secret", required_argument, NULL, OPT_SECRET},
 	    CLI_REGISTRY_LONG,
 	    CLI_COMMON_LONG,
 	    {NULL, 0, NULL, 0},
 	};
-	struct kiln_build_options opt = {
-	    .dir = ".", .on_layer = on_layer, .on_bytes = on_bytes, .cancel = &cli_interrupted};
-	const char *output = NULL;
-	bool json = false, push = false;
+	struct kiln_build_options opt = {.dir = ".",
+	                                 .on_layer = on_layer,
+	                                 .on_bytes = on_bytes,
+	                                 .on_step = on_step,
+	                                 .on_output = on_output,
+	                                 .cancel = &cli_interrupted};
 	struct kiln_registry_options ropt;
 	kiln_registry_options_init(&ropt);
 	ropt.cancel = &cli_interrupted;
@@ -130,8 +218,33 @@ int cmd_build(int argc, char **argv)
 	struct build_args a = {.opt = &opt};
 	int first, status = cli_parse(argc, argv, ":f:t:j:" CLI_COMMON_SHORT, longopts, &ropt, build_option,
 	                              &a, 0, 1, &first);
+	opt.secrets = a.secrets;
+	opt.nsecrets = a.nsecrets;
 	if (status >= 0)
-		return status;
+		goto out_secrets;
+	status = build_run(&opt, &ropt, &a, argc, argv, first);
+out_secrets:
+	for (size_t i = 0; i < a.ntmp; i++) {
+		unlink(a.tmpfiles[i]);
+		free(a.tmpfiles[i]);
+	}
+	for (size_t i = 0; i < a.nsecrets; i++) {
+		free(a.secrets[i].id);
+		free(a.secrets[i].src);
+	}
+	return status;
+}
+
+static int build_run(struct kiln_build_options *optp, struct kiln_registry_options *roptp,
+                     struct build_args *ap, int argc, char **argv, int first)
+{
+	struct kiln_build_options opt = *optp;
+	struct kiln_registry_options ropt = *roptp;
+	opt.registry = &ropt;
+	struct build_args a = *ap;
+	const char *output = NULL;
+	bool json = false, push = false;
+	int status;
 	if (first < argc)
 		opt.dir = argv[first];
 	output = a.output;

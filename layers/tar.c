@@ -66,7 +66,7 @@ static int check_entry(const struct kiln_tar_entry *e, struct kiln_error **err)
 		return kiln_error_set(err, KILN_EINVAL, "invalid entry name '%s'", e->name ? e->name : "");
 	switch (e->type) {
 	case KILN_TAR_FILE:
-		if (e->source == NULL)
+		if (e->source == NULL && e->size != 0)
 			return kiln_error_set(err, KILN_EINVAL, "entry '%s' has no source file", e->name);
 		return 0;
 	case KILN_TAR_SYMLINK:
@@ -208,6 +208,15 @@ static int write_file(struct layer_state *st, const struct item *it, const struc
                       uint64_t *bytes_read, struct kiln_error **err)
 {
 	const struct kiln_tar_entry *e = it->e;
+	if (e->source == NULL) { /* an empty file of no source: a whiteout */
+		archive_entry_set_filetype(st->ae, AE_IFREG);
+		archive_entry_set_size(st->ae, 0);
+		if (archive_write_header(st->a, st->ae) < ARCHIVE_WARN)
+			return archive_failure(st, it->name, err);
+		if (archive_write_finish_entry(st->a) != ARCHIVE_OK)
+			return archive_failure(st, it->name, err);
+		return 0;
+	}
 	_cleanup_close_ int fd = open(e->source, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return kiln_error_errno(err, errno, "cannot open '%s'", e->source);
@@ -271,8 +280,8 @@ static int write_item(struct layer_state *st, const struct item *it, const struc
 	archive_entry_set_pathname(st->ae, it->name);
 	archive_entry_set_perm(st->ae, it->mode);
 	archive_entry_set_mtime(st->ae, (time_t)opt->mtime, 0);
-	archive_entry_set_uid(st->ae, 0);
-	archive_entry_set_gid(st->ae, 0);
+	archive_entry_set_uid(st->ae, it->e ? (la_int64_t)it->e->uid : 0);
+	archive_entry_set_gid(st->ae, it->e ? (la_int64_t)it->e->gid : 0);
 	if (it->type == KILN_TAR_FILE)
 		return write_file(st, it, opt, bytes_read, err);
 	archive_entry_set_size(st->ae, 0);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tar.h: deterministic tar layers written with libarchive. Entries sorted by name, mtime fixed (the
- * build's SOURCE_DATE_EPOCH, else 0), uid/gid 0, no user or group names, normalized modes, PAX headers
+ * build's SOURCE_DATE_EPOCH, else 0), uid/gid as given (0 unless a caller keeps a root's owners), no user
+ * or group names, normalized modes, PAX headers
  * for long names. One pass over each source file computes everything (the blob digest, the
  * uncompressed digest, and the recipe of an uncompressed layer).
  */
@@ -27,10 +28,13 @@ struct kiln_tar_entry {
 	char *name; /* path inside the image, relative, no leading '/', no trailing '/' ("src/a.bin") */
 	enum kiln_tar_type type;
 	mode_t mode;            /* permission bits only, already normalized by the caller */
-	char *source;           /* KILN_TAR_FILE: the file to read (absolute path) */
+	char *source;           /* KILN_TAR_FILE: the file to read (absolute path); NULL: an empty file
+	                         * (size 0: an OCI whiteout) */
 	uint64_t size;          /* KILN_TAR_FILE: the size seen when the plan was made */
 	struct kiln_stat_fp fp; /* KILN_TAR_FILE: the fingerprint seen when the plan was made */
 	char *link_target;      /* KILN_TAR_SYMLINK */
+	uid_t uid;              /* owner (0 for every layer but a build step's) */
+	gid_t gid;
 };
 
 enum kiln_compression {

@@ -361,6 +361,7 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 	struct kiln_manifest *m = NULL;
 	struct kiln_plan *plan = NULL;
 	struct kiln_base base = {0};
+	struct kiln_env_result envr = {0};
 	struct kiln_source src = {0};
 	struct kiln_reference *ref = NULL;
 	struct kiln_build_result *r = calloc(1, sizeof(*r));
@@ -396,6 +397,19 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 	if (kiln_plan_make(&plan, m, &po, err) < 0 ||
 	    kiln_base_load(&base, m, s, opt->platform, opt->registry, err) < 0)
 		goto cleanup;
+	struct kiln_env_options eo = {
+	    .secrets = opt->secrets,
+	    .nsecrets = opt->nsecrets,
+	    .mtime = epoch,
+	    .registry = opt->registry,
+	    .on_step = opt->on_step,
+	    .on_output = opt->on_output,
+	    .ctx = opt->ctx,
+	    .cancel = opt->cancel,
+	};
+	if (kiln_env_build(&envr, s, m, &base, &eo, err) < 0)
+		goto cleanup;
+	r->bytes_written += envr.bytes_written;
 	if (kiln_source_describe(&src, opt->dir, err) < 0 || add_runtime(plan, m, s, r, &schema, err) < 0)
 		goto cleanup;
 	if (asprintf(&r->base, "%s (%s)", base.name, base.reason) < 0) {
@@ -418,13 +432,21 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 		}
 	}
 
-	size_t nbase = json_array_size(base.layers);
+	size_t nbase = json_array_size(base.layers) + envr.n;
 	r->n = nbase + plan->n;
 	r->layers = calloc(r->n ? r->n : 1, sizeof(*r->layers));
 	if (r->layers == NULL)
 		goto oom;
 	json_t *diff_ids = json_object_get(json_object_get(base.config, "rootfs"), "diff_ids");
-	for (size_t i = 0; i < nbase; i++) {
+	for (size_t i = 0; i < envr.n; i++) { /* after the base's (kiln's layers follow) */
+		struct kiln_built_layer *l = &r->layers[nbase - envr.n + i];
+		*l = envr.layers[i];
+		l->media_type = strdup(envr.layers[i].media_type);
+		l->title = envr.layers[i].title ? strdup(envr.layers[i].title) : NULL;
+		if (opt->on_layer)
+			opt->on_layer(opt->ctx, l);
+	}
+	for (size_t i = 0; i < nbase - envr.n; i++) {
 		json_t *d = json_array_get(base.layers, i);
 		struct kiln_built_layer *l = &r->layers[i];
 		l->kind = KILN_LAYER_BASE;
@@ -461,6 +483,11 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 	    .runtime = r->runtime,
 	    .openapi = schema,
 	    .source = src.url,
+	    .env_layers = envr.layers,
+	    .env_created_by = envr.created_by,
+	    .nenv = envr.n,
+	    .pip_freeze = envr.pip_freeze,
+	    .deps = envr.deps,
 	};
 	if (kiln_image_assemble(&config, &manifest, &spec, err) < 0)
 		goto cleanup;
@@ -494,6 +521,7 @@ cleanup:
 	kiln_reference_free(ref);
 	kiln_source_release(&src);
 	kiln_base_release(&base);
+	kiln_env_result_release(&envr);
 	kiln_plan_free(plan);
 	kiln_manifest_free(m);
 	kiln_build_result_free(r);

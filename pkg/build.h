@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "pkg/env.h"
 #include "pkg/image.h"
 #include "pkg/manifest.h"
 #include "pkg/store.h"
@@ -28,6 +29,12 @@ struct kiln_build_options {
 	const struct kiln_registry_options *registry; /* for registry bases (NULL: defaults) */
 	const char *platform; /* the platform taken from a multi-platform base ("os/arch[/variant]"; NULL:
 	                         linux/amd64) */
+	/* The environment's steps (pkg/env.h): secrets for build.run's mounts, each step as it starts, and
+	 * their output line by line (called from the building thread; may be NULL). */
+	const struct kiln_secret *secrets;
+	size_t nsecrets;
+	void (*on_step)(void *ctx, const char *what);
+	void (*on_output)(void *ctx, const char *line);
 };
 
 struct kiln_build_result {

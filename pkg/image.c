@@ -123,6 +123,26 @@ static json_t *descriptor(const char *media_type, const char *digest, uint64_t s
 	                 (json_int_t)size);
 }
 
+/* Layer L into the manifest's LAYERS, the config's DIFF_IDS and HISTORY (CREATED_BY, else kiln's line). */
+static void add_layer(json_t *layers, json_t *diff_ids, json_t *history, const struct kiln_built_layer *l,
+                      const char *created_by, const char *created)
+{
+	json_array_append_new(diff_ids, json_string(l->diff_id));
+	if (created_by)
+		json_array_append_new(history, json_pack("{s:s,s:s,s:s}", "created", created, "created_by",
+		                                         created_by, "comment", "kiln"));
+	else
+		json_array_append_new(history, json_pack("{s:s,s:s+++,s:s}", "created", created, "created_by",
+		                                         "kiln build: ", kiln_layer_kind_name(l->kind), " ",
+		                                         l->title ? l->title : "", "comment", "kiln"));
+	json_t *d = descriptor(l->media_type, l->digest, l->size);
+	json_t *ann = json_pack("{s:s}", KILN_ANNOTATION_KIND, kiln_layer_kind_name(l->kind));
+	if (l->title)
+		json_object_set_new(ann, "org.opencontainers.image.title", json_string(l->title));
+	json_object_set_new(d, "annotations", ann);
+	json_array_append_new(layers, d);
+}
+
 int kiln_image_assemble(char **config_out, char **manifest_out, const struct kiln_image_spec *spec,
                         struct kiln_error **err)
 {
@@ -188,6 +208,10 @@ int kiln_image_assemble(char **config_out, char **manifest_out, const struct kil
 		json_object_set_new(labels, "org.opencontainers.image.source", json_string(spec->source));
 	else
 		json_object_del(labels, "org.opencontainers.image.source"); /* the base's, not ours */
+	if (spec->pip_freeze)
+		json_object_set_new(labels, "run.cog.pip_freeze", json_string(spec->pip_freeze));
+	if (spec->deps)
+		set_label_json(labels, "dev.kiln.dependencies", json_incref((json_t *)spec->deps));
 	set_label_json(labels, KILN_LABEL_WEIGHTS, weights_label(spec));
 	set_label_json(labels, KILN_LABEL_SERVE, serve_label(spec, workdir));
 	if (spec->base && spec->base->name)
@@ -212,18 +236,16 @@ int kiln_image_assemble(char **config_out, char **manifest_out, const struct kil
 		json_object_set_new(config, "history", history);
 	}
 	json_t *layers = spec->base && spec->base->layers ? json_deep_copy(spec->base->layers) : json_array();
-	for (size_t i = 0; i < spec->nlayers; i++) {
-		const struct kiln_built_layer *l = &spec->layers[i];
-		json_array_append_new(diff_ids, json_string(l->diff_id));
-		json_array_append_new(history, json_pack("{s:s,s:s+++,s:s}", "created", created, "created_by",
-		                                         "kiln build: ", kiln_layer_kind_name(l->kind), " ",
-		                                         l->title ? l->title : "", "comment", "kiln"));
-		json_t *d = descriptor(l->media_type, l->digest, l->size);
-		json_t *ann = json_pack("{s:s}", KILN_ANNOTATION_KIND, kiln_layer_kind_name(l->kind));
-		if (l->title)
-			json_object_set_new(ann, "org.opencontainers.image.title", json_string(l->title));
-		json_object_set_new(d, "annotations", ann);
-		json_array_append_new(layers, d);
+	bool env_done = spec->nenv == 0;
+	for (size_t i = 0; i <= spec->nlayers; i++) {
+		if (!env_done && (i == spec->nlayers || spec->layers[i].kind != KILN_LAYER_WEIGHTS)) {
+			for (size_t e = 0; e < spec->nenv; e++)
+				add_layer(layers, diff_ids, history, &spec->env_layers[e],
+				          spec->env_created_by[e], created);
+			env_done = true;
+		}
+		if (i < spec->nlayers)
+			add_layer(layers, diff_ids, history, &spec->layers[i], NULL, created);
 	}
 
 	char *config_text = json_dumps(config, JSON_COMPACT);

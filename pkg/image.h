@@ -68,6 +68,12 @@ struct kiln_image_spec {
 	const char *source;    /* may be NULL */
 	bool runtime;          /* a runtime layer is there: the shim is the Entrypoint */
 	const json_t *openapi; /* the predictor's OpenAPI schema (run.cog.openapi_schema), or NULL */
+	/* the environment's layers (pkg/env.h), placed after the weights, with their history lines */
+	const struct kiln_built_layer *env_layers;
+	char *const *env_created_by;
+	size_t nenv;
+	const char *pip_freeze; /* run.cog.pip_freeze, or NULL */
+	const json_t *deps;     /* dev.kiln.dependencies, or NULL */
 };
 
 /* Make the config and manifest JSON documents (compact, deterministic); the caller frees both. */

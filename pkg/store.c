@@ -3,6 +3,7 @@
 #include "pkg/store.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
+#include "layers/extract.h"
 #include "layers/reader.h"
 
 #include <dirent.h>
@@ -68,7 +69,11 @@ static void remove_stale_tmp(struct kiln_store *s)
 			continue;
 		if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
 			continue;
-		unlinkat(dirfd(d), de->d_name, 0);
+		if (unlinkat(dirfd(d), de->d_name, 0) < 0 && (errno == EISDIR || errno == EPERM)) {
+			_cleanup_free_ char *path = store_path(s, "tmp/%s", de->d_name);
+			if (path) /* a build step's root (pkg/rootfs.h) */
+				kiln_extract_remove(path, NULL);
+		}
 	}
 }
 

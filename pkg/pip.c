@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,8 +61,8 @@ struct dist {
 	struct kiln_tar_entry *entries;
 	size_t n;
 	uint64_t bytes;
-	bool cached; /* a layer of its own, from the cache */
-	json_t *hit;
+	bool cached;                   /* a layer of its own (from the cache or just written) */
+	struct kiln_built_layer layer; /* that layer */
 };
 
 struct run {
@@ -784,23 +785,61 @@ static int result_add(struct kiln_pip_result *out, struct kiln_built_layer *l, s
 	return 0;
 }
 
+/* The layers of the big distributions into OUT, by name (the lowest of the dependency layers). */
+static int add_big(struct kiln_pip_result *out, struct run *r, bool *pick, struct kiln_error **err)
+{
+	for (size_t i = 0; i < r->nd; i++) {
+		if (!r->d[i].cached)
+			continue;
+		memset(pick, 0, r->nd);
+		pick[i] = true;
+		if (result_add(out, &r->d[i].layer, r, pick, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* A warning for each resolved distribution the base already has another copy of: pip installs over it in
+ * its own layer, and the base's files stay in the image under it. */
+static void warn_shadowed(struct run *r)
+{
+	_cleanup_free_ char *pat = NULL;
+	if (asprintf(&pat, "%s/usr/{lib/python3,local/lib/python3*}/dist-packages/*.dist-info", r->c->root) <
+	    0)
+		return;
+	glob_t g = {0};
+	if (glob(pat, GLOB_BRACE | GLOB_NOSORT, NULL, &g) != 0)
+		return;
+	for (size_t k = 0; k < g.gl_pathc; k++) {
+		const char *base = strrchr(g.gl_pathv[k], '/') + 1;
+		const char *dash = strchr(base, '-');
+		char have[256], want[256];
+		norm_name(have, sizeof(have), base, dash ? (size_t)(dash - base) : strlen(base));
+		for (size_t i = 0; i < r->nd; i++) {
+			norm_name(want, sizeof(want), r->d[i].name, strlen(r->d[i].name));
+			if (strcmp(have, want) != 0)
+				continue;
+			_cleanup_free_ char *line = NULL;
+			if (asprintf(&line,
+			             "warning: '%s' %s replaces the base's copy (%s); the base's files stay "
+			             "in the image under it",
+			             r->d[i].name, r->d[i].version, base) >= 0)
+				output_line((void *)r->c, line);
+		}
+	}
+	globfree(&g);
+}
+
 static int layers(struct kiln_pip_result *out, struct run *r, struct kiln_error **err)
 {
+	warn_shadowed(r);
 	_cleanup_free_ bool *pick = calloc(r->nd + 1, sizeof(*pick));
 	_cleanup_free_ char *stage = kiln_path_join(r->work, "stage");
 	if (pick == NULL || stage == NULL)
 		return oom(err);
 	/* the big distributions cached before: their layers as they are */
-	for (size_t i = 0; i < r->nd; i++) {
-		struct kiln_built_layer l = {0};
-		r->d[i].cached = from_cache(r, r->d[i].key, &l);
-		if (r->d[i].cached) {
-			memset(pick, 0, r->nd);
-			pick[i] = true;
-			if (result_add(out, &l, r, pick, err) < 0)
-				return -1;
-		}
-	}
+	for (size_t i = 0; i < r->nd; i++)
+		r->d[i].cached = from_cache(r, r->d[i].key, &r->d[i].layer);
 	/* the bundle of the others, when that same set was installed before */
 	struct kiln_buf k = KILN_BUF_INIT;
 	kiln_buf_printf(&k, "kiln-pip-bundle 1\n%s\n%lld\n", r->c->chain_key, (long long)r->c->mtime);
@@ -816,8 +855,10 @@ static int layers(struct kiln_pip_result *out, struct run *r, struct kiln_error 
 	for (size_t i = 0; i < r->nd; i++)
 		rest += !r->d[i].cached;
 	if (rest == 0)
-		return 0;
+		return add_big(out, r, pick, err);
 	if (from_cache(r, bkey, &bl)) {
+		if (add_big(out, r, pick, err) < 0)
+			return -1;
 		for (size_t i = 0; i < r->nd; i++)
 			pick[i] = !r->d[i].cached;
 		return result_add(out, &bl, r, pick, err);
@@ -845,20 +886,19 @@ static int layers(struct kiln_pip_result *out, struct run *r, struct kiln_error 
 		for (size_t j = 0; j < s.n; j++)
 			if (s.owner[j] == (long)i)
 				sub[n++] = s.e[j];
-		struct kiln_built_layer l = {.files = n};
-		memset(pick, 0, r->nd);
-		pick[i] = true;
+		r->d[i].layer = (struct kiln_built_layer){.files = n};
 		json_t *cj = NULL;
-		if (write_layer(r, &l, sub, n, &out->bytes_written, err) < 0 ||
-		    (cj = layer_json(&l)) == NULL ||
-		    kiln_store_cache_put(r->c->store, r->d[i].key, cj, err) < 0 ||
-		    result_add(out, &l, r, pick, err) < 0) {
+		if (write_layer(r, &r->d[i].layer, sub, n, &out->bytes_written, err) < 0 ||
+		    (cj = layer_json(&r->d[i].layer)) == NULL ||
+		    kiln_store_cache_put(r->c->store, r->d[i].key, cj, err) < 0) {
 			json_decref(cj);
 			goto out;
 		}
 		json_decref(cj);
 		r->d[i].cached = true;
 	}
+	if (add_big(out, r, pick, err) < 0)
+		goto out;
 	/* the bundle: the small ones and what no RECORD names */
 	size_t n = 0;
 	for (size_t j = 0; j < s.n; j++)

@@ -170,4 +170,18 @@ expect_rc 1
 expect_contains "$ERR" "add python3-pip to system_packages"
 expect_store_consistent
 
+t_case "a pip older than 22.2 (no --report): says so"
+cat >"$R/kiln.yaml" <<EOF2
+base: oci:$BASE:bookworm
+build:
+  python_packages: [kilnpure]
+  pre_install:
+    - sed -i 's/^__version__ = .*/__version__ = "21.3"/' /usr/lib/python3/dist-packages/pip/__init__.py
+predict: predict.py:Predictor
+EOF2
+run_kiln build "$R" -t pipold
+expect_rc 1
+expect_contains "$ERR" "the base's pip is 21.3; kiln needs pip 22.2 or later"
+expect_store_consistent
+
 t_finish

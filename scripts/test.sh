@@ -7,4 +7,11 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 cmake -S . -B build -DKILN_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)"
+# the Debian bases the integration tests build on (mmdebstrap through Debian's registry, ~70 s each on a
+# fresh machine), made once here, outside the tests' time limits, and cached under the test cache
+cache=${KILN_TEST_CACHE:-/var/cache/kiln-test}/bases
+mkdir -p "$cache"
+flock "$cache/.debian-python.lock" bash scripts/debian-base.sh "$cache/debian-python" >/dev/null
+flock "$cache/.debian-digits.lock" bash scripts/debian-base.sh "$cache/debian-digits" \
+	python3-numpy python3-sklearn python3-pil >/dev/null
 ctest --test-dir build --output-on-failure "$@"

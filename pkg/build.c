@@ -6,6 +6,7 @@
 #include "common/fs.h"
 #include "common/pool.h"
 #include "pkg/base.h"
+#include "pkg/pip.h"
 #include "pkg/plan.h"
 #include "pkg/runtime.h"
 #include "pkg/schema.h"
@@ -354,6 +355,22 @@ static size_t count_files(const struct kiln_plan_layer *pl)
 	return n;
 }
 
+/* Add MSG (taken) to the build's warnings, with no position. */
+static int add_warning(struct kiln_strv *w, char *msg)
+{
+	char **v = realloc(w->v, (w->n + 1) * sizeof(*v));
+	if (v == NULL)
+		return -1;
+	w->v = v;
+	struct kiln_pos *pos = realloc(w->pos, (w->n + 1) * sizeof(*pos));
+	if (pos == NULL)
+		return -1;
+	w->pos = pos;
+	v[w->n] = msg;
+	pos[w->n++] = (struct kiln_pos){0, 0};
+	return 0;
+}
+
 int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struct kiln_build_options *opt,
                struct kiln_error **err)
 {
@@ -407,7 +424,20 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 	    .ctx = opt->ctx,
 	    .cancel = opt->cancel,
 	};
-	if (kiln_env_build(&envr, s, m, &base, &eo, err) < 0)
+	/* scratch has no Python to install packages into: the image runs natively, with this machine's */
+	if (base.config == NULL && kiln_pip_wanted(m) && m->system_packages.n == 0 && m->pre_install.n == 0 &&
+	    m->run_commands.n == 0) {
+		char *w = NULL;
+		if (asprintf(&w,
+		             "%s: python packages are not installed: base 'scratch' has no Python to install "
+		             "them into (the image runs only with kiln predict --runtime native, with this "
+		             "machine's packages)",
+		             m->path) < 0 ||
+		    add_warning(&r->warnings, w) < 0) {
+			free(w);
+			goto oom;
+		}
+	} else if (kiln_env_build(&envr, s, m, &base, &eo, err) < 0)
 		goto cleanup;
 	r->bytes_written += envr.bytes_written;
 	if (kiln_source_describe(&src, opt->dir, err) < 0 || add_runtime(plan, m, s, r, &schema, err) < 0)
@@ -416,20 +446,10 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 		r->base = NULL;
 		goto oom;
 	}
-	if (base.nwarnings > 0) {
-		size_t n = r->warnings.n + base.nwarnings;
-		char **v = realloc(r->warnings.v, n * sizeof(*v));
-		if (v)
-			r->warnings.v = v;
-		struct kiln_pos *pos = v ? realloc(r->warnings.pos, n * sizeof(*pos)) : NULL;
-		if (pos == NULL)
+	for (size_t i = 0; i < base.nwarnings; i++) {
+		if (add_warning(&r->warnings, base.warnings[i]) < 0)
 			goto oom;
-		r->warnings.pos = pos;
-		for (size_t i = 0; i < base.nwarnings; i++) {
-			v[r->warnings.n] = base.warnings[i];
-			pos[r->warnings.n++] = (struct kiln_pos){0, 0};
-			base.warnings[i] = NULL;
-		}
+		base.warnings[i] = NULL;
 	}
 
 	size_t nbase = json_array_size(base.layers) + envr.n;

@@ -166,6 +166,15 @@ run_kiln build "$P" -t g:2 --output "oci:$T_WORK/g:2"
 expect_rc 0
 expect_not_contains "$(skopeo inspect --config "oci:$T_WORK/g:2" | json '" ".join(j["config"]["Env"])')" "NVIDIA_"
 
+t_case "python packages on scratch: built with a warning that they are not installed, no step run"
+P=$T_WORK/sp
+project "$P" 'base: scratch\nbuild:\n  python_version: "3.11"\n  python_packages: [numpy]\nrun: p.py:P\n'
+run_kiln build "$P" -t sp:1
+expect_rc 0
+expect_contains "$ERR" "python packages are not installed: base 'scratch'"
+expect_not_contains "$ERR" "step "
+expect_eq "$(ls "$KILN_HOME/roots" 2>/dev/null | wc -l)" 0 "base roots unpacked"
+
 # ---- on the Debian base made with mmdebstrap (cached between runs)
 if ! debian_base; then
 	t_case "the Debian base is made by scripts/debian-base.sh"

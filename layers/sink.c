@@ -131,12 +131,43 @@ static int record_literal(struct kiln_sink *s, const void *data, size_t len)
 	return 0;
 }
 
+static int take(struct kiln_sink *s, const void *data, size_t len);
+
+/* A fragment's bytes: all but the last sizeof(hold), which wait in hold until more arrive. */
+static int take_fragment(struct kiln_sink *s, const unsigned char *data, size_t len)
+{
+	const size_t cap = sizeof(s->hold);
+	if (s->hold_len + len <= cap) {
+		memcpy(s->hold + s->hold_len, data, len);
+		s->hold_len += len;
+		return 0;
+	}
+	size_t emit = s->hold_len + len - cap; /* bytes that can no longer be the end */
+	size_t from_hold = emit < s->hold_len ? emit : s->hold_len;
+	int r = take(s, s->hold, from_hold);
+	if (r < 0)
+		return r;
+	memmove(s->hold, s->hold + from_hold, s->hold_len - from_hold);
+	s->hold_len -= from_hold;
+	emit -= from_hold;
+	if (emit > 0 && (r = take(s, data, emit)) < 0)
+		return r;
+	memcpy(s->hold + s->hold_len, data + emit, len - emit);
+	s->hold_len += len - emit;
+	return 0;
+}
+
 int kiln_sink_write(struct kiln_sink *s, const void *data, size_t len)
 {
 	if (s->discard)
 		return 0;
 	if (s->err)
 		return s->err->code;
+	return s->fragment ? take_fragment(s, data, len) : take(s, data, len);
+}
+
+static int take(struct kiln_sink *s, const void *data, size_t len)
+{
 	kiln_sha256_update(s->tar_hash, data, len);
 	s->tar_size += len;
 	if (s->record) {
@@ -220,12 +251,30 @@ int kiln_sink_end_file(struct kiln_sink *s, struct kiln_error **err)
 	return 0;
 }
 
+/* The failure kept in S, handed to ERR. */
+static int pass_error(struct kiln_sink *s, struct kiln_error **err)
+{
+	int code = s->err->code;
+	if (err) {
+		kiln_error_free(*err);
+		*err = s->err;
+		s->err = NULL;
+	}
+	return code;
+}
+
 int kiln_sink_finish(struct kiln_sink *s, struct kiln_layer_out *out, struct kiln_error **err)
 {
-	if (s->compression == KILN_COMPRESS_GZIP && deflate_some(s, NULL, 0, Z_FINISH) < 0)
-		goto failed;
-	if (s->fd >= 0 && flush_wbuf(s) < 0)
-		goto failed;
+	if (s->fragment) {
+		static const unsigned char zero[sizeof(s->hold)];
+		if (s->hold_len != sizeof(s->hold) || memcmp(s->hold, zero, sizeof(zero)) != 0)
+			return kiln_error_set(
+			    err, KILN_EFAIL,
+			    "internal error: the tar stream does not end with two zero blocks");
+	}
+	if ((s->compression == KILN_COMPRESS_GZIP && deflate_some(s, NULL, 0, Z_FINISH) < 0) ||
+	    (s->fd >= 0 && flush_wbuf(s) < 0))
+		return pass_error(s, err);
 	kiln_sha256_final(s->tar_hash, out->diff_id);
 	if (s->compression == KILN_COMPRESS_GZIP) {
 		kiln_sha256_final(s->blob_hash, out->digest);
@@ -247,14 +296,6 @@ int kiln_sink_finish(struct kiln_sink *s, struct kiln_layer_out *out, struct kil
 	s->nsegs = s->segs_cap = 0;
 	out->recipe = r;
 	return 0;
-failed:;
-	int code = s->err->code;
-	if (err) {
-		kiln_error_free(*err);
-		*err = s->err;
-		s->err = NULL;
-	}
-	return code;
 }
 
 void kiln_sink_release(struct kiln_sink *s)

@@ -39,6 +39,11 @@ struct kiln_sink {
 	struct kiln_segment *segs;
 	size_t nsegs, segs_cap;
 
+	/* a fragment: the stream without its end-of-archive blocks (the last 1024 bytes, held back) */
+	bool fragment;
+	unsigned char hold[1024];
+	size_t hold_len;
+
 	struct kiln_error *err; /* the first failure inside kiln_sink_write */
 	int write_errno;        /* errno, when that failure was a write to fd */
 	bool discard;           /* drop whatever arrives (the layer failed; libarchive is being closed) */

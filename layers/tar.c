@@ -352,6 +352,7 @@ static int write_layer(struct layer_state *st, struct kiln_layer_out *out,
 		return r;
 	if ((r = kiln_sink_init(&st->sink, opt->fd, opt->compression, err)) < 0)
 		return r;
+	st->sink.fragment = opt->fragment;
 	if ((st->buf = malloc(READ_CHUNK)) == NULL)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	if ((r = open_archive(st, err)) < 0)
@@ -378,6 +379,8 @@ int kiln_layer_write(struct kiln_layer_out *out, const struct kiln_tar_entry *en
 		                      (int)opt->compression);
 	if (opt->compression == KILN_COMPRESS_GZIP && opt->fd < 0)
 		return kiln_error_set(err, KILN_EINVAL, "a compressed layer needs a file to write to");
+	if (opt->fragment && opt->compression != KILN_COMPRESS_GZIP)
+		return kiln_error_set(err, KILN_EINVAL, "a layer fragment is gzip-compressed");
 
 	/*
 	 * libarchive converts names from the locale's character set to UTF-8 for pax headers. Under a

@@ -58,6 +58,9 @@ struct kiln_layer_options {
 	void (*progress)(void *ctx, uint64_t bytes);
 	void *progress_ctx;
 	volatile sig_atomic_t *cancel; /* when non-NULL and set, stop with KILN_EINTR */
+	/* gzip only: write a fragment, the tar stream without its two end-of-archive blocks, as one gzip
+	 * member; kiln_layer_join makes a layer of such fragments (out->diff_id is the fragment's) */
+	bool fragment;
 };
 
 /*

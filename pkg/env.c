@@ -518,13 +518,14 @@ done:
 }
 
 /* pip in the working root (H2's pkg/pip.h); its layers unpacked there when steps follow. */
-static int run_pip(struct env_state *st, const char *below, json_t **out, uint64_t *written,
-                   struct kiln_error **err)
+static int run_pip(struct env_state *st, const char *root, bool view, const char *below, json_t **out,
+                   uint64_t *written, struct kiln_error **err)
 {
 	struct kiln_pip_context c = {
 	    .store = st->s,
 	    .m = st->m,
-	    .root = st->work,
+	    .root = root,
+	    .keep_mountpoints = view,
 	    .chain_key = below,
 	    .mtime = st->opt->mtime,
 	    .on_output = st->opt->on_output,
@@ -603,7 +604,8 @@ int kiln_env_build(struct kiln_env_result *out, struct kiln_store *s, const stru
 	*out = (struct kiln_env_result){0};
 	double t0 = kiln_monotonic();
 	struct env_state st = {.s = s, .m = m, .base = base, .opt = opt};
-	_cleanup_free_ char *base_dir = NULL; /* before any goto: its cleanup runs at every exit */
+	/* before any goto: their cleanup runs at every exit */
+	_cleanup_free_ char *base_dir = NULL, *pip_root = NULL;
 	int rc = list_groups(&st, err);
 	if (rc < 0 || st.n == 0)
 		goto done;
@@ -635,26 +637,57 @@ int kiln_env_build(struct kiln_env_result *out, struct kiln_store *s, const stru
 		kiln_error_wrap(err, "cannot run the build steps");
 		goto done;
 	}
-	if (last_miss < st.n) {
-		if ((rc = kiln_rootfs_base(&base_dir, s, base, opt->registry, err)) < 0 ||
-		    (rc = kiln_rootfs_copy(&st.work, s, base_dir, err)) < 0)
+	/*
+	 * pip only reads its root. When it is the last step and the only one to run, it runs in a view
+	 * (hard links) of the root the steps before it left, kept in the store from an earlier build (the
+	 * base's own root when there are none): no copy of the root, whatever changed in the requirements.
+	 * Otherwise the steps run in a private copy, kept for the next build when pip comes last.
+	 */
+	bool pip_last = last_miss == st.n - 1 && st.g[last_miss].kind == GROUP_PIP;
+	size_t first_miss = st.n;
+	for (size_t i = st.n; i-- > 0;)
+		if (st.g[i].cached == NULL)
+			first_miss = i;
+	if (last_miss < st.n && (rc = kiln_rootfs_base(&base_dir, s, base, opt->registry, err)) < 0)
+		goto done;
+	if (pip_last && first_miss == last_miss) {
+		if (st.n == 1)
+			pip_root = strdup(base_dir);
+		else if ((rc = kiln_rootfs_chain(&pip_root, s, st.g[st.n - 2].key, err)) < 0)
 			goto done;
 	}
+	if (last_miss < st.n && pip_root == NULL && (rc = kiln_rootfs_copy(&st.work, s, base_dir, err)) < 0)
+		goto done;
 	kiln_rootfs_key(below, base);
 	for (size_t i = 0; i < st.n; i++) {
 		struct group *g = &st.g[i];
 		bool hit = g->cached != NULL;
 		if (hit) {
 			step_event(&st, g, true);
-			if (i < last_miss && last_miss < st.n && (rc = unpack_into(&st, g->cached, err)) < 0)
+			if (i < last_miss && st.work && (rc = unpack_into(&st, g->cached, err)) < 0)
 				goto done;
 		} else {
 			step_event(&st, g, false);
 			json_t *c = NULL;
 			if (g->kind == GROUP_SYSTEM && (rc = check_apt(&st, g, err)) < 0)
 				goto done;
-			rc = g->kind == GROUP_PIP ? run_pip(&st, below, &c, &out->bytes_written, err)
-			                          : run_step(&st, g, &c, &out->bytes_written, err);
+			if (g->kind == GROUP_PIP && pip_last && pip_root == NULL) {
+				/* i > 0: with pip alone, pip_root is the base's root */
+				if ((rc = kiln_rootfs_keep(&pip_root, s, st.work, st.g[i - 1].key, err)) < 0)
+					goto done;
+				free(st.work);
+				st.work = NULL;
+			}
+			if (g->kind == GROUP_PIP && pip_last) {
+				_cleanup_free_ char *view = NULL;
+				rc = kiln_rootfs_view(&view, s, pip_root, err);
+				if (rc == 0)
+					rc = run_pip(&st, view, true, below, &c, &out->bytes_written, err);
+			} else if (g->kind == GROUP_PIP) {
+				rc = run_pip(&st, st.work, false, below, &c, &out->bytes_written, err);
+			} else {
+				rc = run_step(&st, g, &c, &out->bytes_written, err);
+			}
 			if (rc < 0)
 				goto done;
 			if (g->kind == GROUP_PIP && i < last_miss && (rc = unpack_into(&st, c, err)) < 0) {

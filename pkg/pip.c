@@ -9,6 +9,8 @@
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
+#include "common/pool.h"
+#include "layers/join.h"
 #include "layers/tar.h"
 #include "pkg/pip_req.h"
 #include "pkg/sandbox.h"
@@ -63,6 +65,13 @@ struct dist {
 	uint64_t bytes;
 	bool cached;                   /* a layer of its own (from the cache or just written) */
 	struct kiln_built_layer layer; /* that layer */
+	/* a small one: its fragment of the bundle, from an earlier bundle's blob or just written */
+	char mkey[65];
+	bool member; /* found in the cache (not installed again) */
+	char mblob[KILN_DIGEST_LEN];
+	uint64_t moff, mlen; /* where in that blob (or in ftmp, just written) */
+	size_t files;
+	char *ftmp; /* the fragment just written, in the store's tmp/ */
 };
 
 struct run {
@@ -97,17 +106,18 @@ static int mountpoint(struct run *r, const char *dest, bool dir, struct kiln_err
 		struct stat st;
 		if (lstat(p, &st) < 0) {
 			int fd = last && !dir ? open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644) : -1;
-			if (last && !dir ? fd < 0 : mkdir(p, 0755) < 0)
+			bool keep = r->c->keep_mountpoints;
+			if ((last && !dir ? fd < 0 : mkdir(p, 0755) < 0) && !(keep && errno == EEXIST))
 				return kiln_error_errno(err, errno, "cannot make the mount point '%s'", dest);
 			if (fd >= 0)
 				close(fd);
-			char **v = realloc(r->created, (r->ncreated + 1) * sizeof(*v));
-			if (v == NULL || (v[r->ncreated] = strdup(p)) == NULL) {
+			char **v = keep ? r->created : realloc(r->created, (r->ncreated + 1) * sizeof(*v));
+			if (!keep && (v == NULL || (v[r->ncreated] = strdup(p)) == NULL)) {
 				r->created = v ? v : r->created;
 				return oom(err);
 			}
 			r->created = v;
-			r->ncreated++;
+			r->ncreated += !keep; /* in a view it stays (or another kiln made it meanwhile) */
 		}
 		if (last)
 			return 0;
@@ -270,36 +280,63 @@ static int fail_tail(struct kiln_error **err, const struct kiln_sandbox_result *
 	                      res->tail ? res->tail : "");
 }
 
-/* pip is there and new enough for --report (22.2). */
+/* When pip's run failed because the base has no python3 or pip, or a pip older than 22.2 (no --report):
+ * the error that says so, and 1; else 0. */
+static int no_pip(struct kiln_error **err, const struct kiln_sandbox_result *res)
+{
+	const char *t = res->tail ? res->tail : "";
+	if (res->status == 127 || strstr(t, "python3: not found") ||
+	    strstr(t, "No such file or directory: 'python3'") ||
+	    (strstr(t, "python3") && strstr(t, "No such file") && !strstr(t, "Traceback")))
+		return kiln_error_set(err, KILN_EINVAL,
+		                      "the base has no python3 (pip installs python_packages with the "
+		                      "base's own Python): use a base with python3 and pip"),
+		       1;
+	if (strstr(t, "No module named pip"))
+		return kiln_error_set(err, KILN_EINVAL,
+		                      "the base's python3 has no pip: add python3-pip to system_packages (or "
+		                      "use a base with pip)"),
+		       1;
+	if (strstr(t, "no such option: --report") || strstr(t, "no such option: --dry-run"))
+		return kiln_error_set(err, KILN_EINVAL,
+		                      "the base's pip is older than 22.2; kiln needs pip 22.2 or later (for "
+		                      "--report): add a newer pip to the base (build.pre_install: python3 -m "
+		                      "pip install -U pip)"),
+		       1;
+	return 0;
+}
+
+/* The base's pip is new enough for --report (22.2), as its pip/__init__.py says (read, not run: a pip
+ * that is not found is left to pip's own run to report). */
 static int check_pip(struct run *r, struct kiln_error **err)
 {
-	char *argv[] = {"python3", "-m", "pip", "--version", NULL};
-	struct kiln_sandbox_result res = {0};
-	if (run_pip(r, argv, &res, err) < 0)
-		return kiln_error_wrap(err, "cannot run the base's python3");
-	int rc = 0, major = 0, minor = 0;
-	const char *t = res.tail ? res.tail : "";
-	const char *v = strstr(t, "pip ");
-	if (res.status == 127 || strstr(t, "python3: not found") ||
-	    strstr(t, "No such file or directory: 'python3'") ||
-	    (res.status != 0 && strstr(t, "python3") && strstr(t, "No such file")))
-		rc = kiln_error_set(err, KILN_EINVAL,
-		                    "the base has no python3 (pip installs python_packages with the "
-		                    "base's own Python): use a base with python3 and pip");
-	else if (res.status != 0 && strstr(t, "No module named pip"))
-		rc = kiln_error_set(
-		    err, KILN_EINVAL,
-		    "the base's python3 has no pip: add python3-pip to system_packages (or use a "
-		    "base with pip)");
-	else if (res.status != 0 || v == NULL || sscanf(v, "pip %d.%d", &major, &minor) != 2)
-		rc = fail_tail(err, &res, "cannot run the base's pip");
-	else if (major < 22 || (major == 22 && minor < 2))
-		rc = kiln_error_set(
-		    err, KILN_EINVAL,
-		    "the base's pip is %d.%d; kiln needs pip 22.2 or later (for --report): add a newer "
-		    "pip to the base (build.pre_install: python3 -m pip install -U pip)",
-		    major, minor);
-	kiln_sandbox_result_release(&res);
+	_cleanup_free_ char *pat = NULL;
+	if (asprintf(
+	        &pat,
+	        "%s/usr/{lib/python3,lib/python3*,local/lib/python3*}/{dist,site}-packages/pip/__init__.py",
+	        r->c->root) < 0)
+		return oom(err);
+	glob_t g = {0};
+	int rc = 0;
+	if (glob(pat, GLOB_BRACE, NULL, &g) == 0) {
+		_cleanup_free_ char *text = NULL;
+		size_t len = 0;
+		struct kiln_error *e = NULL;
+		const char *v = NULL;
+		int major = 0, minor = 0;
+		if (kiln_read_file(&text, &len, g.gl_pathv[0], MAX_DIST_FILE, &e) == 0 &&
+		    (v = strstr(text, "__version__ = ")) != NULL && (v[14] == '"' || v[14] == '\'') &&
+		    sscanf(v + 15, "%d.%d", &major, &minor) == 2 &&
+		    (major < 22 || (major == 22 && minor < 2)))
+			rc = kiln_error_set(
+			    err, KILN_EINVAL,
+			    "the base's pip is %d.%d; kiln needs pip 22.2 or later (for --report): "
+			    "add a newer pip to the base (build.pre_install: python3 -m pip install "
+			    "-U pip)",
+			    major, minor);
+		kiln_error_free(e);
+	}
+	globfree(&g);
 	return rc;
 }
 
@@ -397,6 +434,12 @@ static int read_report(struct run *r, struct kiln_error **err)
 		                (long long)r->c->mtime, d->name, d->version, d->hash ? d->hash : d->url);
 		hex_of(d->key, k.ptr, k.len);
 		kiln_buf_release(&k);
+		/* and its fragment of a bundle, on the same */
+		k = (struct kiln_buf)KILN_BUF_INIT;
+		kiln_buf_printf(&k, "kiln-pip-member 1\n%s\n%lld\n%s\n%s\n%s\n", r->c->chain_key,
+		                (long long)r->c->mtime, d->name, d->version, d->hash ? d->hash : d->url);
+		hex_of(d->mkey, k.ptr, k.len);
+		kiln_buf_release(&k);
 	}
 	json_decref(rep);
 	qsort(r->d, r->nd, sizeof(*r->d), dist_cmp);
@@ -428,7 +471,9 @@ static int resolve(struct run *r, struct kiln_error **err)
 	if (run_pip(r, argv, &res, err) < 0)
 		return kiln_error_wrap(err, "cannot run pip");
 	int rc = 0;
-	if (res.status != 0) {
+	if (res.status != 0 && no_pip(err, &res)) {
+		rc = KILN_EINVAL;
+	} else if (res.status != 0) {
 		_cleanup_free_ char *name = missing_name(res.tail);
 		if (name) {
 			_cleanup_free_ char *what = NULL;
@@ -450,7 +495,7 @@ static int install(struct run *r, struct kiln_error **err)
 	bool hashes = true;
 	size_t todo = 0;
 	for (size_t i = 0; i < r->nd; i++)
-		if (!r->d[i].cached) {
+		if (!r->d[i].cached && !r->d[i].member) {
 			hashes = hashes && r->d[i].hash;
 			todo++;
 		}
@@ -459,7 +504,7 @@ static int install(struct run *r, struct kiln_error **err)
 	for (size_t i = 0; i < r->reqs.nopts; i++) /* for the build dependencies of sdists */
 		kiln_buf_printf(&b, "%s\n", r->reqs.opts[i]);
 	for (size_t i = 0; i < r->nd; i++)
-		if (!r->d[i].cached) {
+		if (!r->d[i].cached && !r->d[i].member) {
 			kiln_buf_printf(&b, "%s @ %s", r->d[i].name, r->d[i].url);
 			if (hashes)
 				kiln_buf_printf(&b, " --hash=%s", r->d[i].hash);
@@ -830,6 +875,136 @@ static void warn_shadowed(struct run *r)
 	globfree(&g);
 }
 
+/* A small distribution's fragment cached from an earlier bundle, when that bundle is still in the store. */
+static bool member_cached(struct run *r, struct dist *d)
+{
+	json_t *c = kiln_store_cache_get(r->c->store, d->mkey);
+	const char *blob = jstr(c, "blob");
+	json_t *off = json_object_get(c, "offset"), *len = json_object_get(c, "length");
+	_cleanup_free_ char *path = blob ? kiln_store_blob_path(r->c->store, blob) : NULL;
+	struct stat st;
+	bool ok =
+	    path && json_is_integer(off) && json_is_integer(len) && stat(path, &st) == 0 &&
+	    json_integer_value(off) >= 0 && json_integer_value(len) > 0 &&
+	    (uint64_t)json_integer_value(off) + (uint64_t)json_integer_value(len) <= (uint64_t)st.st_size;
+	if (ok) {
+		snprintf(d->mblob, sizeof(d->mblob), "%s", blob);
+		d->moff = (uint64_t)json_integer_value(off);
+		d->mlen = (uint64_t)json_integer_value(len);
+		d->files = (size_t)json_integer_value(json_object_get(c, "files"));
+		d->bytes = (uint64_t)json_integer_value(json_object_get(c, "bytes"));
+	}
+	json_decref(c);
+	return ok;
+}
+
+/* One layer or fragment to write from the stage, run on the build's threads. */
+struct job {
+	struct run *r;
+	struct kiln_tar_entry *e; /* its entries (in the stage's array) */
+	size_t n;
+	bool fragment;
+	struct kiln_built_layer *layer; /* a layer: into the store */
+	struct dist *d;                 /* a fragment: into d->ftmp */
+	uint64_t written;
+};
+
+static int run_job(void *ctx, size_t i, struct kiln_error **err)
+{
+	struct job *j = &((struct job *)ctx)[i];
+	struct run *r = j->r;
+	if (!j->fragment)
+		return write_layer(r, j->layer, j->e, j->n, &j->written, err);
+	struct kiln_layer_options lo = {.mtime = r->c->mtime,
+	                                .fd = -1,
+	                                .compression = KILN_COMPRESS_GZIP,
+	                                .cancel = r->c->cancel,
+	                                .fragment = true};
+	struct kiln_layer_out lout = {0};
+	if (kiln_store_tmpfile(r->c->store, &lo.fd, &j->d->ftmp, err) < 0)
+		return -1;
+	int rc = kiln_layer_write(&lout, j->e, j->n, &lo, err);
+	close(lo.fd);
+	j->d->moff = 0;
+	j->d->mlen = lout.size;
+	j->d->files = j->n;
+	kiln_layer_out_release(&lout);
+	return rc < 0 ? kiln_error_wrap(err, "cannot write the files of '%s'", j->d->name) : 0;
+}
+
+/* The bundle: the small distributions' fragments in name order (cached ones copied from their blobs,
+ * the rest from REST when it has entries no RECORD names), joined into one layer in the store. */
+static int write_bundle(struct run *r, struct kiln_built_layer *bl, const bool *pick, const char *rest,
+                        uint64_t rest_len, bool keep_members, uint64_t *written, struct kiln_error **err)
+{
+	struct kiln_layer_part *parts = calloc(r->nd + 1, sizeof(*parts));
+	size_t np = 0;
+	int rc = -1, fd = -1;
+	_cleanup_free_ char *tmp = NULL;
+	if (parts == NULL)
+		return oom(err);
+	for (size_t i = 0; i < r->nd; i++) {
+		if (!pick[i])
+			continue;
+		struct dist *d = &r->d[i];
+		_cleanup_free_ char *path =
+		    d->member ? kiln_store_blob_path(r->c->store, d->mblob) : strdup(d->ftmp);
+		int pfd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+		if (pfd < 0) {
+			rc = path ? kiln_error_errno(err, errno, "cannot open '%s'", path) : oom(err);
+			goto out;
+		}
+		parts[np++] = (struct kiln_layer_part){.fd = pfd, .offset = d->moff, .length = d->mlen};
+		bl->files += d->files;
+	}
+	if (rest) {
+		int pfd = open(rest, O_RDONLY | O_CLOEXEC);
+		if (pfd < 0) {
+			rc = kiln_error_errno(err, errno, "cannot open '%s'", rest);
+			goto out;
+		}
+		parts[np++] = (struct kiln_layer_part){.fd = pfd, .length = rest_len};
+	}
+	struct kiln_layer_out lout = {0};
+	if (kiln_store_tmpfile(r->c->store, &fd, &tmp, err) < 0)
+		goto out;
+	if (kiln_layer_join(&lout, fd, parts, np, r->c->cancel, err) < 0) {
+		kiln_error_wrap(err, "cannot write a dependency layer");
+		close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	if (kiln_store_blob_commit(r->c->store, fd, tmp, lout.digest, err) < 0)
+		goto out;
+	memcpy(bl->digest, lout.digest, KILN_DIGEST_LEN);
+	memcpy(bl->diff_id, lout.diff_id, KILN_DIGEST_LEN);
+	bl->size = lout.size;
+	*written += lout.size;
+	/* each fragment is now found in this blob */
+	uint64_t at = 0;
+	for (size_t i = 0, k = 0; i < r->nd && keep_members; i++) {
+		if (!pick[i])
+			continue;
+		struct dist *d = &r->d[i];
+		json_t *c = json_pack("{s:s,s:I,s:I,s:I,s:I}", "blob", lout.digest, "offset", (json_int_t)at,
+		                      "length", (json_int_t)d->mlen, "files", (json_int_t)d->files, "bytes",
+		                      (json_int_t)d->bytes);
+		if (c == NULL || kiln_store_cache_put(r->c->store, d->mkey, c, err) < 0) {
+			json_decref(c);
+			rc = c ? -1 : oom(err);
+			goto out;
+		}
+		json_decref(c);
+		at += parts[k++].length;
+	}
+	rc = 0;
+out:
+	for (size_t i = 0; i < np; i++)
+		close(parts[i].fd);
+	free(parts);
+	return rc;
+}
+
 static int layers(struct kiln_pip_result *out, struct run *r, struct kiln_error **err)
 {
 	warn_shadowed(r);
@@ -842,18 +1017,18 @@ static int layers(struct kiln_pip_result *out, struct run *r, struct kiln_error 
 		r->d[i].cached = from_cache(r, r->d[i].key, &r->d[i].layer);
 	/* the bundle of the others, when that same set was installed before */
 	struct kiln_buf k = KILN_BUF_INIT;
-	kiln_buf_printf(&k, "kiln-pip-bundle 1\n%s\n%lld\n", r->c->chain_key, (long long)r->c->mtime);
+	kiln_buf_printf(&k, "kiln-pip-bundle 2\n%s\n%lld\n", r->c->chain_key, (long long)r->c->mtime);
+	size_t rest = 0;
 	for (size_t i = 0; i < r->nd; i++)
-		if (!r->d[i].cached)
+		if (!r->d[i].cached) {
 			kiln_buf_printf(&k, "%s\n%s\n%s\n", r->d[i].name, r->d[i].version,
 			                r->d[i].hash ? r->d[i].hash : r->d[i].url);
+			rest++;
+		}
 	char bkey[65];
 	hex_of(bkey, k.ptr, k.len);
 	kiln_buf_release(&k);
 	struct kiln_built_layer bl = {0};
-	size_t rest = 0;
-	for (size_t i = 0; i < r->nd; i++)
-		rest += !r->d[i].cached;
 	if (rest == 0)
 		return add_big(out, r, pick, err);
 	if (from_cache(r, bkey, &bl)) {
@@ -863,10 +1038,16 @@ static int layers(struct kiln_pip_result *out, struct run *r, struct kiln_error 
 			pick[i] = !r->d[i].cached;
 		return result_add(out, &bl, r, pick, err);
 	}
+	/* small ones whose fragment an earlier bundle holds are not installed again */
+	for (size_t i = 0; i < r->nd; i++)
+		r->d[i].member = !r->d[i].cached && member_cached(r, &r->d[i]);
 	if (install(r, err) < 0)
 		return -1;
 	struct staged s = {0};
 	struct kiln_tar_entry *sub = NULL;
+	struct job *jobs = NULL;
+	_cleanup_free_ char *rest_tmp = NULL;
+	uint64_t rest_len = 0;
 	int rc = -1;
 	struct stat st;
 	if (stat(stage, &st) == 0 && (walk(&s, stage, "", err) < 0 || assign(r, &s, stage, err) < 0))
@@ -874,52 +1055,77 @@ static int layers(struct kiln_pip_result *out, struct run *r, struct kiln_error 
 	for (size_t j = 0; j < s.n; j++)
 		if (s.owner[j] >= 0 && s.e[j].type == KILN_TAR_FILE)
 			r->d[s.owner[j]].bytes += s.e[j].size;
-	/* big ones lowest, by name; each cached on its own */
-	if ((sub = malloc((s.n + 1) * sizeof(*sub))) == NULL) {
+	/* the entries grouped by owner (the stage is sorted by path: each group stays sorted) */
+	if ((sub = malloc((s.n + 1) * sizeof(*sub))) == NULL ||
+	    (jobs = calloc(r->nd + 1, sizeof(*jobs))) == NULL) {
 		rc = oom(err);
 		goto out;
 	}
+	size_t n = 0, njobs = 0;
 	for (size_t i = 0; i < r->nd; i++) {
-		if (r->d[i].cached || r->d[i].bytes < PIP_BIG)
+		struct dist *d = &r->d[i];
+		if (d->cached || d->member)
 			continue;
-		size_t n = 0;
-		for (size_t j = 0; j < s.n; j++)
-			if (s.owner[j] == (long)i)
-				sub[n++] = s.e[j];
-		r->d[i].layer = (struct kiln_built_layer){.files = n};
-		json_t *cj = NULL;
-		if (write_layer(r, &r->d[i].layer, sub, n, &out->bytes_written, err) < 0 ||
-		    (cj = layer_json(&r->d[i].layer)) == NULL ||
-		    kiln_store_cache_put(r->c->store, r->d[i].key, cj, err) < 0) {
+		struct job *j = &jobs[njobs];
+		*j = (struct job){.r = r, .e = sub + n, .d = d};
+		for (size_t x = 0; x < s.n; x++)
+			if (s.owner[x] == (long)i)
+				sub[n++] = s.e[x];
+		j->n = (size_t)(sub + n - j->e);
+		if (d->bytes >= PIP_BIG) { /* a layer of its own, cached on its own */
+			d->layer = (struct kiln_built_layer){.files = j->n};
+			j->layer = &d->layer;
+		} else {
+			j->fragment = true;
+		}
+		njobs++;
+	}
+	/* what no RECORD names (directories aside) goes last in the bundle; then the small ones' fragments
+	 * are not kept for later bundles, which would lack it */
+	struct kiln_tar_entry *extra = sub + n;
+	size_t unowned = 0;
+	for (size_t x = 0; x < s.n; x++)
+		if (s.owner[x] < 0 && s.e[x].type != KILN_TAR_DIR) {
+			sub[n++] = s.e[x];
+			unowned++;
+		}
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	if (kiln_pool_run(njobs, cpus > 0 ? (size_t)cpus : 1, run_job, jobs, r->c->cancel, err) < 0)
+		goto out;
+	for (size_t j = 0; j < njobs; j++)
+		out->bytes_written += jobs[j].written;
+	for (size_t j = 0; j < njobs; j++) {
+		if (jobs[j].fragment)
+			continue;
+		json_t *cj = layer_json(jobs[j].layer);
+		if (cj == NULL || kiln_store_cache_put(r->c->store, jobs[j].d->key, cj, err) < 0) {
+			rc = cj ? -1 : oom(err);
 			json_decref(cj);
 			goto out;
 		}
 		json_decref(cj);
-		r->d[i].cached = true;
+		jobs[j].d->cached = true;
+	}
+	if (unowned > 0) {
+		struct dist none = {.name = "(files no RECORD names)"};
+		struct job j = {.r = r, .e = extra, .n = unowned, .fragment = true, .d = &none};
+		if (run_job(&j, 0, err) < 0) {
+			free(none.ftmp);
+			goto out;
+		}
+		rest_tmp = none.ftmp;
+		rest_len = none.mlen;
 	}
 	if (add_big(out, r, pick, err) < 0)
 		goto out;
-	/* the bundle: the small ones and what no RECORD names */
-	size_t n = 0;
-	for (size_t j = 0; j < s.n; j++)
-		if (s.owner[j] < 0 || !r->d[s.owner[j]].cached)
-			sub[n++] = s.e[j];
-	k = (struct kiln_buf)KILN_BUF_INIT;
-	kiln_buf_printf(&k, "kiln-pip-bundle 1\n%s\n%lld\n", r->c->chain_key, (long long)r->c->mtime);
 	size_t small = 0;
-	for (size_t i = 0; i < r->nd; i++) {
-		pick[i] = !r->d[i].cached;
-		small += pick[i];
-		if (pick[i])
-			kiln_buf_printf(&k, "%s\n%s\n%s\n", r->d[i].name, r->d[i].version,
-			                r->d[i].hash ? r->d[i].hash : r->d[i].url);
-	}
-	hex_of(bkey, k.ptr, k.len);
-	kiln_buf_release(&k);
+	for (size_t i = 0; i < r->nd; i++)
+		small += (pick[i] = !r->d[i].cached);
 	if (small > 0) {
-		bl = (struct kiln_built_layer){.files = n};
+		bl = (struct kiln_built_layer){0};
 		json_t *cj = NULL;
-		if (write_layer(r, &bl, sub, n, &out->bytes_written, err) < 0 ||
+		if (write_bundle(r, &bl, pick, rest_tmp, rest_len, unowned == 0, &out->bytes_written, err) <
+		        0 ||
 		    (cj = layer_json(&bl)) == NULL || kiln_store_cache_put(r->c->store, bkey, cj, err) < 0 ||
 		    result_add(out, &bl, r, pick, err) < 0) {
 			json_decref(cj);
@@ -929,6 +1135,15 @@ static int layers(struct kiln_pip_result *out, struct run *r, struct kiln_error 
 	}
 	rc = 0;
 out:
+	if (rest_tmp)
+		unlink(rest_tmp);
+	for (size_t i = 0; i < r->nd; i++)
+		if (r->d[i].ftmp) {
+			unlink(r->d[i].ftmp);
+			free(r->d[i].ftmp);
+			r->d[i].ftmp = NULL;
+		}
+	free(jobs);
 	free(sub);
 	for (size_t j = 0; j < s.n; j++)
 		kiln_tar_entry_release(&s.e[j]);

@@ -34,6 +34,7 @@ struct kiln_pip_context {
 	struct kiln_store *store;
 	const struct kiln_manifest *m;
 	const char *root;      /* the root as the steps before pip left it; pip runs there (read-only) */
+	bool keep_mountpoints; /* the root is kiln's view of it (kiln_rootfs_view): mount points made stay */
 	const char *chain_key; /* hex key of the base and the layers under pip (for the per-layer cache) */
 	int64_t mtime;
 	void (*on_output)(void *ctx, const char *line);

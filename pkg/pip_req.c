@@ -342,8 +342,9 @@ static int scan_config(struct kiln_pip_reqs *r, struct kiln_error **err)
 			const char *p = strncmp(t, "file://", 7) == 0 ? t + 7 : t;
 			if (p[0] == '/') {
 				_cleanup_free_ char *real = realpath(p, NULL);
-				if (real && under(real, r->project) == NULL &&
-				    push_str(&r->binds, &r->nbinds, real) < 0)
+				/* at its own path, also inside the project (pip reads the variable as it is)
+				 */
+				if (real && push_str(&r->binds, &r->nbinds, real) < 0)
 					return kiln_error_set(err, KILN_EFAIL, "out of memory");
 				fingerprint(r, real ? real : p);
 			}

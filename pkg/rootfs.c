@@ -98,24 +98,28 @@ int kiln_rootfs_base(char **dir, struct kiln_store *s, const struct kiln_base *b
 	return rc;
 }
 
-int kiln_rootfs_copy(char **out, struct kiln_store *s, const char *dir, struct kiln_error **err)
+/* Copy the root DIR into a new directory under the store's tmp/ with cp's OPTION ("-a" or "-al"). */
+static int copy_with(char **out, struct kiln_store *s, const char *dir, const char *option, const char *what,
+                     struct kiln_error **err)
 {
 	*out = NULL;
 	_cleanup_free_ char *tmp = NULL;
 	if (kiln_store_private_dir(&tmp, s, "tmp", err) < 0)
 		return KILN_EFAIL;
 	_cleanup_free_ char *path = NULL, *src = NULL;
-	if (asprintf(&path, "%s/%d-root-XXXXXX", tmp, (int)getpid()) < 0 || asprintf(&src, "%s/.", dir) < 0)
+	if (asprintf(&path, "%s/%d-%s-XXXXXX", tmp, (int)getpid(), what) < 0 ||
+	    asprintf(&src, "%s/.", dir) < 0)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	if (mkdtemp(path) == NULL)
 		return kiln_error_errno(err, errno, "cannot make a directory in '%s'", tmp);
-	char *const argv[] = {"cp", "-a", "--reflink=auto", src, path, NULL};
+	char *const copy[] = {"cp", (char *)option, "--reflink=auto", src, path, NULL};
+	char *const link[] = {"cp", (char *)option, src, path, NULL};
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
 	pid_t pid;
-	int rc = posix_spawnp(&pid, "cp", &fa, NULL, argv, environ);
+	int rc = posix_spawnp(&pid, "cp", &fa, NULL, strcmp(option, "-a") == 0 ? copy : link, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	int status = -1;
 	if (rc == 0)
@@ -132,6 +136,74 @@ int kiln_rootfs_copy(char **out, struct kiln_store *s, const char *dir, struct k
 	if (stat(dir, &st) == 0)
 		chmod(path, st.st_mode & 07777);
 	*out = steal_pointer(&path);
+	return 0;
+}
+
+int kiln_rootfs_copy(char **out, struct kiln_store *s, const char *dir, struct kiln_error **err)
+{
+	return copy_with(out, s, dir, "-a", "root", err);
+}
+
+int kiln_rootfs_view(char **out, struct kiln_store *s, const char *dir, struct kiln_error **err)
+{
+	*out = NULL;
+	_cleanup_free_ char *path = NULL, *tmp = NULL;
+	if (asprintf(&path, "%s.view", dir) < 0)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		*out = steal_pointer(&path);
+		return 0;
+	}
+	if (copy_with(&tmp, s, dir, "-al", "view", err) < 0)
+		return KILN_EFAIL;
+	if (rename(tmp, path) < 0) {
+		int e = errno;
+		kiln_rootfs_discard(tmp);
+		if (stat(path, &st) < 0) /* not made by another kiln meanwhile */
+			return kiln_error_errno(err, e, "cannot keep the view '%s'", path);
+	}
+	*out = steal_pointer(&path);
+	return 0;
+}
+
+/* roots/KEY. */
+static int chain_path(char **path, struct kiln_store *s, const char *key, struct kiln_error **err)
+{
+	_cleanup_free_ char *parent = NULL;
+	if (kiln_store_private_dir(&parent, s, "roots", err) < 0)
+		return KILN_EFAIL;
+	if (asprintf(path, "%s/%s", parent, key) < 0)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	return 0;
+}
+
+int kiln_rootfs_chain(char **dir, struct kiln_store *s, const char *key, struct kiln_error **err)
+{
+	*dir = NULL;
+	_cleanup_free_ char *path = NULL;
+	if (chain_path(&path, s, key, err) < 0)
+		return KILN_EFAIL;
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		*dir = steal_pointer(&path);
+	return 0;
+}
+
+int kiln_rootfs_keep(char **dir, struct kiln_store *s, const char *work, const char *key,
+                     struct kiln_error **err)
+{
+	*dir = NULL;
+	_cleanup_free_ char *path = NULL;
+	if (chain_path(&path, s, key, err) < 0)
+		return KILN_EFAIL;
+	struct stat st;
+	if (rename(work, path) < 0) {
+		if (stat(path, &st) < 0) /* another kiln may have kept the same root */
+			return kiln_error_errno(err, errno, "cannot keep the root '%s' as '%s'", work, path);
+		kiln_rootfs_discard(work);
+	}
+	*dir = steal_pointer(&path);
 	return 0;
 }
 

@@ -27,6 +27,19 @@ int kiln_rootfs_base(char **dir, struct kiln_store *s, const struct kiln_base *b
 int kiln_rootfs_copy(char **out, struct kiln_store *s, const char *dir, struct kiln_error **err);
 void kiln_rootfs_discard(const char *dir);
 
+/* A read-only view of the root DIR (one kept in roots/), kept next to it as DIR.view: its directories
+ * made anew, its files hard links to DIR's (so it costs no data, and nothing may write through it: mount
+ * it read-only). Mount points can be made in its directories, and stay, without touching DIR. Made once
+ * (complete or absent); *out is the caller's to free. */
+int kiln_rootfs_view(char **out, struct kiln_store *s, const char *dir, struct kiln_error **err);
+
+/* The root that a chain of build steps left, kept in the store as roots/KEY (KEY: the chain's 64-hex
+ * key): *dir is NULL when it is not there. kiln_rootfs_keep moves the finished root WORK (made by
+ * kiln_rootfs_copy) there; after a failure WORK is left to the caller. Complete or absent. */
+int kiln_rootfs_chain(char **dir, struct kiln_store *s, const char *key, struct kiln_error **err);
+int kiln_rootfs_keep(char **dir, struct kiln_store *s, const char *work, const char *key,
+                     struct kiln_error **err);
+
 /* What a root held before a step: every path with its type, mode, owner, size, inode, mtime and ctime. */
 struct kiln_rootfs_snapshot;
 int kiln_rootfs_snapshot(struct kiln_rootfs_snapshot **out, const char *root, struct kiln_error **err);

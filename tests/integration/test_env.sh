@@ -199,4 +199,46 @@ expect_rc 0
 expect_not_contains "$ERR$OUT" "$secret_value"
 ls /tmp/kiln-secret-* >/dev/null 2>&1 && t_fail "the secret's temporary file was left"
 
+t_case "system_packages, then pip alone after a changed requirement, in the root kept from the first build"
+S=$T_WORK/sp
+mkdir -p "$S/w" "$S/pure2/kilnpure"
+FIXP=$KILN_SOURCE_DIR/tests/fixtures/pip
+python3 "$FIXP/mkwheel.py" kilnpure 1.0.0 py3-none-any "$FIXP/kilnpure" "$S/w" >/dev/null
+sed 's/hello/hi/' "$FIXP/kilnpure/kilnpure/__init__.py" >"$S/pure2/kilnpure/__init__.py"
+python3 "$FIXP/mkwheel.py" kilnpure 1.0.1 py3-none-any "$S/pure2" "$S/w" >/dev/null
+cat >"$S/predict.py" <<'EOF'
+import subprocess
+import kilnpure
+from cog import BasePredictor
+
+
+class Predictor(BasePredictor):
+    def predict(self, text: str = "x") -> str:
+        hello = subprocess.run(["kiln-hello"], capture_output=True, text=True, check=True).stdout.strip()
+        return f"{hello}, {kilnpure.greet(text)}"
+EOF
+sp_manifest() {
+	printf 'base: oci:%s:bookworm\nbuild:\n  system_packages: [kiln-hello]\n  python_packages: ["kilnpure==%s"]\npredict: predict.py:Predictor\n' "$TB" "$1" >"$S/kiln.yaml"
+}
+sp_manifest 1.0.0
+export PIP_FIND_LINKS=$S/w PIP_NO_INDEX=1
+ROOTS0=$(ls "$KILN_HOME/roots" | grep -vc "\.view$")
+run_kiln --progress plain build "$S" -t sp:1
+expect_rc 0
+expect_eq "$(ls "$KILN_HOME/roots" | grep -vc "\.view$")" "$((ROOTS0 + 1))" "roots kept (the root after system_packages)"
+run_kiln predict sp:1 -i text=yes --runtime bwrap
+expect_contains "$OUT" "hello from kiln-hello, hello yes"
+sp_manifest 1.0.1
+run_kiln --progress plain build "$S" -t sp:2
+expect_rc 0
+expect_contains "$ERR" "system_packages: apt-get update -qq"
+expect_contains "$ERR" "(cached)"
+expect_contains "$ERR" "Installing collected packages: kilnpure"
+expect_eq "$(ls "$KILN_HOME/roots" | grep -vc "\.view$")" "$((ROOTS0 + 1))" "roots after the change"
+expect_eq "$(ls -A "$KILN_HOME/tmp" | wc -l)" 0 "files left in tmp/"
+expect_eq "$(find "$KILN_HOME/roots" -mindepth 2 -maxdepth 2 -not -path "*.view/*" -newer "$S/kiln.yaml" | wc -l)" 0 "paths made in a kept root by the second build"
+run_kiln predict sp:2 -i text=yes --runtime bwrap
+expect_contains "$OUT" "hello from kiln-hello, hi yes"
+unset PIP_FIND_LINKS PIP_NO_INDEX
+
 t_finish

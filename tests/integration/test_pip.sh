@@ -108,11 +108,20 @@ expect_rc 0
 INSTALLED=$(echo "$ERR" | grep "Installing collected packages")
 expect_contains "$INSTALLED" kilnpure
 expect_not_contains "$INSTALLED" kilnbig
+expect_not_contains "$INSTALLED" kilncext # its part of the bundle is copied from the last one
 AFTER=$(dep_layers piptest)
 expect_eq "${AFTER%% *}" "${BEFORE%% *}" "big layer"
 expect_ne "${AFTER##* }" "${BEFORE##* }" "bundle"
 run_kiln predict --runtime bwrap piptest -i name=kiln
 expect_contains "$OUT" "hi kiln 5"
+
+t_case "the bundle made from the last one's parts is the one a fresh store makes; gzip and tar read it"
+KILN_HOME=$T_WORK/fresh-home run_kiln build "$P" -t piptest
+expect_rc 0
+expect_eq "$(KILN_HOME=$T_WORK/fresh-home dep_layers piptest)" "$AFTER" "dependency layers from a fresh store"
+BUNDLE=$KILN_HOME/blobs/sha256/${AFTER##*sha256:}
+gzip -t "$BUNDLE" || t_fail "gzip -t refuses the bundle"
+expect_eq "$(tar -tzf "$BUNDLE" | grep -c '\.dist-info/RECORD$')" 2 "RECORD files in the bundle"
 
 t_case "python_packages, PIP_INDEX_URL and a local wheel path with a --hash pin"
 Q=$T_WORK/q

@@ -85,13 +85,13 @@ int cmd_prune(int argc, char **argv)
 	if (r.kept_busy)
 		infof("kept %zu run director%s in use by kiln predict", r.kept_busy,
 		      r.kept_busy == 1 ? "y" : "ies");
-	uint64_t bytes = r.blob_bytes + r.recipe_bytes + r.run_bytes + r.other_bytes;
+	uint64_t bytes = r.blob_bytes + r.recipe_bytes + r.run_bytes + r.other_bytes + r.roots_bytes;
 	if (pa.json) {
-		json_t *j =
-		    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "blobs", (json_int_t)r.blobs, "recipes",
-		              (json_int_t)r.recipes, "run", (json_int_t)r.run, "logs", (json_int_t)r.logs,
-		              "tmp", (json_int_t)r.tmp, "cache", (json_int_t)r.cache, "bytes",
-		              (json_int_t)bytes, "dry_run", pa.opt.dry_run);
+		json_t *j = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "blobs", (json_int_t)r.blobs,
+		                      "recipes", (json_int_t)r.recipes, "run", (json_int_t)r.run, "logs",
+		                      (json_int_t)r.logs, "tmp", (json_int_t)r.tmp, "cache",
+		                      (json_int_t)r.cache, "roots", (json_int_t)r.roots, "bytes",
+		                      (json_int_t)bytes, "dry_run", pa.opt.dry_run);
 		json_dumpf(j, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
 		json_decref(j);
@@ -101,6 +101,7 @@ int cmd_prune(int argc, char **argv)
 	add_item(line, sizeof(line), r.blobs, "blob", "blobs", r.blob_bytes);
 	add_item(line, sizeof(line), r.recipes, "recipe", "recipes", r.recipe_bytes);
 	add_item(line, sizeof(line), r.run, "run directory", "run directories", r.run_bytes);
+	add_item(line, sizeof(line), r.roots, "build root", "build roots", r.roots_bytes);
 	add_item(line, sizeof(line), r.logs + r.tmp + r.cache, "other file", "other files", r.other_bytes);
 	if (line[0] == '\0')
 		printf("nothing to remove\n");

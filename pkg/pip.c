@@ -78,6 +78,7 @@ struct run {
 	const struct kiln_pip_context *c;
 	struct kiln_pip_reqs reqs;
 	char *work;     /* on this machine; PIP_WORK in the sandbox */
+	char *pipcache; /* pip's cache, kept in the store */
 	char **created; /* mount points made in the root, removed afterwards */
 	size_t ncreated;
 	struct kiln_sandbox_bind *binds;
@@ -242,7 +243,12 @@ static int prepare(struct run *r, struct kiln_error **err)
 	kiln_buf_release(&b);
 	if (rc < 0)
 		return -1;
+	/* pip's cache (index pages, downloads, wheels built from sdists) is kept in the store, so that a
+	 * changed requirement does not download the unchanged ones again */
+	if (kiln_store_private_dir(&r->pipcache, c->store, "pip-cache", err) < 0)
+		return -1;
 	if (bind_add(r, r->work, PIP_WORK, true, err) < 0 ||
+	    bind_add(r, r->pipcache, PIP_WORK "/cache/pip", true, err) < 0 ||
 	    bind_add(r, r->reqs.project, KILN_PIP_SRC, false, err) < 0)
 		return -1;
 	for (size_t i = 0; i < r->reqs.nbinds; i++)
@@ -1160,6 +1166,7 @@ static void run_release(struct run *r)
 	if (r->work)
 		kiln_remove_tree(r->work, NULL);
 	free(r->work);
+	free(r->pipcache);
 	for (size_t i = r->ncreated; i-- > 0;) { /* deepest first */
 		if (rmdir(r->created[i]) < 0)
 			unlink(r->created[i]);

@@ -393,6 +393,37 @@ static int prune_run_layers(struct prune *p, struct kiln_error **err)
 	return rc;
 }
 
+/* --all: roots/ (the unpacked roots the build steps run in, and their views) and pip's cache/. */
+static int prune_roots(struct prune *p, struct kiln_error **err)
+{
+	_cleanup_free_ char *dir = home_path(p->s, "roots"), *pip = home_path(p->s, "pip-cache");
+	if (dir == NULL || pip == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	_cleanup_closedir_ DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		_cleanup_free_ char *path = kiln_path_join(dir, de->d_name);
+		if (path == NULL)
+			return kiln_error_set(err, KILN_EFAIL, "out of memory");
+		uint64_t bytes = tree_size(path);
+		if (!p->opt->dry_run && remove_dir(p, path, err) < 0)
+			return -1;
+		p->r->roots++;
+		p->r->roots_bytes += bytes;
+	}
+	struct stat st;
+	if (stat(pip, &st) == 0) {
+		uint64_t bytes = tree_size(pip);
+		if (!p->opt->dry_run && remove_dir(p, pip, err) < 0)
+			return -1;
+		p->r->roots++;
+		p->r->roots_bytes += bytes;
+	}
+	return 0;
+}
+
 /* tmp/: files untouched for an hour whose process is gone, and directories a killed prune left. */
 static void prune_tmp(struct prune *p)
 {
@@ -455,6 +486,8 @@ int kiln_prune(struct kiln_prune_result *out, struct kiln_store *s, const struct
 		rc = prune_run(&p, err);
 	if (rc == 0)
 		rc = prune_run_layers(&p, err);
+	if (rc == 0 && opt->all)
+		rc = prune_roots(&p, err);
 	if (rc == 0)
 		prune_cache(&p);
 	json_decref(p.reachable);

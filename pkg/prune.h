@@ -23,14 +23,16 @@
 #define KILN_PRUNE_TMP_AGE_SECONDS (60 * 60)
 
 struct kiln_prune_options {
-	bool all;     /* remove every run/ directory, not only those of images no tag reaches */
+	bool all;     /* remove every run/ directory, not only those of images no tag reaches, and the build's
+	               * roots/ and pip-cache/ */
 	bool dry_run; /* count what would go, change nothing */
 };
 
 /* What went (or would go, with dry_run). Bytes are the files' sizes on disk, as removed. */
 struct kiln_prune_result {
 	size_t blobs, recipes, run, logs, tmp, cache;
-	uint64_t blob_bytes, recipe_bytes, run_bytes, other_bytes;
+	size_t roots; /* --all: entries of roots/ (the build steps' roots and views), and pip-cache/ as one */
+	uint64_t blob_bytes, recipe_bytes, run_bytes, other_bytes, roots_bytes;
 	size_t kept_recent; /* unreachable blobs and recipes kept for being younger than the grace period */
 	size_t kept_busy;   /* run/ directories kept because a live `kiln predict` uses them */
 };

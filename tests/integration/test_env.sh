@@ -199,7 +199,7 @@ expect_rc 0
 expect_not_contains "$ERR$OUT" "$secret_value"
 ls /tmp/kiln-secret-* >/dev/null 2>&1 && t_fail "the secret's temporary file was left"
 
-t_case "system_packages, then pip alone after a changed requirement, in the root kept from the first build"
+t_case "system_packages, then pip alone after a changed requirement, in the root kept from the first build; prune --all removes the roots"
 S=$T_WORK/sp
 mkdir -p "$S/w" "$S/pure2/kilnpure"
 FIXP=$KILN_SOURCE_DIR/tests/fixtures/pip
@@ -239,6 +239,16 @@ expect_eq "$(ls -A "$KILN_HOME/tmp" | wc -l)" 0 "files left in tmp/"
 expect_eq "$(find "$KILN_HOME/roots" -mindepth 2 -maxdepth 2 -not -path "*.view/*" -newer "$S/kiln.yaml" | wc -l)" 0 "paths made in a kept root by the second build"
 run_kiln predict sp:2 -i text=yes --runtime bwrap
 expect_contains "$OUT" "hello from kiln-hello, hi yes"
+run_kiln prune --all --json
+expect_rc 0
+expect_eq "$(echo "$OUT" | json 'j["roots"] >= 4')" "True" "roots/ entries and pip-cache/ removed by --all ($OUT)"
+expect_eq "$(ls -A "$KILN_HOME/roots" | wc -l)" 0 "roots/ after prune --all"
+[ -e "$KILN_HOME/pip-cache" ] && t_fail "pip-cache/ left by prune --all"
+sp_manifest 1.0.0
+run_kiln build "$S" -t sp:3
+expect_rc 0
+run_kiln predict sp:3 -i text=again --runtime bwrap
+expect_contains "$OUT" "hello from kiln-hello, hello again"
 unset PIP_FIND_LINKS PIP_NO_INDEX
 
 t_finish

@@ -106,7 +106,7 @@ static void put_steps(struct kiln_buf *b, const struct kiln_manifest *m)
 	if (m->system_packages.n) {
 		kiln_buf_puts(b, "RUN apt-get update -qq && apt-get install -qqy --no-install-recommends");
 		put_words(b, &m->system_packages);
-		kiln_buf_puts(b, " && rm -rf /var/lib/apt/lists/*\n");
+		kiln_buf_puts(b, " && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin\n");
 	}
 	for (size_t i = 0; i < m->pre_install.n; i++)
 		put_run(b, "", m->pre_install.v[i]);

@@ -153,7 +153,7 @@ static int list_groups(struct env_state *st, struct kiln_error **err)
 		    asprintf(
 		        &g->command,
 		        "apt-get update -qq%s && apt-get install -qqy --no-install-recommends%s %s && rm -rf "
-		        "/var/lib/apt/lists/*",
+		        "/var/lib/apt/lists/* /var/cache/apt/*.bin",
 		        geteuid() ? " -o APT::Sandbox::User=root" : "",
 		        geteuid() ? " -o APT::Sandbox::User=root" : "", g->text) < 0)
 			return oom(err);

@@ -48,7 +48,7 @@ expect_contains "$DF" "FROM python:3.11-slim"
 expect_contains "$DF" 'ENV MODE="fast"'
 expect_contains "$DF" 'ARG STAGE="build"'
 expect_contains "$DF" 'ENV NVIDIA_VISIBLE_DEVICES="all"'
-expect_contains "$DF" "RUN apt-get update -qq && apt-get install -qqy --no-install-recommends 'git' 'libgl1' && rm -rf /var/lib/apt/lists/*"
+expect_contains "$DF" "RUN apt-get update -qq && apt-get install -qqy --no-install-recommends 'git' 'libgl1' && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin"
 expect_contains "$DF" "RUN echo pre"
 expect_contains "$DF" 'COPY ["requirements.txt", "/tmp/requirements.txt"]'
 expect_contains "$DF" "RUN pip install --no-cache-dir -r /tmp/requirements.txt"

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -79,6 +80,10 @@ struct run {
 	struct kiln_pip_reqs reqs;
 	char *work;     /* on this machine; PIP_WORK in the sandbox */
 	char *pipcache; /* pip's cache, kept in the store */
+	/* the installing pip, started while the first one resolves: it waits for "install" on its stdin */
+	struct kiln_sandbox isb;
+	struct kiln_sandbox_proc *installer;
+	int go;         /* our end of its stdin (a socket: a dead reader is EPIPE, not SIGPIPE) */
 	char **created; /* mount points made in the root, removed afterwards */
 	size_t ncreated;
 	struct kiln_sandbox_bind *binds;
@@ -298,7 +303,7 @@ static int no_pip(struct kiln_error **err, const struct kiln_sandbox_result *res
 		                      "the base has no python3 (pip installs python_packages with the "
 		                      "base's own Python): use a base with python3 and pip"),
 		       1;
-	if (strstr(t, "No module named pip"))
+	if (strstr(t, "No module named pip") || strstr(t, "No module named 'pip'"))
 		return kiln_error_set(err, KILN_EINVAL,
 		                      "the base's python3 has no pip: add python3-pip to system_packages (or "
 		                      "use a base with pip)"),
@@ -452,6 +457,104 @@ static int read_report(struct run *r, struct kiln_error **err)
 	return 0;
 }
 
+/* pip install, exactly as resolved (install.txt), started now to wait for its go: Python and pip's
+ * modules load while the first pip resolves, on another CPU. cwd and the project are off sys.path, as
+ * `python3 -m pip` has them. */
+static const char installer_py[] =
+    "import sys\n"
+    "sys.path = [p for p in sys.path if p not in ('', '" KILN_PIP_SRC "')]\n"
+    "from pip._internal.cli.main import main\n"
+    "import pip._internal.commands.install\n"
+    "if sys.stdin.readline().strip() != 'install':\n"
+    "    sys.exit(0)\n"
+    "sys.exit(main(['install', '--root', '" PIP_WORK "/stage', '--ignore-installed', '--no-deps',\n"
+    "               '--no-warn-script-location', '-r', '" PIP_WORK "/install.txt']))\n";
+
+static int start_installer(struct run *r, struct kiln_error **err)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return kiln_error_errno(err, errno, "cannot make a socket pair");
+	r->isb = (struct kiln_sandbox){
+	    .root = r->c->root,
+	    .binds = r->binds,
+	    .nbinds = r->nbinds,
+	    .env = r->env,
+	    .workdir = KILN_PIP_SRC,
+	    .on_output = output_line,
+	    .ctx = (void *)r->c,
+	    .cancel = r->c->cancel,
+	    .stdin_fd = sv[1],
+	};
+	char *argv[] = {"python3", "-c", (char *)installer_py, NULL};
+	int rc = kiln_sandbox_start(&r->installer, &r->isb, argv, err);
+	close(sv[1]);
+	if (rc < 0) {
+		close(sv[0]);
+		return kiln_error_wrap(err, "cannot run pip");
+	}
+	r->go = sv[0];
+	return 0;
+}
+
+/* The installer, when it is not needed after all. */
+static void stop_installer(struct run *r)
+{
+	if (r->go > 0)
+		close(r->go);
+	r->go = -1;
+	kiln_sandbox_stop(r->installer);
+	r->installer = NULL;
+}
+
+/*
+ * pip install --dry-run --report, as `python3 -m pip` runs it, with one thing kept between builds: pip
+ * hashes each local archive it considers for its report (hundreds of MiB of wheels in a --find-links
+ * directory, on every change of a requirement). Its hash_file is wrapped to remember each file's hash
+ * on its path and stat fingerprint (size, mtime, inode, ctime) in pip's kept cache; a pip without that
+ * function runs unwrapped.
+ */
+static const char resolver_py[] =
+    "import json, os, sys\n"
+    "sys.path = [p for p in sys.path if p not in ('', '" KILN_PIP_SRC "')]\n"
+    "from pip._internal.cli.main import main\n"
+    "db, path = None, '" PIP_WORK "/cache/pip/kiln-hashes.json'\n"
+    "try:\n"
+    "    from pip._internal.operations import prepare\n"
+    "    plain = prepare.hash_file\n"
+    "    try:\n"
+    "        with open(path) as f:\n"
+    "            db = json.load(f)\n"
+    "    except (OSError, ValueError):\n"
+    "        db = {}\n"
+    "    class Known:\n"
+    "        def __init__(self, h):\n"
+    "            self.h = h\n"
+    "        def hexdigest(self):\n"
+    "            return self.h\n"
+    "    def hash_file(p, *args, **kwargs):\n"
+    "        st = os.stat(p)\n"
+    "        key = '%s %d %d %d %d' % (os.path.realpath(p), st.st_size, st.st_mtime_ns, st.st_ino, "
+    "st.st_ctime_ns)\n"
+    "        if key in db:\n"
+    "            return Known(db[key]), st.st_size\n"
+    "        h, n = plain(p, *args, **kwargs)\n"
+    "        if h.name == 'sha256':\n"
+    "            db[key] = h.hexdigest()\n"
+    "        return h, n\n"
+    "    prepare.hash_file = hash_file\n"
+    "except (ImportError, AttributeError):\n"
+    "    pass\n"
+    "rc = main(sys.argv[1:])\n"
+    "if db is not None:\n"
+    "    try:\n"
+    "        with open(path + '.%d' % os.getpid(), 'w') as f:\n"
+    "            json.dump(db, f)\n"
+    "        os.replace(path + '.%d' % os.getpid(), path)\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "sys.exit(rc)\n";
+
 static int resolve(struct run *r, struct kiln_error **err)
 {
 	_cleanup_free_ char *req = r->c->m->python_requirements ? req_in_sandbox(r) : NULL;
@@ -461,7 +564,7 @@ static int resolve(struct run *r, struct kiln_error **err)
 	char *argv[16];
 	size_t a = 0;
 	const char *const head[] = {
-	    "python3", "-m", "pip", "install", "--dry-run", "--report", PIP_WORK "/report.json", NULL};
+	    "python3", "-c", resolver_py, "install", "--dry-run", "--report", PIP_WORK "/report.json", NULL};
 	for (size_t i = 0; head[i]; i++)
 		argv[a++] = (char *)head[i];
 	if (req) {
@@ -505,8 +608,10 @@ static int install(struct run *r, struct kiln_error **err)
 			hashes = hashes && r->d[i].hash;
 			todo++;
 		}
-	if (todo == 0)
+	if (todo == 0) {
+		stop_installer(r);
 		return 0;
+	}
 	for (size_t i = 0; i < r->reqs.nopts; i++) /* for the build dependencies of sdists */
 		kiln_buf_printf(&b, "%s\n", r->reqs.opts[i]);
 	for (size_t i = 0; i < r->nd; i++)
@@ -521,20 +626,14 @@ static int install(struct run *r, struct kiln_error **err)
 	kiln_buf_release(&b);
 	if (rc < 0)
 		return -1;
-	char *argv[] = {"python3",
-	                "-m",
-	                "pip",
-	                "install",
-	                "--root",
-	                PIP_WORK "/stage",
-	                "--ignore-installed",
-	                "--no-deps",
-	                "--no-warn-script-location",
-	                "-r",
-	                PIP_WORK "/install.txt",
-	                NULL};
+	/* a dead installer (EPIPE) tells why on its output, read by the wait */
+	(void)!send(r->go, "install\n", 8, MSG_NOSIGNAL);
+	close(r->go);
+	r->go = -1;
 	struct kiln_sandbox_result res = {0};
-	if (run_pip(r, argv, &res, err) < 0)
+	struct kiln_sandbox_proc *p = r->installer;
+	r->installer = NULL;
+	if (kiln_sandbox_wait(p, &res, err) < 0)
 		return kiln_error_wrap(err, "cannot run pip");
 	if (res.status != 0) {
 		const char *t = res.tail ? res.tail : "";
@@ -1165,6 +1264,7 @@ static void run_release(struct run *r)
 {
 	if (r->work)
 		kiln_remove_tree(r->work, NULL);
+	stop_installer(r);
 	free(r->work);
 	free(r->pipcache);
 	for (size_t i = r->ncreated; i-- > 0;) { /* deepest first */
@@ -1190,14 +1290,14 @@ static void run_release(struct run *r)
 int kiln_pip_install(struct kiln_pip_result *out, const struct kiln_pip_context *c, struct kiln_error **err)
 {
 	*out = (struct kiln_pip_result){0};
-	struct run r = {.c = c};
+	struct run r = {.c = c, .go = -1};
 	int rc = -1;
 	if ((out->deps = json_array()) == NULL) {
 		rc = oom(err);
 		goto fail;
 	}
-	if (prepare(&r, err) < 0 || check_pip(&r, err) < 0 || resolve(&r, err) < 0 ||
-	    layers(out, &r, err) < 0)
+	if (prepare(&r, err) < 0 || check_pip(&r, err) < 0 || start_installer(&r, err) < 0 ||
+	    resolve(&r, err) < 0 || layers(out, &r, err) < 0)
 		goto fail;
 	struct kiln_buf f = KILN_BUF_INIT;
 	for (size_t i = 0; i < r.nd; i++)

@@ -239,43 +239,66 @@ static char *output_tail(struct output *o)
 	return strndup(o->tail.ptr ? o->tail.ptr + from : "", o->tail.len - from);
 }
 
-int kiln_sandbox_run(const struct kiln_sandbox *sb, char *const *argv, struct kiln_sandbox_result *res,
-                     struct kiln_error **err)
+struct kiln_sandbox_proc {
+	const struct kiln_sandbox *sb;
+	pid_t pid;
+	int out; /* the read end of its stdout and stderr */
+};
+
+int kiln_sandbox_start(struct kiln_sandbox_proc **out, const struct kiln_sandbox *sb, char *const *argv,
+                       struct kiln_error **err)
 {
-	*res = (struct kiln_sandbox_result){0};
+	*out = NULL;
 	struct argv_buf a = {0};
 	sandbox_args(&a, sb);
 	for (char *const *p = argv; *p; p++)
 		argv_add(&a, *p);
-	if (a.failed) {
+	struct kiln_sandbox_proc *proc = calloc(1, sizeof(*proc));
+	if (a.failed || proc == NULL) {
 		argv_free(&a);
+		free(proc);
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	}
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC) < 0) {
 		argv_free(&a);
+		free(proc);
 		return kiln_error_errno(err, errno, "cannot make a pipe");
 	}
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (sb->stdin_fd > 0)
+		posix_spawn_file_actions_adddup2(&fa, sb->stdin_fd, 0);
+	else
+		posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, pfd[1], 2);
 	posix_spawnattr_t at;
 	posix_spawnattr_init(&at);
 	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
 	posix_spawnattr_setpgroup(&at, 0);
-	pid_t pid;
-	int rc = posix_spawnp(&pid, "bwrap", &fa, &at, a.v, environ);
+	int rc = posix_spawnp(&proc->pid, "bwrap", &fa, &at, a.v, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
 	argv_free(&a);
 	close(pfd[1]);
 	if (rc != 0) {
 		close(pfd[0]);
+		free(proc);
 		return kiln_error_errno(err, rc, "cannot start 'bwrap'");
 	}
+	proc->sb = sb;
+	proc->out = pfd[0];
+	*out = proc;
+	return 0;
+}
 
+int kiln_sandbox_wait(struct kiln_sandbox_proc *proc, struct kiln_sandbox_result *res,
+                      struct kiln_error **err)
+{
+	*res = (struct kiln_sandbox_result){0};
+	const struct kiln_sandbox *sb = proc->sb;
+	pid_t pid = proc->pid;
 	struct output o = {.sb = sb, .line = KILN_BUF_INIT, .tail = KILN_BUF_INIT};
 	char buf[8192];
 	bool cancelled = false;
@@ -284,20 +307,21 @@ int kiln_sandbox_run(const struct kiln_sandbox *sb, char *const *argv, struct ki
 			kill(-pid, SIGKILL);
 			cancelled = true;
 		}
-		struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+		struct pollfd p = {.fd = proc->out, .events = POLLIN};
 		int r = poll(&p, 1, 200);
 		if (r < 0 && errno != EINTR)
 			break;
 		if (r <= 0)
 			continue;
-		ssize_t n = read(pfd[0], buf, sizeof(buf));
+		ssize_t n = read(proc->out, buf, sizeof(buf));
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n <= 0)
 			break;
 		output_take(&o, buf, (size_t)n);
 	}
-	close(pfd[0]);
+	close(proc->out);
+	free(proc);
 	int status = 0;
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR) {
@@ -311,6 +335,27 @@ int kiln_sandbox_run(const struct kiln_sandbox *sb, char *const *argv, struct ki
 	if (cancelled || (sb->cancel && *sb->cancel))
 		return kiln_error_set(err, KILN_EINTR, "interrupted");
 	return 0;
+}
+
+void kiln_sandbox_stop(struct kiln_sandbox_proc *proc)
+{
+	if (proc == NULL)
+		return;
+	kill(-proc->pid, SIGKILL);
+	close(proc->out);
+	while (waitpid(proc->pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	free(proc);
+}
+
+int kiln_sandbox_run(const struct kiln_sandbox *sb, char *const *argv, struct kiln_sandbox_result *res,
+                     struct kiln_error **err)
+{
+	*res = (struct kiln_sandbox_result){0};
+	struct kiln_sandbox_proc *p = NULL;
+	if (kiln_sandbox_start(&p, sb, argv, err) < 0)
+		return KILN_EFAIL;
+	return kiln_sandbox_wait(p, res, err);
 }
 
 void kiln_sandbox_result_release(struct kiln_sandbox_result *res)

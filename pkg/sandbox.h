@@ -32,6 +32,8 @@ struct kiln_sandbox {
 	void (*on_output)(void *ctx, const char *line);
 	void *ctx;
 	volatile sig_atomic_t *cancel; /* when set, the command is killed and the run ends with KILN_EINTR */
+	int stdin_fd; /* above 0: the command's standard input (a pipe or socket the caller writes); else
+	               * /dev/null */
 };
 
 struct kiln_sandbox_result {
@@ -49,5 +51,16 @@ int kiln_sandbox_available(struct kiln_error **err);
 int kiln_sandbox_run(const struct kiln_sandbox *sb, char *const *argv, struct kiln_sandbox_result *res,
                      struct kiln_error **err);
 void kiln_sandbox_result_release(struct kiln_sandbox_result *res);
+
+/*
+ * The same in two halves, for a command that runs while the caller does something else:
+ * kiln_sandbox_start starts it (SB must stay valid until the end), kiln_sandbox_wait reads its output
+ * and waits for it (as kiln_sandbox_run), kiln_sandbox_stop kills it and waits. Both free *P.
+ */
+struct kiln_sandbox_proc;
+int kiln_sandbox_start(struct kiln_sandbox_proc **p, const struct kiln_sandbox *sb, char *const *argv,
+                       struct kiln_error **err);
+int kiln_sandbox_wait(struct kiln_sandbox_proc *p, struct kiln_sandbox_result *res, struct kiln_error **err);
+void kiln_sandbox_stop(struct kiln_sandbox_proc *p);
 
 #endif

@@ -123,6 +123,27 @@ BUNDLE=$KILN_HOME/blobs/sha256/${AFTER##*sha256:}
 gzip -t "$BUNDLE" || t_fail "gzip -t refuses the bundle"
 expect_eq "$(tar -tzf "$BUNDLE" | grep -c '\.dist-info/RECORD$')" 2 "RECORD files in the bundle"
 
+t_case "a local wheel replaced under the same name: pip's kept hashes follow the file, the new one is installed"
+H2=$T_WORK/h2
+mkdir -p "$H2/wheels" "$T_WORK/hi-wheel"
+cp "$P/predict.py" "$H2/"
+sed -i 's/import kilnbig, kilncext, kilnpure/import kilnpure/; s/return .*/return kilnpure.greet(name)/' "$H2/predict.py"
+cp "$W/kilnpure-1.0.0-py3-none-any.whl" "$H2/wheels/"
+python3 "$FIX/mkwheel.py" kilnpure 1.0.0 py3-none-any "$T_WORK/pure2" "$T_WORK/hi-wheel" >/dev/null
+printf -- '--no-index\n--find-links wheels\nkilnpure==1.0.0\n' >"$H2/requirements.txt"
+printf 'base: oci:%s:bookworm\nbuild:\n  python_requirements: requirements.txt\npredict: predict.py:Predictor\n' "$BASE" >"$H2/kiln.yaml"
+run_kiln build "$H2" -t piphash:1
+expect_rc 0
+[ -s "$KILN_HOME/pip-cache/kiln-hashes.json" ] || t_fail "no hashes kept in pip-cache/"
+run_kiln predict --runtime bwrap piphash:1 -i name=a
+expect_contains "$OUT" "hello a"
+cp "$T_WORK"/hi-wheel/kilnpure-1.0.0-py3-none-any.whl "$H2/wheels/"
+run_kiln build "$H2" -t piphash:2
+expect_rc 0
+expect_contains "$ERR" "Successfully installed kilnpure-1.0.0"
+run_kiln predict --runtime bwrap piphash:2 -i name=b
+expect_contains "$OUT" "hi b"
+
 t_case "python_packages, PIP_INDEX_URL and a local wheel path with a --hash pin"
 Q=$T_WORK/q
 mkdir -p "$Q/w" && cp "$P/predict.py" "$Q/" && cp "$W"/kilncext-*.whl "$Q/w/"

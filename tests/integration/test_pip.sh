@@ -184,6 +184,21 @@ expect_rc 1
 expect_contains "$ERR" "no C compiler (add build-essential or gcc to system_packages)"
 expect_store_consistent
 
+t_case "an sdist with a C extension in a base with a compiler: pip builds it there, and the image runs it"
+CCB=$CACHE/bases/debian-build
+[ -f "$CCB/index.json" ] || bash "$KILN_SOURCE_DIR/scripts/debian-base.sh" "$CCB" gcc libc6-dev python3-dev >/dev/null
+R2=$T_WORK/cc
+mkdir -p "$R2"
+cp "$T_WORK"/sdist/kilnsdist-*.tar.gz "$R2/"
+printf 'from cog import BasePredictor\nimport kilnsdist\n\n\nclass Predictor(BasePredictor):\n    def predict(self, a: int = 1) -> int:\n        return kilnsdist.add(a, 40)\n' >"$R2/predict.py"
+printf 'base: oci:%s:bookworm\nbuild:\n  python_packages: [./%s]\npredict: predict.py:Predictor\n' "$CCB" "$(basename "$T_WORK"/sdist/kilnsdist-*.tar.gz)" >"$R2/kiln.yaml"
+PIP_NO_BUILD_ISOLATION=off run_kiln --progress plain build "$R2" -t pipccok
+expect_rc 0
+expect_contains "$ERR" "Building wheel for kilnsdist"
+run_kiln predict --runtime bwrap pipccok -i a=2
+expect_rc 0
+expect_eq "$OUT" "42" "kilnsdist.add(2, 40) in the image"
+
 t_case "a missing -r include: FILE:LINE"
 printf 'kilnpure\n-r nothere.txt\n' >"$R/requirements.txt"
 printf 'base: oci:%s:bookworm\nbuild:\n  python_requirements: requirements.txt\npredict: predict.py:Predictor\n' "$BASE" >"$R/kiln.yaml"

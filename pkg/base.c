@@ -446,6 +446,9 @@ static int add_warning(struct kiln_base *b, struct kiln_error **err, const char 
 	return 0;
 }
 
+static int check_version(const struct kiln_base *out, const struct kiln_manifest *m, const char *versions,
+                         const char *who, struct kiln_error **err);
+
 /* Check a Python predictor's python_version and base. */
 static int check_python(struct kiln_base *out, const struct kiln_manifest *m, struct kiln_store *s,
                         const struct kiln_registry_options *ropt, struct kiln_error **err)
@@ -462,6 +465,10 @@ static int check_python(struct kiln_base *out, const struct kiln_manifest *m, st
 	if (find_python(out, &versions, s, allow, ropt, err) < 0)
 		return kiln_error_wrap(err, "%s:%d:%d: base '%s'", m->path, m->base_pos.line,
 		                       m->base_pos.column, out->name);
+	if (out->python == NULL && (m->system_packages.n || m->pre_install.n || m->run_commands.n)) {
+		out->python_from_steps = true; /* system_packages: [python3] on debian:bookworm */
+		return 0;
+	}
 	if (out->python == NULL) {
 		if (allow)
 			return add_warning(
@@ -483,17 +490,68 @@ static int check_python(struct kiln_base *out, const struct kiln_manifest *m, st
 		    "predictor needs one",
 		    m->path, out->name, out->reason);
 	}
+	return check_version(out, m, versions, "the base '%s' has", err);
+}
+
+/* BASE's Python (seen as VERSIONS) against python_version; WHO: "the base '%s' has" or the like. */
+static int check_version(const struct kiln_base *out, const struct kiln_manifest *m, const char *versions,
+                         const char *who, struct kiln_error **err)
+{
 	if (m->python_version == NULL || strcmp(out->python, "3") == 0)
 		return 0;
-	_cleanup_free_ char *want = major_minor(m->python_version);
-	if (want && !has_version(versions, want))
+	_cleanup_free_ char *want = major_minor(m->python_version), *whom = NULL;
+	if (want && !has_version(versions, want) && asprintf(&whom, who, out->name) >= 0)
+		return kiln_error_set(err, KILN_EINVAL,
+		                      "%s:%d:%d: build.python_version: '%s', but %s Python %s: set "
+		                      "python_version to \"%s\" or use a base with Python %s",
+		                      m->path, m->python_version_pos.line, m->python_version_pos.column,
+		                      m->python_version, whom, versions, out->python, want);
+	return 0;
+}
+
+int kiln_base_python_after_steps(struct kiln_base *b, const struct kiln_manifest *m, struct kiln_store *s,
+                                 const struct kiln_built_layer *layers, size_t n, struct kiln_error **err)
+{
+	if (!b->python_from_steps)
+		return 0;
+	struct python_scan ps = {0};
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *path = kiln_store_blob_path(s, layers[i].digest);
+		if (path == NULL || kiln_archive_list(path, scan_entry, &ps, err) < 0)
+			return path ? kiln_error_wrap(err, "cannot list the environment's layer %s",
+			                              layers[i].digest)
+			            : kiln_error_set(err, KILN_EFAIL,
+			                             "the environment's layer %s is not in the store",
+			                             layers[i].digest);
+	}
+	struct kiln_buf all = KILN_BUF_INIT;
+	for (size_t i = 0; i < ps.nlocal + ps.nsystem; i++)
+		kiln_buf_printf(&all, "%s%s", i ? ", " : "",
+		                i < ps.nlocal ? ps.local[i] : ps.system[i - ps.nlocal]);
+	_cleanup_free_ char *versions = all.ptr ? all.ptr : strdup(ps.bare ? "python3" : "");
+	const char *best = ps.nlocal ? ps.local[0] : NULL;
+	for (size_t i = 0; ps.nlocal == 0 && i < ps.nsystem; i++)
+		if (best == NULL || atoi(ps.system[i] + 2) > atoi(best + 2))
+			best = ps.system[i];
+	free(b->python);
+	b->python = best ? strdup(best) : ps.bare ? strdup("3") : NULL;
+	const char *allow = getenv("KILN_ALLOW_NO_PYTHON");
+	if (b->python == NULL && allow && strcmp(allow, "1") == 0)
+		return add_warning(
+		    b, err,
+		    "the base '%s' has no Python, and the build steps installed none "
+		    "(KILN_ALLOW_NO_PYTHON=1): the image runs only with `kiln predict --runtime "
+		    "native`",
+		    b->name);
+	if (b->python == NULL)
 		return kiln_error_set(
 		    err, KILN_EINVAL,
-		    "%s:%d:%d: build.python_version: '%s', but the base '%s' has Python %s: "
-		    "set python_version to \"%s\" or use a base with Python %s",
-		    m->path, m->python_version_pos.line, m->python_version_pos.column, m->python_version,
-		    out->name, versions, out->python, want);
-	return 0;
+		    "%s:%d:%d: base '%s' has no Python, and the build steps installed none "
+		    "(no usr/local/bin/python3.X or usr/bin/python3.X in their layers): a Python "
+		    "predictor needs one (system_packages: [python3, python3-pip], or a base "
+		    "with Python)",
+		    m->path, m->base_pos.line, m->base_pos.column, b->name);
+	return check_version(b, m, versions, "the base '%s' with the build steps has", err);
 }
 
 /* The message of a base that cannot be fetched, with the way out. */

@@ -50,6 +50,12 @@ bool kiln_manifest_is_python(const struct kiln_manifest *m);
  */
 int kiln_base_load(struct kiln_base *out, const struct kiln_manifest *m, struct kiln_store *s,
                    const char *platform, const struct kiln_registry_options *ropt, struct kiln_error **err);
+
+/* When BASE has no Python but the build steps may install one (python_from_steps): look for it in the
+ * N environment LAYERS (in the store), set base->python, and check python_version against it; an error
+ * naming base: when there is none. Else nothing. */
+int kiln_base_python_after_steps(struct kiln_base *b, const struct kiln_manifest *m, struct kiln_store *s,
+                                 const struct kiln_built_layer *layers, size_t n, struct kiln_error **err);
 void kiln_base_release(struct kiln_base *b);
 
 #endif

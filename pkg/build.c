@@ -439,6 +439,8 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 		}
 	} else if (kiln_env_build(&envr, s, m, &base, &eo, err) < 0)
 		goto cleanup;
+	if (kiln_base_python_after_steps(&base, m, s, envr.layers, envr.n, err) < 0)
+		goto cleanup;
 	r->bytes_written += envr.bytes_written;
 	if (kiln_source_describe(&src, opt->dir, err) < 0 || add_runtime(plan, m, s, r, &schema, err) < 0)
 		goto cleanup;

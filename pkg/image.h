@@ -53,7 +53,9 @@ struct kiln_base {
 	char *reason;   /* why this base ("a Python predictor without base:, Cog's default") */
 	char *digest;   /* its manifest's digest, NULL for scratch */
 	char *python;   /* its Python ("3.11"), "3" when only a python3 without version was seen, or NULL */
-	char *warnings[4]; /* for the user: a deprecated python_version, a base without Python ... */
+	bool python_from_steps; /* none, but the build steps may install one: checked after them
+	                         * (kiln_base_python_after_steps) */
+	char *warnings[4];      /* for the user: a deprecated python_version, a base without Python ... */
 	size_t nwarnings;
 };
 

@@ -116,12 +116,14 @@ static void sandbox_args(struct argv_buf *a, const struct kiln_sandbox *sb)
 	argv_add(a, sb->root_writable ? "--bind" : "--ro-bind");
 	argv_add(a, sb->root);
 	argv_add(a, "/");
-	const char *const fixed[] = {"--proc",        "/proc",
-	                             "--dev",         "/dev",
-	                             "--tmpfs",       "/tmp",
-	                             "--unshare-pid", "--unshare-ipc",
-	                             "--unshare-uts", "--die-with-parent",
-	                             "--clearenv",    NULL};
+	const char *const fixed[] = {
+	    "--proc",        "/proc",
+	    "--dev",         "/dev",
+	    "--perms",       "1777", /* as a root's /tmp is: apt's _apt writes there */
+	    "--tmpfs",       "/tmp",
+	    "--unshare-pid", "--unshare-ipc",
+	    "--unshare-uts", "--die-with-parent",
+	    "--clearenv",    NULL};
 	for (size_t i = 0; fixed[i]; i++)
 		argv_add(a, fixed[i]);
 	if (geteuid() != 0) {

@@ -16,7 +16,9 @@ set -euo pipefail
 dir=${1:?usage: debian-base.sh DIR [PACKAGE...]}
 shift
 mirror=${KILN_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-pkgs=(python3 python3-pip ca-certificates "$@")
+# KILN_BASE_PYTHON=0: a plain Debian root, without Python (for images whose steps install it)
+python=${KILN_BASE_PYTHON:-1}
+if [ "$python" = 0 ]; then pkgs=(ca-certificates "$@"); else pkgs=(python3 python3-pip ca-certificates "$@"); fi
 want="bookworm $mirror ${pkgs[*]} env:PYTHON_VERSION"
 if [ -f "$dir/index.json" ] && [ "$(cat "$dir/.kiln-base" 2>/dev/null)" == "$want" ]; then
 	echo "oci:$dir:bookworm"
@@ -36,13 +38,15 @@ mmdebstrap --quiet --variant=apt --include="$include" \
 	--customize-hook='rm -rf "$1"/var/cache/apt/*.bin "$1"/var/log/apt "$1"/var/log/dpkg.log' \
 	bookworm "$tmp/root.tar" "deb $mirror bookworm main" >&2
 pyver=$(tar -tf "$tmp/root.tar" | sed -n 's|^\(\./\)\{0,1\}usr/bin/python\(3\.[0-9]*\)$|\2|p' | sort -V | tail -1)
-[ -n "$pyver" ] || { echo "debian-base.sh: no usr/bin/python3.X in the root" >&2; exit 1; }
+[ -n "$pyver" ] || [ "$python" = 0 ] || { echo "debian-base.sh: no usr/bin/python3.X in the root" >&2; exit 1; }
+pyenv=()
+[ "$python" = 0 ] || pyenv=(--config.env "PYTHON_VERSION=$pyver" --config.cmd python3)
 umoci init --layout "$tmp/layout" >&2
 umoci new --image "$tmp/layout:bookworm" >&2
 SOURCE_DATE_EPOCH=0 umoci raw add-layer --image "$tmp/layout:bookworm" "$tmp/root.tar" >&2
 umoci config --image "$tmp/layout:bookworm" --os linux --architecture amd64 \
 	--config.env "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-	--config.env "LANG=C.UTF-8" --config.env "PYTHON_VERSION=$pyver" --config.cmd python3 >&2
+	--config.env "LANG=C.UTF-8" "${pyenv[@]}" >&2
 umoci gc --layout "$tmp/layout" >&2
 echo "$want" >"$tmp/layout/.kiln-base"
 rm -rf "$dir"

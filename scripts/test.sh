@@ -16,5 +16,6 @@ flock "$cache/.debian-digits.lock" bash scripts/debian-base.sh "$cache/debian-di
 	python3-numpy python3-sklearn python3-pil >/dev/null
 flock "$cache/.debian-build.lock" bash scripts/debian-base.sh "$cache/debian-build" \
 	gcc libc6-dev python3-dev >/dev/null
+KILN_BASE_PYTHON=0 flock "$cache/.debian-plain.lock" bash scripts/debian-base.sh "$cache/debian-plain" >/dev/null
 # the test files are independent (each its own store, servers on free loopback ports): run them side by side
 ctest --test-dir build --output-on-failure -j"$(nproc)" "$@"

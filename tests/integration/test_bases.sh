@@ -204,6 +204,32 @@ expect_rc 1
 expect_contains "$ERR" "$P/kiln.yaml:2:19: build.python_version: '3.12', but the base '$REGISTRY/library/python:3.11-slim' has Python 3.11"
 export KILN_HOME=$T_WORK/home
 
+t_case "a base without Python whose system_packages install it: checked after the steps, and the image answers"
+PLAIN=$KILN_TEST_CACHE/bases/debian-plain
+if ! KILN_BASE_PYTHON=0 bash "$KILN_SOURCE_DIR/scripts/debian-base.sh" "$PLAIN" >/dev/null 2>"$T_WORK/plain.err"; then
+	t_fail "cannot make the plain Debian base: $(tail -3 "$T_WORK/plain.err")"
+else
+	P=$T_WORK/plain
+	project "$P" "base: oci:$PLAIN:bookworm\nbuild:\n  python_version: \"3.11\"\n  system_packages: [python3]\nrun: p.py:P\n"
+	run_kiln build "$P" -t plain:1
+	expect_rc 0
+	run_kiln inspect plain:1 --json
+	expect_eq "$(echo "$OUT" | json 'j["base"]["python"]')" "3.11" "the Python the steps installed"
+	run_kiln predict plain:1 --runtime bwrap
+	expect_rc 0
+	expect_contains "$OUT" "ok"
+	t_case "a base without Python whose steps install none: an error naming base:"
+	project "$P" "base: oci:$PLAIN:bookworm\nbuild:\n  run: [\"touch /opt/x\"]\nrun: p.py:P\n"
+	run_kiln build "$P" -t plain:2
+	expect_rc 1
+	expect_contains "$ERR" "$P/kiln.yaml:1:7: base 'oci:$PLAIN:bookworm' has no Python, and the build steps installed none"
+	expect_store_consistent
+	project "$P" "base: oci:$PLAIN:bookworm\nbuild:\n  python_version: \"3.12\"\n  system_packages: [python3]\nrun: p.py:P\n"
+	run_kiln build "$P" -t plain:3
+	expect_rc 1
+	expect_contains "$ERR" "build.python_version: '3.12', but the base 'oci:$PLAIN:bookworm' with the build steps has Python 3.11"
+fi
+
 t_case "the README's main job: hello built on the Debian base answers from its image under bubblewrap, then over HTTP"
 if ! bwrap --ro-bind / / --unshare-pid --dev /dev true 2>/dev/null; then
 	echo "  (bubblewrap cannot make namespaces here: skipped)" >&2

@@ -110,12 +110,16 @@ static void put_steps(struct kiln_buf *b, const struct kiln_manifest *m)
 	}
 	for (size_t i = 0; i < m->pre_install.n; i++)
 		put_run(b, "", m->pre_install.v[i]);
+	/* pip sees the project at /src, its working directory, as under kiln build: -r and -c includes,
+	 * --find-links directories and local wheels of the project are there */
 	if (m->python_requirements) {
-		put_copy(b, NULL, m->python_requirements, "/tmp/requirements.txt");
-		kiln_buf_puts(b, "RUN pip install --no-cache-dir -r /tmp/requirements.txt\n");
+		kiln_buf_puts(b, "RUN --mount=type=bind,target=/src cd /src && pip install --no-cache-dir -r");
+		struct kiln_strv one = {.v = (char *[]){m->python_requirements}, .n = 1};
+		put_words(b, &one);
+		kiln_buf_puts(b, "\n");
 	}
 	if (m->python_packages.n) {
-		kiln_buf_puts(b, "RUN pip install --no-cache-dir");
+		kiln_buf_puts(b, "RUN --mount=type=bind,target=/src cd /src && pip install --no-cache-dir");
 		put_words(b, &m->python_packages);
 		kiln_buf_puts(b, "\n");
 	}

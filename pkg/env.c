@@ -425,8 +425,18 @@ static int run_step(struct env_state *st, struct group *g, json_t **out, uint64_
 {
 	const char *at = st->m->path;
 	struct kiln_sandbox_bind binds[64];
-	const char *exclude[64 + 6] = {"/tmp", "/proc", "/dev", "/etc/resolv.conf"};
-	size_t nex = 4;
+	/* and the logs that only say when a step ran (apt's and dpkg's), so that the same packages give
+	 * the same layer on any run */
+	const char *exclude[64 + 12] = {"/tmp",
+	                                "/proc",
+	                                "/dev",
+	                                "/etc/resolv.conf",
+	                                "/var/log/apt/history.log",
+	                                "/var/log/apt/term.log",
+	                                "/var/log/apt/eipp.log.xz",
+	                                "/var/log/dpkg.log",
+	                                "/var/log/alternatives.log"};
+	size_t nex = 9;
 	char *secrets[2 * 64 + 1] = {0};
 	size_t nsec = 0;
 	struct made md = {0};

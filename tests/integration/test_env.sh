@@ -114,6 +114,15 @@ expect_eq "$wh" "1" "a layer whites out /etc/issue.net"
 grep -rq "$secret_value" "$KILN_HOME/cache" && t_fail "the secret's value is in the cache"
 expect_store_consistent
 
+t_case "the system_packages layer is the same from a fresh store (apt's and dpkg's logs left out)"
+sleep 1 # the logs' timestamps would differ
+KILN_HOME=$T_WORK/fresh-home run_kiln build "$P" -t envtest:fresh --secret id=token,src="$T_WORK/token"
+expect_rc 0
+expect_eq "$(KILN_HOME=$T_WORK/fresh-home env_layers envtest:fresh | sed -n 3p)" "$(echo "$L1" | sed -n 3p)" "the system_packages layer"
+LOGS=$(tar -tzf "$T_WORK/fresh-home/blobs/sha256/$(echo "$L1" | sed -n 3p | sed 's/.*sha256://')")
+expect_not_contains "$LOGS" "var/log/dpkg.log"
+expect_not_contains "$LOGS" "var/log/apt/history.log"
+
 t_case "a rebuild with nothing changed runs no step and reads nothing for the environment"
 run_kiln --progress plain build "$P" -t envtest:2 --secret id=token,src="$T_WORK/token" --json
 expect_rc 0

@@ -260,8 +260,12 @@ static int build_run(struct kiln_build_options *optp, struct kiln_registry_optio
 		return cli_fail(err);
 	struct kiln_build_result *r = NULL;
 	status = EXIT_OK;
+	struct kiln_strv early = {0};
+	opt.warnings_on_failure = &early;
 	if (kiln_build(&r, store, &opt, &err) < 0) {
 		cli_progress_clear();
+		cli_manifest_warnings(&early); /* what was said before it failed is not lost */
+		kiln_strv_release(&early);
 		kiln_error_wrap(&err, "cannot build '%s'", opt.dir);
 		status = cli_fail(err);
 		goto out;

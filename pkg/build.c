@@ -537,6 +537,13 @@ oom:
 cleanup:
 	if (rc < 0 && err && *err)
 		rc = (*err)->code;
+	if (rc < 0 && r && opt->warnings_on_failure) {
+		for (size_t i = 0; i < base.nwarnings; i++) /* those not moved yet */
+			if (base.warnings[i] && add_warning(&r->warnings, base.warnings[i]) == 0)
+				base.warnings[i] = NULL;
+		*opt->warnings_on_failure = r->warnings;
+		memset(&r->warnings, 0, sizeof(r->warnings));
+	}
 	free(config);
 	free(manifest);
 	json_decref(schema);
@@ -548,6 +555,17 @@ cleanup:
 	kiln_manifest_free(m);
 	kiln_build_result_free(r);
 	return rc;
+}
+
+void kiln_strv_release(struct kiln_strv *v)
+{
+	for (size_t i = 0; v && i < v->n; i++)
+		free(v->v[i]);
+	if (v) {
+		free(v->v);
+		free(v->pos);
+		*v = (struct kiln_strv){0};
+	}
 }
 
 void kiln_build_result_free(struct kiln_build_result *r)

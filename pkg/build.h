@@ -35,7 +35,12 @@ struct kiln_build_options {
 	size_t nsecrets;
 	void (*on_step)(void *ctx, const char *what);
 	void (*on_output)(void *ctx, const char *line);
+	/* When set and the build fails: the warnings gathered until then (the manifest's, the base's), moved
+	 * here for the caller to show before the error; free them with kiln_strv_release. */
+	struct kiln_strv *warnings_on_failure;
 };
+
+void kiln_strv_release(struct kiln_strv *v);
 
 struct kiln_build_result {
 	char *reference; /* full form, the store's tag */
@@ -51,7 +56,7 @@ struct kiln_build_result {
 	bool runtime;           /* the image has the runtime layer (the shim as its Entrypoint) */
 	char *runtime_missing;  /* else why not (the shim is not installed) */
 	char *schema_missing;   /* why the image has no run.cog.openapi_schema label (no Python here) */
-	char *base;      /* the base and why: "python:3.12-slim (a Python predictor without base:, ...)" */
+	char *base;     /* the base and why: "python:3.12-slim (a Python predictor without base:, ...)" */
 	char **skipped; /* project files left out (sockets, fifos, devices) */
 	size_t nskipped;
 	struct kiln_strv warnings; /* the manifest's, then the base's (a deprecated python_version ...) */

@@ -158,15 +158,16 @@ expect_clean_after_failure() {
 	skopeo inspect "oci:$KILN_HOME:docker.io/library/envtest:1" >/dev/null 2>&1 || t_fail "skopeo cannot read envtest:1"
 }
 
-t_case "a run step that exits non-zero: its status and the tail of its output"
+t_case "a run step that exits non-zero: its status and the tail of its output, after the warnings"
 B=$T_WORK/bad
 mkdir -p "$B"
 cp "$P/predict.py" "$B/"
-printf 'base: oci:%s:bookworm\nbuild:\n  run:\n    - echo first\n    - echo "going wrong" && exit 3\npredict: predict.py:Predictor\n' "$TB" >"$B/kiln.yaml"
+printf 'base: oci:%s:bookworm\nbuild:\n  run:\n    - echo first\n    - echo "going wrong" && exit 3\n  fast: true\npredict: predict.py:Predictor\n' "$TB" >"$B/kiln.yaml"
 run_kiln build "$B" -t bad:1
 expect_rc 1
 expect_contains "$ERR" "kiln.yaml:5:7: build.run[1]: 'echo \"going wrong\" && exit 3' exited with status 3"
 expect_contains "$ERR" "going wrong"
+expect_contains "$ERR" "warning: $B/kiln.yaml:6:3: build.fast:" # said before the error, not lost
 expect_clean_after_failure
 run_kiln inspect bad:1
 expect_rc 1

@@ -585,10 +585,12 @@ int kiln_base_load(struct kiln_base *out, const struct kiln_manifest *m, struct 
 			return kiln_error_wrap(err, "%s:%d:%d: build.python_version", m->path,
 			                       m->python_version_pos.line, m->python_version_pos.column);
 		if (old && add_warning(out, err,
-		                       "%s:%d:%d: build.python_version: Python %s is deprecated and will be "
-		                       "removed in a future version of Cog: use 3.%d to 3.%d",
+		                       "%s:%d:%d: build.python_version: Python %s is deprecated (Cog: "
+		                       "\"minimum supported Python version is 3.%d. requested %s\"); kiln "
+		                       "still builds it: use 3.%d to 3.%d",
 		                       m->path, m->python_version_pos.line, m->python_version_pos.column,
-		                       m->python_version, KILN_PYTHON_MIN_MINOR, KILN_PYTHON_MAX_MINOR) < 0)
+		                       m->python_version, KILN_PYTHON_MIN_MINOR, m->python_version,
+		                       KILN_PYTHON_MIN_MINOR, KILN_PYTHON_MAX_MINOR) < 0)
 			goto fail;
 	}
 	if (kiln_base_choose(&out->name, &out->reason, m, getenv("KILN_PYTHON_BASE"), err) < 0)

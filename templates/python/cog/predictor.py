@@ -3,8 +3,21 @@
 
 from typing import Any, Optional
 
+from .scope import Scope, current_scope
 
-class BasePredictor:
+
+class _Metrics:
+    """self.record_metric() and self.scope, as Cog 0.22's base classes have them (no-ops outside a prediction)."""
+
+    @property
+    def scope(self) -> Scope:
+        return current_scope()
+
+    def record_metric(self, key: str, value: Any, mode: Optional[str] = None) -> None:
+        current_scope().record_metric(key, value, mode)
+
+
+class BasePredictor(_Metrics):
     """Derive from this and define predict(); setup() runs once before the first prediction."""
 
     def setup(self, weights: Optional[Any] = None) -> None:  # noqa: ARG002 (Cog's signature)
@@ -16,7 +29,7 @@ class BasePredictor:
         raise NotImplementedError("predict has not been implemented by the predictor")
 
 
-class BaseRunner:
+class BaseRunner(_Metrics):
     """Cog's newer name for a predictor: define run() instead of predict()."""
 
     def setup(self, weights: Optional[Any] = None) -> None:  # noqa: ARG002 (Cog's signature)

@@ -1,8 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """cog.types: Input, Path, File, Secret and the iterator markers of Cog's predictor API, stdlib only."""
 
+import hashlib
 import io
+import os
 import pathlib
+import tempfile
+import urllib.parse
+import urllib.request
 from typing import Any, AsyncIterator, Iterator, List, Optional, TypeVar, Union
 
 
@@ -93,6 +98,80 @@ class Secret:
         return len(self._secret_value or "")
 
 
+class _OpaqueMarker:
+    """Typing marker (typing.Annotated[T, Opaque]): T is passed through as a JSON object, as it is."""
+
+    def __repr__(self) -> str:
+        return "cog.Opaque"
+
+
+Opaque = _OpaqueMarker()
+
+
+class URLPath(os.PathLike):
+    """A path to the file at a URL, downloaded (under the temporary directory) the first time it is used."""
+
+    def __init__(self, url: str) -> None:
+        self.__url__ = url
+        digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+        name = pathlib.PurePosixPath(urllib.parse.urlparse(url).path).name or digest
+        self.__path__ = pathlib.Path(tempfile.gettempdir()) / digest / name
+
+    def __fspath__(self) -> str:
+        if not self.__path__.exists():
+            self.__path__.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.__path__.with_name(self.__path__.name + ".part")
+            with urllib.request.urlopen(self.__url__) as resp, open(partial, "wb") as out:  # noqa: S310
+                while True:
+                    chunk = resp.read(1 << 20)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+            os.replace(partial, self.__path__)
+        return str(self.__path__)
+
+    def __str__(self) -> str:
+        return self.__url__
+
+    def __repr__(self) -> str:
+        return f"URLPath({self.__url__!r})"
+
+
+class URLFile(io.IOBase):
+    """A file object reading the body at a URL, opened the first time it is read."""
+
+    def __init__(self, url: str, filename: Optional[str] = None) -> None:
+        super().__init__()
+        self.__url__ = url
+        self.name = filename or pathlib.PurePosixPath(urllib.parse.urlparse(url).path).name or "file"
+        self._resp: Any = None
+
+    def _body(self) -> Any:
+        if self._resp is None:
+            self._resp = urllib.request.urlopen(self.__url__)  # noqa: S310,SIM115 (closed by close())
+        return self._resp
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._body().read(None if size is None or size < 0 else size)
+
+    def readinto(self, b: Any) -> int:
+        return self._body().readinto(b)
+
+    def close(self) -> None:
+        if self._resp is not None:
+            self._resp.close()
+        super().close()
+
+    def __str__(self) -> str:
+        return self.__url__
+
+    def __repr__(self) -> str:
+        return f"URLFile({self.__url__!r})"
+
+
 Item = TypeVar("Item")
 
 
@@ -112,5 +191,5 @@ class AsyncConcatenateIterator(AsyncIterator[Item]):
         return value
 
 
-__all__ = ["AsyncConcatenateIterator", "ConcatenateIterator", "FieldInfo", "File", "Input", "Path",
-           "Secret"]
+__all__ = ["AsyncConcatenateIterator", "ConcatenateIterator", "FieldInfo", "File", "Input", "Opaque", "Path",
+           "Secret", "URLFile", "URLPath"]

@@ -476,6 +476,7 @@ int main(int argc, char **argv)
 	shim_log("info", NULL, "kiln-shim stopped");
 	shim_pred_free_all(s);
 	json_decref(s->schema);
+	free(s->hc_error);
 	kiln_buf_release(&s->setup_logs);
 	kiln_manifest_free(s->manifest);
 	free(s->predictor);

@@ -91,6 +91,7 @@ static void pred_free(struct shim_prediction *p)
 	json_decref(p->body);
 	json_decref(p->input);
 	json_decref(p->output);
+	json_decref(p->metrics);
 	kiln_buf_release(&p->logs);
 	free(p->error);
 	free(p->webhook);
@@ -124,10 +125,24 @@ int shim_pred_text(const struct shim_prediction *p, struct kiln_buf *b)
 	rc |= kiln_buf_puts(b, ",\"error\":");
 	rc |= p->error ? shim_put_text(b, p->error, strlen(p->error)) : kiln_buf_puts(b, "null");
 	rc |= kiln_buf_puts(b, ",\"metrics\":{");
+	/* the predictor's own, then predict_time: the runtime's, as in Cog, even when it set one */
+	const char *key;
+	json_t *v;
+	bool first = true;
+	json_object_foreach(p->metrics, key, v)
+	{
+		if (strcmp(key, "predict_time") == 0)
+			continue;
+		rc |= kiln_buf_puts(b, first ? "" : ",");
+		rc |= shim_put_text(b, key, strlen(key));
+		rc |= kiln_buf_puts(b, ":");
+		rc |= shim_put_json(b, v);
+		first = false;
+	}
 	if (p->predict_time >= 0) {
 		char t[32];
 		shim_seconds_text(t, p->predict_time);
-		rc |= kiln_buf_puts(b, "\"predict_time\":");
+		rc |= kiln_buf_puts(b, first ? "\"predict_time\":" : ",\"predict_time\":");
 		rc |= kiln_buf_puts(b, t);
 	}
 	rc |= kiln_buf_puts(b, "},\"created_at\":");
@@ -309,6 +324,9 @@ void shim_pred_dispatch(struct shim *s, struct shim_prediction *p, json_t *worke
 		pthread_mutex_lock(&s->lock);
 	}
 	json_t *msg = json_pack("{s:s, s:s, s:O}", "type", "predict", "id", p->id, "input", worker_input);
+	json_t *context = json_object_get(p->body, "context"); /* current_scope().context */
+	if (json_is_object(context))
+		json_object_set(msg, "context", context);
 	pthread_mutex_unlock(&s->lock);
 	int rc = shim_worker_send(s, msg);
 	json_decref(msg);
@@ -361,6 +379,11 @@ void shim_pred_event(struct shim *s, const char *type, json_t *ev)
 	struct shim_prediction *p = id ? shim_pred_find(s, id) : NULL;
 	if (!p || finished(p))
 		return;
+	json_t *metrics = json_object_get(ev, "metrics"); /* with its last event: done, failed, canceled */
+	if (json_is_object(metrics)) {
+		json_decref(p->metrics);
+		p->metrics = json_incref(metrics);
+	}
 	if (strcmp(type, "log") == 0) {
 		json_t *text = json_object_get(ev, "text");
 		if (!json_is_string(text))

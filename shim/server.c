@@ -120,17 +120,51 @@ static json_t *hint(long v)
 	return v < 0 ? json_null() : json_integer(v);
 }
 
-/* GET /health-check: Cog's {"status", "setup"} and kiln's extras under "kiln". */
+/* The predictor's healthcheck(), run as Cog 0.22 runs it on every /health-check while READY and not busy
+ * (s->lock held; released while the runner answers, in its 5 s and a margin): its error, NULL when it is
+ * healthy or was not run. The caller frees it. */
+static char *user_healthcheck(struct shim *s)
+{
+	if (!s->has_healthcheck || s->health != SHIM_READY || s->busy >= s->concurrency)
+		return NULL;
+	long long n = ++s->hc_sent;
+	json_t *msg = json_pack("{s:s, s:I}", "type", "healthcheck", "id", (json_int_t)n);
+	pthread_mutex_unlock(&s->lock);
+	int rc = shim_worker_send(s, msg);
+	json_decref(msg);
+	pthread_mutex_lock(&s->lock);
+	if (rc < 0)
+		return strdup("Healthcheck failed: the worker has exited");
+	struct timespec end;
+	clock_gettime(CLOCK_REALTIME, &end);
+	end.tv_sec += 7;
+	while (s->hc_answered < n && !s->worker_exited)
+		if (pthread_cond_timedwait(&s->cond, &s->lock, &end) == ETIMEDOUT)
+			break;
+	if (s->hc_answered < n)
+		return strdup(
+		    s->worker_exited
+		        ? "Healthcheck failed: the worker has exited"
+		        : "Healthcheck failed: user-defined healthcheck timed out after 5.0 seconds");
+	return s->hc_error ? strdup(s->hc_error) : NULL;
+}
+
+/* GET /health-check: Cog's {"status", "setup", "user_healthcheck_error"} and kiln's extras under "kiln". */
 static enum MHD_Result health_check(struct shim *s, struct MHD_Connection *c)
 {
 	pthread_mutex_lock(&s->lock);
+	char *unhealthy = user_healthcheck(s);
 	json_t *setup = json_null();
 	if (s->setup_status)
 		setup = json_pack("{s:s, s:s, s:s%, s:s}", "started_at", s->setup_started, "completed_at",
 		                  s->setup_completed, "logs", s->setup_logs.ptr ? s->setup_logs.ptr : "",
 		                  s->setup_logs.len, "status", s->setup_status);
-	json_t *o = json_pack("{s:s, s:o}", "status", health_name(s), "setup", setup);
+	json_t *o =
+	    json_pack("{s:s, s:o}", "status", unhealthy ? "UNHEALTHY" : health_name(s), "setup", setup);
 	pthread_mutex_unlock(&s->lock);
+	if (unhealthy)
+		json_object_set_new(o, "user_healthcheck_error", json_string(unhealthy));
+	free(unhealthy);
 	const struct kiln_manifest *m = s->manifest;
 	json_t *hints =
 	    json_pack("{s:o, s:o, s:o, s:o}", "min_instances", hint(m ? m->serve.min_instances : -1),

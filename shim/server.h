@@ -38,6 +38,7 @@ struct shim_prediction {
 	struct kiln_buf logs;
 	char *error;
 	double predict_time; /* seconds, < 0 until known */
+	json_t *metrics;     /* what the predictor recorded (an object), or NULL */
 	char created_at[SHIM_TIME_LEN];
 	char started_at[SHIM_TIME_LEN];
 	char completed_at[SHIM_TIME_LEN];
@@ -97,7 +98,11 @@ struct shim {
 	const char *setup_status; /* "succeeded", "failed", or NULL while running */
 	struct kiln_buf setup_logs;
 	struct timespec setup_start_mono;
-	bool warming; /* the warmup prediction runs */
+	bool warming;          /* the warmup prediction runs */
+	bool has_healthcheck;  /* the predictor defines healthcheck() (the runner's "ready" says so) */
+	long long hc_sent;     /* healthcheck requests sent (their ids: 1, 2, ...) */
+	long long hc_answered; /* the highest id answered */
+	char *hc_error;        /* that answer's error, or NULL: healthy */
 	struct shim_prediction *preds;
 	long ndone;        /* finished predictions in preds */
 	size_t done_bytes; /* their bytes */

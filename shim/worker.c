@@ -97,8 +97,18 @@ static void handle_event(struct shim *s, const char *type, json_t *ev)
 		json_decref(s->schema);
 		s->schema = json_incref(json_object_get(ev, "schema"));
 	} else if (strcmp(type, "ready") == 0) {
+		s->has_healthcheck = json_is_true(json_object_get(ev, "healthcheck"));
 		if (!s->setup_status)
 			on_ready(s);
+	} else if (strcmp(type, "healthcheck_result") == 0) {
+		json_int_t n = json_integer_value(json_object_get(ev, "id"));
+		if (n > s->hc_answered) {
+			const char *e = json_string_value(json_object_get(ev, "error"));
+			s->hc_answered = n;
+			free(s->hc_error);
+			s->hc_error = e ? strdup(e) : NULL;
+			pthread_cond_broadcast(&s->cond);
+		}
 	} else if (strcmp(type, "setup_failed") == 0) {
 		const char *e = json_string_value(json_object_get(ev, "error"));
 		shim_setup_done(s, "failed", SHIM_SETUP_FAILED, e ? e : "setup failed");

@@ -27,6 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # kiln's own modules come from the runner's directory; then it leaves sys.path, for it also holds the bundled
 # cog, which must not shadow a real cog installed in site-packages.
 sys.path.insert(0, HERE)
+import kiln_runner_health  # noqa: E402
 import kiln_runner_protocol  # noqa: E402
 import kiln_runner_values  # noqa: E402
 import kiln_schema  # noqa: E402
@@ -37,7 +38,8 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 
 CURRENT_ID: contextvars.ContextVar = contextvars.ContextVar("kiln_prediction_id", default=None)
 # The runner's own source files, whose frames tracebacks shown to the user leave out.
-OWN_FILES = {__file__, os.path.abspath(__file__), kiln_runner_protocol.__file__, kiln_runner_values.__file__}
+OWN_FILES = {__file__, os.path.abspath(__file__), kiln_runner_protocol.__file__, kiln_runner_values.__file__,
+             kiln_runner_health.__file__}
 
 
 def _format_exception(e: BaseException) -> str:
@@ -106,6 +108,8 @@ class Runner:
         self.cog: Any = None
         self.cancel_classes: tuple = ()
         self.fn: Any = None
+        self.healthcheck: Any = None
+        self.metrics: Dict[str, Dict[str, Any]] = {}  # a finished prediction's, until its end is sent
         self.info: Any = None
         self.is_async = False
         self.stdout: Optional[LogWriter] = None
@@ -158,6 +162,7 @@ class Runner:
                 predictor = obj()
                 self._setup(predictor)
                 self.fn = getattr(predictor, self.info.method)
+                self.healthcheck = kiln_runner_health.find(predictor)
             else:
                 self.fn = obj
             target = inspect.unwrap(self.fn)
@@ -171,7 +176,7 @@ class Runner:
         if self.concurrency and self.concurrency > 1 and not self.is_async:
             self.log(None, f"kiln: concurrency {self.concurrency} needs an async {self.info.method}(); "
                            "running one prediction at a time")
-        self.events.emit({"type": "ready"})
+        self.events.emit({"type": "ready", "healthcheck": self.healthcheck is not None})
         return True
 
     def _setup(self, predictor: Any) -> None:
@@ -215,15 +220,38 @@ class Runner:
                 event["files"] = files
         event["predict_time"] = round(time.monotonic() - started, 6)
         self.flush_logs(pid)
-        self.events.emit(event)
+        self._end(event)
 
     def _failed(self, pid: str, e: BaseException) -> None:
         self.log(pid, _format_exception(e))
-        self.events.emit({"type": "failed", "id": pid, "error": str(e) or type(e).__name__})
+        self._end({"type": "failed", "id": pid, "error": str(e) or type(e).__name__})
 
     def _canceled(self, pid: str) -> None:
         self.flush_logs(pid)
-        self.events.emit({"type": "canceled", "id": pid})
+        self._end({"type": "canceled", "id": pid})
+
+    def _end(self, event: Dict[str, Any]) -> None:
+        """Emit a prediction's last event with the metrics it recorded (none: no "metrics")."""
+        metrics = self.metrics.pop(event["id"], None)
+        if metrics:
+            event["metrics"] = metrics
+        self.events.emit(event)
+
+    # ---- the prediction's scope (cog.current_scope()): bundled cog only ----
+
+    def _enter_scope(self, req: Dict[str, Any], sync: bool) -> Any:
+        mod = getattr(self.cog, "scope", None)
+        if mod is None or not hasattr(mod, "_enter"):
+            return None
+        ctx = req.get("context")
+        return mod._enter(ctx if isinstance(ctx, dict) else None, sync)
+
+    def _exit_scope(self, pid: str, entered: Any) -> None:
+        if entered is not None:
+            try:
+                self.metrics[pid] = self.cog.scope._exit(entered)
+            except Exception as e:  # noqa: BLE001 (never lose the prediction's end over its metrics)
+                self.log(pid, f"kiln: the prediction's metrics are lost: {e}")
 
     # ---- synchronous predictors: one at a time, in the main thread ----
 
@@ -257,6 +285,7 @@ class Runner:
             self._canceled(pid)
             return
         token = CURRENT_ID.set(pid)
+        scope = self._enter_scope(req, True)
         closers: List[Any] = []
         outcome: Any = None
         started = time.monotonic()
@@ -292,6 +321,7 @@ class Runner:
             outcome = ("canceled",)
         finally:
             self.cancelable = None
+            self._exit_scope(pid, scope)
             for c in closers:
                 try:
                     c.close()
@@ -338,6 +368,7 @@ class Runner:
     async def run_async(self, req: Dict[str, Any], sem: Optional[asyncio.Semaphore]) -> None:
         pid = req["id"]
         CURRENT_ID.set(pid)
+        scope = self._enter_scope(req, False)
         outcome: Any = None
         closers: List[Any] = []
         started = time.monotonic()
@@ -375,6 +406,7 @@ class Runner:
         except asyncio.CancelledError:  # canceled while waiting for a slot
             outcome = ("canceled",)
         finally:
+            self._exit_scope(pid, scope)
             for c in closers:
                 try:
                     c.close()
@@ -426,12 +458,23 @@ class Runner:
                     put(req)
                 else:
                     self.cancel_sync(req["id"])
+            elif req["type"] == "healthcheck":
+                threading.Thread(target=self.run_healthcheck, args=(req.get("id"),), daemon=True,
+                                 name="kiln-healthcheck").start()
             elif req["type"] == "shutdown":
                 put(req)
                 return
             else:
                 print(f"kiln: ignoring an unknown request type '{req['type']}'", file=sys.__stderr__, flush=True)
         put({"type": "shutdown"})
+
+    def run_healthcheck(self, hid: Any) -> None:
+        """Run the predictor's healthcheck() (in a thread of its own); answer with healthcheck_result."""
+        error = None
+        if self.healthcheck is not None:
+            loop = self.loop if self.is_async else None
+            error = kiln_runner_health.run(self.healthcheck, loop)
+        self.events.emit({"type": "healthcheck_result", "id": hid, "error": error})
 
     def serve(self, stream: Any) -> None:
         if self.is_async:

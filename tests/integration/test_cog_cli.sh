@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # Cog's command lines, unchanged: `cog predict --json INPUT` (text, @FILE, @-, "@PATH" members), -o for
 # every kind of output with "Written output to: PATH", "No output generated", inputs refused before the
-# model starts in Cog's words, and `kiln run` as predict's other name. Every bad line has its message
-# checked.
+# model starts in Cog's words, `kiln run` as predict's other name, and `kiln serve` passing the shim's
+# options (--upload-url). Every bad line has its message checked.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/shim_lib.sh"
 
 FIX=$KILN_SOURCE_DIR/tests/fixtures/predictors
 export PYTHONDONTWRITEBYTECODE=1 KILN_ALLOW_CPU=1
@@ -202,5 +203,55 @@ expect_eq "$OUT" "said: ran"
 run_kiln help run
 expect_contains "$OUT" "usage: kiln run [DIR | REF]"
 expect_contains "$OUT" "--json INPUT"
+
+t_case "kiln serve passes the shim's options: --upload-url gets the file outputs, --idle-exit ends it"
+mkdir -p "$T_WORK/uploads"
+python3 - "$T_WORK/uploads" "$T_WORK/up.port" <<'EOF' 2>"$T_WORK/up.log" &
+import http.server, os, sys
+d, portfile = sys.argv[1:3]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_PUT(self):
+        data = self.rfile.read(int(self.headers["Content-Length"]))
+        with open(os.path.join(d, os.path.basename(self.path)), "wb") as f:
+            f.write(data)
+        self.send_response(201)
+        self.end_headers()
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+open(portfile, "w").write(str(s.server_port))
+s.serve_forever()
+EOF
+UPID=$!
+t_defer "kill $UPID 2>/dev/null"
+for _ in $(seq 50); do [ -s "$T_WORK/up.port" ] && break; sleep 0.1; done
+UP=http://127.0.0.1:$(cat "$T_WORK/up.port")/files/
+PORT_S=$(free_port)
+URL=http://127.0.0.1:$PORT_S
+"$KILN" serve "$T_WORK/kFile" --host 127.0.0.1 --port "$PORT_S" --upload-url "$UP" --idle-exit 3 \
+	--await-explicit-shutdown false --max-connections 50 2>"$T_WORK/serve.log" &
+SERVE=$!
+t_defer "kill -9 $SERVE 2>/dev/null"
+wait_listen "$T_WORK/serve.log"
+wait_health READY 30
+post '{"input": {"text": "uploaded"}}'
+expect_eq "$CODE" "200"
+expect_eq "$(field 'j["output"]')" "${UP}out.txt" "the output's URL"
+expect_eq "$(cat "$T_WORK/uploads/out.txt" 2>/dev/null)" "uploaded" "the uploaded file"
+for _ in $(seq 100); do kill -0 "$SERVE" 2>/dev/null || break; sleep 0.1; done
+wait "$SERVE"
+expect_eq "$?" "0" "kiln serve --idle-exit 3: its exit status"
+
+t_case "kiln serve: the shim's values checked by the shim; --version and --project with DIR refused"
+run_kiln serve "$T_WORK/kFile" --idle-exit soon --port 0
+expect_rc 1
+expect_contains "$ERR" "--idle-exit: expected seconds or 'auto'"
+run_kiln serve "$T_WORK/kFile" --version
+expect_rc 2
+expect_contains "$ERR" "--version: kiln serve runs the shim of this kiln; see 'kiln version'"
+run_kiln serve "$T_WORK/kFile" --project "$T_WORK/kText"
+expect_rc 2
+expect_contains "$ERR" "--project '$T_WORK/kText' and DIR '$T_WORK/kFile': give one"
+run_kiln serve --bogus
+expect_rc 2
+expect_contains "$ERR" "unknown option '--bogus'"
 
 t_finish

@@ -73,9 +73,16 @@ const struct command commands[] = {
     {"run", cmd_predict, "the same as predict (cog run, Cog 0.20's name for predict)", PREDICT_USAGE("run"),
      PREDICT_HELP},
     {"serve", cmd_serve, "serve a project over Cog's HTTP API, as its image would",
-     "kiln serve [DIR] [--port N] [--host ADDR]",
+     "kiln serve [DIR | --project DIR] [--port N] [--host ADDR] [--upload-url URL] [--idle-exit S|auto]\n"
+     "           [--await-explicit-shutdown [true|false]] [--max-connections N] [--connection-timeout S]\n"
+     "           [--request-timeout S] [--keep-bytes N] [--allow-private-urls] [--threads N]",
      "  -p, --port N         the port to listen on (default: $PORT, else 5000)\n"
-     "  --host ADDR          the address to listen on (default: 0.0.0.0)\n"},
+     "  --host ADDR          the address to listen on (default: 0.0.0.0)\n"
+     "  --project DIR        the project (as kiln-shim takes it; the same as DIR)\n"
+     "  --upload-url URL     PUT file outputs under URL and answer with their URLs\n"
+     "  --idle-exit S|auto, --await-explicit-shutdown [true|false], --max-connections N,\n"
+     "  --connection-timeout S, --request-timeout S, --keep-bytes N, --allow-private-urls, --threads N\n"
+     "                       passed to kiln-shim as they are (see kiln-shim(1))\n"},
     {"version", cmd_version, "print kiln's version", "kiln version [--json]",
      "  --json               print the versions as JSON\n"},
     {NULL, NULL, NULL, NULL, NULL},

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/predict.h"
@@ -23,7 +24,12 @@
 #include "registry/client.h"
 #include "shim/shim.h"
 
-enum { OPT_INPUT_JSON = 2000, OPT_RUNTIME, OPT_SETUP_TIMEOUT };
+enum { OPT_INPUT_JSON = 2000, OPT_COG_JSON, OPT_FORMAT, OPT_RUNTIME, OPT_SETUP_TIMEOUT };
+
+/* What --json INPUT says when INPUT is not an input object: kiln's own JSON output is --format json now. */
+#define JSON_MOVED                                                                                           \
+	"give a JSON object, @FILE or @- (the inputs, as cog predict --json takes them); for the whole "     \
+	"response as JSON, kiln's own output, give --format json"
 
 struct predict_args {
 	struct strlist {
@@ -31,10 +37,11 @@ struct predict_args {
 		size_t n;
 	} inputs, envs;
 	const char *input_json;
+	const char *cog_json; /* --json INPUT */
 	const char *output;
 	const char *setup_timeout;
 	enum predict_runtime_kind runtime;
-	bool json;
+	bool json; /* --format json */
 };
 
 static int push_arg(struct strlist *l, const char *arg)
@@ -60,8 +67,15 @@ static int predict_option(int c, const char *arg, void *ctx)
 	case 'o':
 		a->output = arg;
 		return 0;
-	case CLI_OPT_JSON:
-		a->json = true;
+	case OPT_FORMAT:
+		if (strcmp(arg, "json") != 0 && strcmp(arg, "text") != 0)
+			return cli_usage_error("--format: '%s' is not json or text", arg);
+		a->json = strcmp(arg, "json") == 0;
+		return 0;
+	case OPT_COG_JSON:
+		if (!predict_json_arg_ok(arg))
+			return cli_usage_error("--json '%s': " JSON_MOVED, arg);
+		a->cog_json = arg;
 		return 0;
 	case OPT_INPUT_JSON:
 		a->input_json = arg;
@@ -158,26 +172,91 @@ static json_t *schema_of(const json_t *config, const struct predict_runtime *rt,
 	return predict_get_json(rt->url, "/openapi.json", &doc, err) == 0 ? doc : NULL;
 }
 
-/* Where output N (of COUNT; -1: the only one) goes: -o PATH, else output.EXT; for lists, NAME.N.EXT. */
-static char *output_path(const char *o, const char *ext, long n)
+/* Go's path.Ext: the final element's suffix from its last dot, or "". */
+static const char *path_ext(const char *p)
 {
-	char *path = NULL;
-	if (n < 0)
-		return o ? strdup(o) : (asprintf(&path, "output%s", ext) < 0 ? NULL : path);
-	const char *base = o ? o : "output";
-	const char *slash = strrchr(base, '/');
-	const char *dot = strrchr(slash ? slash + 1 : base, '.');
-	size_t stem = dot && o ? (size_t)(dot - base) : strlen(base);
-	const char *suffix = dot && o ? dot : ext;
-	return asprintf(&path, "%.*s.%ld%s", (int)stem, base, n, suffix) < 0 ? NULL : path;
+	const char *slash = strrchr(p, '/');
+	const char *dot = strrchr(slash ? slash + 1 : p, '.');
+	return dot ? dot : p + strlen(p);
 }
 
-/* Write the data: URI VALUE to PATH and say so; 0 or -1. */
-static int save(const char *value, const char *path, struct kiln_error **err)
+/*
+ * Where the output goes, as cog predict settles it before the prediction: -o PATH (a leading '@' and "~/"
+ * understood), a directory PATH holding FALLBACK's name, else FALLBACK ("output"; "output.json" for --json
+ * INPUT) in the current directory; its directory must be writable. A new string into *out.
+ */
+static int output_destination(char **out, const char *o, const char *fallback, struct kiln_error **err)
 {
-	if (shim_files_save_data_uri(value, path, err) < 0)
-		return kiln_error_wrap(err, "cannot write the output to '%s'", path);
-	infof("written to %s", path);
+	*out = NULL;
+	if (o && *o == '@')
+		o++;
+	const char *home = getenv("HOME");
+	bool fell_back = !o || !*o;
+	const char *p = fell_back ? fallback : o;
+	_cleanup_free_ char *path = NULL;
+	if (strncmp(p, "~/", 2) == 0 && home ? asprintf(&path, "%s/%s", home, p + 2) < 0
+	                                     : !(path = strdup(p)))
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		const char *slash = strrchr(path, '/');
+		_cleanup_free_ char *dir =
+		    slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+		if (!dir || access(dir, W_OK) < 0)
+			return kiln_error_set(
+			    err, KILN_EINVAL,
+			    "Output path is not writable: Output directory is not writable: %s",
+			    dir ? dir : path);
+	} else if (S_ISDIR(st.st_mode)) {
+		if (fell_back)
+			return kiln_error_set(
+			    err, KILN_EINVAL,
+			    "Output path is not writable: Default output name \"%s\" conflicts "
+			    "with directory, provide --output",
+			    path);
+		if (access(path, W_OK) < 0)
+			return kiln_error_errno(err, errno, "Output path is not writable: %s", path);
+		char *joined = NULL;
+		if (asprintf(&joined, "%s/%s", path, fallback) < 0)
+			return kiln_error_set(err, KILN_EFAIL, "out of memory");
+		free(path);
+		path = joined;
+	} else if (access(path, W_OK) < 0) {
+		return kiln_error_errno(err, errno, "Output path is not writable: %s", path);
+	}
+	*out = steal_pointer(&path);
+	return 0;
+}
+
+/* Write LEN bytes of DATA to PATH and say so; 0 or -1. */
+static int write_output(const char *path, const char *data, size_t len, struct kiln_error **err)
+{
+	FILE *f = fopen(path, "we");
+	if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
+		int e = errno;
+		if (f)
+			fclose(f);
+		return kiln_error_errno(err, e, "Failed to write output: '%s'", path);
+	}
+	infof("Written output to: %s", path);
+	return 0;
+}
+
+/* Write the data: URI VALUE where cog predict would for DEST (its extension kept unless absent or a
+ * number, ".0"; then the MIME type's), say so, and give the path written into *written. */
+static int save(const char *value, const char *dest, char **written, struct kiln_error **err)
+{
+	const char *ext = path_ext(dest);
+	bool numeric = ext[0] == '.' && ext[1] && strspn(ext + 1, "0123456789") == strlen(ext + 1);
+	char *path = NULL;
+	if (asprintf(&path, "%s%s", dest, !*ext || numeric ? shim_files_data_uri_extension(value) : "") < 0)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	if (shim_files_save_data_uri(value, path, err) < 0) {
+		free(path);
+		return kiln_error_wrap(err, "Failed to write output");
+	}
+	infof("Written output to: %s", path);
+	*written = path;
 	return 0;
 }
 
@@ -186,40 +265,129 @@ static bool is_data_uri(const json_t *v)
 	return json_is_string(v) && strncmp(json_string_value(v), "data:", 5) == 0;
 }
 
-/* Show a succeeded prediction's output: files written, text printed, anything else as JSON. */
-static int show_output(const json_t *out, const char *o, struct kiln_error **err)
+/* The schema of the prediction's output: /predictions' 200 response's "output" property, or NULL. */
+static const json_t *output_schema(const json_t *doc)
 {
-	if (is_data_uri(out)) {
-		_cleanup_free_ char *path =
-		    output_path(o, shim_files_data_uri_extension(json_string_value(out)), -1);
-		return path ? save(json_string_value(out), path, err)
-		            : kiln_error_set(err, KILN_EFAIL, "out of memory");
+	const json_t *post =
+	    json_object_get(json_object_get(json_object_get(doc, "paths"), "/predictions"), "post");
+	const json_t *ok = json_object_get(json_object_get(post, "responses"), "200");
+	const json_t *media = json_object_get(json_object_get(ok, "content"), "application/json");
+	const json_t *props = shim_schema_get(doc, json_object_get(media, "schema"), "properties");
+	return json_object_get(props, "output");
+}
+
+static bool schema_is(const json_t *doc, const json_t *s, const char *type)
+{
+	const char *t = json_string_value(shim_schema_get(doc, s, "type"));
+	return t && strcmp(t, type) == 0;
+}
+
+/* A file output: a string of format "uri" (Path, File); without a schema, a data: URI. */
+static bool is_file_schema(const json_t *doc, const json_t *s, const json_t *value)
+{
+	if (!s)
+		return is_data_uri(value);
+	const char *format = json_string_value(shim_schema_get(doc, s, "format"));
+	return schema_is(doc, s, "string") && format && strcmp(format, "uri") == 0;
+}
+
+/* A copy of V whose objects have their keys in order, as Go writes a decoded JSON value. */
+static json_t *sorted_copy(const json_t *v)
+{
+	if (json_is_array(v)) {
+		json_t *a = json_array();
+		for (size_t i = 0; i < json_array_size(v); i++)
+			json_array_append_new(a, sorted_copy(json_array_get(v, i)));
+		return a;
 	}
-	if (json_is_array(out) && json_array_size(out) > 0 && is_data_uri(json_array_get(out, 0))) {
-		size_t i;
-		json_t *v;
-		json_array_foreach(out, i, v)
-		{
-			if (!is_data_uri(v)) {
-				char *text = json_dumps(v, JSON_ENCODE_ANY);
-				printf("%s\n", text ? text : "");
-				free(text);
-				continue;
+	if (!json_is_object(v))
+		return json_deep_copy(v);
+	size_t n = json_object_size(v), i = 0;
+	const char **keys = calloc(n + 1, sizeof(*keys));
+	const char *key;
+	json_t *m, *o = json_object();
+	json_object_foreach((json_t *)v, key, m) if (keys) keys[i++] = key;
+	for (i = 0; keys && i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			if (strcmp(keys[j], keys[i]) < 0) {
+				const char *t = keys[i];
+				keys[i] = keys[j];
+				keys[j] = t;
 			}
-			_cleanup_free_ char *path =
-			    output_path(o, shim_files_data_uri_extension(json_string_value(v)), (long)i);
-			if (!path || save(json_string_value(v), path, err) < 0)
-				return path ? -1 : kiln_error_set(err, KILN_EFAIL, "out of memory");
-		}
+	for (i = 0; keys && i < n; i++)
+		json_object_set_new(o, keys[i], sorted_copy(json_object_get(v, keys[i])));
+	free(keys);
+	return o;
+}
+
+/*
+ * Write a succeeded prediction's file outputs as cog predict does, to DEST (a Path) or DEST.N (a list of
+ * Paths), and replace each in *out with the path written. 0, or -1.
+ */
+static int save_files(json_t **out, const json_t *doc, const json_t *oschema, const char *dest,
+                      struct kiln_error **err)
+{
+	char *written = NULL;
+	if (is_file_schema(doc, oschema, *out) && json_is_string(*out)) {
+		if (save(json_string_value(*out), dest, &written, err) < 0)
+			return -1;
+		json_decref(*out);
+		*out = json_string(written);
+		free(written);
 		return 0;
 	}
+	const json_t *items = oschema ? shim_schema_get(doc, oschema, "items") : NULL;
+	bool files = oschema ? schema_is(doc, oschema, "array") && is_file_schema(doc, items, NULL)
+	                     : json_array_size(*out) > 0 && is_data_uri(json_array_get(*out, 0));
+	if (!files || !json_is_array(*out))
+		return 0;
+	const char *ext = path_ext(dest);
+	for (size_t i = 0; i < json_array_size(*out); i++) {
+		const json_t *v = json_array_get(*out, i);
+		_cleanup_free_ char *item = NULL;
+		if (asprintf(&item, "%.*s.%zu%s", (int)(ext - dest), dest, i, ext) < 0)
+			return kiln_error_set(err, KILN_EFAIL, "out of memory");
+		if (!is_data_uri(v))
+			continue;
+		if (save(json_string_value(v), item, &written, err) < 0)
+			return kiln_error_wrap(err, "Failed to write output %zu", i);
+		json_array_set_new(*out, i, json_string(written));
+		free(written);
+	}
+	return 0;
+}
+
+/*
+ * Show a succeeded prediction's output OUT (its files already written by save_files) as cog predict does:
+ * files said by save_files; a string printed, or written to DEST when TO_FILE (-o); anything else as JSON
+ * (2 spaces, keys in order), printed or written to DEST.
+ */
+static int show_output(const json_t *out, const json_t *doc, const json_t *oschema, const char *dest,
+                       bool to_file, struct kiln_error **err)
+{
+	if (json_is_null(out)) {
+		warnf("No output generated");
+		return 0;
+	}
+	const json_t *items = oschema ? shim_schema_get(doc, oschema, "items") : NULL;
+	if (is_file_schema(doc, oschema, NULL) ||
+	    (oschema && schema_is(doc, oschema, "array") && is_file_schema(doc, items, NULL)))
+		return 0;
 	if (json_is_string(out)) {
 		const char *s = json_string_value(out);
-		printf("%s%s", s, *s && s[strlen(s) - 1] == '\n' ? "" : "\n");
-	} else if (!json_is_null(out)) {
-		json_dumpf(out, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
-		fputc('\n', stdout);
+		if (to_file)
+			return write_output(dest, s, strlen(s), err);
+		printf("%s\n", s);
+		return 0;
 	}
+	json_auto_t *sorted = sorted_copy(out);
+	if (to_file) {
+		_cleanup_free_ char *text = json_dumps(sorted, JSON_INDENT(2) | JSON_ENCODE_ANY);
+		return text ? write_output(dest, text, strlen(text), err)
+		            : kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+	json_dumpf(sorted, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
+	fputc('\n', stdout);
 	return 0;
 }
 
@@ -241,7 +409,8 @@ int cmd_predict(int argc, char **argv)
 	    {"input-json", required_argument, NULL, OPT_INPUT_JSON},
 	    {"output", required_argument, NULL, 'o'},
 	    {"env", required_argument, NULL, 'e'},
-	    {"json", no_argument, NULL, CLI_OPT_JSON},
+	    {"json", required_argument, NULL, OPT_COG_JSON},
+	    {"format", required_argument, NULL, OPT_FORMAT},
 	    {"runtime", required_argument, NULL, OPT_RUNTIME},
 	    {"setup-timeout", required_argument, NULL, OPT_SETUP_TIMEOUT},
 	    CLI_REGISTRY_LONG,
@@ -252,12 +421,19 @@ int cmd_predict(int argc, char **argv)
 	kiln_registry_options_init(&ropt);
 	ropt.cancel = &cli_interrupted;
 	struct predict_args a = {.runtime = RUNTIME_AUTO};
+	/* `kiln predict --json` was kiln's flag: at the end of the line it has no INPUT to take */
+	if (argc > 1 && strcmp(argv[argc - 1], "--json") == 0)
+		return cli_usage_error("--json needs INPUT: " JSON_MOVED);
 	/* the inputs are this user's own, and the shim listens on loopback for this one prediction: file
 	 * inputs may come from this machine's servers (-e KILN_ALLOW_PRIVATE_URLS=0 after it refuses them) */
 	if (push_arg(&a.envs, "KILN_ALLOW_PRIVATE_URLS=1") < 0)
 		return EXIT_FAIL;
 	int first, status = cli_parse(argc, argv, ":i:o:e:" CLI_COMMON_SHORT, longopts, &ropt, predict_option,
 	                              &a, 0, 1, &first);
+	if (status == -1 && a.cog_json && a.input_json)
+		status = cli_usage_error("--json and --input-json both give the input object: give one");
+	if (status == -1 && a.json && a.output)
+		status = cli_usage_error("-o: --format json prints the whole response and writes no output");
 	if (status >= 0) {
 		free(a.inputs.v);
 		free(a.envs.v);
@@ -267,20 +443,38 @@ int cmd_predict(int argc, char **argv)
 	cli_catch_signals();
 
 	_cleanup_error_ struct kiln_error *err = NULL;
+	_cleanup_free_ char *dest = NULL;
 	json_t *base = NULL, *config = NULL, *schema = NULL, *input = NULL, *response = NULL;
 	struct kiln_store *store = NULL;
 	struct predict_runtime rt = {.pid = -1};
 	char digest[KILN_DIGEST_LEN];
-	bool failed = true;
+	bool failed = true, said = false;
+	struct stat tst;
 	status = EXIT_FAIL;
-	if (a.input_json && read_input_json(&base, a.input_json, &err) < 0)
+	if (a.cog_json && a.inputs.n > 0) {
+		kiln_error_set(&err, KILN_EINVAL,
+		               "Must use one of --json or --input to provide model inputs");
 		goto out;
+	}
+	if (strchr(target, '=') && stat(target, &tst) < 0) {
+		kiln_error_set(&err, KILN_EINVAL, "Invalid image name '%s'. Did you forget `-i`?", target);
+		goto out;
+	}
+	if ((a.input_json && read_input_json(&base, a.input_json, &err) < 0) ||
+	    (a.cog_json && predict_json_read(&base, a.cog_json, &err) < 0))
+		goto out;
+	if (!a.json && output_destination(&dest, a.output, a.cog_json ? "output.json" : "output", &err) < 0)
+		goto out;
+	if (dest && a.cog_json && strcmp(path_ext(dest), ".json") != 0)
+		warnf("--output value does not have a .json suffix: %s",
+		      strrchr(dest, '/') ? strrchr(dest, '/') + 1 : dest);
 	if (kiln_store_open(&store, NULL, &err) < 0 ||
 	    resolve_image(store, target, &ropt, digest, &config, &err) < 0)
 		goto out;
-	/* inputs typed by the label's schema are checked before anything runs */
+	/* inputs checked against the label's schema before anything runs */
 	schema = schema_of(config, &rt, NULL);
-	if (schema && shim_inputs_from_args(&input, schema, base, a.inputs.v, a.inputs.n, &err) < 0)
+	if (schema && predict_inputs_prepare(&input, schema, base, a.cog_json != NULL, a.inputs.v, a.inputs.n,
+	                                     &err) < 0)
 		goto out;
 	if (predict_runtime_start(&rt, store, digest, config, a.runtime, a.envs.v, a.envs.n, a.setup_timeout,
 	                          &ropt, &err) < 0 ||
@@ -288,7 +482,8 @@ int cmd_predict(int argc, char **argv)
 		goto out;
 	if (!schema) { /* a native predictor's schema comes from the library: ask the shim */
 		if (!(schema = schema_of(config, &rt, &err)) ||
-		    shim_inputs_from_args(&input, schema, base, a.inputs.v, a.inputs.n, &err) < 0)
+		    predict_inputs_prepare(&input, schema, base, a.cog_json != NULL, a.inputs.v, a.inputs.n,
+		                           &err) < 0)
 			goto out;
 	}
 	char id[33];
@@ -297,22 +492,51 @@ int cmd_predict(int argc, char **argv)
 		goto out;
 	failed = false;
 	const char *st = json_string_value(json_object_get(response, "status"));
+	bool ok = st && strcmp(st, "succeeded") == 0;
 	if (a.json) {
 		json_dumpf(response, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
 	}
-	if (!st || strcmp(st, "succeeded") != 0) {
+	const json_t *oschema = output_schema(schema);
+	json_t *output = json_incref(json_object_get(response, "output"));
+	/* --json INPUT: Cog's {status, output, error}, file outputs written beside DEST and named by path */
+	if (a.cog_json) {
+		_cleanup_free_ char *stem = strndup(dest, (size_t)(path_ext(dest) - dest));
+		int rc = ok && output && !json_is_null(output) && stem
+		             ? save_files(&output, schema, oschema, stem, &err)
+		             : 0;
 		const char *why = json_string_value(json_object_get(response, "error"));
-		kiln_error_set(&err, KILN_EFAIL, "the prediction %s%s%s", st ? st : "did not finish",
-		               why ? ": " : "", why ? why : "");
+		json_auto_t *j =
+		    json_pack("{s:s, s:o, s:s}", "status", st ? st : "", "output",
+		              output ? sorted_copy(output) : json_null(), "error", why ? why : "");
+		json_decref(output);
+		_cleanup_free_ char *text = j && rc == 0 ? json_dumps(j, JSON_INDENT(2)) : NULL;
+		if (rc < 0 || (!text && kiln_error_set(&err, KILN_EFAIL, "out of memory")))
+			goto out;
+		if (a.output ? write_output(dest, text, strlen(text), &err) < 0 : printf("%s\n", text) < 0)
+			goto out;
+		said = !ok; /* Cog: the failure is in the JSON, and the exit status 1 */
+		status = ok ? EXIT_OK : EXIT_FAIL;
 		goto out;
 	}
-	if (!a.json && show_output(json_object_get(response, "output"), a.output, &err) < 0)
+	if (!ok) {
+		json_decref(output);
+		const char *why = json_string_value(json_object_get(response, "error"));
+		kiln_error_set(&err, KILN_EFAIL, "Prediction failed with status \"%s\": %s",
+		               st ? st : "unknown", why ? why : "");
+		goto out;
+	}
+	int rc = a.json ? 0
+	         : save_files(&output, schema, oschema, dest, &err) < 0
+	             ? -1
+	             : show_output(output, schema, oschema, dest, a.output != NULL, &err);
+	json_decref(output);
+	if (rc < 0)
 		goto out;
 	status = EXIT_OK;
 out:
 	predict_runtime_stop(&rt, failed && rt.log);
-	if (status != EXIT_OK)
+	if (status != EXIT_OK && !said)
 		status = cli_fail(err);
 	if (cli_interrupted && status != EXIT_OK)
 		status = EXIT_INTR;

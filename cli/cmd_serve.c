@@ -16,28 +16,77 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_PORT = 2000, OPT_HOST };
+enum {
+	OPT_PORT = 2000,
+	OPT_HOST,
+	OPT_PROJECT,
+	OPT_VERSION,
+	/* kiln-shim's own options, passed to it as they are given (the shim checks their values): PASSED */
+	OPT_PASS,
+	OPT_AWAIT = OPT_PASS + 8,
+};
 
 struct serve_args {
+	int argc;
+	char **argv;
 	const char *port;
 	const char *host;
+	const char *project;
+	char *pass[64]; /* the shim's options, each "--NAME" or "--NAME=VALUE", owned */
+	size_t npass;
 };
+
+/* The shim's options kiln serve passes on, by code (OPT_PASS + index). */
+static const char *const PASSED[] = {
+    "allow-private-urls",      "connection-timeout", "idle-exit", "keep-bytes",
+    "max-connections",         "request-timeout",    "threads",   "upload-url",
+    "await-explicit-shutdown",
+};
+
+/* Add "--NAME[=ARG]" for the shim option of code C. */
+static int pass(struct serve_args *a, int c, const char *arg)
+{
+	const char *name = PASSED[c - OPT_PASS];
+	char *s = NULL;
+	if (a->npass >= sizeof(a->pass) / sizeof(a->pass[0]))
+		return cli_usage_error("too many options");
+	if ((arg ? asprintf(&s, "--%s=%s", name, arg) : asprintf(&s, "--%s", name)) < 0)
+		return CLI_EXIT_STATUS(EXIT_FAIL);
+	a->pass[a->npass++] = s;
+	return 0;
+}
 
 static int serve_option(int c, const char *arg, void *ctx)
 {
 	struct serve_args *a = ctx;
-	if (c == OPT_PORT || c == 'p') {
+	switch (c) {
+	case OPT_PORT:
+	case 'p': {
 		char *end = NULL;
 		long n = strtol(arg, &end, 10);
 		if (*arg == '\0' || *end || n < 0 || n > 65535)
 			return cli_usage_error("--port: '%s' is not a port number", arg);
 		a->port = arg;
-	} else if (c == OPT_HOST) {
-		a->host = arg;
-	} else {
-		return -1;
+		return 0;
 	}
-	return 0;
+	case OPT_HOST:
+		a->host = arg;
+		return 0;
+	case OPT_PROJECT:
+		a->project = arg;
+		return 0;
+	case OPT_VERSION:
+		return cli_usage_error(
+		    "--version: kiln serve runs the shim of this kiln; see 'kiln version'");
+	case OPT_AWAIT:
+		/* as the shim and Cog take it: "--await-explicit-shutdown true" as well as "=true" */
+		if (!arg && optind < a->argc &&
+		    (strcmp(a->argv[optind], "true") == 0 || strcmp(a->argv[optind], "false") == 0))
+			arg = a->argv[optind++];
+		return pass(a, c, arg);
+	default:
+		return c >= OPT_PASS && c < OPT_AWAIT ? pass(a, c, arg) : -1;
+	}
 }
 
 /* The project's weight files, newline-separated absolute paths, in the order images prefetch them (the
@@ -70,17 +119,33 @@ static char *weight_files(const char *dir, struct kiln_error **err)
 int cmd_serve(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"port", required_argument, NULL, OPT_PORT},
+	    {"allow-private-urls", no_argument, NULL, OPT_PASS + 0},
+	    {"await-explicit-shutdown", optional_argument, NULL, OPT_AWAIT},
+	    {"connection-timeout", required_argument, NULL, OPT_PASS + 1},
 	    {"host", required_argument, NULL, OPT_HOST},
+	    {"idle-exit", required_argument, NULL, OPT_PASS + 2},
+	    {"keep-bytes", required_argument, NULL, OPT_PASS + 3},
+	    {"max-connections", required_argument, NULL, OPT_PASS + 4},
+	    {"port", required_argument, NULL, OPT_PORT},
+	    {"project", required_argument, NULL, OPT_PROJECT},
+	    {"request-timeout", required_argument, NULL, OPT_PASS + 5},
+	    {"threads", required_argument, NULL, OPT_PASS + 6},
+	    {"upload-url", required_argument, NULL, OPT_PASS + 7},
+	    {"version", no_argument, NULL, OPT_VERSION},
 	    CLI_COMMON_LONG,
 	    {NULL, 0, NULL, 0},
 	};
-	struct serve_args a = {.port = NULL, .host = NULL};
+	struct serve_args a = {.argc = argc, .argv = argv};
 	int first, status = cli_parse(argc, argv, ":p:" CLI_COMMON_SHORT, longopts, NULL, serve_option, &a, 0,
 	                              1, &first);
-	if (status >= 0)
+	if (status < 0 && a.project && first < argc)
+		status = cli_usage_error("--project '%s' and DIR '%s': give one", a.project, argv[first]);
+	if (status >= 0) {
+		for (size_t i = 0; i < a.npass; i++)
+			free(a.pass[i]);
 		return status;
-	const char *dir = first < argc ? argv[first] : ".";
+	}
+	const char *dir = a.project ? a.project : first < argc ? argv[first] : ".";
 	_cleanup_error_ struct kiln_error *err = NULL;
 	struct kiln_runtime rt;
 	if (kiln_runtime_locate(&rt, &err) < 0)
@@ -94,7 +159,7 @@ int cmd_serve(int argc, char **argv)
 	if (getenv("KILN_PREFETCH_FILES") == NULL)
 		setenv("KILN_PREFETCH_FILES", files, 1);
 	setenv("KILN_PYTHON_DIR", rt.python_dir, 1);
-	char *args[12];
+	char *args[80];
 	size_t n = 0;
 	args[n++] = rt.shim;
 	args[n++] = "--project";
@@ -107,6 +172,8 @@ int cmd_serve(int argc, char **argv)
 		args[n++] = "--host";
 		args[n++] = (char *)a.host;
 	}
+	for (size_t i = 0; i < a.npass; i++)
+		args[n++] = a.pass[i];
 	args[n] = NULL;
 	fflush(NULL);
 	execv(rt.shim, args);

@@ -5,6 +5,28 @@
 #include <stdio.h>
 #include <string.h>
 
+#define PREDICT_USAGE(name)                                                                                  \
+	"kiln " name " [DIR | REF] [-i NAME=VALUE | -i NAME=@FILE]... [--json INPUT] [-o PATH]\n"            \
+	"             [--input-json FILE|-] [--format json] [-e NAME=VALUE]... [--runtime "                  \
+	"auto|native|bwrap]\n"                                                                               \
+	"             [--setup-timeout S]"
+#define PREDICT_HELP                                                                                         \
+	"  -i, --input NAME=VALUE  an input, typed by the model's schema; NAME=@FILE sends a file; repeat "  \
+	"a\n"                                                                                                \
+	"                          NAME for a list; a VALUE without NAME= is the first input\n"              \
+	"  --json INPUT         the input object, as cog predict takes it: JSON text, @FILE or @- "          \
+	"(standard\n"                                                                                        \
+	"                       input), no -i with it; prints {status, output, error} as JSON (or to -o)\n"  \
+	"  --input-json FILE    the input object from FILE (- for standard input); -i adds to it\n"          \
+	"  -o, --output PATH    where the output goes (default: output.EXT for files; output.N.EXT for "     \
+	"lists;\n"                                                                                           \
+	"                       other outputs printed)\n"                                                    \
+	"  --format json        print the whole prediction response as JSON (kiln's own; was --json)\n"      \
+	"  -e, --env NAME=VALUE an environment variable for the model (repeatable)\n"                        \
+	"  --runtime R          auto (default), native (the image's own layers, this machine's Python)\n"    \
+	"                       or bwrap (the whole image under bubblewrap)\n"                               \
+	"  --setup-timeout S    fail when setup takes longer than S seconds\n" CLI_REGISTRY_HELP
+
 const struct command commands[] = {
     {"build", cmd_build, "build an image from a model project",
      "kiln build [DIR] [-f FILE] [-t REF] [--output oci:DIR | oci-archive:FILE] [--push] [-j N] [--json]\n"
@@ -33,17 +55,7 @@ const struct command commands[] = {
      "  --password-stdin     read the password from standard input\n" CLI_REGISTRY_HELP},
     {"logout", cmd_logout, "remove the credentials of a registry", "kiln logout REGISTRY", ""},
     {"predict", cmd_predict, "run one prediction with an image, as cog predict does",
-     "kiln predict [DIR | REF] [-i NAME=VALUE | -i NAME=@FILE]... [--input-json FILE|-] [-o PATH] [--json]\n"
-     "             [-e NAME=VALUE]... [--runtime auto|native|bwrap] [--setup-timeout S]",
-     "  -i, --input NAME=VALUE  an input, typed by the model's schema; NAME=@FILE sends a file; repeat a\n"
-     "                          NAME for a list; a VALUE without NAME= is the first input\n"
-     "  --input-json FILE    the whole input object from FILE (- for standard input); -i adds to it\n"
-     "  -o, --output PATH    where a file output goes (default: output.EXT; output.N.EXT for lists)\n"
-     "  --json               print the whole prediction response as JSON\n"
-     "  -e, --env NAME=VALUE an environment variable for the model (repeatable)\n"
-     "  --runtime R          auto (default), native (the image's own layers, this machine's Python)\n"
-     "                       or bwrap (the whole image under bubblewrap)\n"
-     "  --setup-timeout S    fail when setup takes longer than S seconds\n" CLI_REGISTRY_HELP},
+     PREDICT_USAGE("predict"), PREDICT_HELP},
     {"prune", cmd_prune, "remove from the local store what no tagged image reaches",
      "kiln prune [--all] [--dry-run] [--json]",
      "  --all                also remove every run/ directory (kiln predict unpacks them again)\n"
@@ -58,10 +70,19 @@ const struct command commands[] = {
      "  -C, --dir DIR        the project whose manifest's image to push when REF is not given\n"
      "  -j, --jobs N         blobs pushed at once (default: 4)\n"
      "  --json               print what was pushed, blob by blob, as JSON\n" CLI_REGISTRY_HELP},
+    {"run", cmd_predict, "the same as predict (cog run, Cog 0.20's name for predict)", PREDICT_USAGE("run"),
+     PREDICT_HELP},
     {"serve", cmd_serve, "serve a project over Cog's HTTP API, as its image would",
-     "kiln serve [DIR] [--port N] [--host ADDR]",
+     "kiln serve [DIR | --project DIR] [--port N] [--host ADDR] [--upload-url URL] [--idle-exit S|auto]\n"
+     "           [--await-explicit-shutdown [true|false]] [--max-connections N] [--connection-timeout S]\n"
+     "           [--request-timeout S] [--keep-bytes N] [--allow-private-urls] [--threads N]",
      "  -p, --port N         the port to listen on (default: $PORT, else 5000)\n"
-     "  --host ADDR          the address to listen on (default: 0.0.0.0)\n"},
+     "  --host ADDR          the address to listen on (default: 0.0.0.0)\n"
+     "  --project DIR        the project (as kiln-shim takes it; the same as DIR)\n"
+     "  --upload-url URL     PUT file outputs under URL and answer with their URLs\n"
+     "  --idle-exit S|auto, --await-explicit-shutdown [true|false], --max-connections N,\n"
+     "  --connection-timeout S, --request-timeout S, --keep-bytes N, --allow-private-urls, --threads N\n"
+     "                       passed to kiln-shim as they are (see kiln-shim(1))\n"},
     {"version", cmd_version, "print kiln's version", "kiln version [--json]",
      "  --json               print the versions as JSON\n"},
     {NULL, NULL, NULL, NULL, NULL},

@@ -65,4 +65,27 @@ int predict_get_json(const char *url, const char *path, json_t **out, struct kil
 int predict_send(const char *url, const char *id, const json_t *input, bool quiet, json_t **response,
                  struct kiln_error **err);
 
+/* ---- predict_inputs.c: the input object, made and checked as `cog predict` does ---- */
+
+/* Whether ARG is what `cog predict --json` takes: a JSON object ("{...}"), @FILE, @- or -. */
+bool predict_json_arg_ok(const char *arg);
+/*
+ * --json's ARG (checked by predict_json_arg_ok) as a JSON object into *out: the text itself, the file
+ * FILE for @FILE, standard input for @- or -. Cog's messages: "Failed to read JSON from file \"F\": ...",
+ * "Failed to read JSON from stdin: ...", "Failed to parse JSON: ..." (not JSON, or not an object).
+ */
+int predict_json_read(json_t **out, const char *arg, struct kiln_error **err);
+/*
+ * The prediction's input object (*out, new) from BASE (--json's or --input-json's object, may be NULL) and
+ * the -i ARGS (N, see shim_inputs_from_args; a value in double quotes loses them, as in Cog), checked
+ * against SCHEMA before anything runs, with Cog's words: every name BASE and ARGS give must be an input
+ * ("unknown input \"x\"; valid inputs are: a, b", before any file is read), then BASE_FILES: BASE's
+ * "@PATH" strings become the files as data: URIs ("Failed to read file \"PATH\": ..."); then no input may
+ * be null and the schema's rules must hold ("missing required input \"x\"", "invalid input \"x\":
+ * expected integer, got string", "...: must be one of: a, b"; several: "input validation failed:" and one
+ * "- " line each). BASE may be changed.
+ */
+int predict_inputs_prepare(json_t **out, const json_t *schema, json_t *base, bool base_files,
+                           char *const *args, size_t n, struct kiln_error **err);
+
 #endif

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # kiln predict: every Cog input type from the command line reaching the predictor exactly, file outputs,
-# --json, the native and bwrap runtimes answering alike (the bwrap one on a Python base image made here),
+# --format json, the native and bwrap runtimes answering alike (the bwrap one on a Python base image made here),
 # and bad input: unknown names, wrong types, missing files, a predictor that raises, a setup that fails, a
 # layer that tries to escape the root, Ctrl-C.
 source "$(dirname "$0")/lib.sh"
@@ -40,9 +40,9 @@ expect_eq "$(output_of 'j["image"]')" '["Path", true, "hi\n"]' "the @FILE input,
 expect_eq "$(output_of 'j["tags"]')" '["x", "y"]' "a list from a repeated -i"
 expect_eq "$(output_of '[j["seed"], j["doc"]]')" '[42, null]' "an Optional given, one left out"
 
-t_case "--input-json gives the object, -i adds to it; --json prints the whole response"
+t_case "--input-json gives the object, -i adds to it; --format json prints the whole response"
 echo '{"text": "from json", "steps": 2, "image": "data:text/plain;base64,aGk="}' >"$T_WORK/in.json"
-run_kiln predict types --input-json in.json -i steps=9 --json --runtime native
+run_kiln predict types --input-json in.json -i steps=9 --format json --runtime native
 expect_rc 0
 expect_eq "$(output_of '[j["status"], j["input"]["text"], j["output"]["steps"]]')" '["succeeded", "from json", 9]'
 [[ $(output_of 'j["id"]') =~ ^[0-9a-f]{32}$ ]] || t_fail "id: $OUT"
@@ -54,7 +54,7 @@ fixture paths path_output.py
 run_kiln predict paths -i text=hi --runtime native
 expect_rc 0
 expect_eq "$(cat "$T_WORK/output.txt" 2>/dev/null)" "hi" "output.txt"
-expect_contains "$ERR" "written to output.txt"
+expect_contains "$ERR" "Written output to: output.txt"
 run_kiln predict paths -i text=there -o "$T_WORK/sub-out.txt" --runtime native
 expect_eq "$(cat "$T_WORK/sub-out.txt" 2>/dev/null)" "there" "-o"
 
@@ -102,19 +102,19 @@ for args in "-i nope=1" "-i text=a -i steps=x" "-i text=a -i image=@missing.png"
 	expect_not_contains "$ERR" "runtime:"
 done
 run_kiln predict types -i nope=1 --runtime native
-expect_contains "$ERR" "unknown input 'nope'"
+expect_contains "$ERR" 'unknown input "nope"; valid inputs are: doc, extra, flag, image, mode, paths, plain, scale, seed, size, steps, tags, text, token'
 run_kiln predict types -i text=a -i image=@missing.png --runtime native
 expect_contains "$ERR" "input 'image': cannot open 'missing.png'"
 run_kiln predict types -i text=BAD -i image=@doc.txt --runtime native
 expect_rc 1
-expect_contains "$ERR" "text: string does not match regex"
+expect_contains "$ERR" 'invalid input "text": string does not match regex'
 
 t_case "a predictor that raises, a setup that fails: exit 1 with the error and the logs"
 fixture raises raises.py
 run_kiln predict raises --runtime native
 expect_rc 1
 expect_contains "$ERR" "about to fail"
-expect_contains "$ERR" "the prediction failed: bad"
+expect_contains "$ERR" 'Prediction failed with status "failed": bad'
 fixture setup setup_fails.py
 run_kiln predict setup --runtime native
 expect_rc 1

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_inspect.c: `kiln inspect`: an image's layers (kind, media type, size, digest, files), labels, hints. */
 #include "cli/cli.h"
+#include "common/json.h"
 #include "common/cleanup.h"
 #include "layers/archive.h"
 #include "pkg/build.h"
@@ -148,7 +149,7 @@ static void print_text(json_t *d)
 		printf("\nserve:\n");
 		json_object_foreach(serve, key, v)
 		{
-			char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+			char *text = kiln_json_dumps(v, JSON_COMPACT);
 			printf("  %-18s %s\n", key, text ? text : "");
 			free(text);
 		}
@@ -205,7 +206,7 @@ int cmd_inspect(int argc, char **argv)
 		return cli_fail(err);
 	}
 	if (json) {
-		json_dumpf(d, stdout, JSON_INDENT(2));
+		kiln_json_dumpf(d, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
 	} else {
 		print_text(d);

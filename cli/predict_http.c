@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "cli/predict.h"
+#include "common/json.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
 
@@ -220,8 +221,7 @@ int predict_send(const char *url, const char *id, const json_t *input, bool quie
                  struct kiln_error **err)
 {
 	json_t *request = json_pack("{s:s, s:O}", "id", id, "input", input);
-	_cleanup_free_ char *body =
-	    request ? json_dumps(request, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+	_cleanup_free_ char *body = request ? kiln_json_dumps(request, JSON_COMPACT) : NULL;
 	json_decref(request);
 	if (!body)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");

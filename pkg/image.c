@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* image.c: image config and manifest assembly. */
 #include "pkg/image.h"
+#include "common/json.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "pkg/runtime.h"
@@ -108,7 +109,7 @@ static json_t *serve_label(const struct kiln_image_spec *spec, const char *workd
 
 static int set_label_json(json_t *labels, const char *name, json_t *value)
 {
-	char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+	char *text = kiln_json_dumps(value, JSON_COMPACT);
 	json_decref(value);
 	if (text == NULL)
 		return -1;

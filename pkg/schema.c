@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* schema.c: running the static OpenAPI schema generator at build time. */
 #include "pkg/schema.h"
+#include "common/json.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
@@ -195,7 +196,7 @@ int kiln_schema_describe(json_t **out, struct kiln_store *s, const char *python_
 		return rc;
 	/* caches: failing to keep the schema is not an error */
 	kiln_store_cache_put(s, key, *out, NULL);
-	_cleanup_free_ char *text = json_dumps(*out, JSON_COMPACT);
+	_cleanup_free_ char *text = kiln_json_dumps(*out, JSON_COMPACT);
 	_cleanup_free_ char *parent = user ? strdup(user) : NULL;
 	char *slash = parent ? strrchr(parent, '/') : NULL;
 	if (slash)

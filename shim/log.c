@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/json.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
 #include "shim/server.h"
@@ -15,21 +16,7 @@
 
 int shim_put_json(struct kiln_buf *b, const json_t *v)
 {
-	size_t flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15);
-	for (int tries = 0; tries < 2; tries++) {
-		size_t room = b->cap > b->len ? b->cap - b->len - 1 : 0; /* kiln_buf keeps a NUL after len */
-		size_t n = json_dumpb(v, b->ptr ? b->ptr + b->len : NULL, b->ptr ? room : 0, flags);
-		if (n == 0)
-			return -1;
-		if (b->ptr && n <= room) {
-			b->len += n;
-			b->ptr[b->len] = '\0';
-			return 0;
-		}
-		if (kiln_buf_grow(b, n + 1) < 0)
-			return -1;
-	}
-	return -1;
+	return kiln_json_dumpb(b, v, JSON_COMPACT);
 }
 
 /* Whether JSON writes TEXT[0..LEN) as it is, between quotes: printable ASCII, no quote or backslash. */
@@ -280,7 +267,7 @@ static void log_slow(const char *level, json_t *msg, json_t *extra)
 	json_t *o = json_pack("{s:s, s:s, s:o}", "timestamp", ts, "severity", severity(level), "message", m);
 	if (o && extra)
 		json_object_update_missing(o, extra);
-	char *line = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+	char *line = o ? kiln_json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	if (line) {
 		size_t len = strlen(line);
@@ -303,9 +290,10 @@ static void log_message(const char *level, json_t *msg, json_t *extra)
 	size_t e = 0;
 	if (k > 0 && k < sizeof(buf) - n) {
 		n += k;
-		e = members
-		        ? json_dumpb(extra, buf + n, sizeof(buf) - n, JSON_COMPACT | JSON_REAL_PRECISION(15))
-		        : 1;
+		_cleanup_free_ char *text = members ? kiln_json_dumps(extra, JSON_COMPACT) : NULL;
+		e = members ? (text ? strlen(text) : 0) : 1;
+		if (text && e < sizeof(buf) - n)
+			memcpy(buf + n, text, e);
 	}
 	if (e == 0 || e + 1 > sizeof(buf) - n) {
 		log_slow(level, msg, extra);

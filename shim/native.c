@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/json.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
 #include "kiln/predictor.h"
@@ -297,7 +298,7 @@ int shim_native_send(struct shim *s, json_t *msg)
 		if (!job)
 			abort();
 		job->id = strdup(id);
-		job->input = json_dumps(json_object_get(msg, "input"), JSON_COMPACT);
+		job->input = kiln_json_dumps(json_object_get(msg, "input"), JSON_COMPACT);
 		if (!job->input)
 			job->input = strdup("{}");
 		*n->queue_end = job;
@@ -344,7 +345,7 @@ int shim_native_predict_direct(struct shim *s, const char *id, json_t *input)
 	if (!job)
 		abort();
 	job->id = strdup(id);
-	job->input = json_dumps(input, JSON_COMPACT);
+	job->input = kiln_json_dumps(input, JSON_COMPACT);
 	if (!job->input)
 		job->input = strdup("{}");
 	w->s = s;

@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "common/json.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
 #include "shim/http.h"
@@ -70,7 +71,7 @@ enum MHD_Result http_reply_text(struct MHD_Connection *c, unsigned status, struc
 /* Queue a JSON reply (BODY is stolen) with STATUS. */
 enum MHD_Result http_reply(struct MHD_Connection *c, unsigned status, json_t *body)
 {
-	char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
+	char *text = kiln_json_dumps(body, JSON_COMPACT);
 	json_decref(body);
 	if (!text)
 		return MHD_NO;

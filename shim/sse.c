@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
 #include "shim/http.h"
@@ -25,7 +26,7 @@ struct sse {
 
 static void sse_event(struct kiln_buf *b, const char *event, json_t *data)
 {
-	char *text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+	char *text = kiln_json_dumps(data, JSON_COMPACT);
 	kiln_buf_printf(b, "event: %s\ndata: %s\n\n", event, text ? text : "null");
 	free(text);
 	json_decref(data);

@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/json.h"
 #include "common/fs.h"
 #include "shim/server.h"
 #include "shim/shim.h"
@@ -456,7 +457,7 @@ void shim_webhooks_send(struct shim_webhooks *w, const char *url, const char *ev
 	if (!w || !url || !*url || !event_wanted(filter, event))
 		return;
 	const char *id = json_string_value(json_object_get(prediction, "id"));
-	char *body = json_dumps(prediction, JSON_COMPACT);
+	char *body = kiln_json_dumps(prediction, JSON_COMPACT);
 	char *url_copy = strdup(url);
 	pthread_mutex_lock(&w->lock);
 	struct slot *s = w->stopping || !body || !url_copy ? NULL : find_slot(w, id ? id : "");

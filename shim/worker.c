@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/json.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
 #include "shim/server.h"
@@ -52,7 +53,7 @@ static void on_ready(struct shim *s)
 	}
 	json_t *input = NULL, *detail = NULL;
 	if (shim_validate_input(s->schema, warmup, &input, &detail) < 0) {
-		char *d = json_dumps(detail, JSON_COMPACT);
+		char *d = kiln_json_dumps(detail, JSON_COMPACT);
 		char msg[512];
 		snprintf(msg, sizeof(msg), "invalid serve.warmup input: %s", d ? d : "");
 		free(d);
@@ -418,7 +419,7 @@ int shim_worker_send(struct shim *s, json_t *msg)
 {
 	if (s->native)
 		return shim_native_send(s, msg);
-	char *line = json_dumps(msg, JSON_COMPACT);
+	char *line = kiln_json_dumps(msg, JSON_COMPACT);
 	if (!line)
 		return -1;
 	pthread_mutex_lock(&s->wlock);

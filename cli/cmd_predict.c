@@ -15,6 +15,7 @@
 
 #include "cli/cli.h"
 #include "cli/predict.h"
+#include "common/json.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "pkg/build.h"
@@ -291,6 +292,11 @@ static bool is_file_schema(const json_t *doc, const json_t *s, const json_t *val
 	return schema_is(doc, s, "string") && format && strcmp(format, "uri") == 0;
 }
 
+static int key_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /* A copy of V whose objects have their keys in order, as Go writes a decoded JSON value. */
 static json_t *sorted_copy(const json_t *v)
 {
@@ -307,13 +313,8 @@ static json_t *sorted_copy(const json_t *v)
 	const char *key;
 	json_t *m, *o = json_object();
 	json_object_foreach((json_t *)v, key, m) if (keys) keys[i++] = key;
-	for (i = 0; keys && i < n; i++)
-		for (size_t j = i + 1; j < n; j++)
-			if (strcmp(keys[j], keys[i]) < 0) {
-				const char *t = keys[i];
-				keys[i] = keys[j];
-				keys[j] = t;
-			}
+	if (keys)
+		qsort(keys, n, sizeof(*keys), key_cmp);
 	for (i = 0; keys && i < n; i++)
 		json_object_set_new(o, keys[i], sorted_copy(json_object_get(v, keys[i])));
 	free(keys);
@@ -382,11 +383,11 @@ static int show_output(const json_t *out, const json_t *doc, const json_t *osche
 	}
 	json_auto_t *sorted = sorted_copy(out);
 	if (to_file) {
-		_cleanup_free_ char *text = json_dumps(sorted, JSON_INDENT(2) | JSON_ENCODE_ANY);
+		_cleanup_free_ char *text = kiln_json_dumps(sorted, JSON_INDENT(2));
 		return text ? write_output(dest, text, strlen(text), err)
 		            : kiln_error_set(err, KILN_EFAIL, "out of memory");
 	}
-	json_dumpf(sorted, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
+	kiln_json_dumpf(sorted, stdout, JSON_INDENT(2));
 	fputc('\n', stdout);
 	return 0;
 }
@@ -494,7 +495,7 @@ int cmd_predict(int argc, char **argv)
 	const char *st = json_string_value(json_object_get(response, "status"));
 	bool ok = st && strcmp(st, "succeeded") == 0;
 	if (a.json) {
-		json_dumpf(response, stdout, JSON_INDENT(2));
+		kiln_json_dumpf(response, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
 	}
 	const json_t *oschema = output_schema(schema);
@@ -510,7 +511,7 @@ int cmd_predict(int argc, char **argv)
 		    json_pack("{s:s, s:o, s:s}", "status", st ? st : "", "output",
 		              output ? sorted_copy(output) : json_null(), "error", why ? why : "");
 		json_decref(output);
-		_cleanup_free_ char *text = j && rc == 0 ? json_dumps(j, JSON_INDENT(2)) : NULL;
+		_cleanup_free_ char *text = j && rc == 0 ? kiln_json_dumps(j, JSON_INDENT(2)) : NULL;
 		if (rc < 0 || (!text && kiln_error_set(&err, KILN_EFAIL, "out of memory")))
 			goto out;
 		if (a.output ? write_output(dest, text, strlen(text), &err) < 0 : printf("%s\n", text) < 0)

@@ -3,7 +3,7 @@
 # Cog's command lines, unchanged: `cog predict --json INPUT` (text, @FILE, @-, "@PATH" members), -o for
 # every kind of output with "Written output to: PATH", "No output generated", inputs refused before the
 # model starts in Cog's words, `kiln run` as predict's other name, and `kiln serve` passing the shim's
-# options (--upload-url). Every bad line has its message checked.
+# options (--upload-url), floats printed as Python prints them. Every bad line has its message checked.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/shim_lib.sh"
 
@@ -18,7 +18,7 @@ kind() {
 	cp "$FIX/kinds.py" "$T_WORK/k$1/"
 	echo "run: kinds.py:$1" >"$T_WORK/k$1/kiln.yaml"
 }
-for c in Text Number Numbers Mapping Stream File Files Nothing; do kind "$c"; done
+for c in Text Number Reals Numbers Mapping Stream File Files Nothing; do kind "$c"; done
 mkdir -p "$T_WORK/types" "$T_WORK/raises"
 cp "$FIX/types.py" "$T_WORK/types/" && echo 'run: types.py:Predictor' >"$T_WORK/types/kiln.yaml"
 cp "$FIX/raises.py" "$T_WORK/raises/" && echo 'run: raises.py:Predictor' >"$T_WORK/raises/kiln.yaml"
@@ -136,6 +136,21 @@ expect_eq "$(echo "$OUT" | json 'j')" '["item-0", "item-1", "item-2"]' "an itera
 predict kFiles
 expect_eq "$(cat "$T_WORK/cwd/output.0.txt")" "file 0" "output.0.txt"
 expect_contains "$ERR" "Written output to: output.1.txt"
+
+t_case "floats as Python prints them: through kiln predict, the shim's replies and its schema"
+predict kReals -i x=0.1
+expect_rc 0
+# Python's own text for the same list, 2 spaces as kiln predict lays it out
+want=$(python3 -c 'import json; print(json.dumps([0.1, 0.1 + 0.2, 1.0, 1e-07, 1e16, 2.0 / 3.0], indent=2))')
+expect_eq "$OUT" "$want" "kiln predict"
+start "$T_WORK/kReals"
+wait_health READY
+post '{"input": {"x": 0.95}}'
+expect_contains "$BODY" '"output":[0.95,0.30000000000000004,1.0,1e-07,1e+16,0.6666666666666666]' "HTTP"
+expect_contains "$BODY" '"input":{"x":0.95}' "the input echoed"
+req GET /openapi.json
+expect_contains "$BODY" '"default":0.95' "the schema's default"
+kill "$SPID" 2>/dev/null
 
 t_case "No output generated: on stderr, nothing on stdout, exit 0 (and nothing written for -o)"
 predict kNothing -o "$T_WORK/none.out"

@@ -142,7 +142,8 @@ static const struct field serve_fields[] = {
 static const struct field top_fields[] = {
     FIELD("build", FIELD_MAP, JSON_ONLY, .sub = build_fields),
     FIELD("run", FIELD_CUSTOM, AT(predict), .parse = parse_predictor),
-    FIELD("predict", FIELD_CUSTOM, AT(predict), .parse = parse_predictor),
+    FIELD("predict", FIELD_CUSTOM, AT(predict), .parse = parse_predictor,
+          .warn = "deprecated: Cog renamed it 'run' (run: FILE.py:NAME); the predictor it names is used"),
     FIELD("train", FIELD_STRING, AT(train), .check = mcheck_train,
           .warn = "the trainer is checked and recorded in run.cog.config; kiln serves predictions only "
                   "(no /trainings)"),

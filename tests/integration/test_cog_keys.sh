@@ -31,6 +31,18 @@ run_kiln inspect "$P"
 expect_rc 0
 expect_contains "$ERR" "kiln.yaml:4:3: build.sdk_version"
 
+t_case "predict: (Cog's older name of run:) works, with a deprecation warning naming run"
+mkdir -p "$T_WORK/old"
+printf 'class P:\n    def predict(self) -> str:\n        return "ok"\n' >"$T_WORK/old/p.py"
+printf 'build:\n  python_version: "3.11"\npredict: p.py:P\n' >"$T_WORK/old/cog.yaml"
+run_kiln build "$T_WORK/old"
+expect_rc 0
+expect_contains "$ERR" "kiln: warning: $T_WORK/old/cog.yaml:3:1: predict: deprecated: Cog renamed it 'run'"
+printf 'run: p.py:P\npredict: p.py:P\n' >"$T_WORK/old/cog.yaml"
+run_kiln build "$T_WORK/old"
+expect_rc 1
+expect_contains "$ERR" "cog.yaml:2:1: 'run' and 'predict' are both set"
+
 t_case "a manifest kiln acts on fully has no warning"
 make_project "$T_WORK/q" 'environment: [A=1]'
 run_kiln build "$T_WORK/q"

@@ -289,7 +289,7 @@ static int add_runtime(struct kiln_plan *plan, const struct kiln_manifest *m, st
 	struct kiln_plan_layer l;
 	int rc = 0;
 	if (m->predict && strncmp(m->predict, "native:", 7) != 0) {
-		rc = kiln_schema_describe(schema, s, rt.python_dir, m->dir, m->predict, &e);
+		rc = kiln_schema_describe(schema, s, rt.python_dir, m->dir, m->predict, m->train, &e);
 		if (rc == KILN_ENOTFOUND) { /* no Python here: the image still works, the label waits */
 			r->schema_missing = strdup(e->message);
 			rc = 0;

@@ -49,7 +49,7 @@ static void drain(int out_fd, int err_fd, struct kiln_buf *out, struct kiln_buf 
 }
 
 int kiln_schema_generate(json_t **out, const char *python_dir, const char *dir, const char *predict,
-                         struct kiln_error **err)
+                         const char *train, struct kiln_error **err)
 {
 	const char *python = getenv("KILN_PYTHON");
 	if (python == NULL || *python == '\0')
@@ -74,7 +74,11 @@ int kiln_schema_generate(json_t **out, const char *python_dir, const char *dir, 
 	posix_spawn_file_actions_addchdir_np(&fa, dir);
 	/* -S: no site module (the generator needs only the standard library; site's .pth files cost more
 	 * than the generator), -B: no .pyc written next to the runner */
-	char *argv[] = {(char *)python, "-S", "-B", script, (char *)predict, NULL};
+	char *argv[] = {(char *)python, "-S", "-B", script, (char *)predict, NULL, NULL, NULL};
+	if (train) {
+		argv[5] = "--train";
+		argv[6] = (char *)train;
+	}
 	pid_t pid;
 	int rc = posix_spawnp(&pid, python, &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
@@ -128,20 +132,31 @@ static void key_file(struct kiln_buf *b, const char *name, const char *file)
 	kiln_buf_printf(b, "%s %s\n", name, kiln_digest_file(d, file, NULL) == 0 ? d : "-");
 }
 
-/* The cache key: the generator's format, PREDICT, and the content of the predictor's file
- * and of every file of the generator (kiln_schema*.py, in name order). */
-static int schema_key(char out[65], const char *python_dir, const char *dir, const char *predict)
+/* Add REF ("FILE.py:NAME", relative to DIR) and its file's content digest to B. -1 when memory runs out. */
+static int key_ref(struct kiln_buf *b, const char *dir, const char *ref)
 {
-	_cleanup_free_ char *file = strdup(predict);
+	_cleanup_free_ char *file = strdup(ref);
 	char *colon = file ? strrchr(file, ':') : NULL;
 	if (colon)
 		*colon = '\0';
 	_cleanup_free_ char *path = file ? kiln_path_join(dir, file) : NULL;
 	if (path == NULL)
 		return -1;
+	key_file(b, file, path);
+	return 0;
+}
+
+/* The cache key: the generator's format, PREDICT, TRAIN, and the content of their files and of every file
+ * of the generator (kiln_schema*.py, in name order). */
+static int schema_key(char out[65], const char *python_dir, const char *dir, const char *predict,
+                      const char *train)
+{
 	_cleanup_buf_ struct kiln_buf b = KILN_BUF_INIT;
 	kiln_buf_printf(&b, "schema-v2 %s\n", predict);
-	key_file(&b, file, path);
+	if (train)
+		kiln_buf_printf(&b, "train %s\n", train);
+	if (key_ref(&b, dir, predict) < 0 || (train && key_ref(&b, dir, train) < 0))
+		return -1;
 	struct dirent **names = NULL;
 	int n = scandir(python_dir, &names, is_schema_file, alphasort);
 	for (int i = 0; i < n; i++) {
@@ -172,10 +187,10 @@ static char *user_cache_file(const char *key)
 }
 
 int kiln_schema_describe(json_t **out, struct kiln_store *s, const char *python_dir, const char *dir,
-                         const char *predict, struct kiln_error **err)
+                         const char *predict, const char *train, struct kiln_error **err)
 {
 	char key[65];
-	if (schema_key(key, python_dir, dir, predict) < 0)
+	if (schema_key(key, python_dir, dir, predict, train) < 0)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	json_t *c = kiln_store_cache_get(s, key);
 	if (json_is_object(c)) {
@@ -191,7 +206,7 @@ int kiln_schema_describe(json_t **out, struct kiln_store *s, const char *python_
 		return 0;
 	}
 	json_decref(c);
-	int rc = kiln_schema_generate(out, python_dir, dir, predict, err);
+	int rc = kiln_schema_generate(out, python_dir, dir, predict, train, err);
 	if (rc < 0)
 		return rc;
 	/* caches: failing to keep the schema is not an error */

@@ -13,21 +13,22 @@
 #include "pkg/store.h"
 
 /*
- * Run `$KILN_PYTHON (else python3) PYTHON_DIR/kiln_schema.py PREDICT` in DIR and parse what it prints.
+ * Run `$KILN_PYTHON (else python3) PYTHON_DIR/kiln_schema.py PREDICT [--train TRAIN]` in DIR and parse what
+ * it prints: the predictor's document, with the trainer TRAIN's /trainings when TRAIN is not NULL.
  * KILN_ENOTFOUND when no Python interpreter is there; KILN_EINVAL with the generator's own message
  * ("predict.py:12: ...") when the predictor cannot be described.
  */
 int kiln_schema_generate(json_t **out, const char *python_dir, const char *dir, const char *predict,
-                         struct kiln_error **err);
+                         const char *train, struct kiln_error **err);
 
 /*
- * The schema of PREDICT ("predict.py:Predictor", relative to DIR), from a cache when the content of the
- * predictor's file and of every file of the generator (PYTHON_DIR/kiln_schema*.py) is what it was: the
- * store S's cache, else the user's, ${XDG_CACHE_HOME:-$HOME/.cache}/kiln-schema/ (so that a fresh store
- * runs no Python for a predictor described before); else kiln_schema_generate, kept in both. A cache that
- * cannot be written is no error.
+ * The schema of PREDICT ("predict.py:Predictor", relative to DIR) and of the trainer TRAIN (or NULL), from a
+ * cache when the content of the predictor's and the trainer's files and of every file of the generator
+ * (PYTHON_DIR/kiln_schema*.py) is what it was: the store S's cache, else the user's,
+ * ${XDG_CACHE_HOME:-$HOME/.cache}/kiln-schema/ (so that a fresh store runs no Python for a predictor
+ * described before); else kiln_schema_generate, kept in both. A cache that cannot be written is no error.
  */
 int kiln_schema_describe(json_t **out, struct kiln_store *s, const char *python_dir, const char *dir,
-                         const char *predict, struct kiln_error **err);
+                         const char *predict, const char *train, struct kiln_error **err);
 
 #endif

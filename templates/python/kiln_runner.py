@@ -92,8 +92,10 @@ def _module_name(path: str) -> str:
 
 
 class Runner:
-    def __init__(self, ref: str, concurrency: Optional[int], events: Events) -> None:
+    def __init__(self, ref: str, concurrency: Optional[int], events: Events,
+                 train_ref: Optional[str] = None) -> None:
         self.ref = ref
+        self.train_ref = train_ref  # train: the trainer, run for requests with "train": true
         self.concurrency = concurrency
         self.events = events
         events.on_emitted = self._deferred_cancel
@@ -111,6 +113,9 @@ class Runner:
         self.healthcheck: Any = None
         self.metrics: Dict[str, Dict[str, Any]] = {}  # a finished prediction's, until its end is sent
         self.info: Any = None
+        self.train_fn: Any = None
+        self.modules: Dict[str, Any] = {}  # imported project files, by absolute path
+        self.train_info: Any = None
         self.is_async = False
         self.stdout: Optional[LogWriter] = None
         self.stderr: Optional[LogWriter] = None
@@ -143,21 +148,21 @@ class Runner:
         try:
             path, name = kiln_schema.split_ref(self.ref)
             self.info = kiln_schema.analyze(path, name)
+            doc = kiln_schema.document(self.info)
+            if self.train_ref is not None:
+                tpath, tname = kiln_schema.split_ref(self.train_ref)
+                self.train_info = kiln_schema.analyze(tpath, tname, ("train",))
+                doc = kiln_schema.add_training(doc, self.train_info)
         except (ValueError, kiln_schema.SchemaError) as e:
             self.events.emit({"type": "setup_failed", "error": str(e)})
             return False
-        self.events.emit({"type": "schema", "schema": kiln_schema.document(self.info)})
+        self.events.emit({"type": "schema", "schema": doc})
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
         try:
             self.cog = _import_cog()
             self.cancel_classes = _cancel_classes(self.cog)
-            modname = _module_name(path)
-            spec = importlib.util.spec_from_file_location(modname, os.path.abspath(path))
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[modname] = module
-            spec.loader.exec_module(module)  # type: ignore[union-attr]
-            obj = getattr(module, name)
+            obj = getattr(self._import(path), name)
             if inspect.isclass(obj):
                 predictor = obj()
                 self._setup(predictor)
@@ -165,6 +170,13 @@ class Runner:
                 self.healthcheck = kiln_runner_health.find(predictor)
             else:
                 self.fn = obj
+            if self.train_info is not None:
+                tobj = getattr(self._import(self.train_info.path), self.train_info.name)
+                if inspect.isclass(tobj):
+                    trainer = tobj()
+                    self._setup(trainer)
+                    tobj = getattr(trainer, self.train_info.method)
+                self.train_fn = tobj
             target = inspect.unwrap(self.fn)
             self.is_async = inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)
         except BaseException as e:  # noqa: BLE001 (setup may raise anything, SystemExit included)
@@ -178,6 +190,27 @@ class Runner:
                            "running one prediction at a time")
         self.events.emit({"type": "ready", "healthcheck": self.healthcheck is not None})
         return True
+
+    def _import(self, path: str) -> Any:
+        """The module of PATH, imported once (a trainer in the predictor's file shares its module)."""
+        full = os.path.abspath(path)
+        if full in self.modules:
+            return self.modules[full]
+        modname = _module_name(path)
+        spec = importlib.util.spec_from_file_location(modname, full)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[modname] = module
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        self.modules[full] = module
+        return module
+
+    def _target(self, req: Dict[str, Any]) -> tuple:
+        """The function a request runs and its description: the trainer for "train": true."""
+        if req.get("train") is True:
+            if self.train_fn is None:
+                raise ValueError("this model has no trainer (train: in kiln.yaml)")
+            return self.train_fn, self.train_info
+        return self.fn, self.info
 
     def _setup(self, predictor: Any) -> None:
         setup = getattr(predictor, "setup", None)
@@ -211,10 +244,10 @@ class Runner:
             event["files"] = files
         self.events.emit(event)
 
-    def _finish(self, pid: str, started: float, output: Any, streamed: bool) -> None:
+    def _finish(self, pid: str, started: float, output: Any, streamed: bool, info: Any) -> None:
         event: Dict[str, Any] = {"type": "done", "id": pid}
         if not streamed:
-            check_output(self.info.output, output)
+            check_output(info.output, output)
             event["output"], files = encode(output)
             if files:
                 event["files"] = files
@@ -292,13 +325,14 @@ class Runner:
         try:
             self.events.emit({"type": "started", "id": pid})
             try:
-                kwargs = convert_inputs(self.info, self.cog, req.get("input") or {}, closers)
+                fn, info = self._target(req)
+                kwargs = convert_inputs(info, self.cog, req.get("input") or {}, closers)
                 self.cancelable = pid
                 if pid in self.cancel_requested:  # canceled before it began
                     self.cancelable = None
                     raise self.cancel_classes[0]()
                 started = time.monotonic()
-                result = self.fn(**kwargs)
+                result = fn(**kwargs)
                 streamed = False
                 if inspect.isawaitable(result):
                     result = self.loop.run_until_complete(result)  # type: ignore[union-attr]
@@ -309,7 +343,7 @@ class Runner:
                 self.cancelable = None
                 if pid in self.cancel_requested:  # the predictor swallowed the exception
                     raise self.cancel_classes[0]()
-                outcome = ("done", result, streamed)
+                outcome = ("done", result, streamed, info)
             except self.cancel_classes:
                 self.cancelable = None
                 outcome = ("canceled",)
@@ -338,7 +372,7 @@ class Runner:
     def _report(self, pid: str, outcome: tuple, started: float) -> None:
         if outcome[0] == "done":
             try:
-                self._finish(pid, started, outcome[1], outcome[2])
+                self._finish(pid, started, outcome[1], outcome[2], outcome[3])
             except Exception as e:  # noqa: BLE001  # the output is not of its type, or cannot be encoded:
                 self._failed(pid, e)  # this prediction fails, the worker goes on
         elif outcome[0] == "canceled":
@@ -381,9 +415,10 @@ class Runner:
                     self.running.add(pid)
                 self.events.emit({"type": "started", "id": pid})
                 try:
-                    kwargs = convert_inputs(self.info, self.cog, req.get("input") or {}, closers)
+                    fn, info = self._target(req)
+                    kwargs = convert_inputs(info, self.cog, req.get("input") or {}, closers)
                     started = time.monotonic()
-                    result = self.fn(**kwargs)
+                    result = fn(**kwargs)
                     streamed = False
                     if inspect.isawaitable(result):
                         result = await result
@@ -395,7 +430,7 @@ class Runner:
                         streamed = True
                         for item in result:
                             self._emit_output(pid, item)
-                    outcome = ("done", result, streamed)
+                    outcome = ("done", result, streamed, info)
                 except (asyncio.CancelledError, *self.cancel_classes):
                     outcome = ("canceled",)
                 except Exception as e:  # noqa: BLE001
@@ -496,6 +531,8 @@ class Runner:
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(prog="kiln_runner.py", description="Run a Cog predictor for kiln-shim.")
     parser.add_argument("--predictor", required=True, metavar="FILE.py:NAME")
+    parser.add_argument("--trainer", default=None, metavar="FILE.py:NAME",
+                        help="the trainer (train:), run for requests with \"train\": true")
     parser.add_argument("--concurrency", type=int, default=None, metavar="N",
                         help="predictions run at once by an async predictor (default: $KILN_CONCURRENCY, "
                              "else as many as the shim sends)")
@@ -512,7 +549,7 @@ def main(argv: List[str]) -> int:
         return 2
     req_fd, ev_fd = private_fds(fd)
     events = Events(ev_fd)
-    runner = Runner(args.predictor, concurrency, events)
+    runner = Runner(args.predictor, concurrency, events, args.trainer)
     signal.signal(signal.SIGUSR1, runner._on_sigusr1)  # cancel; ignored when nothing can be canceled
     sys.path.insert(0, os.getcwd())  # the project, as Cog has /src
     runner.stdout = LogWriter(runner, 1)

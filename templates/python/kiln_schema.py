@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """kiln_schema: Cog's OpenAPI document for a predictor, read from its source with ast (nothing is imported).
 
-    python3 kiln_schema.py FILE.py:NAME      prints the document; exit 1 with "FILE:LINE: message" on bad input
+    python3 kiln_schema.py FILE.py:NAME [--train FILE.py:NAME]
+                                             prints the document (with the trainer's /trainings when given);
+                                             exit 1 with "FILE:LINE: message" on bad input
 
 NAME is a class with predict() (BasePredictor) or run() (BaseRunner), or a module-level function. As a
 module: schema_for(path, name) -> dict, and analyze(path, name) -> PredictorInfo for the runner.
@@ -13,15 +15,15 @@ output, checked as Cog checks them) and kiln_schema_openapi (the document).
 
 import json
 import sys
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from kiln_schema_analyze import analyze
 from kiln_schema_model import (ANY, ANY_OUTPUT, BOOL, CONCAT_ITERATOR, FILE, FLOAT, INTEGER, ITERATOR, LIST,
                                OBJECT, OPTIONAL, OPTIONAL_REPEATED, PATH, REPEATED, REQUIRED, SECRET, SINGLE,
                                STRING, FieldType, InputInfo, OutputInfo, PredictorInfo, SchemaError)
-from kiln_schema_openapi import document
+from kiln_schema_openapi import add_training, document
 
-__all__ = ["ANY", "ANY_OUTPUT", "BOOL", "CONCAT_ITERATOR", "FILE", "FLOAT", "INTEGER", "ITERATOR", "LIST",
+__all__ = ["add_training", "ANY", "ANY_OUTPUT", "BOOL", "CONCAT_ITERATOR", "FILE", "FLOAT", "INTEGER", "ITERATOR", "LIST",
            "OBJECT", "OPTIONAL", "OPTIONAL_REPEATED", "PATH", "REPEATED", "REQUIRED", "SECRET", "SINGLE",
            "STRING", "FieldType", "InputInfo", "OutputInfo", "PredictorInfo", "SchemaError", "analyze",
            "document", "main", "schema_for", "split_ref"]
@@ -35,22 +37,33 @@ def split_ref(ref: str) -> Tuple[str, str]:
     return path, name
 
 
-def schema_for(path: str, name: str) -> Dict[str, Any]:
-    """The OpenAPI document of predictor NAME in PATH (SchemaError on bad input)."""
-    return document(analyze(path, name))
+def schema_for(path: str, name: str, train: Optional[str] = None) -> Dict[str, Any]:
+    """The OpenAPI document of predictor NAME in PATH, with the trainer TRAIN ("FILE.py:NAME", train:)
+    and its /trainings when given (SchemaError on bad input)."""
+    doc = document(analyze(path, name))
+    if train is not None:
+        tpath, tname = split_ref(train)
+        doc = add_training(doc, analyze(tpath, tname, ("train",)))
+    return doc
 
 
 def main(argv: List[str]) -> int:
+    train = None
+    if len(argv) == 3 and argv[1] == "--train":
+        train = argv[2]
+        argv = argv[:1]
     if len(argv) != 1 or argv[0] in ("-h", "--help"):
-        print("usage: kiln_schema.py FILE.py:NAME", file=sys.stderr)
+        print("usage: kiln_schema.py FILE.py:NAME [--train FILE.py:NAME]", file=sys.stderr)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
     try:
         path, name = split_ref(argv[0])
+        if train is not None:
+            split_ref(train)
     except ValueError as e:
         print(f"kiln_schema: {e}", file=sys.stderr)
         return 2
     try:
-        doc = schema_for(path, name)
+        doc = schema_for(path, name, train)
     except SchemaError as e:
         print(e, file=sys.stderr)
         return 1

@@ -190,8 +190,9 @@ def _find_method(mod: SourceModule, cls: ast.ClassDef, names: Tuple[str, ...],
     return None
 
 
-def analyze(path: str, name: str) -> PredictorInfo:
-    """Read PATH and describe predictor NAME: its inputs, output and whether it is async."""
+def analyze(path: str, name: str, methods: Tuple[str, ...] = ("predict", "run")) -> PredictorInfo:
+    """Read PATH and describe predictor NAME: its inputs, output and whether it is async. NAME is a class
+    with one of METHODS (the first found), or a function; a trainer's METHODS are ("train",)."""
     try:
         with open(path, "rb") as f:
             source = f.read()
@@ -206,9 +207,10 @@ def analyze(path: str, name: str) -> PredictorInfo:
     mod = SourceModule(path, tree)
     if name in mod.classes:
         cls = mod.classes[name]
-        fn = _find_method(mod, cls, ("predict", "run"))
+        fn = _find_method(mod, cls, methods)
         if fn is None:
-            raise mod.error(cls, f"class '{name}' has no predict() or run() method")
+            said = " or ".join(f"{m}()" for m in methods)
+            raise mod.error(cls, f"class '{name}' has no {said} method")
         fname, is_class = fn.name, True  # type: ignore[attr-defined]
     elif name in mod.functions:
         fn, fname, is_class = mod.functions[name], name, False

@@ -126,3 +126,66 @@ def document(info: PredictorInfo) -> Dict[str, Any]:
     }
     return {"openapi": "3.0.2", "info": {"title": "Cog", "version": "0.1.0"}, "paths": paths,
             "components": {"schemas": schemas}}
+
+
+def _retarget(value: Any, refs: Dict[str, str]) -> Any:
+    """A copy of VALUE whose "$ref"s to the components named in REFS point at their replacements."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if k == "$ref" and isinstance(v, str) and v.rpartition("/")[2] in refs:
+                v = "#/components/schemas/" + refs[v.rpartition("/")[2]]
+            out[k] = _retarget(v, refs)
+        return out
+    if isinstance(value, list):
+        return [_retarget(v, refs) for v in value]
+    return value
+
+
+def add_training(doc: Dict[str, Any], info: PredictorInfo) -> Dict[str, Any]:
+    """DOC (a predictor's document) with the trainer INFO's components and Cog's /trainings paths added, as
+    Cog serves them for a project with train:."""
+    schemas = doc["components"]["schemas"]
+    refs = {"Input": "TrainingInput", "Output": "TrainingOutput",
+            "PredictionRequest": "TrainingRequest", "PredictionResponse": "TrainingResponse"}
+    training_input = _input_schema(info)
+    training_input["title"] = "TrainingInput"
+    training_output = dict(info.output.json_type())
+    training_output["title"] = "TrainingOutput"
+    schemas["TrainingInput"] = training_input
+    schemas["TrainingOutput"] = training_output
+    for old in ("PredictionRequest", "PredictionResponse"):
+        component = _retarget(schemas[old], refs)
+        component["title"] = refs[old]
+        schemas[refs[old]] = component
+    for name, enum in _enum_schemas(info).items():
+        schemas.setdefault(name, enum)  # a predictor's input of the same name keeps its own
+    training_id = [{"required": True, "schema": {"title": "Training Id", "type": "string"},
+                    "name": "training_id", "in": "path"}]
+    prefer = [{"required": False, "schema": {"title": "Prefer", "type": "string"}, "name": "prefer",
+               "in": "header"}]
+    body = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/TrainingRequest"}}}}
+    trainings = {
+        "/trainings": {"post": {
+            "summary": "Train", "operationId": "train_trainings_post", "parameters": prefer,
+            "requestBody": body,
+            "responses": {"200": _ok("TrainingResponse"), "422": _VALIDATION_ERROR}}},
+        "/trainings/{training_id}": {"put": {
+            "summary": "Train Idempotent", "operationId": "train_idempotent_trainings__training_id__put",
+            "parameters": training_id + prefer,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"allOf": [
+                {"$ref": "#/components/schemas/TrainingRequest"}], "title": "Training Request"}}}},
+            "responses": {"200": _ok("TrainingResponse"), "422": _VALIDATION_ERROR}}},
+        "/trainings/{training_id}/cancel": {"post": {
+            "summary": "Cancel Training", "operationId": "cancel_training_trainings__training_id__cancel_post",
+            "parameters": training_id, "responses": {"200": _ok(), "422": _VALIDATION_ERROR}}},
+    }
+    paths = {}
+    for path, item in doc["paths"].items():
+        if path == "/shutdown":
+            paths.update(trainings)
+        paths[path] = item
+    for path, item in trainings.items():
+        paths.setdefault(path, item)
+    doc["paths"] = paths
+    return doc

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* http.h: what server.c, requests.c and sse.c share (private to them): waiting connections, requests and
- * replies. */
+/*
+ * http.h: the top layer, Cog's HTTP API (server.c, connections.c, requests.c, sse.c): waiting connections,
+ * requests and replies. It works on the table of jobs (table.h) and, for the health check, the worker
+ * (worker.h); nothing below it calls into it but through s->job_changed.
+ */
 #ifndef KILN_SHIM_HTTP_H
 #define KILN_SHIM_HTTP_H
 
 #include <microhttpd.h>
 
-#include "shim/server.h"
+#include "shim/table.h"
 
 struct sse;
 
@@ -26,14 +29,14 @@ struct request {
 	bool answered; /* all of it arrived: it is being answered */
 	bool nul_url;  /* its path holds an escaped NUL ("%00"), which the unescaped URL cannot show */
 	bool too_large;
-	struct shim_prediction *pred; /* one reference held, or NULL */
+	struct shim_job *pred; /* one reference held, or NULL */
 	struct shim_waiter wait;
 };
 
 /* Suspend W's connection until P changes (s->lock held; from MHD's callbacks only). */
-void http_suspend_on(struct shim_prediction *p, struct shim_waiter *w, struct MHD_Connection *c);
+void http_suspend_on(struct shim_job *p, struct shim_waiter *w, struct MHD_Connection *c);
 /* Take W out of P's list when it is there (s->lock held). */
-void http_unlink_waiter(struct shim_prediction *p, struct shim_waiter *w);
+void http_unlink_waiter(struct shim_job *p, struct shim_waiter *w);
 
 /* Queue a reply with STATUS whose body is the JSON text in B (taken: B is left empty). */
 enum MHD_Result http_reply_text(struct MHD_Connection *c, unsigned status, struct kiln_buf *b);
@@ -41,7 +44,7 @@ enum MHD_Result http_reply_text(struct MHD_Connection *c, unsigned status, struc
 enum MHD_Result http_reply(struct MHD_Connection *c, unsigned status, json_t *body);
 /* Reply with P's response (s->lock held, released here; the caller's reference to P is dropped). */
 enum MHD_Result http_reply_pred(struct shim *s, struct MHD_Connection *c, unsigned status,
-                                struct shim_prediction *p);
+                                struct shim_job *p);
 /* {"detail": MSG} with STATUS. */
 enum MHD_Result http_detail(struct MHD_Connection *c, unsigned status, const char *msg);
 /* FastAPI's 422 for one problem at LOC (a JSON array, stolen). */
@@ -76,8 +79,17 @@ enum MHD_Result http_cancel(struct shim *s, struct MHD_Connection *c, const char
 /* ---- sse.c ---- */
 
 /* Answer with an event stream of P (s->lock held, released here; one reference to P held and handed over). */
-enum MHD_Result http_sse_answer(struct shim *s, struct MHD_Connection *c, struct shim_prediction *p);
+enum MHD_Result http_sse_answer(struct shim *s, struct MHD_Connection *c, struct shim_job *p);
 /* Whether W is an event stream quiet for long enough to get a keep-alive comment (s->lock held). */
 bool http_sse_due(const struct shim_waiter *w);
+
+/* ---- server.c ---- */
+
+int shim_server_start(struct shim *s, struct kiln_error **err);
+/* Stop accepting connections (the listening socket stays open until shim_server_stop). */
+void shim_server_quiesce(struct shim *s);
+void shim_server_stop(struct shim *s);
+/* Resume the event streams that have been quiet for 15 s, for their keep-alive (s->lock not held). */
+void shim_server_tick(struct shim *s);
 
 #endif

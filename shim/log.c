@@ -10,7 +10,7 @@
 #include "common/json.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
-#include "shim/server.h"
+#include "shim/log.h"
 
 /* ---- JSON text ---- */
 

@@ -14,7 +14,7 @@
 
 #include "common/cleanup.h"
 #include "kiln_version.h"
-#include "shim/server.h"
+#include "shim/http.h"
 
 #define DEFAULT_BODY_LIMIT      (64u * 1024 * 1024)
 #define DEFAULT_MAX_CONNECTIONS 1000
@@ -391,10 +391,8 @@ int main(int argc, char **argv)
 	    .port = 5000,
 	    .listen_fd = -1,
 	    .body_limit = DEFAULT_BODY_LIMIT,
-	    .worker_in = -1,
 	    .lock = PTHREAD_MUTEX_INITIALIZER,
 	    .cond = PTHREAD_COND_INITIALIZER,
-	    .wlock = PTHREAD_MUTEX_INITIALIZER,
 	};
 	struct shim *s = &shim;
 	const char *port = getenv("PORT");
@@ -432,6 +430,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	struct kiln_error *err = NULL;
+	shim_table_attach(s);
 	if (shim_webhooks_new(&s->webhooks, &err) < 0)
 		return fail("cannot start the webhook sender", err);
 	shim_now(s->setup_started);
@@ -474,7 +473,7 @@ int main(int argc, char **argv)
 	if (s->prefetch)
 		shim_prefetch_free(s->prefetch, true);
 	shim_log("info", NULL, "kiln-shim stopped");
-	shim_pred_free_all(s);
+	shim_job_free_all(s);
 	json_decref(s->schema);
 	free(s->hc_error);
 	kiln_buf_release(&s->setup_logs);

@@ -6,7 +6,7 @@
 #include <pthread.h>
 
 #include "kiln/predictor.h"
-#include "shim/server.h"
+#include "shim/worker.h"
 
 #define LINE_MAX_BYTES (1024 * 1024) /* a longer line of output is cut there */
 

@@ -1,27 +1,34 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* predictions.c: the prediction table: states, slots, responses, worker events and webhooks. */
+/* predictions.c: the table of jobs (table.h): states, slots, responses, worker events and webhooks. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
 #include "common/fs.h"
-#include "shim/server.h"
+#include "shim/table.h"
 
 static const char *const STATUS_NAMES[] = {"starting", "processing", "succeeded", "failed", "canceled"};
+
+/* Per kind of job: the worker request that runs it and the word its log lines use. */
+static const struct {
+	const char *request, *noun;
+} KINDS[] = {
+    [SHIM_JOB_PREDICTION] = {"predict", "prediction"},
+};
 
 const char *shim_status_name(enum shim_status st)
 {
 	return STATUS_NAMES[st];
 }
 
-static bool finished(const struct shim_prediction *p)
+static bool finished(const struct shim_job *p)
 {
-	return p->status >= PRED_SUCCEEDED;
+	return p->status >= JOB_SUCCEEDED;
 }
 
-struct shim_prediction *shim_pred_find(struct shim *s, const char *id)
+struct shim_job *shim_job_find(struct shim *s, const char *id)
 {
-	for (struct shim_prediction *p = s->preds; p; p = p->next)
+	for (struct shim_job *p = s->jobs; p; p = p->next)
 		if (strcmp(p->id, id) == 0)
 			return p;
 	return NULL;
@@ -55,15 +62,17 @@ static char *new_id(void)
 	return id;
 }
 
-struct shim_prediction *shim_pred_new(struct shim *s, const char *id, json_t *body, json_t *input)
+struct shim_job *shim_job_new(struct shim *s, enum shim_job_kind kind, const char *id, json_t *body,
+                              json_t *input)
 {
-	struct shim_prediction *p = calloc(1, sizeof(*p));
+	struct shim_job *p = calloc(1, sizeof(*p));
 	if (!p)
 		abort();
+	p->kind = kind;
 	p->id = id ? strdup(id) : new_id();
 	p->body = json_incref(body);
 	p->input = json_incref(input);
-	p->status = PRED_STARTING;
+	p->status = JOB_STARTING;
 	p->predict_time = -1;
 	shim_now(p->created_at);
 	const char *hook = json_string_value(json_object_get(body, "webhook"));
@@ -79,13 +88,13 @@ struct shim_prediction *shim_pred_new(struct shim *s, const char *id, json_t *bo
 	pthread_cond_init(&p->done, NULL);
 	p->counted = true;
 	s->busy++;
-	p->next = s->preds;
-	s->preds = p;
+	p->next = s->jobs;
+	s->jobs = p;
 	pthread_cond_broadcast(&s->cond);
 	return p;
 }
 
-static void pred_free(struct shim_prediction *p)
+static void pred_free(struct shim_job *p)
 {
 	free(p->id);
 	json_decref(p->body);
@@ -111,7 +120,7 @@ static int put_time(struct kiln_buf *b, const char *t)
 	return *t ? shim_put_text(b, t, strlen(t)) : kiln_buf_puts(b, "null");
 }
 
-int shim_pred_text(const struct shim_prediction *p, struct kiln_buf *b)
+int shim_job_text(const struct shim_job *p, struct kiln_buf *b)
 {
 	/* one statement each: the order of the pieces is the order of the fields */
 	int rc = kiln_buf_puts(b, "{\"id\":");
@@ -163,20 +172,27 @@ int shim_pred_text(const struct shim_prediction *p, struct kiln_buf *b)
 	return rc ? -1 : 0;
 }
 
-json_t *shim_pred_json(const struct shim_prediction *p)
+json_t *shim_job_json(const struct shim_job *p)
 {
 	_cleanup_buf_ struct kiln_buf b = KILN_BUF_INIT;
-	if (shim_pred_text(p, &b) < 0)
+	if (shim_job_text(p, &b) < 0)
 		return NULL;
 	return json_loadb(b.ptr, b.len, JSON_ALLOW_NUL, NULL);
 }
 
+/* Tell the HTTP layer that P changed (its waiting connections resume). */
+static void changed(struct shim *s, struct shim_job *p)
+{
+	if (s->job_changed)
+		s->job_changed(s, p);
+}
+
 /* Queue webhook EVENT for P when it has a webhook (never blocks: the webhook thread sends). */
-static void notify(struct shim *s, struct shim_prediction *p, const char *event)
+static void notify(struct shim *s, struct shim_job *p, const char *event)
 {
 	if (!p->webhook || !s->webhooks)
 		return;
-	json_t *j = shim_pred_json(p);
+	json_t *j = shim_job_json(p);
 	shim_webhooks_send(s->webhooks, p->webhook, event, p->filter, j);
 	json_decref(j);
 }
@@ -200,9 +216,9 @@ static size_t json_bytes(const json_t *v, int depth)
 }
 
 /* Free P, finished, out of the table at *PP. */
-static void drop_done(struct shim *s, struct shim_prediction **pp)
+static void drop_done(struct shim *s, struct shim_job **pp)
 {
-	struct shim_prediction *p = *pp;
+	struct shim_job *p = *pp;
 	*pp = p->next;
 	s->ndone--;
 	s->done_bytes -= p->bytes;
@@ -220,8 +236,8 @@ static void trim(struct shim *s)
 	if (s->ndone <= SHIM_KEEP_DONE + SHIM_TRIM_SLACK && s->done_bytes <= s->keep_bytes)
 		return;
 	size_t kept = 0, bytes = 0;
-	for (struct shim_prediction **pp = &s->preds; *pp;) {
-		struct shim_prediction *p = *pp;
+	for (struct shim_job **pp = &s->jobs; *pp;) {
+		struct shim_job *p = *pp;
 		if (finished(p)) {
 			bool fits = kept < SHIM_KEEP_DONE && bytes + p->bytes <= s->keep_bytes;
 			if (!fits && p->refs == 0) {
@@ -237,13 +253,13 @@ static void trim(struct shim *s)
 	}
 }
 
-void shim_pred_release(struct shim *s, struct shim_prediction *p)
+void shim_job_release(struct shim *s, struct shim_job *p)
 {
 	p->refs--;
 	trim(s);
 }
 
-void shim_pred_finish(struct shim *s, struct shim_prediction *p, enum shim_status st, const char *error)
+void shim_job_finish(struct shim *s, struct shim_job *p, enum shim_status st, const char *error)
 {
 	if (finished(p))
 		return;
@@ -270,7 +286,7 @@ void shim_pred_finish(struct shim *s, struct shim_prediction *p, enum shim_statu
 	}
 	notify(s, p, "completed");
 	char msg[32], seconds[32];
-	snprintf(msg, sizeof(msg), "prediction %s", shim_status_name(st));
+	snprintf(msg, sizeof(msg), "%s %s", KINDS[p->kind].noun, shim_status_name(st));
 	shim_seconds_text(seconds, p->predict_time < 0 ? 0.0 : p->predict_time);
 	/* the id as JSON text: a client's id may hold any character (a generated one needs no escape) */
 	char idtext[48];
@@ -279,51 +295,52 @@ void shim_pred_finish(struct shim *s, struct shim_prediction *p, enum shim_statu
 	shim_log_fields("info", msg, "\"prediction_id\":%s,\"status\":\"%s\",\"predict_time\":%s", qid,
 	                shim_status_name(st), seconds);
 	pthread_cond_broadcast(&p->done);
-	shim_server_wake(s, p);
+	changed(s, p);
 	pthread_cond_broadcast(&s->cond);
 	trim(s);
 }
 
-void shim_pred_dispatch(struct shim *s, struct shim_prediction *p, json_t *worker_input, bool direct,
-                        struct kiln_buf *sent)
+void shim_job_dispatch(struct shim *s, struct shim_job *p, json_t *worker_input, bool direct,
+                       struct kiln_buf *sent)
 {
 	pthread_mutex_lock(&s->lock);
 	if (p->cancel_requested) {
-		shim_pred_finish(s, p, PRED_CANCELED, NULL);
+		shim_job_finish(s, p, JOB_CANCELED, NULL);
 		pthread_mutex_unlock(&s->lock);
 		return;
 	}
 	if (s->health == SHIM_DEFUNCT || s->worker_exited) {
-		shim_pred_finish(s, p, PRED_FAILED, "the worker has exited");
+		shim_job_finish(s, p, JOB_FAILED, "the worker has exited");
 		pthread_mutex_unlock(&s->lock);
 		return;
 	}
-	p->status = PRED_PROCESSING;
+	p->status = JOB_PROCESSING;
 	p->dispatched = true;
 	shim_now(p->started_at);
 	clock_gettime(CLOCK_MONOTONIC, &p->started_mono);
 	notify(s, p, "start");
 	pthread_cond_broadcast(&s->cond);
 	if (sent)
-		shim_pred_text(p, sent);
-	if (direct && s->native && !p->webhook) {
+		shim_job_text(p, sent);
+	if (direct && !p->webhook) {
 		/* P's id stays valid: the caller holds a reference */
 		pthread_mutex_unlock(&s->lock);
 		/* its "prediction ..." line is written once s->lock is no longer held */
 		shim_log_defer(true);
-		int rc = shim_native_predict_direct(s, p->id, worker_input);
+		int rc = shim_worker_run_direct(s, p->id, worker_input);
 		shim_log_defer(false);
 		if (rc == 0)
 			return;
 		if (rc < 0) {
 			pthread_mutex_lock(&s->lock);
-			shim_pred_finish(s, p, PRED_FAILED, "the worker has exited");
+			shim_job_finish(s, p, JOB_FAILED, "the worker has exited");
 			pthread_mutex_unlock(&s->lock);
 			return;
 		}
 		pthread_mutex_lock(&s->lock);
 	}
-	json_t *msg = json_pack("{s:s, s:s, s:O}", "type", "predict", "id", p->id, "input", worker_input);
+	json_t *msg =
+	    json_pack("{s:s, s:s, s:O}", "type", KINDS[p->kind].request, "id", p->id, "input", worker_input);
 	json_t *context = json_object_get(p->body, "context"); /* current_scope().context */
 	if (json_is_object(context))
 		json_object_set(msg, "context", context);
@@ -332,24 +349,25 @@ void shim_pred_dispatch(struct shim *s, struct shim_prediction *p, json_t *worke
 	json_decref(msg);
 	if (rc < 0) {
 		pthread_mutex_lock(&s->lock);
-		shim_pred_finish(s, p, PRED_FAILED, "the worker has exited");
+		shim_job_finish(s, p, JOB_FAILED, "the worker has exited");
 		pthread_mutex_unlock(&s->lock);
 	}
 }
 
-void shim_pred_log(struct shim *s, struct shim_prediction *p, const char *text, size_t len)
+/* Append TEXT to P's logs (webhook "logs"). */
+static void job_log(struct shim *s, struct shim_job *p, const char *text, size_t len)
 {
 	if (kiln_buf_put(&p->logs, text, len) < 0)
 		return;
 	notify(s, p, "logs");
-	shim_server_wake(s, p);
+	changed(s, p);
 	pthread_cond_broadcast(&s->cond);
 }
 
 /* Turn the file outputs of *V, at the positions FILES (the event's "files"), into data: URIs or uploads,
  * with s->lock released meanwhile. When that fails the prediction fails with the reason (a raw local path
  * is never handed out), and -1 is returned. */
-static int encode_output(struct shim *s, struct shim_prediction *p, json_t **v, const json_t *files)
+static int encode_output(struct shim *s, struct shim_job *p, json_t **v, const json_t *files)
 {
 	if (!*v || !files)
 		return 0;
@@ -368,15 +386,16 @@ static int encode_output(struct shim *s, struct shim_prediction *p, json_t **v, 
 		char msg[512];
 		snprintf(msg, sizeof(msg), "cannot deliver the output: %s",
 		         err ? err->message : "unknown error");
-		shim_pred_finish(s, p, PRED_FAILED, msg);
+		shim_job_finish(s, p, JOB_FAILED, msg);
 	}
 	return rc < 0 ? -1 : 0;
 }
 
-void shim_pred_event(struct shim *s, const char *type, json_t *ev)
+/* A job's event from the worker (shim_jobs_ops.event). */
+static void on_event(struct shim *s, const char *type, json_t *ev)
 {
 	const char *id = json_string_value(json_object_get(ev, "id"));
-	struct shim_prediction *p = id ? shim_pred_find(s, id) : NULL;
+	struct shim_job *p = id ? shim_job_find(s, id) : NULL;
 	if (!p || finished(p))
 		return;
 	json_t *metrics = json_object_get(ev, "metrics"); /* with its last event: done, failed, canceled */
@@ -387,9 +406,9 @@ void shim_pred_event(struct shim *s, const char *type, json_t *ev)
 	if (strcmp(type, "log") == 0) {
 		json_t *text = json_object_get(ev, "text");
 		if (!json_is_string(text))
-			shim_pred_finish(s, p, PRED_FAILED, "the worker sent a log event without text");
+			shim_job_finish(s, p, JOB_FAILED, "the worker sent a log event without text");
 		else
-			shim_pred_log(s, p, json_string_value(text), json_string_length(text));
+			job_log(s, p, json_string_value(text), json_string_length(text));
 	} else if (strcmp(type, "started") == 0) {
 		/* already processing since dispatch */
 	} else if (strcmp(type, "output") == 0) {
@@ -405,7 +424,7 @@ void shim_pred_event(struct shim *s, const char *type, json_t *ev)
 		}
 		json_array_append_new(p->output, v ? v : json_null());
 		notify(s, p, "output");
-		shim_server_wake(s, p);
+		changed(s, p);
 		pthread_cond_broadcast(&s->cond);
 	} else if (strcmp(type, "done") == 0) {
 		json_t *out = json_object_get(ev, "output");
@@ -424,7 +443,7 @@ void shim_pred_event(struct shim *s, const char *type, json_t *ev)
 		json_t *t = json_object_get(ev, "predict_time");
 		if (json_is_number(t))
 			p->predict_time = json_number_value(t);
-		shim_pred_finish(s, p, PRED_SUCCEEDED, NULL);
+		shim_job_finish(s, p, JOB_SUCCEEDED, NULL);
 	} else if (strcmp(type, "failed") == 0) {
 		json_t *error = json_object_get(ev, "error");
 		/* p->error is a C string: a NUL in the message becomes U+FFFD (the message is kept whole) */
@@ -433,25 +452,70 @@ void shim_pred_event(struct shim *s, const char *type, json_t *ev)
 			const char *c = json_string_value(error) + i;
 			kiln_buf_put(&e, *c ? c : "\xef\xbf\xbd", *c ? 1 : 3);
 		}
-		shim_pred_finish(s, p, PRED_FAILED, e.ptr ? e.ptr : "prediction failed");
+		shim_job_finish(s, p, JOB_FAILED, e.ptr ? e.ptr : "prediction failed");
 	} else if (strcmp(type, "canceled") == 0) {
-		shim_pred_finish(s, p, PRED_CANCELED, NULL);
+		shim_job_finish(s, p, JOB_CANCELED, NULL);
 	} else {
 		/* an event it cannot act on: the prediction's end may be lost, so this is its end */
 		char msg[160];
 		snprintf(msg, sizeof(msg), "the worker sent an unknown event '%.64s'", type);
-		shim_pred_finish(s, p, PRED_FAILED, msg);
+		shim_job_finish(s, p, JOB_FAILED, msg);
 	}
 }
 
-void shim_pred_fail_all(struct shim *s, const char *error)
+/* The worker is gone (shim_jobs_ops.fail_all). */
+static void on_fail_all(struct shim *s, const char *error)
 {
-	for (struct shim_prediction *p = s->preds; p; p = p->next)
+	for (struct shim_job *p = s->jobs; p; p = p->next)
 		if (!finished(p))
-			shim_pred_finish(s, p, PRED_FAILED, error);
+			shim_job_finish(s, p, JOB_FAILED, error);
 }
 
-int shim_pred_cancel(struct shim *s, struct shim_prediction *p)
+/* shim_jobs_ops.which: job ID, or the only one running (sent to the worker and not finished). */
+static const char *on_which(struct shim *s, const char *id)
+{
+	if (id) {
+		struct shim_job *p = shim_job_find(s, id);
+		return p ? p->id : NULL;
+	}
+	struct shim_job *only = NULL;
+	int running = 0;
+	for (struct shim_job *p = s->jobs; p; p = p->next)
+		if (p->status == JOB_PROCESSING && p->dispatched && running++ == 0)
+			only = p;
+	return running == 1 ? only->id : NULL;
+}
+
+/* shim_jobs_ops.log */
+static void on_log(struct shim *s, const char *id, const char *text, size_t len)
+{
+	struct shim_job *p = shim_job_find(s, id);
+	if (p)
+		job_log(s, p, text, len);
+}
+
+/* shim_jobs_ops.fail */
+static void on_fail(struct shim *s, const char *id, const char *error)
+{
+	struct shim_job *p = shim_job_find(s, id);
+	if (p && !finished(p))
+		shim_job_finish(s, p, JOB_FAILED, error);
+}
+
+static const struct shim_jobs_ops TABLE_OPS = {
+    .event = on_event,
+    .which = on_which,
+    .log = on_log,
+    .fail = on_fail,
+    .fail_all = on_fail_all,
+};
+
+void shim_table_attach(struct shim *s)
+{
+	s->job_ops = &TABLE_OPS;
+}
+
+int shim_job_cancel(struct shim *s, struct shim_job *p)
 {
 	if (finished(p))
 		return -1;
@@ -466,11 +530,11 @@ int shim_pred_cancel(struct shim *s, struct shim_prediction *p)
 	return 0;
 }
 
-void shim_pred_free_all(struct shim *s)
+void shim_job_free_all(struct shim *s)
 {
-	while (s->preds) {
-		struct shim_prediction *p = s->preds;
-		s->preds = p->next;
+	while (s->jobs) {
+		struct shim_job *p = s->jobs;
+		s->jobs = p->next;
 		pred_free(p);
 	}
 	s->ndone = 0;

@@ -32,12 +32,12 @@ static const char *not_ready(const struct shim *s)
 /* Answer a prediction request with P (s->lock held, one reference held and handed over): 202 with its
  * current state when ASYNC, an event stream when SSE, else its final state once it is finished. */
 static enum MHD_Result answer(struct shim *s, struct MHD_Connection *c, struct request *req,
-                              struct shim_prediction *p, bool async, bool sse, unsigned async_status)
+                              struct shim_job *p, bool async, bool sse, unsigned async_status)
 {
 	if (sse)
 		return http_sse_answer(s, c, p);
-	if (!async && p->status < PRED_SUCCEEDED && !s->server_stopping) {
-		/* answered when it finishes: on_request again, after shim_server_wake resumed it */
+	if (!async && p->status < JOB_SUCCEEDED && !s->server_stopping) {
+		/* answered when it finishes: on_request again, after s->job_changed resumed it */
 		req->pred = p;
 		http_suspend_on(p, &req->wait, c);
 		pthread_mutex_unlock(&s->lock);
@@ -90,11 +90,11 @@ static bool may_fetch(struct shim *s, const json_t *input)
 
 /* Download the file inputs of INPUT into a new temp dir of P (made only when there may be one) and send P
  * to the worker. 0, or -1 after finishing P as failed with MSG set. */
-static int prepare_and_dispatch(struct shim *s, struct shim_prediction *p, bool fetch, bool direct,
+static int prepare_and_dispatch(struct shim *s, struct shim_job *p, bool fetch, bool direct,
                                 struct kiln_buf *sent, char *msg, size_t size)
 {
 	if (!fetch) {
-		shim_pred_dispatch(s, p, p->input, direct, sent);
+		shim_job_dispatch(s, p, p->input, direct, sent);
 		return 0;
 	}
 	json_t *input = json_deep_copy(p->input);
@@ -115,14 +115,14 @@ static int prepare_and_dispatch(struct shim *s, struct shim_prediction *p, bool 
 			kiln_remove_tree(dir, NULL);
 		if (rc < 0) {
 			snprintf(msg, size, "%s", err ? err->message : "cannot fetch the file inputs");
-			shim_pred_finish(s, p, PRED_FAILED, msg);
+			shim_job_finish(s, p, JOB_FAILED, msg);
 			pthread_mutex_unlock(&s->lock);
 			json_decref(input);
 			return -1;
 		}
 		pthread_mutex_unlock(&s->lock);
 	}
-	shim_pred_dispatch(s, p, input, direct, sent);
+	shim_job_dispatch(s, p, input, direct, sent);
 	json_decref(input);
 	return 0;
 }
@@ -130,7 +130,7 @@ static int prepare_and_dispatch(struct shim *s, struct shim_prediction *p, bool 
 /* A prediction whose file inputs a thread fetches after its request was answered. */
 struct fetch_job {
 	struct shim *s;
-	struct shim_prediction *p; /* one reference held */
+	struct shim_job *p; /* one reference held */
 };
 
 static void *fetch_main(void *arg)
@@ -140,14 +140,14 @@ static void *fetch_main(void *arg)
 	/* a file that cannot be fetched fails the prediction (its webhook says why) */
 	prepare_and_dispatch(job->s, job->p, true, false, NULL, msg, sizeof(msg));
 	pthread_mutex_lock(&job->s->lock);
-	shim_pred_release(job->s, job->p);
+	shim_job_release(job->s, job->p);
 	pthread_mutex_unlock(&job->s->lock);
 	free(job);
 	return NULL;
 }
 
 /* Fetch P's file inputs and dispatch it on a thread of its own: 0, or -1 when no thread could start. */
-static int fetch_later(struct shim *s, struct shim_prediction *p)
+static int fetch_later(struct shim *s, struct shim_job *p)
 {
 	struct fetch_job *job = malloc(sizeof(*job));
 	if (!job)
@@ -279,10 +279,10 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 		pthread_mutex_unlock(&s->lock);
 		return http_detail(c, 503, why);
 	}
-	struct shim_prediction *p = id ? shim_pred_find(s, id) : NULL;
-	if (p && (p->status < PRED_SUCCEEDED || same_input(json_object_get(p->body, "input"), input))) {
+	struct shim_job *p = id ? shim_job_find(s, id) : NULL;
+	if (p && (p->status < JOB_SUCCEEDED || same_input(json_object_get(p->body, "input"), input))) {
 		/* Cog: a prediction with this ID runs already: its current state, 202 (sync or not) */
-		bool running = p->status < PRED_SUCCEEDED;
+		bool running = p->status < JOB_SUCCEEDED;
 		p->refs++;
 		return answer(s, c, req, p, async || running, sse, 202);
 	}
@@ -297,7 +297,7 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 		json_decref(normalized);
 		return http_detail(c, 409, "Already running a prediction");
 	}
-	p = shim_pred_new(s, id, body, normalized);
+	p = shim_job_new(s, SHIM_JOB_PREDICTION, id, body, normalized);
 	json_decref(normalized);
 	bool fetch = may_fetch(s, p->input);
 	pthread_mutex_unlock(&s->lock);
@@ -317,14 +317,14 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 	if (prepare_and_dispatch(s, p, fetch, !async && !sse, async && !sse ? &sent : NULL, msg,
 	                         sizeof(msg)) < 0) {
 		pthread_mutex_lock(&s->lock);
-		shim_pred_release(s, p);
+		shim_job_release(s, p);
 		pthread_mutex_unlock(&s->lock);
 		return http_invalid(c, json_pack("[s,s]", "body", "input"), msg, "value_error");
 	}
 	pthread_mutex_lock(&s->lock);
 	if (async && !sse && sent.len) {
 		/* the state it was sent in: a fast predictor may have finished it meanwhile */
-		shim_pred_release(s, p);
+		shim_job_release(s, p);
 		pthread_mutex_unlock(&s->lock);
 		return http_reply_text(c, 202, &sent);
 	}
@@ -337,12 +337,12 @@ enum MHD_Result http_cancel(struct shim *s, struct MHD_Connection *c, const char
 	if (!valid_id(id, strlen(id)))
 		return bad_url_id(c);
 	pthread_mutex_lock(&s->lock);
-	struct shim_prediction *p = shim_pred_find(s, id);
+	struct shim_job *p = shim_job_find(s, id);
 	int rc = -1;
 	if (p) {
 		p->refs++;
-		rc = shim_pred_cancel(s, p);
-		shim_pred_release(s, p);
+		rc = shim_job_cancel(s, p);
+		shim_job_release(s, p);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return http_reply(c, rc < 0 ? 404 : 200, json_object());

@@ -17,7 +17,7 @@
 #include "shim/http.h"
 
 /* Suspend W's connection until P changes (s->lock held; from MHD's callbacks only). */
-void http_suspend_on(struct shim_prediction *p, struct shim_waiter *w, struct MHD_Connection *c)
+void http_suspend_on(struct shim_job *p, struct shim_waiter *w, struct MHD_Connection *c)
 {
 	w->c = c;
 	w->next = p->waiters;
@@ -27,7 +27,7 @@ void http_suspend_on(struct shim_prediction *p, struct shim_waiter *w, struct MH
 }
 
 /* Take W out of P's list when it is there (s->lock held). */
-void http_unlink_waiter(struct shim_prediction *p, struct shim_waiter *w)
+void http_unlink_waiter(struct shim_job *p, struct shim_waiter *w)
 {
 	if (!w->linked)
 		return;
@@ -39,7 +39,8 @@ void http_unlink_waiter(struct shim_prediction *p, struct shim_waiter *w)
 	w->linked = false;
 }
 
-void shim_server_wake(struct shim *s, struct shim_prediction *p)
+/* Resume the connections that wait for P (s->lock held): s->job_changed. */
+static void wake(struct shim *s, struct shim_job *p)
 {
 	(void)s;
 	struct shim_waiter *w = p->waiters;
@@ -80,14 +81,13 @@ enum MHD_Result http_reply(struct MHD_Connection *c, unsigned status, json_t *bo
 }
 
 /* Reply with P's response (s->lock held, released here; the caller's reference to P is dropped). */
-enum MHD_Result http_reply_pred(struct shim *s, struct MHD_Connection *c, unsigned status,
-                                struct shim_prediction *p)
+enum MHD_Result http_reply_pred(struct shim *s, struct MHD_Connection *c, unsigned status, struct shim_job *p)
 {
 	struct kiln_buf b = KILN_BUF_INIT;
 	int rc = kiln_buf_grow(&b, 1023); /* a response of a few hundred bytes: one allocation */
 	if (rc == 0)
-		rc = shim_pred_text(p, &b);
-	shim_pred_release(s, p);
+		rc = shim_job_text(p, &b);
+	shim_job_release(s, p);
 	pthread_mutex_unlock(&s->lock);
 	if (rc < 0) {
 		kiln_buf_release(&b);
@@ -121,40 +121,11 @@ static json_t *hint(long v)
 	return v < 0 ? json_null() : json_integer(v);
 }
 
-/* The predictor's healthcheck(), run as Cog 0.22 runs it on every /health-check while READY and not busy
- * (s->lock held; released while the runner answers, in its 5 s and a margin): its error, NULL when it is
- * healthy or was not run. The caller frees it. */
-static char *user_healthcheck(struct shim *s)
-{
-	if (!s->has_healthcheck || s->health != SHIM_READY || s->busy >= s->concurrency)
-		return NULL;
-	long long n = ++s->hc_sent;
-	json_t *msg = json_pack("{s:s, s:I}", "type", "healthcheck", "id", (json_int_t)n);
-	pthread_mutex_unlock(&s->lock);
-	int rc = shim_worker_send(s, msg);
-	json_decref(msg);
-	pthread_mutex_lock(&s->lock);
-	if (rc < 0)
-		return strdup("Healthcheck failed: the worker has exited");
-	struct timespec end;
-	clock_gettime(CLOCK_REALTIME, &end);
-	end.tv_sec += 7;
-	while (s->hc_answered < n && !s->worker_exited)
-		if (pthread_cond_timedwait(&s->cond, &s->lock, &end) == ETIMEDOUT)
-			break;
-	if (s->hc_answered < n)
-		return strdup(
-		    s->worker_exited
-		        ? "Healthcheck failed: the worker has exited"
-		        : "Healthcheck failed: user-defined healthcheck timed out after 5.0 seconds");
-	return s->hc_error ? strdup(s->hc_error) : NULL;
-}
-
 /* GET /health-check: Cog's {"status", "setup", "user_healthcheck_error"} and kiln's extras under "kiln". */
 static enum MHD_Result health_check(struct shim *s, struct MHD_Connection *c)
 {
 	pthread_mutex_lock(&s->lock);
-	char *unhealthy = user_healthcheck(s);
+	char *unhealthy = shim_worker_healthcheck(s);
 	json_t *setup = json_null();
 	if (s->setup_status)
 		setup = json_pack("{s:s, s:s, s:s%, s:s}", "started_at", s->setup_started, "completed_at",
@@ -320,8 +291,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	if (req->pred) {
 		/* resumed: the prediction it waits for changed */
 		pthread_mutex_lock(&s->lock);
-		struct shim_prediction *p = req->pred;
-		if (p->status < PRED_SUCCEEDED && !s->server_stopping) {
+		struct shim_job *p = req->pred;
+		if (p->status < JOB_SUCCEEDED && !s->server_stopping) {
 			http_suspend_on(p, &req->wait, c);
 			pthread_mutex_unlock(&s->lock);
 			return MHD_YES;
@@ -352,7 +323,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	if (req->pred) {
 		pthread_mutex_lock(&s->lock);
 		http_unlink_waiter(req->pred, &req->wait);
-		shim_pred_release(s, req->pred);
+		shim_job_release(s, req->pred);
 		pthread_mutex_unlock(&s->lock);
 	}
 	bool counted = req->started;
@@ -429,6 +400,9 @@ int shim_server_start(struct shim *s, struct kiln_error **err)
 	long max = fit_fd_limit(s->max_connections);
 	if (http_conns_new(&s->conns, max, s->idle_timeout, s->request_timeout) < 0)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	pthread_mutex_lock(&s->lock);
+	s->job_changed = wake;
+	pthread_mutex_unlock(&s->lock);
 	/* libmicrohttpd's own limit, shared among its threads, is above the bound: connections.c closes
 	 * the oldest waiting one when a new one comes, and libmicrohttpd must still accept that one */
 	unsigned limit = (unsigned)(max + max / 8 + 2 * pool);
@@ -486,12 +460,12 @@ void shim_server_tick(struct shim *s)
 		logged = kiln_monotonic();
 	}
 	pthread_mutex_lock(&s->lock);
-	for (struct shim_prediction *p = s->preds; p; p = p->next) {
+	for (struct shim_job *p = s->jobs; p; p = p->next) {
 		bool due = false;
 		for (struct shim_waiter *w = p->waiters; w && !due; w = w->next)
 			due = http_sse_due(w);
 		if (due)
-			shim_server_wake(s, p);
+			wake(s, p);
 	}
 	pthread_mutex_unlock(&s->lock);
 }
@@ -501,8 +475,8 @@ void shim_server_stop(struct shim *s)
 	/* MHD must not stop with suspended connections: resume them for good */
 	pthread_mutex_lock(&s->lock);
 	s->server_stopping = true;
-	for (struct shim_prediction *p = s->preds; p; p = p->next)
-		shim_server_wake(s, p);
+	for (struct shim_job *p = s->jobs; p; p = p->next)
+		wake(s, p);
 	pthread_mutex_unlock(&s->lock);
 	if (s->daemon)
 		MHD_stop_daemon(s->daemon);

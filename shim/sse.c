@@ -12,7 +12,7 @@
 /* The state of an SSE stream: what of its prediction was sent, and bytes not yet taken by MHD. */
 struct sse {
 	struct shim *s;
-	struct shim_prediction *p;
+	struct shim_job *p;
 	struct MHD_Connection *c;
 	struct shim_waiter wait;
 	bool quiet; /* suspended with nothing to send since quiet_since */
@@ -35,7 +35,7 @@ static void sse_event(struct kiln_buf *b, const char *event, json_t *data)
 /* Collect the events that happened since the last call (s->lock held). */
 static void sse_collect(struct sse *e)
 {
-	struct shim_prediction *p = e->p;
+	struct shim_job *p = e->p;
 	if (p->logs.len > e->logs) {
 		sse_event(&e->pending, "logs", json_stringn(p->logs.ptr + e->logs, p->logs.len - e->logs));
 		e->logs = p->logs.len;
@@ -43,10 +43,10 @@ static void sse_collect(struct sse *e)
 	if (p->iterator && json_is_array(p->output))
 		for (; e->outputs < json_array_size(p->output); e->outputs++)
 			sse_event(&e->pending, "output", json_incref(json_array_get(p->output, e->outputs)));
-	if (p->status >= PRED_SUCCEEDED) {
+	if (p->status >= JOB_SUCCEEDED) {
 		if (!p->iterator && p->output && !json_is_null(p->output))
 			sse_event(&e->pending, "output", json_incref(p->output));
-		sse_event(&e->pending, "completed", shim_pred_json(p));
+		sse_event(&e->pending, "completed", shim_job_json(p));
 		e->done = true;
 	}
 }
@@ -105,18 +105,18 @@ static void sse_free(void *cls)
 	struct sse *e = cls;
 	pthread_mutex_lock(&e->s->lock);
 	http_unlink_waiter(e->p, &e->wait);
-	shim_pred_release(e->s, e->p);
+	shim_job_release(e->s, e->p);
 	pthread_mutex_unlock(&e->s->lock);
 	kiln_buf_release(&e->pending);
 	free(e);
 }
 
 /* Answer with an event stream of P (s->lock held, released here; one reference to P held and handed over). */
-enum MHD_Result http_sse_answer(struct shim *s, struct MHD_Connection *c, struct shim_prediction *p)
+enum MHD_Result http_sse_answer(struct shim *s, struct MHD_Connection *c, struct shim_job *p)
 {
 	struct sse *e = calloc(1, sizeof(*e));
 	if (!e) {
-		shim_pred_release(s, p);
+		shim_job_release(s, p);
 		pthread_mutex_unlock(&s->lock);
 		return MHD_NO;
 	}

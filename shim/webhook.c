@@ -13,7 +13,7 @@
 
 #include "common/json.h"
 #include "common/fs.h"
-#include "shim/server.h"
+#include "shim/log.h"
 #include "shim/shim.h"
 
 #define SENDERS          4    /* threads sending webhooks: as many predictions are served at once */

@@ -14,7 +14,7 @@
 #include "common/json.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
-#include "shim/server.h"
+#include "shim/worker.h"
 
 extern char **environ;
 
@@ -24,7 +24,25 @@ extern char **environ;
 #define STRINGIFY_(x)  #x
 #define STRINGIFY(x)   STRINGIFY_(x)
 
-/* Mark setup finished with STATUS and the health that goes with it (see server.h). */
+/* One pipe from the worker that its reader thread follows, with the bytes of its unfinished line. */
+struct shim_stream {
+	int fd;
+	const char *name; /* "events", "stdout", "stderr" */
+	struct kiln_buf line;
+	bool too_long; /* the line passed LINE_MAX_BYTES: the rest of it is dropped */
+};
+
+/* The Python worker process (s->pyworker). */
+struct shim_pyworker {
+	pid_t pid;
+	int in;               /* its stdin, or -1 */
+	pthread_mutex_t lock; /* one writer on in at a time */
+	pthread_t reader;
+	struct shim_stream streams[3]; /* events (fd 3), stdout, stderr */
+	bool reader_started;
+};
+
+/* Mark setup finished with STATUS and the health that goes with it (see worker.h). */
 void shim_setup_done(struct shim *s, const char *status, enum shim_health health, const char *error)
 {
 	if (s->setup_status)
@@ -124,7 +142,7 @@ static void handle_event(struct shim *s, const char *type, json_t *ev)
 			shim_log_text("info", json_pack("{s:s}", "source", "worker"),
 			              json_string_value(text) ?: "", len);
 	} else {
-		shim_pred_event(s, type, ev);
+		s->job_ops->event(s, type, ev);
 	}
 }
 
@@ -153,26 +171,18 @@ static char *id_in_line(const char *line, size_t len)
 static void on_bad_event(struct shim *s, const char *line, size_t len, const char *why)
 {
 	_cleanup_free_ char *id = id_in_line(line, len);
-	struct shim_prediction *p = id ? shim_pred_find(s, id) : NULL;
-	if (!id) {
-		int running = 0;
-		for (struct shim_prediction *q = s->preds; q; q = q->next)
-			if (q->status == PRED_PROCESSING && q->dispatched && running++ == 0)
-				p = q;
-		if (running != 1)
-			p = NULL;
-	}
+	const char *job = s->job_ops->which(s, id);
 	char msg[512];
 	snprintf(msg, sizeof(msg), "the worker sent an event that cannot be read: %s", why);
 	shim_log(
 	    "warning",
-	    json_pack("{s:s%, s:s?}", "line", line, len < 1024 ? len : 1024, "prediction_id", p ? p->id : id),
+	    json_pack("{s:s%, s:s?}", "line", line, len < 1024 ? len : 1024, "prediction_id", job ? job : id),
 	    "%s", msg);
 	if (id && strcmp(id, WARMUP_ID) == 0 && s->warming) {
 		s->warming = false;
 		shim_setup_done(s, "failed", SHIM_SETUP_FAILED, msg);
-	} else if (p && p->status < PRED_SUCCEEDED) {
-		shim_pred_finish(s, p, PRED_FAILED, msg);
+	} else if (job) {
+		s->job_ops->fail(s, job, msg);
 	}
 }
 
@@ -212,16 +222,10 @@ static void on_output(struct shim *s, struct shim_stream *st, const char *line, 
 		kiln_buf_puts(&s->setup_logs, "\n");
 		return;
 	}
-	struct shim_prediction *only = NULL;
-	int running = 0;
-	for (struct shim_prediction *p = s->preds; p; p = p->next)
-		if (p->status == PRED_PROCESSING && p->dispatched) {
-			only = p;
-			running++;
-		}
-	if (running == 1) {
-		shim_pred_log(s, only, line, len);
-		shim_pred_log(s, only, "\n", 1);
+	const char *only = s->job_ops->which(s, NULL);
+	if (only) {
+		s->job_ops->log(s, only, line, len);
+		s->job_ops->log(s, only, "\n", 1);
 	} else {
 		shim_log_text("info", json_pack("{s:s}", "source", st->name), line, len);
 	}
@@ -282,17 +286,17 @@ static int pump(struct shim *s, struct shim_stream *st)
 }
 
 /* Wait for the worker to exit (up to 5 s, then SIGKILL) and describe how it ended. */
-static void reap(struct shim *s, char *why, size_t size)
+static void reap(struct shim_pyworker *w, char *why, size_t size)
 {
 	int status = 0;
 	for (int i = 0; i < 100; i++) {
-		pid_t r = waitpid(s->worker_pid, &status, WNOHANG);
-		if (r == s->worker_pid || (r < 0 && errno != EINTR))
+		pid_t r = waitpid(w->pid, &status, WNOHANG);
+		if (r == w->pid || (r < 0 && errno != EINTR))
 			goto done;
 		usleep(50000);
 	}
-	kill(s->worker_pid, SIGKILL);
-	waitpid(s->worker_pid, &status, 0);
+	kill(w->pid, SIGKILL);
+	waitpid(w->pid, &status, 0);
 done:
 	if (WIFSIGNALED(status))
 		snprintf(why, size, "the worker was killed by signal %d (%s)", WTERMSIG(status),
@@ -305,7 +309,7 @@ done:
 static void *reader_main(void *arg)
 {
 	struct shim *s = arg;
-	struct shim_stream *st = s->streams;
+	struct shim_stream *st = s->pyworker->streams;
 	int open_streams = 3;
 	bool events_open = true;
 	while (open_streams > 0) {
@@ -335,7 +339,7 @@ static void *reader_main(void *arg)
 		}
 	}
 	char why[160];
-	reap(s, why, sizeof(why));
+	reap(s->pyworker, why, sizeof(why));
 	pthread_mutex_lock(&s->lock);
 	s->worker_exited = true;
 	if (!s->setup_status) {
@@ -344,7 +348,7 @@ static void *reader_main(void *arg)
 		s->health = SHIM_DEFUNCT;
 		shim_log("error", NULL, "%s: the shim is DEFUNCT", why);
 	}
-	shim_pred_fail_all(s, why);
+	s->job_ops->fail_all(s, why);
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
@@ -369,6 +373,12 @@ int shim_worker_start(struct shim *s, struct kiln_error **err)
 	    pipe2(er, O_CLOEXEC) < 0)
 		return kiln_error_errno(err, errno, "cannot create the worker's pipes");
 	int child[4] = {high_fd(in[0]), high_fd(out[1]), high_fd(er[1]), high_fd(ev[1])};
+	struct shim_pyworker *w = calloc(1, sizeof(*w));
+	if (!w)
+		abort();
+	w->in = -1;
+	pthread_mutex_init(&w->lock, NULL);
+	s->pyworker = w;
 	_cleanup_free_ char *runner = kiln_path_join(s->python_dir, "kiln_runner.py");
 	char conc[24];
 	snprintf(conc, sizeof(conc), "%ld", s->concurrency);
@@ -391,7 +401,7 @@ int shim_worker_start(struct shim *s, struct kiln_error **err)
 	posix_spawnattr_setflags(&attr,
 	                         POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
 	setenv("KILN_RUNNER_FD", "3", 1);
-	int rc = posix_spawnp(&s->worker_pid, s->python, &fa, &attr, argv, environ);
+	int rc = posix_spawnp(&w->pid, s->python, &fa, &attr, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	for (int i = 0; i < 4; i++)
@@ -403,15 +413,15 @@ int shim_worker_start(struct shim *s, struct kiln_error **err)
 		close(er[0]);
 		return kiln_error_errno(err, rc, "cannot start '%s'", s->python);
 	}
-	s->worker_in = in[1];
-	s->streams[0] = (struct shim_stream){.fd = ev[0], .name = "events"};
-	s->streams[1] = (struct shim_stream){.fd = out[0], .name = "stdout"};
-	s->streams[2] = (struct shim_stream){.fd = er[0], .name = "stderr"};
-	shim_log("info", json_pack("{s:i, s:s}", "pid", (int)s->worker_pid, "predictor", s->predictor),
+	w->in = in[1];
+	w->streams[0] = (struct shim_stream){.fd = ev[0], .name = "events"};
+	w->streams[1] = (struct shim_stream){.fd = out[0], .name = "stdout"};
+	w->streams[2] = (struct shim_stream){.fd = er[0], .name = "stderr"};
+	shim_log("info", json_pack("{s:i, s:s}", "pid", (int)w->pid, "predictor", s->predictor),
 	         "worker started");
-	if (pthread_create(&s->reader, NULL, reader_main, s) != 0)
+	if (pthread_create(&w->reader, NULL, reader_main, s) != 0)
 		return kiln_error_set(err, KILN_EFAIL, "cannot start the worker's reader thread");
-	s->reader_started = true;
+	w->reader_started = true;
 	return 0;
 }
 
@@ -419,19 +429,51 @@ int shim_worker_send(struct shim *s, json_t *msg)
 {
 	if (s->native)
 		return shim_native_send(s, msg);
-	char *line = kiln_json_dumps(msg, JSON_COMPACT);
+	struct shim_pyworker *w = s->pyworker;
+	char *line = w ? kiln_json_dumps(msg, JSON_COMPACT) : NULL;
 	if (!line)
 		return -1;
-	pthread_mutex_lock(&s->wlock);
+	pthread_mutex_lock(&w->lock);
 	int rc = -1;
-	if (s->worker_in >= 0) {
+	if (w->in >= 0) {
 		size_t len = strlen(line);
 		line[len] = '\n';
-		rc = kiln_write_all(s->worker_in, line, len + 1) < 0 ? -1 : 0;
+		rc = kiln_write_all(w->in, line, len + 1) < 0 ? -1 : 0;
 	}
-	pthread_mutex_unlock(&s->wlock);
+	pthread_mutex_unlock(&w->lock);
 	free(line);
 	return rc;
+}
+
+int shim_worker_run_direct(struct shim *s, const char *id, json_t *input)
+{
+	return s->native ? shim_native_predict_direct(s, id, input) : 1;
+}
+
+char *shim_worker_healthcheck(struct shim *s)
+{
+	if (!s->has_healthcheck || s->health != SHIM_READY || s->busy >= s->concurrency)
+		return NULL;
+	long long n = ++s->hc_sent;
+	json_t *msg = json_pack("{s:s, s:I}", "type", "healthcheck", "id", (json_int_t)n);
+	pthread_mutex_unlock(&s->lock);
+	int rc = shim_worker_send(s, msg);
+	json_decref(msg);
+	pthread_mutex_lock(&s->lock);
+	if (rc < 0)
+		return strdup("Healthcheck failed: the worker has exited");
+	struct timespec end;
+	clock_gettime(CLOCK_REALTIME, &end);
+	end.tv_sec += 7;
+	while (s->hc_answered < n && !s->worker_exited)
+		if (pthread_cond_timedwait(&s->cond, &s->lock, &end) == ETIMEDOUT)
+			break;
+	if (s->hc_answered < n)
+		return strdup(
+		    s->worker_exited
+		        ? "Healthcheck failed: the worker has exited"
+		        : "Healthcheck failed: user-defined healthcheck timed out after 5.0 seconds");
+	return s->hc_error ? strdup(s->hc_error) : NULL;
 }
 
 void shim_worker_kill(struct shim *s)
@@ -440,8 +482,8 @@ void shim_worker_kill(struct shim *s)
 		shim_native_kill(s);
 		return;
 	}
-	if (s->worker_pid > 0 && !s->worker_exited)
-		kill(s->worker_pid, SIGKILL);
+	if (s->pyworker && s->pyworker->pid > 0 && !s->worker_exited)
+		kill(s->pyworker->pid, SIGKILL);
 }
 
 void shim_worker_stop(struct shim *s, double timeout)
@@ -450,15 +492,18 @@ void shim_worker_stop(struct shim *s, double timeout)
 		shim_native_stop(s, timeout);
 		return;
 	}
-	if (!s->reader_started)
+	struct shim_pyworker *w = s->pyworker;
+	if (!w)
 		return;
+	if (!w->reader_started)
+		goto out;
 	json_t *msg = json_pack("{s:s}", "type", "shutdown");
 	shim_worker_send(s, msg);
 	json_decref(msg);
-	pthread_mutex_lock(&s->wlock);
-	close(s->worker_in);
-	s->worker_in = -1;
-	pthread_mutex_unlock(&s->wlock);
+	pthread_mutex_lock(&w->lock);
+	close(w->in);
+	w->in = -1;
+	pthread_mutex_unlock(&w->lock);
 	struct timespec end;
 	clock_gettime(CLOCK_REALTIME, &end);
 	end.tv_sec += (time_t)timeout;
@@ -469,12 +514,17 @@ void shim_worker_stop(struct shim *s, double timeout)
 	bool exited = s->worker_exited;
 	pthread_mutex_unlock(&s->lock);
 	if (!exited)
-		kill(s->worker_pid, SIGKILL);
-	pthread_join(s->reader, NULL);
-	s->reader_started = false;
+		kill(w->pid, SIGKILL);
+	pthread_join(w->reader, NULL);
 	for (int i = 0; i < 3; i++) {
-		if (s->streams[i].fd >= 0)
-			close(s->streams[i].fd);
-		kiln_buf_release(&s->streams[i].line);
+		if (w->streams[i].fd >= 0)
+			close(w->streams[i].fd);
+		kiln_buf_release(&w->streams[i].line);
 	}
+out:
+	if (w->in >= 0)
+		close(w->in);
+	pthread_mutex_destroy(&w->lock);
+	s->pyworker = NULL;
+	free(w);
 }

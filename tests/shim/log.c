@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "shim/server.h"
+#include "shim/log.h"
 
 /* What the log wrote while FN ran, as one string (caller frees). */
 static char *logged(void (*fn)(void))

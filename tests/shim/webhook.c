@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "shim/server.h"
+#include "shim/log.h"
 #include "shim/shim.h"
 #include "tests/fixtures/http/server.h"
 

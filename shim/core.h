@@ -32,6 +32,7 @@ struct shim {
 	/* configuration (main.c), set before any thread starts */
 	const char *project;
 	char *predictor; /* "file.py:Class" */
+	char *trainer;   /* train: "file.py:NAME", or NULL */
 	long concurrency;
 	const char *host;
 	int port;
@@ -60,7 +61,9 @@ struct shim {
 
 	/* the worker layer (worker.h): setup, health, the worker process or the native predictor */
 	enum shim_health health;
-	json_t *schema; /* from the runner, or NULL */
+	json_t *schema;       /* from the runner, or NULL */
+	json_t *train_schema; /* the schema as a training's input sees it (shim_schema_for_training), or
+	                         NULL: no trainer */
 	char setup_started[SHIM_TIME_LEN];
 	char setup_completed[SHIM_TIME_LEN];
 	const char *setup_status; /* "succeeded", "failed", or NULL while running */

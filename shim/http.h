@@ -70,11 +70,14 @@ long http_conns_sweep(struct http_conns *t);
 
 /* ---- requests.c ---- */
 
-/* POST /predictions and PUT /predictions/{id} (URL_ID: the id in the URL, or NULL). */
+/* POST /predictions and PUT /predictions/{id} (URL_ID: the id in the URL, or NULL); for KIND
+ * SHIM_JOB_TRAINING, POST /trainings and PUT /trainings/{id} (404 when the model has no trainer). */
 enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct request *req,
-                             const char *url_id);
-/* POST /predictions/{id}/cancel: 200 {} when a cancel was sent, 404 {} when nothing runs with that id. */
-enum MHD_Result http_cancel(struct shim *s, struct MHD_Connection *c, const char *id);
+                             enum shim_job_kind kind, const char *url_id);
+/* POST /predictions/{id}/cancel (or /trainings/{id}/cancel for KIND SHIM_JOB_TRAINING): 200 {} when a
+ * cancel was sent, 404 {} when no job of KIND runs with that id. */
+enum MHD_Result http_cancel(struct shim *s, struct MHD_Connection *c, enum shim_job_kind kind,
+                            const char *id);
 
 /* ---- sse.c ---- */
 

@@ -244,6 +244,10 @@ static int configure(struct shim *s, const char *idle)
 	if (!native && !strstr(run, ".py:"))
 		return fail("'run' must be 'file.py:Class' or 'native:PATH'", NULL), -1;
 	s->predictor = strdup(run);
+	if (s->manifest->train && native)
+		shim_log("warning", NULL, "train: needs a Python predictor: no /trainings with 'native:'");
+	else if (s->manifest->train)
+		s->trainer = strdup(s->manifest->train);
 	s->concurrency = s->manifest->concurrency_max > 0 ? s->manifest->concurrency_max : 1;
 	for (size_t i = 0; i < s->manifest->environment.n; i++) {
 		char *kv = strdup(s->manifest->environment.v[i]);
@@ -416,6 +420,8 @@ int main(int argc, char **argv)
 	if (configure(s, idle) < 0) {
 		kiln_manifest_free(s->manifest);
 		free(s->predictor);
+		free(s->trainer);
+		free(s->trainer);
 		free(s->python_dir);
 		return 1;
 	}
@@ -475,10 +481,12 @@ int main(int argc, char **argv)
 	shim_log("info", NULL, "kiln-shim stopped");
 	shim_job_free_all(s);
 	json_decref(s->schema);
+	json_decref(s->train_schema);
 	free(s->hc_error);
 	kiln_buf_release(&s->setup_logs);
 	kiln_manifest_free(s->manifest);
 	free(s->predictor);
+	free(s->trainer);
 	free(s->python_dir);
 	return 0;
 }

@@ -9,12 +9,23 @@
 
 static const char *const STATUS_NAMES[] = {"starting", "processing", "succeeded", "failed", "canceled"};
 
-/* Per kind of job: the worker request that runs it and the word its log lines use. */
+/* Per kind of job: the worker request that runs it, the word its log lines use and their key for its id. */
 static const struct {
-	const char *request, *noun;
+	const char *request, *noun, *id_key;
 } KINDS[] = {
-    [SHIM_JOB_PREDICTION] = {"predict", "prediction"},
+    [SHIM_JOB_PREDICTION] = {"predict", "prediction", "prediction_id"},
+    [SHIM_JOB_TRAINING] = {"train", "training", "training_id"},
 };
+
+const char *shim_job_noun(enum shim_job_kind kind)
+{
+	return KINDS[kind].noun;
+}
+
+const char *shim_job_id_key(enum shim_job_kind kind)
+{
+	return KINDS[kind].id_key;
+}
 
 const char *shim_status_name(enum shim_status st)
 {
@@ -292,8 +303,8 @@ void shim_job_finish(struct shim *s, struct shim_job *p, enum shim_status st, co
 	char idtext[48];
 	_cleanup_buf_ struct kiln_buf id = KILN_BUF_INIT;
 	const char *qid = shim_quoted(p->id, idtext, sizeof(idtext), &id);
-	shim_log_fields("info", msg, "\"prediction_id\":%s,\"status\":\"%s\",\"predict_time\":%s", qid,
-	                shim_status_name(st), seconds);
+	shim_log_fields("info", msg, "\"%s\":%s,\"status\":\"%s\",\"predict_time\":%s", KINDS[p->kind].id_key,
+	                qid, shim_status_name(st), seconds);
 	pthread_cond_broadcast(&p->done);
 	changed(s, p);
 	pthread_cond_broadcast(&s->cond);
@@ -377,8 +388,8 @@ static int encode_output(struct shim *s, struct shim_job *p, json_t **v, const j
 	_cleanup_error_ struct kiln_error *err = NULL;
 	int rc = shim_files_encode_output(v, files, url, &err);
 	if (rc < 0)
-		shim_log("error", json_pack("{s:s}", "prediction_id", p->id), "cannot encode output: %s",
-		         err->message);
+		shim_log("error", json_pack("{s:s}", KINDS[p->kind].id_key, p->id),
+		         "cannot encode output: %s", err->message);
 	free(url);
 	pthread_mutex_lock(&s->lock);
 	p->refs--;

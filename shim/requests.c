@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* requests.c: prediction requests: POST /predictions, PUT /predictions/{id} and cancel; file inputs fetched
- * before the prediction is sent (after the answer, for asynchronous ones). */
+/* requests.c: prediction and training requests: POST /predictions, PUT /predictions/{id}, cancel, and the
+ * same under /trainings; file inputs fetched before the job is sent (after the answer, for asynchronous
+ * ones). */
 #include <errno.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -66,12 +67,20 @@ static bool may_be_file(const json_t *schema, int depth)
 	return false;
 }
 
+/* The schema a job of KIND checks its input against (s->lock held): the predictor's, or the trainer's view
+ * of it (NULL: no trainer). */
+static json_t *schema_of(const struct shim *s, enum shim_job_kind kind)
+{
+	return kind == SHIM_JOB_TRAINING ? s->train_schema : s->schema;
+}
+
 /* Whether INPUT may have a file value to fetch into a directory. Conservative: shim_files_fetch_inputs only
  * fetches strings, alone or in arrays, of inputs whose schema is a URI. s->lock held. */
-static bool may_fetch(struct shim *s, const json_t *input)
+static bool may_fetch(struct shim *s, enum shim_job_kind kind, const json_t *input)
 {
 	const json_t *props = json_object_get(
-	    json_object_get(json_object_get(json_object_get(s->schema, "components"), "schemas"), "Input"),
+	    json_object_get(json_object_get(json_object_get(schema_of(s, kind), "components"), "schemas"),
+	                    "Input"),
 	    "properties");
 	const char *name;
 	json_t *v;
@@ -104,10 +113,14 @@ static int prepare_and_dispatch(struct shim *s, struct shim_job *p, bool fetch, 
 		snprintf(dir, sizeof(dir), "%s/kiln-shim-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 		_cleanup_error_ struct kiln_error *err = NULL;
 		int rc = -1;
+		pthread_mutex_lock(&s->lock);
+		json_t *schema = json_incref(schema_of(s, p->kind));
+		pthread_mutex_unlock(&s->lock);
 		if (!mkdtemp(dir))
 			kiln_error_errno(&err, errno, "cannot create a directory for the file inputs");
 		else
-			rc = shim_files_fetch_inputs(s->schema, input, dir, &err);
+			rc = shim_files_fetch_inputs(schema, input, dir, &err);
+		json_decref(schema);
 		pthread_mutex_lock(&s->lock);
 		if (*dir && rc == 0 && !p->tmpdir)
 			p->tmpdir = strdup(dir);
@@ -220,9 +233,9 @@ static bool same_input(json_t *a, json_t *b)
 	return ea || eb ? ea && eb : json_equal(a, b);
 }
 
-/* POST /predictions and PUT /predictions/{id} (URL_ID: the id in the URL, or NULL). */
+/* POST /predictions and PUT /predictions/{id} (URL_ID: the id in the URL, or NULL), or /trainings. */
 enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct request *req,
-                             const char *url_id)
+                             enum shim_job_kind kind, const char *url_id)
 {
 	if (url_id && !valid_id(url_id, strlen(url_id)))
 		return bad_url_id(c);
@@ -279,7 +292,18 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 		pthread_mutex_unlock(&s->lock);
 		return http_detail(c, 503, why);
 	}
+	json_t *schema = schema_of(s, kind);
+	if (!schema) { /* set with the schema: the runner's, once it started */
+		pthread_mutex_unlock(&s->lock);
+		return http_detail(c, 404, "Not Found");
+	}
 	struct shim_job *p = id ? shim_job_find(s, id) : NULL;
+	if (p && p->kind != kind) {
+		pthread_mutex_unlock(&s->lock);
+		char msg[96];
+		snprintf(msg, sizeof(msg), "a %s has this ID", shim_job_noun(p->kind));
+		return http_detail(c, 409, msg);
+	}
 	if (p && (p->status < JOB_SUCCEEDED || same_input(json_object_get(p->body, "input"), input))) {
 		/* Cog: a prediction with this ID runs already: its current state, 202 (sync or not) */
 		bool running = p->status < JOB_SUCCEEDED;
@@ -287,8 +311,8 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 		return answer(s, c, req, p, async || running, sse, 202);
 	}
 	json_t *normalized = NULL, *problems = NULL;
-	if (shim_validate_input(s->schema, input && json_is_object(input) ? input : json_object(),
-	                        &normalized, &problems) < 0) {
+	if (shim_validate_input(schema, input && json_is_object(input) ? input : json_object(), &normalized,
+	                        &problems) < 0) {
 		pthread_mutex_unlock(&s->lock);
 		return http_reply(c, 422, json_pack("{s:o}", "detail", problems));
 	}
@@ -297,14 +321,16 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 		json_decref(normalized);
 		return http_detail(c, 409, "Already running a prediction");
 	}
-	p = shim_job_new(s, SHIM_JOB_PREDICTION, id, body, normalized);
+	p = shim_job_new(s, kind, id, body, normalized);
 	json_decref(normalized);
-	bool fetch = may_fetch(s, p->input);
+	bool fetch = may_fetch(s, kind, p->input);
 	pthread_mutex_unlock(&s->lock);
 	char idtext[48];
 	_cleanup_buf_ struct kiln_buf spill = KILN_BUF_INIT; /* a client's id may hold any character */
 	const char *qid = shim_quoted(p->id, idtext, sizeof(idtext), &spill);
-	shim_log_fields("info", "prediction started", "\"prediction_id\":%s,\"async\":%s", qid,
+	char started[32];
+	snprintf(started, sizeof(started), "%s started", shim_job_noun(kind));
+	shim_log_fields("info", started, "\"%s\":%s,\"async\":%s", shim_job_id_key(kind), qid,
 	                async ? "true" : "false");
 
 	if (fetch && (async || sse) && fetch_later(s, p) == 0) {
@@ -331,15 +357,16 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 	return answer(s, c, req, p, async, sse, 202);
 }
 
-/* POST /predictions/{id}/cancel: 200 {} when a cancel was sent, 404 {} when nothing runs with that id. */
-enum MHD_Result http_cancel(struct shim *s, struct MHD_Connection *c, const char *id)
+/* POST /predictions/{id}/cancel (or /trainings/...): 200 {} when a cancel was sent, 404 {} when no job of
+ * KIND runs with that id. */
+enum MHD_Result http_cancel(struct shim *s, struct MHD_Connection *c, enum shim_job_kind kind, const char *id)
 {
 	if (!valid_id(id, strlen(id)))
 		return bad_url_id(c);
 	pthread_mutex_lock(&s->lock);
 	struct shim_job *p = shim_job_find(s, id);
 	int rc = -1;
-	if (p) {
+	if (p && p->kind == kind) {
 		p->refs++;
 		rc = shim_job_cancel(s, p);
 		shim_job_release(s, p);

@@ -220,18 +220,34 @@ static enum MHD_Result route(struct shim *s, struct MHD_Connection *c, const cha
 		pthread_mutex_unlock(&s->lock);
 		return http_reply(c, 200, json_object());
 	}
-	if (strcmp(url, "/predictions") == 0)
-		return post ? http_predict(s, c, req, NULL) : http_detail(c, 405, "Method Not Allowed");
-	const char *rest = strncmp(url, "/predictions/", 13) == 0 ? url + 13 : NULL;
-	if (rest && *rest) {
+	static const struct {
+		const char *prefix;
+		size_t len;
+		enum shim_job_kind kind;
+	} jobs[] = {{"/predictions", 12, SHIM_JOB_PREDICTION}, {"/trainings", 10, SHIM_JOB_TRAINING}};
+	for (size_t i = 0; i < sizeof(jobs) / sizeof(*jobs); i++) {
+		if (strncmp(url, jobs[i].prefix, jobs[i].len) != 0)
+			continue;
+		enum shim_job_kind kind = jobs[i].kind;
+		/* no trainer: no /trainings (Cog has no such routes then); s->trainer is set before the
+		 * server */
+		bool routed = kind != SHIM_JOB_TRAINING || s->trainer;
+		const char *rest = url + jobs[i].len;
+		if (!routed || (*rest && *rest != '/'))
+			break;
+		if (*rest == '\0')
+			return post ? http_predict(s, c, req, kind, NULL)
+			            : http_detail(c, 405, "Method Not Allowed");
+		rest++;
 		const char *slash = strchr(rest, '/');
-		if (!slash)
-			return strcmp(method, "PUT") == 0 ? http_predict(s, c, req, rest)
+		if (*rest && !slash)
+			return strcmp(method, "PUT") == 0 ? http_predict(s, c, req, kind, rest)
 			                                  : http_detail(c, 405, "Method Not Allowed");
-		if (strcmp(slash, "/cancel") == 0 && slash > rest) {
+		if (slash && strcmp(slash, "/cancel") == 0 && slash > rest) {
 			_cleanup_free_ char *id = strndup(rest, (size_t)(slash - rest));
-			return post ? http_cancel(s, c, id) : http_detail(c, 405, "Method Not Allowed");
+			return post ? http_cancel(s, c, kind, id) : http_detail(c, 405, "Method Not Allowed");
 		}
+		break;
 	}
 	return http_detail(c, 404, "Not Found");
 }

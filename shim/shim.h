@@ -38,6 +38,13 @@ const json_t *shim_schema_get(const json_t *root, const json_t *schema, const ch
  */
 int shim_validate_input(const json_t *schema, const json_t *input, json_t **normalized, json_t **detail);
 
+/*
+ * The document DOC as a training's input sees it: the same, but for components.schemas.Input, which is its
+ * TrainingInput, so that shim_validate_input and shim_files_fetch_inputs check a training's input. A new
+ * reference, or NULL when DOC has no TrainingInput (the model has no trainer).
+ */
+json_t *shim_schema_for_training(const json_t *doc);
+
 /* ---- gpu.c: NVIDIA GPUs through NVML, loaded with dlopen (no build-time dependency) ---- */
 
 struct shim_gpu {

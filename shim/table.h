@@ -16,8 +16,9 @@
 
 enum shim_status { JOB_STARTING, JOB_PROCESSING, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELED };
 
-/* What a job is: the worker request it becomes and the word its log lines use. */
-enum shim_job_kind { SHIM_JOB_PREDICTION };
+/* What a job is: the worker request it becomes and the word its log lines use. A training runs the
+ * trainer (train:) in the same worker, in the same slots, with the same response. */
+enum shim_job_kind { SHIM_JOB_PREDICTION, SHIM_JOB_TRAINING };
 
 /* One job; guarded by shim.lock. Freed when finished, unreferenced and out of the kept list. */
 struct shim_job {
@@ -57,6 +58,9 @@ struct shim_job {
 void shim_table_attach(struct shim *s);
 
 const char *shim_status_name(enum shim_status st);
+/* "prediction" or "training"; the key log lines give its id under ("prediction_id", "training_id"). */
+const char *shim_job_noun(enum shim_job_kind kind);
+const char *shim_job_id_key(enum shim_job_kind kind);
 struct shim_job *shim_job_find(struct shim *s, const char *id);
 /* A new job of KIND in the table with a slot taken, one reference held by the caller. */
 struct shim_job *shim_job_new(struct shim *s, enum shim_job_kind kind, const char *id, json_t *body,

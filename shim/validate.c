@@ -426,3 +426,31 @@ int shim_validate_input(const json_t *schema, const json_t *input, json_t **norm
 	*normalized = out;
 	return 0;
 }
+
+json_t *shim_schema_for_training(const json_t *doc)
+{
+	const json_t *schemas = json_object_get(json_object_get(doc, "components"), "schemas");
+	json_t *training = json_object_get(schemas, "TrainingInput");
+	if (!json_is_object(training))
+		return NULL;
+	json_t *view = json_copy((json_t *)doc);
+	json_t *components = json_copy(json_object_get(doc, "components"));
+	json_t *copy = json_copy((json_t *)schemas);
+	if (!view || !components || !copy || json_object_set(copy, "Input", training) < 0) {
+		json_decref(view);
+		json_decref(components);
+		json_decref(copy);
+		return NULL;
+	}
+	/* set_new takes its value even when it fails */
+	if (json_object_set_new(components, "schemas", copy) < 0) {
+		json_decref(components);
+		json_decref(view);
+		return NULL;
+	}
+	if (json_object_set_new(view, "components", components) < 0) {
+		json_decref(view);
+		return NULL;
+	}
+	return view;
+}

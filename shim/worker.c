@@ -114,7 +114,9 @@ static void handle_event(struct shim *s, const char *type, json_t *ev)
 	const char *id = json_string_value(json_object_get(ev, "id"));
 	if (strcmp(type, "schema") == 0) {
 		json_decref(s->schema);
+		json_decref(s->train_schema);
 		s->schema = json_incref(json_object_get(ev, "schema"));
+		s->train_schema = s->trainer ? shim_schema_for_training(s->schema) : NULL;
 	} else if (strcmp(type, "ready") == 0) {
 		s->has_healthcheck = json_is_true(json_object_get(ev, "healthcheck"));
 		if (!s->setup_status)
@@ -383,7 +385,11 @@ int shim_worker_start(struct shim *s, struct kiln_error **err)
 	char conc[24];
 	snprintf(conc, sizeof(conc), "%ld", s->concurrency);
 	char *argv[] = {(char *)s->python, "-u", runner, "--predictor", s->predictor,
-	                "--concurrency",   conc, NULL};
+	                "--concurrency",   conc, NULL,   NULL,          NULL};
+	if (s->trainer) {
+		argv[7] = "--trainer";
+		argv[8] = s->trainer;
+	}
 
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);

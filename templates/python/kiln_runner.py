@@ -95,7 +95,7 @@ class Runner:
     def __init__(self, ref: str, concurrency: Optional[int], events: Events,
                  train_ref: Optional[str] = None) -> None:
         self.ref = ref
-        self.train_ref = train_ref  # train: the trainer, run for requests with "train": true
+        self.train_ref = train_ref  # train: the trainer, run for "train" requests
         self.concurrency = concurrency
         self.events = events
         events.on_emitted = self._deferred_cancel
@@ -205,8 +205,8 @@ class Runner:
         return module
 
     def _target(self, req: Dict[str, Any]) -> tuple:
-        """The function a request runs and its description: the trainer for "train": true."""
-        if req.get("train") is True:
+        """The function a request runs and its description: the trainer for a "train" request."""
+        if req.get("type") == "train":
             if self.train_fn is None:
                 raise ValueError("this model has no trainer (train: in kiln.yaml)")
             return self.train_fn, self.train_info
@@ -484,7 +484,7 @@ class Runner:
             except ValueError as e:
                 print(f"kiln: ignoring a bad request ({e}): {line[:200]!r}", file=sys.__stderr__, flush=True)
                 continue
-            if req["type"] == "predict":
+            if req["type"] in ("predict", "train"):
                 with self.lock:
                     self.queued.add(req["id"])
                 put(req)
@@ -532,7 +532,7 @@ def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(prog="kiln_runner.py", description="Run a Cog predictor for kiln-shim.")
     parser.add_argument("--predictor", required=True, metavar="FILE.py:NAME")
     parser.add_argument("--trainer", default=None, metavar="FILE.py:NAME",
-                        help="the trainer (train:), run for requests with \"train\": true")
+                        help="the trainer (train:), run for \"train\" requests")
     parser.add_argument("--concurrency", type=int, default=None, metavar="N",
                         help="predictions run at once by an async predictor (default: $KILN_CONCURRENCY, "
                              "else as many as the shim sends)")

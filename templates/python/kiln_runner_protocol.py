@@ -13,12 +13,12 @@ LOG_LINE_MAX = 64 * 1024
 
 
 def parse_request(line: str) -> Dict[str, Any]:
-    """One request line as an object with a string "type" (and an "id" for predict and cancel);
+    """One request line as an object with a string "type" (and an "id" for predict, train and cancel);
     ValueError, saying what is wrong, when it is not that."""
     req = json.loads(line)
     if not isinstance(req, dict) or not isinstance(req.get("type"), str):
         raise ValueError("not an object with a type")
-    if req["type"] in ("predict", "cancel") and not isinstance(req.get("id"), str):
+    if req["type"] in ("predict", "train", "cancel") and not isinstance(req.get("id"), str):
         raise ValueError("no id")
     return req
 

@@ -2,7 +2,8 @@
 /*
  * cmd_predict.c: `kiln predict`: build the image (a directory) or take it from the store (a reference),
  * run its shim (predict_runtime.c), send one prediction with the inputs typed by the model's schema
- * (shim/inputs.c) and show the answer as `cog predict` does: text printed, files written.
+ * (shim/inputs.c) and show the answer as `cog predict` does: text printed, files written. `kiln train` is
+ * the same for a training (the trainer's TrainingInput, POST /trainings, the output to "weights").
  */
 #include <errno.h>
 #include <getopt.h>
@@ -266,11 +267,11 @@ static bool is_data_uri(const json_t *v)
 	return json_is_string(v) && strncmp(json_string_value(v), "data:", 5) == 0;
 }
 
-/* The schema of the prediction's output: /predictions' 200 response's "output" property, or NULL. */
-static const json_t *output_schema(const json_t *doc)
+/* The schema of the job's output: PATH's (/predictions, /trainings) 200 response's "output" property, or
+ * NULL. */
+static const json_t *output_schema(const json_t *doc, const char *path)
 {
-	const json_t *post =
-	    json_object_get(json_object_get(json_object_get(doc, "paths"), "/predictions"), "post");
+	const json_t *post = json_object_get(json_object_get(json_object_get(doc, "paths"), path), "post");
 	const json_t *ok = json_object_get(json_object_get(post, "responses"), "200");
 	const json_t *media = json_object_get(json_object_get(ok, "content"), "application/json");
 	const json_t *props = shim_schema_get(doc, json_object_get(media, "schema"), "properties");
@@ -403,8 +404,21 @@ static void new_id(char out[33])
 		snprintf(out + 2 * i, 3, "%02x", r[i]);
 }
 
-int cmd_predict(int argc, char **argv)
+/* DOC (taken) as the trainer's inputs see it (shim_schema_for_training), or NULL when the model has none. */
+static json_t *training_view(json_t *doc, struct kiln_error **err)
 {
+	json_t *view = shim_schema_for_training(doc);
+	json_decref(doc);
+	if (!view)
+		kiln_error_set(err, KILN_EINVAL,
+		               "the model has no trainer: name one with train: FILE.py:NAME in kiln.yaml");
+	return view;
+}
+
+/* kiln predict, or kiln train when TRAIN. */
+static int run_job(int argc, char **argv, bool train)
+{
+	const char *path = train ? "/trainings" : "/predictions";
 	static const struct option longopts[] = {
 	    {"input", required_argument, NULL, 'i'},
 	    {"input-json", required_argument, NULL, OPT_INPUT_JSON},
@@ -464,7 +478,10 @@ int cmd_predict(int argc, char **argv)
 	if ((a.input_json && read_input_json(&base, a.input_json, &err) < 0) ||
 	    (a.cog_json && predict_json_read(&base, a.cog_json, &err) < 0))
 		goto out;
-	if (!a.json && output_destination(&dest, a.output, a.cog_json ? "output.json" : "output", &err) < 0)
+	/* cog train's -o has "weights" for its default: as if given */
+	const char *fallback = a.cog_json ? "output.json" : train ? "weights" : "output";
+	if (!a.json &&
+	    output_destination(&dest, a.output || !train ? a.output : fallback, fallback, &err) < 0)
 		goto out;
 	if (dest && a.cog_json && strcmp(path_ext(dest), ".json") != 0)
 		warnf("--output value does not have a .json suffix: %s",
@@ -474,6 +491,8 @@ int cmd_predict(int argc, char **argv)
 		goto out;
 	/* inputs checked against the label's schema before anything runs */
 	schema = schema_of(config, &rt, NULL);
+	if (schema && train && !(schema = training_view(schema, &err)))
+		goto out;
 	if (schema && predict_inputs_prepare(&input, schema, base, a.cog_json != NULL, a.inputs.v, a.inputs.n,
 	                                     &err) < 0)
 		goto out;
@@ -483,13 +502,14 @@ int cmd_predict(int argc, char **argv)
 		goto out;
 	if (!schema) { /* a native predictor's schema comes from the library: ask the shim */
 		if (!(schema = schema_of(config, &rt, &err)) ||
+		    (train && !(schema = training_view(schema, &err))) ||
 		    predict_inputs_prepare(&input, schema, base, a.cog_json != NULL, a.inputs.v, a.inputs.n,
 		                           &err) < 0)
 			goto out;
 	}
 	char id[33];
 	new_id(id);
-	if (predict_send(rt.url, id, input, cli.quiet, &response, &err) < 0)
+	if (predict_send(rt.url, path, id, input, cli.quiet, &response, &err) < 0)
 		goto out;
 	failed = false;
 	const char *st = json_string_value(json_object_get(response, "status"));
@@ -498,7 +518,7 @@ int cmd_predict(int argc, char **argv)
 		kiln_json_dumpf(response, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
 	}
-	const json_t *oschema = output_schema(schema);
+	const json_t *oschema = output_schema(schema, path);
 	json_t *output = json_incref(json_object_get(response, "output"));
 	/* --json INPUT: Cog's {status, output, error}, file outputs written beside DEST and named by path */
 	if (a.cog_json) {
@@ -523,8 +543,8 @@ int cmd_predict(int argc, char **argv)
 	if (!ok) {
 		json_decref(output);
 		const char *why = json_string_value(json_object_get(response, "error"));
-		kiln_error_set(&err, KILN_EFAIL, "Prediction failed with status \"%s\": %s",
-		               st ? st : "unknown", why ? why : "");
+		kiln_error_set(&err, KILN_EFAIL, "%s failed with status \"%s\": %s",
+		               train ? "Training" : "Prediction", st ? st : "unknown", why ? why : "");
 		goto out;
 	}
 	int rc = a.json ? 0
@@ -550,4 +570,14 @@ out:
 	free(a.inputs.v);
 	free(a.envs.v);
 	return status;
+}
+
+int cmd_predict(int argc, char **argv)
+{
+	return run_job(argc, argv, false);
+}
+
+int cmd_train(int argc, char **argv)
+{
+	return run_job(argc, argv, true);
 }

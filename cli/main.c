@@ -83,6 +83,12 @@ const struct command commands[] = {
      "  --idle-exit S|auto, --await-explicit-shutdown [true|false], --max-connections N,\n"
      "  --connection-timeout S, --request-timeout S, --keep-bytes N, --allow-private-urls, --threads N\n"
      "                       passed to kiln-shim as they are (see kiln-shim(1))\n"},
+    {"train", cmd_train, "run one training with an image, as cog train does",
+     "kiln train [DIR | REF] [-i NAME=VALUE | -i NAME=@FILE]... [--json INPUT] [-o PATH]\n"
+     "           [--input-json FILE|-] [--format json] [-e NAME=VALUE]... [--runtime auto|native|bwrap]\n"
+     "           [--setup-timeout S]",
+     "  the options of kiln predict, for the trainer (train: in kiln.yaml) and its TrainingInput;\n"
+     "  -o, --output PATH    where the output goes (default: weights, its extension added for a file)\n"},
     {"version", cmd_version, "print kiln's version", "kiln version [--json]",
      "  --json               print the versions as JSON\n"},
     {NULL, NULL, NULL, NULL, NULL},

@@ -58,12 +58,13 @@ int predict_wait_ready(struct predict_runtime *rt, bool quiet, struct kiln_error
 /* GET URL/PATH as JSON into *out. */
 int predict_get_json(const char *url, const char *path, json_t **out, struct kiln_error **err);
 /*
- * Run one prediction: POST URL/predictions {"id": ID, "input": INPUT} as an event stream, its logs printed
- * to stderr as they come (unless QUIET); *response gets the completed prediction. An interrupt cancels it
- * (POST /predictions/ID/cancel) and returns KILN_EINTR.
+ * Run one job: POST URL/PATH (/predictions, /trainings) {"id": ID, "input": INPUT} as an event stream (or
+ * a plain JSON answer, from a model that does not stream), its logs printed to stderr as they come (unless
+ * QUIET); *response gets the completed job. An interrupt cancels it (POST PATH/ID/cancel) and returns
+ * KILN_EINTR.
  */
-int predict_send(const char *url, const char *id, const json_t *input, bool quiet, json_t **response,
-                 struct kiln_error **err);
+int predict_send(const char *url, const char *path, const char *id, const json_t *input, bool quiet,
+                 json_t **response, struct kiln_error **err);
 
 /* ---- predict_inputs.c: the input object, made and checked as `cog predict` does ---- */
 

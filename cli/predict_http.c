@@ -198,12 +198,12 @@ static char *detail_text(const json_t *detail)
 	return kiln_buf_detach(&b);
 }
 
-/* POST URL/predictions/ID/cancel, best effort. */
-static void cancel(const char *url, const char *id)
+/* POST URL/PATH/ID/cancel, best effort. */
+static void cancel(const char *url, const char *path, const char *id)
 {
-	char path[256], full[512];
-	snprintf(path, sizeof(path), "/predictions/%s/cancel", id);
-	CURL *c = handle(url, path, full, sizeof(full));
+	char where[256], full[512];
+	snprintf(where, sizeof(where), "%s/%s/cancel", path, id);
+	CURL *c = handle(url, where, full, sizeof(full));
 	if (!c)
 		return;
 	struct kiln_buf ignored = KILN_BUF_INIT;
@@ -217,8 +217,8 @@ static void cancel(const char *url, const char *id)
 	kiln_buf_release(&ignored);
 }
 
-int predict_send(const char *url, const char *id, const json_t *input, bool quiet, json_t **response,
-                 struct kiln_error **err)
+int predict_send(const char *url, const char *path, const char *id, const json_t *input, bool quiet,
+                 json_t **response, struct kiln_error **err)
 {
 	json_t *request = json_pack("{s:s, s:O}", "id", id, "input", input);
 	_cleanup_free_ char *body = request ? kiln_json_dumps(request, JSON_COMPACT) : NULL;
@@ -226,7 +226,7 @@ int predict_send(const char *url, const char *id, const json_t *input, bool quie
 	if (!body)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	char full[512];
-	CURL *c = handle(url, "/predictions", full, sizeof(full));
+	CURL *c = handle(url, path, full, sizeof(full));
 	if (!c)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
@@ -243,8 +243,9 @@ int predict_send(const char *url, const char *id, const json_t *input, bool quie
 	curl_slist_free_all(headers);
 	int result = 0;
 	if (rc == CURLE_ABORTED_BY_CALLBACK) {
-		cancel(url, id);
-		result = kiln_error_set(err, KILN_EINTR, "interrupted: the prediction was canceled");
+		cancel(url, path, id);
+		result = kiln_error_set(err, KILN_EINTR, "interrupted: the %s was canceled",
+		                        strcmp(path, "/trainings") == 0 ? "training" : "prediction");
 	} else if (rc != CURLE_OK) {
 		result = kiln_error_set(err, KILN_EIO, "POST %s: %s", full, curl_easy_strerror(rc));
 	} else if (code != 200) {
@@ -255,7 +256,19 @@ int predict_send(const char *url, const char *id, const json_t *input, bool quie
 		                        text ? text : "no detail");
 		json_decref(j);
 	} else if (!st.completed) {
-		result = kiln_error_set(err, KILN_EIO, "the prediction's stream ended without its result");
+		/* a model that does not stream answers with the finished job as JSON: its logs come at once
+		 */
+		json_t *j = st.pending.ptr ? json_loadb(st.pending.ptr, st.pending.len, 0, NULL) : NULL;
+		const char *logs = json_string_value(json_object_get(j, "logs"));
+		if (json_is_string(json_object_get(j, "status"))) {
+			if (logs && !quiet)
+				fputs(logs, stderr);
+			*response = j;
+		} else {
+			json_decref(j);
+			result = kiln_error_set(err, KILN_EIO,
+			                        "the answer of POST %s is not the finished job", full);
+		}
 	} else {
 		*response = st.completed;
 		st.completed = NULL;

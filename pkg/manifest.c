@@ -144,9 +144,7 @@ static const struct field top_fields[] = {
     FIELD("run", FIELD_CUSTOM, AT(predict), .parse = parse_predictor),
     FIELD("predict", FIELD_CUSTOM, AT(predict), .parse = parse_predictor,
           .warn = "deprecated: Cog renamed it 'run' (run: FILE.py:NAME); the predictor it names is used"),
-    FIELD("train", FIELD_STRING, AT(train), .check = mcheck_train,
-          .warn = "the trainer is checked and recorded in run.cog.config; kiln serves predictions only "
-                  "(no /trainings)"),
+    FIELD("train", FIELD_STRING, AT(train), .check = mcheck_train),
     FIELD("image", FIELD_STRING, AT(image), .check = mcheck_image),
     FIELD("concurrency", FIELD_MAP, JSON_ONLY, .sub = concurrency_fields, .check = check_concurrency),
     FIELD("environment", FIELD_STRINGS, AT(environment), .check = mcheck_environment),

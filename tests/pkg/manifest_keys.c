@@ -45,11 +45,11 @@ static void teardown(void)
 
 TestSuite(manifest_keys, .init = setup, .fini = teardown);
 
-/* Load cog.yaml with TEXT (after "predict: predict.py:Predictor\n"). */
+/* Load cog.yaml with TEXT (after "run: predict.py:Predictor\n"). */
 static struct kiln_manifest *load(const char *text)
 {
 	_cleanup_free_ char *full = NULL;
-	cr_assert(asprintf(&full, "predict: predict.py:Predictor\n%s", text) > 0);
+	cr_assert(asprintf(&full, "run: predict.py:Predictor\n%s", text) > 0);
 	put("cog.yaml", full);
 	struct kiln_manifest *m = NULL;
 	_cleanup_error_ struct kiln_error *err = NULL;
@@ -62,7 +62,7 @@ static struct kiln_manifest *load(const char *text)
 static void refused(const char *text, const char *want)
 {
 	_cleanup_free_ char *full = NULL, *expect = NULL;
-	cr_assert(asprintf(&full, "predict: predict.py:Predictor\n%s", text) > 0);
+	cr_assert(asprintf(&full, "run: predict.py:Predictor\n%s", text) > 0);
 	put("cog.yaml", full);
 	cr_assert(asprintf(&expect, "%s/cog.yaml:%s", dir, want) > 0);
 	struct kiln_manifest *m = NULL;

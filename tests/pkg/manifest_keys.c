@@ -187,9 +187,9 @@ Test(manifest_keys, model)
 
 Test(manifest_keys, train)
 {
-	warns("train: train.py:Trainer\n",
-	      "2:1: train: the trainer is checked and recorded in run.cog.config; kiln serves predictions "
-	      "only (no /trainings)");
+	/* acted on: the shim serves /trainings */
+	quiet("train: train.py:Trainer\n");
+	refused("train: nope.py:train\n", "2:8: train: file 'nope.py' does not exist");
 }
 
 Test(manifest_keys, weights_cog_form)

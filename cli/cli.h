@@ -134,6 +134,7 @@ int cli_parse_jobs(const char *arg, int max, int *out);
 int cmd_runtime_layer(int argc, char **argv);
 int cmd_build(int argc, char **argv);
 int cmd_dockerfile(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
 int cmd_login(int argc, char **argv);
 int cmd_logout(int argc, char **argv);
 int cmd_prune(int argc, char **argv);

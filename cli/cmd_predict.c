@@ -90,15 +90,7 @@ static int predict_option(int c, const char *arg, void *ctx)
 		return 0;
 	}
 	case OPT_RUNTIME:
-		if (strcmp(arg, "auto") == 0)
-			a->runtime = RUNTIME_AUTO;
-		else if (strcmp(arg, "native") == 0)
-			a->runtime = RUNTIME_NATIVE;
-		else if (strcmp(arg, "bwrap") == 0)
-			a->runtime = RUNTIME_BWRAP;
-		else
-			return cli_usage_error("--runtime: '%s' is not auto, native or bwrap", arg);
-		return 0;
+		return predict_runtime_option(&a->runtime, arg);
 	default:
 		return -1;
 	}
@@ -119,10 +111,8 @@ static int read_input_json(json_t **out, const char *file, struct kiln_error **e
 	return 0;
 }
 
-/* The image: built from DIR, or REF from the store (pulled when it is not there). Its manifest digest
- * into DIGEST and its config into *config. */
-static int resolve_image(struct kiln_store *s, const char *target, struct kiln_registry_options *ropt,
-                         char digest[KILN_DIGEST_LEN], json_t **config, struct kiln_error **err)
+int predict_resolve_image(struct kiln_store *s, const char *target, struct kiln_registry_options *ropt,
+                          char digest[KILN_DIGEST_LEN], json_t **config, struct kiln_error **err)
 {
 	struct stat st;
 	if (stat(target, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -470,7 +460,7 @@ int cmd_predict(int argc, char **argv)
 		warnf("--output value does not have a .json suffix: %s",
 		      strrchr(dest, '/') ? strrchr(dest, '/') + 1 : dest);
 	if (kiln_store_open(&store, NULL, &err) < 0 ||
-	    resolve_image(store, target, &ropt, digest, &config, &err) < 0)
+	    predict_resolve_image(store, target, &ropt, digest, &config, &err) < 0)
 		goto out;
 	/* inputs checked against the label's schema before anything runs */
 	schema = schema_of(config, &rt, NULL);

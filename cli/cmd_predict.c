@@ -69,10 +69,7 @@ static int predict_option(int c, const char *arg, void *ctx)
 		a->output = arg;
 		return 0;
 	case OPT_FORMAT:
-		if (strcmp(arg, "json") != 0 && strcmp(arg, "text") != 0)
-			return cli_usage_error("--format: '%s' is not json or text", arg);
-		a->json = strcmp(arg, "json") == 0;
-		return 0;
+		return cli_format_option(&a->json, arg);
 	case OPT_COG_JSON:
 		if (!predict_json_arg_ok(arg))
 			return cli_usage_error("--json '%s': " JSON_MOVED, arg);

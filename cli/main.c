@@ -44,6 +44,10 @@ const struct command commands[] = {
      "  -f, --file FILE      the manifest (default: DIR/kiln.yaml, else DIR/cog.yaml)\n"
      "  --runtime-image REF  the image kiln built that the runtime is copied from (default: the manifest's\n"
      "                       image, else DIR's name:latest, as kiln build tags it)\n"},
+    {"doctor", cmd_doctor, "check a project without building it and say what to fix (cog doctor)",
+     "kiln doctor [DIR] [-f FILE] [--format text|json]",
+     "  -f, --file FILE      the manifest (default: DIR/kiln.yaml, else DIR/cog.yaml)\n"
+     "  --format json        print the findings as JSON (--json is the same)\n"},
     {"exec", cmd_exec, "run a command in the model's environment (cog exec)",
      "kiln exec [DIR | REF] [-e NAME=VALUE]... [--gpus G] [--runtime auto|native|bwrap] -- COMMAND [ARG...]\n"
      "       kiln exec [-e NAME=VALUE]... [--gpus G] [--runtime R] COMMAND [ARG...]",

@@ -5,6 +5,7 @@
  * image (predict_runtime.c) with the project at the WorkingDir, attached to this terminal, its exit status
  * kiln's.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -185,6 +187,46 @@ static int check_command(const char *root, const json_t *config, const char *pro
 	return r > 0 ? r : 0;
 }
 
+/* The children of PARENT (from /proc), at most MAX into OUT; their count. */
+static size_t children_of(pid_t parent, pid_t *out, size_t max)
+{
+	DIR *d = opendir("/proc");
+	size_t n = 0;
+	for (struct dirent *de; d && n < max && (de = readdir(d));) {
+		char path[300], stat[512];
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+		_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t len = fd >= 0 ? read(fd, stat, sizeof(stat) - 1) : -1;
+		if (len <= 0)
+			continue;
+		stat[len] = '\0';
+		const char *p = strrchr(stat, ')'); /* "PID (COMM) STATE PPID ..." */
+		char state;
+		int ppid;
+		if (p && sscanf(p + 1, " %c %d", &state, &ppid) == 2 && ppid == parent)
+			out[n++] = (pid_t)atoi(de->d_name);
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* Send SIG to the command bubblewrap runs: the children of the sandbox's init, itself the child of
+ * bubblewrap's monitor MONITOR or, once it is gone (ORPHANED), of kiln. (The init of a PID namespace takes
+ * no signal from outside it but SIGKILL.) */
+static void signal_sandboxed(pid_t monitor, bool orphaned, int sig)
+{
+	pid_t inits[4], cmds[64];
+	size_t ni = children_of(orphaned ? getpid() : monitor, inits, 4);
+	for (size_t i = 0; i < ni; i++) {
+		size_t nc = children_of(inits[i], cmds, 64);
+		for (size_t k = 0; k < nc; k++)
+			kill(cmds[k], sig);
+	}
+}
+
 static volatile sig_atomic_t forward;
 
 static void on_signal(int sig)
@@ -195,8 +237,8 @@ static void on_signal(int sig)
 
 /* Run C attached to this terminal and wait for it: its exit status (128 + N for signal N), or the status of
  * a command that could not be run. Ctrl-C reaches the command (it shares the terminal's process group);
- * SIGTERM and SIGHUP sent to kiln are passed on to it. */
-static int run(const struct predict_command *c)
+ * SIGTERM and SIGHUP sent to kiln are passed on to it. SANDBOXED: C is bubblewrap's (see below). */
+static int run(const struct predict_command *c, bool sandboxed)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -216,23 +258,37 @@ static int run(const struct predict_command *c)
 	for (size_t i = 0; i < 4; i++)
 		sigaction(sigs[i], &sa, &old[i]);
 	fflush(NULL);
+	while (waitpid(-1, NULL, WNOHANG) > 0) /* what kiln's own bubblewraps left (see cmd_exec) */
+		;
 	pid_t pid;
 	int rc = posix_spawnp(&pid, c->argv[0], &fa, &attr, c->argv, c->envp);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
-	int status = 0;
-	if (rc == 0) {
-		while (waitpid(pid, &status, 0) < 0) {
-			if (errno != EINTR) {
-				status = -1;
+	/* bubblewrap's monitor dies of the terminal's Ctrl-C while the command may live on (as a shell or
+	 * Python does): the sandbox's init is then kiln's child (a subreaper's), its status the command's */
+	int status = -1;
+	bool orphaned = false;
+	while (rc == 0) {
+		int st;
+		pid_t got = waitpid(orphaned ? -1 : pid, &st, 0);
+		if (got < 0) {
+			if (errno != EINTR)
 				break;
-			}
-			if (forward) {
+			if (forward && sandboxed)
+				signal_sandboxed(pid, orphaned, forward);
+			else if (forward)
 				kill(pid, forward);
-				forward = 0;
-			}
+			forward = 0;
+			continue;
 		}
+		status = st;
+		if (!(sandboxed && !orphaned && WIFSIGNALED(st)))
+			break;
+		orphaned = true;
 	}
+	/* what the monitor leaves: the sandbox's init, exiting (no zombie for this machine's init) */
+	while (sandboxed && rc == 0 && (waitpid(-1, NULL, 0) > 0 || errno == EINTR))
+		;
 	for (size_t i = 0; i < 4; i++)
 		sigaction(sigs[i], &old[i], NULL);
 	if (rc != 0) {
@@ -314,6 +370,9 @@ int cmd_exec(int argc, char **argv)
 	if (status >= 0)
 		goto out;
 	cli_catch_signals();
+	/* kiln reaps what its bubblewraps leave (a sandbox's init outlives its monitor): none is left to this
+	 * machine's init, and the command's own sandbox outlives a monitor killed by Ctrl-C (run) */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	status = EXIT_FAIL;
 	char digest[KILN_DIGEST_LEN];
 	struct stat st;
@@ -336,11 +395,12 @@ int cmd_exec(int argc, char **argv)
 		if ((status = check_command(rt.root, config, dir ? project : NULL, cmd[0])) != 0)
 			goto out;
 	}
-	if (predict_runtime_command(&c, &rt, config, dir ? project : NULL, a.envs, a.n, cmd, &err) < 0) {
+	if (predict_runtime_command(&c, &rt, config, dir ? project : NULL, true, a.envs, a.n, cmd, &err) <
+	    0) {
 		status = EXIT_FAIL;
 		goto out;
 	}
-	status = run(&c);
+	status = run(&c, rt.kind == RUNTIME_BWRAP);
 out:
 	if (err)
 		status = cli_fail(err);

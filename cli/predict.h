@@ -64,11 +64,13 @@ struct predict_command {
  * the image's WorkingDir under RT->root, with this machine's environment and the image's Env (its absolute
  * paths moved under the root, PATH and HOME this machine's); bwrap: under bubblewrap in the image's root
  * (read-only, a fresh /tmp) with the image's Env only, in its WorkingDir, where PROJECT (when not NULL) is
- * bound read-write. ENVS (N "NAME=VALUE") added to either. Free *out with predict_command_release.
+ * bound read-write. ENVS (N "NAME=VALUE") added to either. bubblewrap dies with kiln unless ATTACHED (the
+ * command shares kiln's terminal: Ctrl-C kills bubblewrap's monitor, not the command, which its caller
+ * then reaps as a subreaper). Free *out with predict_command_release.
  */
 int predict_runtime_command(struct predict_command *out, const struct predict_runtime *rt,
-                            const json_t *config, const char *project, char *const *envs, size_t n,
-                            char *const *cmd, struct kiln_error **err);
+                            const json_t *config, const char *project, bool attached, char *const *envs,
+                            size_t n, char *const *cmd, struct kiln_error **err);
 void predict_command_release(struct predict_command *c);
 
 /*

@@ -269,22 +269,10 @@ static int native_env(struct strv *env, const json_t *config, const char *root)
  * devices when this machine has them, the working directory and the image's Env only. */
 static int bwrap_args(struct strv *a, const json_t *config, const char *root, const char *workdir)
 {
-	const char *const fixed[] = {"bwrap",
-	                             "--ro-bind",
-	                             root,
-	                             "/",
-	                             "--proc",
-	                             "/proc",
-	                             "--dev",
-	                             "/dev",
-	                             "--tmpfs",
-	                             "/tmp",
-	                             "--unshare-pid",
-	                             "--unshare-ipc",
-	                             "--unshare-uts",
-	                             "--die-with-parent",
-	                             "--clearenv",
-	                             NULL};
+	const char *const fixed[] = {
+	    "bwrap",         "--ro-bind",  root,      "/",    "--proc",        "/proc",
+	    "--dev",         "/dev",       "--tmpfs", "/tmp", "--unshare-pid", "--unshare-ipc",
+	    "--unshare-uts", "--clearenv", NULL};
 	for (size_t i = 0; fixed[i]; i++)
 		if (strv_add(a, fixed[i]) < 0)
 			return -1;
@@ -425,8 +413,8 @@ const char *predict_runtime_workdir(const json_t *config)
 }
 
 int predict_runtime_command(struct predict_command *out, const struct predict_runtime *rt,
-                            const json_t *config, const char *project, char *const *envs, size_t n,
-                            char *const *cmd, struct kiln_error **err)
+                            const json_t *config, const char *project, bool attached, char *const *envs,
+                            size_t n, char *const *cmd, struct kiln_error **err)
 {
 	memset(out, 0, sizeof(*out));
 	const char *workdir = predict_runtime_workdir(config);
@@ -438,6 +426,8 @@ int predict_runtime_command(struct predict_command *out, const struct predict_ru
 			rc = -1;
 	} else {
 		rc = bwrap_args(&args, config, rt->root, workdir);
+		if (rc == 0 && !attached)
+			rc = strv_add(&args, "--die-with-parent");
 		/* the project over the image's copy of it, as cog exec mounts it at /src */
 		if (rc == 0 && project)
 			rc = strv_add(&args, "--bind") < 0 || strv_add(&args, project) < 0 ||
@@ -522,7 +512,7 @@ int predict_runtime_start(struct predict_runtime *rt, struct kiln_store *s, cons
 	if (rc < 0)
 		rc = kiln_error_set(err, KILN_EFAIL, "out of memory");
 	else
-		rc = predict_runtime_command(&c, rt, config, NULL, env.v, env.n, cmd.v, err);
+		rc = predict_runtime_command(&c, rt, config, NULL, false, env.v, env.n, cmd.v, err);
 	strv_free(&cmd);
 	strv_free(&env);
 	if (rc < 0)

@@ -68,6 +68,44 @@ expect_eq "$OUT" "$A" "kiln help exec"
 run_kiln --help
 expect_contains "$OUT" "  exec       run a command in the model's environment (cog exec)"
 
+# signals PROJECT READY RUNTIME: Ctrl-C (SIGINT to kiln's process group, as a terminal sends it) reaches a
+# command that handles it and lives on, whose own status is kiln's; SIGTERM sent to kiln ends the command.
+# The command writes READY (a path in the project) when it runs.
+signals() {
+	local proj=$1 ready=$2 runtime=$3 kp
+	rm -f "$proj/ready"
+	setsid "$KILN" -q exec "$proj" --runtime "$runtime" -- python3 -c "
+import sys, time
+open('$ready', 'w').close()
+try:
+    time.sleep(60)
+except KeyboardInterrupt:
+    print('interrupted', flush=True)
+time.sleep(0.5)
+print('still running', flush=True)
+sys.exit(5)" >"$T_WORK/sig.out" 2>&1 &
+	kp=$!
+	for _ in $(seq 100); do [ -e "$proj/ready" ] && break; sleep 0.1; done
+	kill -INT -- "-$kp"
+	wait "$kp"
+	RC=$?
+	expect_rc 5
+	expect_eq "$(cat "$T_WORK/sig.out")" "$(printf 'interrupted\nstill running')" "the command's output after Ctrl-C"
+	rm -f "$proj/ready"
+	setsid "$KILN" -q exec "$proj" --runtime "$runtime" -- sh -c "touch '$ready'; exec sleep 60" &
+	kp=$!
+	for _ in $(seq 100); do [ -e "$proj/ready" ] && break; sleep 0.1; done
+	kill -TERM "$kp"
+	wait "$kp"
+	RC=$?
+	expect_rc 143
+	pgrep -s "$kp" >/dev/null && t_fail "processes left in kiln's session: $(ps -o pid,ppid,stat,args -s "$kp")"
+	rm -f "$proj/ready"
+}
+
+t_case "Ctrl-C reaches the command, which may live on; SIGTERM to kiln ends it (native)"
+signals "$P" "$P/ready" native
+
 t_case "bad command lines: each refused with its message, nothing run"
 bad() { # bad WANT ARGS...: exit 2, WANT in the message
 	local want=$1
@@ -136,6 +174,9 @@ expect_eq "$(cat "$B/made" 2>/dev/null)" "made" "a file written in /src is in th
 expect_contains "$ERR" "/etc/x"
 run_kiln exec -q "$B" --runtime bwrap -- sh -c 'kill -TERM $$'
 expect_rc 143
+
+t_case "bwrap: Ctrl-C reaches the command, not bubblewrap, which lives on; SIGTERM to kiln ends it"
+signals "$B" /src/ready bwrap
 
 t_case "bwrap: not found (127) and not executable (126) in the image, as its PATH and root resolve them"
 run_kiln exec "$B" --runtime bwrap -- kiln-no-such-command

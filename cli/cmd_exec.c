@@ -258,8 +258,9 @@ static int run(const struct predict_command *c, bool sandboxed)
 	for (size_t i = 0; i < 4; i++)
 		sigaction(sigs[i], &sa, &old[i]);
 	fflush(NULL);
-	while (waitpid(-1, NULL, WNOHANG) > 0) /* what kiln's own bubblewraps left (see cmd_exec) */
-		;
+	/* the sandbox's init outlives bubblewrap's monitor: it is reparented to kiln, which reaps it */
+	if (sandboxed)
+		prctl(PR_SET_CHILD_SUBREAPER, 1);
 	pid_t pid;
 	int rc = posix_spawnp(&pid, c->argv[0], &fa, &attr, c->argv, c->envp);
 	posix_spawn_file_actions_destroy(&fa);
@@ -314,6 +315,36 @@ static bool is_project(const char *dir)
 	return (k && access(k, F_OK) == 0) || (c && access(c, F_OK) == 0);
 }
 
+#define SHORTOPTS ":e:p:" CLI_COMMON_SHORT
+
+/* How many of ARGV's words (ARGC, the first the command's name) are arguments, not options (SHORTOPTS,
+ * LONGOPTS) or their values. */
+static int positionals(int argc, char **argv, const char *shortopts, const struct option *longopts)
+{
+	int n = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *w = argv[i];
+		if (w[0] != '-' || !w[1]) {
+			n++;
+		} else if (w[1] == '-') {
+			size_t len = strcspn(w + 2, "=");
+			for (const struct option *o = longopts; o->name; o++)
+				if (strlen(o->name) == len && strncmp(o->name, w + 2, len) == 0 &&
+				    o->has_arg == required_argument && !w[2 + len])
+					i++; /* its value */
+		} else {
+			for (const char *c = w + 1; *c; c++) {
+				const char *o = strchr(shortopts, *c);
+				if (o && *c != ':' && o[1] == ':') {
+					i += !c[1]; /* "-e A=1", not "-eA=1" */
+					break;
+				}
+			}
+		}
+	}
+	return n;
+}
+
 int cmd_exec(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -334,28 +365,29 @@ int cmd_exec(int argc, char **argv)
 	int dd = 1;
 	while (dd < argc && strcmp(argv[dd], "--") != 0)
 		dd++;
+	if (dd < argc && positionals(dd, argv, SHORTOPTS, longopts) > 1)
+		dd = argc; /* cog exec python train.py -- --lr 1: the "--" is the command's */
 	const char *target = ".";
 	char **cmd = NULL;
 	int first, status;
 	if (dd < argc) {
-		status = cli_parse(dd, argv, ":e:p:" CLI_COMMON_SHORT, longopts, &ropt, exec_option, &a, 0, 1,
-		                   &first);
+		status = cli_parse(dd, argv, SHORTOPTS, longopts, &ropt, exec_option, &a, 0, 1, &first);
 		if (status < 0 && dd + 1 == argc)
 			status = cli_usage_error("missing COMMAND after '--'");
 		if (status < 0 && first < dd)
 			target = argv[first];
 		cmd = argv + dd + 1;
 	} else {
-		status = cli_parse(argc, argv, "+:e:p:" CLI_COMMON_SHORT, longopts, &ropt, exec_option, &a, 0,
-		                   argc, &first);
+		status =
+		    cli_parse(argc, argv, "+" SHORTOPTS, longopts, &ropt, exec_option, &a, 0, argc, &first);
 		if (status < 0 && first >= argc)
 			status = cli_usage_error("missing COMMAND");
 		/* a project's options follow it: kiln exec DIR -e A=1 python */
 		if (status < 0 && is_project(argv[first])) {
 			target = argv[first];
 			int more;
-			status = cli_parse(argc - first, argv + first, "+:e:p:" CLI_COMMON_SHORT, longopts,
-			                   &ropt, exec_option, &a, 0, argc, &more);
+			status = cli_parse(argc - first, argv + first, "+" SHORTOPTS, longopts, &ropt,
+			                   exec_option, &a, 0, argc, &more);
 			first += status < 0 ? more : 0;
 			if (status < 0 && first >= argc)
 				status = cli_usage_error("missing COMMAND after the project '%s'", target);
@@ -370,9 +402,6 @@ int cmd_exec(int argc, char **argv)
 	if (status >= 0)
 		goto out;
 	cli_catch_signals();
-	/* kiln reaps what its bubblewraps leave (a sandbox's init outlives its monitor): none is left to this
-	 * machine's init, and the command's own sandbox outlives a monitor killed by Ctrl-C (run) */
-	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	status = EXIT_FAIL;
 	char digest[KILN_DIGEST_LEN];
 	struct stat st;

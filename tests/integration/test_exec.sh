@@ -43,6 +43,10 @@ expect_rc 0
 expect_eq "$OUT" "yaml 2 -e" "a project, its options, then the command, without --"
 run_kiln exec -q "$P" -- echo a -- b
 expect_eq "$OUT" "a -- b" "a command with a word -- of its own, after kiln's --"
+run_kiln exec -q -e A=1 --runtime native "$P" echo a -- --b
+expect_eq "$OUT" "a -- --b" "cog exec's line with a word -- of the command's"
+run_kiln exec -q -e A=1 "$P" -e B=2 -- sh -c 'echo $A$B'
+expect_eq "$OUT" "12" "options on both sides of the project, then --"
 run_kiln exec -q "$P" echo --runtime native
 expect_eq "$OUT" "--runtime native" "words after the command are the command's"
 
@@ -99,7 +103,10 @@ sys.exit(5)" >"$T_WORK/sig.out" 2>&1 &
 	wait "$kp"
 	RC=$?
 	expect_rc 143
-	pgrep -s "$kp" >/dev/null && t_fail "processes left in kiln's session: $(ps -o pid,ppid,stat,args -s "$kp")"
+	# (a zombie of the bubblewrap kiln probes with is this machine's init's to reap)
+	local left
+	left=$(ps -o stat=,pid=,args= -s "$kp" | grep -v '^Z')
+	[ -z "$left" ] || t_fail "processes left in kiln's session: $left"
 	rm -f "$proj/ready"
 }
 
@@ -126,7 +133,6 @@ bad "kiln exec: --gpus 'some': give all, a count or device=I[,J...]" --gpus some
 bad "kiln exec: --gpus 'device=a': give all, a count or device=I[,J...]" --gpus device=a -- true
 bad "kiln exec: --runtime: 'docker' is not auto, native or bwrap" "$P" --runtime docker -- true
 bad "kiln exec: unknown option '--use-cuda-base-image'" --use-cuda-base-image false -- true
-bad "kiln exec: too many arguments ('$T_WORK')" "$P" "$T_WORK" -- true
 bad "kiln exec: option '--env' needs a value" "$P" --env
 bad "kiln exec: option '-e' needs a value" -e
 run_kiln exec "$T_WORK/nothing-here" -- true

@@ -237,6 +237,23 @@ static void check_weights(struct report *r, const struct kiln_manifest *m)
 		    "correct weights: (globs relative to the project) or put the files there");
 		return;
 	}
+	/* with weights: globs, a big file they miss is gzipped into the code layer at every change of code */
+	for (size_t i = 0; m->weights.n && i < plan->n; i++) {
+		const struct kiln_plan_layer *l = &plan->layers[i];
+		for (size_t k = 0; l->kind == KILN_LAYER_CODE && k < l->n; k++) {
+			const struct kiln_tar_entry *t = &l->entries[k];
+			const char *rel = strchr(t->name, '/') ? strchr(t->name, '/') + 1 : t->name;
+			char size[32];
+			_cleanup_free_ char *text = NULL;
+			if (t->type != KILN_TAR_FILE || t->size < po.cog_weight_threshold)
+				continue;
+			cli_human_size(size, t->size);
+			if (asprintf(&text, "'%s' (%s) goes into the code layer: no weights glob matches it",
+			             rel, size) >= 0)
+				add(r, false, "weights", text,
+				    "add it to weights: (its own layer, pushed once) or to .kilnignore");
+		}
+	}
 	for (size_t i = 0; i < plan->nskipped; i++) {
 		_cleanup_free_ char *text = NULL;
 		if (asprintf(&text, "'%s' is left out of the image: not a regular file, link or directory",

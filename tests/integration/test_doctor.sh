@@ -153,6 +153,15 @@ expect_contains "$OUT" "error: weights: $D/kiln.yaml:2:5: weights[0]: 'models/*.
 make_file "$D/models/a.bin" 1024
 doctor "$D"
 expect_rc 0
+expect_eq "$OUT" "no problems found in '$D'" "weights found"
+make_file "$D/data/big.pt" $((11 * 1024 * 1024))
+doctor "$D"
+expect_rc 0
+expect_contains "$OUT" "warning: weights: 'data/big.pt' (11.0 MiB) goes into the code layer: no weights glob matches it (fix: add it to weights: (its own layer, pushed once) or to .kilnignore)"
+project cogsize ""
+make_file "$D/data/big.pt" $((11 * 1024 * 1024))
+doctor "$D"
+expect_eq "$OUT" "no problems found in '$D'" "without weights: globs, Cog's size rule takes it"
 
 t_case "the ignore file: .dockerignore unread beside .kilnignore; directories the code layer would hold"
 project ignore ""

@@ -127,6 +127,9 @@ int cli_parse(int argc, char **argv, const char *shortopts, const struct option 
 #define CLI_OPT_JSON 1003
 int cli_json_option(int opt, const char *arg, void *ctx);
 
+/* --format ARG (text or json): *json set, 0; else a usage error (its exit status is returned). */
+int cli_format_option(bool *json, const char *arg);
+
 /* -j N: a number from 1 to MAX into *out, else a usage error (its exit status is returned). */
 int cli_parse_jobs(const char *arg, int max, int *out);
 
@@ -134,6 +137,8 @@ int cli_parse_jobs(const char *arg, int max, int *out);
 int cmd_runtime_layer(int argc, char **argv);
 int cmd_build(int argc, char **argv);
 int cmd_dockerfile(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
 int cmd_login(int argc, char **argv);
 int cmd_logout(int argc, char **argv);
 int cmd_prune(int argc, char **argv);

@@ -70,10 +70,7 @@ static int predict_option(int c, const char *arg, void *ctx)
 		a->output = arg;
 		return 0;
 	case OPT_FORMAT:
-		if (strcmp(arg, "json") != 0 && strcmp(arg, "text") != 0)
-			return cli_usage_error("--format: '%s' is not json or text", arg);
-		a->json = strcmp(arg, "json") == 0;
-		return 0;
+		return cli_format_option(&a->json, arg);
 	case OPT_COG_JSON:
 		if (!predict_json_arg_ok(arg))
 			return cli_usage_error("--json '%s': " JSON_MOVED, arg);
@@ -91,15 +88,7 @@ static int predict_option(int c, const char *arg, void *ctx)
 		return 0;
 	}
 	case OPT_RUNTIME:
-		if (strcmp(arg, "auto") == 0)
-			a->runtime = RUNTIME_AUTO;
-		else if (strcmp(arg, "native") == 0)
-			a->runtime = RUNTIME_NATIVE;
-		else if (strcmp(arg, "bwrap") == 0)
-			a->runtime = RUNTIME_BWRAP;
-		else
-			return cli_usage_error("--runtime: '%s' is not auto, native or bwrap", arg);
-		return 0;
+		return predict_runtime_option(&a->runtime, arg);
 	default:
 		return -1;
 	}
@@ -120,10 +109,8 @@ static int read_input_json(json_t **out, const char *file, struct kiln_error **e
 	return 0;
 }
 
-/* The image: built from DIR, or REF from the store (pulled when it is not there). Its manifest digest
- * into DIGEST and its config into *config. */
-static int resolve_image(struct kiln_store *s, const char *target, struct kiln_registry_options *ropt,
-                         char digest[KILN_DIGEST_LEN], json_t **config, struct kiln_error **err)
+int predict_resolve_image(struct kiln_store *s, const char *target, struct kiln_registry_options *ropt,
+                          char digest[KILN_DIGEST_LEN], json_t **config, struct kiln_error **err)
 {
 	struct stat st;
 	if (stat(target, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -487,7 +474,7 @@ static int run_job(int argc, char **argv, bool train)
 		warnf("--output value does not have a .json suffix: %s",
 		      strrchr(dest, '/') ? strrchr(dest, '/') + 1 : dest);
 	if (kiln_store_open(&store, NULL, &err) < 0 ||
-	    resolve_image(store, target, &ropt, digest, &config, &err) < 0)
+	    predict_resolve_image(store, target, &ropt, digest, &config, &err) < 0)
 		goto out;
 	/* inputs checked against the label's schema before anything runs */
 	schema = schema_of(config, &rt, NULL);

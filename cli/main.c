@@ -44,6 +44,19 @@ const struct command commands[] = {
      "  -f, --file FILE      the manifest (default: DIR/kiln.yaml, else DIR/cog.yaml)\n"
      "  --runtime-image REF  the image kiln built that the runtime is copied from (default: the manifest's\n"
      "                       image, else DIR's name:latest, as kiln build tags it)\n"},
+    {"doctor", cmd_doctor, "check a project without building it and say what to fix (cog doctor)",
+     "kiln doctor [DIR] [-f FILE] [--format text|json]",
+     "  -f, --file FILE      the manifest (default: DIR/kiln.yaml, else DIR/cog.yaml)\n"
+     "  --format json        print the findings as JSON (--json is the same)\n"},
+    {"exec", cmd_exec, "run a command in the model's environment (cog exec)",
+     "kiln exec [DIR | REF] [-e NAME=VALUE]... [--gpus G] [--runtime auto|native|bwrap] -- COMMAND [ARG...]\n"
+     "       kiln exec [-e NAME=VALUE]... [--gpus G] [--runtime R] COMMAND [ARG...]",
+     "  -e, --env NAME=VALUE an environment variable for the command (repeatable)\n"
+     "  --gpus G             the GPUs the command sees: all (default), a count N, device=I[,J...]\n"
+     "  -p, --publish PORT   cog exec's: the command already shares this machine's network (a warning)\n"
+     "  --runtime R          auto (default), native (this machine, in DIR, with the image's Env)\n"
+     "                       or bwrap (the whole image under bubblewrap, DIR at its "
+     "WorkingDir)\n" CLI_REGISTRY_HELP},
     {"help", cmd_help, "show help for kiln or one of its commands", "kiln help [COMMAND]", ""},
     {"init", cmd_init, "write a starting point for a model project", "kiln init [DIR] [--json]",
      "  --json               print the directory and the files written as JSON\n"},

@@ -4,6 +4,7 @@
 
 #include <getopt.h>
 #include <stdlib.h>
+#include <string.h>
 
 int cli_parse(int argc, char **argv, const char *shortopts, const struct option *longopts,
               struct kiln_registry_options *ropt, int (*handle)(int opt, const char *arg, void *ctx),
@@ -45,6 +46,14 @@ int cli_parse_jobs(const char *arg, int max, int *out)
 	if (*arg == '\0' || *end || n < 1 || n > max)
 		return cli_usage_error("--jobs: '%s' is not a number from 1 to %d", arg, max);
 	*out = (int)n;
+	return 0;
+}
+
+int cli_format_option(bool *json, const char *arg)
+{
+	if (strcmp(arg, "json") != 0 && strcmp(arg, "text") != 0)
+		return cli_usage_error("--format: '%s' is not json or text", arg);
+	*json = strcmp(arg, "json") == 0;
 	return 0;
 }
 

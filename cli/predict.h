@@ -9,8 +9,7 @@
 #include <sys/types.h>
 
 #include "common/error.h"
-
-struct kiln_store;
+#include "pkg/store.h"
 
 enum predict_runtime_kind {
 	RUNTIME_AUTO,
@@ -27,7 +26,52 @@ struct predict_runtime {
 	char *root;   /* the image's files (native: the layers above the base; bwrap: the whole root) */
 };
 
+/* ---- cmd_predict.c ---- */
+
+/* The image: built from the directory TARGET, or the reference TARGET from the store (pulled when it is
+ * not there). Its manifest digest into DIGEST and its config into *config. */
+struct kiln_registry_options;
+int predict_resolve_image(struct kiln_store *s, const char *target, struct kiln_registry_options *ropt,
+                          char digest[KILN_DIGEST_LEN], json_t **config, struct kiln_error **err);
+
 /* ---- predict_runtime.c ---- */
+
+/* --runtime ARG (auto, native or bwrap) into *out: 0, or a usage error's exit status. */
+int predict_runtime_option(enum predict_runtime_kind *out, const char *arg);
+
+/*
+ * Make the image MANIFEST_DIGEST (its config CONFIG) ready to run with KIND: its files unpacked for it into
+ * a cache directory of the store (RT->root), RT->kind what runs (AUTO resolved as predict_runtime_start
+ * says). bwrap needs the base's layers: those the store lacks are fetched from the base's registry (ROPT).
+ */
+int predict_runtime_prepare(struct predict_runtime *rt, struct kiln_store *s, const char *manifest_digest,
+                            const json_t *config, enum predict_runtime_kind kind,
+                            const struct kiln_registry_options *ropt, struct kiln_error **err);
+
+/* The image's WorkingDir (borrowed), else /src. */
+const char *predict_runtime_workdir(const json_t *config);
+
+/* A command line ready for posix_spawn: its words, its environment and where it runs (NULL: bubblewrap
+ * says it), all owned. */
+struct predict_command {
+	char **argv;
+	char **envp;
+	char *cwd;
+};
+
+/*
+ * How to run CMD (NULL-terminated) in RT's image (prepared): native: on this machine, in PROJECT or else
+ * the image's WorkingDir under RT->root, with this machine's environment and the image's Env (its absolute
+ * paths moved under the root, PATH and HOME this machine's); bwrap: under bubblewrap in the image's root
+ * (read-only, a fresh /tmp) with the image's Env only, in its WorkingDir, where PROJECT (when not NULL) is
+ * bound read-write. ENVS (N "NAME=VALUE") added to either. bubblewrap dies with kiln unless ATTACHED (the
+ * command shares kiln's terminal: Ctrl-C kills bubblewrap's monitor, not the command, which its caller
+ * then reaps as a subreaper). Free *out with predict_command_release.
+ */
+int predict_runtime_command(struct predict_command *out, const struct predict_runtime *rt,
+                            const json_t *config, const char *project, bool attached, char *const *envs,
+                            size_t n, char *const *cmd, struct kiln_error **err);
+void predict_command_release(struct predict_command *c);
 
 /*
  * Unpack the image MANIFEST_DIGEST (its config CONFIG) for KIND into a cache directory of the store, and
@@ -36,7 +80,6 @@ struct predict_runtime {
  * are fetched from the base's registry (ROPT). AUTO: bwrap when the image has a base, bubblewrap works and
  * the base's layers can be had, else native; the choice and why is said on stderr.
  */
-struct kiln_registry_options;
 int predict_runtime_start(struct predict_runtime *rt, struct kiln_store *s, const char *manifest_digest,
                           const json_t *config, enum predict_runtime_kind kind, char *const *envs, size_t n,
                           const char *setup_timeout, const struct kiln_registry_options *ropt,

@@ -269,22 +269,10 @@ static int native_env(struct strv *env, const json_t *config, const char *root)
  * devices when this machine has them, the working directory and the image's Env only. */
 static int bwrap_args(struct strv *a, const json_t *config, const char *root, const char *workdir)
 {
-	const char *const fixed[] = {"bwrap",
-	                             "--ro-bind",
-	                             root,
-	                             "/",
-	                             "--proc",
-	                             "/proc",
-	                             "--dev",
-	                             "/dev",
-	                             "--tmpfs",
-	                             "/tmp",
-	                             "--unshare-pid",
-	                             "--unshare-ipc",
-	                             "--unshare-uts",
-	                             "--die-with-parent",
-	                             "--clearenv",
-	                             NULL};
+	const char *const fixed[] = {
+	    "bwrap",         "--ro-bind",  root,      "/",    "--proc",        "/proc",
+	    "--dev",         "/dev",       "--tmpfs", "/tmp", "--unshare-pid", "--unshare-ipc",
+	    "--unshare-uts", "--clearenv", NULL};
 	for (size_t i = 0; fixed[i]; i++)
 		if (strv_add(a, fixed[i]) < 0)
 			return -1;
@@ -315,7 +303,7 @@ static int bwrap_args(struct strv *a, const json_t *config, const char *root, co
 }
 
 /* Add NAME=VALUE to the command's environment: to ENV (native) or as bwrap --setenv arguments (ARGS). */
-static int add_env(struct predict_runtime *rt, struct strv *env, struct strv *args, const char *kv)
+static int add_env(const struct predict_runtime *rt, struct strv *env, struct strv *args, const char *kv)
 {
 	if (rt->kind == RUNTIME_NATIVE)
 		return env_set(env, kv);
@@ -328,10 +316,21 @@ static int add_env(struct predict_runtime *rt, struct strv *env, struct strv *ar
 	return 0;
 }
 
-int predict_runtime_start(struct predict_runtime *rt, struct kiln_store *s, const char *manifest_digest,
-                          const json_t *config, enum predict_runtime_kind kind, char *const *envs, size_t n,
-                          const char *setup_timeout, const struct kiln_registry_options *ropt,
-                          struct kiln_error **err)
+int predict_runtime_option(enum predict_runtime_kind *out, const char *arg)
+{
+	static const char *const names[] = {
+	    [RUNTIME_AUTO] = "auto", [RUNTIME_NATIVE] = "native", [RUNTIME_BWRAP] = "bwrap"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(arg, names[i]) == 0) {
+			*out = (enum predict_runtime_kind)i;
+			return 0;
+		}
+	return cli_usage_error("--runtime: '%s' is not auto, native or bwrap", arg);
+}
+
+int predict_runtime_prepare(struct predict_runtime *rt, struct kiln_store *s, const char *manifest_digest,
+                            const json_t *config, enum predict_runtime_kind kind,
+                            const struct kiln_registry_options *ropt, struct kiln_error **err)
 {
 	memset(rt, 0, sizeof(*rt));
 	rt->pid = -1;
@@ -404,54 +403,120 @@ int predict_runtime_start(struct predict_runtime *rt, struct kiln_store *s, cons
 	for (size_t k = 0; kind == RUNTIME_BWRAP && k < sizeof(mounts) / sizeof(mounts[0]); k++)
 		if (mkdirat(rootfd, mounts[k], 0755) < 0 && errno != EEXIST)
 			return kiln_error_errno(err, errno, "cannot make '%s/%s'", rt->root, mounts[k]);
+	return 0;
+}
+
+const char *predict_runtime_workdir(const json_t *config)
+{
+	const char *w = json_string_value(json_object_get(json_object_get(config, "config"), "WorkingDir"));
+	return w && *w == '/' ? w : "/src";
+}
+
+int predict_runtime_command(struct predict_command *out, const struct predict_runtime *rt,
+                            const json_t *config, const char *project, bool attached, char *const *envs,
+                            size_t n, char *const *cmd, struct kiln_error **err)
+{
+	memset(out, 0, sizeof(*out));
+	const char *workdir = predict_runtime_workdir(config);
+	struct strv args = {0}, env = {0};
+	int rc = 0;
+	if (rt->kind == RUNTIME_NATIVE) {
+		rc = native_env(&env, config, rt->root);
+		if (rc == 0 && !(out->cwd = project ? strdup(project) : kiln_path_join(rt->root, workdir)))
+			rc = -1;
+	} else {
+		rc = bwrap_args(&args, config, rt->root, workdir);
+		if (rc == 0 && !attached)
+			rc = strv_add(&args, "--die-with-parent");
+		/* the project over the image's copy of it, as cog exec mounts it at /src */
+		if (rc == 0 && project)
+			rc = strv_add(&args, "--bind") < 0 || strv_add(&args, project) < 0 ||
+			             strv_add(&args, workdir) < 0
+			         ? -1
+			         : 0;
+	}
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = add_env(rt, &env, &args, envs[i]);
+	if (rc == 0 && rt->kind == RUNTIME_BWRAP)
+		rc = strv_add(&args, "--");
+	for (size_t i = 0; rc == 0 && cmd[i]; i++)
+		rc = strv_add(&args, cmd[i]);
+	if (rc == 0 && rt->kind == RUNTIME_BWRAP)
+		for (char **e = environ; rc == 0 && *e; e++)
+			rc = strv_add(&env, *e);
+	if (rc < 0 || !args.v || !env.v) {
+		strv_free(&args);
+		strv_free(&env);
+		free(out->cwd);
+		out->cwd = NULL;
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+	out->argv = args.v;
+	out->envp = env.v;
+	return 0;
+}
+
+void predict_command_release(struct predict_command *c)
+{
+	for (char **p = c->argv; p && *p; p++)
+		free(*p);
+	for (char **p = c->envp; p && *p; p++)
+		free(*p);
+	free(c->argv);
+	free(c->envp);
+	free(c->cwd);
+	memset(c, 0, sizeof(*c));
+}
+
+int predict_runtime_start(struct predict_runtime *rt, struct kiln_store *s, const char *manifest_digest,
+                          const json_t *config, enum predict_runtime_kind kind, char *const *envs, size_t n,
+                          const char *setup_timeout, const struct kiln_registry_options *ropt,
+                          struct kiln_error **err)
+{
+	if (predict_runtime_prepare(rt, s, manifest_digest, config, kind, ropt, err) < 0)
+		return -1;
+	const json_t *ep = json_object_get(json_object_get(config, "config"), "Entrypoint");
 	if (asprintf(&rt->log, "%s.%d.log", rt->root, (int)getpid()) < 0)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-
-	const char *workdir =
-	    json_string_value(json_object_get(json_object_get(config, "config"), "WorkingDir"));
-	if (!workdir || !*workdir)
-		workdir = "/src";
 	int port = free_port();
 	if (port < 0)
 		return kiln_error_errno(err, errno, "cannot find a free port on 127.0.0.1");
 	snprintf(rt->url, sizeof(rt->url), "http://127.0.0.1:%d", port);
 
-	struct strv args = {0}, env = {0};
+	/* the shim: the image's Entrypoint (native: its files under the root), on the image's own code */
+	bool native = rt->kind == RUNTIME_NATIVE;
+	const char *workdir = predict_runtime_workdir(config);
+	struct strv cmd = {0}, env = {0};
 	int rc = 0;
-	_cleanup_free_ char *project = NULL;
-	if (asprintf(&project, "%s%s", kind == RUNTIME_NATIVE ? rt->root : "", workdir) < 0)
-		rc = -1;
-	if (rc == 0 && kind == RUNTIME_NATIVE)
-		rc = native_env(&env, config, rt->root);
-	else if (rc == 0)
-		rc = bwrap_args(&args, config, rt->root, workdir);
-	for (size_t i = 0; rc == 0 && i < n; i++)
-		rc = add_env(rt, &env, &args, envs[i]);
-	char timeout[64];
-	if (rc == 0 && setup_timeout) {
-		snprintf(timeout, sizeof(timeout), "COG_SETUP_TIMEOUT=%s", setup_timeout);
-		rc = add_env(rt, &env, &args, timeout);
-	}
 	size_t i;
 	json_t *v;
 	json_array_foreach(ep, i, v)
 	{
 		const char *a = json_string_value(v);
 		if (rc == 0)
-			rc = kind == RUNTIME_NATIVE && a && a[0] == '/' && strncmp(a, "/.kiln/", 7) == 0
-			         ? strv_addf(&args, "%s%s", rt->root, a)
-			         : strv_add(&args, a ? a : "");
+			rc = native && a && strncmp(a, "/.kiln/", 7) == 0
+			         ? strv_addf(&cmd, "%s%s", rt->root, a)
+			         : strv_add(&cmd, a ? a : "");
 	}
-	const char *const tail[] = {"--project", project, "--host", "127.0.0.1", "--port", NULL};
-	for (size_t k = 0; rc == 0 && tail[k]; k++)
-		rc = strv_add(&args, tail[k]);
 	if (rc == 0)
-		rc = strv_addf(&args, "%d", port);
-	if (rc < 0) {
-		strv_free(&args);
-		strv_free(&env);
-		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	}
+		rc = strv_addf(&cmd, "--project=%s%s", native ? rt->root : "", workdir);
+	if (rc == 0)
+		rc = strv_addf(&cmd, "--host=127.0.0.1");
+	if (rc == 0)
+		rc = strv_addf(&cmd, "--port=%d", port);
+	for (size_t k = 0; rc == 0 && k < n; k++)
+		rc = strv_add(&env, envs[k]);
+	if (rc == 0 && setup_timeout)
+		rc = strv_addf(&env, "COG_SETUP_TIMEOUT=%s", setup_timeout);
+	struct predict_command c = {0};
+	if (rc < 0)
+		rc = kiln_error_set(err, KILN_EFAIL, "out of memory");
+	else
+		rc = predict_runtime_command(&c, rt, config, NULL, false, env.v, env.n, cmd.v, err);
+	strv_free(&cmd);
+	strv_free(&env);
+	if (rc < 0)
+		return -1;
 
 	/* its own process group: Ctrl-C reaches kiln, which cancels the prediction and then stops the shim */
 	posix_spawn_file_actions_t fa;
@@ -463,19 +528,17 @@ int predict_runtime_start(struct predict_runtime *rt, struct kiln_store *s, cons
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 2, rt->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (kind == RUNTIME_NATIVE)
-		posix_spawn_file_actions_addchdir_np(&fa, project);
-	rc = posix_spawnp(&rt->pid, args.v[0], &fa, &attr, args.v, kind == RUNTIME_NATIVE ? env.v : environ);
+	if (c.cwd)
+		posix_spawn_file_actions_addchdir_np(&fa, c.cwd);
+	rc = posix_spawnp(&rt->pid, c.argv[0], &fa, &attr, c.argv, c.envp);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
-	_cleanup_free_ char *what = strdup(args.v[0]);
-	strv_free(&args);
-	strv_free(&env);
 	if (rc != 0) {
 		rt->pid = -1;
-		return kiln_error_errno(err, rc, "cannot start '%s'", what ? what : "the shim");
+		kiln_error_errno(err, rc, "cannot start '%s'", c.argv[0]);
 	}
-	return 0;
+	predict_command_release(&c);
+	return rc != 0 ? -1 : 0;
 }
 
 bool predict_runtime_alive(struct predict_runtime *rt)

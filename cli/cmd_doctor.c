@@ -135,27 +135,29 @@ static struct kiln_manifest *check_manifest(struct report *r, const char *dir, c
  * without importing the user's packages. */
 static void check_predictor(struct report *r, const struct kiln_manifest *m, const struct kiln_runtime *rt)
 {
-	const char *refs[] = {m->predict, m->train}, *keys[] = {"run", "train"};
-	for (size_t i = 0; i < 2 && rt; i++) {
-		if (!refs[i] || strncmp(refs[i], "native:", 7) == 0)
-			continue;
-		json_t *schema = NULL;
-		_cleanup_error_ struct kiln_error *e = NULL;
-		int rc = kiln_schema_generate(&schema, rt->python_dir, m->dir, refs[i], &e);
-		json_decref(schema);
-		if (rc == KILN_ENOTFOUND)
-			add(r, false, "predictor", e->message,
-			    "install python3 (or set KILN_PYTHON): kiln build describes the predictor with "
-			    "it");
-		else if (rc < 0)
-			add(r, true, "predictor", e->message,
-			    "make '%s' (%s:) importable, with inputs and outputs of Cog's types; kiln build "
-			    "fails on it",
-			    refs[i], keys[i]);
-		_cleanup_free_ char *file = rc < 0 ? strndup(refs[i], strcspn(refs[i], ":")) : NULL;
-		if (rc < 0)
-			from_here(r, m->dir, file);
+	if (!rt || !m->predict || strncmp(m->predict, "native:", 7) == 0)
+		return;
+	json_t *schema = NULL;
+	_cleanup_error_ struct kiln_error *e = NULL;
+	int rc = kiln_schema_generate(&schema, rt->python_dir, m->dir, m->predict, m->train, &e);
+	json_decref(schema);
+	if (rc == KILN_ENOTFOUND) {
+		add(r, false, "predictor", e->message,
+		    "install python3 (or set KILN_PYTHON): kiln build describes the predictor with it");
+		return;
 	}
+	if (rc >= 0)
+		return;
+	/* the generator's message starts with the file it is about: the trainer's, or the predictor's */
+	_cleanup_free_ char *pfile = strndup(m->predict, strcspn(m->predict, ":"));
+	_cleanup_free_ char *tfile = m->train ? strndup(m->train, strcspn(m->train, ":")) : NULL;
+	size_t tlen = tfile ? strlen(tfile) : 0;
+	bool trainer = tfile && strcmp(tfile, pfile ? pfile : "") != 0 &&
+	               strncmp(e->message, tfile, tlen) == 0 && e->message[tlen] == ':';
+	add(r, true, "predictor", e->message,
+	    "make '%s' (%s:) importable, with inputs and outputs of Cog's types; kiln build fails on it",
+	    trainer ? m->train : m->predict, trainer ? "train" : "run");
+	from_here(r, m->dir, trainer ? tfile : pfile);
 }
 
 /* python_version: a version Cog accepts, and the Python of a base on this machine (an OCI layout, or

@@ -77,7 +77,7 @@ expect_contains "$OUT" "warning: manifest: $D/kiln.yaml:2:3: build.sdk_version:"
 expect_contains "$OUT" "(fix: kiln builds the project anyway, as the message says; remove the key to silence it)"
 expect_contains "$OUT" "0 errors, 1 warning in '$D'"
 
-t_case "the predictor: a type kiln cannot describe, a syntax error, a class that is not there"
+t_case "the predictor and the trainer: a type kiln cannot describe, a syntax error, a class that is not there"
 project badtype ""
 printf 'from cog import BasePredictor\n\n\nclass Predictor(BasePredictor):\n    def predict(self, x: complex) -> str:\n        return "x"\n' >"$D/predict.py"
 doctor "$D"
@@ -91,6 +91,16 @@ printf 'class Other:\n    pass\n' >"$D/predict.py"
 doctor "$D"
 expect_rc 1
 expect_contains "$OUT" "error: predictor: $D/predict.py: no class or function named 'Predictor'"
+project trainer 'train: train.py:Trainer
+'
+printf 'class Trainer:\n    def setup(self) -> None:\n        pass\n\n    def train(self, steps: int = 1) -> str:\n        return "w"\n' >"$D/train.py"
+doctor "$D"
+expect_rc 0
+expect_eq "$OUT" "no problems found in '$D'" "a trainer class (train: with train())"
+printf 'class Trainer:\n    def train(self, steps: complex) -> str:\n        return "w"\n' >"$D/train.py"
+doctor "$D"
+expect_rc 1
+expect_contains "$OUT" "error: predictor: $D/train.py:2: unsupported type annotation 'complex' for input 'steps' (fix: make 'train.py:Trainer' (train:) importable"
 
 t_case "python_version: unsupported (error), deprecated (warning)"
 project py37 'build:

@@ -61,22 +61,31 @@ class InputInfo:
     choices: Optional[list] = None
     deprecated: Optional[bool] = None
 
-    @property
-    def required(self) -> bool:
-        return self.default is MISSING and self.type.repetition in (REQUIRED, REPEATED)
+
+    # As Cog's static schema generator (pkg/schema/openapi.go) decides them: a default of None on a type that
+    # is not Optional is no default at all (`seed: int = Input(default=None)` is required, with no default),
+    # except on a Secret, which it makes nullable; an Optional with a default of None shows "default": null.
 
     @property
     def nullable(self) -> bool:
-        return self.type.repetition in (OPTIONAL, OPTIONAL_REPEATED) or (
-            self.default is None and self.type.repetition in (REQUIRED, REPEATED))
+        rep = self.type.repetition
+        return rep in (OPTIONAL, OPTIONAL_REPEATED) or (
+            self.type.primitive == SECRET and rep == REQUIRED and self.default is None)
+
+    @property
+    def has_default(self) -> bool:
+        """Whether the schema shows a default ("default": null included)."""
+        return self.default is not MISSING and (self.default is not None or self.nullable)
+
+    @property
+    def required(self) -> bool:
+        return not self.has_default and self.type.repetition in (REQUIRED, REPEATED)
 
     def value_when_missing(self) -> Any:
         """The value predict() gets when the request leaves this input out (KeyError when required)."""
-        if self.default is not MISSING:
-            return self.default
         if self.required:
             raise KeyError(self.name)
-        return None
+        return None if self.default is MISSING else self.default
 
 
 @dataclass
@@ -99,7 +108,7 @@ class OutputInfo:
         elif self.kind == OBJECT:
             # As Cog's OutputType.json_type(): an Optional field (Optional[T], T | None, Optional[list[T]]) is
             # nullable and left out of "required"; a default alone changes nothing and is not shown.
-            props: Dict[str, Any] = {}
+            props: Dict[str, Any] = Ordered()
             required = []
             for name, ft in self.fields.items():
                 props[name] = ft.json_type()
@@ -124,6 +133,12 @@ class PredictorInfo:
     inputs: Dict[str, InputInfo]
     output: OutputInfo
     line: int
+
+
+class Ordered(dict):
+    """A JSON object whose keys stay in the order they were set, as Cog's orderedMapAny writes them (input
+    and output properties, the components, the paths); every other object of the schema document has its
+    keys sorted, as Go's encoding/json writes a map."""
 
 
 def primitive_json(p: Optional[str]) -> Dict[str, Any]:

@@ -26,7 +26,7 @@ def _input_schema(info: PredictorInfo) -> Dict[str, Any]:
             prop["nullable"] = True
         for key, attr in (("description", "description"), ("minimum", "ge"), ("maximum", "le"),
                           ("minLength", "min_length"), ("maxLength", "max_length"),
-                          ("pattern", "regex"), ("deprecated", "deprecated")):
+                          ("pattern", "regex"), ("deprecated", "deprecated"), ("x-cog-accept", "accept")):
             if getattr(f, attr) is not None:
                 prop[key] = getattr(f, attr)
         props[name] = prop

@@ -20,8 +20,8 @@
  *   stops at a field's first failing validator), and every field is checked, so several fields can fail at
  *   once. Array items each report their own problem, with the index appended to "loc".
  * - Defaults are not validated (pydantic v1's validate_all is off) and are copied as they are. A field that
- *   is not required and has no default (Input(default=None): pydantic leaves "default" out of the schema)
- *   becomes null, as predict() receives None.
+ *   is not required and has no default (`x: Optional[int] = Input()`; an Optional's default=None is
+ *   written as "default": null) becomes null, as predict() receives None.
  * - null is accepted where pydantic would allow None: a "nullable" property, or one whose default is None.
  * - Coercions are pydantic v1's:
  *     integer: JSON integers; reals truncated toward zero (int(5.9) == 5); true/false as 1/0; strings that

@@ -113,6 +113,8 @@ class SourceModule:
             for mod in self.star:
                 if n in _STAR_EXPORTS.get(mod, ()):
                     return f"{mod}.{n}"
+                if mod not in _STAR_EXPORTS and self.imported(f"{mod}.{n}"):  # from mytypes import *
+                    return f"{mod}.{n}"
             if hasattr(builtins, n):
                 return "builtins." + n
             return None

@@ -146,7 +146,7 @@ kill -TERM "$SPID"
 
 # ---- types imported from the project's other modules
 
-t_case "kiln_schema: types from another module (from mytypes import ..., import mytypes) and from .types in a package"
+t_case "kiln_schema: types from another module (from mytypes import ..., import mytypes, import *) and from .types in a package"
 DOC=$( (cd "$IMPORTED" && python3 -S -B "$PYDIR/kiln_schema.py" predict.py:Predictor))
 expect_eq "$(prop "$DOC" settings)" '{"title": "Settings", "type": "object", "x-order": 1}'
 expect_eq "$(prop "$DOC" nums | json 'j["anyOf"]')" '[{"items": {"type": "integer"}, "type": "array"}, {"items": {"type": "number"}, "type": "array"}]'
@@ -154,6 +154,10 @@ expect_eq "$(echo "$DOC" | json "j['components']['schemas']['Output']")" \
 	'{"properties": {"text": {"title": "Text", "type": "string"}, "total": {"title": "Total", "type": "number"}}, "required": ["text", "total"], "title": "Output", "type": "object"}'
 DOC=$( (cd "$PACKAGE" && python3 -S -B "$PYDIR/kiln_schema.py" pkg/predict.py:Predictor))
 expect_eq "$(echo "$DOC" | json "j['components']['schemas']['Output']['required']")" '["greeting", "length"]'
+printf 'from cog import BasePredictor\nfrom mytypes import *\nclass P(BasePredictor):\n    def predict(self, s: Settings) -> Output:\n        pass\n' >"$IMPORTED/star.py"
+DOC=$( (cd "$IMPORTED" && python3 -S -B "$PYDIR/kiln_schema.py" star.py:P))
+expect_eq "$(echo "$DOC" | json "[j['components']['schemas']['Input']['properties']['s']['type'], j['components']['schemas']['Output']['required']]")" \
+	'["object", ["text", "total"]]' "from mytypes import *"
 printf 'from cog import BasePredictor\nfrom elsewhere import Thing\nclass P(BasePredictor):\n    def predict(self, t: Thing) -> str:\n        return ""\n' >"$T_WORK/noimport.py"
 schema "$T_WORK" noimport.py:P
 expect_rc 1

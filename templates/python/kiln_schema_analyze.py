@@ -8,8 +8,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from kiln_schema_ast import SourceModule
 from kiln_schema_model import (ANY, ANY_OUTPUT, BOOL, CONCAT_ITERATOR, FILE, FLOAT, INTEGER, LIST, MISSING,
-                               OBJECT, OPTIONAL, OPTIONAL_REPEATED, PATH, REPEATED, SECRET, SINGLE, STRING, UNION,
-                               FieldType, InputInfo, OutputInfo, PredictorInfo, SchemaError)
+                               OBJECT, OPTIONAL, OPTIONAL_REPEATED, PATH, REPEATED, SECRET, SINGLE, STRING,
+                               UNION, FieldType, InputInfo, OutputInfo, PredictorInfo, SchemaError)
 
 _INPUT_FUNCS = {"cog.Input", "cog.types.Input"}
 _INPUT_ARGS = ("default", "description", "ge", "le", "min_length", "max_length", "regex", "choices",
@@ -177,7 +177,7 @@ def _output(mod: SourceModule, fn: ast.AST, fname: str) -> OutputInfo:
 
 
 def _output_type(mod: SourceModule, ann: ast.AST, what: str) -> FieldType:
-    """The type of the output or of one of its fields: an input's types, less unions (Cog takes none there)."""
+    """The type of the output or of one of its fields: an input's types, less unions (Cog has none there)."""
     ft = mod.field_type(ann, what)
     if ft.primitive == UNION:
         raise mod.error(ann, f"unsupported union type '{ast.unparse(ann)}' for {what}: Cog takes unions in "

@@ -7,9 +7,9 @@ import builtins
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from kiln_schema_model import (ANY, BOOL, CONCAT_ITERATOR, FILE, FLOAT, INTEGER, ITERATOR, JSON_NATIVE, MISSING,
-                               OPTIONAL, OPTIONAL_REPEATED, PATH, REPEATED, REQUIRED, SECRET, STRING, UNION,
-                               FieldType, SchemaError)
+from kiln_schema_model import (ANY, BOOL, CONCAT_ITERATOR, FILE, FLOAT, INTEGER, ITERATOR, JSON_NATIVE,
+                               MISSING, OPTIONAL, OPTIONAL_REPEATED, PATH, REPEATED, REQUIRED, SECRET, STRING,
+                               UNION, FieldType, SchemaError)
 
 # Fully qualified names kiln understands in annotations.
 _PRIMITIVES = {
@@ -237,8 +237,9 @@ class SourceModule:
                 kind = self.class_kind(self.classes[q[6:]], _depth + 1)
             else:
                 found = self.imported(q)
-                other = found[0] if found else None
-                kind = other.class_kind(other.classes[found[1]], _depth + 1) if other and found[1] in other.classes else None
+                kind = None
+                if found and found[1] in found[0].classes:
+                    kind = found[0].class_kind(found[0].classes[found[1]], _depth + 1)
             if kind:
                 return kind
         return None
@@ -263,7 +264,8 @@ class SourceModule:
             stem = os.path.join(root, *parts) if parts else root
             for cand in (stem + ".py", os.path.join(stem, "__init__.py")):
                 other = self._load(cand)
-                if other is not None and (name in other.classes or name in other.assigns or name in other.aliases):
+                if other is not None and any(name in d for d in (other.classes, other.assigns,
+                                                                 other.aliases)):
                     return other, name
         return None
 
@@ -338,8 +340,9 @@ class SourceModule:
                 fts.append(ft)
         if len(fts) == 1:
             ft = fts[0]
-            rep = (OPTIONAL_REPEATED if ft.repetition == REPEATED else OPTIONAL) if optional else ft.repetition
-            return FieldType(ft.primitive, rep)
+            if not optional:
+                return ft
+            return FieldType(ft.primitive, OPTIONAL_REPEATED if ft.repetition == REPEATED else OPTIONAL)
         return FieldType(UNION, OPTIONAL if optional else REQUIRED, members=fts)
 
 

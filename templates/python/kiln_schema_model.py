@@ -58,7 +58,8 @@ class FieldType:
         if self.primitive == UNION:
             return any(m.accepts(value) for m in self.members or [])
         if self.repetition in (REPEATED, OPTIONAL_REPEATED):
-            return isinstance(value, list) and all(FieldType(self.primitive, REQUIRED).accepts(v) for v in value)
+            item = FieldType(self.primitive, REQUIRED)
+            return isinstance(value, list) and all(item.accepts(v) for v in value)
         return _json_is(self.primitive, value)
 
 

@@ -90,7 +90,8 @@ def document(info: PredictorInfo) -> Dict[str, Any]:
     schemas["Status"] = {"title": "Status", "description": "An enumeration.", "type": "string",
                          "enum": ["starting", "processing", "succeeded", "canceled", "failed"]}
     schemas["HTTPValidationError"] = {"title": "HTTPValidationError", "type": "object", "properties": {
-        "detail": {"title": "Detail", "type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}}}}
+        "detail": {"title": "Detail", "type": "array",
+                   "items": {"$ref": "#/components/schemas/ValidationError"}}}}
     schemas["ValidationError"] = {
         "title": "ValidationError", "required": ["loc", "msg", "type"], "type": "object", "properties": {
             "loc": {"title": "Location", "type": "array",
@@ -104,7 +105,8 @@ def document(info: PredictorInfo) -> Dict[str, Any]:
     paths["/predictions"] = {"post": {
         "summary": "Predict", "description": "Run a single prediction on the model",
         "operationId": "predict_predictions_post",
-        "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictionRequest"}}}},
+        "requestBody": {"content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/PredictionRequest"}}}},
         "responses": {"200": _ok("PredictionResponse"), "422": _VALIDATION_ERROR}}}
     paths["/predictions/{prediction_id}/cancel"] = {"post": {
         "summary": "Cancel", "operationId": "cancel_predictions__prediction_id__cancel_post",

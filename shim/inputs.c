@@ -2,7 +2,8 @@
 /*
  * inputs.c: a prediction's input object from command-line arguments (kiln predict -i NAME=VALUE), each
  * value typed by the predictor's OpenAPI schema as `cog predict` types it: integers, numbers and booleans
- * parsed, repeated names (or an array input) gathered into a list, "@PATH" for a file read into a data: URI.
+ * parsed, a dict input's value read as JSON, a union's as the first of its types the text reads as, repeated
+ * names (or an array input) gathered into a list, "@PATH" for a file read into a data: URI.
  */
 #include <errno.h>
 #include <math.h>
@@ -49,11 +50,67 @@ static int parse_bool(const char *v)
 	return -1;
 }
 
+/* Whether union P ("anyOf") has a member of type TYPE. */
+static bool union_has(const json_t *doc, const json_t *p, const char *type)
+{
+	size_t i;
+	const json_t *m;
+	json_array_foreach(shim_schema_get(doc, p, "anyOf"), i, m)
+	{
+		if (strcmp(type_of(doc, m), type) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The type VALUE is read as for union P (`str | float`), as cog predict reads it: a number where the union
+ * takes one and VALUE reads as one, a boolean where it takes booleans but no strings, else a string (or an
+ * object, for a union of dicts).
+ */
+static const char *union_type(const json_t *doc, const json_t *p, const char *value)
+{
+	char *end = NULL;
+	if (union_has(doc, p, "integer") && *value && (strtoll(value, &end, 10), !*end))
+		return "integer";
+	if (union_has(doc, p, "number") && *value && (strtod(value, &end), !*end))
+		return "number";
+	if (union_has(doc, p, "boolean") && !union_has(doc, p, "string") && parse_bool(value) >= 0)
+		return "boolean";
+	if (union_has(doc, p, "object") && !union_has(doc, p, "string"))
+		return "object";
+	return "string";
+}
+
+/*
+ * For a union of lists (`list[int] | list[float]`), a union of their items' schemas, for each -i of it to be
+ * read as an item; NULL for any other input.
+ */
+static json_t *union_items(const json_t *doc, const json_t *p)
+{
+	const json_t *members = shim_schema_get(doc, p, "anyOf");
+	json_t *items = json_array();
+	size_t i;
+	const json_t *m;
+	json_array_foreach(members, i, m)
+	{
+		if (strcmp(type_of(doc, m), "array") == 0 && shim_schema_get(doc, m, "items"))
+			json_array_append(items, (json_t *)shim_schema_get(doc, m, "items"));
+	}
+	if (json_array_size(items) == 0 || json_array_size(items) != json_array_size(members)) {
+		json_decref(items);
+		return NULL;
+	}
+	return json_pack("{s:o}", "anyOf", items);
+}
+
 /* VALUE for input NAME, typed by P (an item's schema for arrays). */
 static int coerce(json_t **out, const json_t *doc, const json_t *p, const char *name, const char *value,
                   struct kiln_error **err)
 {
 	const char *type = type_of(doc, p);
+	if (!*type && json_is_array(shim_schema_get(doc, p, "anyOf")))
+		type = union_type(doc, p, value);
 	if (value[0] == '@' && (is_file(doc, p) || !*type)) {
 		char *uri = NULL;
 		if (shim_files_data_uri(&uri, value + 1, err) < 0)
@@ -84,6 +141,14 @@ static int coerce(json_t **out, const json_t *doc, const json_t *p, const char *
 			                      "input '%s': '%s' is not a boolean (true or false)", name,
 			                      value);
 		*out = json_boolean(b);
+	} else if (strcmp(type, "object") == 0) {
+		/* a dict input: the value is JSON text ({"a": 1}) */
+		*out = json_loads(value, JSON_DECODE_ANY, NULL);
+		if (!json_is_object(*out)) {
+			json_decref(*out);
+			return kiln_error_set(err, KILN_EINVAL, "input '%s': '%s' is not a JSON object", name,
+			                      value);
+		}
 	} else {
 		*out = json_string(value);
 	}
@@ -157,8 +222,11 @@ int shim_inputs_from_args(json_t **out, const json_t *schema, const json_t *base
 			                      name, names ? names : "?");
 		}
 		bool array = strcmp(type_of(schema, p), "array") == 0;
+		json_auto_t *items = array ? json_incref((json_t *)shim_schema_get(schema, p, "items"))
+		                           : union_items(schema, p);
+		array = array || items;
 		json_t *v = NULL;
-		if (coerce(&v, schema, array ? shim_schema_get(schema, p, "items") : p, name, value, err) < 0)
+		if (coerce(&v, schema, array ? items : p, name, value, err) < 0)
 			return -1;
 		if (!array) {
 			if (json_object_get(given, name)) {

@@ -20,8 +20,8 @@
  *   stops at a field's first failing validator), and every field is checked, so several fields can fail at
  *   once. Array items each report their own problem, with the index appended to "loc".
  * - Defaults are not validated (pydantic v1's validate_all is off) and are copied as they are. A field that
- *   is not required and has no default (Input(default=None): pydantic leaves "default" out of the schema)
- *   becomes null, as predict() receives None.
+ *   is not required and has no default (`x: Optional[int] = Input()`; an Optional's default=None is
+ *   written as "default": null) becomes null, as predict() receives None.
  * - null is accepted where pydantic would allow None: a "nullable" property, or one whose default is None.
  * - Coercions are pydantic v1's:
  *     integer: JSON integers; reals truncated toward zero (int(5.9) == 5); true/false as 1/0; strings that
@@ -33,6 +33,8 @@
  *     string:  strings; numbers become Python's str() of them (1.5 -> "1.5", 1e16 -> "1e+16", true ->
  *              "True"); anything else is "str type expected".
  *     choices: string choices need the exact string; integer choices coerce like integer first (IntEnum).
+ * - A union ("anyOf", Cog 0.22's `str | float` inputs) is checked as Cog's newer runtime checks it, strictly:
+ *   the value must have one member's JSON type (an integer fits a number), no coercion between types.
  * - Where JSON cannot carry what Python would produce, the value is refused instead: integers beyond 64 bits,
  *   and "nan"/"inf" strings for a number. A File/Path that is not a string is refused as "str type expected"
  *   (Cog answers 500 there).
@@ -119,29 +121,84 @@ static json_t *check_value(struct vctx *v, const json_t *schema, const json_t *v
                            int depth);
 
 /*
- * A union ("anyOf", Cog's Union[...] inputs): the first member VALUE validates against wins, as in pydantic
- * v1; when none does, every member's errors are reported, all at LOC.
+ * Whether VALUE has the JSON type of union member SCHEMA, as Cog's union inputs take them: strictly (a bool
+ * is no number, "5" no integer), an integer also a number unless EXACT; an array's items each so.
+ */
+static bool member_fits(const json_t *root, const json_t *schema, const json_t *value, bool exact, int depth)
+{
+	const char *type = schema_type(root, schema);
+	if (!strcmp(type, "string"))
+		return json_is_string(value);
+	if (!strcmp(type, "integer"))
+		return json_is_integer(value);
+	if (!strcmp(type, "number"))
+		return exact ? json_is_real(value) : json_is_number(value);
+	if (!strcmp(type, "boolean"))
+		return json_is_boolean(value);
+	if (!strcmp(type, "object"))
+		return json_is_object(value);
+	if (!strcmp(type, "array")) {
+		const json_t *items = shim_schema_get(root, schema, "items");
+		size_t i;
+		const json_t *item;
+		if (!json_is_array(value))
+			return false;
+		json_array_foreach(value, i, item)
+		{
+			if (items && depth < MAX_DEPTH && !member_fits(root, items, item, exact, depth + 1))
+				return false;
+		}
+		return true;
+	}
+	return true; /* no type: Any */
+}
+
+/* The problem pydantic names for a value that is not of union member SCHEMA's type. */
+static void add_member_error(struct vctx *v, const json_t *schema, const json_t *loc)
+{
+	static const char *const words[][3] = {
+	    {"string", "str type expected", "type_error.str"},
+	    {"integer", "value is not a valid integer", "type_error.integer"},
+	    {"number", "value is not a valid float", "type_error.float"},
+	    {"boolean", "value could not be parsed to a boolean", "type_error.bool"},
+	    {"array", "value is not a valid list", "type_error.list"},
+	    {"object", "value is not a valid dict", "type_error.dict"},
+	};
+	const char *type = schema_type(v->root, schema);
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		if (!strcmp(type, words[i][0])) {
+			vadd_error(v, loc, words[i][1], words[i][2], NULL);
+			return;
+		}
+	}
+}
+
+/*
+ * A union ("anyOf", Cog's `str | float` inputs, of JSON's own types): VALUE is taken as the first member
+ * whose type it has exactly (5 an integer, 5.0 a number), else the first it fits (5 for a number), and
+ * checked against that member's constraints; no coercion between types (Cog validates union inputs strictly).
+ * When it fits none, each member's type problem is reported, all at LOC.
  */
 static json_t *check_any_of(struct vctx *v, const json_t *members, const json_t *value, const json_t *loc,
                             int depth)
 {
-	json_t *errors = json_array();
 	size_t i;
 	const json_t *m;
+	if (json_is_null(value)) {
+		vadd_error(v, loc, "none is not an allowed value", "type_error.none.not_allowed", NULL);
+		return NULL;
+	}
+	for (int exact = 1; exact >= 0; exact--) {
+		json_array_foreach(members, i, m)
+		{
+			if (member_fits(v->root, m, value, exact, depth))
+				return check_value(v, m, value, loc, depth + 1);
+		}
+	}
 	json_array_foreach(members, i, m)
 	{
-		struct vctx trial = {.root = v->root, .detail = json_array()};
-		json_t *out = check_value(&trial, m, value, loc, depth + 1);
-		if (out) {
-			json_decref(trial.detail);
-			json_decref(errors);
-			return out;
-		}
-		json_array_extend(errors, trial.detail);
-		json_decref(trial.detail);
+		add_member_error(v, m, loc);
 	}
-	json_array_extend(v->detail, errors);
-	json_decref(errors);
 	return NULL;
 }
 

@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # predict.py: says which digit a handwritten one is (a picture, or its 8x8 cells), with the small neural
 # network that `make` trained (train.py) and saved in weights/. Runs under Cog and under kiln.
+from typing import Optional
+
 import numpy as np
 from cog import BaseModel, BasePredictor, Input, Path
 from PIL import Image, ImageOps
@@ -32,9 +34,9 @@ class Predictor(BasePredictor):
 
     def predict(
         self,
-        image: Path = Input(description="A handwritten digit, dark on light (PNG, JPEG, PGM, ...)",
+        image: Optional[Path] = Input(description="A handwritten digit, dark on light (PNG, JPEG, PGM, ...)",
                             default=None),
-        pixels: list[int] = Input(description="Or its 8x8 cells, row by row: 64 integers from 0 (blank) "
+        pixels: Optional[list[int]] = Input(description="Or its 8x8 cells, row by row: 64 integers from 0 (blank) "
                                   "to 16 (ink)", default=None),
     ) -> Output:
         if (image is None) == (pixels is None):

@@ -91,6 +91,18 @@ def _module_name(path: str) -> str:
     return stem
 
 
+def _package_module(path: str) -> Optional[str]:
+    """The dotted name ("pkg.predict") of a predictor in a package of the project (a directory below the
+    working directory with an __init__.py), for its relative imports; None for any other file."""
+    rel = os.path.relpath(os.path.abspath(path), os.getcwd())
+    parts = rel[:-3].split(os.sep) if rel.endswith(".py") else []
+    if len(parts) < 2 or not all(p.isidentifier() for p in parts) or parts[0] in sys.modules:
+        return None
+    if not os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(path)), "__init__.py")):
+        return None
+    return ".".join(parts)
+
+
 class Runner:
     def __init__(self, ref: str, concurrency: Optional[int], events: Events,
                  train_ref: Optional[str] = None) -> None:
@@ -196,11 +208,15 @@ class Runner:
         full = os.path.abspath(path)
         if full in self.modules:
             return self.modules[full]
-        modname = _module_name(path)
-        spec = importlib.util.spec_from_file_location(modname, full)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[modname] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        package = _package_module(path)
+        if package:  # pkg/predict.py, with its relative imports (from .types import Thing)
+            module = importlib.import_module(package)
+        else:
+            modname = _module_name(path)
+            spec = importlib.util.spec_from_file_location(modname, full)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[modname] = module
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
         self.modules[full] = module
         return module
 

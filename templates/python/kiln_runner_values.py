@@ -15,7 +15,7 @@ import tempfile
 from typing import Any, Dict, List, Tuple
 
 from kiln_schema_model import (FILE, FLOAT, INTEGER, OBJECT, OPTIONAL, OPTIONAL_REPEATED, PATH, REPEATED,
-                               SECRET)
+                               SECRET, UNION, FieldType)
 
 
 class InputError(Exception):
@@ -47,6 +47,8 @@ def convert_inputs(info: Any, cog: Any, raw: Dict[str, Any], closers: List[Any])
 def _convert(cog: Any, ft: Any, value: Any, closers: List[Any]) -> Any:
     if value is None:
         return None
+    if ft.primitive == UNION:
+        return _convert(cog, union_member(ft, value), value, closers)
     if ft.repetition in (REPEATED, OPTIONAL_REPEATED):
         items = value if isinstance(value, list) else [value]
         return [_convert_one(cog, ft.primitive, v, closers) for v in items]
@@ -69,11 +71,33 @@ def _convert_one(cog: Any, p: str, v: Any, closers: List[Any]) -> Any:
     return v
 
 
+def union_member(ft: FieldType, value: Any) -> FieldType:
+    """The member of union FT that VALUE (not None) is taken as: the first whose JSON type VALUE has exactly
+    (5 is an int, 5.0 a float), else the first that accepts it (5 for a float); InputError when none does."""
+    for exact in (True, False):
+        for m in ft.members or []:
+            if m.accepts(value) and (not exact or _exactly(m, value)):
+                return m
+    raise InputError(f"value {value!r} is none of the union's types")
+
+
+def _exactly(m: FieldType, value: Any) -> bool:
+    items = value if m.repetition in (REPEATED, OPTIONAL_REPEATED) else [value]
+    return not (m.primitive == FLOAT and any(not isinstance(v, float) for v in items))
+
+
 def check_output(output: Any, value: Any) -> None:
     """Cog's check of what predict() returned for OUTPUT (a kiln_schema OutputInfo), as its
     OutputType._transform() makes it: an object output has every field of its model, and None in a field
     only where the field is Optional (a default does not count). ValueError, in Cog's words, when not."""
     if output.kind != OBJECT:
+        return
+    if output.is_dict:  # a TypedDict: a dict with every key that is not NotRequired
+        if not isinstance(value, dict):
+            raise ValueError(f"output must be a dict, not {type(value).__name__}")
+        for name, ft in output.fields.items():
+            if name not in value and name not in output.not_required:
+                raise ValueError(f"missing output field: {name}")
         return
     for name, ft in output.fields.items():
         if not hasattr(value, name):

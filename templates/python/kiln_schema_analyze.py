@@ -9,11 +9,11 @@ from typing import Any, Dict, List, Optional, Tuple
 from kiln_schema_ast import SourceModule
 from kiln_schema_model import (ANY, ANY_OUTPUT, BOOL, CONCAT_ITERATOR, FILE, FLOAT, INTEGER, LIST, MISSING,
                                OBJECT, OPTIONAL, OPTIONAL_REPEATED, PATH, REPEATED, SECRET, SINGLE, STRING,
-                               FieldType, InputInfo, OutputInfo, PredictorInfo, SchemaError)
+                               UNION, FieldType, InputInfo, OutputInfo, PredictorInfo, SchemaError)
 
 _INPUT_FUNCS = {"cog.Input", "cog.types.Input"}
 _INPUT_ARGS = ("default", "description", "ge", "le", "min_length", "max_length", "regex", "choices",
-               "deprecated")
+               "deprecated", "accept")
 
 
 def _normalize(mod: SourceModule, node: ast.AST, name: str, p: str, value: Any) -> Any:
@@ -75,7 +75,12 @@ def _input_field(mod: SourceModule, order: int, arg: ast.arg, default_node: Opti
     where = kwargs.get("default", (default_node, None))[0]
     if "default" in kwargs and kwargs["default"][1] is not None:
         value = kwargs["default"][1]
-        if ft.repetition in (REPEATED, OPTIONAL_REPEATED):
+        if ft.primitive == UNION:
+            if not ft.accepts(value):
+                raise mod.error(where, f"invalid default for '{name}': {value!r} is none of "
+                                       f"{ast.unparse(arg.annotation)}")
+            info.default = value
+        elif ft.repetition in (REPEATED, OPTIONAL_REPEATED):
             if not isinstance(value, (list, tuple)):
                 raise mod.error(where, f"invalid default for '{name}': {value!r} is not a list")
             info.default = [_normalize(mod, where, name, ft.primitive, v) for v in value]
@@ -91,6 +96,8 @@ def _check_constraints(mod: SourceModule, node: ast.AST, info: InputInfo) -> Non
     """Cog's checks of Input() constraints against the type and the default."""
     p, name = info.type.primitive, info.name
     where = f"'{name}' ({info.type.primitive})"
+    if info.accept is not None and not isinstance(info.accept, str):
+        raise mod.error(node, f"accept of '{name}' must be a string of MIME types (\"image/*,.png\")")
     defaults = []
     if info.default not in (MISSING, None):
         defaults = list(info.default) if isinstance(info.default, list) else [info.default]
@@ -154,12 +161,8 @@ def _output(mod: SourceModule, fn: ast.AST, fname: str) -> OutputInfo:
         if res[1] == CONCAT_ITERATOR and elem[1] != STRING:
             raise mod.error(ann, "ConcatenateIterator must have str element")
         return OutputInfo(res[1], elem[1])
-    if res[0] == "model":
-        fields: Dict[str, FieldType] = {}
-        for stmt in res[1].body:
-            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-                fields[stmt.target.id] = mod.field_type(stmt.annotation, f"output field '{stmt.target.id}'")
-        return OutputInfo(OBJECT, fields=fields)
+    if res[0] in ("model", "typeddict"):
+        return _object_output(res)
     q = mod.qualify(ann) if isinstance(ann, (ast.Name, ast.Attribute)) else None
     if q == "typing.Any":
         return OutputInfo(ANY_OUTPUT)
@@ -167,10 +170,54 @@ def _output(mod: SourceModule, fn: ast.AST, fname: str) -> OutputInfo:
         # `-> "None"`, or `-> None` under `from __future__ import annotations`: a string, so Cog's first check
         # passes; typing.get_type_hints() then makes it NoneType, a type Cog has no coder for.
         raise mod.error(ann, "unsupported Cog type NoneType")
-    ft = mod.field_type(ann, "the output")
+    ft = _output_type(mod, ann, "the output")
     if ft.repetition in (OPTIONAL, OPTIONAL_REPEATED):
         raise mod.error(ann, "output must not be Optional")
     return OutputInfo(LIST if ft.repetition == REPEATED else SINGLE, ft.primitive)
+
+
+def _output_type(mod: SourceModule, ann: ast.AST, what: str) -> FieldType:
+    """The type of the output or of one of its fields: an input's types, less unions (Cog has none there)."""
+    ft = mod.field_type(ann, what)
+    if ft.primitive == UNION:
+        raise mod.error(ann, f"unsupported union type '{ast.unparse(ann)}' for {what}: Cog takes unions in "
+                             "inputs only")
+    return ft
+
+
+def _object_output(res: tuple) -> OutputInfo:
+    """The output of a BaseModel or TypedDict class (res: its kind, ClassDef and module): its fields, with
+    those of the classes it derives from in the project first, as Python orders them."""
+    kind, cls, mod = res
+    fields: Dict[str, FieldType] = {}
+    not_required: set = set()
+    total = not any(k.arg == "total" and isinstance(k.value, ast.Constant) and k.value.value is False
+                    for k in cls.keywords)
+    for b in cls.bases:
+        q = mod.qualify(b)
+        base = None
+        if q and q.startswith("local.") and mod.class_kind(mod.classes[q[6:]]) == kind:
+            base = (kind, mod.classes[q[6:]], mod)
+        elif q and mod.imported(q):
+            other, name = mod.imported(q)  # type: ignore[misc]
+            if name in other.classes and other.class_kind(other.classes[name]) == kind:
+                base = (kind, other.classes[name], other)
+        if base is not None:
+            inherited = _object_output(base)
+            fields.update(inherited.fields)
+            not_required |= inherited.not_required
+    for stmt in cls.body:
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            name = stmt.target.id
+            fields[name] = _output_type(mod, stmt.annotation, f"output field '{name}'")
+            qual = stmt.annotation.value if isinstance(stmt.annotation, ast.Subscript) else None
+            q = mod.qualify(qual) if qual is not None else None
+            if kind == "typeddict" and ((not total and not (q or "").endswith(".Required"))
+                                        or (q or "").endswith(".NotRequired")):
+                not_required.add(name)
+            else:
+                not_required.discard(name)
+    return OutputInfo(OBJECT, fields=fields, is_dict=kind == "typeddict", not_required=not_required)
 
 
 def _find_method(mod: SourceModule, cls: ast.ClassDef, names: Tuple[str, ...],

@@ -4,11 +4,12 @@ of its defaults, and its type annotations resolved to Cog's types."""
 
 import ast
 import builtins
-from typing import Any, Dict, List, Optional
+import os
+from typing import Any, Dict, List, Optional, Tuple
 
-from kiln_schema_model import (ANY, BOOL, CONCAT_ITERATOR, FILE, FLOAT, INTEGER, ITERATOR, MISSING, OPTIONAL,
-                               OPTIONAL_REPEATED, PATH, REPEATED, REQUIRED, SECRET, STRING, FieldType,
-                               SchemaError)
+from kiln_schema_model import (ANY, BOOL, CONCAT_ITERATOR, FILE, FLOAT, INTEGER, ITERATOR, JSON_NATIVE,
+                               MISSING, OPTIONAL, OPTIONAL_REPEATED, PATH, REPEATED, REQUIRED, SECRET, STRING,
+                               UNION, FieldType, SchemaError)
 
 # Fully qualified names kiln understands in annotations.
 _PRIMITIVES = {
@@ -24,20 +25,30 @@ _ITERATORS = {"typing.Iterator", "collections.abc.Iterator", "typing.AsyncIterat
               "collections.abc.AsyncIterator"}
 _CONCAT_ITERATORS = {"cog.ConcatenateIterator", "cog.types.ConcatenateIterator",
                      "cog.AsyncConcatenateIterator", "cog.types.AsyncConcatenateIterator"}
-_MODEL_BASES = {"cog.BaseModel", "cog.predictor.BaseModel", "pydantic.BaseModel"}
+_MODEL_BASES = {"cog.BaseModel", "cog.predictor.BaseModel", "pydantic.BaseModel", "pydantic.v1.BaseModel"}
+_TYPED_DICTS = {"typing.TypedDict", "typing_extensions.TypedDict"}
+_ANNOTATED = {"typing.Annotated", "typing_extensions.Annotated"}
+_OPAQUE = {"cog.Opaque", "cog.types.Opaque"}
+_FIELD_QUALIFIERS = {"typing.Required", "typing.NotRequired", "typing_extensions.Required",
+                     "typing_extensions.NotRequired"}
 # What `from cog import *` and `from typing import *` bring in, for annotations that use them bare.
 _STAR_EXPORTS = {
     "cog": {"Path", "File", "Secret", "Input", "BaseModel", "ConcatenateIterator",
-            "AsyncConcatenateIterator", "BasePredictor", "BaseRunner"},
-    "typing": {"Any", "Dict", "List", "Optional", "Union", "Iterator", "AsyncIterator"},
+            "AsyncConcatenateIterator", "BasePredictor", "BaseRunner", "Opaque"},
+    "typing": {"Any", "Dict", "List", "Optional", "Union", "Iterator", "AsyncIterator", "TypedDict",
+               "Annotated", "Required", "NotRequired"},
 }
 
 
 class SourceModule:
     """One parsed source file: its imports, top-level classes and constants, for resolving names."""
 
-    def __init__(self, path: str, tree: ast.Module) -> None:
+    def __init__(self, path: str, tree: ast.Module, project: Optional[Dict[str, Any]] = None) -> None:
         self.path = path
+        # The project's modules read so far (path: SourceModule, or None where one cannot be read), shared by
+        # every module of one predictor, for the types a predictor imports from them.
+        self.project: Dict[str, Any] = project if project is not None else {}
+        self.project[os.path.abspath(path)] = self
         self.aliases: Dict[str, str] = {}
         self.star: List[str] = []
         self.classes: Dict[str, ast.ClassDef] = {}
@@ -102,6 +113,8 @@ class SourceModule:
             for mod in self.star:
                 if n in _STAR_EXPORTS.get(mod, ()):
                     return f"{mod}.{n}"
+                if mod not in _STAR_EXPORTS and self.imported(f"{mod}.{n}"):  # from mytypes import *
+                    return f"{mod}.{n}"
             if hasattr(builtins, n):
                 return "builtins." + n
             return None
@@ -144,7 +157,8 @@ class SourceModule:
 
     def resolve(self, node: ast.AST, _depth: int = 0) -> tuple:
         """Resolve an annotation to a small tree: ("prim", P) ("none",) ("list", T) ("union", [T...])
-        ("iter", kind, T) ("model", ClassDef)."""
+        ("iter", kind, T) ("opaque", T), and ("model", ClassDef, SourceModule) or ("typeddict", ClassDef,
+        SourceModule) for a class, with the module that defines it."""
         if _depth > 16:
             raise self.error(node, "annotation nests too deeply")
         if isinstance(node, ast.Constant) and isinstance(node.value, str):  # "Path", forward refs
@@ -178,6 +192,12 @@ class SourceModule:
                 return ("iter", kind, self.resolve(args[0], _depth + 1))
             if base in ("builtins.dict", "typing.Dict"):
                 return ("prim", ANY)
+            if base in _ANNOTATED:  # Annotated[T, Opaque]: T as opaque JSON; other metadata changes nothing
+                if any(self.qualify(m) in _OPAQUE for m in args[1:]):
+                    return ("opaque", self.resolve(args[0], _depth + 1) if args[0] else ("prim", ANY))
+                return self.resolve(args[0], _depth + 1)
+            if base in _FIELD_QUALIFIERS and len(args) == 1:  # a TypedDict's Required[T] / NotRequired[T]
+                return self.resolve(args[0], _depth + 1)
             raise self.error(node, f"unsupported type annotation '{ast.unparse(node)}'")
         q = self.qualify(node)
         if q in _PRIMITIVES:
@@ -190,20 +210,76 @@ class SourceModule:
             return ("iter", CONCAT_ITERATOR, ("prim", STRING))
         if q == "builtins.None":
             return ("none",)
-        if q and q.startswith("local.") and self._is_model(self.classes[q[6:]]):
-            return ("model", self.classes[q[6:]])
+        if q and q.startswith("local."):
+            kind = self.class_kind(self.classes[q[6:]])
+            if kind:
+                return (kind, self.classes[q[6:]], self)
         if q and q.startswith("assign.") and _depth < 8:  # a type alias: Paths = list[Path]
             return self.resolve(self.assigns[q[7:]], _depth + 1)
+        found = self.imported(q) if q else None
+        if found is not None and _depth < 12:  # from .types import Thing, import mytypes: mytypes.Thing
+            other, name = found
+            return other.resolve(ast.copy_location(ast.Name(id=name, ctx=ast.Load()), node), _depth + 1)
         raise self.error(node, f"unsupported type annotation '{ast.unparse(node)}'")
 
-    def _is_model(self, cls: ast.ClassDef, _depth: int = 0) -> bool:
+    def class_kind(self, cls: ast.ClassDef, _depth: int = 0) -> Optional[str]:
+        """"model" for a BaseModel, "typeddict" for a TypedDict (either through classes of the project), else
+        None."""
         for b in cls.bases:
             q = self.qualify(b)
             if q in _MODEL_BASES:
-                return True
-            if q and q.startswith("local.") and _depth < 8 and self._is_model(self.classes[q[6:]], _depth + 1):
-                return True
-        return False
+                return "model"
+            if q in _TYPED_DICTS:
+                return "typeddict"
+            if _depth >= 8 or not q:
+                continue
+            if q.startswith("local."):
+                kind = self.class_kind(self.classes[q[6:]], _depth + 1)
+            else:
+                found = self.imported(q)
+                kind = None
+                if found and found[1] in found[0].classes:
+                    kind = found[0].class_kind(found[0].classes[found[1]], _depth + 1)
+            if kind:
+                return kind
+        return None
+
+    def imported(self, q: str) -> Optional[Tuple["SourceModule", str]]:
+        """Where the dotted name Q ("mytypes.Thing", ".types.Thing") is defined, when its module is a file of
+        the project (beside the predictor, or under the directory kiln runs in): that module and the name in
+        it; None when it is not."""
+        modname, _, name = q.rpartition(".")
+        if not modname or modname in ("local", "assign", "builtins") or not name.isidentifier():
+            return None
+        level = len(modname) - len(modname.lstrip("."))
+        parts = [p for p in modname.lstrip(".").split(".") if p]
+        if level:
+            base = os.path.dirname(os.path.abspath(self.path))
+            for _ in range(level - 1):
+                base = os.path.dirname(base)
+            roots = [base]
+        else:
+            roots = [os.path.dirname(os.path.abspath(self.path)), os.getcwd()]
+        for root in roots:
+            stem = os.path.join(root, *parts) if parts else root
+            for cand in (stem + ".py", os.path.join(stem, "__init__.py")):
+                other = self._load(cand)
+                if other is not None and any(name in d for d in (other.classes, other.assigns,
+                                                                 other.aliases)):
+                    return other, name
+        return None
+
+    def _load(self, path: str) -> Optional["SourceModule"]:
+        path = os.path.abspath(path)
+        if path not in self.project:
+            self.project[path] = None
+            try:
+                with open(path, "rb") as f:
+                    tree = ast.parse(f.read(), filename=path)
+            except (OSError, SyntaxError, ValueError):
+                return None
+            SourceModule(os.path.relpath(path), tree, self.project)
+        return self.project[path]
 
     def field_type(self, node: ast.AST, what: str) -> FieldType:
         """An input's (or an output field's) type: a primitive, Optional, list or Optional[list]."""
@@ -214,18 +290,68 @@ class SourceModule:
             raise
         optional = False
         if res[0] == "union":
-            members = [m for m in res[1] if m[0] != "none"]
-            if len(members) != 1 or len(members) == len(res[1]):
+            members = _flatten_union(res)
+            optional = any(m[0] == "none" for m in members)
+            members = [m for m in members if m[0] != "none"]
+            if not members:
                 raise self.error(node, f"unsupported union type '{ast.unparse(node)}' for {what}")
-            optional, res = True, members[0]
+            if len(members) > 1:
+                return self._union(node, members, optional, what)
+            res = members[0]
+        if res[0] == "opaque":
+            inner = res[1]
+            if inner[0] == "union" and any(m[0] == "none" for m in _flatten_union(inner)):
+                optional, inner = True, next(m for m in _flatten_union(inner) if m[0] != "none")
+            rep = REPEATED if inner[0] == "list" else REQUIRED
+            if optional:
+                rep = OPTIONAL_REPEATED if rep == REPEATED else OPTIONAL
+            return FieldType(ANY, rep)
+        if res[0] == "typeddict":
+            res = ("prim", ANY)
         if res[0] == "list":
             elem = res[1]
+            if elem[0] in ("typeddict", "opaque"):
+                elem = ("prim", ANY)
             if elem[0] != "prim":
                 raise self.error(node, f"List cannot have nested type '{ast.unparse(node)}' for {what}")
             return FieldType(elem[1], OPTIONAL_REPEATED if optional else REPEATED)
         if res[0] == "prim":
             return FieldType(res[1], OPTIONAL if optional else REQUIRED)
         raise self.error(node, f"unsupported type annotation '{ast.unparse(node)}' for {what}")
+
+    def _union(self, node: ast.AST, members: List[tuple], optional: bool, what: str) -> FieldType:
+        """A union input (`str | float`, `Union[int, list[int]]`): its members must be JSON's own types, as
+        Cog checks them at the HTTP edge; Path, File, Secret and models in a union are refused, as in Cog."""
+        fts = []
+        for m in members:
+            if m[0] == "typeddict":
+                m = ("prim", ANY)
+            if m[0] == "list" and m[1][0] in ("prim", "typeddict"):
+                p = ANY if m[1][0] == "typeddict" else m[1][1]
+                ft = FieldType(p, REPEATED)
+            elif m[0] == "prim":
+                ft = FieldType(m[1], REQUIRED)
+            else:
+                ft = None
+            if ft is None or ft.primitive not in JSON_NATIVE:
+                raise self.error(node, f"unsupported union type '{ast.unparse(node)}' for {what}: a union's "
+                                       "members must be str, int, float, bool, dict, Any or a list of them")
+            if ft not in fts:
+                fts.append(ft)
+        if len(fts) == 1:
+            ft = fts[0]
+            if not optional:
+                return ft
+            return FieldType(ft.primitive, OPTIONAL_REPEATED if ft.repetition == REPEATED else OPTIONAL)
+        return FieldType(UNION, OPTIONAL if optional else REQUIRED, members=fts)
+
+
+def _flatten_union(res: tuple) -> List[tuple]:
+    """The members of union RES, nested unions (`Union[int | str, None]`) opened."""
+    out: List[tuple] = []
+    for m in res[1]:
+        out.extend(_flatten_union(m) if m[0] == "union" else [m])
+    return out
 
 
 _BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,

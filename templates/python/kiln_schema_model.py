@@ -3,13 +3,16 @@
 JSON schema of each type, and SchemaError, the error for bad input."""
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
-# Primitive types (Cog's PrimitiveType) and how they appear in JSON schema.
-BOOL, FLOAT, INTEGER, STRING, PATH, FILE, SECRET, ANY = (
-    "bool", "float", "int", "str", "Path", "File", "Secret", "Any")
+# Primitive types (Cog's PrimitiveType) and how they appear in JSON schema; UNION is an input of several JSON
+# types (`str | float`, Cog's union inputs), whose members are in FieldType.members.
+BOOL, FLOAT, INTEGER, STRING, PATH, FILE, SECRET, ANY, UNION = (
+    "bool", "float", "int", "str", "Path", "File", "Secret", "Any", "union")
 JSON_TYPE = {BOOL: "boolean", FLOAT: "number", INTEGER: "integer", STRING: "string", PATH: "string",
              FILE: "string", SECRET: "string", ANY: "object"}
+# The primitives a union's member may be (alone or as list[T]): JSON's own types, checked at the HTTP edge.
+JSON_NATIVE = (BOOL, FLOAT, INTEGER, STRING, ANY)
 
 # Repetitions (Cog's Repetition): T, Optional[T], list[T], Optional[list[T]].
 REQUIRED, OPTIONAL, REPEATED, OPTIONAL_REPEATED = "required", "optional", "repeated", "optional_repeated"
@@ -38,11 +41,38 @@ class SchemaError(Exception):
 class FieldType:
     primitive: str
     repetition: str
+    members: Optional[List["FieldType"]] = None  # UNION: its members (REQUIRED or REPEATED), in order
 
     def json_type(self) -> Dict[str, Any]:
+        if self.primitive == UNION:
+            return {"anyOf": [m.json_type() for m in self.members or []]}
         if self.repetition in (REPEATED, OPTIONAL_REPEATED):
             return {"type": "array", "items": primitive_json(self.primitive)}
         return primitive_json(self.primitive)
+
+    def accepts(self, value: Any) -> bool:
+        """Whether the JSON value VALUE has this type, strictly (bool is not a number, an int is a float):
+        the check of a union's default, and the runner's choice of a union's member."""
+        if value is None:
+            return self.repetition in (OPTIONAL, OPTIONAL_REPEATED)
+        if self.primitive == UNION:
+            return any(m.accepts(value) for m in self.members or [])
+        if self.repetition in (REPEATED, OPTIONAL_REPEATED):
+            item = FieldType(self.primitive, REQUIRED)
+            return isinstance(value, list) and all(item.accepts(v) for v in value)
+        return _json_is(self.primitive, value)
+
+
+def _json_is(p: str, value: Any) -> bool:
+    if p == BOOL:
+        return isinstance(value, bool)
+    if p == INTEGER:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if p == FLOAT:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if p == ANY:
+        return isinstance(value, dict)
+    return isinstance(value, str)
 
 
 @dataclass
@@ -60,23 +90,35 @@ class InputInfo:
     regex: Optional[str] = None
     choices: Optional[list] = None
     deprecated: Optional[bool] = None
+    accept: Optional[str] = None  # Input(accept=...): the MIME types a file input takes ("x-cog-accept")
 
-    @property
-    def required(self) -> bool:
-        return self.default is MISSING and self.type.repetition in (REQUIRED, REPEATED)
+    # As Cog's static schema generator (pkg/schema/openapi.go) decides them: a default of None on a type that
+    # is not Optional is no default at all (`seed: int = Input(default=None)` is required, with no default),
+    # except on a Secret, which it makes nullable; an Optional with a default of None shows "default": null;
+    # a union with None (`str | float | None`) is required unless it has a default.
 
     @property
     def nullable(self) -> bool:
-        return self.type.repetition in (OPTIONAL, OPTIONAL_REPEATED) or (
-            self.default is None and self.type.repetition in (REQUIRED, REPEATED))
+        rep = self.type.repetition
+        return rep in (OPTIONAL, OPTIONAL_REPEATED) or (
+            self.type.primitive == SECRET and rep == REQUIRED and self.default is None)
+
+    @property
+    def has_default(self) -> bool:
+        """Whether the schema shows a default ("default": null included)."""
+        return self.default is not MISSING and (self.default is not None or self.nullable)
+
+    @property
+    def required(self) -> bool:
+        if self.has_default:
+            return False
+        return self.type.primitive == UNION or self.type.repetition in (REQUIRED, REPEATED)
 
     def value_when_missing(self) -> Any:
         """The value predict() gets when the request leaves this input out (KeyError when required)."""
-        if self.default is not MISSING:
-            return self.default
         if self.required:
             raise KeyError(self.name)
-        return None
+        return None if self.default is MISSING else self.default
 
 
 @dataclass
@@ -84,6 +126,8 @@ class OutputInfo:
     kind: str
     primitive: Optional[str] = None
     fields: Dict[str, FieldType] = field(default_factory=dict)
+    is_dict: bool = False  # an OBJECT declared as a TypedDict: predict() returns a dict
+    not_required: set = field(default_factory=set)  # a TypedDict's fields that may be left out
 
     def json_type(self) -> Dict[str, Any]:
         jt: Dict[str, Any] = {"title": "Output"}
@@ -99,13 +143,13 @@ class OutputInfo:
         elif self.kind == OBJECT:
             # As Cog's OutputType.json_type(): an Optional field (Optional[T], T | None, Optional[list[T]]) is
             # nullable and left out of "required"; a default alone changes nothing and is not shown.
-            props: Dict[str, Any] = {}
+            props: Dict[str, Any] = Ordered()
             required = []
             for name, ft in self.fields.items():
                 props[name] = ft.json_type()
                 if ft.repetition in (OPTIONAL, OPTIONAL_REPEATED):
                     props[name]["nullable"] = True
-                else:
+                elif name not in self.not_required:
                     required.append(name)
                 props[name]["title"] = title_case(name)
             jt.update({"type": "object", "properties": props})
@@ -124,6 +168,12 @@ class PredictorInfo:
     inputs: Dict[str, InputInfo]
     output: OutputInfo
     line: int
+
+
+class Ordered(dict):
+    """A JSON object whose keys stay in the order they were set, as Cog's orderedMapAny writes them (input
+    and output properties, the components, the paths); every other object of the schema document has its
+    keys sorted, as Go's encoding/json writes a map."""
 
 
 def primitive_json(p: Optional[str]) -> Dict[str, Any]:

@@ -123,3 +123,36 @@ Test(inputs, bad_values_are_named)
 	EXPECT_ERROR("input 'prompt' is given twice", "prompt=a", "prompt=b");
 	EXPECT_ERROR("input 'image': cannot open '/nonexistent/x.png'", "image=@/nonexistent/x.png");
 }
+
+/* The schema of tests/fixtures/schemas/union_inputs.json (kiln_schema.py's for `value: str | float`,
+ * `count: Union[int, str]`, `nums: list[int] | list[float]`, `flag: bool | dict` and `options: dict`) in
+ * place of every_type.json. */
+static void load_unions(void)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/schemas/union_inputs.json", KILN_FIXTURES);
+	json_decref(schema);
+	schema = json_load_file(path, 0, NULL);
+	cr_assert_not_null(schema, "cannot load '%s'", path);
+}
+
+Test(inputs, a_union_reads_a_number_where_it_takes_one_else_a_string)
+{
+	load_unions();
+	EXPECT("{\"value\":2.5}", "value=2.5");
+	EXPECT("{\"value\":3.0}", "value=3");
+	EXPECT("{\"value\":\"abc\"}", "value=abc");
+	EXPECT("{\"count\":7}", "count=7");
+	EXPECT("{\"count\":\"7.5\"}", "count=7.5");
+	EXPECT("{\"nums\":[1,2.5]}", "nums=1", "nums=2.5");
+	EXPECT("{\"flag\":true}", "flag=true");
+	EXPECT("{\"flag\":{\"a\":1}}", "flag={\"a\": 1}");
+}
+
+Test(inputs, a_dict_input_reads_json_and_refuses_what_is_no_object)
+{
+	load_unions();
+	EXPECT("{\"options\":{\"size\":[1,2]}}", "options={\"size\": [1, 2]}");
+	EXPECT("input 'options': '[1]' is not a JSON object", "options=[1]");
+	EXPECT("input 'options': 'x' is not a JSON object", "options=x");
+}

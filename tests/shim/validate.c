@@ -444,16 +444,25 @@ Test(validate, predictor_without_inputs_drops_everything)
 	json_decref(norm);
 }
 
-Test(validate, union_takes_the_first_member_that_fits_else_reports_all)
+Test(validate, union_takes_the_member_of_the_value_s_type_strictly_else_reports_all)
 {
 	load("union.json");
 	normalized_field("{\"args\": 123}", "args", "123");
-	normalized_field("{\"args\": [1, \"2\"]}", "args", "[1, 2]");
-	refused("{\"args\": \"abc\"}",
-	        "[{\"loc\": [\"body\", \"input\", \"args\"], \"msg\": \"value is not a valid integer\","
-	        " \"type\": \"type_error.integer\"},"
-	        " {\"loc\": [\"body\", \"input\", \"args\"], \"msg\": \"value is not a valid list\","
-	        " \"type\": \"type_error.list\"}]");
+	normalized_field("{\"args\": [1, 2]}", "args", "[1, 2]");
+	const char *both =
+	    "[{\"loc\": [\"body\", \"input\", \"args\"], \"msg\": \"value is not a valid integer\","
+	    " \"type\": \"type_error.integer\"},"
+	    " {\"loc\": [\"body\", \"input\", \"args\"], \"msg\": \"value is not a valid list\","
+	    " \"type\": \"type_error.list\"}]";
+	/* Cog 0.22 checks union inputs strictly: no "2" for an integer, no true, no 2.5 */
+	refused("{\"args\": \"abc\"}", both);
+	refused("{\"args\": \"2\"}", both);
+	refused("{\"args\": true}", both);
+	refused("{\"args\": 2.5}", both);
+	refused("{\"args\": [1, \"2\"]}", both);
+	refused("{\"args\": null}",
+	        "[{\"loc\": [\"body\", \"input\", \"args\"], \"msg\": \"none is not an allowed "
+	        "value\", \"type\": \"type_error.none.not_allowed\"}]");
 }
 
 Test(validate, nullable_property_takes_null_despite_its_default)

@@ -18,14 +18,15 @@ class FieldInfo:
     parameter's default value."""
 
     __slots__ = ("default", "description", "ge", "le", "min_length", "max_length", "regex", "choices",
-                 "deprecated")
+                 "deprecated", "accept")
 
     def __init__(self, default: Any = ..., description: Optional[str] = None,
                  ge: Optional[float] = None, le: Optional[float] = None,
                  min_length: Optional[int] = None, max_length: Optional[int] = None,
                  regex: Optional[str] = None, choices: Optional[List[Union[str, int]]] = None,
-                 deprecated: Optional[bool] = None) -> None:
+                 deprecated: Optional[bool] = None, accept: Optional[str] = None) -> None:
         self.default = default
+        self.accept = accept
         self.description = description
         self.ge = ge
         self.le = le
@@ -45,10 +46,11 @@ def Input(default: Any = ..., description: Optional[str] = None,  # noqa: N802 (
           ge: Optional[float] = None, le: Optional[float] = None,
           min_length: Optional[int] = None, max_length: Optional[int] = None,
           regex: Optional[str] = None, choices: Optional[List[Union[str, int]]] = None,
-          deprecated: Optional[bool] = None) -> Any:
-    """Describe a predict() input: its default (none: required) and its constraints."""
+          deprecated: Optional[bool] = None, accept: Optional[str] = None) -> Any:
+    """Describe a predict() input: its default (none: required), its constraints, and for a file the MIME
+    types it takes (accept="image/*", put in the schema as "x-cog-accept")."""
     return FieldInfo(default=default, description=description, ge=ge, le=le, min_length=min_length,
-                     max_length=max_length, regex=regex, choices=choices, deprecated=deprecated)
+                     max_length=max_length, regex=regex, choices=choices, deprecated=deprecated, accept=accept)
 
 
 class Path(pathlib.PosixPath):

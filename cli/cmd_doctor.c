@@ -139,8 +139,18 @@ static void check_predictor(struct report *r, const struct kiln_manifest *m, con
 		return;
 	json_t *schema = NULL;
 	_cleanup_error_ struct kiln_error *e = NULL;
-	int rc = kiln_schema_generate(&schema, rt->python_dir, m->dir, m->predict, m->train, &e);
+	json_t *warnings = NULL;
+	int rc = kiln_schema_generate(&schema, rt->python_dir, m->dir, m->predict, m->train, &warnings, &e);
 	json_decref(schema);
+	size_t i;
+	json_t *w;
+	json_array_foreach(warnings, i, w)
+	{
+		_cleanup_free_ char *full = kiln_path_join(m->dir, json_string_value(w));
+		add(r, false, "predictor", full ? full : json_string_value(w), "%s",
+		    "derive from cog.BaseRunner and name the method run(); the old names still work");
+	}
+	json_decref(warnings);
 	if (rc == KILN_ENOTFOUND) {
 		add(r, false, "predictor", e->message,
 		    "install python3 (or set KILN_PYTHON): kiln build describes the predictor with it");

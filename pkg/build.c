@@ -274,8 +274,11 @@ static void seed_runtime(struct kiln_store *s, const struct kiln_runtime *rt, co
 	json_decref(c);
 }
 
+static int add_warning(struct kiln_strv *w, char *msg);
+
 /* Put the runtime layer (when the shim is installed) under the code layer, the plan's last, and describe a
- * Python predictor's inputs and outputs (the OpenAPI schema) with the runner's static generator. */
+ * Python predictor's inputs and outputs (the OpenAPI schema) with the runner's static generator; its
+ * warnings (deprecated names: BasePredictor, predict()) join the build's. */
 static int add_runtime(struct kiln_plan *plan, const struct kiln_manifest *m, struct kiln_store *s,
                        struct kiln_build_result *r, json_t **schema, struct kiln_error **err)
 {
@@ -289,7 +292,18 @@ static int add_runtime(struct kiln_plan *plan, const struct kiln_manifest *m, st
 	struct kiln_plan_layer l;
 	int rc = 0;
 	if (m->predict && strncmp(m->predict, "native:", 7) != 0) {
-		rc = kiln_schema_describe(schema, s, rt.python_dir, m->dir, m->predict, m->train, &e);
+		json_t *warnings = NULL;
+		rc = kiln_schema_describe(schema, s, rt.python_dir, m->dir, m->predict, m->train, &warnings,
+		                          &e);
+		size_t i;
+		json_t *w;
+		json_array_foreach(warnings, i, w)
+		{
+			char *text = strdup(json_string_value(w));
+			if (!text || add_warning(&r->warnings, text) < 0)
+				free(text);
+		}
+		json_decref(warnings);
 		if (rc == KILN_ENOTFOUND) { /* no Python here: the image still works, the label waits */
 			r->schema_missing = strdup(e->message);
 			rc = 0;

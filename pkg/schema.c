@@ -48,8 +48,25 @@ static void drain(int out_fd, int err_fd, struct kiln_buf *out, struct kiln_buf 
 	}
 }
 
+/* The generator's "warning: FILE:LINE: message" lines of E, as "FILE:LINE: message" strings. */
+static json_t *warning_lines(const struct kiln_buf *e)
+{
+	json_t *list = json_array();
+	for (const char *line = e->ptr; list && line && *line;) {
+		const char *end = strchr(line, '\n');
+		size_t len = end ? (size_t)(end - line) : strlen(line);
+		if (len > 9 && strncmp(line, "warning: ", 9) == 0) {
+			_cleanup_free_ char *text = strndup(line + 9, len - 9);
+			if (text)
+				json_array_append_new(list, json_string(text));
+		}
+		line = end ? end + 1 : NULL;
+	}
+	return list;
+}
+
 int kiln_schema_generate(json_t **out, const char *python_dir, const char *dir, const char *predict,
-                         const char *train, struct kiln_error **err)
+                         const char *train, json_t **warnings, struct kiln_error **err)
 {
 	const char *python = getenv("KILN_PYTHON");
 	if (python == NULL || *python == '\0')
@@ -114,6 +131,11 @@ int kiln_schema_generate(json_t **out, const char *python_dir, const char *dir, 
 	*out = json_loadb(o.ptr ? o.ptr : "", o.len, 0, &je);
 	if (*out == NULL)
 		return kiln_error_set(err, KILN_EFAIL, "the schema generator printed no JSON: %s", je.text);
+	if (warnings && !(*warnings = warning_lines(&e))) {
+		json_decref(*out);
+		*out = NULL;
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
 	return 0;
 }
 
@@ -152,7 +174,7 @@ static int schema_key(char out[65], const char *python_dir, const char *dir, con
                       const char *train)
 {
 	_cleanup_buf_ struct kiln_buf b = KILN_BUF_INIT;
-	kiln_buf_printf(&b, "schema-v2 %s\n", predict);
+	kiln_buf_printf(&b, "schema-v3 %s\n", predict);
 	if (train)
 		kiln_buf_printf(&b, "train %s\n", train);
 	if (key_ref(&b, dir, predict) < 0 || (train && key_ref(&b, dir, train) < 0))
@@ -186,37 +208,85 @@ static char *user_cache_file(const char *key)
 	return out;
 }
 
+/* A cache entry, {"schema": {...}, "warnings": [...]}, into *OUT and *WARNINGS (C taken): 0, or -1 when C
+ * is not one. */
+static int from_cache(json_t *c, json_t **out, json_t **warnings)
+{
+	json_t *schema = json_object_get(c, "schema"), *w = json_object_get(c, "warnings");
+	if (!json_is_object(schema) || !json_is_array(w)) {
+		json_decref(c);
+		return -1;
+	}
+	*out = json_incref(schema);
+	if (warnings)
+		*warnings = json_incref(w);
+	json_decref(c);
+	return 0;
+}
+
+/* WARNINGS (the generator's, relative to DIR; taken) with DIR before each, or NULL when memory runs out. */
+static json_t *in_dir(json_t *warnings, const char *dir)
+{
+	json_t *out = json_array();
+	size_t i;
+	json_t *w;
+	json_array_foreach(warnings, i, w)
+	{
+		_cleanup_free_ char *full = kiln_path_join(dir, json_string_value(w));
+		if (!out || !full || json_array_append_new(out, json_string(full)) < 0) {
+			json_decref(out);
+			out = NULL;
+			break;
+		}
+	}
+	json_decref(warnings);
+	return out;
+}
+
+/* What kiln_schema_describe gives for *OUT and W (the warnings, relative to DIR; taken): 0, or -1. */
+static int described(json_t **out, json_t *w, const char *dir, json_t **warnings, struct kiln_error **err)
+{
+	if (!warnings) {
+		json_decref(w);
+		return 0;
+	}
+	if (!(*warnings = in_dir(w, dir))) {
+		json_decref(*out);
+		*out = NULL;
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+	return 0;
+}
+
 int kiln_schema_describe(json_t **out, struct kiln_store *s, const char *python_dir, const char *dir,
-                         const char *predict, const char *train, struct kiln_error **err)
+                         const char *predict, const char *train, json_t **warnings, struct kiln_error **err)
 {
 	char key[65];
 	if (schema_key(key, python_dir, dir, predict, train) < 0)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	json_t *c = kiln_store_cache_get(s, key);
-	if (json_is_object(c)) {
-		*out = c;
-		return 0;
-	}
-	json_decref(c);
+	json_t *w = NULL;
+	if (from_cache(kiln_store_cache_get(s, key), out, &w) == 0)
+		return described(out, w, dir, warnings, err);
 	_cleanup_free_ char *user = user_cache_file(key);
-	c = user ? json_load_file(user, 0, NULL) : NULL;
-	if (json_is_object(c)) {
+	json_t *c = user ? json_load_file(user, 0, NULL) : NULL;
+	if (c && json_is_object(json_object_get(c, "schema")))
 		kiln_store_cache_put(s, key, c, NULL);
-		*out = c;
-		return 0;
-	}
-	json_decref(c);
-	int rc = kiln_schema_generate(out, python_dir, dir, predict, train, err);
+	if (from_cache(c, out, &w) == 0)
+		return described(out, w, dir, warnings, err);
+	int rc = kiln_schema_generate(out, python_dir, dir, predict, train, &w, err);
 	if (rc < 0)
 		return rc;
-	/* caches: failing to keep the schema is not an error */
-	kiln_store_cache_put(s, key, *out, NULL);
-	_cleanup_free_ char *text = kiln_json_dumps(*out, JSON_COMPACT);
+	/* caches: failing to keep the schema is not an error; the warnings are kept relative to the project,
+	 * the key being the same in another clone */
+	json_auto_t *entry = json_pack("{s:O, s:O}", "schema", *out, "warnings", w);
+	if (entry)
+		kiln_store_cache_put(s, key, entry, NULL);
+	_cleanup_free_ char *text = entry ? kiln_json_dumps(entry, JSON_COMPACT) : NULL;
 	_cleanup_free_ char *parent = user ? strdup(user) : NULL;
 	char *slash = parent ? strrchr(parent, '/') : NULL;
 	if (slash)
 		*slash = '\0';
 	if (text && slash && kiln_mkdir_p(parent, NULL) == 0)
 		kiln_write_file_atomic(user, text, strlen(text), NULL);
-	return 0;
+	return described(out, w, dir, warnings, err);
 }

@@ -19,7 +19,7 @@
  * ("predict.py:12: ...") when the predictor cannot be described.
  */
 int kiln_schema_generate(json_t **out, const char *python_dir, const char *dir, const char *predict,
-                         const char *train, struct kiln_error **err);
+                         const char *train, json_t **warnings, struct kiln_error **err);
 
 /*
  * The schema of PREDICT ("predict.py:Predictor", relative to DIR) and of the trainer TRAIN (or NULL), from a
@@ -29,6 +29,6 @@ int kiln_schema_generate(json_t **out, const char *python_dir, const char *dir, 
  * described before); else kiln_schema_generate, kept in both. A cache that cannot be written is no error.
  */
 int kiln_schema_describe(json_t **out, struct kiln_store *s, const char *python_dir, const char *dir,
-                         const char *predict, const char *train, struct kiln_error **err);
+                         const char *predict, const char *train, json_t **warnings, struct kiln_error **err);
 
 #endif

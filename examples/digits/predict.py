@@ -4,7 +4,7 @@
 from typing import Optional
 
 import numpy as np
-from cog import BaseModel, BasePredictor, Input, Path
+from cog import BaseModel, BaseRunner, Input, Path
 from PIL import Image, ImageOps
 
 
@@ -24,7 +24,7 @@ def cells(path: Path) -> np.ndarray:
     return (255 - np.asarray(grey, dtype=np.float64).reshape(64)) * 16 / 255
 
 
-class Predictor(BasePredictor):
+class Predictor(BaseRunner):
     def setup(self) -> None:
         def load(name: str) -> np.ndarray:
             return np.load(f"weights/{name}.npy")
@@ -32,7 +32,7 @@ class Predictor(BasePredictor):
         self.hidden = load("hidden.weight"), load("hidden.bias")
         self.output = load("output.weight"), load("output.bias")
 
-    def predict(
+    def run(
         self,
         image: Optional[Path] = Input(description="A handwritten digit, dark on light (PNG, JPEG, PGM, ...)",
                             default=None),

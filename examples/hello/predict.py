@@ -1,10 +1,10 @@
 # A predictor that greets: it runs unchanged under Cog and under kiln.
-from cog import BasePredictor, Input
+from cog import BaseRunner, Input
 
 
-class Predictor(BasePredictor):
+class Predictor(BaseRunner):
     def setup(self) -> None:
         self.greeting = "hello"
 
-    def predict(self, name: str = Input(description="who to greet", default="world")) -> str:
+    def run(self, name: str = Input(description="who to greet", default="world")) -> str:
         return f"{self.greeting}, {name}!"

@@ -2,8 +2,9 @@
 """kiln_schema: Cog's OpenAPI document for a predictor, read from its source with ast (nothing is imported).
 
     python3 kiln_schema.py FILE.py:NAME [--train FILE.py:NAME]
-                                             prints the document (with the trainer's /trainings when given);
-                                             exit 1 with "FILE:LINE: message" on bad input
+                                             prints the document (with the trainer's /trainings when given),
+                                             and "warning: FILE:LINE: message" lines on stderr for deprecated
+                                             names; exit 1 with "FILE:LINE: message" on bad input
 
 NAME is a class with predict() (BasePredictor) or run() (BaseRunner), or a module-level function. As a
 module: schema_for(path, name) -> dict, and analyze(path, name) -> PredictorInfo for the runner.
@@ -23,7 +24,7 @@ from kiln_schema_model import (ANY, ANY_OUTPUT, BOOL, CONCAT_ITERATOR, FILE, FLO
                                STRING, FieldType, InputInfo, OutputInfo, PredictorInfo, SchemaError)
 from kiln_schema_openapi import add_training, document
 
-__all__ = ["add_training", "ANY", "ANY_OUTPUT", "BOOL", "CONCAT_ITERATOR", "FILE", "FLOAT", "INTEGER", "ITERATOR", "LIST",
+__all__ = ["add_training", "describe", "ANY", "ANY_OUTPUT", "BOOL", "CONCAT_ITERATOR", "FILE", "FLOAT", "INTEGER", "ITERATOR", "LIST",
            "OBJECT", "OPTIONAL", "OPTIONAL_REPEATED", "PATH", "REPEATED", "REQUIRED", "SECRET", "SINGLE",
            "STRING", "FieldType", "InputInfo", "OutputInfo", "PredictorInfo", "SchemaError", "analyze",
            "document", "main", "schema_for", "split_ref"]
@@ -37,14 +38,23 @@ def split_ref(ref: str) -> Tuple[str, str]:
     return path, name
 
 
-def schema_for(path: str, name: str, train: Optional[str] = None) -> Dict[str, Any]:
+def describe(path: str, name: str, train: Optional[str] = None) -> Tuple[Dict[str, Any], List[str]]:
     """The OpenAPI document of predictor NAME in PATH, with the trainer TRAIN ("FILE.py:NAME", train:)
-    and its /trainings when given (SchemaError on bad input)."""
-    doc = document(analyze(path, name))
+    and its /trainings when given, and the warnings ("FILE:LINE: message") about deprecated names they use
+    (SchemaError on bad input)."""
+    info = analyze(path, name)
+    doc, warnings = document(info), list(info.warnings)
     if train is not None:
         tpath, tname = split_ref(train)
-        doc = add_training(doc, analyze(tpath, tname, ("train",)))
-    return doc
+        tinfo = analyze(tpath, tname, ("train",))
+        doc = add_training(doc, tinfo)
+        warnings += tinfo.warnings
+    return doc, warnings
+
+
+def schema_for(path: str, name: str, train: Optional[str] = None) -> Dict[str, Any]:
+    """describe()'s document alone."""
+    return describe(path, name, train)[0]
 
 
 def main(argv: List[str]) -> int:
@@ -63,10 +73,12 @@ def main(argv: List[str]) -> int:
         print(f"kiln_schema: {e}", file=sys.stderr)
         return 2
     try:
-        doc = schema_for(path, name, train)
+        doc, warnings = describe(path, name, train)
     except SchemaError as e:
         print(e, file=sys.stderr)
         return 1
+    for w in warnings:  # kiln build passes them on
+        print(f"warning: {w}", file=sys.stderr)
     json.dump(doc, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

@@ -283,6 +283,15 @@ def analyze(path: str, name: str, methods: Tuple[str, ...] = ("predict", "run"))
     for i, (arg, d) in enumerate(zip(params, defaults)):
         inputs[arg.arg] = _input_field(mod, i, arg, d)
     output = _output(mod, fn, fname)
-    return PredictorInfo(path=path, name=name, is_class=is_class, method=fname,
+    info = PredictorInfo(path=path, name=name, is_class=is_class, method=fname,
                          is_async=isinstance(fn, ast.AsyncFunctionDef), inputs=inputs, output=output,
                          line=fn.lineno)  # type: ignore[attr-defined]
+    if is_class and "run" in methods:  # Cog renamed predictions runs: the old names still work, with a warning
+        cls = mod.classes[name]
+        if any(mod.qualify(b) == "cog.BasePredictor" for b in cls.bases):
+            info.warnings.append(f"{path}:{cls.lineno}: BasePredictor is deprecated: derive '{name}' from "
+                                 f"cog.BaseRunner and name its method run() (Cog renamed predictions runs)")
+        elif fname == "predict":
+            info.warnings.append(f"{path}:{fn.lineno}: predict() is deprecated: name it run() (Cog renamed "
+                                 f"predictions runs)")
+    return info

@@ -43,6 +43,22 @@ run_kiln build "$T_WORK/old"
 expect_rc 1
 expect_contains "$ERR" "cog.yaml:2:1: 'run' and 'predict' are both set"
 
+t_case "the predictor's deprecated names: BasePredictor, predict(); warned again from the cache"
+mkdir -p "$T_WORK/names"
+printf 'from cog import BasePredictor\n\n\nclass P(BasePredictor):\n    def predict(self) -> str:\n        return "ok"\n' >"$T_WORK/names/p.py"
+printf 'run: p.py:P\n' >"$T_WORK/names/kiln.yaml"
+for pass in first cached; do
+	run_kiln build "$T_WORK/names"
+	expect_rc 0
+	expect_contains "$ERR" "kiln: warning: $T_WORK/names/p.py:4: BasePredictor is deprecated: derive 'P' from cog.BaseRunner and name its method run() (Cog renamed predictions runs)"
+done
+printf 'from cog import BaseRunner\n\n\nclass P(BaseRunner):\n    def predict(self) -> str:\n        return "ok"\n' >"$T_WORK/names/p.py"
+run_kiln build "$T_WORK/names" --json
+expect_contains "$(json 'j["warnings"]' <<<"$OUT")" "$T_WORK/names/p.py:5: predict() is deprecated: name it run()"
+printf 'from cog import BaseRunner\n\n\nclass P(BaseRunner):\n    def run(self) -> str:\n        return "ok"\n' >"$T_WORK/names/p.py"
+run_kiln build "$T_WORK/names"
+expect_not_contains "$ERR" "deprecated"
+
 t_case "a manifest kiln acts on fully has no warning"
 make_project "$T_WORK/q" 'environment: [A=1]'
 run_kiln build "$T_WORK/q"

@@ -7,11 +7,11 @@ source "$(dirname "$0")/lib.sh"
 
 # The real default base (python:3.12-slim, a registry base: doctor does not fetch it).
 unset KILN_PYTHON_BASE KILN_ALLOW_NO_PYTHON
-PREDICT='from cog import BasePredictor
+PREDICT='from cog import BaseRunner
 
 
-class Predictor(BasePredictor):
-    def predict(self, text: str = "x") -> str:
+class Predictor(BaseRunner):
+    def run(self, text: str = "x") -> str:
         return text
 '
 # project NAME YAML: a project DIR ($T_WORK/NAME) with predict.py and kiln.yaml "YAML" (run: line added).
@@ -101,6 +101,13 @@ printf 'class Trainer:\n    def train(self, steps: complex) -> str:\n        ret
 doctor "$D"
 expect_rc 1
 expect_contains "$OUT" "error: predictor: $D/train.py:2: unsupported type annotation 'complex' for input 'steps' (fix: make 'train.py:Trainer' (train:) importable"
+
+t_case "the predictor's deprecated names (BasePredictor, predict()) are warnings: exit 0"
+project oldnames ""
+printf 'from cog import BasePredictor\n\n\nclass Predictor(BasePredictor):\n    def predict(self) -> str:\n        return "x"\n' >"$D/predict.py"
+doctor "$D"
+expect_rc 0
+expect_contains "$OUT" "warning: predictor: $D/predict.py:4: BasePredictor is deprecated: derive 'Predictor' from cog.BaseRunner and name its method run()"
 
 t_case "python_version: unsupported (error), deprecated (warning)"
 project py37 'build:

@@ -51,7 +51,7 @@ for f in "${FILES[@]}"; do cmp -s "$P/$f" "$T_WORK/here/$f" || t_fail "'$f' diff
 
 t_case "predict.py needs nothing but Python and the cog module"
 imports=$(grep -E '^(from|import) ' "$P/predict.py")
-expect_eq "$imports" "from cog import BasePredictor, Input" "imports"
+expect_eq "$imports" "from cog import BaseRunner, Input" "imports"
 
 t_case "the new project builds, leaving CI files, caches and kiln's store out of the image"
 mkdir -p "$P/.kiln-home/blobs" "$P/__pycache__" "$P/.venv/bin"

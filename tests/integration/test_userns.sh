@@ -15,9 +15,10 @@ id -u "$NAME" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/
 chmod 755 "$T_WORK"
 U=$T_WORK/u
 mkdir -p "$U/home"
-# as_user CMD...: CMD as that user, with a store and a home of its own; $OUT, $ERR, $RC as run_kiln
+# as_user CMD...: CMD as that user, with a store and a home of its own, in that home (kiln predict, as cog
+# predict, wants a writable directory for its output); $OUT, $ERR, $RC as run_kiln
 as_user() {
-	OUT=$(runuser -u "$NAME" -- env -i PATH="$PATH" HOME="$U/home" KILN_HOME="$U/store" LANG=C.UTF-8 \
+	OUT=$(cd "$U/home" && runuser -u "$NAME" -- env -i PATH="$PATH" HOME="$U/home" KILN_HOME="$U/store" LANG=C.UTF-8 \
 		KILN_PYTHON_BASE=scratch "$@" 2>"$T_WORK/stderr")
 	RC=$?
 	ERR=$(cat "$T_WORK/stderr")

@@ -133,8 +133,7 @@ def _retarget(value: Any, refs: Dict[str, str]) -> Any:
 
 # The prediction's paths, operations and parameters and their training counterparts, as Cog names them.
 _TRAINING_WORDS = [("/predictions/{prediction_id}", "/trainings/{training_id}"), ("/predictions", "/trainings"),
-                   ("cancel_predictions__prediction_id__cancel_post",
-                    "cancel_training_trainings__training_id__cancel_post"),
+                   ("cancel_predictions__prediction_id__cancel_post", "cancel_trainings__training_id__cancel_post"),
                    ("predict_idempotent_predictions__prediction_id__put",
                     "train_idempotent_trainings__training_id__put"),
                    ("predict_predictions_post", "train_trainings_post"), ("Prediction Id", "Training Id"),
@@ -144,15 +143,9 @@ _TRAINING_WORDS = [("/predictions/{prediction_id}", "/trainings/{training_id}"),
 
 
 def _as_training(value: Any) -> Any:
-    """A prediction path's operation rewritten for trainings (its names, "Cancel" as "Cancel Training")."""
+    """A prediction path's operation rewritten for trainings, with the names Cog's train mode gives it."""
     if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if k == "summary" and v in ("Predict", "Cancel"):
-                out[k] = "Train" if v == "Predict" else "Cancel Training"
-            else:
-                out[k] = _as_training(v)
-        return out
+        return {k: "Train" if k == "summary" and v == "Predict" else _as_training(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_as_training(v) for v in value]
     if isinstance(value, str):

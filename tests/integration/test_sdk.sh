@@ -96,8 +96,8 @@ expect_eq "$(echo "$HOOK" | json 'j["status"]')" succeeded
 expect_eq "$(echo "$HOOK" | json '[j["metrics"]["tokens"], j["metrics"]["timing"]["inference"]]')" '[3, 0.85]'
 kill "$SPID"
 
-t_case "metrics: kiln predict --json shows them too"
-run_kiln predict "$METRICS" --json --runtime native
+t_case "metrics: kiln predict --format json shows them too"
+run_kiln predict "$METRICS" --format json --runtime native
 expect_rc 0
 expect_eq "$(echo "$OUT" | json 'j["metrics"]["steps"]')" '["pre", "infer"]'
 

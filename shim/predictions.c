@@ -102,6 +102,7 @@ static void pred_free(struct shim_job *p)
 	json_decref(p->output);
 	json_decref(p->metrics);
 	kiln_buf_release(&p->logs);
+	free(p->log_runs);
 	free(p->error);
 	free(p->webhook);
 	json_decref(p->filter);
@@ -354,11 +355,24 @@ void shim_job_dispatch(struct shim *s, struct shim_job *p, json_t *worker_input,
 	}
 }
 
-/* Append TEXT to P's logs (webhook "logs"). */
-static void job_log(struct shim *s, struct shim_job *p, const char *text, size_t len)
+/* Append TEXT, written to SOURCE ("stdout", "stderr"; NULL: stdout), to P's logs (webhook "logs"). */
+static void job_log(struct shim *s, struct shim_job *p, const char *source, const char *text, size_t len)
 {
+	bool err = source && strcmp(source, "stderr") == 0;
+	if (p->nlog_runs == p->log_runs_cap) {
+		size_t cap = p->log_runs_cap ? 2 * p->log_runs_cap : 4;
+		struct shim_log_run *runs = realloc(p->log_runs, cap * sizeof(*runs));
+		if (!runs)
+			return;
+		p->log_runs = runs;
+		p->log_runs_cap = cap;
+	}
 	if (kiln_buf_put(&p->logs, text, len) < 0)
 		return;
+	if (p->nlog_runs && p->log_runs[p->nlog_runs - 1].stderr == err)
+		p->log_runs[p->nlog_runs - 1].end = p->logs.len;
+	else
+		p->log_runs[p->nlog_runs++] = (struct shim_log_run){p->logs.len, err};
 	notify(s, p, "logs");
 	changed(s, p);
 	pthread_cond_broadcast(&s->cond);
@@ -408,7 +422,8 @@ static void on_event(struct shim *s, const char *type, json_t *ev)
 		if (!json_is_string(text))
 			shim_job_finish(s, p, JOB_FAILED, "the worker sent a log event without text");
 		else
-			job_log(s, p, json_string_value(text), json_string_length(text));
+			job_log(s, p, json_string_value(json_object_get(ev, "source")),
+			        json_string_value(text), json_string_length(text));
 	} else if (strcmp(type, "started") == 0) {
 		/* already processing since dispatch */
 	} else if (strcmp(type, "output") == 0) {
@@ -487,11 +502,22 @@ static const char *on_which(struct shim *s, const char *id)
 }
 
 /* shim_jobs_ops.log */
-static void on_log(struct shim *s, const char *id, const char *text, size_t len)
+static void on_log(struct shim *s, const char *id, const char *source, const char *text, size_t len)
 {
 	struct shim_job *p = shim_job_find(s, id);
 	if (p)
-		job_log(s, p, text, len);
+		job_log(s, p, source, text, len);
+}
+
+const char *shim_job_log_source(const struct shim_job *p, size_t at, size_t *end)
+{
+	for (size_t i = 0; i < p->nlog_runs; i++)
+		if (at < p->log_runs[i].end) {
+			*end = p->log_runs[i].end;
+			return p->log_runs[i].stderr ? "stderr" : "stdout";
+		}
+	*end = p->logs.len;
+	return "stdout";
 }
 
 /* shim_jobs_ops.fail */

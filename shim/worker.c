@@ -117,6 +117,7 @@ static void handle_event(struct shim *s, const char *type, json_t *ev)
 		s->schema = json_incref(json_object_get(ev, "schema"));
 	} else if (strcmp(type, "ready") == 0) {
 		s->has_healthcheck = json_is_true(json_object_get(ev, "healthcheck"));
+		s->streaming = json_is_true(json_object_get(ev, "streaming"));
 		if (!s->setup_status)
 			on_ready(s);
 	} else if (strcmp(type, "healthcheck_result") == 0) {
@@ -224,8 +225,8 @@ static void on_output(struct shim *s, struct shim_stream *st, const char *line, 
 	}
 	const char *only = s->job_ops->which(s, NULL);
 	if (only) {
-		s->job_ops->log(s, only, line, len);
-		s->job_ops->log(s, only, "\n", 1);
+		s->job_ops->log(s, only, st->name, line, len);
+		s->job_ops->log(s, only, st->name, "\n", 1);
 	} else {
 		shim_log_text("info", json_pack("{s:s}", "source", st->name), line, len);
 	}

@@ -134,7 +134,8 @@ class Runner:
     def log(self, pid: Optional[str], text: str) -> None:
         self.flush_logs(pid)
         if text:
-            self.events.emit({"type": "log", "id": pid, "text": text if text.endswith("\n") else text + "\n"})
+            self.events.emit({"type": "log", "id": pid, "text": text if text.endswith("\n") else text + "\n",
+                              "source": "stderr"})
 
     # ---- start ----
 
@@ -176,7 +177,8 @@ class Runner:
         if self.concurrency and self.concurrency > 1 and not self.is_async:
             self.log(None, f"kiln: concurrency {self.concurrency} needs an async {self.info.method}(); "
                            "running one prediction at a time")
-        self.events.emit({"type": "ready", "healthcheck": self.healthcheck is not None})
+        self.events.emit({"type": "ready", "healthcheck": self.healthcheck is not None,
+                          "streaming": bool(getattr(self.info, "streaming", False))})
         return True
 
     def _setup(self, predictor: Any) -> None:

@@ -236,4 +236,12 @@ def analyze(path: str, name: str) -> PredictorInfo:
     output = _output(mod, fn, fname)
     return PredictorInfo(path=path, name=name, is_class=is_class, method=fname,
                          is_async=isinstance(fn, ast.AsyncFunctionDef), inputs=inputs, output=output,
-                         line=fn.lineno)  # type: ignore[attr-defined]
+                         line=fn.lineno,  # type: ignore[attr-defined]
+                         streaming=any(_is_streaming(mod, d) for d in fn.decorator_list))  # type: ignore[attr-defined]
+
+
+def _is_streaming(mod: SourceModule, decorator: ast.AST) -> bool:
+    """Whether DECORATOR is Cog's opt-in to server-sent events: @streaming, @cog.streaming, or either called."""
+    if isinstance(decorator, ast.Call):
+        decorator = decorator.func
+    return mod.qualify(decorator) == "cog.streaming"

@@ -124,6 +124,7 @@ class PredictorInfo:
     inputs: Dict[str, InputInfo]
     output: OutputInfo
     line: int
+    streaming: bool = False  # marked @cog.streaming: it may answer Accept: text/event-stream
 
 
 def primitive_json(p: Optional[str]) -> Dict[str, Any]:

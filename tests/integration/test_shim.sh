@@ -272,11 +272,14 @@ post '{"input": {"n": 3}}'
 expect_eq "$(field 'j["output"]')" '["item-0", "item-1", "item-2"]'
 expect_eq "$(field 'repr(j["logs"])')" "'item 0\\nitem 1\\nitem 2\\n'"
 
-t_case "Accept: text/event-stream streams output, logs and completed events"
+t_case "Accept: text/event-stream streams Cog's start, output, log and completed events"
 curl -s -N -m 10 -X POST -H 'Accept: text/event-stream' -d '{"input": {"n": 2}}' "$URL/predictions" >"$T_WORK/sse"
+expect_eq "$(head -1 "$T_WORK/sse")" "event: start"
+expect_contains "$(sed -n 2p "$T_WORK/sse")" '"status":"processing"'
 expect_eq "$(grep -c '^event: output' "$T_WORK/sse")" 2
-expect_contains "$(cat "$T_WORK/sse")" $'event: output\ndata: "item-0"'
-expect_contains "$(cat "$T_WORK/sse")" "event: logs"
+expect_contains "$(cat "$T_WORK/sse")" $'event: output\ndata: {"chunk":"item-0","index":0}'
+expect_contains "$(cat "$T_WORK/sse")" $'event: output\ndata: {"chunk":"item-1","index":1}'
+expect_contains "$(grep -A1 '^event: log' "$T_WORK/sse")" 'data: {"source":"stdout","data":"item 0\n'
 expect_eq "$(tail -3 "$T_WORK/sse" | head -1)" "event: completed"
 expect_eq "$(grep '^data: {' "$T_WORK/sse" | tail -1 | cut -c7- | json 'j["status"]')" succeeded
 

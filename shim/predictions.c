@@ -479,11 +479,16 @@ static void on_event(struct shim *s, const char *type, json_t *ev)
 }
 
 /* The worker is gone (shim_jobs_ops.fail_all). */
-static void on_fail_all(struct shim *s, const char *error)
+static void on_fail_all(struct shim *s, const char *error, const char *detail)
 {
 	for (struct shim_job *p = s->jobs; p; p = p->next)
-		if (!finished(p))
+		if (!finished(p)) {
+			if (p->logs.len && p->logs.ptr[p->logs.len - 1] != '\n')
+				job_log(s, p, "stderr", "\n", 1);
+			job_log(s, p, "stderr", detail, strlen(detail));
+			job_log(s, p, "stderr", "\n", 1);
 			shim_job_finish(s, p, JOB_FAILED, error);
+		}
 }
 
 /* shim_jobs_ops.which: job ID, or the only one running (sent to the worker and not finished). */

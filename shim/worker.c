@@ -19,6 +19,7 @@
 extern char **environ;
 
 #define WARMUP_ID      "kiln-warmup"
+#define WORKER_CRASHED "Worker crashed" /* Cog 0.22's error for the predictions a dead worker ran */
 #define LINE_MAX_MIB   64
 #define LINE_MAX_BYTES ((size_t)LINE_MAX_MIB * 1024 * 1024)
 #define STRINGIFY_(x)  #x
@@ -349,7 +350,7 @@ static void *reader_main(void *arg)
 		s->health = SHIM_DEFUNCT;
 		shim_log("error", NULL, "%s: the shim is DEFUNCT", why);
 	}
-	s->job_ops->fail_all(s, why);
+	s->job_ops->fail_all(s, WORKER_CRASHED, why);
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	return NULL;

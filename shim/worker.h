@@ -22,8 +22,9 @@ struct shim_jobs_ops {
 	void (*log)(struct shim *s, const char *id, const char *source, const char *text, size_t len);
 	/* End job ID as failed with ERROR unless it has finished. */
 	void (*fail)(struct shim *s, const char *id, const char *error);
-	/* The worker is gone: end every unfinished job as failed with ERROR. */
-	void (*fail_all)(struct shim *s, const char *error);
+	/* The worker is gone: end every unfinished job as failed with ERROR, DETAIL (why it is gone) a last
+	 * line of its logs. */
+	void (*fail_all)(struct shim *s, const char *error, const char *detail);
 };
 
 /* ---- worker.c ---- */

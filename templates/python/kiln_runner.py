@@ -131,6 +131,15 @@ class Runner:
             if w is not None:
                 w.flush_id(pid)
 
+    def flush_all_logs(self) -> None:
+        """Emit every prediction's unfinished log line."""
+        for w in (self.stdout, self.stderr):
+            if w is not None:
+                with w.lock:
+                    ids = list(w.pending)
+                for pid in ids:
+                    w.flush_id(pid)
+
     def log(self, pid: Optional[str], text: str) -> None:
         self.flush_logs(pid)
         if text:
@@ -315,7 +324,10 @@ class Runner:
             except self.cancel_classes:
                 self.cancelable = None
                 outcome = ("canceled",)
-            except BaseException as e:  # noqa: BLE001 (SystemExit and KeyboardInterrupt fail it too)
+            except SystemExit as e:
+                self.cancelable = None
+                outcome = ("exit", e)
+            except BaseException as e:  # noqa: BLE001 (KeyboardInterrupt fails it too)
                 self.cancelable = None
                 outcome = ("failed", e)
         except self.cancel_classes:  # a late signal, between the handlers above
@@ -345,8 +357,20 @@ class Runner:
                 self._failed(pid, e)  # this prediction fails, the worker goes on
         elif outcome[0] == "canceled":
             self._canceled(pid)
+        elif outcome[0] == "exit":
+            self._exit_worker(pid, outcome[1])
         else:
             self._failed(pid, outcome[1])
+
+    def _exit_worker(self, pid: str, e: SystemExit) -> None:
+        """predict() called sys.exit(): as in Cog, the worker ends there, with its status (the shim then fails
+        the prediction, "Worker crashed", and is DEFUNCT). Its logs go first."""
+        self.flush_all_logs()
+        code = e.code
+        if code is not None and not isinstance(code, int):
+            self.log(pid, str(code))  # sys.exit("message") prints it and exits with 1, as Python does
+            code = 1
+        os._exit(code or 0)
 
     def serve_sync(self, requests: "queue.Queue[Dict[str, Any]]") -> None:
         while True:
@@ -400,6 +424,8 @@ class Runner:
                     outcome = ("done", result, streamed)
                 except (asyncio.CancelledError, *self.cancel_classes):
                     outcome = ("canceled",)
+                except SystemExit as e:
+                    outcome = ("exit", e)
                 except Exception as e:  # noqa: BLE001
                     outcome = ("failed", e)
             finally:
@@ -526,11 +552,7 @@ def main(argv: List[str]) -> int:
             runner.serve(stream)
     else:
         code = 1
-    for w in (runner.stdout, runner.stderr):
-        with w.lock:
-            ids = list(w.pending)
-        for pid in ids:
-            w.flush_id(pid)
+    runner.flush_all_logs()
     # Threads the predictor left running must not keep the process alive.
     os._exit(code)
 

@@ -328,7 +328,7 @@ req GET /health-check
 expect_contains "$(field 'j["setup"]["logs"]')" "timed out"
 kill -TERM "$SPID"
 
-t_case "a worker that dies: the prediction fails, DEFUNCT, 503"
+t_case "a worker that dies (os._exit): the prediction fails with Cog's \"Worker crashed\", DEFUNCT, 503"
 cat >"$T_WORK/crash.py" <<'EOF'
 import os
 from cog import BasePredictor
@@ -342,7 +342,8 @@ wait_health READY
 post '{"input": {}}'
 expect_eq "$CODE" 200
 expect_eq "$(field 'j["status"]')" failed
-expect_contains "$(field 'j["error"]')" "exited with status 3"
+expect_eq "$(field 'j["error"]')" "Worker crashed"
+expect_contains "$(field 'j["logs"]')" "the worker exited with status 3"
 wait_health DEFUNCT 2
 post '{"input": {}}'
 expect_eq "$CODE" 503

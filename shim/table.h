@@ -59,7 +59,7 @@ struct shim_job {
 	                                s->job_changed */
 };
 
-/* ---- predictions.c (callers hold s->lock unless said otherwise) ---- */
+/* ---- predictions.c, responses.c (callers hold s->lock unless said otherwise) ---- */
 
 /* Register the table with the worker layer (s->job_ops), before the worker starts. */
 void shim_table_attach(struct shim *s);

@@ -30,11 +30,12 @@ from cog import BasePredictor, CancelationException, streaming
 
 class Streams(BasePredictor):
     @streaming
-    def predict(self, n: int = 2) -> Iterator[str]:
+    def predict(self, n: int = 2, delay: float = 0) -> Iterator[str]:
         for i in range(n):
             print(f"out {i}")
             print(f"err {i}", file=sys.stderr)
             yield f"t{i}"
+            time.sleep(delay)
 
 
 class Plain(BasePredictor):  # an iterator, but not marked @streaming
@@ -106,6 +107,17 @@ curl -s -N -m 10 -X PUT -H 'Accept: text/event-stream' -H 'Content-Type: applica
 expect_eq "$(head -1 "$T_WORK/sse2")" "event: start"
 expect_eq "$(grep -c '^event: output' "$T_WORK/sse2")" 2
 expect_eq "$(grep -c '^event: completed' "$T_WORK/sse2")" 1
+
+t_case "@streaming: a PUT with the id of a running prediction streams it, its earlier events replayed"
+post '{"id": "r1", "input": {"n": 3, "delay": 0.4}}' -H 'Prefer: respond-async'
+expect_eq "$CODE" 202
+sleep 0.6 # its first output is out before the stream begins
+curl -s -N -m 10 -X PUT -H 'Accept: text/event-stream' -H 'Content-Type: application/json' \
+	-d '{"input": {"n": 3, "delay": 0.4}}' "$URL/predictions/r1" >"$T_WORK/sse-r1"
+expect_eq "$(head -1 "$T_WORK/sse-r1")" "event: start"
+expect_eq "$(grep -A1 '^event: output' "$T_WORK/sse-r1" | grep -c '"index":[012]}')" 3
+expect_eq "$(grep -A1 '^event: completed' "$T_WORK/sse-r1" | tail -1 | cut -c7- | json 'j["output"]')" \
+	'["t0", "t1", "t2"]'
 
 t_case "@streaming: without Accept: text/event-stream the answer is the JSON response"
 post '{"input": {"n": 3}}'

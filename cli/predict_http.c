@@ -148,8 +148,9 @@ static void on_event(struct stream *st, const char *text, size_t len)
 		p += n + 1;
 	}
 	json_t *v = data.ptr ? json_loadb(data.ptr, data.len, JSON_DECODE_ANY, NULL) : NULL;
-	if (strcmp(event, "logs") == 0 && json_is_string(v) && !st->quiet) {
-		fputs(json_string_value(v), stderr);
+	json_t *log = json_object_get(v, "data"); /* "log": {"source": "stdout" or "stderr", "data": TEXT} */
+	if (strcmp(event, "log") == 0 && json_is_string(log) && !st->quiet) {
+		fwrite(json_string_value(log), 1, json_string_length(log), stderr);
 		fflush(stderr);
 	} else if (strcmp(event, "completed") == 0 && json_is_object(v)) {
 		json_decref(st->completed);
@@ -231,6 +232,8 @@ int predict_send(const char *url, const char *path, const char *id, const json_t
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
 	headers = curl_slist_append(headers, "Accept: text/event-stream");
+	/* kiln's own client: a stream of any model, not only of one marked @cog.streaming (kiln-shim(1)) */
+	headers = curl_slist_append(headers, "X-Kiln-Stream: always");
 	struct stream st = {.pending = KILN_BUF_INIT, .quiet = quiet, .completed = NULL};
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);

@@ -71,6 +71,7 @@ struct shim {
 	struct timespec setup_start_mono;
 	bool warming;          /* the warmup prediction runs */
 	bool has_healthcheck;  /* the predictor defines healthcheck() (the runner's "ready" says so) */
+	bool streaming;        /* it opted in to server-sent events, @cog.streaming (the "ready" says so) */
 	long long hc_sent;     /* healthcheck requests sent (their ids: 1, 2, ...) */
 	long long hc_answered; /* the highest id answered */
 	char *hc_error;        /* that answer's error, or NULL: healthy */

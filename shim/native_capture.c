@@ -15,9 +15,9 @@
 #include "common/cleanup.h"
 #include "shim/native.h"
 
-/* A log event for TEXT (LEN bytes), of the prediction that runs when exactly one does, else of no one.
- * Bytes that are not UTF-8 become '?'. */
-static void emit_log(struct shim *s, const char *text, size_t len)
+/* A log event for TEXT (LEN bytes) written to SOURCE ("stdout", "stderr"), of the prediction that runs when
+ * exactly one does, else of no one. Bytes that are not UTF-8 become '?'. */
+static void emit_log(struct shim *s, const char *source, const char *text, size_t len)
 {
 	struct shim_native *n = s->native;
 	json_t *id = json_null();
@@ -35,7 +35,8 @@ static void emit_log(struct shim *s, const char *text, size_t len)
 	}
 	pthread_mutex_unlock(&n->lock);
 	json_t *str = shim_json_text(text, len);
-	native_emit(s, json_pack("{s:s, s:o, s:o}", "type", "log", "id", id, "text", str));
+	native_emit(
+	    s, json_pack("{s:s, s:o, s:o, s:s}", "type", "log", "id", id, "text", str, "source", source));
 }
 
 /* Read what the pipes hold now and emit each complete line (with its newline); with FLUSH, the unfinished
@@ -45,6 +46,7 @@ static void pump(struct shim *s, bool flush)
 	struct shim_native *n = s->native;
 	for (int k = 0; k < 2; k++) {
 		struct kiln_buf *b = &n->lines[k];
+		const char *source = k ? "stderr" : "stdout";
 		char chunk[65536];
 		for (;;) {
 			ssize_t r = n->eof[k] ? 0 : read(n->pipes[k], chunk, sizeof(chunk));
@@ -58,7 +60,7 @@ static void pump(struct shim *s, bool flush)
 			size_t start = 0;
 			for (size_t i = 0; i < b->len; i++) {
 				if (b->ptr[i] == '\n' || i - start + 1 >= LINE_MAX_BYTES) {
-					emit_log(s, b->ptr + start, i - start + 1);
+					emit_log(s, source, b->ptr + start, i - start + 1);
 					start = i + 1;
 				}
 			}
@@ -67,7 +69,7 @@ static void pump(struct shim *s, bool flush)
 		}
 		if (flush && b->len) {
 			kiln_buf_puts(b, "\n");
-			emit_log(s, b->ptr, b->len);
+			emit_log(s, source, b->ptr, b->len);
 			b->len = 0;
 		}
 	}

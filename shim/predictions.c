@@ -1,13 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* predictions.c: the table of jobs (table.h): states, slots, responses, worker events and webhooks. */
+/* predictions.c: the table of jobs (table.h): states, slots, worker events and webhooks. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
 #include "common/fs.h"
 #include "shim/table.h"
-
-static const char *const STATUS_NAMES[] = {"starting", "processing", "succeeded", "failed", "canceled"};
 
 /* Per kind of job: the worker request that runs it, the word its log lines use and their key for its id. */
 static const struct {
@@ -25,11 +23,6 @@ const char *shim_job_noun(enum shim_job_kind kind)
 const char *shim_job_id_key(enum shim_job_kind kind)
 {
 	return KINDS[kind].id_key;
-}
-
-const char *shim_status_name(enum shim_status st)
-{
-	return STATUS_NAMES[st];
 }
 
 static bool finished(const struct shim_job *p)
@@ -113,6 +106,7 @@ static void pred_free(struct shim_job *p)
 	json_decref(p->output);
 	json_decref(p->metrics);
 	kiln_buf_release(&p->logs);
+	free(p->log_runs);
 	free(p->error);
 	free(p->webhook);
 	json_decref(p->filter);
@@ -123,72 +117,6 @@ static void pred_free(struct shim_job *p)
 	}
 	pthread_cond_destroy(&p->done);
 	free(p);
-}
-
-/* Append a timestamp (or null when T is empty). */
-static int put_time(struct kiln_buf *b, const char *t)
-{
-	return *t ? shim_put_text(b, t, strlen(t)) : kiln_buf_puts(b, "null");
-}
-
-int shim_job_text(const struct shim_job *p, struct kiln_buf *b)
-{
-	/* one statement each: the order of the pieces is the order of the fields */
-	int rc = kiln_buf_puts(b, "{\"id\":");
-	rc |= shim_put_text(b, p->id, strlen(p->id));
-	rc |= kiln_buf_printf(b, ",\"status\":\"%s\",\"input\":", shim_status_name(p->status));
-	rc |= shim_put_json(b, p->input ? p->input : json_null());
-	rc |= kiln_buf_puts(b, ",\"output\":");
-	rc |= shim_put_json(b, p->output ? p->output : json_null());
-	rc |= kiln_buf_puts(b, ",\"logs\":");
-	rc |= shim_put_text(b, p->logs.ptr ? p->logs.ptr : "", p->logs.len);
-	rc |= kiln_buf_puts(b, ",\"error\":");
-	rc |= p->error ? shim_put_text(b, p->error, strlen(p->error)) : kiln_buf_puts(b, "null");
-	rc |= kiln_buf_puts(b, ",\"metrics\":{");
-	/* the predictor's own, then predict_time: the runtime's, as in Cog, even when it set one */
-	const char *key;
-	json_t *v;
-	bool first = true;
-	json_object_foreach(p->metrics, key, v)
-	{
-		if (strcmp(key, "predict_time") == 0)
-			continue;
-		rc |= kiln_buf_puts(b, first ? "" : ",");
-		rc |= shim_put_text(b, key, strlen(key));
-		rc |= kiln_buf_puts(b, ":");
-		rc |= shim_put_json(b, v);
-		first = false;
-	}
-	if (p->predict_time >= 0) {
-		char t[32];
-		shim_seconds_text(t, p->predict_time);
-		rc |= kiln_buf_puts(b, first ? "\"predict_time\":" : ",\"predict_time\":");
-		rc |= kiln_buf_puts(b, t);
-	}
-	rc |= kiln_buf_puts(b, "},\"created_at\":");
-	rc |= put_time(b, p->created_at);
-	rc |= kiln_buf_puts(b, ",\"started_at\":");
-	rc |= put_time(b, p->started_at);
-	rc |= kiln_buf_puts(b, ",\"completed_at\":");
-	rc |= put_time(b, p->completed_at);
-	if (p->webhook) {
-		rc |= kiln_buf_puts(b, ",\"webhook\":");
-		rc |= shim_put_text(b, p->webhook, strlen(p->webhook));
-	}
-	if (p->filter) {
-		rc |= kiln_buf_puts(b, ",\"webhook_events_filter\":");
-		rc |= shim_put_json(b, p->filter);
-	}
-	rc |= kiln_buf_puts(b, "}");
-	return rc ? -1 : 0;
-}
-
-json_t *shim_job_json(const struct shim_job *p)
-{
-	_cleanup_buf_ struct kiln_buf b = KILN_BUF_INIT;
-	if (shim_job_text(p, &b) < 0)
-		return NULL;
-	return json_loadb(b.ptr, b.len, JSON_ALLOW_NUL, NULL);
 }
 
 /* Tell the HTTP layer that P changed (its waiting connections resume). */
@@ -365,11 +293,24 @@ void shim_job_dispatch(struct shim *s, struct shim_job *p, json_t *worker_input,
 	}
 }
 
-/* Append TEXT to P's logs (webhook "logs"). */
-static void job_log(struct shim *s, struct shim_job *p, const char *text, size_t len)
+/* Append TEXT, written to SOURCE ("stdout", "stderr"; NULL: stdout), to P's logs (webhook "logs"). */
+static void job_log(struct shim *s, struct shim_job *p, const char *source, const char *text, size_t len)
 {
+	bool err = source && strcmp(source, "stderr") == 0;
+	if (p->nlog_runs == p->log_runs_cap) {
+		size_t cap = p->log_runs_cap ? 2 * p->log_runs_cap : 4;
+		struct shim_log_run *runs = realloc(p->log_runs, cap * sizeof(*runs));
+		if (!runs)
+			return;
+		p->log_runs = runs;
+		p->log_runs_cap = cap;
+	}
 	if (kiln_buf_put(&p->logs, text, len) < 0)
 		return;
+	if (p->nlog_runs && p->log_runs[p->nlog_runs - 1].stderr == err)
+		p->log_runs[p->nlog_runs - 1].end = p->logs.len;
+	else
+		p->log_runs[p->nlog_runs++] = (struct shim_log_run){p->logs.len, err};
 	notify(s, p, "logs");
 	changed(s, p);
 	pthread_cond_broadcast(&s->cond);
@@ -419,7 +360,8 @@ static void on_event(struct shim *s, const char *type, json_t *ev)
 		if (!json_is_string(text))
 			shim_job_finish(s, p, JOB_FAILED, "the worker sent a log event without text");
 		else
-			job_log(s, p, json_string_value(text), json_string_length(text));
+			job_log(s, p, json_string_value(json_object_get(ev, "source")),
+			        json_string_value(text), json_string_length(text));
 	} else if (strcmp(type, "started") == 0) {
 		/* already processing since dispatch */
 	} else if (strcmp(type, "output") == 0) {
@@ -475,11 +417,16 @@ static void on_event(struct shim *s, const char *type, json_t *ev)
 }
 
 /* The worker is gone (shim_jobs_ops.fail_all). */
-static void on_fail_all(struct shim *s, const char *error)
+static void on_fail_all(struct shim *s, const char *error, const char *detail)
 {
 	for (struct shim_job *p = s->jobs; p; p = p->next)
-		if (!finished(p))
+		if (!finished(p)) {
+			if (p->logs.len && p->logs.ptr[p->logs.len - 1] != '\n')
+				job_log(s, p, "stderr", "\n", 1);
+			job_log(s, p, "stderr", detail, strlen(detail));
+			job_log(s, p, "stderr", "\n", 1);
 			shim_job_finish(s, p, JOB_FAILED, error);
+		}
 }
 
 /* shim_jobs_ops.which: job ID, or the only one running (sent to the worker and not finished). */
@@ -498,11 +445,22 @@ static const char *on_which(struct shim *s, const char *id)
 }
 
 /* shim_jobs_ops.log */
-static void on_log(struct shim *s, const char *id, const char *text, size_t len)
+static void on_log(struct shim *s, const char *id, const char *source, const char *text, size_t len)
 {
 	struct shim_job *p = shim_job_find(s, id);
 	if (p)
-		job_log(s, p, text, len);
+		job_log(s, p, source, text, len);
+}
+
+const char *shim_job_log_source(const struct shim_job *p, size_t at, size_t *end)
+{
+	for (size_t i = 0; i < p->nlog_runs; i++)
+		if (at < p->log_runs[i].end) {
+			*end = p->log_runs[i].end;
+			return p->log_runs[i].stderr ? "stderr" : "stdout";
+		}
+	*end = p->logs.len;
+	return "stdout";
 }
 
 /* shim_jobs_ops.fail */

@@ -13,6 +13,12 @@
 #include "common/fs.h"
 #include "shim/http.h"
 
+/* The 406 answer to Accept: text/event-stream for a predictor that does not stream. */
+#define NOT_STREAMING                                                                                        \
+	"this model does not stream its predictions: mark its run() or predict() @cog.streaming (and "       \
+	"return "                                                                                            \
+	"an Iterator) to answer Accept: text/event-stream"
+
 /* The 503 answer while predictions cannot run, or NULL when they can (s->lock held). */
 static const char *not_ready(const struct shim *s)
 {
@@ -285,6 +291,15 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 	bool async = prefer && strcmp(prefer, "respond-async") == 0;
 	const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
 	bool sse = accept && strstr(accept, "text/event-stream");
+	/* kiln predict's own header: an event stream of any model, marked @cog.streaming or not */
+	const char *always = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Kiln-Stream");
+	if (always && strcmp(always, "always") != 0) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "X-Kiln-Stream: '%.64s' is not 'always' (the only value it takes)",
+		         always);
+		return http_detail(c, 400, msg);
+	}
+	bool any_model = always != NULL;
 
 	pthread_mutex_lock(&s->lock);
 	const char *why = not_ready(s);
@@ -296,6 +311,11 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 	if (!schema) { /* set with the schema: the runner's, once it started */
 		pthread_mutex_unlock(&s->lock);
 		return http_detail(c, 404, "Not Found");
+	}
+	if (sse && !s->streaming && !any_model) {
+		/* Cog 0.22: only a predictor marked @cog.streaming answers with an event stream */
+		pthread_mutex_unlock(&s->lock);
+		return http_detail(c, 406, NOT_STREAMING);
 	}
 	struct shim_job *p = id ? shim_job_find(s, id) : NULL;
 	if (p && p->kind != kind) {

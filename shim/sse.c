@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* sse.c: a prediction as server-sent events (Accept: text/event-stream): logs, outputs and completed. */
+/* sse.c: a prediction as server-sent events (Accept: text/event-stream), Cog 0.22's: start, output, log and
+ * completed. */
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@ struct sse {
 	struct shim_waiter wait;
 	bool quiet; /* suspended with nothing to send since quiet_since */
 	struct timespec quiet_since;
+	bool started;
 	size_t outputs;
 	size_t logs;
 	bool done;
@@ -32,20 +34,32 @@ static void sse_event(struct kiln_buf *b, const char *event, json_t *data)
 	json_decref(data);
 }
 
-/* Collect the events that happened since the last call (s->lock held). */
+/* Collect the events that happened since the last call (s->lock held): "start" once the prediction was sent
+ * to the worker, a "log" per stretch of its logs from one stream ({"source", "data"}), an "output" per item
+ * an iterator yielded ({"chunk", "index"}), and "completed" with the final response. */
 static void sse_collect(struct sse *e)
 {
 	struct shim_job *p = e->p;
-	if (p->logs.len > e->logs) {
-		sse_event(&e->pending, "logs", json_stringn(p->logs.ptr + e->logs, p->logs.len - e->logs));
-		e->logs = p->logs.len;
+	if (!e->started && p->dispatched) {
+		sse_event(&e->pending, "start", json_pack("{s:s, s:s}", "id", p->id, "status", "processing"));
+		e->started = true;
+	}
+	while (p->logs.len > e->logs) {
+		size_t end;
+		const char *source = shim_job_log_source(p, e->logs, &end);
+		if (end > p->logs.len || end <= e->logs)
+			end = p->logs.len;
+		sse_event(&e->pending, "log",
+		          json_pack("{s:s, s:o}", "source", source, "data",
+		                    json_stringn(p->logs.ptr + e->logs, end - e->logs)));
+		e->logs = end;
 	}
 	if (p->iterator && json_is_array(p->output))
 		for (; e->outputs < json_array_size(p->output); e->outputs++)
-			sse_event(&e->pending, "output", json_incref(json_array_get(p->output, e->outputs)));
+			sse_event(&e->pending, "output",
+			          json_pack("{s:O, s:I}", "chunk", json_array_get(p->output, e->outputs),
+			                    "index", (json_int_t)e->outputs));
 	if (p->status >= JOB_SUCCEEDED) {
-		if (!p->iterator && p->output && !json_is_null(p->output))
-			sse_event(&e->pending, "output", json_incref(p->output));
 		sse_event(&e->pending, "completed", shim_job_json(p));
 		e->done = true;
 	}

@@ -20,6 +20,12 @@ enum shim_status { JOB_STARTING, JOB_PROCESSING, JOB_SUCCEEDED, JOB_FAILED, JOB_
  * trainer (train:) in the same worker, in the same slots, with the same response. */
 enum shim_job_kind { SHIM_JOB_PREDICTION, SHIM_JOB_TRAINING };
 
+/* A stretch of a job's logs written to one stream: it ends at END (an offset in logs). */
+struct shim_log_run {
+	size_t end;
+	bool stderr; /* else stdout */
+};
+
 /* One job; guarded by shim.lock. Freed when finished, unreferenced and out of the kept list. */
 struct shim_job {
 	struct shim_job *next;
@@ -31,6 +37,8 @@ struct shim_job {
 	json_t *output; /* NULL until there is one; an array for iterators */
 	bool iterator;  /* output events arrived */
 	struct kiln_buf logs;
+	struct shim_log_run *log_runs; /* where in logs each stretch from one source ends, in order */
+	size_t nlog_runs, log_runs_cap;
 	char *error;
 	double predict_time; /* seconds, < 0 until known */
 	json_t *metrics;     /* what the predictor recorded (an object), or NULL */
@@ -52,7 +60,7 @@ struct shim_job {
 	                                s->job_changed */
 };
 
-/* ---- predictions.c (callers hold s->lock unless said otherwise) ---- */
+/* ---- predictions.c, responses.c (callers hold s->lock unless said otherwise) ---- */
 
 /* Register the table with the worker layer (s->job_ops), before the worker starts. */
 void shim_table_attach(struct shim *s);
@@ -79,6 +87,8 @@ void shim_job_dispatch(struct shim *s, struct shim_job *p, json_t *worker_input,
                        struct kiln_buf *sent);
 /* Finish P with STATUS and ERROR (may be NULL): completion time, slot, webhook, temp dir. */
 void shim_job_finish(struct shim *s, struct shim_job *p, enum shim_status st, const char *error);
+/* The stream ("stdout" or "stderr") that wrote P's logs at offset AT; *END: where that stretch ends. */
+const char *shim_job_log_source(const struct shim_job *p, size_t at, size_t *end);
 /* Ask for P to be canceled: 0, or -1 when it is not running. */
 int shim_job_cancel(struct shim *s, struct shim_job *p);
 /* Free every job (at exit; no thread uses them any more). */

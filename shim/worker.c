@@ -19,6 +19,7 @@
 extern char **environ;
 
 #define WARMUP_ID      "kiln-warmup"
+#define WORKER_CRASHED "Worker crashed" /* Cog 0.22's error for the predictions a dead worker ran */
 #define LINE_MAX_MIB   64
 #define LINE_MAX_BYTES ((size_t)LINE_MAX_MIB * 1024 * 1024)
 #define STRINGIFY_(x)  #x
@@ -119,6 +120,7 @@ static void handle_event(struct shim *s, const char *type, json_t *ev)
 		s->train_schema = s->trainer ? shim_schema_for_training(s->schema) : NULL;
 	} else if (strcmp(type, "ready") == 0) {
 		s->has_healthcheck = json_is_true(json_object_get(ev, "healthcheck"));
+		s->streaming = json_is_true(json_object_get(ev, "streaming"));
 		if (!s->setup_status)
 			on_ready(s);
 	} else if (strcmp(type, "healthcheck_result") == 0) {
@@ -226,8 +228,8 @@ static void on_output(struct shim *s, struct shim_stream *st, const char *line, 
 	}
 	const char *only = s->job_ops->which(s, NULL);
 	if (only) {
-		s->job_ops->log(s, only, line, len);
-		s->job_ops->log(s, only, "\n", 1);
+		s->job_ops->log(s, only, st->name, line, len);
+		s->job_ops->log(s, only, st->name, "\n", 1);
 	} else {
 		shim_log_text("info", json_pack("{s:s}", "source", st->name), line, len);
 	}
@@ -350,7 +352,7 @@ static void *reader_main(void *arg)
 		s->health = SHIM_DEFUNCT;
 		shim_log("error", NULL, "%s: the shim is DEFUNCT", why);
 	}
-	s->job_ops->fail_all(s, why);
+	s->job_ops->fail_all(s, WORKER_CRASHED, why);
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	return NULL;

@@ -17,12 +17,14 @@ struct shim_jobs_ops {
 	/* The id of the job named ID (in any state), or, ID NULL, of the only job running: NULL when there is
 	 * none (or, ID NULL, more than one). The string lives as long as the job. */
 	const char *(*which)(struct shim *s, const char *id);
-	/* Append TEXT[0..LEN) to the logs of job ID. */
-	void (*log)(struct shim *s, const char *id, const char *text, size_t len);
+	/* Append TEXT[0..LEN), written by the worker to SOURCE ("stdout" or "stderr"), to the logs of job ID.
+	 */
+	void (*log)(struct shim *s, const char *id, const char *source, const char *text, size_t len);
 	/* End job ID as failed with ERROR unless it has finished. */
 	void (*fail)(struct shim *s, const char *id, const char *error);
-	/* The worker is gone: end every unfinished job as failed with ERROR. */
-	void (*fail_all)(struct shim *s, const char *error);
+	/* The worker is gone: end every unfinished job as failed with ERROR, DETAIL (why it is gone) a last
+	 * line of its logs. */
+	void (*fail_all)(struct shim *s, const char *error, const char *detail);
 };
 
 /* ---- worker.c ---- */

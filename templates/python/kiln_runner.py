@@ -148,10 +148,20 @@ class Runner:
             if w is not None:
                 w.flush_id(pid)
 
+    def flush_all_logs(self) -> None:
+        """Emit every prediction's unfinished log line."""
+        for w in (self.stdout, self.stderr):
+            if w is not None:
+                with w.lock:
+                    ids = list(w.pending)
+                for pid in ids:
+                    w.flush_id(pid)
+
     def log(self, pid: Optional[str], text: str) -> None:
         self.flush_logs(pid)
         if text:
-            self.events.emit({"type": "log", "id": pid, "text": text if text.endswith("\n") else text + "\n"})
+            self.events.emit({"type": "log", "id": pid, "text": text if text.endswith("\n") else text + "\n",
+                              "source": "stderr"})
 
     # ---- start ----
 
@@ -200,7 +210,8 @@ class Runner:
         if self.concurrency and self.concurrency > 1 and not self.is_async:
             self.log(None, f"kiln: concurrency {self.concurrency} needs an async {self.info.method}(); "
                            "running one prediction at a time")
-        self.events.emit({"type": "ready", "healthcheck": self.healthcheck is not None})
+        self.events.emit({"type": "ready", "healthcheck": self.healthcheck is not None,
+                          "streaming": bool(getattr(self.info, "streaming", False))})
         return True
 
     def _import(self, path: str) -> Any:
@@ -363,7 +374,10 @@ class Runner:
             except self.cancel_classes:
                 self.cancelable = None
                 outcome = ("canceled",)
-            except BaseException as e:  # noqa: BLE001 (SystemExit and KeyboardInterrupt fail it too)
+            except SystemExit as e:
+                self.cancelable = None
+                outcome = ("exit", e)
+            except BaseException as e:  # noqa: BLE001 (KeyboardInterrupt fails it too)
                 self.cancelable = None
                 outcome = ("failed", e)
         except self.cancel_classes:  # a late signal, between the handlers above
@@ -393,8 +407,20 @@ class Runner:
                 self._failed(pid, e)  # this prediction fails, the worker goes on
         elif outcome[0] == "canceled":
             self._canceled(pid)
+        elif outcome[0] == "exit":
+            self._exit_worker(pid, outcome[1])
         else:
             self._failed(pid, outcome[1])
+
+    def _exit_worker(self, pid: str, e: SystemExit) -> None:
+        """predict() called sys.exit(): as in Cog, the worker ends there, with its status (the shim then fails
+        the prediction, "Worker crashed", and is DEFUNCT). Its logs go first."""
+        self.flush_all_logs()
+        code = e.code
+        if code is not None and not isinstance(code, int):
+            self.log(pid, str(code))  # sys.exit("message") prints it and exits with 1, as Python does
+            code = 1
+        os._exit(code or 0)
 
     def serve_sync(self, requests: "queue.Queue[Dict[str, Any]]") -> None:
         while True:
@@ -449,6 +475,8 @@ class Runner:
                     outcome = ("done", result, streamed, info)
                 except (asyncio.CancelledError, *self.cancel_classes):
                     outcome = ("canceled",)
+                except SystemExit as e:
+                    outcome = ("exit", e)
                 except Exception as e:  # noqa: BLE001
                     outcome = ("failed", e)
             finally:
@@ -577,11 +605,7 @@ def main(argv: List[str]) -> int:
             runner.serve(stream)
     else:
         code = 1
-    for w in (runner.stdout, runner.stderr):
-        with w.lock:
-            ids = list(w.pending)
-        for pid in ids:
-            w.flush_id(pid)
+    runner.flush_all_logs()
     # Threads the predictor left running must not keep the process alive.
     os._exit(code)
 

@@ -84,6 +84,7 @@ class LogWriter(io.TextIOBase):
         self.lock = threading.RLock()
         self.pending: Dict[Optional[str], str] = {}
         self.buffer = _BytesLog(self)
+        self.source = "stderr" if fd == 2 else "stdout"  # the log events' "source"
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
@@ -122,7 +123,7 @@ class LogWriter(io.TextIOBase):
             if not self.pending[pid]:
                 del self.pending[pid]
         if out:
-            self.runner.events.emit({"type": "log", "id": pid, "text": out})
+            self.runner.events.emit({"type": "log", "id": pid, "text": out, "source": self.source})
         return len(s)
 
     def flush(self) -> None:
@@ -132,7 +133,7 @@ class LogWriter(io.TextIOBase):
         with self.lock:
             out = self.pending.pop(pid, "")
         if out:
-            self.runner.events.emit({"type": "log", "id": pid, "text": out})
+            self.runner.events.emit({"type": "log", "id": pid, "text": out, "source": self.source})
 
 
 def private_fds(events_fd: int) -> Tuple[int, int]:

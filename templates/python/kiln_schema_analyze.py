@@ -285,7 +285,8 @@ def analyze(path: str, name: str, methods: Tuple[str, ...] = ("predict", "run"))
     output = _output(mod, fn, fname)
     info = PredictorInfo(path=path, name=name, is_class=is_class, method=fname,
                          is_async=isinstance(fn, ast.AsyncFunctionDef), inputs=inputs, output=output,
-                         line=fn.lineno)  # type: ignore[attr-defined]
+                         line=fn.lineno,  # type: ignore[attr-defined]
+                         streaming=any(_is_streaming(mod, d) for d in fn.decorator_list))  # type: ignore[attr-defined]
     if is_class and "run" in methods:  # Cog renamed predictions runs: the old names still work, with a warning
         cls = mod.classes[name]
         if any(mod.qualify(b) == "cog.BasePredictor" for b in cls.bases):
@@ -295,3 +296,10 @@ def analyze(path: str, name: str, methods: Tuple[str, ...] = ("predict", "run"))
             info.warnings.append(f"{path}:{fn.lineno}: predict() is deprecated: name it run() (Cog renamed "
                                  f"predictions runs)")
     return info
+
+
+def _is_streaming(mod: SourceModule, decorator: ast.AST) -> bool:
+    """Whether DECORATOR is Cog's opt-in to server-sent events: @streaming, @cog.streaming, or either called."""
+    if isinstance(decorator, ast.Call):
+        decorator = decorator.func
+    return mod.qualify(decorator) == "cog.streaming"

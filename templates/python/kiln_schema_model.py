@@ -168,6 +168,7 @@ class PredictorInfo:
     inputs: Dict[str, InputInfo]
     output: OutputInfo
     line: int
+    streaming: bool = False  # marked @cog.streaming: it may answer Accept: text/event-stream
     warnings: List[str] = field(default_factory=list)  # "FILE:LINE: message": deprecated names it uses
 
 

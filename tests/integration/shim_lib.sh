@@ -75,6 +75,13 @@ wait_settled() {
 	echo "$s"
 }
 
+# stop_shim: SIGTERM, then the shim ($SPID) must be gone within 10 s with status 0. Sets $RC.
+stop_shim() {
+	kill -TERM "$SPID"
+	wait_exit "$SPID" 10
+	expect_eq "$RC" 0 "exit status"
+}
+
 # wait_exit PID SECONDS: until PID (a child of this shell) ends; fails the case if it still runs after SECONDS.
 # Sets $RC to its exit status (255 if it still runs).
 wait_exit() {

@@ -81,6 +81,16 @@ expect_eq "$(field 'type(j["metrics"]["predict_time"]).__name__')" float
 post '{"input": {"text": "ab", "repeat": 3}}'
 expect_eq "$(field 'j["output"]')" "bababa"
 
+t_case "a native predictor does not stream: Accept: text/event-stream is 406, but kiln predict's stream works"
+post '{"input": {"text": "ab"}}' -H 'Accept: text/event-stream'
+expect_eq "$CODE" 406
+expect_contains "$(field 'j["detail"]')" "does not stream"
+curl -s -N -m 10 -H 'Accept: text/event-stream' -H 'X-Kiln-Stream: always' -H 'Content-Type: application/json' \
+	-d '{"input": {"text": "ab"}}' "$URL/predictions" >"$T_WORK/native.sse"
+expect_eq "$(head -1 "$T_WORK/native.sse")" "event: start"
+expect_contains "$(cat "$T_WORK/native.sse")" $'event: log\ndata: {"source":"stdout","data":"echo: reversing 2 bytes'
+expect_eq "$(grep -A1 '^event: completed' "$T_WORK/native.sse" | tail -1 | cut -c7- | json 'j["output"]')" ba
+
 t_case "SIGTERM stops the shim cleanly"
 kill -TERM "$SPID"
 wait_exit "$SPID" 10

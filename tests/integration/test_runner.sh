@@ -158,7 +158,7 @@ suite() {
 	expect_ev "e[0]['schema']['openapi']" 3.0.2
 	expect_ev "[x['type'] for x in e[1:]]" '["log", "ready", "started", "log", "done", "started", "log", "done"]'
 	expect_ev "of('log')" \
-		'[{"type": "log", "id": null, "text": "setting up\n"}, {"type": "log", "id": "p1", "text": "greeting kiln\n"}, {"type": "log", "id": "p2", "text": "greeting world\n"}]'
+		'[{"type": "log", "id": null, "text": "setting up\n", "source": "stdout"}, {"type": "log", "id": "p1", "text": "greeting kiln\n", "source": "stdout"}, {"type": "log", "id": "p2", "text": "greeting world\n", "source": "stdout"}]'
 	expect_ev "[(x['id'], x['output']) for x in of('done')]" '[["p1", "hello kiln"], ["p2", "hello world"]]'
 	expect_ev "all(isinstance(x['predict_time'], float) and x['predict_time'] >= 0 for x in of('done'))" True
 	expect_eq "$(cat "$T_WORK/hello.out")" "" "the runner's stdout (prints go to log events)"
@@ -200,7 +200,7 @@ suite() {
 	run_batch setup_fails setup_fails.py:Predictor x='{}'
 	expect_rc 1
 	expect_ev "[x['type'] for x in e]" '["schema", "log", "log", "setup_failed"]'
-	expect_ev "e[1]" '{"type": "log", "id": null, "text": "loading weights\n"}'
+	expect_ev "e[1]" '{"type": "log", "id": null, "text": "loading weights\n", "source": "stdout"}'
 	expect_ev "e[2]['text'].startswith('Traceback') and 'setup_fails.py' in e[2]['text']" True
 	expect_ev "e[-1]['error']" "RuntimeError: weights are missing"
 
@@ -288,6 +288,15 @@ suite() {
 	PYTHONPATH=$T_WORK/site run_batch installed which_cog.py:Predictor w='{}'
 	expect_ev "out()['file']" "$T_WORK/site/cog/__init__.py"
 	expect_ev "out()['marker']" installed
+
+	t_case "$P ready says whether predict() is marked @cog.streaming (and logs say their stream)"
+	run_batch streams iterator.py:Predictor s='{"n": 1}' '{"type": "shutdown"}'
+	expect_rc 0
+	expect_ev "[x['streaming'] for x in e if x['type'] == 'ready']" '[true]'
+	expect_ev "[x['source'] for x in e if x['type'] == 'log']" '["stdout"]'
+	run_batch tokens iterator.py:Tokens '{"type": "shutdown"}'
+	expect_rc 0
+	expect_ev "[x['streaming'] for x in e if x['type'] == 'ready']" '[false]'
 
 	t_case "$P KILN_RUNNER_FD names the event descriptor; every event line is JSON"
 	EV=$T_WORK/fd5.jsonl

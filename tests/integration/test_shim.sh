@@ -272,11 +272,14 @@ post '{"input": {"n": 3}}'
 expect_eq "$(field 'j["output"]')" '["item-0", "item-1", "item-2"]'
 expect_eq "$(field 'repr(j["logs"])')" "'item 0\\nitem 1\\nitem 2\\n'"
 
-t_case "Accept: text/event-stream streams output, logs and completed events"
+t_case "Accept: text/event-stream streams Cog's start, output, log and completed events"
 curl -s -N -m 10 -X POST -H 'Accept: text/event-stream' -d '{"input": {"n": 2}}' "$URL/predictions" >"$T_WORK/sse"
+expect_eq "$(head -1 "$T_WORK/sse")" "event: start"
+expect_contains "$(sed -n 2p "$T_WORK/sse")" '"status":"processing"'
 expect_eq "$(grep -c '^event: output' "$T_WORK/sse")" 2
-expect_contains "$(cat "$T_WORK/sse")" $'event: output\ndata: "item-0"'
-expect_contains "$(cat "$T_WORK/sse")" "event: logs"
+expect_contains "$(cat "$T_WORK/sse")" $'event: output\ndata: {"chunk":"item-0","index":0}'
+expect_contains "$(cat "$T_WORK/sse")" $'event: output\ndata: {"chunk":"item-1","index":1}'
+expect_contains "$(grep -A1 '^event: log' "$T_WORK/sse")" 'data: {"source":"stdout","data":"item 0\n'
 expect_eq "$(tail -3 "$T_WORK/sse" | head -1)" "event: completed"
 expect_eq "$(grep '^data: {' "$T_WORK/sse" | tail -1 | cut -c7- | json 'j["status"]')" succeeded
 
@@ -325,7 +328,7 @@ req GET /health-check
 expect_contains "$(field 'j["setup"]["logs"]')" "timed out"
 kill -TERM "$SPID"
 
-t_case "a worker that dies: the prediction fails, DEFUNCT, 503"
+t_case "a worker that dies (os._exit): the prediction fails with Cog's \"Worker crashed\", DEFUNCT, 503"
 cat >"$T_WORK/crash.py" <<'EOF'
 import os
 from cog import BasePredictor
@@ -339,7 +342,8 @@ wait_health READY
 post '{"input": {}}'
 expect_eq "$CODE" 200
 expect_eq "$(field 'j["status"]')" failed
-expect_contains "$(field 'j["error"]')" "exited with status 3"
+expect_eq "$(field 'j["error"]')" "Worker crashed"
+expect_contains "$(field 'j["logs"]')" "the worker exited with status 3"
 wait_health DEFUNCT 2
 post '{"input": {}}'
 expect_eq "$CODE" 503

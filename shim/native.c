@@ -18,63 +18,45 @@
 
 #define DIRECT_MAX_SECONDS 0.0005 /* predict() runs on its request's thread when it takes less, lately */
 
-/* Cog's OpenAPI document without Input and Output (templates/python/kiln_schema.py's document()). */
+/* Cog's OpenAPI document without Input and Output, as templates/python/kiln_schema_openapi.py's document()
+ * writes it (Cog 0.22's static generator: its paths, components and key order). */
 static const char DOCUMENT[] =
-    "{\"openapi\":\"3.0.2\",\"info\":{\"title\":\"Cog\",\"version\":\"0.1.0\"},\"paths\":{\"/\":{\"get"
-    "\":{\"summary\":\"Root\",\"operationId\":\"root__get\",\"responses\":{\"200\":{\"description\":\"S"
-    "uccessful Response\",\"content\":{\"application/json\":{\"schema\":{}}}}}}},\"/health-check\":{\"g"
-    "et\":{\"summary\":\"Healthcheck\",\"operationId\":\"healthcheck_health_check_get\",\"responses\":{"
-    "\"200\":{\"description\":\"Successful Response\",\"content\":{\"application/json\":{\"schema\":{}}"
-    "}}}}},\"/predictions\":{\"post\":{\"summary\":\"Predict\",\"description\":\"Run a single predictio"
-    "n on the model\",\"operationId\":\"predict_predictions_post\",\"parameters\":[{\"required\":false,"
-    "\"schema\":{\"title\":\"Prefer\",\"type\":\"string\"},\"name\":\"prefer\",\"in\":\"header\"}],\"re"
-    "questBody\":{\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Predic"
-    "tionRequest\"}}}},\"responses\":{\"200\":{\"description\":\"Successful Response\",\"content\":{\"a"
-    "pplication/json\":{\"schema\":{\"$ref\":\"#/components/schemas/PredictionResponse\"}}}},\"422\":{"
-    "\"description\":\"Validation Error\",\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/c"
-    "omponents/schemas/HTTPValidationError\"}}}}}}},\"/predictions/{prediction_id}\":{\"put\":{\"summar"
-    "y\":\"Predict Idempotent\",\"description\":\"Run a single prediction on the model (idempotent crea"
-    "tion).\",\"operationId\":\"predict_idempotent_predictions__prediction_id__put\",\"parameters\":[{"
-    "\"required\":true,\"schema\":{\"title\":\"Prediction Id\",\"type\":\"string\"},\"name\":\"predicti"
-    "on_id\",\"in\":\"path\"},{\"required\":false,\"schema\":{\"title\":\"Prefer\",\"type\":\"string\"}"
-    ",\"name\":\"prefer\",\"in\":\"header\"}],\"requestBody\":{\"required\":true,\"content\":{\"applica"
-    "tion/json\":{\"schema\":{\"allOf\":[{\"$ref\":\"#/components/schemas/PredictionRequest\"}],\"title"
-    "\":\"Prediction Request\"}}}},\"responses\":{\"200\":{\"description\":\"Successful Response\",\"co"
-    "ntent\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/PredictionResponse\"}}}"
-    "},\"422\":{\"description\":\"Validation Error\",\"content\":{\"application/json\":{\"schema\":{\"$"
-    "ref\":\"#/components/schemas/HTTPValidationError\"}}}}}}},\"/predictions/{prediction_id}/cancel\":"
-    "{\"post\":{\"summary\":\"Cancel\",\"description\":\"Cancel a running prediction\",\"operationId\":"
-    "\"cancel_predictions__prediction_id__cancel_post\",\"parameters\":[{\"required\":true,\"schema\":{"
-    "\"title\":\"Prediction Id\",\"type\":\"string\"},\"name\":\"prediction_id\",\"in\":\"path\"}],\"re"
-    "sponses\":{\"200\":{\"description\":\"Successful Response\",\"content\":{\"application/json\":{\"s"
-    "chema\":{}}}},\"422\":{\"description\":\"Validation Error\",\"content\":{\"application/json\":{\"s"
-    "chema\":{\"$ref\":\"#/components/schemas/HTTPValidationError\"}}}}}}},\"/shutdown\":{\"post\":{\"s"
-    "ummary\":\"Start Shutdown\",\"operationId\":\"start_shutdown_shutdown_post\",\"responses\":{\"200"
-    "\":{\"description\":\"Successful Response\",\"content\":{\"application/json\":{\"schema\":{}}}}}}}"
-    "},\"components\":{\"schemas\":{\"HTTPValidationError\":{\"title\":\"HTTPValidationError\",\"type\""
-    ":\"object\",\"properties\":{\"detail\":{\"title\":\"Detail\",\"type\":\"array\",\"items\":{\"$ref"
-    "\":\"#/components/schemas/ValidationError\"}}}},\"ValidationError\":{\"title\":\"ValidationError\""
-    ",\"required\":[\"loc\",\"msg\",\"type\"],\"type\":\"object\",\"properties\":{\"loc\":{\"title\":\""
-    "Location\",\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]}"
-    "},\"msg\":{\"title\":\"Message\",\"type\":\"string\"},\"type\":{\"title\":\"Error Type\",\"type\":"
-    "\"string\"}}},\"PredictionRequest\":{\"title\":\"PredictionRequest\",\"type\":\"object\",\"propert"
-    "ies\":{\"id\":{\"title\":\"Id\",\"type\":\"string\"},\"input\":{\"$ref\":\"#/components/schemas/In"
-    "put\"},\"webhook\":{\"title\":\"Webhook\",\"type\":\"string\",\"format\":\"uri\",\"minLength\":1,"
-    "\"maxLength\":65536},\"webhook_events_filter\":{\"title\":\"Webhook Events Filter\",\"type\":\"arr"
-    "ay\",\"items\":{\"$ref\":\"#/components/schemas/WebhookEvent\"},\"default\":[\"start\",\"output\","
-    "\"logs\",\"completed\"]},\"created_at\":{\"title\":\"Created At\",\"type\":\"string\",\"format\":"
-    "\"date-time\"}}},\"PredictionResponse\":{\"title\":\"PredictionResponse\",\"type\":\"object\",\"pr"
-    "operties\":{\"input\":{\"$ref\":\"#/components/schemas/Input\"},\"output\":{\"$ref\":\"#/component"
-    "s/schemas/Output\"},\"id\":{\"title\":\"Id\",\"type\":\"string\"},\"version\":{\"title\":\"Version"
-    "\",\"type\":\"string\"},\"created_at\":{\"title\":\"Created At\",\"type\":\"string\",\"format\":\""
-    "date-time\"},\"started_at\":{\"title\":\"Started At\",\"type\":\"string\",\"format\":\"date-time\""
-    "},\"completed_at\":{\"title\":\"Completed At\",\"type\":\"string\",\"format\":\"date-time\"},\"log"
-    "s\":{\"title\":\"Logs\",\"type\":\"string\",\"default\":\"\"},\"error\":{\"title\":\"Error\",\"typ"
-    "e\":\"string\"},\"status\":{\"$ref\":\"#/components/schemas/Status\"},\"metrics\":{\"title\":\"Met"
-    "rics\",\"type\":\"object\"}}},\"Status\":{\"title\":\"Status\",\"description\":\"An enumeration.\""
-    ",\"type\":\"string\",\"enum\":[\"starting\",\"processing\",\"succeeded\",\"canceled\",\"failed\"]}"
-    ",\"WebhookEvent\":{\"title\":\"WebhookEvent\",\"description\":\"An enumeration.\",\"type\":\"strin"
-    "g\",\"enum\":[\"start\",\"output\",\"logs\",\"completed\"]}}}}";
+    "{\"components\":{\"schemas\":{\"PredictionRequest\":{\"properties\":{\"id\":{\"title\":\"Id\",\""
+    "type\":\"string\"},\"input\":{\"$ref\":\"#/components/schemas/Input\"}},\"title\":\"PredictionRe"
+    "quest\",\"type\":\"object\"},\"PredictionResponse\":{\"properties\":{\"completed_at\":{\"format\""
+    ":\"date-time\",\"title\":\"Completed At\",\"type\":\"string\"},\"created_at\":{\"format\":\"date"
+    "-time\",\"title\":\"Created At\",\"type\":\"string\"},\"error\":{\"title\":\"Error\",\"type\":\""
+    "string\"},\"id\":{\"title\":\"Id\",\"type\":\"string\"},\"input\":{\"$ref\":\"#/components/schem"
+    "as/Input\"},\"logs\":{\"title\":\"Logs\",\"type\":\"string\"},\"metrics\":{\"title\":\"Metrics\""
+    ",\"type\":\"object\"},\"output\":{\"$ref\":\"#/components/schemas/Output\"},\"started_at\":{\"fo"
+    "rmat\":\"date-time\",\"title\":\"Started At\",\"type\":\"string\"},\"status\":{\"title\":\"Statu"
+    "s\",\"type\":\"string\"},\"version\":{\"title\":\"Version\",\"type\":\"string\"}},\"title\":\"Pr"
+    "edictionResponse\",\"type\":\"object\"},\"Status\":{\"description\":\"An enumeration.\",\"enum\""
+    ":[\"starting\",\"processing\",\"succeeded\",\"canceled\",\"failed\"],\"title\":\"Status\",\"type"
+    "\":\"string\"},\"HTTPValidationError\":{\"properties\":{\"detail\":{\"items\":{\"$ref\":\"#/comp"
+    "onents/schemas/ValidationError\"},\"title\":\"Detail\",\"type\":\"array\"}},\"title\":\"HTTPVali"
+    "dationError\",\"type\":\"object\"},\"ValidationError\":{\"properties\":{\"loc\":{\"items\":{\"an"
+    "yOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]},\"title\":\"Location\",\"type\":\"array\"}"
+    ",\"msg\":{\"title\":\"Message\",\"type\":\"string\"},\"type\":{\"title\":\"Error Type\",\"type\""
+    ":\"string\"}},\"required\":[\"loc\",\"msg\",\"type\"],\"title\":\"ValidationError\",\"type\":\"o"
+    "bject\"}}},\"info\":{\"title\":\"Cog\",\"version\":\"0.1.0\"},\"openapi\":\"3.0.2\",\"paths\":{\""
+    "/\":{\"get\":{\"operationId\":\"root__get\",\"responses\":{\"200\":{\"content\":{\"application/j"
+    "son\":{\"schema\":{}}},\"description\":\"Successful Response\"}},\"summary\":\"Root\"}},\"/healt"
+    "h-check\":{\"get\":{\"operationId\":\"healthcheck_health_check_get\",\"responses\":{\"200\":{\"c"
+    "ontent\":{\"application/json\":{\"schema\":{}}},\"description\":\"Successful Response\"}},\"summ"
+    "ary\":\"Healthcheck\"}},\"/predictions\":{\"post\":{\"description\":\"Run a single prediction on"
+    " the model\",\"operationId\":\"predict_predictions_post\",\"requestBody\":{\"content\":{\"applic"
+    "ation/json\":{\"schema\":{\"$ref\":\"#/components/schemas/PredictionRequest\"}}}},\"responses\":"
+    "{\"200\":{\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Predict"
+    "ionResponse\"}}},\"description\":\"Successful Response\"},\"422\":{\"content\":{\"application/js"
+    "on\":{\"schema\":{\"$ref\":\"#/components/schemas/HTTPValidationError\"}}},\"description\":\"Val"
+    "idation Error\"}},\"summary\":\"Predict\"}},\"/predictions/{prediction_id}/cancel\":{\"post\":{\""
+    "operationId\":\"cancel_predictions__prediction_id__cancel_post\",\"parameters\":[{\"in\":\"path\""
+    ",\"name\":\"prediction_id\",\"required\":true,\"schema\":{\"title\":\"Prediction Id\",\"type\":\""
+    "string\"}}],\"responses\":{\"200\":{\"content\":{\"application/json\":{\"schema\":{}}},\"descrip"
+    "tion\":\"Successful Response\"},\"422\":{\"content\":{\"application/json\":{\"schema\":{\"$ref\""
+    ":\"#/components/schemas/HTTPValidationError\"}}},\"description\":\"Validation Error\"}},\"summar"
+    "y\":\"Cancel\"}}}}";
 
 /* A message made with printf's FORMAT (never NULL: aborts when out of memory). */
 static char *msgf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -161,8 +143,22 @@ static json_t *document(struct shim_native *n, char **why)
 		json_object_set_new(input, "title", json_string("Input"));
 	if (!output)
 		json_object_set_new(types, "Output", json_pack("{s:s}", "title", "Output"));
+	/* the components in Cog's order: Input, Output, the library's other schemas, then the envelope's */
 	json_t *doc = json_loads(DOCUMENT, 0, &jerr);
-	json_object_update_missing(json_object_get(json_object_get(doc, "components"), "schemas"), types);
+	json_t *components = json_object_get(doc, "components");
+	json_t *schemas = json_object();
+	if (!doc || !schemas || json_object_set(schemas, "Input", json_object_get(types, "Input")) < 0 ||
+	    json_object_set(schemas, "Output", json_object_get(types, "Output")) < 0 ||
+	    json_object_update_missing(schemas, types) < 0 ||
+	    json_object_update_missing(schemas, json_object_get(components, "schemas")) < 0 ||
+	    json_object_set_new(components, "schemas", json_incref(schemas)) < 0) {
+		*why = msgf("out of memory");
+		json_decref(schemas);
+		json_decref(types);
+		json_decref(doc);
+		return NULL;
+	}
+	json_decref(schemas);
 	json_decref(types);
 	return doc;
 }

@@ -106,7 +106,7 @@ make_project() {
 		make_file "$dir/$1" "${2:?make_project: no size for $1}"
 		shift 2
 	done
-	printf 'class P:\n    def predict(self) -> str:\n        return "ok"\n' >"$dir/p.py"
+	printf 'class P:\n    def run(self) -> str:\n        return "ok"\n' >"$dir/p.py"
 	printf 'run: p.py:P\n%s\n' "$yaml" >"$dir/kiln.yaml"
 }
 

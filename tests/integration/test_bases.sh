@@ -11,7 +11,7 @@ source "$(dirname "$0")/shim_lib.sh"
 # project DIR YAML: a Python predictor in DIR (p.py, class P predicting "ok") and kiln.yaml = YAML.
 project() {
 	mkdir -p "$1"
-	printf 'class P:\n    def predict(self) -> str:\n        return "ok"\n' >"$1/p.py"
+	printf 'class P:\n    def run(self) -> str:\n        return "ok"\n' >"$1/p.py"
 	printf '%b' "$2" >"$1/kiln.yaml"
 }
 

@@ -58,7 +58,11 @@ expect_eq "$(field 'j["components"]["schemas"]["Input"]["properties"]["repeat"]'
 	'{"type": "integer", "title": "Repeat", "default": 1, "minimum": 1, "maximum": 5, "x-order": 1}'
 expect_eq "$(field 'j["components"]["schemas"]["Output"]')" '{"type": "string", "title": "Output"}'
 expect_eq "$(field 'sorted(j["paths"])')" \
-	'["/", "/health-check", "/predictions", "/predictions/{prediction_id}", "/predictions/{prediction_id}/cancel", "/shutdown"]'
+	'["/", "/health-check", "/predictions", "/predictions/{prediction_id}/cancel"]'
+# the envelope of Cog 0.22's static generator, as for a Python predictor: its components, in its order
+expect_eq "$(field 'list(j["components"]["schemas"])')" \
+	'["Input", "Output", "PredictionRequest", "PredictionResponse", "Status", "HTTPValidationError", "ValidationError"]'
+expect_eq "$(field 'list(j["components"]["schemas"]["PredictionRequest"]["properties"])')" '["id", "input"]'
 expect_eq "$(field 'j["components"]["schemas"]["Status"]["enum"]')" \
 	'["starting", "processing", "succeeded", "canceled", "failed"]'
 

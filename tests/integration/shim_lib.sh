@@ -97,3 +97,34 @@ wait_exit() {
 	wait "$1"
 	RC=$?
 }
+
+# hook DIR [DELAY [STATUS]]: a webhook receiver on loopback, one request at a time, writing each POST body to
+# DIR/NNN.json as it arrives, then answering STATUS (200) after DELAY seconds (0); its port in $HPORT
+# (killed when the test file ends).
+hook() {
+	[ -f "$T_WORK/hook.py" ] || cat >"$T_WORK/hook.py" <<'EOF'
+import http.server, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    n = 0
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        H.n += 1
+        with open(f"{sys.argv[1]}/{H.n:03d}.json", "wb") as f:
+            f.write(body)
+        time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 0)
+        self.send_response(int(sys.argv[3]) if len(sys.argv) > 3 else 200); self.end_headers()
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+EOF
+	mkdir -p "$1"
+	python3 "$T_WORK/hook.py" "$@" >"$1.port" &
+	t_defer "kill $! 2>/dev/null"
+	for _ in $(seq 50); do
+		HPORT=$(cat "$1.port")
+		[ -n "$HPORT" ] && return 0
+		sleep 0.1
+	done
+	t_fail "the webhook receiver did not start"
+}

@@ -68,25 +68,7 @@ for m in "bad-mode|Invalid metric mode: 'sum'. Expected 'replace', 'incr', or 'a
 done
 
 t_case "metrics: the completed webhook carries them"
-cat >"$T_WORK/hook.py" <<'PY'
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    n = 0
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        H.n += 1
-        with open(f"{sys.argv[1]}/{H.n:03d}.json", "wb") as f:
-            f.write(body)
-        self.send_response(200); self.end_headers()
-    def log_message(self, *a): pass
-s = http.server.HTTPServer(("127.0.0.1", 0), H)
-print(s.server_address[1], flush=True)
-s.serve_forever()
-PY
-mkdir -p "$T_WORK/hooks"
-python3 "$T_WORK/hook.py" "$T_WORK/hooks" >"$T_WORK/hooks.port" &
-t_defer "kill $! 2>/dev/null"
-for _ in $(seq 50); do HPORT=$(cat "$T_WORK/hooks.port"); [ -n "$HPORT" ] && break; sleep 0.1; done
+hook "$T_WORK/hooks"
 post "{\"input\": {}, \"webhook\": \"http://127.0.0.1:$HPORT/h\", \"webhook_events_filter\": [\"completed\"]}" \
 	-H 'Prefer: respond-async'
 expect_eq "$CODE" 202

@@ -198,35 +198,6 @@ req POST /predictions/slow-1/cancel
 expect_eq "$CODE" 404 "cancel of a finished prediction"
 
 t_case "webhooks: start and completed, and webhook_events_filter"
-cat >"$T_WORK/hook.py" <<'EOF'
-import http.server, sys, time
-class H(http.server.BaseHTTPRequestHandler):
-    n = 0
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        H.n += 1
-        with open(f"{sys.argv[1]}/{H.n:03d}.json", "wb") as f:
-            f.write(body)
-        time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 0)
-        self.send_response(int(sys.argv[3]) if len(sys.argv) > 3 else 200); self.end_headers()
-    def log_message(self, *a): pass
-s = http.server.HTTPServer(("127.0.0.1", 0), H)
-print(s.server_address[1], flush=True)
-s.serve_forever()
-EOF
-# hook DIR [DELAY [STATUS]]: a receiver, one request at a time, writing each POST body to DIR/NNN.json as it
-# arrives, then answering STATUS (200) after DELAY seconds (0); its port in $HPORT.
-hook() {
-	mkdir -p "$1"
-	python3 "$T_WORK/hook.py" "$@" >"$1.port" &
-	t_defer "kill $! 2>/dev/null"
-	for _ in $(seq 50); do
-		HPORT=$(cat "$1.port")
-		[ -n "$HPORT" ] && return 0
-		sleep 0.1
-	done
-	t_fail "the webhook receiver did not start"
-}
 hook "$T_WORK/hooks1"
 HPORT1=$HPORT
 hook "$T_WORK/hooks2"

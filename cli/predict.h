@@ -111,7 +111,9 @@ int predict_send(const char *url, const char *path, const char *id, const json_t
 
 /* ---- predict_inputs.c: the input object, made and checked as `cog predict` does ---- */
 
-/* Whether ARG is what `cog predict --json` takes: a JSON object ("{...}"), @FILE, @- or -. */
+/* Whether ARG is what `cog predict --json` takes: JSON text (an object; other JSON is refused by
+ * predict_json_read, as Cog refuses it), @FILE, @- or -. A word is not (kiln's old --json flag, with
+ * something else after it). */
 bool predict_json_arg_ok(const char *arg);
 /*
  * --json's ARG (checked by predict_json_arg_ok) as a JSON object into *out: the text itself, the file

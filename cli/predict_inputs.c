@@ -19,7 +19,12 @@ bool predict_json_arg_ok(const char *arg)
 	if (strcmp(arg, "-") == 0 || (arg[0] == '@' && arg[1]))
 		return true;
 	arg += strspn(arg, " \t\r\n");
-	return *arg == '{';
+	if (*arg == '{' || *arg == '[')
+		return true;
+	/* other JSON (a number, a string) is an input Cog refuses as JSON; a word is kiln's old flag */
+	json_t *v = json_loads(arg, JSON_DECODE_ANY, NULL);
+	json_decref(v);
+	return v != NULL;
 }
 
 /* The whole of F as a string (NUL-terminated) into B; 0, or -1 with errno set. */
@@ -59,7 +64,7 @@ int predict_json_read(json_t **out, const char *arg, struct kiln_error **err)
 		text = b.ptr ? b.ptr : "";
 	}
 	json_error_t jerr;
-	json_t *v = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *v = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	kiln_buf_release(&b);
 	if (!v)
 		return kiln_error_set(err, KILN_EINVAL, "Failed to parse JSON: %s (line %d, column %d)",

@@ -70,7 +70,7 @@ expect_rc 1
 expect_eq "$(echo "$OUT" | json '[j["status"], j["output"], j["error"]]')" '["failed", null, "bad"]'
 
 t_case "bad --json: not an object, @FILE or @- (naming --format json), missing INPUT, bad JSON, with -i"
-for bad in 'hello' '[1, 2]' '@' 'types'; do
+for bad in 'hello' '@' 'types'; do
 	run_kiln predict types --json "$bad" --runtime native
 	expect_rc 2
 	expect_contains "$ERR" "--json '$bad': give a JSON object, @FILE or @-"
@@ -86,6 +86,11 @@ expect_contains "$ERR" "--json '-i'"
 run_kiln predict types --json '{"text": ' --runtime native
 expect_rc 1
 expect_contains "$ERR" "Failed to parse JSON: "
+for json in '[1, 2]' '5' '"text"'; do # JSON, not an object: Cog's JSON error, not kiln's usage
+	run_kiln predict types --json "$json" --runtime native
+	expect_rc 1
+	expect_contains "$ERR" "Failed to parse JSON: the inputs must be a JSON object of names"
+done
 run_kiln predict types --json @missing.json --runtime native
 expect_rc 1
 expect_contains "$ERR" 'Failed to read JSON from file "missing.json": No such file or directory'

@@ -350,7 +350,7 @@ static void on_event(struct shim *s, const char *type, json_t *ev)
 	struct shim_job *p = id ? shim_job_find(s, id) : NULL;
 	if (!p || finished(p))
 		return;
-	json_t *metrics = json_object_get(ev, "metrics"); /* with its last event: done, failed, canceled */
+	json_t *metrics = json_object_get(ev, "metrics"); /* live (a "metrics" event) and with its end */
 	if (json_is_object(metrics)) {
 		json_decref(p->metrics);
 		p->metrics = json_incref(metrics);
@@ -362,6 +362,11 @@ static void on_event(struct shim *s, const char *type, json_t *ev)
 		else
 			job_log(s, p, json_string_value(json_object_get(ev, "source")),
 			        json_string_value(text), json_string_length(text));
+	} else if (strcmp(type, "metrics") == 0) {
+		/* the predictor's metrics as they stand (taken above): the next response and webhook carry
+		 * them */
+		changed(s, p);
+		pthread_cond_broadcast(&s->cond);
 	} else if (strcmp(type, "started") == 0) {
 		/* already processing since dispatch */
 	} else if (strcmp(type, "output") == 0) {

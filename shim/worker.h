@@ -11,8 +11,8 @@
 
 /* What the worker layer tells the layer that holds the jobs; every call with s->lock held. */
 struct shim_jobs_ops {
-	/* An event of PROTOCOL.md about the job EV's "id" names: TYPE "started", "output", "log", "done",
-	 * "failed", "canceled" (any other type fails the job). */
+	/* An event of PROTOCOL.md about the job EV's "id" names: TYPE "started", "output", "log", "metrics",
+	 * "done", "failed", "canceled" (any other type fails the job). */
 	void (*event)(struct shim *s, const char *type, json_t *ev);
 	/* The id of the job named ID (in any state), or, ID NULL, of the only job running: NULL when there is
 	 * none (or, ID NULL, more than one). The string lives as long as the job. */

@@ -304,7 +304,12 @@ class Runner:
         if mod is None or not hasattr(mod, "_enter"):
             return None
         ctx = req.get("context")
-        return mod._enter(ctx if isinstance(ctx, dict) else None, sync)
+        pid = req["id"]
+
+        def notify(metrics: Dict[str, Any]) -> None:  # the metrics as they stand, live (PROTOCOL.md)
+            self.events.emit({"type": "metrics", "id": pid, "metrics": metrics})
+
+        return mod._enter(ctx if isinstance(ctx, dict) else None, sync, notify)
 
     def _exit_scope(self, pid: str, entered: Any) -> None:
         if entered is not None:

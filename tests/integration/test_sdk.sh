@@ -76,6 +76,20 @@ for _ in $(seq 50); do ls "$T_WORK"/hooks/*.json >/dev/null 2>&1 && break; sleep
 HOOK=$(cat "$T_WORK"/hooks/001.json 2>/dev/null)
 expect_eq "$(echo "$HOOK" | json 'j["status"]')" succeeded
 expect_eq "$(echo "$HOOK" | json '[j["metrics"]["tokens"], j["metrics"]["timing"]["inference"]]')" '[3, 0.85]'
+
+t_case "metrics while it runs: in its processing webhook and its state, as the predictor records them"
+hook "$T_WORK/live"
+post "{\"id\": \"live\", \"input\": {\"mode\": \"live\"}, \"webhook\": \"http://127.0.0.1:$HPORT/h\", \"webhook_events_filter\": [\"logs\", \"completed\"]}" \
+	-H 'Prefer: respond-async'
+expect_eq "$CODE" 202
+for _ in $(seq 50); do ls "$T_WORK"/live/*.json >/dev/null 2>&1 && break; sleep 0.1; done
+HOOK=$(cat "$T_WORK"/live/001.json 2>/dev/null)
+expect_eq "$(echo "$HOOK" | json '[j["status"], j["logs"], j["metrics"]["stage"]]')" '["processing", "loaded\n", "loaded"]' \
+	"the logs webhook"
+req PUT /predictions/live -H 'Content-Type: application/json' -d '{"input": {"mode": "live"}}'
+expect_eq "$(field '[j["status"], j["metrics"]["stage"]]')" '["processing", "loaded"]' "a PUT joining it"
+for _ in $(seq 50); do grep -qs succeeded "$T_WORK"/live/*.json && break; sleep 0.1; done
+expect_eq "$(json 'j["metrics"]["stage"]' <"$(ls "$T_WORK"/live/*.json | tail -1)")" done "the completed webhook"
 kill "$SPID"
 
 t_case "metrics: kiln predict --format json shows them too"

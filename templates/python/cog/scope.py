@@ -2,12 +2,13 @@
 """cog.scope: the running prediction's scope (current_scope()): its metrics and context, as Cog 0.22 has them.
 
 Values recorded here are merged with Cog's rules (dot-path keys nest, modes replace/incr/append, None deletes)
-and sent with the prediction's end (shim/PROTOCOL.md), next to predict_time."""
+sent to the shim as they change and with the prediction's end (shim/PROTOCOL.md), next to predict_time."""
 
 import contextvars
+import copy
 import sys
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 _MODES = {None: "replace", "replace": "replace", "incr": "incr", "increment": "incr", "append": "append"}
 _TYPES = ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"), (list, "list"), (dict, "dict"))
@@ -49,8 +50,9 @@ class MetricRecorder:
     """scope.metrics: record(key, value, mode="replace"), delete(key), metrics[key] = value, del metrics[key].
     A key keeps the type it was first given until it is deleted."""
 
-    def __init__(self, active: bool) -> None:
+    def __init__(self, active: bool, notify: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
         self._active = active
+        self._notify = notify  # the runner's: told the metrics after each change, as they stand
         self._lock = threading.Lock()
         self._types: Dict[str, str] = {}
         self._values: Dict[str, Any] = {}
@@ -70,6 +72,7 @@ class MetricRecorder:
                 raise TypeError(f"Increment mode requires int or float, got {kind}")
             self._types[key] = kind
             self._merge(key, value, mode)
+        self._changed()
 
     def delete(self, key: str) -> None:
         if not self._active:
@@ -77,6 +80,11 @@ class MetricRecorder:
         with self._lock:
             self._types.pop(key, None)
             self._merge(key, None, "replace")
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._notify is not None:
+            self._notify(self._snapshot())
 
     def __setitem__(self, key: str, value: Any) -> None:
         if value is None:
@@ -104,15 +112,16 @@ class MetricRecorder:
 
     def _snapshot(self) -> Dict[str, Any]:
         with self._lock:
-            return dict(self._values)
+            return copy.deepcopy(self._values)
 
 
 class Scope:
     """The running prediction's scope: metrics (a MetricRecorder), record_metric() and context (the request's
     "context" object; empty when it had none)."""
 
-    def __init__(self, context: Optional[Dict[str, str]] = None, active: bool = True) -> None:
-        self._metrics = MetricRecorder(active)
+    def __init__(self, context: Optional[Dict[str, str]] = None, active: bool = True,
+                 notify: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
+        self._metrics = MetricRecorder(active, notify)
         self._context = dict(context or {})
 
     @property
@@ -142,10 +151,12 @@ def current_scope() -> Scope:
     return scope if scope is not None else Scope(active=False)
 
 
-def _enter(context: Optional[Dict[str, str]], sync: bool) -> Any:
-    """The runner's: a new scope for a prediction; returns what _exit() takes."""
+def _enter(context: Optional[Dict[str, str]], sync: bool,
+           notify: Optional[Callable[[Dict[str, Any]], None]] = None) -> Any:
+    """The runner's: a new scope for a prediction (NOTIFY told its metrics after each change); returns what
+    _exit() takes."""
     global _sync_scope
-    scope = Scope(context)
+    scope = Scope(context, notify=notify)
     if sync:
         _sync_scope = scope
     return scope, _scope.set(scope), sync

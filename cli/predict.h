@@ -101,9 +101,9 @@ int predict_wait_ready(struct predict_runtime *rt, bool quiet, struct kiln_error
 /* GET URL/PATH as JSON into *out. */
 int predict_get_json(const char *url, const char *path, json_t **out, struct kiln_error **err);
 /*
- * Run one job: POST URL/PATH (/predictions, /trainings) {"id": ID, "input": INPUT} as an event stream (or
- * a plain JSON answer, from a model that does not stream), its logs printed to stderr as they come (unless
- * QUIET); *response gets the completed job. An interrupt cancels it (POST PATH/ID/cancel) and returns
+ * Run one job: POST URL/PATH (/predictions, /trainings) {"id": ID, "input": INPUT} as an event stream of
+ * any model (X-Kiln-Stream: always), its logs printed to stderr as they come (unless QUIET); *response gets
+ * the completed job. An interrupt cancels it (POST PATH/ID/cancel) and returns
  * KILN_EINTR.
  */
 int predict_send(const char *url, const char *path, const char *id, const json_t *input, bool quiet,

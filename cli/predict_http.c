@@ -259,19 +259,8 @@ int predict_send(const char *url, const char *path, const char *id, const json_t
 		                        text ? text : "no detail");
 		json_decref(j);
 	} else if (!st.completed) {
-		/* a model that does not stream answers with the finished job as JSON: its logs come at once
-		 */
-		json_t *j = st.pending.ptr ? json_loadb(st.pending.ptr, st.pending.len, 0, NULL) : NULL;
-		const char *logs = json_string_value(json_object_get(j, "logs"));
-		if (json_is_string(json_object_get(j, "status"))) {
-			if (logs && !quiet)
-				fputs(logs, stderr);
-			*response = j;
-		} else {
-			json_decref(j);
-			result = kiln_error_set(err, KILN_EIO,
-			                        "the answer of POST %s is not the finished job", full);
-		}
+		result =
+		    kiln_error_set(err, KILN_EIO, "the stream of POST %s ended without its result", full);
 	} else {
 		*response = st.completed;
 		st.completed = NULL;

@@ -369,13 +369,13 @@ static int show_output(const json_t *out, const json_t *doc, const json_t *osche
 		printf("%s\n", s);
 		return 0;
 	}
-	json_auto_t *sorted = sorted_copy(out);
+	/* keys in order at every level, as Go writes a decoded JSON value */
 	if (to_file) {
-		_cleanup_free_ char *text = kiln_json_dumps(sorted, JSON_INDENT(2));
+		_cleanup_free_ char *text = kiln_json_dumps(out, JSON_INDENT(2) | JSON_SORT_KEYS);
 		return text ? write_output(dest, text, strlen(text), err)
 		            : kiln_error_set(err, KILN_EFAIL, "out of memory");
 	}
-	kiln_json_dumpf(sorted, stdout, JSON_INDENT(2));
+	kiln_json_dumpf(out, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
 	fputc('\n', stdout);
 	return 0;
 }

@@ -65,19 +65,38 @@ def _go_order(v: Any) -> Any:
     return v
 
 
-def document(info: PredictorInfo) -> Dict[str, Any]:
+# The names of a predictor's document and of a trainer's (Cog's generator in train mode).
+_MODES = {
+    "predict": {"endpoint": "/predictions", "request": "PredictionRequest", "response": "PredictionResponse",
+                "cancel": "/predictions/{prediction_id}/cancel", "summary": "Predict",
+                "description": "Run a single prediction on the model", "op": "predict_predictions_post",
+                "cancel_op": "cancel_predictions__prediction_id__cancel_post", "param": "prediction_id",
+                "input": "Input", "output": "Output"},
+    "train": {"endpoint": "/trainings", "request": "TrainingRequest", "response": "TrainingResponse",
+              "cancel": "/trainings/{training_id}/cancel", "summary": "Train",
+              "description": "Run a single training on the model", "op": "train_trainings_post",
+              "cancel_op": "cancel_trainings__training_id__cancel_post", "param": "training_id",
+              "input": "TrainingInput", "output": "TrainingOutput"},
+}
+
+
+def document(info: PredictorInfo, mode: str = "predict") -> Dict[str, Any]:
     """The OpenAPI document of INFO, as Cog 0.22's static schema generator writes it: the envelope, paths and
-    components it has, in its key order (dicts keep that order, for json.dump)."""
+    components it has, in its key order (dicts keep that order, for json.dump). MODE "train": a trainer's,
+    with its TrainingInput, TrainingOutput and /trainings paths instead."""
+    m = _MODES[mode]
     date_time = {"type": "string", "format": "date-time"}
+    input_ref = {"$ref": "#/components/schemas/" + m["input"]}
     schemas: Dict[str, Any] = Ordered()
-    schemas["Input"] = _input_schema(info)
-    schemas["Output"] = info.output.json_type()
+    schemas[m["input"]] = _input_schema(info)
+    schemas[m["input"]]["title"] = m["input"]
+    schemas[m["output"]] = info.output.json_type()
     schemas.update(_enum_schemas(info))
-    schemas["PredictionRequest"] = {"title": "PredictionRequest", "type": "object", "properties": {
-        "id": {"title": "Id", "type": "string"}, "input": {"$ref": "#/components/schemas/Input"}}}
-    schemas["PredictionResponse"] = {"title": "PredictionResponse", "type": "object", "properties": {
-        "input": {"$ref": "#/components/schemas/Input"},
-        "output": {"$ref": "#/components/schemas/Output"},
+    schemas[m["request"]] = {"title": m["request"], "type": "object", "properties": {
+        "id": {"title": "Id", "type": "string"}, "input": dict(input_ref)}}
+    schemas[m["response"]] = {"title": m["response"], "type": "object", "properties": {
+        "input": dict(input_ref),
+        "output": {"$ref": "#/components/schemas/" + m["output"]},
         "id": {"title": "Id", "type": "string"},
         "version": {"title": "Version", "type": "string"},
         "created_at": dict(title="Created At", **date_time),
@@ -102,83 +121,39 @@ def document(info: PredictorInfo) -> Dict[str, Any]:
     paths["/"] = {"get": {"summary": "Root", "operationId": "root__get", "responses": {"200": _ok()}}}
     paths["/health-check"] = {"get": {"summary": "Healthcheck", "operationId": "healthcheck_health_check_get",
                                       "responses": {"200": _ok()}}}
-    paths["/predictions"] = {"post": {
-        "summary": "Predict", "description": "Run a single prediction on the model",
-        "operationId": "predict_predictions_post",
+    paths[m["endpoint"]] = {"post": {
+        "summary": m["summary"], "description": m["description"], "operationId": m["op"],
         "requestBody": {"content": {"application/json": {
-            "schema": {"$ref": "#/components/schemas/PredictionRequest"}}}},
-        "responses": {"200": _ok("PredictionResponse"), "422": _VALIDATION_ERROR}}}
-    paths["/predictions/{prediction_id}/cancel"] = {"post": {
-        "summary": "Cancel", "operationId": "cancel_predictions__prediction_id__cancel_post",
-        "parameters": [{"required": True, "schema": {"title": "Prediction Id", "type": "string"},
-                        "name": "prediction_id", "in": "path"}],
+            "schema": {"$ref": "#/components/schemas/" + m["request"]}}}},
+        "responses": {"200": _ok(m["response"]), "422": _VALIDATION_ERROR}}}
+    paths[m["cancel"]] = {"post": {
+        "summary": "Cancel", "operationId": m["cancel_op"],
+        "parameters": [{"required": True, "schema": {"title": title_case(m["param"]), "type": "string"},
+                        "name": m["param"], "in": "path"}],
         "responses": {"200": _ok(), "422": _VALIDATION_ERROR}}}
     return _go_order({"openapi": "3.0.2", "info": {"title": "Cog", "version": "0.1.0"}, "paths": paths,
                       "components": {"schemas": schemas}})
 
 
-def _retarget(value: Any, refs: Dict[str, str]) -> Any:
-    """A copy of VALUE whose "$ref"s to the components named in REFS point at their replacements."""
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if k == "$ref" and isinstance(v, str) and v.rpartition("/")[2] in refs:
-                v = "#/components/schemas/" + refs[v.rpartition("/")[2]]
-            out[k] = _retarget(v, refs)
-        return out
-    if isinstance(value, list):
-        return [_retarget(v, refs) for v in value]
-    return value
-
-
-# The prediction's paths, operations and parameters and their training counterparts, as Cog names them.
-_TRAINING_WORDS = [("/predictions/{prediction_id}", "/trainings/{training_id}"), ("/predictions", "/trainings"),
-                   ("cancel_predictions__prediction_id__cancel_post", "cancel_trainings__training_id__cancel_post"),
-                   ("predict_idempotent_predictions__prediction_id__put",
-                    "train_idempotent_trainings__training_id__put"),
-                   ("predict_predictions_post", "train_trainings_post"), ("Prediction Id", "Training Id"),
-                   ("prediction_id", "training_id"), ("Predict Idempotent", "Train Idempotent"),
-                   ("Run a single prediction on the model", "Run a single training on the model"),
-                   ("Prediction Request", "Training Request")]
-
-
-def _as_training(value: Any) -> Any:
-    """A prediction path's operation rewritten for trainings, with the names Cog's train mode gives it."""
-    if isinstance(value, dict):
-        return {k: "Train" if k == "summary" and v == "Predict" else _as_training(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_as_training(v) for v in value]
-    if isinstance(value, str):
-        for old, new in _TRAINING_WORDS:
-            if value == old or (old.startswith("/") and value.startswith(old)):
-                return new + value[len(old):]
-    return value
+def _sorted(v: Any) -> Any:
+    """V with every object's keys in sorted order, as Go writes a map it decoded."""
+    if isinstance(v, dict):
+        return {k: _sorted(v[k]) for k in sorted(v)}
+    if isinstance(v, list):
+        return [_sorted(x) for x in v]
+    return v
 
 
 def add_training(doc: Dict[str, Any], info: PredictorInfo) -> Dict[str, Any]:
-    """DOC (a predictor's document) with the trainer INFO's components (TrainingInput, TrainingOutput,
-    TrainingRequest, TrainingResponse) and a /trainings path beside each /predictions one, as Cog serves
-    them for a project with train:."""
+    """DOC (a predictor's document) merged with the trainer INFO's train-mode document as Cog's build merges
+    them for a project with train: (GenerateCombined): the trainer's paths (/trainings and its cancel) and
+    components (TrainingInput, TrainingOutput, TrainingRequest, TrainingResponse, its enumerations) that DOC
+    lacks are added, a predictor's component of the same name kept; the merged document has every key in
+    sorted order, as Cog decodes both into maps and writes the result."""
+    train = document(info, "train")
+    for path, item in train["paths"].items():
+        doc["paths"].setdefault(path, item)
     schemas = doc["components"]["schemas"]
-    refs = {"Input": "TrainingInput", "Output": "TrainingOutput",
-            "PredictionRequest": "TrainingRequest", "PredictionResponse": "TrainingResponse"}
-    training_input = _go_order(_input_schema(info))
-    training_input["title"] = "TrainingInput"
-    training_output = _go_order(info.output.json_type())
-    training_output["title"] = "TrainingOutput"
-    schemas["TrainingInput"] = training_input
-    schemas["TrainingOutput"] = training_output
-    for old in ("PredictionRequest", "PredictionResponse"):
-        component = _retarget(schemas[old], refs)
-        component["title"] = refs[old]
-        schemas[refs[old]] = component
-    for name, enum in _enum_schemas(info).items():
-        schemas.setdefault(name, _go_order(enum))  # a predictor's input of the same name keeps its own
-    paths = {}
-    for path, item in doc["paths"].items():
-        paths[path] = item
-    for path, item in doc["paths"].items():
-        if path.startswith("/predictions"):
-            paths[_as_training(path)] = _retarget(_as_training(item), refs)
-    doc["paths"] = paths
-    return doc
+    for name, schema in train["components"]["schemas"].items():
+        schemas.setdefault(name, schema)
+    return _sorted(doc)

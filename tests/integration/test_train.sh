@@ -32,7 +32,13 @@ run_kiln inspect fn:latest --json
 label=$(echo "$OUT" | json 'j["labels"]["run.cog.openapi_schema"]')
 expect_eq "$(echo "$label" | json '[p for p in j["paths"] if "train" in p]')" \
 	'["/trainings", "/trainings/{training_id}/cancel"]'
-expect_eq "$(echo "$label" | json 'list(j["components"]["schemas"]["TrainingInput"]["properties"])')" '["steps", "name"]'
+# Cog's build merges the two documents as Go maps: every key in sorted order, the trainer's output titled Output
+expect_eq "$(echo "$label" | json 'list(j["components"]["schemas"]["TrainingInput"]["properties"])')" '["name", "steps"]'
+expect_eq "$(echo "$label" | json 'list(j["components"]["schemas"]) == sorted(j["components"]["schemas"]) and list(j) == sorted(j)')" True
+expect_eq "$(echo "$label" | json '[j["components"]["schemas"][c]["title"] for c in ("TrainingInput", "TrainingOutput", "TrainingRequest")]')" \
+	'["TrainingInput", "Output", "TrainingRequest"]'
+expect_eq "$(echo "$label" | json 'j["paths"]["/trainings/{training_id}/cancel"]["post"]["parameters"][0]["schema"]["title"]')" "Training Id"
+expect_eq "$(echo "$label" | json 'j["paths"]["/trainings"]["post"]["description"]')" "Run a single training on the model"
 expect_eq "$(echo "$label" | json 'j["components"]["schemas"]["TrainingInput"]["properties"]["steps"]["minimum"]')" 1
 expect_eq "$(echo "$label" | json 'j["components"]["schemas"]["TrainingOutput"]["format"]')" uri
 expect_eq "$(echo "$label" | json 'j["components"]["schemas"]["TrainingResponse"]["properties"]["input"]["$ref"]')" \

@@ -56,6 +56,28 @@ class SourceModule:
         self.assigns: Dict[str, ast.AST] = {}
         self.future_annotations = False  # `from __future__ import annotations`: annotations are strings
         self._collect(tree.body)
+        for name, value in list(self.assigns.items()):
+            cls = self._functional_typed_dict(name, value)
+            if cls is not None:
+                self.classes[name] = cls
+                del self.assigns[name]
+
+    def _functional_typed_dict(self, name: str, value: ast.AST) -> Optional[ast.ClassDef]:
+        """`Name = TypedDict("Name", {"key": T, ...}, total=False)` as the class it makes (`class Name(TypedDict,
+        total=False): key: T`), for resolving it as one; None for any other value."""
+        if not (isinstance(value, ast.Call) and self.qualify(value.func) in _TYPED_DICTS and len(value.args) == 2
+                and isinstance(value.args[1], ast.Dict)):
+            return None
+        fields = value.args[1]
+        if not all(isinstance(k, ast.Constant) and isinstance(k.value, str) for k in fields.keys):
+            raise self.error(value, f"TypedDict '{name}' must have string literal keys")
+        body: List[ast.stmt] = [
+            ast.copy_location(ast.AnnAssign(target=ast.Name(id=k.value, ctx=ast.Store()), annotation=v,  # type: ignore[union-attr]
+                                            value=None, simple=1), k)
+            for k, v in zip(fields.keys, fields.values)]
+        cls = ast.ClassDef(name=name, bases=[value.func], keywords=[k for k in value.keywords if k.arg == "total"],
+                           body=body or [ast.Pass()], decorator_list=[])
+        return ast.copy_location(cls, value)
 
     def _collect(self, body: list) -> None:
         for node in body:

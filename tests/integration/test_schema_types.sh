@@ -117,6 +117,16 @@ expect_eq "$(prop "$DOC" extra)" '{"default": null, "nullable": true, "title": "
 expect_eq "$(echo "$DOC" | json "j['components']['schemas']['Output']")" \
 	'{"properties": {"name": {"title": "Name", "type": "string"}, "keys": {"items": {"type": "string"}, "title": "Keys", "type": "array"}, "note": {"title": "Note", "type": "string"}}, "required": ["name", "keys"], "title": "Output", "type": "object"}'
 
+t_case "kiln_schema: a TypedDict in the functional form (TypedDict(\"Route\", {...}), total=False) is read as the class form"
+DOC=$( (cd "$DICTS" && python3 -S -B "$PYDIR/kiln_schema.py" dicts.py:Functional))
+expect_eq "$(prop "$DOC" route)" '{"title": "Route", "type": "object", "x-order": 0}'
+expect_eq "$(echo "$DOC" | json "j['components']['schemas']['Output']")" \
+	'{"properties": {"from": {"title": "From", "type": "string"}, "to": {"title": "To", "type": "string"}, "stops": {"items": {"type": "integer"}, "title": "Stops", "type": "array"}}, "required": ["from", "stops"], "title": "Output", "type": "object"}'
+printf 'from typing import TypedDict\nfrom cog import BasePredictor\nT = TypedDict("T", {1: int})\nclass P(BasePredictor):\n    def predict(self) -> T:\n        return {}\n' \
+	>"$T_WORK/badtd.py"
+(cd "$T_WORK" && python3 -S -B "$PYDIR/kiln_schema.py" badtd.py:P) >/dev/null 2>"$T_WORK/badtd.err"
+expect_eq "$(cat "$T_WORK/badtd.err")" "badtd.py:3: TypedDict 'T' must have string literal keys"
+
 t_case "kiln predict: dict inputs reach predict() as dicts (-i takes JSON for them); a non-object is refused"
 predict "$DICTS" -i 'plain={"x": [1]}' -i 'options={"size": 2, "label": "l"}'
 expect_rc 0
@@ -136,6 +146,12 @@ post '{"input": {"plain": [1], "options": "x"}}'
 expect_eq "$CODE" 422
 expect_eq "$(field '[(e["loc"][-1], e["msg"]) for e in j["detail"]]')" \
 	'[["plain", "value is not a valid dict"], ["options", "value is not a valid dict"]]'
+kill -TERM "$SPID"
+FUNCTIONAL=$(project functional dicts.py dicts.py:Functional)
+start "$FUNCTIONAL"
+wait_health READY
+post '{"input": {"route": {"from": "a", "to": "b", "stops": [1, 2]}}}'
+expect_eq "$(field '[j["status"], j["output"]]')" '["succeeded", {"from": "b", "stops": [2, 1]}]' "a functional TypedDict output"
 kill -TERM "$SPID"
 MISSING=$(project missing dicts.py dicts.py:Missing)
 start "$MISSING"

@@ -425,6 +425,7 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 	r->familiar = kiln_reference_familiar(ref);
 	struct kiln_plan_options po;
 	kiln_plan_options_init(&po);
+	po.manifest = opt->file ? m->path : NULL;
 	if (kiln_plan_make(&plan, m, &po, err) < 0 ||
 	    kiln_base_load(&base, m, s, opt->platform, opt->registry, err) < 0)
 		goto cleanup;

@@ -34,6 +34,7 @@ const char *kiln_layer_kind_name(enum kiln_layer_kind kind)
 
 void kiln_plan_options_init(struct kiln_plan_options *opt)
 {
+	*opt = (struct kiln_plan_options){0};
 	opt->prefix = "src";
 	opt->single_threshold = 64 * MIB;
 	opt->bundle_max = 256 * MIB;
@@ -55,7 +56,7 @@ static int make_entry(struct kiln_tar_entry *e, const struct plan_item *it, cons
 		e->mode = (it->st.st_mode & 0111) ? 0755 : 0644;
 		e->size = (uint64_t)it->st.st_size;
 		kiln_stat_fp_from(&e->fp, &it->st);
-		e->source = kiln_path_join(root, it->rel);
+		e->source = it->source ? strdup(it->source) : kiln_path_join(root, it->rel);
 		if (e->source == NULL)
 			return kiln_error_set(err, KILN_EFAIL, "out of memory");
 		break;
@@ -246,6 +247,8 @@ int kiln_plan_make(struct kiln_plan **out, const struct kiln_manifest *m, const 
 	struct plan_walk w = {.ig = ig, .root = root, .absdir = absdir};
 	r = plan_walk_project(&w, fd, err);
 	kiln_ignore_free(ig);
+	if (r == 0 && opt->manifest)
+		r = plan_walk_set_manifest(&w, opt->manifest, err);
 	struct kiln_plan *p = calloc(1, sizeof(*p));
 	if (p == NULL && r == 0)
 		r = kiln_error_set(err, KILN_EFAIL, "out of memory");

@@ -58,6 +58,8 @@ struct kiln_plan_options {
 	uint64_t single_threshold;     /* weight files of this size or more get their own layer (64 MiB) */
 	uint64_t bundle_max;           /* a bundle of small weight files is at most this large (256 MiB) */
 	uint64_t cog_weight_threshold; /* without weights globs: Cog's size rule (10 MB) */
+	const char *manifest;          /* the manifest given with -f, carried as the image's kiln.yaml where
+	                                * the project's own is another file; NULL: the project's */
 };
 
 /* The defaults named above. */

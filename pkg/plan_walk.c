@@ -303,11 +303,56 @@ int plan_walk_project(struct plan_walk *w, int dirfd, struct kiln_error **err)
 	return 0;
 }
 
+/* The walk's top-level item named NAME, or NULL. */
+static struct plan_item *top_item(struct plan_walk *w, const char *name)
+{
+	for (size_t i = 0; i < w->n; i++)
+		if (strcmp(w->v[i].rel, name) == 0)
+			return &w->v[i];
+	return NULL;
+}
+
+int plan_walk_set_manifest(struct plan_walk *w, const char *manifest, struct kiln_error **err)
+{
+	struct stat st;
+	_cleanup_free_ char *real = realpath(manifest, NULL);
+	if (real == NULL || stat(real, &st) < 0)
+		return kiln_error_errno(err, errno, "cannot read the manifest '%s'", manifest);
+	struct plan_item *it = top_item(w, "kiln.yaml");
+	if (it == NULL)
+		it = top_item(w, "cog.yaml");
+	if (it && it->type == KILN_TAR_FILE && it->source == NULL) {
+		_cleanup_free_ char *path = kiln_path_join(w->root, it->rel);
+		_cleanup_free_ char *theirs = path ? realpath(path, NULL) : NULL;
+		if (theirs && strcmp(theirs, real) == 0)
+			return 0; /* the image's runtime reads it already */
+	}
+	char *source = strdup(real);
+	if (source == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	it = top_item(w, "kiln.yaml");
+	if (it) {
+		free(it->link);
+		free(it->source);
+		*it = (struct plan_item){.rel = it->rel, .type = KILN_TAR_FILE, .st = st, .source = source};
+		return 0;
+	}
+	char *rel = strdup("kiln.yaml");
+	if (rel == NULL || walk_add(w, rel, KILN_TAR_FILE, &st, NULL, err) < 0) {
+		free(source);
+		return rel ? -1 : kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+	w->v[w->n - 1].source = source;
+	qsort(w->v, w->n, sizeof(*w->v), cmp_item);
+	return 0;
+}
+
 void plan_walk_release(struct plan_walk *w)
 {
 	for (size_t i = 0; i < w->n; i++) {
 		free(w->v[i].rel);
 		free(w->v[i].link);
+		free(w->v[i].source);
 	}
 	free(w->v);
 	for (size_t i = 0; w->skipped && i < w->nskipped; i++)

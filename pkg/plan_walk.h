@@ -21,6 +21,7 @@ struct plan_item {
 	char *link; /* KILN_TAR_SYMLINK: the target to record */
 	bool weight;
 	size_t layer;
+	char *source; /* the file to read (absolute), where it is not the project's REL; else NULL */
 };
 
 /* A walk over the project: what it found, and the files it left out for their type. */
@@ -43,6 +44,13 @@ struct plan_walk {
  * the file: a symlink that points outside the project, a file that cannot be read.
  */
 int plan_walk_project(struct plan_walk *w, int dirfd, struct kiln_error **err);
+
+/*
+ * Make MANIFEST (the file the project was built with, -f) the manifest the image's runtime reads: unless
+ * the walk's kiln.yaml (else cog.yaml) is that file already, W gets a kiln.yaml read from MANIFEST, in
+ * place of the project's own.
+ */
+int plan_walk_set_manifest(struct plan_walk *w, const char *manifest, struct kiln_error **err);
 
 /* Free what W holds (its items and skipped names, unless taken); W itself is the caller's. */
 void plan_walk_release(struct plan_walk *w);

@@ -704,3 +704,55 @@ Test(plan, missing_project_directory_is_an_error)
 	kiln_error_free(err);
 	manifest_free(m);
 }
+
+Test(plan, a_manifest_given_with_f_is_the_images_kiln_yaml)
+{
+	write_text("kiln.yaml", "run: own.py:P\n");
+	write_text("cog.yaml", "predict: cog.py:P\n");
+	char alt[PATH_MAX], own[PATH_MAX];
+	snprintf(alt, sizeof(alt), "%s/alt", tmpdir);
+	cr_assert_eq(mkdir(alt, 0755), 0);
+	write_text("alt/other.yaml", "run: alt.py:P\n");
+	char *real = realpath(tmpdir, NULL);
+	snprintf(alt, sizeof(alt), "%s/alt/other.yaml", real);
+	snprintf(own, sizeof(own), "%s/kiln.yaml", real);
+	struct kiln_plan_options o = small_options();
+	o.manifest = alt;
+	struct kiln_plan *p = plan_of(NULL, &o);
+	const struct kiln_tar_entry *e = find_entry(p, "src/kiln.yaml", NULL);
+	cr_assert_not_null(e);
+	cr_expect_str_eq(e->source, alt, "the -f file in place of the project's kiln.yaml");
+	cr_expect_eq(e->size, strlen("run: alt.py:P\n"));
+	cr_expect_not_null(find_entry(p, "src/alt/other.yaml", NULL), "the file itself stays where it is");
+	cr_expect_not_null(find_entry(p, "src/cog.yaml", NULL));
+	expect_sorted(p);
+	kiln_plan_free(p);
+
+	/* the project's own kiln.yaml given with -f: nothing changes */
+	o.manifest = own;
+	p = plan_of(NULL, &o);
+	e = find_entry(p, "src/kiln.yaml", NULL);
+	cr_assert_not_null(e);
+	cr_expect_str_eq(e->source, own);
+	kiln_plan_free(p);
+
+	/* no kiln.yaml in the project, and -f names its cog.yaml's sibling: a kiln.yaml is added, sorted */
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/kiln.yaml", tmpdir);
+	cr_assert_eq(unlink(path), 0);
+	o.manifest = alt;
+	p = plan_of(NULL, &o);
+	e = find_entry(p, "src/kiln.yaml", NULL);
+	cr_assert_not_null(e);
+	cr_expect_str_eq(e->source, alt);
+	expect_sorted(p);
+	kiln_plan_free(p);
+
+	/* a manifest that cannot be read is an error naming it */
+	o.manifest = "/nonexistent/kiln.yaml";
+	struct kiln_error *err = plan_error(NULL, &o);
+	cr_expect_str_eq(err->message,
+	                 "cannot read the manifest '/nonexistent/kiln.yaml': No such file or directory");
+	kiln_error_free(err);
+	free(real);
+}

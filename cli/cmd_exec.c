@@ -34,7 +34,8 @@ enum { OPT_RUNTIME = 2000, OPT_GPUS };
 #define EXIT_NOT_FOUND      127
 
 struct exec_args {
-	char **envs; /* -e NAME=VALUE, and what --gpus sets */
+	char **envs;      /* -e NAME=VALUE, and what --gpus sets */
+	const char *file; /* -f: the manifest */
 	size_t n;
 	char *owned[2]; /* --gpus' strings */
 	enum predict_runtime_kind runtime;
@@ -91,6 +92,9 @@ static int exec_option(int c, const char *arg, void *ctx)
 		if (!strchr(arg, '=') || *arg == '=')
 			return cli_usage_error("-e %s: give NAME=VALUE", arg);
 		return add_env(a, arg);
+	case 'f':
+		a->file = arg;
+		return 0;
 	case 'p': {
 		char *end = NULL;
 		long port = strtol(arg, &end, 10);
@@ -315,7 +319,7 @@ static bool is_project(const char *dir)
 	return (k && access(k, F_OK) == 0) || (c && access(c, F_OK) == 0);
 }
 
-#define SHORTOPTS ":e:p:" CLI_COMMON_SHORT
+#define SHORTOPTS ":e:f:p:" CLI_COMMON_SHORT
 
 /* How many of ARGV's words (ARGC, the first the command's name) are arguments, not options (SHORTOPTS,
  * LONGOPTS) or their values. */
@@ -349,6 +353,7 @@ int cmd_exec(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 	    {"env", required_argument, NULL, 'e'},
+	    {"file", required_argument, NULL, 'f'},
 	    {"gpus", required_argument, NULL, OPT_GPUS},
 	    {"publish", required_argument, NULL, 'p'},
 	    {"runtime", required_argument, NULL, OPT_RUNTIME},
@@ -412,7 +417,7 @@ int cmd_exec(int argc, char **argv)
 		goto out;
 	}
 	if (kiln_store_open(&store, NULL, &err) < 0 ||
-	    predict_resolve_image(store, target, &ropt, digest, &config, &err) < 0 ||
+	    predict_resolve_image(store, target, a.file, &ropt, digest, &config, &err) < 0 ||
 	    predict_runtime_prepare(&rt, store, digest, config, a.runtime, &ropt, &err) < 0)
 		goto out;
 	if (rt.kind == RUNTIME_BWRAP) {

@@ -41,6 +41,7 @@ struct predict_args {
 	const char *input_json;
 	const char *cog_json; /* --json INPUT */
 	const char *output;
+	const char *file; /* -f: the manifest */
 	const char *setup_timeout;
 	enum predict_runtime_kind runtime;
 	bool json; /* --format json */
@@ -68,6 +69,9 @@ static int predict_option(int c, const char *arg, void *ctx)
 		return push_arg(&a->envs, arg) < 0 ? CLI_EXIT_STATUS(EXIT_FAIL) : 0;
 	case 'o':
 		a->output = arg;
+		return 0;
+	case 'f':
+		a->file = arg;
 		return 0;
 	case OPT_FORMAT:
 		return cli_format_option(&a->json, arg);
@@ -109,12 +113,14 @@ static int read_input_json(json_t **out, const char *file, struct kiln_error **e
 	return 0;
 }
 
-int predict_resolve_image(struct kiln_store *s, const char *target, struct kiln_registry_options *ropt,
-                          char digest[KILN_DIGEST_LEN], json_t **config, struct kiln_error **err)
+int predict_resolve_image(struct kiln_store *s, const char *target, const char *file,
+                          struct kiln_registry_options *ropt, char digest[KILN_DIGEST_LEN], json_t **config,
+                          struct kiln_error **err)
 {
 	struct stat st;
 	if (stat(target, &st) == 0 && S_ISDIR(st.st_mode)) {
-		struct kiln_build_options opt = {.dir = target, .cancel = &cli_interrupted, .registry = ropt};
+		struct kiln_build_options opt = {
+		    .dir = target, .file = file, .cancel = &cli_interrupted, .registry = ropt};
 		struct kiln_build_result *r = NULL;
 		if (kiln_build(&r, s, &opt, err) < 0)
 			return kiln_error_wrap(err, "cannot build '%s'", target);
@@ -123,6 +129,12 @@ int predict_resolve_image(struct kiln_store *s, const char *target, struct kiln_
 		infof("built %s (%s) in %.2fs", r->familiar, r->manifest_digest, r->seconds);
 		kiln_build_result_free(r);
 	} else {
+		if (file)
+			return kiln_error_set(
+			    err, KILN_EINVAL,
+			    "-f %s: a manifest is for building a project directory, and '%s' is "
+			    "no directory",
+			    file, target);
 		struct kiln_reference *ref = NULL;
 		if (kiln_reference_parse(&ref, target, err) < 0)
 			return kiln_error_wrap(err, "'%s' is neither a directory nor an image reference",
@@ -411,6 +423,7 @@ static int run_job(int argc, char **argv, bool train)
 	    {"input-json", required_argument, NULL, OPT_INPUT_JSON},
 	    {"output", required_argument, NULL, 'o'},
 	    {"env", required_argument, NULL, 'e'},
+	    {"file", required_argument, NULL, 'f'},
 	    {"json", required_argument, NULL, OPT_COG_JSON},
 	    {"format", required_argument, NULL, OPT_FORMAT},
 	    {"runtime", required_argument, NULL, OPT_RUNTIME},
@@ -430,8 +443,8 @@ static int run_job(int argc, char **argv, bool train)
 	 * inputs may come from this machine's servers (-e KILN_ALLOW_PRIVATE_URLS=0 after it refuses them) */
 	if (push_arg(&a.envs, "KILN_ALLOW_PRIVATE_URLS=1") < 0)
 		return EXIT_FAIL;
-	int first, status = cli_parse(argc, argv, ":i:o:e:" CLI_COMMON_SHORT, longopts, &ropt, predict_option,
-	                              &a, 0, 1, &first);
+	int first, status = cli_parse(argc, argv, ":i:o:e:f:" CLI_COMMON_SHORT, longopts, &ropt,
+	                              predict_option, &a, 0, 1, &first);
 	if (status == -1 && a.cog_json && a.input_json)
 		status = cli_usage_error("--json and --input-json both give the input object: give one");
 	if (status == -1 && a.json && a.output)
@@ -474,7 +487,7 @@ static int run_job(int argc, char **argv, bool train)
 		warnf("--output value does not have a .json suffix: %s",
 		      strrchr(dest, '/') ? strrchr(dest, '/') + 1 : dest);
 	if (kiln_store_open(&store, NULL, &err) < 0 ||
-	    predict_resolve_image(store, target, &ropt, digest, &config, &err) < 0)
+	    predict_resolve_image(store, target, a.file, &ropt, digest, &config, &err) < 0)
 		goto out;
 	/* inputs checked against the label's schema before anything runs */
 	schema = schema_of(config, &rt, NULL);

@@ -28,11 +28,13 @@ struct predict_runtime {
 
 /* ---- cmd_predict.c ---- */
 
-/* The image: built from the directory TARGET, or the reference TARGET from the store (pulled when it is
- * not there). Its manifest digest into DIGEST and its config into *config. */
+/* The image: built from the directory TARGET (with the manifest FILE when not NULL, -f), or the reference
+ * TARGET from the store (pulled when it is not there; FILE must then be NULL). Its manifest digest into
+ * DIGEST and its config into *config. */
 struct kiln_registry_options;
-int predict_resolve_image(struct kiln_store *s, const char *target, struct kiln_registry_options *ropt,
-                          char digest[KILN_DIGEST_LEN], json_t **config, struct kiln_error **err);
+int predict_resolve_image(struct kiln_store *s, const char *target, const char *file,
+                          struct kiln_registry_options *ropt, char digest[KILN_DIGEST_LEN], json_t **config,
+                          struct kiln_error **err);
 
 /* ---- predict_runtime.c ---- */
 

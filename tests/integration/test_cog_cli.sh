@@ -33,6 +33,30 @@ predict() {
 	cd "$T_WORK" || return 1
 }
 
+t_case "-f FILE: the manifest a project is built with (cog predict -f / cog train -f); refused for an image"
+mkdir -p "$T_WORK/other"
+cp "$FIX/kinds.py" "$T_WORK/other/"
+echo 'run: kinds.py:Text' >"$T_WORK/other/alt.yaml"
+predict other -f "$T_WORK/other/alt.yaml" -i text=abc
+expect_rc 0
+expect_eq "$OUT" "said: abc"
+expect_contains "$ERR" "built other:latest"
+run_kiln predict other:latest -i text=img --runtime native
+expect_rc 0
+expect_eq "$OUT" "said: img" "the image carries the -f manifest as its kiln.yaml"
+run_kiln build "$T_WORK/other" -f "$T_WORK/other/alt.yaml" -t other:built
+expect_rc 0
+run_kiln predict other:built -i text=b --runtime native
+expect_eq "$OUT" "said: b" "kiln build -f: the same"
+predict other --file "$T_WORK/other/nope.yaml"
+expect_rc 1
+expect_contains "$ERR" "nope.yaml"
+predict other
+expect_rc 1 "without -f: no kiln.yaml or cog.yaml there"
+run_kiln predict other:latest -f "$T_WORK/other/alt.yaml" --runtime native
+expect_rc 1
+expect_contains "$ERR" "-f $T_WORK/other/alt.yaml: a manifest is for building a project directory, and 'other:latest' is no directory"
+
 t_case "--json INPUT: a JSON object as text, @FILE, @- and -; its \"@PATH\" members are read as files"
 predict types --json '{"text": "from text", "image": "@../doc.txt", "steps": 4}'
 expect_rc 0

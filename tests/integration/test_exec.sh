@@ -25,6 +25,19 @@ expect_rc 0
 run_kiln exec "$P" -- sh -c 'kill -TERM $$'
 expect_rc 143
 
+t_case "-f FILE: the manifest the project is built with, as cog exec -f takes it"
+mkdir -p "$T_WORK/alt"
+cp "$P"/*.py "$T_WORK/alt/" 2>/dev/null
+sed 's/FROM_YAML=yaml/FROM_YAML=alt/' "$P/kiln.yaml" >"$T_WORK/alt/other.yaml"
+run_kiln exec "$T_WORK/alt" -f "$T_WORK/alt/other.yaml" -- sh -c 'echo "$FROM_YAML"'
+expect_rc 0
+expect_eq "$OUT" alt
+cd "$T_WORK/alt" || exit 1
+run_kiln exec -f other.yaml sh -c 'echo "$FROM_YAML"'
+cd "$T_WORK" || exit 1
+expect_rc 0
+expect_eq "$OUT" alt "cog exec's line, -f relative to the current directory"
+
 t_case "the environment: kiln.yaml's environment, -e (which wins), this machine's PATH (native)"
 run_kiln exec "$P" -e FROM_E=e -e BOTH=e --env X=a=b -- sh -c 'echo "$FROM_YAML $FROM_E $BOTH $X"; command -v python3'
 expect_rc 0

@@ -138,6 +138,12 @@ int cmd_runtime_layer(int argc, char **argv);
 int cmd_build(int argc, char **argv);
 int cmd_dockerfile(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+
+/* doctor_fix.c: kiln doctor --fix's migration of the starter project's predict interface (predict:
+ * predict.py:Predictor in MANIFEST, BasePredictor, predict()) in DIR to run.py:Runner, as cog doctor --fix
+ * does. 1 when migrated (*done says what), 0 when the project is not of that shape, -1 when it is but cannot
+ * be migrated (*why says why); the caller frees both. */
+int doctor_fix_predict_to_run(const char *dir, const char *manifest, char **done, char **why);
 int cmd_exec(int argc, char **argv);
 int cmd_login(int argc, char **argv);
 int cmd_logout(int argc, char **argv);

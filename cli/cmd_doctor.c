@@ -27,7 +27,7 @@
 #include "pkg/sandbox.h"
 #include "pkg/schema.h"
 
-enum { OPT_FORMAT = 2000 };
+enum { OPT_FORMAT = 2000, OPT_FIX };
 
 struct finding {
 	bool error; /* else a warning */
@@ -42,6 +42,7 @@ struct report {
 	struct finding *v;
 	size_t n;
 	size_t errors;
+	char *fixed; /* what --fix changed, or NULL */
 };
 
 /* Split TEXT's leading "FILE:LINE[:COLUMN]: " into F (none: F->file NULL); F->message the rest on one
@@ -148,7 +149,8 @@ static void check_predictor(struct report *r, const struct kiln_manifest *m, con
 	{
 		_cleanup_free_ char *full = kiln_path_join(m->dir, json_string_value(w));
 		add(r, false, "predictor", full ? full : json_string_value(w), "%s",
-		    "derive from cog.BaseRunner and name the method run(); the old names still work");
+		    "derive from cog.BaseRunner and name the method run() (kiln doctor --fix does it for "
+		    "predict.py:Predictor); the old names still work");
 	}
 	json_decref(warnings);
 	if (rc == KILN_ENOTFOUND) {
@@ -351,6 +353,7 @@ static void check_tools(struct report *r, const struct kiln_manifest *m, const s
 struct doctor_args {
 	const char *file;
 	bool json;
+	bool fix; /* --fix */
 };
 
 static int doctor_option(int c, const char *arg, void *ctx)
@@ -363,6 +366,9 @@ static int doctor_option(int c, const char *arg, void *ctx)
 	case CLI_OPT_JSON:
 		a->json = true;
 		return 0;
+	case OPT_FIX:
+		a->fix = true;
+		return 0;
 	case OPT_FORMAT:
 		return cli_format_option(&a->json, arg);
 	default:
@@ -370,8 +376,25 @@ static int doctor_option(int c, const char *arg, void *ctx)
 	}
 }
 
+/* --fix: what can be changed for the user, changed before the checks run (which then see the result). */
+static void fix(struct report *r, const char *dir, const char *file)
+{
+	struct kiln_manifest *m = NULL;
+	if (kiln_manifest_load(&m, dir, file, NULL) < 0)
+		return; /* the manifest's check says why */
+	char *why = NULL;
+	if (doctor_fix_predict_to_run(dir, m->path, &r->fixed, &why) < 0)
+		add(r, true, "predict-to-run", why ? why : "out of memory", "%s",
+		    "migrate by hand: derive the class from cog.BaseRunner, name its method run() and the "
+		    "manifest's key run:");
+	free(why);
+	kiln_manifest_free(m);
+}
+
 static void print_text(const struct report *r, const char *dir)
 {
+	if (r->fixed)
+		printf("fixed: predict-to-run: %s\n", r->fixed);
 	for (size_t i = 0; i < r->n; i++) {
 		const struct finding *f = &r->v[i];
 		printf("%s: %s: ", f->error ? "error" : "warning", f->check);
@@ -404,9 +427,13 @@ static void print_json(const struct report *r, const char *dir)
 		                                f->column ? json_integer(f->column) : json_null(), "message",
 		                                f->message ? f->message : "", "fix", f->fix ? f->fix : ""));
 	}
-	json_auto_t *doc = json_pack("{s:s, s:b, s:I, s:I, s:O}", "project", dir, "ok", r->errors == 0,
+	json_auto_t *fixed = json_array();
+	if (r->fixed)
+		json_array_append_new(
+		    fixed, json_pack("{s:s, s:s}", "check", "predict-to-run", "message", r->fixed));
+	json_auto_t *doc = json_pack("{s:s, s:b, s:I, s:I, s:O, s:O}", "project", dir, "ok", r->errors == 0,
 	                             "errors", (json_int_t)r->errors, "warnings",
-	                             (json_int_t)(r->n - r->errors), "findings", findings);
+	                             (json_int_t)(r->n - r->errors), "findings", findings, "fixed", fixed);
 	kiln_json_dumpf(doc, stdout, JSON_INDENT(2));
 	fputc('\n', stdout);
 }
@@ -415,6 +442,7 @@ int cmd_doctor(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 	    {"file", required_argument, NULL, 'f'},
+	    {"fix", no_argument, NULL, OPT_FIX},
 	    {"format", required_argument, NULL, OPT_FORMAT},
 	    {"json", no_argument, NULL, CLI_OPT_JSON},
 	    CLI_COMMON_LONG,
@@ -430,6 +458,8 @@ int cmd_doctor(int argc, char **argv)
 	struct kiln_runtime rt;
 	struct kiln_error *rt_err = NULL;
 	bool have_rt = kiln_runtime_locate(&rt, &rt_err) == 0;
+	if (a.fix)
+		fix(&r, dir, a.file);
 	struct kiln_manifest *m = check_manifest(&r, dir, a.file);
 	if (m) {
 		check_predictor(&r, m, have_rt ? &rt : NULL);
@@ -450,6 +480,7 @@ int cmd_doctor(int argc, char **argv)
 		free(r.v[i].fix);
 	}
 	free(r.v);
+	free(r.fixed);
 	kiln_error_free(rt_err);
 	if (have_rt)
 		kiln_runtime_release(&rt);

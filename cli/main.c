@@ -45,7 +45,7 @@ const struct command commands[] = {
      "  --runtime-image REF  the image kiln built that the runtime is copied from (default: the manifest's\n"
      "                       image, else DIR's name:latest, as kiln build tags it)\n"},
     {"doctor", cmd_doctor, "check a project without building it and say what to fix (cog doctor)",
-     "kiln doctor [DIR] [-f FILE] [--format text|json]",
+     "kiln doctor [DIR] [-f FILE] [--fix] [--format text|json]",
      "  -f, --file FILE      the manifest (default: DIR/kiln.yaml, else DIR/cog.yaml)\n"
      "  --format json        print the findings as JSON (--json is the same)\n"},
     {"exec", cmd_exec, "run a command in the model's environment (cog exec)",

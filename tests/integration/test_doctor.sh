@@ -220,6 +220,44 @@ KILN_SHIM=$T_WORK/no-shim run_kiln doctor "$T_WORK/tools"
 expect_rc 1
 expect_contains "$OUT" "error: tools: cannot find the predictor shim '$T_WORK/no-shim'"
 
+t_case "--fix migrates the starter project's predict.py:Predictor to run.py:Runner, as cog doctor --fix does"
+D=$T_WORK/migrate
+mkdir -p "$D"
+printf 'build:\n  python_version: "3.11"\npredict: "predict.py:Predictor"\n' >"$D/cog.yaml"
+printf 'from cog import BasePredictor, Input\n\n\nclass Predictor(BasePredictor):\n    def setup(self) -> None:\n        self.predictor_count = 1\n\n    def predict(self, text: str = Input(default="a")) -> str:\n        return "said " + text\n' >"$D/predict.py"
+run_kiln doctor "$D"
+expect_contains "$OUT" "kiln doctor --fix does it for predict.py:Predictor"
+[ -f "$D/predict.py" ] && [ ! -e "$D/run.py" ] || t_fail "doctor without --fix changed the project"
+run_kiln doctor "$D" --fix
+expect_rc 0
+expect_contains "$OUT" "fixed: predict-to-run: migrated predict.py:Predictor to run.py:Runner (BaseRunner, run()), and $D/cog.yaml's predict: to run:"
+expect_not_contains "$OUT" "deprecated"
+[ ! -e "$D/predict.py" ] || t_fail "predict.py is still there"
+expect_eq "$(cat "$D/run.py")" "$(printf 'from cog import BaseRunner, Input\n\n\nclass Runner(BaseRunner):\n    def setup(self) -> None:\n        self.predictor_count = 1\n\n    def run(self, text: str = Input(default="a")) -> str:\n        return "said " + text')"
+expect_eq "$(cat "$D/cog.yaml")" "$(printf 'build:\n  python_version: "3.11"\nrun: "run.py:Runner"')"
+KILN_PYTHON_BASE=scratch run_kiln predict "$D" -i text=b --runtime native
+expect_eq "$OUT" "said b" "the migrated project runs"
+run_kiln doctor "$D" --fix --format json
+expect_eq "$(echo "$OUT" | json 'j["fixed"]')" "[]" "nothing more to fix"
+# what it cannot migrate: an error naming why, nothing changed
+D=$T_WORK/nomigrate
+mkdir -p "$D"
+printf 'predict: predict.py:Predictor\n' >"$D/kiln.yaml"
+printf 'from cog import BasePredictor\n\n\nclass Predictor(BasePredictor):\n    def predict(self) -> str:\n        return "x"\n\n    def predict_more(self) -> str:\n        return "y"\n\n\ndef predict(x):\n    return x\n' >"$D/predict.py"
+cp "$D/predict.py" "$T_WORK/nomigrate.py"
+run_kiln doctor "$D" --fix
+expect_rc 1
+expect_contains "$OUT" "error: predict-to-run: Manual migration required: automatic migration only supports a single Predictor class with a single predict method (fix: migrate by hand"
+cmp -s "$D/predict.py" "$T_WORK/nomigrate.py" && [ ! -e "$D/run.py" ] || t_fail "a refused migration changed files"
+printf 'from cog import BasePredictor\n\n\nclass Predictor(BasePredictor):\n    def predict(self) -> str:\n        return "x"\n' >"$D/predict.py"
+echo 'print("mine")' >"$D/run.py"
+run_kiln doctor "$D" --fix
+expect_rc 1
+expect_contains "$OUT" "error: predict-to-run: cannot migrate predict.py to run.py because run.py already exists"
+expect_eq "$(cat "$D/run.py")" 'print("mine")'
+expect_eq "$(cat "$D/kiln.yaml")" "predict: predict.py:Predictor"
+ls "$D" | grep -q kiln-fix && t_fail "a temporary file was left"
+
 t_case "bad command lines"
 run_kiln doctor "$T_WORK/clean" --format xml
 expect_rc 2
@@ -227,12 +265,12 @@ expect_contains "$ERR" "kiln doctor: --format: 'xml' is not json or text"
 run_kiln doctor "$T_WORK/clean" "$T_WORK/tools"
 expect_rc 2
 expect_contains "$ERR" "kiln doctor: too many arguments ('$T_WORK/tools')"
-run_kiln doctor --fix
+run_kiln doctor --fixes
 expect_rc 2
-expect_contains "$ERR" "kiln doctor: unknown option '--fix'"
+expect_contains "$ERR" "kiln doctor: unknown option '--fixes'"
 run_kiln doctor --help
 expect_rc 0
-expect_contains "$OUT" "usage: kiln doctor [DIR] [-f FILE] [--format text|json]"
+expect_contains "$OUT" "usage: kiln doctor [DIR] [-f FILE] [--fix] [--format text|json]"
 run_kiln doctor -f "$T_WORK/badkey/kiln.yaml" "$T_WORK/clean"
 expect_rc 1
 expect_contains "$OUT" "$T_WORK/badkey/kiln.yaml:3:3"

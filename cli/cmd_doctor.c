@@ -42,7 +42,7 @@ struct report {
 	struct finding *v;
 	size_t n;
 	size_t errors;
-	char *fixed; /* what --fix changed, or NULL */
+	json_t *fixed; /* what --fix changed: [{"check", "message"}] */
 };
 
 /* Split TEXT's leading "FILE:LINE[:COLUMN]: " into F (none: F->file NULL); F->message the rest on one
@@ -376,25 +376,92 @@ static int doctor_option(int c, const char *arg, void *ctx)
 	}
 }
 
+#define DEPRECATED_NAME "ExperimentalFeatureWarning"
+
+/* The Python file of REF ("FILE.py:NAME", from the project's directory; not native:), or NULL. */
+static char *python_file(const struct kiln_manifest *m, const char *ref)
+{
+	if (!ref || strncmp(ref, "native:", 7) == 0)
+		return NULL;
+	_cleanup_free_ char *file = strndup(ref, strcspn(ref, ":"));
+	return file ? kiln_path_join(m->dir, file) : NULL;
+}
+
+/* Imports of what Cog removed: `from cog.types import ExperimentalFeatureWarning` fails when the model
+ * starts. */
+static void check_imports(struct report *r, const struct kiln_manifest *m)
+{
+	_cleanup_free_ char *predict = python_file(m, m->predict);
+	_cleanup_free_ char *train = python_file(m, m->train);
+	const char *paths[] = {predict, train && (!predict || strcmp(train, predict) != 0) ? train : NULL};
+	for (size_t i = 0; i < 2; i++) {
+		const char *path = paths[i];
+		int line = path ? doctor_deprecated_import_line(path) : 0;
+		if (!line)
+			continue;
+		_cleanup_free_ char *text = NULL;
+		if (asprintf(&text,
+		             "%s:%d: " DEPRECATED_NAME
+		             " was removed in cog 0.17; current_scope().record_metric() "
+		             "is no longer experimental",
+		             path, line) < 0)
+			continue;
+		add(r, true, "python-deprecated-imports", text, "%s",
+		    "Remove the import of " DEPRECATED_NAME " from cog.types (kiln doctor --fix does it)");
+	}
+}
+
 /* --fix: what can be changed for the user, changed before the checks run (which then see the result). */
 static void fix(struct report *r, const char *dir, const char *file)
 {
 	struct kiln_manifest *m = NULL;
 	if (kiln_manifest_load(&m, dir, file, NULL) < 0)
 		return; /* the manifest's check says why */
-	char *why = NULL;
-	if (doctor_fix_predict_to_run(dir, m->path, &r->fixed, &why) < 0)
+	char *why = NULL, *done = NULL;
+	int rc = doctor_fix_predict_to_run(dir, m->path, &done, &why);
+	if (rc < 0)
 		add(r, true, "predict-to-run", why ? why : "out of memory", "%s",
 		    "migrate by hand: derive the class from cog.BaseRunner, name its method run() and the "
 		    "manifest's key run:");
+	else if (rc > 0)
+		json_array_append_new(r->fixed,
+		                      json_pack("{s:s, s:s?}", "check", "predict-to-run", "message", done));
 	free(why);
+	free(done);
+	if (rc > 0) { /* the migrated project's manifest */
+		kiln_manifest_free(m);
+		m = NULL;
+		if (kiln_manifest_load(&m, dir, file, NULL) < 0)
+			return;
+	}
+	const char *refs[] = {m->predict, m->train};
+	for (size_t i = 0; i < 2; i++) {
+		_cleanup_free_ char *path = python_file(m, refs[i]);
+		if (!path || (rc = doctor_fix_deprecated_import(path, &why)) == 0)
+			continue;
+		if (rc < 0)
+			add(r, true, "python-deprecated-imports", why ? why : "out of memory", "%s",
+			    "remove the import of " DEPRECATED_NAME
+			    " from cog.types and what uses it by hand");
+		else
+			json_array_append_new(r->fixed, json_pack("{s:s, s:s+}", "check",
+			                                          "python-deprecated-imports", "message",
+			                                          "removed the import of " DEPRECATED_NAME
+			                                          " from cog.types and its uses in ",
+			                                          path));
+		free(why);
+		why = NULL;
+	}
 	kiln_manifest_free(m);
 }
 
 static void print_text(const struct report *r, const char *dir)
 {
-	if (r->fixed)
-		printf("fixed: predict-to-run: %s\n", r->fixed);
+	size_t i;
+	json_t *f;
+	json_array_foreach(r->fixed, i, f)
+	    printf("fixed: %s: %s\n", json_string_value(json_object_get(f, "check")),
+	           json_string_value(json_object_get(f, "message")));
 	for (size_t i = 0; i < r->n; i++) {
 		const struct finding *f = &r->v[i];
 		printf("%s: %s: ", f->error ? "error" : "warning", f->check);
@@ -427,13 +494,9 @@ static void print_json(const struct report *r, const char *dir)
 		                                f->column ? json_integer(f->column) : json_null(), "message",
 		                                f->message ? f->message : "", "fix", f->fix ? f->fix : ""));
 	}
-	json_auto_t *fixed = json_array();
-	if (r->fixed)
-		json_array_append_new(
-		    fixed, json_pack("{s:s, s:s}", "check", "predict-to-run", "message", r->fixed));
 	json_auto_t *doc = json_pack("{s:s, s:b, s:I, s:I, s:O, s:O}", "project", dir, "ok", r->errors == 0,
 	                             "errors", (json_int_t)r->errors, "warnings",
-	                             (json_int_t)(r->n - r->errors), "findings", findings, "fixed", fixed);
+	                             (json_int_t)(r->n - r->errors), "findings", findings, "fixed", r->fixed);
 	kiln_json_dumpf(doc, stdout, JSON_INDENT(2));
 	fputc('\n', stdout);
 }
@@ -454,7 +517,7 @@ int cmd_doctor(int argc, char **argv)
 	if (status >= 0)
 		return status;
 	const char *dir = first < argc ? argv[first] : ".";
-	struct report r = {0};
+	struct report r = {.fixed = json_array()};
 	struct kiln_runtime rt;
 	struct kiln_error *rt_err = NULL;
 	bool have_rt = kiln_runtime_locate(&rt, &rt_err) == 0;
@@ -463,6 +526,7 @@ int cmd_doctor(int argc, char **argv)
 	struct kiln_manifest *m = check_manifest(&r, dir, a.file);
 	if (m) {
 		check_predictor(&r, m, have_rt ? &rt : NULL);
+		check_imports(&r, m);
 		check_python(&r, m);
 		check_requirements(&r, m);
 		check_weights(&r, m);
@@ -480,7 +544,7 @@ int cmd_doctor(int argc, char **argv)
 		free(r.v[i].fix);
 	}
 	free(r.v);
-	free(r.fixed);
+	json_decref(r.fixed);
 	kiln_error_free(rt_err);
 	if (have_rt)
 		kiln_runtime_release(&rt);

@@ -172,3 +172,271 @@ out:
 	regfree(&method);
 	return rc;
 }
+
+/* ---- python-deprecated-imports: `from cog.types import ExperimentalFeatureWarning` (removed in Cog 0.17) */
+
+#define DEPRECATED_NAME "ExperimentalFeatureWarning"
+
+/* A file's text as lines (each without its newline). */
+struct lines {
+	char **v;
+	size_t n;
+	bool final_newline;
+};
+
+static void lines_free(struct lines *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+}
+
+static int lines_split(struct lines *l, const char *text)
+{
+	*l = (struct lines){0};
+	size_t len = strlen(text);
+	l->final_newline = len > 0 && text[len - 1] == '\n';
+	for (const char *p = text; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		char **v = realloc(l->v, (l->n + 1) * sizeof(*v));
+		if (!v)
+			return -1;
+		l->v = v;
+		if (!(l->v[l->n] = strndup(p, n)))
+			return -1;
+		l->n++;
+		p += n + (nl != NULL);
+	}
+	return 0;
+}
+
+static bool ident_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* Whether LINE has the identifier WORD (not inside a longer name). */
+static bool has_word(const char *line, const char *word)
+{
+	size_t n = strlen(word);
+	for (const char *p = strstr(line, word); p; p = strstr(p + 1, word))
+		if ((p == line || !ident_char(p[-1])) && !ident_char(p[n]))
+			return true;
+	return false;
+}
+
+/* The end (exclusive) of the top-level unit starting at line I: the lines after it that are indented,
+ * blank, or close a bracket at the margin, up to the last that is not blank. */
+static size_t unit_end(const struct lines *l, size_t i)
+{
+	size_t end = i + 1;
+	for (size_t j = i + 1; j < l->n; j++) {
+		char c = l->v[j][0];
+		if (c == '\0' || c == ' ' || c == '\t') {
+			if (strspn(l->v[j], " \t") != strlen(l->v[j]))
+				end = j + 1;
+			continue;
+		}
+		if (c == ')' || c == ']' || c == '}') {
+			end = j + 1;
+			continue;
+		}
+		break;
+	}
+	return end;
+}
+
+/* Whether the unit at line I opens a block (def, class, if, ...: never removed whole). */
+static bool is_block(const char *line)
+{
+	static const char *const kw[] = {"def",  "class", "if",     "elif",    "else",  "for",   "while",
+	                                 "with", "try",   "except", "finally", "async", "match", NULL};
+	if (line[0] == '@')
+		return true;
+	for (size_t k = 0; kw[k]; k++) {
+		size_t n = strlen(kw[k]);
+		if (strncmp(line, kw[k], n) == 0 && !ident_char(line[n]))
+			return true;
+	}
+	return false;
+}
+
+/* The unit's lines joined with spaces (a statement across lines as one), or NULL. */
+static char *unit_text(const struct lines *l, size_t i, size_t end)
+{
+	struct kiln_buf b = {0};
+	for (size_t j = i; j < end; j++) {
+		kiln_buf_put(&b, l->v[j], strlen(l->v[j]));
+		kiln_buf_put(&b, " ", 1);
+	}
+	kiln_buf_put(&b, "", 1);
+	return b.ptr;
+}
+
+/* If the unit TEXT is `from cog.types import ...` naming the deprecated name: true, with *kept the other
+ * names ("a, b as c", maybe "") and *alias what the file calls it. */
+static bool deprecated_import(const char *text, char **kept, char **alias)
+{
+	const char *p = text;
+	static const char *const words[] = {"from", "cog.types", "import"};
+	for (size_t k = 0; k < 3; k++) {
+		p += strspn(p, " \t");
+		size_t n = strlen(words[k]);
+		if (strncmp(p, words[k], n) != 0 || (p[n] != ' ' && p[n] != '\t' && p[n] != '('))
+			return false;
+		p += n;
+	}
+	struct kiln_buf b = {0};
+	bool found = false;
+	*alias = NULL;
+	char *list = strdup(p);
+	for (char *save = NULL, *item = list ? strtok_r(list, ",", &save) : NULL; item;
+	     item = strtok_r(NULL, ",", &save)) {
+		char *s = item + strspn(item, " \t(\\");
+		size_t n = strlen(s);
+		while (n > 0 && strchr(" \t)\\", s[n - 1]))
+			n--;
+		s[n] = '\0';
+		if (!*s)
+			continue;
+		size_t base = strcspn(s, " \t");
+		if (base == strlen(DEPRECATED_NAME) && strncmp(s, DEPRECATED_NAME, base) == 0) {
+			const char *as = strstr(s + base, " as ");
+			free(*alias);
+			*alias = strdup(as ? as + 4 + strspn(as + 4, " \t") : DEPRECATED_NAME);
+			found = true;
+			continue;
+		}
+		if (b.len)
+			kiln_buf_put(&b, ", ", 2);
+		kiln_buf_put(&b, s, strlen(s));
+	}
+	free(list);
+	kiln_buf_put(&b, "", 1);
+	*kept = b.ptr;
+	if (!found || !*alias) {
+		free(*kept);
+		free(*alias);
+		*kept = *alias = NULL;
+		return false;
+	}
+	return true;
+}
+
+int doctor_deprecated_import_line(const char *path)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+	struct lines l;
+	if (kiln_read_file(&text, &len, path, 16 << 20, NULL) < 0 || lines_split(&l, text) < 0)
+		return 0;
+	int line = 0;
+	for (size_t i = 0; i < l.n && !line; i++) {
+		if (!l.v[i][0] || l.v[i][0] == ' ' || l.v[i][0] == '\t')
+			continue;
+		size_t end = unit_end(&l, i);
+		_cleanup_free_ char *u = unit_text(&l, i, end);
+		char *kept = NULL, *alias = NULL;
+		if (u && deprecated_import(u, &kept, &alias))
+			line = (int)i + 1;
+		free(kept);
+		free(alias);
+		i = end - 1;
+	}
+	lines_free(&l);
+	return line;
+}
+
+/* The name a top-level `import X[.Y] [as Z]` line binds (X, or Z), when it imports one module; else NULL. */
+static char *import_binding(const char *line)
+{
+	if (strncmp(line, "import ", 7) != 0 || strchr(line, ',') || strchr(line, '#'))
+		return NULL;
+	const char *p = line + 7 + strspn(line + 7, " \t");
+	const char *as = strstr(p, " as ");
+	if (as)
+		p = as + 4 + strspn(as + 4, " \t");
+	size_t n = 0;
+	while (ident_char(p[n]))
+		n++;
+	return n ? strndup(p, n) : NULL;
+}
+
+int doctor_fix_deprecated_import(const char *path, char **why)
+{
+	*why = NULL;
+	_cleanup_free_ char *text = NULL, *alias = NULL, *replacement = NULL;
+	_cleanup_free_ bool *gone = NULL;
+	size_t len, import_line = 0;
+	struct lines l;
+	if (kiln_read_file(&text, &len, path, 16 << 20, NULL) < 0 || lines_split(&l, text) < 0)
+		return say(why, "cannot read %s", path), -1;
+	int rc = -1;
+	struct kiln_buf removed = {0}; /* the statements removed for the name, for the imports they used */
+	if (!(gone = calloc(l.n + 1, sizeof(*gone))))
+		goto out;
+	for (size_t i = 0; i < l.n; i++) { /* the import, and the statements that use what it imported */
+		char c = l.v[i][0];
+		if (!c || c == ' ' || c == '\t' || c == '#')
+			continue;
+		size_t end = unit_end(&l, i);
+		_cleanup_free_ char *u = unit_text(&l, i, end);
+		char *kept = NULL, *name = NULL;
+		if (u && !alias && deprecated_import(u, &kept, &name)) {
+			alias = name;
+			import_line = i;
+			for (size_t j = i; j < end; j++)
+				gone[j] = true;
+			if (*kept && asprintf(&replacement, "from cog.types import %s", kept) < 0)
+				replacement = NULL;
+			free(kept);
+		} else if (u && alias && !is_block(u) && strncmp(u, "import ", 7) != 0 &&
+		           strncmp(u, "from ", 5) != 0 && has_word(u, alias)) {
+			for (size_t j = i; j < end; j++)
+				gone[j] = true;
+			kiln_buf_put(&removed, u, strlen(u));
+		}
+		i = end - 1;
+	}
+	if (!alias) {
+		rc = 0;
+		goto out;
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		const char *t = l.v[i] + strspn(l.v[i], " \t");
+		if (!gone[i] && *t != '#' && has_word(t, alias)) {
+			say(why, "%s:%zu: %s is used here, not only imported: remove it by hand", path, i + 1,
+			    alias);
+			goto out;
+		}
+	}
+	kiln_buf_put(&removed, "", 1);
+	for (size_t i = 0; i < l.n; i++) { /* the imports only the removed statements used */
+		_cleanup_free_ char *bound = gone[i] ? NULL : import_binding(l.v[i]);
+		if (!bound || !has_word(removed.ptr, bound))
+			continue;
+		bool used = false;
+		for (size_t j = 0; j < l.n && !used; j++)
+			used = j != i && !gone[j] && has_word(l.v[j], bound);
+		gone[i] = !used;
+	}
+	struct kiln_buf out = {0};
+	for (size_t i = 0; i < l.n; i++) {
+		const char *line = i == import_line && replacement ? replacement : gone[i] ? NULL : l.v[i];
+		if (!line)
+			continue;
+		kiln_buf_put(&out, line, strlen(line));
+		if (i + 1 < l.n || l.final_newline)
+			kiln_buf_put(&out, "\n", 1);
+	}
+	kiln_buf_put(&out, "", 1);
+	rc = replace_file(path, out.ptr, false) < 0
+	         ? (say(why, "cannot write %s: %s", path, strerror(errno)), -1)
+	         : 1;
+	kiln_buf_release(&out);
+out:
+	kiln_buf_release(&removed);
+	lines_free(&l);
+	return rc;
+}

@@ -258,6 +258,44 @@ expect_eq "$(cat "$D/run.py")" 'print("mine")'
 expect_eq "$(cat "$D/kiln.yaml")" "predict: predict.py:Predictor"
 ls "$D" | grep -q kiln-fix && t_fail "a temporary file was left"
 
+t_case "from cog.types import ExperimentalFeatureWarning (gone since Cog 0.17) is an error; --fix removes it and its uses"
+D=$T_WORK/efw
+mkdir -p "$D"
+printf 'run: run.py:Runner\n' >"$D/kiln.yaml"
+cat >"$D/run.py" <<'PY'
+import os
+import warnings
+
+from cog import BaseRunner
+from cog.types import Path, ExperimentalFeatureWarning as EFW
+
+warnings.filterwarnings(
+    "ignore",
+    category=EFW,
+)
+
+
+class Runner(BaseRunner):
+    def run(self) -> str:
+        return os.sep
+PY
+run_kiln doctor "$D"
+expect_rc 1
+expect_contains "$OUT" "error: python-deprecated-imports: $D/run.py:5: ExperimentalFeatureWarning was removed in cog 0.17; current_scope().record_metric() is no longer experimental (fix: Remove the import of ExperimentalFeatureWarning from cog.types (kiln doctor --fix does it))"
+run_kiln doctor "$D" --fix --format json
+expect_rc 0
+expect_eq "$(echo "$OUT" | json '[j["ok"], j["fixed"]]')" \
+	"[true, [{\"check\": \"python-deprecated-imports\", \"message\": \"removed the import of ExperimentalFeatureWarning from cog.types and its uses in $D/run.py\"}]]"
+expect_eq "$(cat "$D/run.py")" "$(printf 'import os\n\nfrom cog import BaseRunner\nfrom cog.types import Path\n\n\n\nclass Runner(BaseRunner):\n    def run(self) -> str:\n        return os.sep')" \
+	"the import, the statement using it and 'import warnings' (used only there) gone; 'import os' kept"
+# used inside a function: refused, the file unchanged
+printf 'from cog import BaseRunner\nfrom cog.types import ExperimentalFeatureWarning\n\n\nclass Runner(BaseRunner):\n    def run(self) -> str:\n        return ExperimentalFeatureWarning.__name__\n' >"$D/run.py"
+cp "$D/run.py" "$T_WORK/efw.py"
+run_kiln doctor "$D" --fix
+expect_rc 1
+expect_contains "$OUT" "error: python-deprecated-imports: $D/run.py:7: ExperimentalFeatureWarning is used here, not only imported: remove it by hand"
+cmp -s "$D/run.py" "$T_WORK/efw.py" || t_fail "a refused fix changed run.py"
+
 t_case "bad command lines"
 run_kiln doctor "$T_WORK/clean" --format xml
 expect_rc 2

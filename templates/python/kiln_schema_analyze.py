@@ -98,6 +98,8 @@ def _check_constraints(mod: SourceModule, node: ast.AST, info: InputInfo) -> Non
     where = f"'{name}' ({info.type.primitive})"
     if info.accept is not None and not isinstance(info.accept, str):
         raise mod.error(node, f"accept of '{name}' must be a string of MIME types (\"image/*,.png\")")
+    if info.accept is not None and p not in (PATH, FILE):
+        raise mod.error(node, f"accept is only valid on Path or File inputs (parameter '{name}')")
     defaults = []
     if info.default not in (MISSING, None):
         defaults = list(info.default) if isinstance(info.default, list) else [info.default]

@@ -229,6 +229,10 @@ printf 'from cog import BasePredictor, Input, Path\nclass P(BasePredictor):\n   
 schema "$T_WORK" badaccept.py:P
 expect_rc 1
 expect_eq "$ERR" "badaccept.py:3: accept of 'f' must be a string of MIME types (\"image/*,.png\")"
+printf 'from typing import List\nfrom cog import BasePredictor, File, Input, Path\nclass P(BasePredictor):\n    def predict(self, f: List[Path] = Input(accept=".bin"), g: File = Input(accept="text/*"), name: str = Input(accept="text/plain")) -> str:\n        return ""\n' >"$T_WORK/badaccept.py"
+schema "$T_WORK" badaccept.py:P
+expect_rc 1
+expect_eq "$ERR" "badaccept.py:4: accept is only valid on Path or File inputs (parameter 'name')" "Cog's build error; a list of Path and a File take it"
 
 t_case "kiln_schema: the envelope, paths and key order of Cog's static schema generator"
 expect_eq "$(echo "$DOC" | json 'list(j)')" '["components", "info", "openapi", "paths"]'

@@ -245,8 +245,7 @@ static int build_run(struct kiln_build_options *optp, struct kiln_registry_optio
 	const char *output = NULL;
 	bool json = false, push = false;
 	int status;
-	if (first < argc)
-		opt.dir = argv[first];
+	opt.dir = first < argc ? argv[first] : opt.file ? "." : cli_default_dir();
 	output = a.output;
 	json = a.json;
 	push = a.push;

@@ -371,8 +371,8 @@ int cmd_exec(int argc, char **argv)
 	while (dd < argc && strcmp(argv[dd], "--") != 0)
 		dd++;
 	if (dd < argc && positionals(dd, argv, SHORTOPTS, longopts) > 1)
-		dd = argc; /* cog exec python train.py -- --lr 1: the "--" is the command's */
-	const char *target = ".";
+		dd = argc;         /* cog exec python train.py -- --lr 1: the "--" is the command's */
+	const char *target = NULL; /* none given: the current directory's project, or the one above it */
 	char **cmd = NULL;
 	int first, status;
 	if (dd < argc) {
@@ -399,6 +399,8 @@ int cmd_exec(int argc, char **argv)
 		}
 		cmd = argv + first;
 	}
+	if (!target)
+		target = a.file ? "." : cli_default_dir();
 	_cleanup_error_ struct kiln_error *err = NULL;
 	json_t *config = NULL;
 	struct kiln_store *store = NULL;

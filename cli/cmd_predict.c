@@ -454,7 +454,7 @@ static int run_job(int argc, char **argv, bool train)
 		free(a.envs.v);
 		return status;
 	}
-	const char *target = first < argc ? argv[first] : ".";
+	const char *target = first < argc ? argv[first] : a.file ? "." : cli_default_dir();
 	cli_catch_signals();
 
 	_cleanup_error_ struct kiln_error *err = NULL;

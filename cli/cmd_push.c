@@ -127,13 +127,13 @@ int cmd_push(int argc, char **argv)
 	struct kiln_registry_options ropt;
 	kiln_registry_options_init(&ropt);
 	ropt.cancel = &cli_interrupted;
-	struct push_args a = {.dir = ".", .jobs = 4};
+	struct push_args a = {.jobs = 4};
 	int first, status = cli_parse(argc, argv, ":C:j:" CLI_COMMON_SHORT, longopts, &ropt, push_option, &a,
 	                              0, 1, &first);
 	if (status >= 0)
 		return status;
 	const char *ref = first < argc ? argv[first] : NULL;
-	const char *dir = a.dir;
+	const char *dir = a.dir ? a.dir : cli_default_dir();
 	int jobs = a.jobs;
 	bool json = a.json;
 	cli_catch_signals();

@@ -145,7 +145,7 @@ int cmd_serve(int argc, char **argv)
 			free(a.pass[i]);
 		return status;
 	}
-	const char *dir = a.project ? a.project : first < argc ? argv[first] : ".";
+	const char *dir = a.project ? a.project : first < argc ? argv[first] : cli_default_dir();
 	_cleanup_error_ struct kiln_error *err = NULL;
 	struct kiln_runtime rt;
 	if (kiln_runtime_locate(&rt, &err) < 0)

@@ -3,8 +3,11 @@
 #include "cli/cli.h"
 
 #include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int cli_parse(int argc, char **argv, const char *shortopts, const struct option *longopts,
               struct kiln_registry_options *ropt, int (*handle)(int opt, const char *arg, void *ctx),
@@ -63,4 +66,30 @@ int cli_json_option(int opt, const char *arg, void *ctx)
 		return -1;
 	*(bool *)ctx = true;
 	return 0;
+}
+
+/* Whether DIR holds a manifest (kiln.yaml or cog.yaml). */
+static bool has_manifest(const char *dir)
+{
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/kiln.yaml", dir);
+	if (access(path, F_OK) == 0)
+		return true;
+	snprintf(path, sizeof(path), "%s/cog.yaml", dir);
+	return access(path, F_OK) == 0;
+}
+
+const char *cli_default_dir(void)
+{
+	static char dir[PATH_MAX];
+	if (has_manifest(".") || !getcwd(dir, sizeof(dir)))
+		return ".";
+	for (char *slash = strrchr(dir, '/'); slash; slash = strrchr(dir, '/')) {
+		slash[slash == dir] = '\0'; /* the parent; "/" kept whole */
+		if (has_manifest(dir))
+			return dir;
+		if (slash == dir)
+			break;
+	}
+	return ".";
 }

@@ -48,6 +48,11 @@ run_kiln build "$T_WORK/other" -f "$T_WORK/other/alt.yaml" -t other:built
 expect_rc 0
 run_kiln predict other:built -i text=b --runtime native
 expect_eq "$OUT" "said: b" "kiln build -f: the same"
+mkdir -p "$T_WORK/kText/deep/er"
+cd "$T_WORK/kText/deep/er" || exit 1
+run_kiln predict -i text=up --runtime native
+cd "$T_WORK" || exit 1
+expect_eq "$OUT" "said: up" "kiln predict without DIR in a subdirectory: the project above it"
 predict other --file "$T_WORK/other/nope.yaml"
 expect_rc 1
 expect_contains "$ERR" "nope.yaml"

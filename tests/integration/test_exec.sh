@@ -38,6 +38,23 @@ cd "$T_WORK" || exit 1
 expect_rc 0
 expect_eq "$OUT" alt "cog exec's line, -f relative to the current directory"
 
+t_case "from a subdirectory of the project, without DIR: the project above is found, as Cog finds cog.yaml"
+mkdir -p "$P/some/sub/dir"
+cd "$P/some/sub/dir" || exit 1
+run_kiln exec --runtime native echo hello world
+expect_rc 0
+expect_eq "$OUT" "hello world"
+expect_contains "$ERR" "built proj:latest"
+run_kiln exec --runtime native pwd
+expect_eq "$OUT" "$P" "the project is the working directory"
+mkdir -p "$T_WORK/nowhere"
+cd "$T_WORK/nowhere" || exit 1
+run_kiln exec --runtime native echo hi
+expect_rc 1
+expect_contains "$ERR" "no kiln.yaml or cog.yaml"
+cd "$T_WORK" || exit 1
+rm -rf "$P/some"
+
 t_case "the environment: kiln.yaml's environment, -e (which wins), this machine's PATH (native)"
 run_kiln exec "$P" -e FROM_E=e -e BOTH=e --env X=a=b -- sh -c 'echo "$FROM_YAML $FROM_E $BOTH $X"; command -v python3'
 expect_rc 0

@@ -581,3 +581,54 @@ int cmd_train(int argc, char **argv)
 {
 	return run_job(argc, argv, true);
 }
+
+/* Whether ARG is one of kiln predict's options (*takes: it takes a value, unless given as --name=VALUE). */
+static bool predict_flag(const char *arg, bool *takes)
+{
+	static const char *const with_value[] = {
+	    "i",          "input", "o",      "output",  "e",
+	    "env",        "json",  "format", "runtime", "setup-timeout",
+	    "input-json", "f",     "file",   "ca-file", "insecure-registry",
+	    "progress",   NULL};
+	static const char *const alone[] = {"h", "help", "q", "quiet", NULL};
+	const char *name = arg + strspn(arg, "-");
+	size_t n = strcspn(name, "=");
+	for (size_t k = 0; with_value[k]; k++)
+		if (strlen(with_value[k]) == n && strncmp(name, with_value[k], n) == 0)
+			return *takes = name[n] != '=', true;
+	for (size_t k = 0; alone[k]; k++)
+		if (strlen(alone[k]) == n && strncmp(name, alone[k], n) == 0)
+			return *takes = false, true;
+	return false;
+}
+
+/* `kiln run` as Cog 0.22's `cog run` tells its two meanings apart: a prediction (`kiln run [DIR | REF] -i
+ * ...`), or a command, as the older `cog run COMMAND` was (now kiln exec, with a warning): an option
+ * predict does not take, one word that is a shell, Python or pip, or more than one word is a command. */
+int cmd_run(int argc, char **argv)
+{
+	size_t words = 0;
+	const char *word = NULL;
+	bool unknown = false;
+	for (int i = 1; i < argc && !unknown; i++) {
+		if (argv[i][0] != '-' || !argv[i][1]) {
+			words++;
+			word = argv[i];
+			continue;
+		}
+		bool takes = false;
+		if (strcmp(argv[i], "--") == 0 || !predict_flag(argv[i], &takes))
+			unknown = true;
+		else if (takes)
+			i++;
+	}
+	static const char *const commands[] = {"bash",    "sh",  "zsh",  "python", "python3", "ipython",
+	                                       "jupyter", "pip", "pip3", "uv",     NULL};
+	bool command = unknown || words > 1;
+	for (size_t k = 0; words == 1 && commands[k]; k++)
+		command = command || strcmp(word, commands[k]) == 0;
+	if (!command)
+		return run_job(argc, argv, false);
+	warnf("\"kiln run <command>\" is deprecated, use \"kiln exec <command>\"");
+	return cmd_exec(argc, argv);
+}

@@ -9,7 +9,7 @@
 	"kiln " name " [DIR | REF] [-i NAME=VALUE | -i NAME=@FILE]... [--json INPUT] [-o PATH]\n"            \
 	"             [--input-json FILE|-] [--format json] [-e NAME=VALUE]... [--runtime "                  \
 	"auto|native|bwrap]\n"                                                                               \
-	"             [--setup-timeout S]"
+	"             [--setup-timeout S] [-f FILE]"
 #define PREDICT_HELP                                                                                         \
 	"  -i, --input NAME=VALUE  an input, typed by the model's schema; NAME=@FILE sends a file; repeat "  \
 	"a\n"                                                                                                \
@@ -25,7 +25,8 @@
 	"  -e, --env NAME=VALUE an environment variable for the model (repeatable)\n"                        \
 	"  --runtime R          auto (default), native (the image's own layers, this machine's Python)\n"    \
 	"                       or bwrap (the whole image under bubblewrap)\n"                               \
-	"  --setup-timeout S    fail when setup takes longer than S seconds\n" CLI_REGISTRY_HELP
+	"  --setup-timeout S    fail when setup takes longer than S seconds\n"                               \
+	"  -f, --file FILE      the manifest to build DIR with\n" CLI_REGISTRY_HELP
 
 const struct command commands[] = {
     {"build", cmd_build, "build an image from a model project",
@@ -83,8 +84,9 @@ const struct command commands[] = {
      "  -C, --dir DIR        the project whose manifest's image to push when REF is not given\n"
      "  -j, --jobs N         blobs pushed at once (default: 4)\n"
      "  --json               print what was pushed, blob by blob, as JSON\n" CLI_REGISTRY_HELP},
-    {"run", cmd_predict, "the same as predict (cog run, Cog 0.20's name for predict)", PREDICT_USAGE("run"),
-     PREDICT_HELP},
+    {"run", cmd_run,
+     "the same as predict (cog run, Cog 0.20's name for predict); with a command, exec (deprecated)",
+     PREDICT_USAGE("run") "\nkiln run [options] COMMAND [ARG...]   # deprecated: kiln exec", PREDICT_HELP},
     {"serve", cmd_serve, "serve a project over Cog's HTTP API, as its image would",
      "kiln serve [DIR | --project DIR] [--port N] [--host ADDR] [--upload-url URL] [--idle-exit S|auto]\n"
      "           [--await-explicit-shutdown [true|false]] [--max-connections N] [--connection-timeout S]\n"

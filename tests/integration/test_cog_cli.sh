@@ -252,6 +252,22 @@ expect_eq "$OUT" "said: ran"
 run_kiln help run
 expect_contains "$OUT" "usage: kiln run [DIR | REF]"
 expect_contains "$OUT" "--json INPUT"
+# a command, as the older `cog run COMMAND` took it: kiln exec, with Cog's warning
+cd "$T_WORK/kText" || exit 1
+for line in "echo hello world" "python3 -c print(7)" "--runtime native printf %s sh"; do
+	# shellcheck disable=SC2086
+	run_kiln run $line
+	expect_rc 0 "kiln run $line"
+	expect_contains "$ERR" '"kiln run <command>" is deprecated, use "kiln exec <command>"'
+done
+expect_eq "$OUT" "sh"
+run_kiln run -i text=here --runtime native
+expect_eq "$OUT" "said: here" "options of predict's alone: a prediction"
+expect_not_contains "$ERR" "deprecated, use"
+run_kiln run -p 8888 true
+expect_rc 0
+expect_contains "$ERR" '"kiln run <command>" is deprecated' "an option predict does not take: a command"
+cd "$T_WORK" || exit 1
 
 t_case "kiln serve passes the shim's options: --upload-url gets the file outputs, --idle-exit ends it"
 mkdir -p "$T_WORK/uploads"

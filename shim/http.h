@@ -81,8 +81,10 @@ enum MHD_Result http_cancel(struct shim *s, struct MHD_Connection *c, enum shim_
 
 /* ---- sse.c ---- */
 
-/* Answer with an event stream of P (s->lock held, released here; one reference to P held and handed over). */
-enum MHD_Result http_sse_answer(struct shim *s, struct MHD_Connection *c, struct shim_job *p);
+/* Answer with an event stream of P (s->lock held, released here; one reference to P held and handed over);
+ * ATTACH: P was there before this request (a PUT with its id): its events so far are replayed from its
+ * history (s->stream_history), or one "error" event says they cannot be. */
+enum MHD_Result http_sse_answer(struct shim *s, struct MHD_Connection *c, struct shim_job *p, bool attach);
 /* Whether W is an event stream quiet for long enough to get a keep-alive comment (s->lock held). */
 bool http_sse_due(const struct shim_waiter *w);
 

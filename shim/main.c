@@ -269,6 +269,20 @@ static int configure(struct shim *s, const char *idle)
 	const char *timeout = getenv("COG_SETUP_TIMEOUT");
 	if (timeout && *timeout)
 		s->setup_timeout = strtod(timeout, NULL);
+	s->stream_history = SHIM_STREAM_HISTORY;
+	const char *history = getenv("COG_STREAM_HISTORY_CAPACITY");
+	if (history && *history) {
+		char *end;
+		errno = 0;
+		long v = strtol(history, &end, 10);
+		if (*end || errno || v < 0 || end == history)
+			shim_log("warning", json_pack("{s:i}", "default", (json_int_t)SHIM_STREAM_HISTORY),
+			         "COG_STREAM_HISTORY_CAPACITY='%.64s' is not a number of events: using the "
+			         "default",
+			         history);
+		else
+			s->stream_history = v;
+	}
 	const char *python = getenv("KILN_PYTHON");
 	s->python = python && *python ? python : "python3";
 	s->python_dir = find_python_dir();

@@ -37,12 +37,13 @@ static const char *not_ready(const struct shim *s)
 }
 
 /* Answer a prediction request with P (s->lock held, one reference held and handed over): 202 with its
- * current state when ASYNC, an event stream when SSE, else its final state once it is finished. */
+ * current state when ASYNC, an event stream when SSE (ATTACH: P was there before the request), else its
+ * final state once it is finished. */
 static enum MHD_Result answer(struct shim *s, struct MHD_Connection *c, struct request *req,
-                              struct shim_job *p, bool async, bool sse, unsigned async_status)
+                              struct shim_job *p, bool async, bool sse, bool attach, unsigned async_status)
 {
 	if (sse)
-		return http_sse_answer(s, c, p);
+		return http_sse_answer(s, c, p, attach);
 	if (!async && p->status < JOB_SUCCEEDED && !s->server_stopping) {
 		/* answered when it finishes: on_request again, after s->job_changed resumed it */
 		req->pred = p;
@@ -328,7 +329,7 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 		/* Cog: a prediction with this ID runs already: its current state, 202 (sync or not) */
 		bool running = p->status < JOB_SUCCEEDED;
 		p->refs++;
-		return answer(s, c, req, p, async || running, sse, 202);
+		return answer(s, c, req, p, async || running, sse, true, 202);
 	}
 	json_t *normalized = NULL, *problems = NULL;
 	if (shim_validate_input(schema, input && json_is_object(input) ? input : json_object(), &normalized,
@@ -356,7 +357,7 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 	if (fetch && (async || sse) && fetch_later(s, p) == 0) {
 		/* answered now, as Cog does: its files are fetched meanwhile ("starting" until then) */
 		pthread_mutex_lock(&s->lock);
-		return answer(s, c, req, p, async, sse, 202);
+		return answer(s, c, req, p, async, sse, false, 202);
 	}
 	char msg[512];
 	_cleanup_buf_ struct kiln_buf sent = KILN_BUF_INIT;
@@ -374,7 +375,7 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 		pthread_mutex_unlock(&s->lock);
 		return http_reply_text(c, 202, &sent);
 	}
-	return answer(s, c, req, p, async, sse, 202);
+	return answer(s, c, req, p, async, sse, false, 202);
 }
 
 /* POST /predictions/{id}/cancel (or /trainings/...): 200 {} when a cancel was sent, 404 {} when no job of

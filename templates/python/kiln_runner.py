@@ -306,8 +306,8 @@ class Runner:
         ctx = req.get("context")
         pid = req["id"]
 
-        def notify(metrics: Dict[str, Any]) -> None:  # the metrics as they stand, live (PROTOCOL.md)
-            self.events.emit({"type": "metrics", "id": pid, "metrics": metrics})
+        def notify(metrics: Dict[str, Any], change: Dict[str, Any]) -> None:  # live (PROTOCOL.md)
+            self.events.emit({"type": "metrics", "id": pid, "metrics": metrics, "change": change})
 
         return mod._enter(ctx if isinstance(ctx, dict) else None, sync, notify)
 

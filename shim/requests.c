@@ -19,6 +19,10 @@
 	"return "                                                                                            \
 	"an Iterator) to answer Accept: text/event-stream"
 
+/* The 406 answer to Accept: text/event-stream on /trainings. */
+#define NOT_STREAMING_TRAINING                                                                               \
+	"training endpoints do not stream: POST /trainings and PUT /trainings/{id} answer in JSON only"
+
 /* The 503 answer while predictions cannot run, or NULL when they can (s->lock held). */
 static const char *not_ready(const struct shim *s)
 {
@@ -312,6 +316,11 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 	if (!schema) { /* set with the schema: the runner's, once it started */
 		pthread_mutex_unlock(&s->lock);
 		return http_detail(c, 404, "Not Found");
+	}
+	if (sse && kind == SHIM_JOB_TRAINING && !any_model) {
+		/* Cog 0.22: training endpoints never stream, @cog.streaming or not */
+		pthread_mutex_unlock(&s->lock);
+		return http_detail(c, 406, NOT_STREAMING_TRAINING);
 	}
 	if (sse && !s->streaming && !any_model) {
 		/* Cog 0.22: only a predictor marked @cog.streaming answers with an event stream */

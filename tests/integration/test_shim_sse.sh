@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # Cog 0.22's event streams over kiln-shim on loopback (#11): a "metric" event for each change the predictor
 # makes to its metrics, in order with its logs and outputs; a PUT attaching to a running prediction replays
-# its history (COG_STREAM_HISTORY_CAPACITY), or says in one "error" event that it cannot.
+# its history (COG_STREAM_HISTORY_CAPACITY), or says in one "error" event that it cannot; no stream for
+# /trainings (406).
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/shim_lib.sh"
 
@@ -159,5 +160,29 @@ for bad in lots -1 12x; do
 	replay "w$bad" "start output output output " "start output output output output completed "
 	stop_shim
 done
+
+# ---- (c) no streams for trainings
+TRAINS=$(project trains Gated train)
+start "$TRAINS"
+wait_health READY 20
+t_case "/trainings with Accept: text/event-stream is 406, even for a @cog.streaming predictor, and nothing runs"
+req POST /trainings -H 'Accept: text/event-stream' -H 'Content-Type: application/json' -d '{"id": "t1", "input": {}}'
+expect_eq "$CODE" 406
+expect_eq "$(field 'j["detail"]')" \
+	"training endpoints do not stream: POST /trainings and PUT /trainings/{id} answer in JSON only"
+req PUT /trainings/t2 -H 'Accept: text/event-stream' -H 'Content-Type: application/json' -d '{"input": {}}'
+expect_eq "$CODE" 406 "PUT"
+req POST /trainings/t1/cancel
+expect_eq "$CODE" 404 "no training t1 was made"
+curl -s -N -m 10 -H 'Accept: text/event-stream' -H 'Content-Type: application/json' \
+	-d '{"input": {"n": 1}}' "$URL/predictions" >"$T_WORK/p-sse"
+expect_eq "$(events "$T_WORK/p-sse")" "start output output completed " "its predictions do stream"
+
+t_case "/trainings: kiln train's X-Kiln-Stream: always streams it"
+curl -s -N -m 10 -H 'Accept: text/event-stream' -H 'X-Kiln-Stream: always' -H 'Content-Type: application/json' \
+	-d '{"input": {"steps": 4}}' "$URL/trainings" >"$T_WORK/t-sse"
+expect_eq "$(events "$T_WORK/t-sse")" "start completed "
+expect_eq "$(data "$T_WORK/t-sse" 2 | json 'j["output"]')" "trained 4"
+stop_shim
 
 t_finish

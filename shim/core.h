@@ -79,6 +79,8 @@ struct shim {
 	long long hc_sent;     /* healthcheck requests sent (their ids: 1, 2, ...) */
 	long long hc_answered; /* the highest id answered */
 	char *hc_error;        /* that answer's error, or NULL: healthy */
+	char *cog_version;     /* the cog module's __version__ the runner imported, or NULL: none known */
+	char *python_version;  /* the worker's Python ("3.11.2"), or NULL */
 	bool worker_exited;    /* the worker's reader saw the end */
 	struct shim_pyworker *pyworker;      /* the Python worker (worker.c), or NULL */
 	struct shim_native *native;          /* a native predictor (native.c) in its place, or NULL */

@@ -497,6 +497,8 @@ int main(int argc, char **argv)
 	json_decref(s->schema);
 	json_decref(s->train_schema);
 	free(s->hc_error);
+	free(s->cog_version);
+	free(s->python_version);
 	kiln_buf_release(&s->setup_logs);
 	kiln_manifest_free(s->manifest);
 	free(s->predictor);

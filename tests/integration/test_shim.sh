@@ -35,7 +35,7 @@ t_case "GET / and /openapi.json answer as Cog's"
 wait_health READY
 req GET /
 expect_eq "$CODE" 200 "GET / status"
-expect_eq "$BODY" '{"docs_url":"/docs","openapi_url":"/openapi.json"}'
+expect_eq "$(field '[j["docs_url"], j["openapi_url"]]')" '["/docs", "/openapi.json"]'
 req GET /openapi.json
 expect_eq "$CODE" 200
 expect_eq "$(field 'j["components"]["schemas"]["Input"]["properties"]["name"]["default"]')" world
@@ -290,7 +290,9 @@ SLEEPY=$(project sleepy "$T_WORK/sleepy.py" sleepy.py:Predictor)
 start "$SLEEPY" COG_SETUP_TIMEOUT=1.5
 req GET /health-check
 expect_eq "$(field 'j["status"]')" STARTING
-expect_eq "$(field 'j["setup"]')" None
+expect_eq "$(field '[j["setup"]["status"], "completed_at" in j["setup"], "logs" in j["setup"]]')" \
+	'["starting", false, false]'
+[[ $(field 'j["setup"]["started_at"]') =~ $TS_RE ]] || t_fail "setup.started_at: $BODY"
 post '{"input": {}}'
 expect_eq "$CODE" 503
 expect_contains "$BODY" detail

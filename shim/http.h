@@ -47,6 +47,8 @@ enum MHD_Result http_reply_pred(struct shim *s, struct MHD_Connection *c, unsign
                                 struct shim_job *p);
 /* {"detail": MSG} with STATUS. */
 enum MHD_Result http_detail(struct MHD_Connection *c, unsigned status, const char *msg);
+/* coglet's {"error": MSG, "status": "failed"} with STATUS, for a job that cannot start (409, 503). */
+enum MHD_Result http_failed(struct MHD_Connection *c, unsigned status, const char *msg);
 /* FastAPI's 422 for one problem at LOC (a JSON array, stolen). */
 enum MHD_Result http_invalid(struct MHD_Connection *c, json_t *loc, const char *msg, const char *type);
 

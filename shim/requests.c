@@ -23,14 +23,15 @@
 #define NOT_STREAMING_TRAINING                                                                               \
 	"training endpoints do not stream: POST /trainings and PUT /trainings/{id} answer in JSON only"
 
-/* The 503 answer while predictions cannot run, or NULL when they can (s->lock held). */
+/* The 503 answer's error while predictions cannot run, or NULL when they can (s->lock held): coglet's words
+ * while STARTING, kiln's (which say why) else. */
 static const char *not_ready(const struct shim *s)
 {
 	if (s->draining)
 		return "the server is shutting down";
 	switch (s->health) {
 	case SHIM_STARTING:
-		return "setup has not finished yet";
+		return "Setup has not finished yet";
 	case SHIM_SETUP_FAILED:
 		return "setup failed: see /health-check";
 	case SHIM_DEFUNCT:
@@ -310,7 +311,7 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 	const char *why = not_ready(s);
 	if (why) {
 		pthread_mutex_unlock(&s->lock);
-		return http_detail(c, 503, why);
+		return http_failed(c, 503, why);
 	}
 	json_t *schema = schema_of(s, kind);
 	if (!schema) { /* set with the schema: the runner's, once it started */
@@ -349,7 +350,7 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 	if (s->busy >= s->concurrency) {
 		pthread_mutex_unlock(&s->lock);
 		json_decref(normalized);
-		return http_detail(c, 409, "Already running a prediction");
+		return http_failed(c, 409, "At capacity - all prediction slots busy");
 	}
 	p = shim_job_new(s, kind, id, body, normalized);
 	json_decref(normalized);

@@ -102,6 +102,12 @@ enum MHD_Result http_detail(struct MHD_Connection *c, unsigned status, const cha
 	return http_reply(c, status, json_pack("{s:s}", "detail", msg));
 }
 
+/* coglet's {"error": MSG, "status": "failed"} with STATUS, for a job that cannot start (409, 503). */
+enum MHD_Result http_failed(struct MHD_Connection *c, unsigned status, const char *msg)
+{
+	return http_reply(c, status, json_pack("{s:s, s:s}", "error", msg, "status", "failed"));
+}
+
 /* FastAPI's 422 for one problem at LOC (a JSON array, stolen). */
 enum MHD_Result http_invalid(struct MHD_Connection *c, json_t *loc, const char *msg, const char *type)
 {
@@ -254,8 +260,9 @@ static enum MHD_Result route(struct shim *s, struct MHD_Connection *c, const cha
 		pthread_mutex_lock(&s->lock);
 		json_t *schema = json_incref(s->schema);
 		pthread_mutex_unlock(&s->lock);
-		return schema ? http_reply(c, 200, schema)
-		              : http_detail(c, 503, "the schema is not known yet");
+		return schema
+		           ? http_reply(c, 200, schema)
+		           : http_reply(c, 503, json_pack("{s:s}", "error", "OpenAPI schema not available"));
 	}
 	if (strcmp(url, "/shutdown") == 0) {
 		if (!post)

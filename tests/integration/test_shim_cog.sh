@@ -210,7 +210,7 @@ exit_case() {
 	wait_health DEFUNCT 5
 	post "{\"input\": {\"how\": \"none\"}}"
 	expect_eq "$CODE" 503 "after the worker ended"
-	expect_contains "$(field 'j["detail"]')" "DEFUNCT"
+	expect_eq "$BODY" "{\"error\":\"the predictor's worker has exited: the server is DEFUNCT\",\"status\":\"failed\"}"
 	stop_shim
 }
 

@@ -18,6 +18,8 @@
 #include "shim/log.h"
 #include "shim/shim.h"
 
+#define SHIM_STREAM_HISTORY 1024 /* Cog's default COG_STREAM_HISTORY_CAPACITY */
+
 /* The server's health, as /health-check names it (BUSY is READY with every slot taken). */
 enum shim_health { SHIM_STARTING, SHIM_READY, SHIM_SETUP_FAILED, SHIM_DEFUNCT };
 
@@ -46,6 +48,8 @@ struct shim {
 	double idle_timeout;    /* seconds a connection may wait between requests (or be silent) */
 	double request_timeout; /* seconds a request's headers and body may take after its request line */
 	size_t keep_bytes;      /* of finished jobs kept for PUT idempotency */
+	long stream_history;    /* events an event stream attaching to a job may replay, 0: none
+	                           (COG_STREAM_HISTORY_CAPACITY, default SHIM_STREAM_HISTORY) */
 	const char *python;
 	char *python_dir;
 	struct kiln_manifest *manifest;
@@ -75,6 +79,8 @@ struct shim {
 	long long hc_sent;     /* healthcheck requests sent (their ids: 1, 2, ...) */
 	long long hc_answered; /* the highest id answered */
 	char *hc_error;        /* that answer's error, or NULL: healthy */
+	char *cog_version;     /* the cog module's __version__ the runner imported, or NULL: none known */
+	char *python_version;  /* the worker's Python ("3.11.2"), or NULL */
 	bool worker_exited;    /* the worker's reader saw the end */
 	struct shim_pyworker *pyworker;      /* the Python worker (worker.c), or NULL */
 	struct shim_native *native;          /* a native predictor (native.c) in its place, or NULL */

@@ -47,6 +47,8 @@ enum MHD_Result http_reply_pred(struct shim *s, struct MHD_Connection *c, unsign
                                 struct shim_job *p);
 /* {"detail": MSG} with STATUS. */
 enum MHD_Result http_detail(struct MHD_Connection *c, unsigned status, const char *msg);
+/* coglet's {"error": MSG, "status": "failed"} with STATUS, for a job that cannot start (409, 503). */
+enum MHD_Result http_failed(struct MHD_Connection *c, unsigned status, const char *msg);
 /* FastAPI's 422 for one problem at LOC (a JSON array, stolen). */
 enum MHD_Result http_invalid(struct MHD_Connection *c, json_t *loc, const char *msg, const char *type);
 
@@ -81,8 +83,10 @@ enum MHD_Result http_cancel(struct shim *s, struct MHD_Connection *c, enum shim_
 
 /* ---- sse.c ---- */
 
-/* Answer with an event stream of P (s->lock held, released here; one reference to P held and handed over). */
-enum MHD_Result http_sse_answer(struct shim *s, struct MHD_Connection *c, struct shim_job *p);
+/* Answer with an event stream of P (s->lock held, released here; one reference to P held and handed over);
+ * ATTACH: P was there before this request (a PUT with its id): its events so far are replayed from its
+ * history (s->stream_history), or one "error" event says they cannot be. */
+enum MHD_Result http_sse_answer(struct shim *s, struct MHD_Connection *c, struct shim_job *p, bool attach);
 /* Whether W is an event stream quiet for long enough to get a keep-alive comment (s->lock held). */
 bool http_sse_due(const struct shim_waiter *w);
 

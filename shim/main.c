@@ -269,6 +269,20 @@ static int configure(struct shim *s, const char *idle)
 	const char *timeout = getenv("COG_SETUP_TIMEOUT");
 	if (timeout && *timeout)
 		s->setup_timeout = strtod(timeout, NULL);
+	s->stream_history = SHIM_STREAM_HISTORY;
+	const char *history = getenv("COG_STREAM_HISTORY_CAPACITY");
+	if (history && *history) {
+		char *end;
+		errno = 0;
+		long v = strtol(history, &end, 10);
+		if (*end || errno || v < 0 || end == history)
+			shim_log("warning", json_pack("{s:i}", "default", (json_int_t)SHIM_STREAM_HISTORY),
+			         "COG_STREAM_HISTORY_CAPACITY='%.64s' is not a number of events: using the "
+			         "default",
+			         history);
+		else
+			s->stream_history = v;
+	}
 	const char *python = getenv("KILN_PYTHON");
 	s->python = python && *python ? python : "python3";
 	s->python_dir = find_python_dir();
@@ -483,6 +497,8 @@ int main(int argc, char **argv)
 	json_decref(s->schema);
 	json_decref(s->train_schema);
 	free(s->hc_error);
+	free(s->cog_version);
+	free(s->python_version);
 	kiln_buf_release(&s->setup_logs);
 	kiln_manifest_free(s->manifest);
 	free(s->predictor);

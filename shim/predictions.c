@@ -106,7 +106,9 @@ static void pred_free(struct shim_job *p)
 	json_decref(p->output);
 	json_decref(p->metrics);
 	kiln_buf_release(&p->logs);
-	free(p->log_runs);
+	for (size_t i = 0; i < p->nevents; i++)
+		json_decref(p->events[i].metric);
+	free(p->events);
 	free(p->error);
 	free(p->webhook);
 	json_decref(p->filter);
@@ -205,7 +207,9 @@ void shim_job_finish(struct shim *s, struct shim_job *p, enum shim_status st, co
 	p->status = st;
 	s->ndone++;
 	p->bytes = sizeof(*p) + json_bytes(p->body, 0) + json_bytes(p->input, 0) + json_bytes(p->output, 0) +
-	           p->logs.len + (p->error ? strlen(p->error) : 0);
+	           p->logs.len + (p->error ? strlen(p->error) : 0) + p->events_cap * sizeof(*p->events);
+	for (size_t i = 0; i < p->nevents; i++)
+		p->bytes += json_bytes(p->events[i].metric, 0);
 	s->done_bytes += p->bytes;
 	if (error && !p->error)
 		p->error = strdup(error);
@@ -293,24 +297,36 @@ void shim_job_dispatch(struct shim *s, struct shim_job *p, json_t *worker_input,
 	}
 }
 
+/* Add EV to P's events, in order (sse.c streams them): 0, or -1 (EV's metric dropped) when memory runs out.
+ */
+static int add_event(struct shim_job *p, struct shim_event ev)
+{
+	if (p->nevents == p->events_cap) {
+		size_t cap = p->events_cap ? 2 * p->events_cap : 8;
+		struct shim_event *events = realloc(p->events, cap * sizeof(*events));
+		if (!events) {
+			json_decref(ev.metric);
+			return -1;
+		}
+		p->events = events;
+		p->events_cap = cap;
+	}
+	p->events[p->nevents++] = ev;
+	return 0;
+}
+
 /* Append TEXT, written to SOURCE ("stdout", "stderr"; NULL: stdout), to P's logs (webhook "logs"). */
 static void job_log(struct shim *s, struct shim_job *p, const char *source, const char *text, size_t len)
 {
 	bool err = source && strcmp(source, "stderr") == 0;
-	if (p->nlog_runs == p->log_runs_cap) {
-		size_t cap = p->log_runs_cap ? 2 * p->log_runs_cap : 4;
-		struct shim_log_run *runs = realloc(p->log_runs, cap * sizeof(*runs));
-		if (!runs)
-			return;
-		p->log_runs = runs;
-		p->log_runs_cap = cap;
-	}
+	size_t from = p->logs.len;
 	if (kiln_buf_put(&p->logs, text, len) < 0)
 		return;
-	if (p->nlog_runs && p->log_runs[p->nlog_runs - 1].stderr == err)
-		p->log_runs[p->nlog_runs - 1].end = p->logs.len;
-	else
-		p->log_runs[p->nlog_runs++] = (struct shim_log_run){p->logs.len, err};
+	if (add_event(p, (struct shim_event){
+	                     .kind = SHIM_EVENT_LOG, .stderr = err, .from = from, .to = p->logs.len}) < 0) {
+		p->logs.len = from; /* a log no stream can tell is not kept either */
+		return;
+	}
 	notify(s, p, "logs");
 	changed(s, p);
 	pthread_cond_broadcast(&s->cond);
@@ -364,7 +380,21 @@ static void on_event(struct shim *s, const char *type, json_t *ev)
 			        json_string_value(text), json_string_length(text));
 	} else if (strcmp(type, "metrics") == 0) {
 		/* the predictor's metrics as they stand (taken above): the next response and webhook carry
-		 * them */
+		 * them; the change that made them, a "metric" event for event streams */
+		json_t *change = json_object_get(ev, "change");
+		if (change &&
+		    !(json_is_object(change) && json_is_string(json_object_get(change, "name")) &&
+		      json_is_string(json_object_get(change, "mode")) && json_object_get(change, "value")))
+			shim_log("warning", json_pack("{s:s}", KINDS[p->kind].id_key, p->id),
+			         "the worker sent a metrics event whose change is not {name, value, mode}: "
+			         "event streams do not tell it");
+		else if (change)
+			add_event(p, (struct shim_event){
+			                 .kind = SHIM_EVENT_METRIC,
+			                 .metric = json_pack("{s:O, s:O, s:O}", "name",
+			                                     json_object_get(change, "name"), "value",
+			                                     json_object_get(change, "value"), "mode",
+			                                     json_object_get(change, "mode"))});
 		changed(s, p);
 		pthread_cond_broadcast(&s->cond);
 	} else if (strcmp(type, "started") == 0) {
@@ -381,6 +411,8 @@ static void on_event(struct shim *s, const char *type, json_t *ev)
 			p->iterator = true;
 		}
 		json_array_append_new(p->output, v ? v : json_null());
+		add_event(p, (struct shim_event){.kind = SHIM_EVENT_OUTPUT,
+		                                 .from = json_array_size(p->output) - 1});
 		notify(s, p, "output");
 		changed(s, p);
 		pthread_cond_broadcast(&s->cond);
@@ -455,17 +487,6 @@ static void on_log(struct shim *s, const char *id, const char *source, const cha
 	struct shim_job *p = shim_job_find(s, id);
 	if (p)
 		job_log(s, p, source, text, len);
-}
-
-const char *shim_job_log_source(const struct shim_job *p, size_t at, size_t *end)
-{
-	for (size_t i = 0; i < p->nlog_runs; i++)
-		if (at < p->log_runs[i].end) {
-			*end = p->log_runs[i].end;
-			return p->log_runs[i].stderr ? "stderr" : "stdout";
-		}
-	*end = p->logs.len;
-	return "stdout";
 }
 
 /* shim_jobs_ops.fail */

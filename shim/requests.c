@@ -19,14 +19,19 @@
 	"return "                                                                                            \
 	"an Iterator) to answer Accept: text/event-stream"
 
-/* The 503 answer while predictions cannot run, or NULL when they can (s->lock held). */
+/* The 406 answer to Accept: text/event-stream on /trainings. */
+#define NOT_STREAMING_TRAINING                                                                               \
+	"training endpoints do not stream: POST /trainings and PUT /trainings/{id} answer in JSON only"
+
+/* The 503 answer's error while predictions cannot run, or NULL when they can (s->lock held): coglet's words
+ * while STARTING, kiln's (which say why) else. */
 static const char *not_ready(const struct shim *s)
 {
 	if (s->draining)
 		return "the server is shutting down";
 	switch (s->health) {
 	case SHIM_STARTING:
-		return "setup has not finished yet";
+		return "Setup has not finished yet";
 	case SHIM_SETUP_FAILED:
 		return "setup failed: see /health-check";
 	case SHIM_DEFUNCT:
@@ -37,12 +42,13 @@ static const char *not_ready(const struct shim *s)
 }
 
 /* Answer a prediction request with P (s->lock held, one reference held and handed over): 202 with its
- * current state when ASYNC, an event stream when SSE, else its final state once it is finished. */
+ * current state when ASYNC, an event stream when SSE (ATTACH: P was there before the request), else its
+ * final state once it is finished. */
 static enum MHD_Result answer(struct shim *s, struct MHD_Connection *c, struct request *req,
-                              struct shim_job *p, bool async, bool sse, unsigned async_status)
+                              struct shim_job *p, bool async, bool sse, bool attach, unsigned async_status)
 {
 	if (sse)
-		return http_sse_answer(s, c, p);
+		return http_sse_answer(s, c, p, attach);
 	if (!async && p->status < JOB_SUCCEEDED && !s->server_stopping) {
 		/* answered when it finishes: on_request again, after s->job_changed resumed it */
 		req->pred = p;
@@ -305,12 +311,17 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 	const char *why = not_ready(s);
 	if (why) {
 		pthread_mutex_unlock(&s->lock);
-		return http_detail(c, 503, why);
+		return http_failed(c, 503, why);
 	}
 	json_t *schema = schema_of(s, kind);
 	if (!schema) { /* set with the schema: the runner's, once it started */
 		pthread_mutex_unlock(&s->lock);
 		return http_detail(c, 404, "Not Found");
+	}
+	if (sse && kind == SHIM_JOB_TRAINING && !any_model) {
+		/* Cog 0.22: training endpoints never stream, @cog.streaming or not */
+		pthread_mutex_unlock(&s->lock);
+		return http_detail(c, 406, NOT_STREAMING_TRAINING);
 	}
 	if (sse && !s->streaming && !any_model) {
 		/* Cog 0.22: only a predictor marked @cog.streaming answers with an event stream */
@@ -328,7 +339,7 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 		/* Cog: a prediction with this ID runs already: its current state, 202 (sync or not) */
 		bool running = p->status < JOB_SUCCEEDED;
 		p->refs++;
-		return answer(s, c, req, p, async || running, sse, 202);
+		return answer(s, c, req, p, async || running, sse, true, 202);
 	}
 	json_t *normalized = NULL, *problems = NULL;
 	if (shim_validate_input(schema, input && json_is_object(input) ? input : json_object(), &normalized,
@@ -339,7 +350,7 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 	if (s->busy >= s->concurrency) {
 		pthread_mutex_unlock(&s->lock);
 		json_decref(normalized);
-		return http_detail(c, 409, "Already running a prediction");
+		return http_failed(c, 409, "At capacity - all prediction slots busy");
 	}
 	p = shim_job_new(s, kind, id, body, normalized);
 	json_decref(normalized);
@@ -356,7 +367,7 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 	if (fetch && (async || sse) && fetch_later(s, p) == 0) {
 		/* answered now, as Cog does: its files are fetched meanwhile ("starting" until then) */
 		pthread_mutex_lock(&s->lock);
-		return answer(s, c, req, p, async, sse, 202);
+		return answer(s, c, req, p, async, sse, false, 202);
 	}
 	char msg[512];
 	_cleanup_buf_ struct kiln_buf sent = KILN_BUF_INIT;
@@ -374,7 +385,7 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 		pthread_mutex_unlock(&s->lock);
 		return http_reply_text(c, 202, &sent);
 	}
-	return answer(s, c, req, p, async, sse, 202);
+	return answer(s, c, req, p, async, sse, false, 202);
 }
 
 /* POST /predictions/{id}/cancel (or /trainings/...): 200 {} when a cancel was sent, 404 {} when no job of

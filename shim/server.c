@@ -14,6 +14,7 @@
 #include "common/json.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
+#include "kiln_version.h"
 #include "shim/http.h"
 
 /* Suspend W's connection until P changes (s->lock held; from MHD's callbacks only). */
@@ -101,6 +102,12 @@ enum MHD_Result http_detail(struct MHD_Connection *c, unsigned status, const cha
 	return http_reply(c, status, json_pack("{s:s}", "detail", msg));
 }
 
+/* coglet's {"error": MSG, "status": "failed"} with STATUS, for a job that cannot start (409, 503). */
+enum MHD_Result http_failed(struct MHD_Connection *c, unsigned status, const char *msg)
+{
+	return http_reply(c, status, json_pack("{s:s, s:s}", "error", msg, "status", "failed"));
+}
+
 /* FastAPI's 422 for one problem at LOC (a JSON array, stolen). */
 enum MHD_Result http_invalid(struct MHD_Connection *c, json_t *loc, const char *msg, const char *type)
 {
@@ -121,18 +128,43 @@ static json_t *hint(long v)
 	return v < 0 ? json_null() : json_integer(v);
 }
 
-/* GET /health-check: Cog's {"status", "setup", "user_healthcheck_error"} and kiln's extras under "kiln". */
+/* What kiln-shim says for coglet's version: no coglet's, kiln's ("0.0.0" with "+kiln", as the bundled cog
+ * module's __version__); kiln's own version is in /health-check's "kiln". */
+#define SHIM_COGLET_VERSION "0.0.0+kiln"
+
+/* Cog's version of the health check, {"coglet", "cog", "python"} (s->lock held): the cog module and the
+ * Python the runner imported and runs, once it said (neither for a native predictor). */
+static json_t *versions(const struct shim *s)
+{
+	json_t *v = json_pack("{s:s}", "coglet", SHIM_COGLET_VERSION);
+	if (s->cog_version)
+		json_object_set_new(v, "cog", json_string(s->cog_version));
+	if (s->python_version)
+		json_object_set_new(v, "python", json_string(s->python_version));
+	return v;
+}
+
+/* Cog's setup object (s->lock held): {"started_at", "completed_at", "status", "logs"}, as coglet leaves out
+ * what it has not got: "completed_at" until setup ended, "logs" while it runs and when there are none. */
+static json_t *setup_json(const struct shim *s)
+{
+	json_t *o = json_pack("{s:s}", "started_at", s->setup_started);
+	if (s->setup_status)
+		json_object_set_new(o, "completed_at", json_string(s->setup_completed));
+	json_object_set_new(o, "status", json_string(s->setup_status ? s->setup_status : "starting"));
+	if (s->setup_status && s->setup_logs.len)
+		json_object_set_new(o, "logs", json_stringn(s->setup_logs.ptr, s->setup_logs.len));
+	return o;
+}
+
+/* GET /health-check: Cog's {"status", "setup", "version", "user_healthcheck_error"} and kiln's extras under
+ * "kiln". */
 static enum MHD_Result health_check(struct shim *s, struct MHD_Connection *c)
 {
 	pthread_mutex_lock(&s->lock);
 	char *unhealthy = shim_worker_healthcheck(s);
-	json_t *setup = json_null();
-	if (s->setup_status)
-		setup = json_pack("{s:s, s:s, s:s%, s:s}", "started_at", s->setup_started, "completed_at",
-		                  s->setup_completed, "logs", s->setup_logs.ptr ? s->setup_logs.ptr : "",
-		                  s->setup_logs.len, "status", s->setup_status);
-	json_t *o =
-	    json_pack("{s:s, s:o}", "status", unhealthy ? "UNHEALTHY" : health_name(s), "setup", setup);
+	json_t *o = json_pack("{s:s, s:o, s:o}", "status", unhealthy ? "UNHEALTHY" : health_name(s), "setup",
+	                      setup_json(s), "version", versions(s));
 	pthread_mutex_unlock(&s->lock);
 	if (unhealthy)
 		json_object_set_new(o, "user_healthcheck_error", json_string(unhealthy));
@@ -144,7 +176,7 @@ static enum MHD_Result health_check(struct shim *s, struct MHD_Connection *c)
 	              hint(m ? m->serve.scaledown_window : -1), "target_concurrency",
 	              hint(m ? m->serve.target_concurrency : -1));
 	json_object_set_new(o, "kiln",
-	                    json_pack("{s:o, s:o, s:o}", "prefetch",
+	                    json_pack("{s:s, s:o, s:o, s:o}", "version", KILN_VERSION, "prefetch",
 	                              s->prefetch ? shim_prefetch_json(s->prefetch) : json_null(), "gpu",
 	                              shim_gpu_json(&s->gpu), "hints", hints));
 	return http_reply(c, 200, o);
@@ -181,6 +213,31 @@ static enum MHD_Result docs_page(struct MHD_Connection *c, bool redoc)
 	return ret;
 }
 
+/* GET /: Cog's discovery document, the URLs of its API (the trainings' with a trainer) and cog_version: the
+ * cog module's the runner imported, else (until it said, or a native predictor) SHIM_COGLET_VERSION. */
+static enum MHD_Result discovery(struct shim *s, struct MHD_Connection *c)
+{
+	pthread_mutex_lock(&s->lock);
+	json_t *o = json_pack("{s:s}", "cog_version", s->cog_version ? s->cog_version : SHIM_COGLET_VERSION);
+	pthread_mutex_unlock(&s->lock);
+	static const char *const URLS[][2] = {
+	    {"docs_url", "/docs"},
+	    {"openapi_url", "/openapi.json"},
+	    {"shutdown_url", "/shutdown"},
+	    {"healthcheck_url", "/health-check"},
+	    {"predictions_url", "/predictions"},
+	    {"predictions_idempotent_url", "/predictions/{prediction_id}"},
+	    {"predictions_cancel_url", "/predictions/{prediction_id}/cancel"},
+	    {"trainings_url", "/trainings"},
+	    {"trainings_idempotent_url", "/trainings/{training_id}"},
+	    {"trainings_cancel_url", "/trainings/{training_id}/cancel"},
+	};
+	size_t n = s->trainer ? 10 : 7; /* s->trainer is set before the server starts */
+	for (size_t i = 0; i < n; i++)
+		json_object_set_new(o, URLS[i][0], json_string(URLS[i][1]));
+	return http_reply(c, 200, o);
+}
+
 /* Route a complete request. */
 static enum MHD_Result route(struct shim *s, struct MHD_Connection *c, const char *url, const char *method,
                              struct request *req)
@@ -193,12 +250,8 @@ static enum MHD_Result route(struct shim *s, struct MHD_Connection *c, const cha
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	__atomic_store_n(&s->last_request_ns, (long long)now.tv_sec * 1000000000LL + now.tv_nsec,
 	                 __ATOMIC_RELAXED);
-	if (strcmp(url, "/") == 0) {
-		if (!get)
-			return http_detail(c, 405, "Method Not Allowed");
-		return http_reply(
-		    c, 200, json_pack("{s:s, s:s}", "docs_url", "/docs", "openapi_url", "/openapi.json"));
-	}
+	if (strcmp(url, "/") == 0)
+		return get ? discovery(s, c) : http_detail(c, 405, "Method Not Allowed");
 	if (strcmp(url, "/docs") == 0 || strcmp(url, "/redoc") == 0)
 		return get ? docs_page(c, url[1] == 'r') : http_detail(c, 405, "Method Not Allowed");
 	if (strcmp(url, "/openapi.json") == 0) {
@@ -207,8 +260,9 @@ static enum MHD_Result route(struct shim *s, struct MHD_Connection *c, const cha
 		pthread_mutex_lock(&s->lock);
 		json_t *schema = json_incref(s->schema);
 		pthread_mutex_unlock(&s->lock);
-		return schema ? http_reply(c, 200, schema)
-		              : http_detail(c, 503, "the schema is not known yet");
+		return schema
+		           ? http_reply(c, 200, schema)
+		           : http_reply(c, 503, json_pack("{s:s}", "error", "OpenAPI schema not available"));
 	}
 	if (strcmp(url, "/shutdown") == 0) {
 		if (!post)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* sse.c: a prediction as server-sent events (Accept: text/event-stream), Cog 0.22's: start, output, log and
- * completed. */
+/* sse.c: a prediction as server-sent events (Accept: text/event-stream), Cog 0.22's: start, output, log,
+ * metric and completed; a stream attaching to a running one replays what is in its history, or says it
+ * cannot. */
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,7 @@ struct sse {
 	bool quiet; /* suspended with nothing to send since quiet_since */
 	struct timespec quiet_since;
 	bool started;
-	size_t outputs;
-	size_t logs;
+	size_t next; /* the first of P's events (p->events) not sent yet */
 	bool done;
 	struct kiln_buf pending;
 	size_t off;
@@ -34,9 +34,31 @@ static void sse_event(struct kiln_buf *b, const char *event, json_t *data)
 	json_decref(data);
 }
 
+/* EV of P as an event of its stream, appended to B: "log" {"source", "data"}, "output" {"chunk", "index"}
+ * or "metric" {"name", "value", "mode"}. */
+static void sse_job_event(struct kiln_buf *b, const struct shim_job *p, const struct shim_event *ev)
+{
+	switch (ev->kind) {
+	case SHIM_EVENT_LOG:
+		sse_event(b, "log",
+		          json_pack("{s:s, s:o}", "source", ev->stderr ? "stderr" : "stdout", "data",
+		                    json_stringn(p->logs.ptr + ev->from, ev->to - ev->from)));
+		break;
+	case SHIM_EVENT_OUTPUT: {
+		json_t *chunk = json_array_get(p->output, ev->from);
+		if (chunk)
+			sse_event(b, "output",
+			          json_pack("{s:O, s:I}", "chunk", chunk, "index", (json_int_t)ev->from));
+		break;
+	}
+	case SHIM_EVENT_METRIC:
+		sse_event(b, "metric", json_incref(ev->metric));
+		break;
+	}
+}
+
 /* Collect the events that happened since the last call (s->lock held): "start" once the prediction was sent
- * to the worker, a "log" per stretch of its logs from one stream ({"source", "data"}), an "output" per item
- * an iterator yielded ({"chunk", "index"}), and "completed" with the final response. */
+ * to the worker, each of its events in the order they happened, and "completed" with the final response. */
 static void sse_collect(struct sse *e)
 {
 	struct shim_job *p = e->p;
@@ -44,23 +66,29 @@ static void sse_collect(struct sse *e)
 		sse_event(&e->pending, "start", json_pack("{s:s, s:s}", "id", p->id, "status", "processing"));
 		e->started = true;
 	}
-	while (p->logs.len > e->logs) {
-		size_t end;
-		const char *source = shim_job_log_source(p, e->logs, &end);
-		if (end > p->logs.len || end <= e->logs)
-			end = p->logs.len;
-		sse_event(&e->pending, "log",
-		          json_pack("{s:s, s:o}", "source", source, "data",
-		                    json_stringn(p->logs.ptr + e->logs, end - e->logs)));
-		e->logs = end;
-	}
-	if (p->iterator && json_is_array(p->output))
-		for (; e->outputs < json_array_size(p->output); e->outputs++)
-			sse_event(&e->pending, "output",
-			          json_pack("{s:O, s:I}", "chunk", json_array_get(p->output, e->outputs),
-			                    "index", (json_int_t)e->outputs));
+	for (; e->next < p->nevents; e->next++)
+		sse_job_event(&e->pending, p, &p->events[e->next]);
 	if (p->status >= JOB_SUCCEEDED) {
 		sse_event(&e->pending, "completed", shim_job_json(p));
+		e->done = true;
+	}
+}
+
+/* Where a stream attaching to P (s->lock held) begins, as Cog's replay history has it: at the start when
+ * all of P's events so far (its "start", its events and its "completed") fit in s->stream_history; with
+ * none of them (but a "completed" still to come) when it is 0; else it is one "error" event saying how many
+ * were dropped, and the end. */
+static void sse_attach(struct sse *e, const struct shim *s)
+{
+	const struct shim_job *p = e->p;
+	size_t seen = (p->dispatched ? 1 : 0) + p->nevents + (p->status >= JOB_SUCCEEDED ? 1 : 0);
+	if (s->stream_history == 0) {
+		e->started = p->dispatched;
+		e->next = p->nevents;
+	} else if (seen > (size_t)s->stream_history) {
+		sse_event(&e->pending, "error",
+		          json_pack("{s:s, s:I}", "error", "SSE stream replay truncated; events were dropped",
+		                    "skipped", (json_int_t)(seen - (size_t)s->stream_history)));
 		e->done = true;
 	}
 }
@@ -125,8 +153,9 @@ static void sse_free(void *cls)
 	free(e);
 }
 
-/* Answer with an event stream of P (s->lock held, released here; one reference to P held and handed over). */
-enum MHD_Result http_sse_answer(struct shim *s, struct MHD_Connection *c, struct shim_job *p)
+/* Answer with an event stream of P (s->lock held, released here; one reference to P held and handed over);
+ * ATTACH: P was there before this request (a PUT with its id), its events so far are replayed. */
+enum MHD_Result http_sse_answer(struct shim *s, struct MHD_Connection *c, struct shim_job *p, bool attach)
 {
 	struct sse *e = calloc(1, sizeof(*e));
 	if (!e) {
@@ -138,6 +167,8 @@ enum MHD_Result http_sse_answer(struct shim *s, struct MHD_Connection *c, struct
 	e->p = p;
 	e->c = c;
 	e->wait.sse = e;
+	if (attach)
+		sse_attach(e, s);
 	pthread_mutex_unlock(&s->lock);
 	struct MHD_Response *r =
 	    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, e, sse_free);

@@ -20,10 +20,15 @@ enum shim_status { JOB_STARTING, JOB_PROCESSING, JOB_SUCCEEDED, JOB_FAILED, JOB_
  * trainer (train:) in the same worker, in the same slots, with the same response. */
 enum shim_job_kind { SHIM_JOB_PREDICTION, SHIM_JOB_TRAINING };
 
-/* A stretch of a job's logs written to one stream: it ends at END (an offset in logs). */
-struct shim_log_run {
-	size_t end;
-	bool stderr; /* else stdout */
+/* What happened to a job, in order, as its event streams tell it (sse.c) between their "start" and
+ * "completed": a log message (logs[from, to), written to stderr or stdout), an output item (output[from]) or
+ * a change to its metrics. */
+enum shim_event_kind { SHIM_EVENT_LOG, SHIM_EVENT_OUTPUT, SHIM_EVENT_METRIC };
+struct shim_event {
+	enum shim_event_kind kind;
+	bool stderr;
+	size_t from, to;
+	json_t *metric; /* SHIM_EVENT_METRIC: {"name", "value", "mode"}, as Cog's "metric" event */
 };
 
 /* One job; guarded by shim.lock. Freed when finished, unreferenced and out of the kept list. */
@@ -37,8 +42,8 @@ struct shim_job {
 	json_t *output; /* NULL until there is one; an array for iterators */
 	bool iterator;  /* output events arrived */
 	struct kiln_buf logs;
-	struct shim_log_run *log_runs; /* where in logs each stretch from one source ends, in order */
-	size_t nlog_runs, log_runs_cap;
+	struct shim_event *events; /* its log messages, output items and metric changes, in order */
+	size_t nevents, events_cap;
 	char *error;
 	double predict_time; /* seconds, < 0 until known */
 	json_t *metrics;     /* what the predictor recorded (an object), or NULL */
@@ -87,8 +92,6 @@ void shim_job_dispatch(struct shim *s, struct shim_job *p, json_t *worker_input,
                        struct kiln_buf *sent);
 /* Finish P with STATUS and ERROR (may be NULL): completion time, slot, webhook, temp dir. */
 void shim_job_finish(struct shim *s, struct shim_job *p, enum shim_status st, const char *error);
-/* The stream ("stdout" or "stderr") that wrote P's logs at offset AT; *END: where that stretch ends. */
-const char *shim_job_log_source(const struct shim_job *p, size_t at, size_t *end);
 /* Ask for P to be canceled: 0, or -1 when it is not running. */
 int shim_job_cancel(struct shim *s, struct shim_job *p);
 /* Free every job (at exit; no thread uses them any more). */

@@ -118,6 +118,13 @@ static void handle_event(struct shim *s, const char *type, json_t *ev)
 		json_decref(s->train_schema);
 		s->schema = json_incref(json_object_get(ev, "schema"));
 		s->train_schema = s->trainer ? shim_schema_for_training(s->schema) : NULL;
+	} else if (strcmp(type, "versions") == 0) {
+		const char *cog = json_string_value(json_object_get(ev, "cog"));
+		const char *python = json_string_value(json_object_get(ev, "python"));
+		free(s->cog_version);
+		free(s->python_version);
+		s->cog_version = cog ? strdup(cog) : NULL;
+		s->python_version = python ? strdup(python) : NULL;
 	} else if (strcmp(type, "ready") == 0) {
 		s->has_healthcheck = json_is_true(json_object_get(ev, "healthcheck"));
 		s->streaming = json_is_true(json_object_get(ev, "streaming"));

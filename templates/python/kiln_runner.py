@@ -15,6 +15,7 @@ import contextvars
 import importlib.util
 import inspect
 import os
+import platform
 import queue
 import signal
 import sys
@@ -183,6 +184,9 @@ class Runner:
         asyncio.set_event_loop(self.loop)
         try:
             self.cog = _import_cog()
+            version = getattr(self.cog, "__version__", None)
+            self.events.emit({"type": "versions", "cog": version if isinstance(version, str) else None,
+                              "python": platform.python_version()})
             self.cancel_classes = _cancel_classes(self.cog)
             obj = getattr(self._import(path), name)
             if inspect.isclass(obj):
@@ -306,8 +310,8 @@ class Runner:
         ctx = req.get("context")
         pid = req["id"]
 
-        def notify(metrics: Dict[str, Any]) -> None:  # the metrics as they stand, live (PROTOCOL.md)
-            self.events.emit({"type": "metrics", "id": pid, "metrics": metrics})
+        def notify(metrics: Dict[str, Any], change: Dict[str, Any]) -> None:  # live (PROTOCOL.md)
+            self.events.emit({"type": "metrics", "id": pid, "metrics": metrics, "change": change})
 
         return mod._enter(ctx if isinstance(ctx, dict) else None, sync, notify)
 

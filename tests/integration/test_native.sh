@@ -151,7 +151,7 @@ put s2
 expect_eq "$CODE" 202 "second"
 post '{"id": "s3", "input": {}}'
 expect_eq "$CODE" 409 "third"
-expect_contains "$BODY" "Already running a prediction"
+expect_contains "$BODY" "At capacity - all prediction slots busy"
 wait_status s1 succeeded 10
 expect_eq "$(field 'j["output"]')" slept
 first_done=$(field 'j["completed_at"]')

@@ -151,12 +151,15 @@ suite() {
 	local P
 	P="[$PY $("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')]"
 
-	t_case "$P hello: schema first, setup logs, ready, outputs, logs of each prediction"
+	t_case "$P hello: schema first, versions, setup logs, ready, outputs, logs of each prediction"
 	run_batch hello hello.py:Predictor p1='{"name": "kiln"}' p2='{}' '{"type": "shutdown"}'
 	expect_rc 0
 	expect_ev "e[0]['type']" schema
 	expect_ev "e[0]['schema']['openapi']" 3.0.2
-	expect_ev "[x['type'] for x in e[1:]]" '["log", "ready", "started", "log", "done", "started", "log", "done"]'
+	expect_ev "[x['type'] for x in e[1:]]" \
+		'["versions", "log", "ready", "started", "log", "done", "started", "log", "done"]'
+	expect_ev "[e[1]['cog'], e[1]['python']]" \
+		"[\"0.0.0+kiln\", \"$("$PY" -c 'import platform; print(platform.python_version())')\"]"
 	expect_ev "of('log')" \
 		'[{"type": "log", "id": null, "text": "setting up\n", "source": "stdout"}, {"type": "log", "id": "p1", "text": "greeting kiln\n", "source": "stdout"}, {"type": "log", "id": "p2", "text": "greeting world\n", "source": "stdout"}]'
 	expect_ev "[(x['id'], x['output']) for x in of('done')]" '[["p1", "hello kiln"], ["p2", "hello world"]]'
@@ -199,9 +202,9 @@ suite() {
 	t_case "$P setup() raising: logs, then setup_failed with the traceback's last line, exit 1"
 	run_batch setup_fails setup_fails.py:Predictor x='{}'
 	expect_rc 1
-	expect_ev "[x['type'] for x in e]" '["schema", "log", "log", "setup_failed"]'
-	expect_ev "e[1]" '{"type": "log", "id": null, "text": "loading weights\n", "source": "stdout"}'
-	expect_ev "e[2]['text'].startswith('Traceback') and 'setup_fails.py' in e[2]['text']" True
+	expect_ev "[x['type'] for x in e]" '["schema", "versions", "log", "log", "setup_failed"]'
+	expect_ev "e[2]" '{"type": "log", "id": null, "text": "loading weights\n", "source": "stdout"}'
+	expect_ev "e[3]['text'].startswith('Traceback') and 'setup_fails.py' in e[3]['text']" True
 	expect_ev "e[-1]['error']" "RuntimeError: weights are missing"
 
 	t_case "$P predict() raising: failed with the message, traceback in its logs, next prediction fine"
@@ -304,7 +307,7 @@ suite() {
 		KILN_RUNNER_FD=5 timeout 20 "$PY" -u "$PYDIR/kiln_runner.py" --predictor runner.py:Runner 5>"$EV")
 	RC=$?
 	expect_rc 0
-	expect_ev "[x['type'] for x in e]" '["schema", "ready", "started", "done"]'
+	expect_ev "[x['type'] for x in e]" '["schema", "versions", "ready", "started", "done"]'
 
 	t_case "$P kiln_schema.py for types.py: Cog's shape, field by field"
 	schema_run types.py:Predictor "$T_WORK/types.schema.json"

@@ -35,7 +35,7 @@ t_case "GET / and /openapi.json answer as Cog's"
 wait_health READY
 req GET /
 expect_eq "$CODE" 200 "GET / status"
-expect_eq "$BODY" '{"docs_url":"/docs","openapi_url":"/openapi.json"}'
+expect_eq "$(field '[j["docs_url"], j["openapi_url"]]')" '["/docs", "/openapi.json"]'
 req GET /openapi.json
 expect_eq "$CODE" 200
 expect_eq "$(field 'j["components"]["schemas"]["Input"]["properties"]["name"]["default"]')" world
@@ -167,7 +167,7 @@ post '{"id": "slow-1", "input": {"seconds": 30}}' -H 'Prefer: respond-async'
 expect_eq "$CODE" 202
 post '{"input": {"seconds": 1}}'
 expect_eq "$CODE" 409
-expect_eq "$BODY" '{"detail":"Already running a prediction"}'
+expect_eq "$BODY" '{"error":"At capacity - all prediction slots busy","status":"failed"}'
 wait_health BUSY 2
 
 t_case "PUT of a running ID answers 202 with its current state (also with another input)"
@@ -274,6 +274,7 @@ expect_contains "$(field 'j["setup"]["logs"]')" "loading weights"
 expect_contains "$(field 'j["setup"]["logs"]')" "weights are missing"
 post '{"input": {}}'
 expect_eq "$CODE" 503
+expect_eq "$BODY" '{"error":"setup failed: see /health-check","status":"failed"}'
 kill -TERM "$SPID"
 
 t_case "a slow setup: STARTING and 503, then COG_SETUP_TIMEOUT"
@@ -290,10 +291,12 @@ SLEEPY=$(project sleepy "$T_WORK/sleepy.py" sleepy.py:Predictor)
 start "$SLEEPY" COG_SETUP_TIMEOUT=1.5
 req GET /health-check
 expect_eq "$(field 'j["status"]')" STARTING
-expect_eq "$(field 'j["setup"]')" None
+expect_eq "$(field '[j["setup"]["status"], "completed_at" in j["setup"], "logs" in j["setup"]]')" \
+	'["starting", false, false]'
+[[ $(field 'j["setup"]["started_at"]') =~ $TS_RE ]] || t_fail "setup.started_at: $BODY"
 post '{"input": {}}'
 expect_eq "$CODE" 503
-expect_contains "$BODY" detail
+expect_eq "$BODY" '{"error":"Setup has not finished yet","status":"failed"}'
 wait_health SETUP_FAILED 5
 req GET /health-check
 expect_contains "$(field 'j["setup"]["logs"]')" "timed out"

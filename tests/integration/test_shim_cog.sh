@@ -2,19 +2,21 @@
 # SPDX-License-Identifier: Apache-2.0
 # Cog 0.22's HTTP answers (#11) over kiln-shim on loopback: server-sent events only for a predictor marked
 # @cog.streaming (406 otherwise), a second cancel and a cancel of an unknown or finished prediction,
-# sys.exit() and os._exit() in predict(), and a worker killed with SIGKILL.
+# sys.exit() and os._exit() in predict(), a worker killed with SIGKILL, GET / and /health-check's shape.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/shim_lib.sh"
 
 export PYTHONDONTWRITEBYTECODE=1 KILN_ALLOW_CPU=1
 unset KILN_PREFETCH_FILES COG_SETUP_TIMEOUT PORT
 
-# project NAME CLASS: a project running cog_fixtures.py:CLASS (the predictors below).
+# project NAME CLASS [TRAIN]: a project running cog_fixtures.py:CLASS (the predictors below), with train:
+# cog_fixtures.py:TRAIN when given.
 project() {
 	local dir=$T_WORK/$1
 	mkdir -p "$dir"
 	cp "$T_WORK/cog_fixtures.py" "$dir/cog_fixtures.py"
 	echo "run: cog_fixtures.py:$2" >"$dir/kiln.yaml"
+	[ -n "${3:-}" ] && echo "train: cog_fixtures.py:$3" >>"$dir/kiln.yaml"
 	echo "$dir"
 }
 
@@ -74,6 +76,10 @@ class Exits(BasePredictor):
             os.rename(pidfile + ".tmp", pidfile)
             time.sleep(30)
         return "stayed"
+
+
+def train(steps: int = 1) -> str:
+    return f"trained {steps}"
 
 
 class ExitsAsync(BasePredictor):
@@ -204,7 +210,7 @@ exit_case() {
 	wait_health DEFUNCT 5
 	post "{\"input\": {\"how\": \"none\"}}"
 	expect_eq "$CODE" 503 "after the worker ended"
-	expect_contains "$(field 'j["detail"]')" "DEFUNCT"
+	expect_eq "$BODY" "{\"error\":\"the predictor's worker has exited: the server is DEFUNCT\",\"status\":\"failed\"}"
 	stop_shim
 }
 
@@ -241,6 +247,33 @@ wait_health DEFUNCT 5
 req GET /health-check
 expect_eq "$(field 'j["status"]')" DEFUNCT
 expect_contains "$(cat "$EXITS.log")" "the shim is DEFUNCT"
+stop_shim
+
+# ---- (e) GET / and /health-check
+PYTHON_VERSION=$(python3 -c 'import platform; print(platform.python_version())')
+PLAIN=$(project plain Plain)
+start "$PLAIN"
+wait_health READY 20
+t_case "GET /: Cog's discovery document, cog_version the bundled cog's"
+req GET /
+expect_eq "$CODE" 200
+expect_eq "$BODY" '{"cog_version":"0.0.0+kiln","docs_url":"/docs","openapi_url":"/openapi.json","shutdown_url":"/shutdown","healthcheck_url":"/health-check","predictions_url":"/predictions","predictions_idempotent_url":"/predictions/{prediction_id}","predictions_cancel_url":"/predictions/{prediction_id}/cancel"}'
+
+t_case "GET /health-check: Cog's version {coglet, cog, python}, setup without logs when it printed none"
+req GET /health-check
+expect_eq "$(field 'j["version"]')" "{\"coglet\": \"0.0.0+kiln\", \"cog\": \"0.0.0+kiln\", \"python\": \"$PYTHON_VERSION\"}"
+expect_eq "$(field 'sorted(j["setup"])')" '["completed_at", "started_at", "status"]'
+expect_eq "$(field 'list(j)')" '["status", "setup", "version", "kiln"]' "members, in order"
+expect_eq "$(field 'j["kiln"]["version"]')" "$("$KILN" version 2>/dev/null | grep -o '[0-9][0-9.]*[0-9]' | head -1)"
+stop_shim
+
+t_case "GET / with train: the trainings' URLs too"
+start "$(project trains Plain train)"
+wait_health READY 20
+req GET /
+expect_eq "$(field '[j.get(k) for k in ("trainings_url", "trainings_idempotent_url", "trainings_cancel_url")]')" \
+	'["/trainings", "/trainings/{training_id}", "/trainings/{training_id}/cancel"]'
+expect_eq "$(field 'len(j)')" 11
 stop_shim
 
 t_finish

@@ -11,6 +11,7 @@ import threading
 from typing import Any, Callable, Dict, Optional
 
 _MODES = {None: "replace", "replace": "replace", "incr": "incr", "increment": "incr", "append": "append"}
+_WIRE_MODES = {"replace": "replace", "incr": "increment", "append": "append"}  # coglet's words for them
 _TYPES = ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"), (list, "list"), (dict, "dict"))
 
 
@@ -50,9 +51,10 @@ class MetricRecorder:
     """scope.metrics: record(key, value, mode="replace"), delete(key), metrics[key] = value, del metrics[key].
     A key keeps the type it was first given until it is deleted."""
 
-    def __init__(self, active: bool, notify: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
+    def __init__(self, active: bool,
+                 notify: Optional[Callable[[Dict[str, Any], Dict[str, Any]], None]] = None) -> None:
         self._active = active
-        self._notify = notify  # the runner's: told the metrics after each change, as they stand
+        self._notify = notify  # the runner's: told the metrics after each change, as they stand, and the change
         self._lock = threading.Lock()
         self._types: Dict[str, str] = {}
         self._values: Dict[str, Any] = {}
@@ -71,20 +73,24 @@ class MetricRecorder:
             if mode == "incr" and kind not in ("int", "float"):
                 raise TypeError(f"Increment mode requires int or float, got {kind}")
             self._types[key] = kind
-            self._merge(key, value, mode)
-        self._changed()
+            merged = self._merge(key, value, mode)
+        if merged:
+            self._changed(key, value, mode)
 
     def delete(self, key: str) -> None:
         if not self._active:
             return
         with self._lock:
             self._types.pop(key, None)
-            self._merge(key, None, "replace")
-        self._changed()
+            merged = self._merge(key, None, "replace")
+        if merged:
+            self._changed(key, None, "replace")
 
-    def _changed(self) -> None:
+    def _changed(self, key: str, value: Any, mode: str) -> None:
+        # the change as Cog's server streams it (a "metric" event): a deletion is a null value, "replace"
         if self._notify is not None:
-            self._notify(self._snapshot())
+            change = {"name": key, "value": copy.deepcopy(value), "mode": _WIRE_MODES[mode]}
+            self._notify(self._snapshot(), change)
 
     def __setitem__(self, key: str, value: Any) -> None:
         if value is None:
@@ -98,17 +104,19 @@ class MetricRecorder:
     def __repr__(self) -> str:
         return f"MetricRecorder(keys={len(self._types)})" if self._active else "MetricRecorder(inactive)"
 
-    def _merge(self, key: str, value: Any, mode: str) -> None:
+    def _merge(self, key: str, value: Any, mode: str) -> bool:
+        """Merge one change into the values; False when KEY is dropped."""
         parts = key.split(".")
         if not key or "" in parts:  # Cog's server drops these too; kiln says so in the prediction's logs
             print(f"cog: ignoring metric '{key}': empty key or empty dot-path segment", file=sys.stderr)
-            return
+            return False
         target = self._values
         for part in parts[:-1]:
             if not isinstance(target.get(part), dict):
                 target[part] = {}
             target = target[part]
         _apply(target, parts[-1], value, mode)
+        return True
 
     def _snapshot(self) -> Dict[str, Any]:
         with self._lock:
@@ -120,7 +128,7 @@ class Scope:
     "context" object; empty when it had none)."""
 
     def __init__(self, context: Optional[Dict[str, str]] = None, active: bool = True,
-                 notify: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
+                 notify: Optional[Callable[[Dict[str, Any], Dict[str, Any]], None]] = None) -> None:
         self._metrics = MetricRecorder(active, notify)
         self._context = dict(context or {})
 
@@ -152,9 +160,9 @@ def current_scope() -> Scope:
 
 
 def _enter(context: Optional[Dict[str, str]], sync: bool,
-           notify: Optional[Callable[[Dict[str, Any]], None]] = None) -> Any:
-    """The runner's: a new scope for a prediction (NOTIFY told its metrics after each change); returns what
-    _exit() takes."""
+           notify: Optional[Callable[[Dict[str, Any], Dict[str, Any]], None]] = None) -> Any:
+    """The runner's: a new scope for a prediction (NOTIFY told its metrics and the change after each change);
+    returns what _exit() takes."""
     global _sync_scope
     scope = Scope(context, notify=notify)
     if sync:

@@ -23,6 +23,7 @@ if [ "$target" != all ]; then
 	t=${target#fuzz_}
 	if [ ! -f "fuzz/fuzz_$t.c" ]; then
 		echo "fuzz: no target '$target' (targets: ${targets[*]})" >&2
+		echo "$usage" >&2
 		exit 2
 	fi
 	targets=("$t")

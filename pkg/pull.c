@@ -74,6 +74,48 @@ static int keep(struct kiln_store *s, const char *data, size_t len, const char *
 	return 0;
 }
 
+int kiln_remote_manifest_read(json_t **out, char **next, const char *data, size_t len, const char *mt,
+                              const char *platform, const char *reference, struct kiln_error **err)
+{
+	*out = NULL;
+	*next = NULL;
+	json_t *doc = json_loadb(data, len, 0, NULL);
+	if (is_index(mt)) {
+		/* The entry's digest is copied out: it lives in DOC, which the caller never sees. */
+		json_t *d = pick_platform(doc, platform, reference, err);
+		const char *dd = json_string_value(json_object_get(d, "digest"));
+		*next = dd ? strdup(dd) : NULL;
+		json_decref(doc);
+		if (d == NULL)
+			return -1;
+		if (dd == NULL)
+			return kiln_error_set(err, KILN_EINVAL,
+			                      "the entry for the platform in '%s' has no digest", reference);
+		if (*next == NULL)
+			return kiln_error_set(err, KILN_EFAIL, "out of memory");
+		return 0;
+	}
+	const char *cd = json_string_value(json_object_get(json_object_get(doc, "config"), "digest"));
+	if (!json_is_array(json_object_get(doc, "layers")) || cd == NULL || !kiln_digest_valid(cd)) {
+		json_decref(doc);
+		return kiln_error_set(err, KILN_EINVAL, "'%s' is not an image manifest (media type %s)",
+		                      reference, mt ? mt : "unknown");
+	}
+	size_t i;
+	json_t *l;
+	json_array_foreach(json_object_get(doc, "layers"), i, l)
+	{
+		const char *ld = json_string_value(json_object_get(l, "digest"));
+		if (ld == NULL || !kiln_digest_valid(ld)) {
+			json_decref(doc);
+			return kiln_error_set(err, KILN_EINVAL, "layer %zu of '%s' has no valid digest", i,
+			                      reference);
+		}
+	}
+	*out = doc;
+	return 0;
+}
+
 int kiln_remote_resolve(struct kiln_remote_image *out, struct kiln_store *s, const char *reference,
                         const char *platform, const struct kiln_registry_options *ropt,
                         struct kiln_error **err)
@@ -81,7 +123,8 @@ int kiln_remote_resolve(struct kiln_remote_image *out, struct kiln_store *s, con
 	memset(out, 0, sizeof(*out));
 	struct kiln_reference *ref = NULL;
 	struct kiln_registry *reg = NULL;
-	char *data = NULL, *mt = NULL, *cpath = NULL;
+	char *data = NULL, *mt = NULL, *cpath = NULL, *pd = NULL;
+	json_t *doc = NULL;
 	size_t len = 0;
 	char digest[KILN_DIGEST_LEN];
 	int rc = -1;
@@ -92,36 +135,26 @@ int kiln_remote_resolve(struct kiln_remote_image *out, struct kiln_store *s, con
 	if (kiln_registry_open(&reg, ref->registry, ropt, err) < 0 ||
 	    kiln_registry_manifest_get(reg, ref->repository, tag, &data, &len, &mt, digest, err) < 0)
 		goto cleanup;
-	json_t *doc = json_loadb(data, len, 0, NULL);
-	if (is_index(mt)) {
-		/* The entry's digest is copied out: it lives in DOC, which goes before the next fetch. */
-		json_t *d = pick_platform(doc, platform, reference, err);
-		const char *dd = json_string_value(json_object_get(d, "digest"));
-		_cleanup_free_ char *pd = dd ? strdup(dd) : NULL;
-		json_decref(doc);
-		doc = NULL;
-		if (d == NULL)
-			goto cleanup;
+	if (kiln_remote_manifest_read(&doc, &pd, data, len, mt, platform, reference, err) < 0)
+		goto cleanup;
+	if (pd) {
 		free(data);
 		free(mt);
 		data = mt = NULL;
-		if (pd == NULL) {
-			kiln_error_set(err, KILN_EINVAL, "the entry for the platform in '%s' has no digest",
-			               reference);
-			goto cleanup;
-		}
 		if (kiln_registry_manifest_get(reg, ref->repository, pd, &data, &len, &mt, digest, err) < 0)
 			goto cleanup;
-		doc = json_loadb(data, len, 0, NULL);
+		_cleanup_free_ char *again = NULL;
+		if (kiln_remote_manifest_read(&doc, &again, data, len, mt, platform, reference, err) < 0)
+			goto cleanup;
+		if (again) {
+			kiln_error_set(err, KILN_EINVAL, "'%s' is not an image manifest (media type %s)",
+			               reference, mt ? mt : "unknown");
+			goto cleanup;
+		}
 	}
 	const char *cd = json_string_value(json_object_get(json_object_get(doc, "config"), "digest"));
-	if (!json_is_array(json_object_get(doc, "layers")) || cd == NULL || !kiln_digest_valid(cd)) {
-		json_decref(doc);
-		kiln_error_set(err, KILN_EINVAL, "'%s' is not an image manifest (media type %s)", reference,
-		               mt ? mt : "unknown");
-		goto cleanup;
-	}
 	out->manifest = doc;
+	doc = NULL;
 	memcpy(out->manifest_digest, digest, KILN_DIGEST_LEN);
 	out->manifest_size = len;
 	out->media_type = mt;
@@ -143,14 +176,9 @@ int kiln_remote_resolve(struct kiln_remote_image *out, struct kiln_store *s, con
 	}
 	size_t i;
 	json_t *l;
-	json_array_foreach(json_object_get(doc, "layers"), i, l)
+	json_array_foreach(json_object_get(out->manifest, "layers"), i, l)
 	{
 		const char *ld = json_string_value(json_object_get(l, "digest"));
-		if (ld == NULL || !kiln_digest_valid(ld)) {
-			kiln_error_set(err, KILN_EINVAL, "layer %zu of '%s' has no valid digest", i,
-			               reference);
-			goto cleanup;
-		}
 		if (kiln_store_location_add(s, ld, ref->registry, ref->repository, err) < 0)
 			goto cleanup;
 	}
@@ -161,6 +189,8 @@ cleanup:
 	free(data);
 	free(mt);
 	free(cpath);
+	free(pd);
+	json_decref(doc);
 	kiln_registry_free(reg);
 	kiln_reference_free(ref);
 	return rc;

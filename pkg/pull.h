@@ -34,6 +34,15 @@ int kiln_remote_resolve(struct kiln_remote_image *out, struct kiln_store *s, con
                         struct kiln_error **err);
 void kiln_remote_image_release(struct kiln_remote_image *img);
 
+/*
+ * Read DATA (LEN bytes, media type MT, as a registry sent it for REFERENCE): an OCI index or a Docker
+ * manifest list gives the digest of PLATFORM's manifest (as above) in *NEXT (caller frees; *OUT stays
+ * NULL); an image manifest whose config and every layer have a valid digest gives its document in *OUT
+ * (caller frees). Anything else fails with KILN_EINVAL or KILN_ENOTFOUND naming REFERENCE.
+ */
+int kiln_remote_manifest_read(json_t **out, char **next, const char *data, size_t len, const char *mt,
+                              const char *platform, const char *reference, struct kiln_error **err);
+
 /* Download the blob DIGEST into the store from a registry known to hold it (kiln_store_locations). */
 int kiln_fetch_blob(struct kiln_store *s, const char *digest, const struct kiln_registry_options *ropt,
                     uint64_t *received, struct kiln_error **err);

@@ -82,6 +82,8 @@ int kiln_challenge_parse(struct kiln_challenge *out, const char *header)
 	const char *p = header;
 	while (*p) {
 		p = skip_space(p);
+		if (*p == '\0')
+			break; /* white space at the end: stepping over the NUL read past the header */
 		if (*p == ',') {
 			p++;
 			continue;

@@ -95,4 +95,12 @@ int kiln_registry_manifest_get(struct kiln_registry *r, const char *repo, const 
                                size_t *len, char **media_type, char digest_out[KILN_DIGEST_LEN],
                                struct kiln_error **err);
 
+/*
+ * Check a manifest HOST sent: BODY (LEN bytes) must be a JSON object. Its media type goes to *MEDIA_TYPE
+ * (caller frees): CONTENT_TYPE's (may be NULL) less its parameters, else, when that is missing, JSON or
+ * text, the body's "mediaType", else an OCI image manifest's. KILN_EINVAL naming HOST otherwise.
+ */
+int kiln_registry_manifest_check(char **media_type, const char *host, const char *content_type,
+                                 const char *body, size_t len, struct kiln_error **err);
+
 #endif

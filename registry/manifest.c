@@ -57,21 +57,21 @@ int kiln_registry_manifest_put(struct kiln_registry *r, const char *repo, const 
 	return 0;
 }
 
-/* Check a fetched manifest: JSON, its media type (header, else the body's mediaType). */
-static int check_manifest(struct kiln_registry *r, const struct kiln_http_response *resp, char **media_type,
-                          struct kiln_error **err)
+int kiln_registry_manifest_check(char **media_type, const char *host, const char *content_type,
+                                 const char *body, size_t len, struct kiln_error **err)
 {
+	*media_type = NULL;
 	json_error_t je;
-	json_t *j = json_loadb(resp->body.ptr ? resp->body.ptr : "", resp->body.len, 0, &je);
+	json_t *j = json_loadb(body ? body : "", len, 0, &je);
 	if (!json_is_object(j)) {
 		json_decref(j);
-		return kiln_error_set(err, KILN_EINVAL, "%s returned a manifest that is not JSON%s%s",
-		                      r->host, j ? "" : ": ", j ? "" : je.text);
+		return kiln_error_set(err, KILN_EINVAL, "%s returned a manifest that is not JSON%s%s", host,
+		                      j ? "" : ": ", j ? "" : je.text);
 	}
 	const char *mt = NULL;
 	size_t n = 0;
-	if (resp->content_type && *resp->content_type) {
-		mt = resp->content_type;
+	if (content_type && *content_type) {
+		mt = content_type;
 		n = strcspn(mt, "; ");
 	}
 	if (n == 0 || strncmp(mt, "application/json", n) == 0 || strncmp(mt, "text/plain", n) == 0) {
@@ -111,7 +111,8 @@ int kiln_registry_manifest_get(struct kiln_registry *r, const char *repo, const 
 		rc = kiln_reg_status_error(r, &resp, repo, err);
 	char digest[KILN_DIGEST_LEN] = "";
 	if (rc == 0)
-		rc = check_manifest(r, &resp, media_type, err);
+		rc = kiln_registry_manifest_check(media_type, r->host, resp.content_type, resp.body.ptr,
+		                                  resp.body.len, err);
 	if (rc == 0) {
 		kiln_digest_buffer(digest, resp.body.ptr ? resp.body.ptr : "", resp.body.len);
 		if (kiln_digest_valid(reference) && strcmp(reference, digest) != 0)

@@ -155,9 +155,12 @@ char *kiln_reference_string(const struct kiln_reference *r)
 
 char *kiln_reference_familiar(const struct kiln_reference *r)
 {
-	if (strcmp(r->registry, DEFAULT_REGISTRY) != 0)
-		return format(r, r->registry, r->repository);
+	/* Docker Hub's name goes, unless the repository's first component would then be taken for a
+	 * registry ("docker.io/a.b/c" is not "a.b/c") */
 	const char *repo = r->repository;
+	if (strcmp(r->registry, DEFAULT_REGISTRY) != 0 ||
+	    (strchr(repo, '/') && looks_like_registry(repo, strcspn(repo, "/"))))
+		return format(r, r->registry, repo);
 	if (strncmp(repo, "library/", 8) == 0 && !strchr(repo + 8, '/'))
 		repo += 8;
 	return format(r, NULL, repo);

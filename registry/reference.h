@@ -21,7 +21,8 @@ int kiln_reference_parse(struct kiln_reference **out, const char *s, struct kiln
 /* The full form: "docker.io/library/hello:latest" (and "@digest" when there is one). Caller frees. */
 char *kiln_reference_string(const struct kiln_reference *r);
 
-/* The short form people type: "hello:latest", "localhost:5000/m:v1". Caller frees. */
+/* The short form people type: "hello:latest", "localhost:5000/m:v1"; Docker Hub's name stays where the
+ * repository would otherwise be read as naming a registry ("docker.io/a.b/c:1"). Caller frees. */
 char *kiln_reference_familiar(const struct kiln_reference *r);
 
 void kiln_reference_free(struct kiln_reference *r);

@@ -85,6 +85,19 @@ Test(reference, full_docker_hub_form_is_shortened_in_familiar_form)
 	cr_assert_str_eq(r->repository, "library/hello");
 }
 
+/* fuzz_reference: "docker.io/a.b/c" was shortened to "a.b/c", which names the registry a.b. */
+Test(reference, familiar_form_keeps_docker_hub_when_the_repository_looks_like_a_registry)
+{
+	struct kiln_reference *r = parse_ok("docker.io/libdocker.iory/he");
+	cr_assert_str_eq(r->registry, "docker.io");
+	cr_assert_str_eq(r->repository, "libdocker.iory/he");
+	assert_forms(r, "docker.io/libdocker.iory/he:latest", "docker.io/libdocker.iory/he:latest");
+	r = parse_ok("docker.io/localhost/m:1");
+	assert_forms(r, "docker.io/localhost/m:1", "docker.io/localhost/m:1");
+	r = parse_ok("docker.io/user/model:1");
+	assert_forms(r, "docker.io/user/model:1", "user/model:1");
+}
+
 Test(reference, registry_with_port_and_nested_repository)
 {
 	struct kiln_reference *r = parse_ok("localhost:5000/a/b:v1");

@@ -252,11 +252,15 @@ int predict_send(const char *url, const char *path, const char *id, const json_t
 	} else if (rc != CURLE_OK) {
 		result = kiln_error_set(err, KILN_EIO, "POST %s: %s", full, curl_easy_strerror(rc));
 	} else if (code != 200) {
-		/* not a stream: the answer is Cog's {"detail": ...} (422 for an invalid input) */
+		/* not a stream: the answer is Cog's {"detail": ...} (422 for an invalid input), or coglet's
+		 * {"error": ..., "status": "failed"} (409 busy, 503 not ready) */
 		json_t *j = st.pending.ptr ? json_loadb(st.pending.ptr, st.pending.len, 0, NULL) : NULL;
-		_cleanup_free_ char *text = detail_text(json_object_get(j, "detail"));
-		result = kiln_error_set(err, KILN_EINVAL, "the model refused the input (HTTP %ld): %s", code,
-		                        text ? text : "no detail");
+		const char *error = json_string_value(json_object_get(j, "error"));
+		_cleanup_free_ char *text = error ? strdup(error) : detail_text(json_object_get(j, "detail"));
+		result = kiln_error_set(err, KILN_EINVAL, "%s (HTTP %ld): %s",
+		                        code == 422 ? "the model refused the input"
+		                                    : "the model's server refused it",
+		                        code, text ? text : "no detail");
 		json_decref(j);
 	} else if (!st.completed) {
 		result =

@@ -2,6 +2,7 @@
 /* validate.c: check a prediction's input against Cog's Input schema, answering in pydantic v1's words. */
 #include <ctype.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,8 +15,9 @@
  * What Cog does, and so what validate*.c do (Cog's Python server: a pydantic v1 model built from predict()'s
  * signature, validated by FastAPI, errors returned as a 422 {"detail": [...]}):
  *
- * - Unknown input names are ignored: Cog's BaseInput keeps pydantic's default `extra = ignore`, so they are
- *   dropped from the normalized input, never reported (the newer Go runtime, coglet, rejects them instead).
+ * - Unknown input names are refused, as Cog 0.22's server (coglet) refuses them: one error per name, after
+ * the fields' own, {"loc": ["body", "input", NAME], "msg": "Unexpected field 'NAME'", "type":
+ *   "value_error.extra"} (Cog's older Python server ignored them; a name kiln would drop is input ignored).
  * - Fields are checked in declaration order ("x-order"); each field reports at most one problem (pydantic
  *   stops at a field's first failing validator), and every field is checked, so several fields can fail at
  *   once. Array items each report their own problem, with the index appended to "loc".
@@ -443,6 +445,17 @@ static int check_fields(struct vctx *v, const json_t *in, const json_t *input, j
 	qsort(fields, n, sizeof(*fields), field_cmp);
 	for (i = 0; i < n; i++)
 		check_field(v, required, &fields[i], input, out);
+	const json_t *value;
+	json_object_foreach((json_t *)input, name, value)
+	{
+		if (json_object_get(props, name))
+			continue;
+		_cleanup_free_ char *msg = NULL;
+		json_t *loc = json_pack("[s,s,s]", "body", "input", name);
+		if (loc && asprintf(&msg, "Unexpected field '%s'", name) >= 0)
+			vadd_error(v, loc, msg, "value_error.extra", NULL);
+		json_decref(loc);
+	}
 	return 0;
 }
 

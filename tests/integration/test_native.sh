@@ -120,6 +120,9 @@ start "$PF"
 t_case "predict() failing fails the prediction with its error"
 wait_health READY
 post '{"input": {"anything": 1}}'
+expect_eq "$CODE" 422 "an input the schema does not have"
+expect_eq "$(field 'j["detail"]')" '[{"loc": ["body", "input", "anything"], "msg": "Unexpected field '"'anything'"'", "type": "value_error.extra"}]'
+post '{"input": {}}'
 expect_eq "$CODE" 200
 expect_eq "$(field 'j["status"]')" failed
 expect_eq "$(field 'j["error"]')" "bad input"

@@ -32,7 +32,8 @@ struct serve_args {
 	const char *port;
 	const char *host;
 	const char *project;
-	char *pass[64]; /* the shim's options, each "--NAME" or "--NAME=VALUE", owned */
+	const char *file; /* -f: the manifest */
+	char *pass[64];   /* the shim's options, each "--NAME" or "--NAME=VALUE", owned */
 	size_t npass;
 };
 
@@ -75,6 +76,9 @@ static int serve_option(int c, const char *arg, void *ctx)
 	case OPT_PROJECT:
 		a->project = arg;
 		return 0;
+	case 'f':
+		a->file = arg;
+		return 0;
 	case OPT_VERSION:
 		return cli_usage_error(
 		    "--version: kiln serve runs the shim of this kiln; see 'kiln version'");
@@ -91,13 +95,13 @@ static int serve_option(int c, const char *arg, void *ctx)
 
 /* The project's weight files, newline-separated absolute paths, in the order images prefetch them (the
  * manifest's serve.prefetch, then largest first). */
-static char *weight_files(const char *dir, struct kiln_error **err)
+static char *weight_files(const char *dir, const char *file, struct kiln_error **err)
 {
 	struct kiln_manifest *m = NULL;
 	struct kiln_plan *plan = NULL;
 	struct kiln_plan_options po;
 	kiln_plan_options_init(&po);
-	if (kiln_manifest_load(&m, dir, NULL, err) < 0)
+	if (kiln_manifest_load(&m, dir, file, err) < 0)
 		return NULL;
 	cli_manifest_warnings(&m->warnings);
 	int rc = kiln_plan_make(&plan, m, &po, err);
@@ -122,6 +126,7 @@ int cmd_serve(int argc, char **argv)
 	    {"allow-private-urls", no_argument, NULL, OPT_PASS + 0},
 	    {"await-explicit-shutdown", optional_argument, NULL, OPT_AWAIT},
 	    {"connection-timeout", required_argument, NULL, OPT_PASS + 1},
+	    {"file", required_argument, NULL, 'f'},
 	    {"host", required_argument, NULL, OPT_HOST},
 	    {"idle-exit", required_argument, NULL, OPT_PASS + 2},
 	    {"keep-bytes", required_argument, NULL, OPT_PASS + 3},
@@ -136,8 +141,8 @@ int cmd_serve(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	struct serve_args a = {.argc = argc, .argv = argv};
-	int first, status = cli_parse(argc, argv, ":p:" CLI_COMMON_SHORT, longopts, NULL, serve_option, &a, 0,
-	                              1, &first);
+	int first, status = cli_parse(argc, argv, ":f:p:" CLI_COMMON_SHORT, longopts, NULL, serve_option, &a,
+	                              0, 1, &first);
 	if (status < 0 && a.project && first < argc)
 		status = cli_usage_error("--project '%s' and DIR '%s': give one", a.project, argv[first]);
 	if (status >= 0) {
@@ -145,12 +150,15 @@ int cmd_serve(int argc, char **argv)
 			free(a.pass[i]);
 		return status;
 	}
-	const char *dir = a.project ? a.project : first < argc ? argv[first] : cli_default_dir();
+	const char *dir = a.project      ? a.project
+	                  : first < argc ? argv[first]
+	                  : a.file       ? "."
+	                                 : cli_default_dir();
 	_cleanup_error_ struct kiln_error *err = NULL;
 	struct kiln_runtime rt;
 	if (kiln_runtime_locate(&rt, &err) < 0)
 		return cli_fail(err);
-	_cleanup_free_ char *files = weight_files(dir, &err);
+	_cleanup_free_ char *files = weight_files(dir, a.file, &err);
 	if (files == NULL) {
 		kiln_runtime_release(&rt);
 		kiln_error_wrap(&err, "cannot serve '%s'", dir);
@@ -159,6 +167,11 @@ int cmd_serve(int argc, char **argv)
 	if (getenv("KILN_PREFETCH_FILES") == NULL)
 		setenv("KILN_PREFETCH_FILES", files, 1);
 	setenv("KILN_PYTHON_DIR", rt.python_dir, 1);
+	_cleanup_free_ char *manifest = a.file ? realpath(a.file, NULL) : NULL;
+	if (manifest) /* the manifest the shim reads in place of the project's (kiln-shim(1)) */
+		setenv("KILN_MANIFEST", manifest, 1);
+	else
+		unsetenv("KILN_MANIFEST");
 	char *args[80];
 	size_t n = 0;
 	args[n++] = rt.shim;

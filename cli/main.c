@@ -88,12 +88,14 @@ const struct command commands[] = {
      "the same as predict (cog run, Cog 0.20's name for predict); with a command, exec (deprecated)",
      PREDICT_USAGE("run") "\nkiln run [options] COMMAND [ARG...]   # deprecated: kiln exec", PREDICT_HELP},
     {"serve", cmd_serve, "serve a project over Cog's HTTP API, as its image would",
-     "kiln serve [DIR | --project DIR] [--port N] [--host ADDR] [--upload-url URL] [--idle-exit S|auto]\n"
+     "kiln serve [DIR | --project DIR] [-f FILE] [--port N] [--host ADDR] [--upload-url URL] [--idle-exit "
+     "S|auto]\n"
      "           [--await-explicit-shutdown [true|false]] [--max-connections N] [--connection-timeout S]\n"
      "           [--request-timeout S] [--keep-bytes N] [--allow-private-urls] [--threads N]",
      "  -p, --port N         the port to listen on (default: $PORT, else 5000)\n"
      "  --host ADDR          the address to listen on (default: 0.0.0.0)\n"
      "  --project DIR        the project (as kiln-shim takes it; the same as DIR)\n"
+     "  -f, --file FILE      the manifest to serve DIR with (the shim's KILN_MANIFEST)\n"
      "  --upload-url URL     PUT file outputs under URL and answer with their URLs\n"
      "  --idle-exit S|auto, --await-explicit-shutdown [true|false], --max-connections N,\n"
      "  --connection-timeout S, --request-timeout S, --keep-bytes N, --allow-private-urls, --threads N\n"

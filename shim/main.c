@@ -235,7 +235,8 @@ static int set_limits(struct shim *s, const struct limits *l)
 static int configure(struct shim *s, const char *idle)
 {
 	struct kiln_error *err = NULL;
-	if (kiln_manifest_load(&s->manifest, s->project, NULL, &err) < 0)
+	const char *file = getenv("KILN_MANIFEST"); /* kiln serve -f: another manifest than the project's */
+	if (kiln_manifest_load(&s->manifest, s->project, file && *file ? file : NULL, &err) < 0)
 		return fail("cannot read the project's manifest", err), -1;
 	const char *run = s->manifest->predict;
 	if (!run)

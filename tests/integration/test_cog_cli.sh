@@ -319,4 +319,20 @@ run_kiln serve --bogus
 expect_rc 2
 expect_contains "$ERR" "unknown option '--bogus'"
 
+t_case "kiln serve -f FILE: the project served with that manifest, as cog serve -f"
+PORT_S=$(free_port)
+URL=http://127.0.0.1:$PORT_S
+"$KILN" serve "$T_WORK/other" -f "$T_WORK/other/alt.yaml" --host 127.0.0.1 --port "$PORT_S" --idle-exit 3 \
+	2>"$T_WORK/serve-f.log" &
+SERVE=$!
+t_defer "kill -9 $SERVE 2>/dev/null"
+wait_listen "$T_WORK/serve-f.log"
+wait_health READY 30
+post '{"input": {"text": "served"}}'
+expect_eq "$(field '[j["status"], j["output"]]')" '["succeeded", "said: served"]'
+kill -TERM "$SERVE" 2>/dev/null
+run_kiln serve "$T_WORK/other" -f "$T_WORK/other/nope.yaml"
+expect_rc 1
+expect_contains "$ERR" "nope.yaml"
+
 t_finish

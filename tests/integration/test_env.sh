@@ -104,11 +104,11 @@ R=$T_WORK/bundle/rootfs
 [ -f "$R/etc/issue" ] || t_fail "/etc/issue should be untouched"
 [ ! -e "$R/run/secrets" ] || t_fail "the secret's mount point is in the image"
 [ "$(cat "$R/opt/token-size")" -gt 0 ] || t_fail "the secret was not mounted for its step"
-ls "$R/var/lib/apt/lists" 2>/dev/null | grep -q . && t_fail "apt's lists are in the image"
+ls "$R/var/lib/apt/lists" 2>/dev/null | grep . >/dev/null && t_fail "apt's lists are in the image"
 wh=0
 for b in "$KILN_HOME"/blobs/sha256/*; do
-	tar tzf "$b" 2>/dev/null | grep -q '^etc/\.wh\.issue\.net$' && wh=1
-	if zcat -f "$b" 2>/dev/null | grep -aq "$secret_value"; then t_fail "the secret's value is in blob $b"; fi
+	tar tzf "$b" 2>/dev/null | grep '^etc/\.wh\.issue\.net$' >/dev/null && wh=1
+	if zcat -f "$b" 2>/dev/null | grep -a "$secret_value" >/dev/null; then t_fail "the secret's value is in blob $b"; fi
 done
 expect_eq "$wh" "1" "a layer whites out /etc/issue.net"
 grep -rq "$secret_value" "$KILN_HOME/cache" && t_fail "the secret's value is in the cache"
@@ -152,7 +152,7 @@ write_manifest "echo made >/opt/made.txt && rm /etc/issue.net && rm -r /etc/apt/
 # after a failed build: no temporary root or file in the store, and the older image still reads
 expect_clean_after_failure() {
 	expect_store_consistent
-	ls -A "$KILN_HOME/roots" 2>/dev/null | grep -q '^\.' && t_fail "a half-made root was left: $(ls -A "$KILN_HOME/roots")"
+	ls -A "$KILN_HOME/roots" 2>/dev/null | grep '^\.' >/dev/null && t_fail "a half-made root was left: $(ls -A "$KILN_HOME/roots")"
 	run_kiln inspect envtest:1
 	expect_rc 0
 	skopeo inspect "oci:$KILN_HOME:docker.io/library/envtest:1" >/dev/null 2>&1 || t_fail "skopeo cannot read envtest:1"

@@ -334,9 +334,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		req->started = true;
 		const char *cl =
 		    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl && strtoull(cl, NULL, 10) > s->body_limit)
-			req->too_large = true;
 		__atomic_add_fetch(&s->requests, 1, __ATOMIC_RELAXED);
+		if (cl && strtoull(cl, NULL, 10) > s->body_limit) {
+			/* refused before its body is read: MHD sends the answer and closes the connection */
+			req->too_large = req->answered = true;
+			if (s->conns)
+				http_conn_answered(s->conns, c);
+			return http_detail(c, 413, "Request body too large");
+		}
 		return MHD_YES;
 	}
 	if (*upload_data_size) {

@@ -119,10 +119,17 @@ req DELETE /health-check
 expect_eq "$CODE" 405
 req POST /predictions/nope/cancel
 expect_eq "$CODE" 404
-head -c $((65 * 1024 * 1024)) /dev/zero >"$T_WORK/big"
+head -c $((100 * 1024 * 1024)) /dev/zero >"$T_WORK/big"
 req POST /predictions --data-binary @"$T_WORK/big"
 expect_eq "$CODE" 413
+expect_eq "$BODY" '{"detail":"Request body too large"}'
+# refused on its Content-Length, before the body: curl's "Expect: 100-continue" gets the 413 and sends nothing
+SENT=$(curl -s -o /dev/null -w '%{http_code} %{size_upload}' -H 'Content-Type: application/json' \
+	--data-binary @"$T_WORK/big" "$URL/predictions")
+expect_eq "$SENT" "413 0" "status and bytes uploaded of a 100 MB body"
 rm -f "$T_WORK/big"
+req GET /health-check
+expect_eq "$CODE" 200 "the shim serves on after it"
 
 kill -TERM "$SPID"
 

@@ -144,6 +144,10 @@ run_kiln train "$T_WORK/fn" -i name=o -o "$T_WORK/cwd/mine.txt" --runtime native
 expect_eq "$(cat "$T_WORK/cwd/mine.txt" 2>/dev/null)" "o:3"
 run_kiln train "$T_WORK/fn" --format json --runtime native
 expect_eq "$(echo "$OUT" | json 'j["status"]')" succeeded
+printf 'run: trainer.py:Predictor\ntrain: trainer.py:train\n' >"$T_WORK/none/with-train.yaml"
+run_kiln train "$T_WORK/none" -f "$T_WORK/none/with-train.yaml" -i steps=2 -o "$T_WORK/cwd/f.txt" --runtime native
+expect_rc 0 "kiln train -f: the project trained with another manifest, as cog train -f"
+expect_eq "$(cat "$T_WORK/cwd/f.txt" 2>/dev/null)" "run:2"
 cd "$T_WORK" || exit 1
 
 t_case "kiln train refuses bad inputs before the trainer runs, a model without trainer, and reports failure"

@@ -129,10 +129,12 @@ int cli_json_option(int opt, const char *arg, void *ctx);
 
 /* --format ARG (text or json): *json set, 0; else a usage error (its exit status is returned). */
 int cli_format_option(bool *json, const char *arg);
-/* The project directory of a command given none: the current directory, or where it has no kiln.yaml or
- * cog.yaml, the nearest directory above it that has one, as Cog finds cog.yaml from a subdirectory ("."
- * when there is none). */
-const char *cli_default_dir(void);
+/* Whether DIR is a model project: a directory with kiln.yaml or cog.yaml. */
+bool cli_is_project(const char *dir);
+/* A command's project directory: GIVEN when not NULL; else, with a manifest FILE (-f), the current
+ * directory; else the current directory or, where it is no project, the nearest directory above it that is
+ * one, as Cog finds cog.yaml from a subdirectory ("." when there is none). */
+const char *cli_project_dir(const char *given, const char *file);
 
 /* -j N: a number from 1 to MAX into *out, else a usage error (its exit status is returned). */
 int cli_parse_jobs(const char *arg, int max, int *out);

@@ -245,7 +245,7 @@ static int build_run(struct kiln_build_options *optp, struct kiln_registry_optio
 	const char *output = NULL;
 	bool json = false, push = false;
 	int status;
-	opt.dir = first < argc ? argv[first] : opt.file ? "." : cli_default_dir();
+	opt.dir = cli_project_dir(first < argc ? argv[first] : NULL, opt.file);
 	output = a.output;
 	json = a.json;
 	push = a.push;

@@ -44,7 +44,7 @@ int cmd_dockerfile(int argc, char **argv)
 	                              &a, 0, 1, &first);
 	if (status >= 0)
 		return status;
-	const char *dir = first < argc ? argv[first] : a.file ? "." : cli_default_dir();
+	const char *dir = cli_project_dir(first < argc ? argv[first] : NULL, a.file);
 	_cleanup_error_ struct kiln_error *err = NULL;
 	struct kiln_manifest *m = NULL;
 	if (kiln_manifest_load(&m, dir, a.file, &err) < 0)

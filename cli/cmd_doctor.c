@@ -516,7 +516,7 @@ int cmd_doctor(int argc, char **argv)
 	                              0, 1, &first);
 	if (status >= 0)
 		return status;
-	const char *dir = first < argc ? argv[first] : a.file ? "." : cli_default_dir();
+	const char *dir = cli_project_dir(first < argc ? argv[first] : NULL, a.file);
 	struct report r = {.fixed = json_array()};
 	struct kiln_runtime rt;
 	struct kiln_error *rt_err = NULL;

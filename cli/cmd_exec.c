@@ -309,16 +309,6 @@ static int run(const struct predict_command *c, bool sandboxed)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-/* Whether DIR is a model project: a directory with kiln.yaml or cog.yaml. */
-static bool is_project(const char *dir)
-{
-	struct stat st;
-	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
-		return false;
-	_cleanup_free_ char *k = kiln_path_join(dir, "kiln.yaml"), *c = kiln_path_join(dir, "cog.yaml");
-	return (k && access(k, F_OK) == 0) || (c && access(c, F_OK) == 0);
-}
-
 #define SHORTOPTS ":e:f:p:" CLI_COMMON_SHORT
 
 /* How many of ARGV's words (ARGC, the first the command's name) are arguments, not options (SHORTOPTS,
@@ -388,7 +378,7 @@ int cmd_exec(int argc, char **argv)
 		if (status < 0 && first >= argc)
 			status = cli_usage_error("missing COMMAND");
 		/* a project's options follow it: kiln exec DIR -e A=1 python */
-		if (status < 0 && is_project(argv[first])) {
+		if (status < 0 && cli_is_project(argv[first])) {
 			target = argv[first];
 			int more;
 			status = cli_parse(argc - first, argv + first, "+" SHORTOPTS, longopts, &ropt,
@@ -399,8 +389,7 @@ int cmd_exec(int argc, char **argv)
 		}
 		cmd = argv + first;
 	}
-	if (!target)
-		target = a.file ? "." : cli_default_dir();
+	target = cli_project_dir(target, a.file);
 	_cleanup_error_ struct kiln_error *err = NULL;
 	json_t *config = NULL;
 	struct kiln_store *store = NULL;

@@ -415,23 +415,26 @@ static json_t *training_view(json_t *doc, struct kiln_error **err)
 }
 
 /* kiln predict, or kiln train when TRAIN. */
+/* kiln predict's and kiln train's options (cmd_run tells a prediction's line by them too). */
+static const struct option longopts[] = {
+    {"input", required_argument, NULL, 'i'},
+    {"input-json", required_argument, NULL, OPT_INPUT_JSON},
+    {"output", required_argument, NULL, 'o'},
+    {"env", required_argument, NULL, 'e'},
+    {"file", required_argument, NULL, 'f'},
+    {"json", required_argument, NULL, OPT_COG_JSON},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"runtime", required_argument, NULL, OPT_RUNTIME},
+    {"setup-timeout", required_argument, NULL, OPT_SETUP_TIMEOUT},
+    CLI_REGISTRY_LONG,
+    CLI_COMMON_LONG,
+    {NULL, 0, NULL, 0},
+};
+#define SHORTOPTS ":i:o:e:f:" CLI_COMMON_SHORT
+
 static int run_job(int argc, char **argv, bool train)
 {
 	const char *path = train ? "/trainings" : "/predictions";
-	static const struct option longopts[] = {
-	    {"input", required_argument, NULL, 'i'},
-	    {"input-json", required_argument, NULL, OPT_INPUT_JSON},
-	    {"output", required_argument, NULL, 'o'},
-	    {"env", required_argument, NULL, 'e'},
-	    {"file", required_argument, NULL, 'f'},
-	    {"json", required_argument, NULL, OPT_COG_JSON},
-	    {"format", required_argument, NULL, OPT_FORMAT},
-	    {"runtime", required_argument, NULL, OPT_RUNTIME},
-	    {"setup-timeout", required_argument, NULL, OPT_SETUP_TIMEOUT},
-	    CLI_REGISTRY_LONG,
-	    CLI_COMMON_LONG,
-	    {NULL, 0, NULL, 0},
-	};
 	struct kiln_registry_options ropt;
 	kiln_registry_options_init(&ropt);
 	ropt.cancel = &cli_interrupted;
@@ -443,8 +446,8 @@ static int run_job(int argc, char **argv, bool train)
 	 * inputs may come from this machine's servers (-e KILN_ALLOW_PRIVATE_URLS=0 after it refuses them) */
 	if (push_arg(&a.envs, "KILN_ALLOW_PRIVATE_URLS=1") < 0)
 		return EXIT_FAIL;
-	int first, status = cli_parse(argc, argv, ":i:o:e:f:" CLI_COMMON_SHORT, longopts, &ropt,
-	                              predict_option, &a, 0, 1, &first);
+	int first,
+	    status = cli_parse(argc, argv, SHORTOPTS, longopts, &ropt, predict_option, &a, 0, 1, &first);
 	if (status == -1 && a.cog_json && a.input_json)
 		status = cli_usage_error("--json and --input-json both give the input object: give one");
 	if (status == -1 && a.json && a.output)
@@ -454,7 +457,7 @@ static int run_job(int argc, char **argv, bool train)
 		free(a.envs.v);
 		return status;
 	}
-	const char *target = first < argc ? argv[first] : a.file ? "." : cli_default_dir();
+	const char *target = cli_project_dir(first < argc ? argv[first] : NULL, a.file);
 	cli_catch_signals();
 
 	_cleanup_error_ struct kiln_error *err = NULL;
@@ -582,23 +585,20 @@ int cmd_train(int argc, char **argv)
 	return run_job(argc, argv, true);
 }
 
-/* Whether ARG is one of kiln predict's options (*takes: it takes a value, unless given as --name=VALUE). */
+/* Whether ARG ("-i", "--input", "--input=VALUE"; as Cog reads them, dashes aside) is one of kiln predict's
+ * options (longopts, SHORTOPTS); *takes: it takes the next word as its value. */
 static bool predict_flag(const char *arg, bool *takes)
 {
-	static const char *const with_value[] = {
-	    "i",          "input", "o",      "output",  "e",
-	    "env",        "json",  "format", "runtime", "setup-timeout",
-	    "input-json", "f",     "file",   "ca-file", "insecure-registry",
-	    "progress",   NULL};
-	static const char *const alone[] = {"h", "help", "q", "quiet", NULL};
 	const char *name = arg + strspn(arg, "-");
 	size_t n = strcspn(name, "=");
-	for (size_t k = 0; with_value[k]; k++)
-		if (strlen(with_value[k]) == n && strncmp(name, with_value[k], n) == 0)
-			return *takes = name[n] != '=', true;
-	for (size_t k = 0; alone[k]; k++)
-		if (strlen(alone[k]) == n && strncmp(name, alone[k], n) == 0)
-			return *takes = false, true;
+	const char *o = n == 1 && *name != ':' ? strchr(SHORTOPTS, *name) : NULL;
+	if (o) {
+		*takes = o[1] == ':' && !name[n];
+		return true;
+	}
+	for (const struct option *l = longopts; l->name; l++)
+		if (strlen(l->name) == n && strncmp(name, l->name, n) == 0)
+			return *takes = l->has_arg == required_argument && !name[n], true;
 	return false;
 }
 

@@ -133,7 +133,7 @@ int cmd_push(int argc, char **argv)
 	if (status >= 0)
 		return status;
 	const char *ref = first < argc ? argv[first] : NULL;
-	const char *dir = a.dir ? a.dir : cli_default_dir();
+	const char *dir = cli_project_dir(a.dir, NULL);
 	int jobs = a.jobs;
 	bool json = a.json;
 	cli_catch_signals();

@@ -150,10 +150,7 @@ int cmd_serve(int argc, char **argv)
 			free(a.pass[i]);
 		return status;
 	}
-	const char *dir = a.project      ? a.project
-	                  : first < argc ? argv[first]
-	                  : a.file       ? "."
-	                                 : cli_default_dir();
+	const char *dir = cli_project_dir(a.project ? a.project : first < argc ? argv[first] : NULL, a.file);
 	_cleanup_error_ struct kiln_error *err = NULL;
 	struct kiln_runtime rt;
 	if (kiln_runtime_locate(&rt, &err) < 0)

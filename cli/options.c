@@ -4,10 +4,13 @@
 
 #include <getopt.h>
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/fs.h"
 
 int cli_parse(int argc, char **argv, const char *shortopts, const struct option *longopts,
               struct kiln_registry_options *ropt, int (*handle)(int opt, const char *arg, void *ctx),
@@ -68,25 +71,25 @@ int cli_json_option(int opt, const char *arg, void *ctx)
 	return 0;
 }
 
-/* Whether DIR holds a manifest (kiln.yaml or cog.yaml). */
-static bool has_manifest(const char *dir)
+bool cli_is_project(const char *dir)
 {
-	char path[PATH_MAX + 16];
-	snprintf(path, sizeof(path), "%s/kiln.yaml", dir);
-	if (access(path, F_OK) == 0)
-		return true;
-	snprintf(path, sizeof(path), "%s/cog.yaml", dir);
-	return access(path, F_OK) == 0;
+	struct stat st;
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		return false;
+	_cleanup_free_ char *k = kiln_path_join(dir, "kiln.yaml"), *c = kiln_path_join(dir, "cog.yaml");
+	return (k && access(k, F_OK) == 0) || (c && access(c, F_OK) == 0);
 }
 
-const char *cli_default_dir(void)
+const char *cli_project_dir(const char *given, const char *file)
 {
 	static char dir[PATH_MAX];
-	if (has_manifest(".") || !getcwd(dir, sizeof(dir)))
+	if (given)
+		return given;
+	if (file || cli_is_project(".") || !getcwd(dir, sizeof(dir)))
 		return ".";
 	for (char *slash = strrchr(dir, '/'); slash; slash = strrchr(dir, '/')) {
 		slash[slash == dir] = '\0'; /* the parent; "/" kept whole */
-		if (has_manifest(dir))
+		if (cli_is_project(dir))
 			return dir;
 		if (slash == dir)
 			break;

@@ -150,7 +150,9 @@ int cmd_doctor(int argc, char **argv);
  * does. 1 when migrated (*done says what), 0 when the project is not of that shape, -1 when it is but cannot
  * be migrated (*why says why); the caller frees both. */
 int doctor_fix_predict_to_run(const char *dir, const char *manifest, char **done, char **why);
-/* The line of PATH's `from cog.types import ExperimentalFeatureWarning` (removed in Cog 0.17), or 0. */
+/* What Cog 0.17 removed from cog.types: `from cog.types import ExperimentalFeatureWarning` fails at start. */
+#define DOCTOR_REMOVED_NAME "ExperimentalFeatureWarning"
+/* The line of PATH's `from cog.types import ExperimentalFeatureWarning`, or 0. */
 int doctor_deprecated_import_line(const char *path);
 /* kiln doctor --fix: that import removed from PATH with the top-level statements that use the name and the
  * imports only they used, as cog doctor --fix does. 1 when removed, 0 when there is none, -1 when the name

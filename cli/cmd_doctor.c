@@ -376,8 +376,6 @@ static int doctor_option(int c, const char *arg, void *ctx)
 	}
 }
 
-#define DEPRECATED_NAME "ExperimentalFeatureWarning"
-
 /* The Python file of REF ("FILE.py:NAME", from the project's directory; not native:), or NULL. */
 static char *python_file(const struct kiln_manifest *m, const char *ref)
 {
@@ -387,27 +385,39 @@ static char *python_file(const struct kiln_manifest *m, const char *ref)
 	return file ? kiln_path_join(m->dir, file) : NULL;
 }
 
+/* The predictor's and the trainer's Python files into PATHS (NULL where none, or the trainer's when it is
+ * the predictor's); the caller frees both. */
+static void python_files(const struct kiln_manifest *m, char *paths[2])
+{
+	paths[0] = python_file(m, m->predict);
+	paths[1] = python_file(m, m->train);
+	if (paths[0] && paths[1] && strcmp(paths[0], paths[1]) == 0) {
+		free(paths[1]);
+		paths[1] = NULL;
+	}
+}
+
 /* Imports of what Cog removed: `from cog.types import ExperimentalFeatureWarning` fails when the model
  * starts. */
 static void check_imports(struct report *r, const struct kiln_manifest *m)
 {
-	_cleanup_free_ char *predict = python_file(m, m->predict);
-	_cleanup_free_ char *train = python_file(m, m->train);
-	const char *paths[] = {predict, train && (!predict || strcmp(train, predict) != 0) ? train : NULL};
+	char *paths[2];
+	python_files(m, paths);
 	for (size_t i = 0; i < 2; i++) {
-		const char *path = paths[i];
+		_cleanup_free_ char *path = paths[i];
 		int line = path ? doctor_deprecated_import_line(path) : 0;
 		if (!line)
 			continue;
 		_cleanup_free_ char *text = NULL;
 		if (asprintf(&text,
-		             "%s:%d: " DEPRECATED_NAME
+		             "%s:%d: " DOCTOR_REMOVED_NAME
 		             " was removed in cog 0.17; current_scope().record_metric() "
 		             "is no longer experimental",
 		             path, line) < 0)
 			continue;
 		add(r, true, "python-deprecated-imports", text, "%s",
-		    "Remove the import of " DEPRECATED_NAME " from cog.types (kiln doctor --fix does it)");
+		    "Remove the import of " DOCTOR_REMOVED_NAME
+		    " from cog.types (kiln doctor --fix does it)");
 	}
 }
 
@@ -434,19 +444,20 @@ static void fix(struct report *r, const char *dir, const char *file)
 		if (kiln_manifest_load(&m, dir, file, NULL) < 0)
 			return;
 	}
-	const char *refs[] = {m->predict, m->train};
+	char *paths[2];
+	python_files(m, paths);
 	for (size_t i = 0; i < 2; i++) {
-		_cleanup_free_ char *path = python_file(m, refs[i]);
+		_cleanup_free_ char *path = paths[i];
 		if (!path || (rc = doctor_fix_deprecated_import(path, &why)) == 0)
 			continue;
 		if (rc < 0)
 			add(r, true, "python-deprecated-imports", why ? why : "out of memory", "%s",
-			    "remove the import of " DEPRECATED_NAME
+			    "remove the import of " DOCTOR_REMOVED_NAME
 			    " from cog.types and what uses it by hand");
 		else
 			json_array_append_new(r->fixed, json_pack("{s:s, s:s+}", "check",
 			                                          "python-deprecated-imports", "message",
-			                                          "removed the import of " DEPRECATED_NAME
+			                                          "removed the import of " DOCTOR_REMOVED_NAME
 			                                          " from cog.types and its uses in ",
 			                                          path));
 		free(why);

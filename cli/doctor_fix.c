@@ -2,8 +2,9 @@
 /*
  * doctor_fix.c: what `kiln doctor --fix` changes, as `cog doctor --fix` does: a starter project's
  * deprecated predict interface (predict: predict.py:Predictor, BasePredictor, predict()) migrated to the
- * run interface (run: run.py:Runner, BaseRunner, run()). Files are replaced whole (a new file renamed over
- * the old), so an interrupted fix leaves each file as it was or as it is meant to be.
+ * run interface (run: run.py:Runner, BaseRunner, run()), and the import of what Cog 0.17 removed from
+ * cog.types taken out with what uses it. Files are replaced whole (kiln_write_file_atomic_mode), so an
+ * interrupted fix leaves each file as it was or as it is meant to be.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -62,32 +63,17 @@ static size_t count_matches(const char *src, const regex_t *re)
 	return n;
 }
 
-/* Write TEXT to PATH through a new file beside it renamed over it (EXCL: PATH must not exist; the mode
- * of what it replaces, else 0644). 0, or -1 with errno set. */
-static int replace_file(const char *path, const char *text, bool excl)
+/* Replace PATH's content with TEXT, whole (kiln_write_file_atomic), keeping its mode (a new file: 0644).
+ * 0, or -1 with *why saying why. */
+static int replace_file(const char *path, const char *text, char **why)
 {
 	struct stat st;
 	mode_t mode = stat(path, &st) == 0 ? st.st_mode & 07777 : 0644;
-	if (excl && access(path, F_OK) == 0)
-		return errno = EEXIST, -1;
-	_cleanup_free_ char *tmp = NULL;
-	if (asprintf(&tmp, "%s.kiln-fix-XXXXXX", path) < 0)
-		return errno = ENOMEM, -1;
-	int fd = mkstemp(tmp);
-	if (fd < 0)
-		return -1;
-	int rc = kiln_write_all(fd, text, strlen(text)) < 0 || fchmod(fd, mode) < 0 || fsync(fd) < 0 ? -1 : 0;
-	int saved = errno;
-	close(fd);
-	if (rc == 0 && excl)
-		rc = link(tmp, path); /* never over a file that appeared meanwhile */
-	else if (rc == 0)
-		rc = rename(tmp, path);
-	saved = rc < 0 ? errno : saved;
-	if (excl || rc < 0)
-		unlink(tmp);
-	errno = saved;
-	return rc;
+	_cleanup_error_ struct kiln_error *err = NULL;
+	if (kiln_write_file_atomic_mode(path, text, strlen(text), mode, &err) == 0)
+		return 0;
+	*why = strdup(err->message);
+	return -1;
 }
 
 /* *OUT = the message FMT makes (NULL when memory runs out). */
@@ -147,12 +133,9 @@ int doctor_fix_predict_to_run(const char *dir, const char *manifest, char **done
 		*why = strdup("out of memory");
 		goto out;
 	}
-	if (replace_file(runpy, s3, true) < 0) {
-		say(why, "cannot write %s: %s", runpy, strerror(errno));
+	if (replace_file(runpy, s3, why) < 0)
 		goto out;
-	}
-	if (replace_file(manifest, y, false) < 0) {
-		say(why, "cannot write %s: %s", manifest, strerror(errno));
+	if (replace_file(manifest, y, why) < 0) {
 		unlink(runpy);
 		goto out;
 	}
@@ -174,8 +157,6 @@ out:
 }
 
 /* ---- python-deprecated-imports: `from cog.types import ExperimentalFeatureWarning` (removed in Cog 0.17) */
-
-#define DEPRECATED_NAME "ExperimentalFeatureWarning"
 
 /* A file's text as lines (each without its newline). */
 struct lines {
@@ -301,10 +282,10 @@ static bool deprecated_import(const char *text, char **kept, char **alias)
 		if (!*s)
 			continue;
 		size_t base = strcspn(s, " \t");
-		if (base == strlen(DEPRECATED_NAME) && strncmp(s, DEPRECATED_NAME, base) == 0) {
+		if (base == strlen(DOCTOR_REMOVED_NAME) && strncmp(s, DOCTOR_REMOVED_NAME, base) == 0) {
 			const char *as = strstr(s + base, " as ");
 			free(*alias);
-			*alias = strdup(as ? as + 4 + strspn(as + 4, " \t") : DEPRECATED_NAME);
+			*alias = strdup(as ? as + 4 + strspn(as + 4, " \t") : DOCTOR_REMOVED_NAME);
 			found = true;
 			continue;
 		}
@@ -324,26 +305,34 @@ static bool deprecated_import(const char *text, char **kept, char **alias)
 	return true;
 }
 
+/* The first top-level `from cog.types import ...` naming DOCTOR_REMOVED_NAME in L: true, with its lines
+ * [*at, *end), *kept the other names it imports (maybe "") and *alias what the file calls it (the caller
+ * frees both). */
+static bool find_import(const struct lines *l, size_t *at, size_t *end, char **kept, char **alias)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		if (!l->v[i][0] || l->v[i][0] == ' ' || l->v[i][0] == '\t')
+			continue;
+		size_t e = unit_end(l, i);
+		_cleanup_free_ char *u = unit_text(l, i, e);
+		if (u && deprecated_import(u, kept, alias)) {
+			*at = i;
+			*end = e;
+			return true;
+		}
+		i = e - 1;
+	}
+	return false;
+}
+
 int doctor_deprecated_import_line(const char *path)
 {
-	_cleanup_free_ char *text = NULL;
-	size_t len;
+	_cleanup_free_ char *text = NULL, *kept = NULL, *alias = NULL;
+	size_t len, at = 0, end;
 	struct lines l;
 	if (kiln_read_file(&text, &len, path, 16 << 20, NULL) < 0 || lines_split(&l, text) < 0)
 		return 0;
-	int line = 0;
-	for (size_t i = 0; i < l.n && !line; i++) {
-		if (!l.v[i][0] || l.v[i][0] == ' ' || l.v[i][0] == '\t')
-			continue;
-		size_t end = unit_end(&l, i);
-		_cleanup_free_ char *u = unit_text(&l, i, end);
-		char *kept = NULL, *alias = NULL;
-		if (u && deprecated_import(u, &kept, &alias))
-			line = (int)i + 1;
-		free(kept);
-		free(alias);
-		i = end - 1;
-	}
+	int line = find_import(&l, &at, &end, &kept, &alias) ? (int)at + 1 : 0;
 	lines_free(&l);
 	return line;
 }
@@ -366,42 +355,37 @@ static char *import_binding(const char *line)
 int doctor_fix_deprecated_import(const char *path, char **why)
 {
 	*why = NULL;
-	_cleanup_free_ char *text = NULL, *alias = NULL, *replacement = NULL;
+	_cleanup_free_ char *text = NULL, *alias = NULL, *kept = NULL, *replacement = NULL;
 	_cleanup_free_ bool *gone = NULL;
-	size_t len, import_line = 0;
+	size_t len, import_line = 0, end = 0;
 	struct lines l;
 	if (kiln_read_file(&text, &len, path, 16 << 20, NULL) < 0 || lines_split(&l, text) < 0)
 		return say(why, "cannot read %s", path), -1;
 	int rc = -1;
 	struct kiln_buf removed = {0}; /* the statements removed for the name, for the imports they used */
+	if (!find_import(&l, &import_line, &end, &kept, &alias)) {
+		rc = 0;
+		goto out;
+	}
 	if (!(gone = calloc(l.n + 1, sizeof(*gone))))
 		goto out;
-	for (size_t i = 0; i < l.n; i++) { /* the import, and the statements that use what it imported */
+	for (size_t j = import_line; j < end; j++)
+		gone[j] = true;
+	if (*kept && asprintf(&replacement, "from cog.types import %s", kept) < 0)
+		replacement = NULL;
+	for (size_t i = end; i < l.n; i++) { /* the statements after it that use what it imported */
 		char c = l.v[i][0];
 		if (!c || c == ' ' || c == '\t' || c == '#')
 			continue;
-		size_t end = unit_end(&l, i);
-		_cleanup_free_ char *u = unit_text(&l, i, end);
-		char *kept = NULL, *name = NULL;
-		if (u && !alias && deprecated_import(u, &kept, &name)) {
-			alias = name;
-			import_line = i;
-			for (size_t j = i; j < end; j++)
-				gone[j] = true;
-			if (*kept && asprintf(&replacement, "from cog.types import %s", kept) < 0)
-				replacement = NULL;
-			free(kept);
-		} else if (u && alias && !is_block(u) && strncmp(u, "import ", 7) != 0 &&
-		           strncmp(u, "from ", 5) != 0 && has_word(u, alias)) {
-			for (size_t j = i; j < end; j++)
+		size_t e = unit_end(&l, i);
+		_cleanup_free_ char *u = unit_text(&l, i, e);
+		if (u && !is_block(u) && strncmp(u, "import ", 7) != 0 && strncmp(u, "from ", 5) != 0 &&
+		    has_word(u, alias)) {
+			for (size_t j = i; j < e; j++)
 				gone[j] = true;
 			kiln_buf_put(&removed, u, strlen(u));
 		}
-		i = end - 1;
-	}
-	if (!alias) {
-		rc = 0;
-		goto out;
+		i = e - 1;
 	}
 	for (size_t i = 0; i < l.n; i++) {
 		const char *t = l.v[i] + strspn(l.v[i], " \t");
@@ -431,9 +415,7 @@ int doctor_fix_deprecated_import(const char *path, char **why)
 			kiln_buf_put(&out, "\n", 1);
 	}
 	kiln_buf_put(&out, "", 1);
-	rc = replace_file(path, out.ptr, false) < 0
-	         ? (say(why, "cannot write %s: %s", path, strerror(errno)), -1)
-	         : 1;
+	rc = replace_file(path, out.ptr, why) < 0 ? -1 : 1;
 	kiln_buf_release(&out);
 out:
 	kiln_buf_release(&removed);

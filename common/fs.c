@@ -140,7 +140,8 @@ int kiln_fsync_parent(const char *path, struct kiln_error **err)
 	return 0;
 }
 
-int kiln_write_file_atomic(const char *path, const void *data, size_t len, struct kiln_error **err)
+/* kiln_write_file_atomic's work; MODE (mode_t)-1: as open(2) makes it with 0644 and the umask. */
+static int write_atomic(const char *path, const void *data, size_t len, mode_t mode, struct kiln_error **err)
 {
 	_cleanup_free_ char *tmp = NULL;
 	if (asprintf(&tmp, "%s.tmp-%d", path, (int)getpid()) < 0)
@@ -148,7 +149,8 @@ int kiln_write_file_atomic(const char *path, const void *data, size_t len, struc
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return kiln_error_errno(err, errno, "cannot create '%s'", tmp);
-	if (kiln_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+	if (kiln_write_all(fd, data, len) < 0 || (mode != (mode_t)-1 && fchmod(fd, mode) < 0) ||
+	    fsync(fd) < 0) {
 		int e = errno;
 		close(fd);
 		unlink(tmp);
@@ -160,6 +162,17 @@ int kiln_write_file_atomic(const char *path, const void *data, size_t len, struc
 		return kiln_error_errno(err, e, "cannot write '%s'", path);
 	}
 	return kiln_fsync_parent(path, err);
+}
+
+int kiln_write_file_atomic(const char *path, const void *data, size_t len, struct kiln_error **err)
+{
+	return write_atomic(path, data, len, (mode_t)-1, err);
+}
+
+int kiln_write_file_atomic_mode(const char *path, const void *data, size_t len, mode_t mode,
+                                struct kiln_error **err)
+{
+	return write_atomic(path, data, len, mode, err);
 }
 
 int kiln_read_file(char **out, size_t *len, const char *path, size_t max_len, struct kiln_error **err)

@@ -45,6 +45,9 @@ int kiln_open_beneath(int dirfd, const char *rel, int flags);
  * On failure PATH is untouched and the temporary file is removed.
  */
 int kiln_write_file_atomic(const char *path, const void *data, size_t len, struct kiln_error **err);
+/* The same, the file's permission bits MODE (not the umask's). */
+int kiln_write_file_atomic_mode(const char *path, const void *data, size_t len, mode_t mode,
+                                struct kiln_error **err);
 
 /* Read a whole (small) file; *out is NUL-terminated and owned by the caller. At most max_len bytes. */
 int kiln_read_file(char **out, size_t *len, const char *path, size_t max_len, struct kiln_error **err);

@@ -120,6 +120,20 @@ Test(fs, write_file_atomic_writes_content_and_leaves_no_temporary_file)
 	cr_assert_eq(st.st_mode & 0777, 0644 & ~current_umask());
 }
 
+Test(fs, write_file_atomic_mode_gives_the_mode_whatever_the_umask)
+{
+	const char *path = in_tmp(0, "run.py");
+	mode_t old = umask(077);
+	int rc = kiln_write_file_atomic_mode(path, "x = 1\n", 6, 0755, NULL);
+	umask(old);
+	cr_assert_eq(rc, 0);
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0755);
+	cr_assert_eq(st.st_size, 6);
+	cr_assert_eq(count_entries(tmp), 1, "only the file itself is in the directory");
+}
+
 Test(fs, write_file_atomic_replaces_existing_content)
 {
 	const char *path = in_tmp(0, "out");

@@ -256,7 +256,7 @@ expect_rc 1
 expect_contains "$OUT" "error: predict-to-run: cannot migrate predict.py to run.py because run.py already exists"
 expect_eq "$(cat "$D/run.py")" 'print("mine")'
 expect_eq "$(cat "$D/kiln.yaml")" "predict: predict.py:Predictor"
-ls "$D" | grep kiln-fix >/dev/null && t_fail "a temporary file was left"
+ls -A "$D" | grep "\.tmp-" >/dev/null && t_fail "a temporary file was left"
 
 t_case "from cog.types import ExperimentalFeatureWarning (gone since Cog 0.17) is an error; --fix removes it and its uses"
 D=$T_WORK/efw

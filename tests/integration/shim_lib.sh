@@ -128,3 +128,20 @@ EOF
 	done
 	t_fail "the webhook receiver did not start"
 }
+
+# py_project NAME FILE CLASS [TRAIN]: $T_WORK/NAME, a project running $T_WORK/FILE's CLASS (with train:
+# FILE:TRAIN when given); prints its directory.
+py_project() {
+	local dir=$T_WORK/$1
+	mkdir -p "$dir"
+	cp "$T_WORK/$2" "$dir/$2"
+	echo "run: $2:$3" >"$dir/kiln.yaml"
+	[ -n "${4:-}" ] && echo "train: $2:$4" >>"$dir/kiln.yaml"
+	echo "$dir"
+}
+
+# first_hook DIR: the first body the receiver of hook DIR got (waiting 5 s at most; empty if none came).
+first_hook() {
+	for _ in $(seq 50); do [ -f "$1/001.json" ] && break; sleep 0.1; done
+	cat "$1/001.json" 2>/dev/null
+}

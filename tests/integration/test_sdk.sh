@@ -72,8 +72,7 @@ hook "$T_WORK/hooks"
 post "{\"input\": {}, \"webhook\": \"http://127.0.0.1:$HPORT/h\", \"webhook_events_filter\": [\"completed\"]}" \
 	-H 'Prefer: respond-async'
 expect_eq "$CODE" 202
-for _ in $(seq 50); do ls "$T_WORK"/hooks/*.json >/dev/null 2>&1 && break; sleep 0.1; done
-HOOK=$(cat "$T_WORK"/hooks/001.json 2>/dev/null)
+HOOK=$(first_hook "$T_WORK/hooks")
 expect_eq "$(echo "$HOOK" | json 'j["status"]')" succeeded
 expect_eq "$(echo "$HOOK" | json '[j["metrics"]["tokens"], j["metrics"]["timing"]["inference"]]')" '[3, 0.85]'
 
@@ -82,8 +81,7 @@ hook "$T_WORK/live"
 post "{\"id\": \"live\", \"input\": {\"mode\": \"live\"}, \"webhook\": \"http://127.0.0.1:$HPORT/h\", \"webhook_events_filter\": [\"logs\", \"completed\"]}" \
 	-H 'Prefer: respond-async'
 expect_eq "$CODE" 202
-for _ in $(seq 50); do ls "$T_WORK"/live/*.json >/dev/null 2>&1 && break; sleep 0.1; done
-HOOK=$(cat "$T_WORK"/live/001.json 2>/dev/null)
+HOOK=$(first_hook "$T_WORK/live")
 expect_eq "$(echo "$HOOK" | json '[j["status"], j["logs"], j["metrics"]["stage"]]')" '["processing", "loaded\n", "loaded"]' \
 	"the logs webhook"
 req PUT /predictions/live -H 'Content-Type: application/json' -d '{"input": {"mode": "live"}}'

@@ -11,14 +11,7 @@ unset KILN_PREFETCH_FILES COG_SETUP_TIMEOUT PORT
 
 # project NAME CLASS [TRAIN]: a project running cog_fixtures.py:CLASS (the predictors below), with train:
 # cog_fixtures.py:TRAIN when given.
-project() {
-	local dir=$T_WORK/$1
-	mkdir -p "$dir"
-	cp "$T_WORK/cog_fixtures.py" "$dir/cog_fixtures.py"
-	echo "run: cog_fixtures.py:$2" >"$dir/kiln.yaml"
-	[ -n "${3:-}" ] && echo "train: cog_fixtures.py:$3" >>"$dir/kiln.yaml"
-	echo "$dir"
-}
+project() { py_project "$1" cog_fixtures.py "${@:2}"; }
 
 cat >"$T_WORK/cog_fixtures.py" <<'EOF'
 import os

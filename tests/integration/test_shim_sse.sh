@@ -12,14 +12,7 @@ unset KILN_PREFETCH_FILES COG_SETUP_TIMEOUT COG_STREAM_HISTORY_CAPACITY PORT
 
 # project NAME CLASS [TRAIN]: a project running sse_fixtures.py:CLASS (the predictors below), with train:
 # sse_fixtures.py:TRAIN when given.
-project() {
-	local dir=$T_WORK/$1
-	mkdir -p "$dir"
-	cp "$T_WORK/sse_fixtures.py" "$dir/sse_fixtures.py"
-	echo "run: sse_fixtures.py:$2" >"$dir/kiln.yaml"
-	[ -n "${3:-}" ] && echo "train: sse_fixtures.py:$3" >>"$dir/kiln.yaml"
-	echo "$dir"
-}
+project() { py_project "$1" sse_fixtures.py "${@:2}"; }
 
 cat >"$T_WORK/sse_fixtures.py" <<'EOF'
 import os

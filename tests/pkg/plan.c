@@ -705,6 +705,17 @@ Test(plan, missing_project_directory_is_an_error)
 	manifest_free(m);
 }
 
+/* The plan of tmpdir with O has src/kiln.yaml read from SOURCE, its entries sorted. */
+static void expect_kiln_yaml_from(const struct kiln_plan_options *o, const char *source)
+{
+	struct kiln_plan *p = plan_of(NULL, o);
+	const struct kiln_tar_entry *e = find_entry(p, "src/kiln.yaml", NULL);
+	cr_assert_not_null(e);
+	cr_expect_str_eq(e->source, source);
+	expect_sorted(p);
+	kiln_plan_free(p);
+}
+
 Test(plan, a_manifest_given_with_f_is_the_images_kiln_yaml)
 {
 	write_text("kiln.yaml", "run: own.py:P\n");
@@ -730,23 +741,14 @@ Test(plan, a_manifest_given_with_f_is_the_images_kiln_yaml)
 
 	/* the project's own kiln.yaml given with -f: nothing changes */
 	o.manifest = own;
-	p = plan_of(NULL, &o);
-	e = find_entry(p, "src/kiln.yaml", NULL);
-	cr_assert_not_null(e);
-	cr_expect_str_eq(e->source, own);
-	kiln_plan_free(p);
+	expect_kiln_yaml_from(&o, own);
 
 	/* no kiln.yaml in the project, and -f names its cog.yaml's sibling: a kiln.yaml is added, sorted */
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/kiln.yaml", tmpdir);
 	cr_assert_eq(unlink(path), 0);
 	o.manifest = alt;
-	p = plan_of(NULL, &o);
-	e = find_entry(p, "src/kiln.yaml", NULL);
-	cr_assert_not_null(e);
-	cr_expect_str_eq(e->source, alt);
-	expect_sorted(p);
-	kiln_plan_free(p);
+	expect_kiln_yaml_from(&o, alt);
 
 	/* a manifest that cannot be read is an error naming it */
 	o.manifest = "/nonexistent/kiln.yaml";

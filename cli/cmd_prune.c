@@ -52,7 +52,7 @@ int cmd_prune(int argc, char **argv)
 	    CLI_COMMON_LONG,
 	    {NULL, 0, NULL, 0},
 	};
-	struct prune_args pa = {0};
+	struct prune_args pa = {.opt.cancel = &cli_interrupted};
 	int first, status = cli_parse(argc, argv, ":" CLI_COMMON_SHORT, longopts, NULL, prune_option, &pa, 0,
 	                              0, &first);
 	if (status >= 0)

@@ -147,6 +147,15 @@ static bool is_hex(const char *p, size_t n)
 	return true;
 }
 
+/* Whether the prune was asked to stop: then KILN_EINTR in *ERR. */
+static bool cancelled(const struct prune *p, struct kiln_error **err)
+{
+	if (!p->opt->cancel || !*p->opt->cancel)
+		return false;
+	kiln_error_set(err, KILN_EINTR, "interrupted");
+	return true;
+}
+
 /* Unlink NAME in D unless dry-running; false when it could not be removed (it is then not counted). */
 static bool unlink_entry(struct prune *p, DIR *d, const char *name, int flags)
 {
@@ -163,6 +172,8 @@ static int prune_blobs(struct prune *p, const char *rel, const char *suffix, siz
 		return errno == ENOENT ? 0 : kiln_error_errno(err, errno, "cannot read '%s'", dir);
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
+		if (cancelled(p, err))
+			return -1;
 		size_t n = strlen(de->d_name);
 		if (n != 64 + strlen(suffix) || !is_hex(de->d_name, 64) ||
 		    strcmp(de->d_name + 64, suffix) != 0)
@@ -331,8 +342,10 @@ static int prune_run(struct prune *p, struct kiln_error **err)
 			p->r->kept_busy++;
 			continue;
 		}
-		if ((rc = remove_run_dir(p, dir, name, err)) < 0)
+		if (cancelled(p, err) || (rc = remove_run_dir(p, dir, name, err)) < 0) {
+			rc = -1;
 			break;
+		}
 		json_object_set_new(p->run_gone, name, json_true());
 	}
 	/* then the logs NAME.<pid>.log of processes gone: they go with their directory */
@@ -485,13 +498,15 @@ int kiln_prune(struct kiln_prune_result *out, struct kiln_store *s, const struct
 	if (rc == 0)
 		rc = prune_run(&p, err);
 	if (rc == 0)
-		rc = prune_run_layers(&p, err);
+		rc = cancelled(&p, err) ? -1 : prune_run_layers(&p, err);
 	if (rc == 0 && opt->all)
-		rc = prune_roots(&p, err);
+		rc = cancelled(&p, err) ? -1 : prune_roots(&p, err);
 	if (rc == 0)
 		prune_cache(&p);
 	json_decref(p.reachable);
 	json_decref(p.removed);
 	json_decref(p.run_gone);
+	if (rc < 0 && err && *err && (*err)->code == KILN_EINTR)
+		return -1;
 	return rc < 0 ? kiln_error_wrap(err, "cannot prune the store '%s'", kiln_store_home(s)) : 0;
 }

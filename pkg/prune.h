@@ -9,6 +9,7 @@
 #define KILN_PRUNE_H
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +27,8 @@ struct kiln_prune_options {
 	bool all;     /* remove every run/ directory, not only those of images no tag reaches, and the build's
 	               * roots/ and pip-cache/ */
 	bool dry_run; /* count what would go, change nothing */
+	volatile sig_atomic_t
+	    *cancel; /* when set, the prune stops between removals (KILN_EINTR); may be NULL */
 };
 
 /* What went (or would go, with dry_run). Bytes are the files' sizes on disk, as removed. */

@@ -71,16 +71,29 @@ expect_file_same() { cmp -s "$1" "$2" || t_fail "'$2' differs from '$1'"; }
 # jq-like access without jq: python3 reads JSON from stdin and evaluates an expression on `j`.
 json() { python3 -c "import json,sys; j=json.load(sys.stdin); r=($1); print(json.dumps(r) if isinstance(r,(dict,list)) else r)"; }
 
-# Every blob in the store's blobs/ is named by its digest; no temporary file is left over.
-expect_store_consistent() {
+# expect_blobs_named [HOME]: every blob of the store is named by its digest (status 1 when one is not).
+expect_blobs_named() {
 	local home=${1:-$KILN_HOME} bad=0 f
 	for f in "$home"/blobs/sha256/*; do
 		[ -e "$f" ] || continue
 		[ "$(sha256sum "$f" | cut -d' ' -f1)" == "$(basename "$f")" ] || { t_fail "blob $f does not match its name"; bad=1; }
 	done
+	return $bad
+}
+
+# expect_store_tmp_empty [HOME]: nothing is left in the store's tmp/.
+expect_store_tmp_empty() {
 	local left
-	left=$(ls -A "$home/tmp" 2>/dev/null | head -5)
+	left=$(ls -A "${1:-$KILN_HOME}/tmp" 2>/dev/null | head -5)
 	[ -z "$left" ] || t_fail "temporary files left in the store: $left"
+}
+
+# expect_store_consistent [HOME]: every blob named by its digest, no temporary file left over, index.json
+# readable.
+expect_store_consistent() {
+	local home=${1:-$KILN_HOME} bad=0
+	expect_blobs_named "$home" || bad=1
+	expect_store_tmp_empty "$home"
 	if [ -f "$home/index.json" ]; then
 		python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$home/index.json" || t_fail "index.json is not JSON"
 	fi

@@ -185,7 +185,7 @@ static int prune_blobs(struct prune *p, const char *rel, const char *suffix, siz
 		struct stat st;
 		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
 			continue;
-		if (p->now - st.st_mtime < KILN_PRUNE_GRACE_SECONDS) {
+		if (!p->opt->all && p->now - st.st_mtime < KILN_PRUNE_GRACE_SECONDS) {
 			p->r->kept_recent++;
 			continue;
 		}

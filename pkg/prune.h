@@ -17,15 +17,15 @@
 #include "common/error.h"
 #include "pkg/store.h"
 
-/* Unreachable blobs and recipes younger than this are kept: the store has no lock a build holds while it
- * writes blobs before tagging them, so a recent blob may belong to a build still running. */
+/* Unreachable blobs and recipes younger than this are kept (but with --all): one may belong to a kiln too
+ * old to hold gc.lock, or to another tool writing the store. */
 #define KILN_PRUNE_GRACE_SECONDS (10 * 60)
 /* Files in tmp/ untouched for this long are stale. */
 #define KILN_PRUNE_TMP_AGE_SECONDS (60 * 60)
 
 struct kiln_prune_options {
-	bool all;     /* remove every run/ directory, not only those of images no tag reaches, and the build's
-	               * roots/ and pip-cache/ */
+	bool all;     /* remove every run/ directory, not only those of images no tag reaches, the build's
+	               * roots/ and pip-cache/, and unreachable blobs however recent */
 	bool dry_run; /* count what would go, change nothing */
 	volatile sig_atomic_t
 	    *cancel; /* when set, the prune stops between removals (KILN_EINTR); may be NULL */

@@ -144,7 +144,7 @@ expect_rc 0
 expect_contains "$OUT" "ok"
 expect_store_consistent
 
-t_case "an untagged blob of a running build is kept until old enough"
+t_case "an untagged blob of a running build is kept until old enough; --all removes it at once"
 printf 'layer in flight' >"$T_WORK/blob"
 H=$(sha256sum "$T_WORK/blob" | cut -d' ' -f1)
 cp "$T_WORK/blob" "$KILN_HOME/blobs/sha256/$H"
@@ -157,6 +157,11 @@ run_kiln prune
 expect_rc 0
 expect_contains "$OUT" "removed 1 blob (15 B)"
 [ ! -e "$KILN_HOME/blobs/sha256/$H" ] || t_fail "the old unreferenced blob is still there"
+cp "$T_WORK/blob" "$KILN_HOME/blobs/sha256/$H"
+run_kiln prune --all --json
+expect_rc 0
+expect_eq "$(echo "$OUT" | json 'j["blobs"]')" "1" "blobs removed by --all"
+[ ! -e "$KILN_HOME/blobs/sha256/$H" ] || t_fail "--all kept the recent unreferenced blob"
 
 t_case "prune takes no argument; a tag whose manifest is missing stops it"
 run_kiln prune extra

@@ -46,8 +46,7 @@ static void share_unlock(CURL *handle, curl_lock_data data, void *userp)
 		pthread_mutex_unlock(&h->locks[data]);
 }
 
-/* The stall limit: KILN_HTTP_STALL_SECONDS (tests set it low), else 30 s below 1 KiB/s. */
-static long stall_seconds(void)
+long kiln_http_stall_seconds(long fallback)
 {
 	const char *s = getenv("KILN_HTTP_STALL_SECONDS");
 	if (s && *s) {
@@ -56,7 +55,7 @@ static long stall_seconds(void)
 		if (end && *end == '\0' && v > 0)
 			return v;
 	}
-	return DEFAULT_STALL_SECONDS;
+	return fallback;
 }
 
 int kiln_http_new(struct kiln_http **out, const char *ca_file, struct kiln_error **err)
@@ -75,7 +74,7 @@ int kiln_http_new(struct kiln_http **out, const char *ca_file, struct kiln_error
 		ca_file = getenv("SSL_CERT_FILE");
 	if (ca_file && *ca_file && (h->ca_file = strdup(ca_file)) == NULL)
 		goto oom;
-	h->stall_seconds = stall_seconds();
+	h->stall_seconds = kiln_http_stall_seconds(DEFAULT_STALL_SECONDS);
 	h->share = curl_share_init();
 	if (h->share == NULL)
 		goto oom;
@@ -323,9 +322,9 @@ static int xferinfo_cb(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_o
 	return 0;
 }
 
-static bool curl_code_retryable(CURLcode c)
+bool kiln_http_code_retryable(int curl_code)
 {
-	switch (c) {
+	switch ((CURLcode)curl_code) {
 	case CURLE_COULDNT_CONNECT:
 	case CURLE_RECV_ERROR:
 	case CURLE_SEND_ERROR:
@@ -469,7 +468,7 @@ int kiln_http_perform(struct kiln_http *h, const struct kiln_http_request *req,
 		ret = kiln_error_set(err, KILN_EINVAL, "answer larger than %zu bytes",
 		                     req->max_body ? req->max_body : (size_t)KILN_HTTP_SMALL_BODY);
 	} else {
-		resp->retryable = curl_code_retryable(rc);
+		resp->retryable = kiln_http_code_retryable(rc);
 		ret = kiln_error_set(err, KILN_EIO, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
 	}
 out:

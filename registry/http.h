@@ -85,6 +85,14 @@ int kiln_http_perform(struct kiln_http *h, const struct kiln_http_request *req,
 /* Whether an HTTP status is worth retrying: 408, 429, 500-504. */
 bool kiln_http_status_retryable(long status);
 
+/* Whether a transfer that failed with libcurl's CURL_CODE is worth retrying (a dropped or cut connection, a
+ * stall, a failed handshake). */
+bool kiln_http_code_retryable(int curl_code);
+
+/* The stall limit in seconds: KILN_HTTP_STALL_SECONDS when it is a positive number (tests set it low), else
+ * FALLBACK. */
+long kiln_http_stall_seconds(long fallback);
+
 /*
  * Sleep before retry number ATTEMPT (0-based): BACKOFF * 2^ATTEMPT with random jitter, or RETRY_AFTER
  * seconds when the server said so (capped at 60 s). KILN_EINTR when CANCEL gets set meanwhile.

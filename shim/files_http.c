@@ -11,16 +11,20 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
+#include "registry/http.h"
 #include "shim/files.h"
 
 #define CONNECT_TIMEOUT  30L  /* seconds */
 #define TRANSFER_TIMEOUT 900L /* seconds for a whole download or upload */
-#define STALL_SECONDS    60L  /* abort when less than 1 byte/s flows for this long */
+#define STALL_SECONDS    60L /* abort when less than 1 byte/s flows for this long (KILN_HTTP_STALL_SECONDS) */
+#define DOWNLOAD_RETRIES 4   /* tries of a download after the first */
+#define RETRY_BACKOFF    0.5 /* seconds before the first retry, doubled for each next */
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
@@ -162,6 +166,25 @@ static size_t download_write(char *data, size_t size, size_t nmemb, void *ctx)
 	return n;
 }
 
+/* Start the download D over: an empty file, no answer yet. */
+static int download_rewind(struct download *d)
+{
+	if (ftruncate(d->fd, 0) < 0 || lseek(d->fd, 0, SEEK_SET) < 0) {
+		d->write_errno = errno;
+		return -1;
+	}
+	d->written = 0;
+	d->status = 0;
+	return 0;
+}
+
+static double seconds_since(const struct timespec *start)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
 int files_download(int fd, const char *path, const char *url, const char *name, struct kiln_error **err)
 {
 	char errbuf[CURL_ERROR_SIZE];
@@ -178,9 +201,39 @@ int files_download(int fd, const char *path, const char *url, const char *name, 
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &d);
 	curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, download_socket);
 	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &d);
-	CURLcode rc = curl_easy_perform(c);
-	long status = 0;
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, kiln_http_stall_seconds(STALL_SECONDS));
+	/* A dropped or cut connection, a stall, 408, 429 and 5xx are tried again from the start (after
+	 * Retry-After when the server gives one), within one transfer time limit for all the tries. */
+	struct timespec start;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	CURLcode rc;
+	long status;
+	int attempt = 0;
+	for (;; attempt++) {
+		double left = (double)TRANSFER_TIMEOUT - seconds_since(&start);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(left > 1 ? left * 1000 : 1000));
+		errbuf[0] = 0;
+		rc = curl_easy_perform(c);
+		status = 0;
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		bool again =
+		    !d.too_large && !d.write_errno && !*d.refused &&
+		    (rc != CURLE_OK ? kiln_http_code_retryable(rc) : kiln_http_status_retryable(status));
+		if (!again || attempt == DOWNLOAD_RETRIES || seconds_since(&start) >= TRANSFER_TIMEOUT)
+			break;
+		curl_off_t wait = -1;
+		char retry_after[32] = "";
+		if (rc == CURLE_OK && curl_easy_getinfo(c, CURLINFO_RETRY_AFTER, &wait) == CURLE_OK &&
+		    wait >= 0)
+			snprintf(retry_after, sizeof(retry_after), "%lld", (long long)wait);
+		if (kiln_http_backoff(RETRY_BACKOFF, attempt, retry_after, NULL, err) < 0 ||
+		    download_rewind(&d) < 0)
+			break;
+	}
+	char tries[48] = "";
+	if (attempt > 0)
+		snprintf(tries, sizeof(tries), " (gave up after %d %s)", attempt,
+		         attempt == 1 ? "retry" : "retries");
 	int ret = 0;
 	if (d.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
 		ret = kiln_error_set(
@@ -196,14 +249,14 @@ int files_download(int fd, const char *path, const char *url, const char *name, 
 		                   "link-local (allowed with KILN_ALLOW_PRIVATE_URLS=1)",
 		                   name, shown, d.refused);
 	} else if (rc != CURLE_OK) {
-		ret = kiln_error_set(err, KILN_EIO, "input '%s': cannot download '%s': %s", name, shown,
-		                     curl_words(rc, errbuf));
+		ret = kiln_error_set(err, KILN_EIO, "input '%s': cannot download '%s': %s%s", name, shown,
+		                     curl_words(rc, errbuf), tries);
 	} else if (status < 200 || status >= 300) {
 		int code = status == 404 || status == 410 ? KILN_ENOTFOUND
 		           : status >= 500                ? KILN_EIO
 		                                          : KILN_EINVAL;
-		ret = kiln_error_set(err, code, "input '%s': cannot download '%s': HTTP %ld", name, shown,
-		                     status);
+		ret = kiln_error_set(err, code, "input '%s': cannot download '%s': HTTP %ld%s", name, shown,
+		                     status, tries);
 	}
 	return ret;
 }

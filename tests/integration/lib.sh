@@ -71,6 +71,14 @@ expect_file_same() { cmp -s "$1" "$2" || t_fail "'$2' differs from '$1'"; }
 # jq-like access without jq: python3 reads JSON from stdin and evaluates an expression on `j`.
 json() { python3 -c "import json,sys; j=json.load(sys.stdin); r=($1); print(json.dumps(r) if isinstance(r,(dict,list)) else r)"; }
 
+# runtime_mib: the size of the runtime layer kiln was built with, in whole MiB rounded up (about 8; about 30
+# for a sanitizer build, whose shim carries its runtime libraries).
+runtime_mib() {
+	local kib
+	kib=$(du -sk "$(dirname "$KILN")/kiln-runtime" 2>/dev/null | cut -f1)
+	echo $(((${kib:-10240} + 1023) / 1024))
+}
+
 # expect_blobs_named [HOME]: every blob of the store is named by its digest (status 1 when one is not).
 expect_blobs_named() {
 	local home=${1:-$KILN_HOME} bad=0 f

@@ -44,15 +44,60 @@ int shim_put_text(struct kiln_buf *b, const char *text, size_t len)
 	return rc;
 }
 
+/* The length of the UTF-8 sequence (RFC 3629: no overlong form, no surrogate, at most U+10FFFF) that
+ * starts at S (N bytes left), or 0 when none does. */
+static size_t utf8_sequence(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t len;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+	else
+		return 0;
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
+bool shim_utf8_valid(const char *text, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	for (size_t i = 0, n; i < len; i += n)
+		if ((n = utf8_sequence(s + i, len - i)) == 0)
+			return false;
+	return true;
+}
+
+int shim_put_utf8(struct kiln_buf *b, const char *text, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	int rc = 0;
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_sequence(s + i, len - i);
+		rc |= n ? kiln_buf_put(b, text + i, n) : kiln_buf_put(b, "\xef\xbf\xbd", 3);
+		i += n ? n : 1;
+	}
+	return rc ? -1 : 0;
+}
+
 json_t *shim_json_text(const char *text, size_t len)
 {
 	json_t *j = json_stringn(text, len);
 	if (j)
 		return j;
-	_cleanup_free_ char *copy = malloc(len ? len : 1);
-	for (size_t i = 0; copy && i < len; i++)
-		copy[i] = (unsigned char)text[i] < 0x80 ? text[i] : '?';
-	return copy ? json_stringn(copy, len) : NULL;
+	_cleanup_buf_ struct kiln_buf fixed = KILN_BUF_INIT;
+	if (shim_put_utf8(&fixed, text, len) < 0)
+		return NULL;
+	return json_stringn(fixed.ptr ? fixed.ptr : "", fixed.len);
 }
 
 const char *shim_quoted(const char *text, char *buf, size_t size, struct kiln_buf *spill)

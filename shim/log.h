@@ -30,11 +30,17 @@ extern FILE *shim_log_file;
  * "error" as "INFO", ...), "message"} plus EXTRA's keys (stolen; may be NULL). LOG_FORMAT=development:
  * "TIMESTAMP [level] message key=value ..." instead. */
 void shim_log(const char *level, json_t *extra, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* The same line with the message TEXT[0..LEN), as it is (a NUL too; bytes that are not UTF-8 become '?'). */
+/* The same line with the message TEXT[0..LEN), as it is (a NUL too; bytes that are not UTF-8 become U+FFFD).
+ */
 void shim_log_text(const char *level, json_t *extra, const char *text, size_t len);
-/* TEXT[0..LEN) as a JSON string, NULs kept, bytes that are not UTF-8 replaced by '?' (NULL when memory runs
- * out). */
+/* TEXT[0..LEN) as a JSON string, NULs kept, each byte that is not part of a UTF-8 sequence replaced by
+ * U+FFFD, as Python's errors="replace" does (NULL when memory runs out). */
 json_t *shim_json_text(const char *text, size_t len);
+/* Whether TEXT[0..LEN) is UTF-8 (RFC 3629). */
+bool shim_utf8_valid(const char *text, size_t len);
+/* Append TEXT[0..LEN) to B with each byte that is not part of a UTF-8 sequence replaced by U+FFFD. 0, or -1
+ * when memory runs out. */
+int shim_put_utf8(struct kiln_buf *b, const char *text, size_t len);
 /* The same line without jansson, for the lines of every prediction: MSG is text that JSON writes as it is
  * (no quote, backslash or control character), and FIELDS a printf format of the line's further members,
  * JSON text such as "\"prediction_id\":\"%s\"" whose arguments need no escaping either. */

@@ -16,7 +16,7 @@
 #include "shim/native.h"
 
 /* A log event for TEXT (LEN bytes) written to SOURCE ("stdout", "stderr"), of the prediction that runs when
- * exactly one does, else of no one. Bytes that are not UTF-8 become '?'. */
+ * exactly one does, else of no one. Bytes that are not UTF-8 become U+FFFD. */
 static void emit_log(struct shim *s, const char *source, const char *text, size_t len)
 {
 	struct shim_native *n = s->native;

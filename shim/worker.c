@@ -225,9 +225,17 @@ void shim_worker_event(struct shim *s, json_t *ev)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* A line the worker wrote to stdout or stderr: the logs of setup, of the one running prediction, or ours. */
+/* A line the worker wrote to stdout or stderr: the logs of setup, of the one running prediction, or ours.
+ * Raw bytes (a C library's, a subprocess's) that are not UTF-8 become U+FFFD: JSON carries only UTF-8. */
 static void on_output(struct shim *s, struct shim_stream *st, const char *line, size_t len)
 {
+	_cleanup_buf_ struct kiln_buf fixed = KILN_BUF_INIT;
+	if (!shim_utf8_valid(line, len)) {
+		if (shim_put_utf8(&fixed, line, len) < 0)
+			return;
+		line = fixed.ptr ? fixed.ptr : "";
+		len = fixed.len;
+	}
 	if (!s->setup_status || s->warming) {
 		kiln_buf_put(&s->setup_logs, line, len);
 		kiln_buf_puts(&s->setup_logs, "\n");
@@ -242,25 +250,20 @@ static void on_output(struct shim *s, struct shim_stream *st, const char *line, 
 	}
 }
 
-/* Read what is there on ST and handle each complete line; at the end, what is left. A line longer than
- * LINE_MAX_BYTES is handled at that length and the rest of it dropped. Returns 0 at EOF. */
-static int pump(struct shim *s, struct shim_stream *st)
+/* Handle each complete line of ST's buffer after CHUNK[0..N) is added to it; at EOF, what is left. A line
+ * longer than LINE_MAX_BYTES is handled at that length and the rest of it dropped. */
+static void feed(struct shim *s, struct shim_stream *st, const char *chunk, size_t n, bool eof)
 {
-	char chunk[65536];
-	ssize_t n = read(st->fd, chunk, sizeof(chunk));
-	if (n < 0 && (errno == EINTR || errno == EAGAIN))
-		return 1;
-	bool eof = n <= 0;
 	size_t skip = 0;
 	if (n > 0 && st->too_long) {
-		const char *nl = memchr(chunk, '\n', (size_t)n);
+		const char *nl = memchr(chunk, '\n', n);
 		if (!nl)
-			return 1;
+			return;
 		skip = (size_t)(nl + 1 - chunk);
 		st->too_long = false;
 	}
 	if (n > 0)
-		kiln_buf_put(&st->line, chunk + skip, (size_t)n - skip);
+		kiln_buf_put(&st->line, chunk + skip, n - skip);
 	bool events = strcmp(st->name, "events") == 0;
 	pthread_mutex_lock(&s->lock);
 	size_t start = 0;
@@ -293,7 +296,26 @@ static int pump(struct shim *s, struct shim_stream *st)
 		st->line.len -= start;
 		st->line.ptr[st->line.len] = '\0';
 	}
+}
+
+/* Read what is there on ST and handle it (feed). Returns 0 at EOF. */
+static int pump(struct shim *s, struct shim_stream *st)
+{
+	char chunk[65536];
+	ssize_t n = read(st->fd, chunk, sizeof(chunk));
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return 1;
+	bool eof = n <= 0;
+	feed(s, st, chunk, n > 0 ? (size_t)n : 0, eof);
 	return eof ? 0 : 1;
+}
+
+void shim_worker_feed(struct shim *s, const char *stream, const char *data, size_t len)
+{
+	struct shim_stream st = {.fd = -1, .name = stream, .line = KILN_BUF_INIT};
+	feed(s, &st, data, len, false);
+	feed(s, &st, NULL, 0, true);
+	kiln_buf_release(&st.line);
 }
 
 /* Wait for the worker to exit (up to 5 s, then SIGKILL) and describe how it ended. */

@@ -35,6 +35,9 @@ void shim_setup_done(struct shim *s, const char *status, enum shim_health health
 /* Handle one event (PROTOCOL.md's shape) as if it came from the worker's fd 3 (s->lock not held: takes it).
  */
 void shim_worker_event(struct shim *s, json_t *ev);
+/* Handle DATA[0..LEN) as if the worker had written it and then closed STREAM ("events": fd 3's JSON lines,
+ * "stdout", "stderr"), as the reader thread does (s->lock not held: takes it). For the fuzz target. */
+void shim_worker_feed(struct shim *s, const char *stream, const char *data, size_t len);
 /* Spawn the Python worker (or start the native predictor: "native:PATH") and the thread that reads its events
  * and output. */
 int shim_worker_start(struct shim *s, struct kiln_error **err);

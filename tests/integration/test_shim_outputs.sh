@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # kiln-shim's worker and output path on loopback, with tests/fixtures/predictors/outputs.py: NULs in outputs
-# and logs carried through, an event it cannot read ends its prediction (never a shim stuck BUSY), output
+# and logs carried through, raw bytes that are not UTF-8 made U+FFFD, an event it cannot read ends its prediction (never a shim stuck BUSY), output
 # data never taken for a file, and file outputs read only when regular and within KILN_MAX_OUTPUT_BYTES.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/shim_lib.sh"
@@ -46,6 +46,16 @@ expect_contains "$(grep -a '^event: log' -A1 "$T_WORK/sse")" 'data: {"source":"s
 expect_contains "$(cat "$T_WORK/sse")" "event: completed"
 
 t_case "SIGTERM ends the shim after NUL outputs"
+stop_shim
+
+t_case "bytes that are not UTF-8 on fds 1 and 2 become U+FFFD in the logs; the prediction is answered"
+RAW=$(project RawBytes)
+start "$RAW"
+wait_health READY 20
+post '{}'
+expect_eq "$CODE" 200 "status ($BODY)"
+expect_eq "$(field 'j["output"]')" done
+expect_eq "$(field 'j["logs"] == "caf\ufffd \ufffd\nbad \ufffd( \ufffd\ufffd\ufffd ok \u00e9\n"')" True "logs: $BODY"
 stop_shim
 
 # ---- D3: an event the shim cannot read ends its prediction

@@ -38,11 +38,52 @@ Test(log, text_keeps_nuls_and_replaces_what_is_not_utf8)
 	json_t *line = json_loads(out, JSON_ALLOW_NUL, NULL);
 	cr_assert(line, "%s", out);
 	json_t *msg = json_object_get(line, "message");
-	cr_assert_eq(json_string_length(msg), 4, "%s", out);
-	cr_assert(memcmp(json_string_value(msg), "a\0b?", 4) == 0, "%s", out);
+	cr_assert_eq(json_string_length(msg), 6, "%s", out);
+	cr_assert(memcmp(json_string_value(msg), "a\0b\xef\xbf\xbd", 6) == 0, "%s", out);
 	cr_assert_str_eq(json_string_value(json_object_get(line, "source")), "stdout");
 	json_decref(line);
 	free(out);
+}
+
+/* TEXT (LEN bytes) with what is not UTF-8 replaced, as shim_put_utf8 writes it (caller frees). */
+static char *repaired(const char *text, size_t len)
+{
+	struct kiln_buf b = KILN_BUF_INIT;
+	cr_assert_eq(shim_put_utf8(&b, text, len), 0);
+	cr_assert(kiln_buf_puts(&b, "") == 0);
+	return b.ptr;
+}
+
+Test(log, bytes_that_are_not_utf8_become_replacement_characters)
+{
+	static const struct {
+		const char *in;
+		size_t len;
+		const char *out;
+		bool valid;
+	} cases[] = {
+	    {"plain", 5, "plain", true},
+	    {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+	     true},
+	    {"a\0b", 3, "a\0b", true},
+	    {"caf\xe9", 4, "caf\xef\xbf\xbd", false},           /* Latin-1 */
+	    {"\xc3\x28", 2, "\xef\xbf\xbd(", false},            /* a lead byte without its continuation */
+	    {"\xc0\xaf", 2, "\xef\xbf\xbd\xef\xbf\xbd", false}, /* an overlong '/' */
+	    {"\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", false}, /* a surrogate */
+	    {"\xf4\x90\x80\x80", 4, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd",
+	     false},                                            /* above U+10FFFF */
+	    {"\xe2\x82", 2, "\xef\xbf\xbd\xef\xbf\xbd", false}, /* cut short at the end */
+	    {"\xff\xfe", 2, "\xef\xbf\xbd\xef\xbf\xbd", false},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cr_assert_eq(shim_utf8_valid(cases[i].in, cases[i].len), cases[i].valid, "case %zu", i);
+		char *got = repaired(cases[i].in, cases[i].len);
+		size_t want_len = cases[i].valid ? cases[i].len : strlen(cases[i].out);
+		cr_assert(memcmp(got, cases[i].out, want_len) == 0 && got[want_len] == '\0', "case %zu: %s",
+		          i, got);
+		cr_assert(shim_utf8_valid(got, want_len), "case %zu: the repair is UTF-8", i);
+		free(got);
+	}
 }
 
 /* A thread that holds its log lines back, as the server's request threads do. */

@@ -81,9 +81,9 @@ static json_t *describe(struct kiln_store *s, const char *ref, const char *diges
 	}
 	json_t *serve = label_json(labels, KILN_LABEL_SERVE);
 	json_t *out =
-	    json_pack("{s:s,s:s,s:s,s:I,s:O,s:o,s:O}", "reference", ref, "digest", digest, "config", cdigest,
+	    json_pack("{s:s,s:s,s:s,s:I,s:O?,s:o,s:o}", "reference", ref, "digest", digest, "config", cdigest,
 	              "size", (json_int_t)total, "created", json_object_get(config, "created"), "layers",
-	              layers, "labels", labels ? labels : json_object());
+	              layers, "labels", labels ? json_incref(labels) : json_object());
 	json_object_set_new(out, "serve", serve ? serve : json_object());
 	json_object_set_new(out, "weights", weights ? weights : json_array());
 	json_t *base = label_json(labels, KILN_LABEL_BASE);

@@ -342,7 +342,8 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 		return answer(s, c, req, p, async || running, sse, true, 202);
 	}
 	json_t *normalized = NULL, *problems = NULL;
-	if (shim_validate_input(schema, input && json_is_object(input) ? input : json_object(), &normalized,
+	json_auto_t *none = json_object(); /* no input, or not an object: validated as {} */
+	if (shim_validate_input(schema, input && json_is_object(input) ? input : none, &normalized,
 	                        &problems) < 0) {
 		pthread_mutex_unlock(&s->lock);
 		return http_reply(c, 422, json_pack("{s:o}", "detail", problems));

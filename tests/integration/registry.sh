@@ -25,7 +25,7 @@
 #   Starts tests/fixtures/registry/fault_proxy.py in front of $REGISTRY (or HOST:PORT); exports FAULTY=127.0.0.1:PORT
 #   (and FAULTY_SCHEME, FAULTY_LOG). In front of a tls registry the proxy serves TLS with the same certificate
 #   (valid for 127.0.0.1, any port), so REGISTRY_CA / REGISTRY_CERT_DIR work for it too.
-#   FAULT specs: none | drop_mid_body:N[:COUNT] | drop_mid_response:N[:COUNT] | strip_range[:COUNT]
+#   FAULT specs: none | drop_mid_body:N[:COUNT] | drop_mid_response:N[:COUNT] | corrupt:N[:COUNT] | strip_range[:COUNT]
 #   | tls_silent[:COUNT] | status:CODE[:COUNT[:RETRY_AFTER]] | stall:SECONDS[:COUNT]
 #   | body:garbage|huge[:COUNT] (a 200 to a GET whose body is not JSON, or 5 MiB),
 #   each optionally followed by ;method=REGEX ;path=REGEX ;every=K (see fault_proxy.py).

@@ -5,6 +5,7 @@
 # connection dropped mid-body, 500s, 429 with Retry-After, a stall past the stall limit, a truncated answer),
 # each either completes with exact bytes, checked by digest against the registry's content, or, when the
 # fault does not stop, fails with a message naming what failed; then a rerun without the fault completes.
+# Also: a layer whose bytes do not match its digest, a full disk, and credentials through retries.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/registry.sh"
 source "$(dirname "$0")/shim_lib.sh"
@@ -161,6 +162,28 @@ if mount -t tmpfs -o size=$(($(runtime_mib) + 2))m tmpfs "$FULL" 2>/dev/null; th
 else
 	t_fail "cannot mount a tmpfs to fill (the tests run as root)"
 fi
+export KILN_HOME=$T_WORK/home
+
+t_case "a layer whose bytes do not match its digest: pull and predict refuse it, naming it, and keep nothing"
+export KILN_HOME=$T_WORK/home-corrupt
+fault_proxy_set "corrupt:1000:*;path=${LAYER#sha256:}" >/dev/null
+run_kiln pull "$F/$IMG"
+expect_rc 1
+expect_contains "$ERR" "cannot get blob ${LAYER:0:19}"
+expect_contains "$ERR" "the registry sent content with digest sha256:"
+expect_fired
+[ ! -e "$KILN_HOME/blobs/sha256/${LAYER#sha256:}" ] || t_fail "the layer is in the store"
+expect_store_consistent
+expect_store_tmp_empty
+run_kiln predict "$F/$IMG" --runtime native
+expect_rc 1
+expect_contains "$ERR" "the registry sent content with digest sha256:"
+[ ! -e "$KILN_HOME/blobs/sha256/${LAYER#sha256:}" ] || t_fail "the layer is in the store after predict"
+expect_store_consistent
+fault_proxy_set none >/dev/null
+run_kiln predict "$F/$IMG" --runtime native
+expect_rc 0
+expect_contains "$OUT" "ok"
 export KILN_HOME=$T_WORK/home
 
 # ---------------------------------------------------------------- the shim's file downloads

@@ -98,9 +98,10 @@ expect_contains "$OUT" "SOURCE_DATE_EPOCH: 'yesterday' is not a number of second
 
 t_case "disk full: a clear error, nothing half-written, and the next build succeeds"
 good_project "$P"
-make_file "$P/blob.py" $((24 * MiB)) # code (a .py is never a weight), incompressible: does not fit
+room=$(($(runtime_mib) + 8)) # MiB: room for the runtime layer
+make_file "$P/blob.py" $(((room + 8) * MiB)) # code (a .py is never a weight), incompressible: does not fit
 mkdir -p "$T_WORK/small"
-if mount -t tmpfs -o size=16m tmpfs "$T_WORK/small" 2>/dev/null; then # room for the runtime layer
+if mount -t tmpfs -o size=${room}m tmpfs "$T_WORK/small" 2>/dev/null; then
 	t_defer "umount '$T_WORK/small'"
 	OUT=$(KILN_HOME="$T_WORK/small/home" "$KILN" build "$P" 2>&1)
 	RC=$?

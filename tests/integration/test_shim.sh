@@ -295,7 +295,7 @@ class Predictor(BasePredictor):
         return "late"
 EOF
 SLEEPY=$(project sleepy "$T_WORK/sleepy.py" sleepy.py:Predictor)
-start "$SLEEPY" COG_SETUP_TIMEOUT=1.5
+start "$SLEEPY" COG_SETUP_TIMEOUT=4 # room for the requests below on a loaded machine
 req GET /health-check
 expect_eq "$(field 'j["status"]')" STARTING
 expect_eq "$(field '[j["setup"]["status"], "completed_at" in j["setup"], "logs" in j["setup"]]')" \
@@ -304,7 +304,7 @@ expect_eq "$(field '[j["setup"]["status"], "completed_at" in j["setup"], "logs" 
 post '{"input": {}}'
 expect_eq "$CODE" 503
 expect_eq "$BODY" '{"error":"Setup has not finished yet","status":"failed"}'
-wait_health SETUP_FAILED 5
+wait_health SETUP_FAILED 10
 req GET /health-check
 expect_contains "$(field 'j["setup"]["logs"]')" "timed out"
 kill -TERM "$SPID"

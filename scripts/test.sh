@@ -43,10 +43,11 @@ sanitized() {
 	local reports=$PWD/build-sanitize/reports rc=0
 	rm -rf "$reports"
 	mkdir -p "$reports"
-	# (a small quarantine keeps the RSS checks meaningful; tests/lsan.supp: OpenSSL's own state, see there;
-	# KILN_SANITIZE_STACKS=1: whole stacks of allocations through jansson and libcurl, at twice the time)
+	# (a small quarantine keeps the RSS checks meaningful; tests/lsan.supp: OpenSSL's own state, see there,
+	# which needs whole stacks of allocations made through OpenSSL and libcurl: slower, so only with
+	# --sanitize, where the integration tests make TLS connections, or KILN_SANITIZE_STACKS=1)
 	local unwind=
-	[ "${KILN_SANITIZE_STACKS:-0}" = 1 ] && unwind=:fast_unwind_on_malloc=0
+	[ $sanitize_all = 1 ] || [ "${KILN_SANITIZE_STACKS:-0}" = 1 ] && unwind=:fast_unwind_on_malloc=0
 	ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:quarantine_size_mb=16$unwind:log_path=$reports/asan \
 		LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$reports/ubsan \

@@ -73,7 +73,7 @@ run_kiln build "$B" -t "$R/app/based:1" --push --json
 expect_rc 0
 expect_eq "$(echo "$OUT" | json '" ".join(l["kind"] for l in j["layers"])')" "base runtime code" "layer kinds"
 expect_eq "$(echo "$OUT" | json '" ".join(b["action"] for b in j["push"]["blobs"])')" "mounted uploaded uploaded uploaded" "actions (base, runtime (this store never pushed it), code, config)"
-U=$(skopeo copy --src-tls-verify=false "docker://$R/app/based:1" "oci:$T_WORK/based:1" 2>&1 && umoci unpack --image "$T_WORK/based:1" "$T_WORK/bundle-b" 2>&1) || t_fail "read back: $U"
+U=$(skopeo copy --src-tls-verify=false "docker://$R/app/based:1" "oci:$T_WORK/based-copy:1" 2>&1 && umoci unpack --image "$T_WORK/based-copy:1" "$T_WORK/bundle-b" 2>&1) || t_fail "read back: $U"
 expect_file_same "$P/predict.py" "$T_WORK/bundle-b/rootfs/app/predict.py"
 expect_file_same "$B/p.py" "$T_WORK/bundle-b/rootfs/src/p.py"
 run_kiln build "$B" -t based:local --output "oci:$T_WORK/based-out:1" --quiet

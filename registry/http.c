@@ -160,14 +160,23 @@ static int settle_resume(struct xfer *x)
 		x->drop = req->resume_offset;
 		return 0;
 	}
-	unsigned long long first = 0;
+	uint64_t first = 0;
 	const char *cr = x->resp->content_range;
-	if (cr == NULL || sscanf(cr, "bytes %llu-", &first) != 1 || first != req->resume_offset) {
+	if (kiln_http_content_range_first(cr, &first) < 0 || first != req->resume_offset) {
 		kiln_error_set(&x->cb_err, KILN_EIO,
 		               "asked for bytes %llu- of %s, the answer has 'Content-Range: %s'",
 		               (unsigned long long)req->resume_offset, req->url, cr ? cr : "");
 		return -1;
 	}
+	return 0;
+}
+
+int kiln_http_content_range_first(const char *cr, uint64_t *first)
+{
+	unsigned long long v = 0;
+	if (cr == NULL || sscanf(cr, "bytes %llu-", &v) != 1)
+		return -1;
+	*first = v;
 	return 0;
 }
 
@@ -187,18 +196,15 @@ static void keep_header(char **slot, const char *value, size_t n, bool join)
 	}
 }
 
-/* CURLOPT_HEADERFUNCTION: capture the few headers the client needs; a new status line starts over. */
-static size_t header_cb(char *line, size_t size, size_t nitems, void *userp)
+void kiln_http_header_line(struct kiln_http_response *r, const char *line, size_t n)
 {
-	struct xfer *x = userp;
-	size_t n = size * nitems;
 	if (n >= 5 && strncmp(line, "HTTP/", 5) == 0) {
-		clear_headers(x->resp);
-		return n;
+		clear_headers(r);
+		return;
 	}
 	const char *colon = memchr(line, ':', n);
 	if (colon == NULL)
-		return n;
+		return;
 	size_t name_len = (size_t)(colon - line);
 	const char *v = colon + 1;
 	const char *end = line + n;
@@ -220,11 +226,19 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userp)
 	};
 	for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++) {
 		if (strlen(wanted[i].name) == name_len && strncasecmp(line, wanted[i].name, name_len) == 0) {
-			char **slot = (char **)((char *)x->resp + wanted[i].off);
+			char **slot = (char **)((char *)r + wanted[i].off);
 			keep_header(slot, v, (size_t)(end - v),
 			            wanted[i].off == offsetof(struct kiln_http_response, www_authenticate));
 		}
 	}
+}
+
+/* CURLOPT_HEADERFUNCTION: capture the few headers the client needs; a new status line starts over. */
+static size_t header_cb(char *line, size_t size, size_t nitems, void *userp)
+{
+	struct xfer *x = userp;
+	size_t n = size * nitems;
+	kiln_http_header_line(x->resp, line, n);
 	return n;
 }
 
@@ -483,15 +497,18 @@ bool kiln_http_status_retryable(long status)
 	return status == 408 || status == 429 || (status >= 500 && status <= 504);
 }
 
-/* Seconds to wait from a Retry-After value (delta-seconds or an HTTP date); -1 when absent or bad. */
-static double parse_retry_after(const char *v)
+double kiln_http_retry_after_seconds(const char *v)
 {
 	if (v == NULL || *v == '\0')
 		return -1;
-	char *end = NULL;
-	double s = strtod(v, &end);
-	if (end != v && *end == '\0')
-		return s < 0 ? 0 : s;
+	/* RFC 9110: delay-seconds is 1*DIGIT (no sign, no fraction, no "nan" or "1e9"), else an HTTP-date */
+	size_t digits = strspn(v, "0123456789");
+	if (v[digits] == '\0') {
+		double s = 0;
+		for (size_t i = 0; i < digits && s < 1e9; i++)
+			s = s * 10 + (v[i] - '0');
+		return s;
+	}
 	time_t when = curl_getdate(v, NULL);
 	if (when < 0)
 		return -1;
@@ -502,7 +519,7 @@ static double parse_retry_after(const char *v)
 int kiln_http_backoff(double backoff, int attempt, const char *retry_after, volatile sig_atomic_t *cancel,
                       struct kiln_error **err)
 {
-	double delay = parse_retry_after(retry_after);
+	double delay = kiln_http_retry_after_seconds(retry_after);
 	if (delay < 0) {
 		delay = backoff;
 		for (int i = 0; i < attempt && delay < MAX_RETRY_AFTER; i++)

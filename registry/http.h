@@ -82,6 +82,19 @@ void kiln_http_response_release(struct kiln_http_response *r);
 int kiln_http_perform(struct kiln_http *h, const struct kiln_http_request *req,
                       struct kiln_http_response *resp, struct kiln_error **err);
 
+/* Take one header line (LINE[0..N), as libcurl hands it over, CRLF included) into R: the headers R keeps
+ * (Location as sent, WWW-Authenticate joined, Range, Content-Range, Docker-Content-Digest, Content-Type,
+ * Retry-After); a status line clears them (a redirect's or a 100's headers are not the answer's). */
+void kiln_http_header_line(struct kiln_http_response *r, const char *line, size_t n);
+
+/* The first byte of a Content-Range value ("bytes FIRST-LAST/SIZE") into *FIRST: 0, or -1 when CR is NULL
+ * or does not start so. */
+int kiln_http_content_range_first(const char *cr, uint64_t *first);
+
+/* Seconds to wait from a Retry-After value (RFC 9110: delta-seconds, digits only, or an HTTP-date; never
+ * negative, at most about 1e9); -1 when V is NULL, empty or neither ("1.5", "-3", "nan", "1e9"). */
+double kiln_http_retry_after_seconds(const char *v);
+
 /* Whether an HTTP status is worth retrying: 408, 429, 500-504. */
 bool kiln_http_status_retryable(long status);
 

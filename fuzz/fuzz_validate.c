@@ -14,33 +14,6 @@
 #include "fuzz/scratch.h"
 #include "shim/shim.h"
 
-/* The schemas of the unit tests (tests/fixtures/schemas); the input's first byte picks one. */
-static const char *const names[] = {"every_type.json", "union_inputs.json", "union.json", "no_input.json"};
-#define NSCHEMAS (sizeof(names) / sizeof(names[0]))
-static json_t *schemas[NSCHEMAS];
-
-static void free_schemas(void)
-{
-	for (size_t i = 0; i < NSCHEMAS; i++)
-		json_decref(schemas[i]);
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	for (size_t i = 0; i < NSCHEMAS; i++) {
-		char path[4096];
-		json_error_t je;
-		snprintf(path, sizeof(path), "%s/schemas/%s", KILN_FIXTURES, names[i]);
-		schemas[i] = json_load_file(path, 0, &je);
-		if (schemas[i] == NULL) {
-			fprintf(stderr, "fuzz: cannot load '%s': %s\n", path, je.text);
-			abort();
-		}
-	}
-	atexit(free_schemas);
-	return 0;
-}
-
 /* Decode every data: URI in V (strings, arrays, objects) into a scratch file, as a file input is. */
 static void save_data_uris(const json_t *v)
 {
@@ -73,7 +46,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	bool training = data[0] & 0x80;
-	json_t *doc = json_incref(schemas[(data[0] & 0x7f) % NSCHEMAS]);
+	/* the first byte: a schema of the unit tests, as a training's input sees it when its top bit is set
+	 */
+	json_t *doc = json_incref(fuzz_schemas()[(data[0] & 0x7f) % FUZZ_SCHEMAS]);
 	if (training) {
 		json_t *t = shim_schema_for_training(doc);
 		json_decref(doc);

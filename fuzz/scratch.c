@@ -57,3 +57,31 @@ char *fuzz_strndup(const uint8_t *data, size_t len)
 	s[len] = '\0';
 	return s;
 }
+
+static const char *const schema_names[FUZZ_SCHEMAS] = {"every_type.json", "union_inputs.json", "union.json",
+                                                       "no_input.json"};
+static json_t *schemas[FUZZ_SCHEMAS];
+
+static void free_schemas(void)
+{
+	for (size_t i = 0; i < FUZZ_SCHEMAS; i++)
+		json_decref(schemas[i]);
+}
+
+json_t *const *fuzz_schemas(void)
+{
+	if (schemas[0])
+		return schemas;
+	for (size_t i = 0; i < FUZZ_SCHEMAS; i++) {
+		char path[4096];
+		json_error_t je;
+		snprintf(path, sizeof(path), "%s/schemas/%s", KILN_FIXTURES, schema_names[i]);
+		schemas[i] = json_load_file(path, 0, &je);
+		if (schemas[i] == NULL) {
+			fprintf(stderr, "fuzz: cannot load '%s': %s\n", path, je.text);
+			abort();
+		}
+	}
+	atexit(free_schemas);
+	return schemas;
+}

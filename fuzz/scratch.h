@@ -3,6 +3,7 @@
 #ifndef KILN_FUZZ_SCRATCH_H
 #define KILN_FUZZ_SCRATCH_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,5 +18,10 @@ void fuzz_write_file(const char *path, const uint8_t *data, size_t len);
 
 /* A NUL-terminated copy of DATA (caller frees); aborts when memory runs out. */
 char *fuzz_strndup(const uint8_t *data, size_t len);
+
+/* The unit tests' input schemas (tests/fixtures/schemas): fuzz_schemas[fuzz_schema_count], loaded on the
+ * first call (aborts when one cannot be), freed at exit. */
+#define FUZZ_SCHEMAS 4
+json_t *const *fuzz_schemas(void);
 
 #endif

@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <glob.h>
 #include <netinet/in.h>
@@ -389,9 +390,16 @@ int predict_runtime_prepare(struct predict_runtime *rt, struct kiln_store *s, co
 			uo.place = place_weights;
 			uo.ctx = s;
 		}
-		if (kiln_unpack_image(s, manifest_digest, kind == RUNTIME_BWRAP ? 0 : own, rt->root, &uo,
-		                      NULL, err) < 0)
+		struct kiln_unpack_stats us = {0};
+		if (kiln_unpack_image(s, manifest_digest, kind == RUNTIME_BWRAP ? 0 : own, rt->root, &uo, &us,
+		                      err) < 0)
 			return kiln_error_wrap(err, "cannot unpack the image");
+		if (us.sum.skipped)
+			warnf("%" PRIu64
+			      " device node%s or socket%s of the image %s not made in its root (kiln "
+			      "unpacks without privileges; the sandbox has a /dev of its own)",
+			      us.sum.skipped, us.sum.skipped == 1 ? "" : "s", us.sum.skipped == 1 ? "" : "s",
+			      us.sum.skipped == 1 ? "was" : "were");
 	}
 	/* bubblewrap mounts /proc, /dev and /tmp on the read-only root: their mount points must be there
 	 * (made in the root by name: an image's link there is left for bubblewrap, in its own namespace) */

@@ -3,7 +3,8 @@
 # Hostile images, made here from crafted tar layers and pushed to a loopback registry, run with
 # `kiln predict --runtime native`: symbolic links of one layer that another layer's weights would be
 # linked through (absolute, relative with '..', below or above the weights), a whiteout through a link,
-# setuid files, root and foreign ownership, a gzip bomb and a huge sparse file. Whatever the image, nothing
+# entries named with '..' or an absolute path, device nodes, setuid files, root and foreign ownership, a
+# gzip bomb and a huge sparse file. Whatever the image, nothing
 # outside the store is written, changed or planted, and the store's directories stay this user's alone.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/registry.sh"
@@ -13,7 +14,7 @@ registry_start plain || exit 1
 
 # mkimage OUT NAME SPEC: an OCI layout in OUT holding the image NAME described by the JSON SPEC: a list of
 # layers {"kind": "weights"|"code"|..., "gzip": bool, "entries": [...]}, each entry {"t": "f"|"d"|"l"|"h"|
-# "sparse", "name", "data", "target", "mode", "uid", "zeros" (a file of that many zero bytes),
+# "c" (a character device)|"sparse", "name", "data", "target", "mode", "uid", "zeros" (a file of that many zero bytes),
 # "realsize" (sparse: its apparent size, one byte of data at the end), "linkdata" (a hard link carrying
 # that data)}. The config makes it look like an image kiln built: its shim as the Entrypoint.
 cat >"$T_WORK/mkimage.py" <<'EOF'
@@ -59,6 +60,9 @@ def entry(t, e):
         if data:  # pax: a hard link may carry data; tarfile writes what it is given
             ti.pax_headers = {"comment": "hard link with data"}
         t.addfile(ti, io.BytesIO(data) if data else None)
+    elif kind == "c":  # a character device (1, 3: /dev/null's numbers)
+        ti.type, ti.devmajor, ti.devminor, ti.mode = tarfile.CHRTYPE, 1, 3, 0o666
+        t.addfile(ti)
     elif kind == "sparse":  # GNU sparse 1.0 in pax headers: a map, then the one byte of data
         real = e["realsize"]
         ti.name = "GNUSparseFile.0/" + e["name"]
@@ -223,6 +227,29 @@ KILN_HOME=$T_WORK/home2 run_kiln pull "$REGISTRY/hostile/modes:1"
 expect_rc 0
 expect_eq "$(find "$T_WORK/home2" -type d ! -perm 0700 | wc -l)" "0" "directories of a new store that are not 0700"
 rm -rf "$T_WORK/home2"
+
+t_case "an entry named with '..' is refused naming it; nothing is written outside, no root is left"
+reset_outside
+hostile dotdot '[{"kind":"code","entries":[{"t":"f","name":"src/p.py","data":"x"},
+ {"t":"f","name":"src/../../../../outside/planted","data":"pwned"}]}]'
+run_kiln predict "$REGISTRY/hostile/dotdot:1" --runtime native
+expect_rc 1
+expect_contains "$ERR" "src/../../../../outside/planted"
+expect_outside_intact
+[ ! -e "$(root_of dotdot)" ] || t_fail "a root was left"
+expect_no_partial_root
+
+t_case "absolute names land inside the root; device nodes are not made, and kiln says so"
+reset_outside
+hostile absdev "$(printf '[{"kind":"code","entries":[{"t":"f","name":"%s/victim","data":"pwned"},
+ {"t":"d","name":"dev/"},{"t":"c","name":"dev/evil"},{"t":"c","name":"null-too"}]}]' "$OUTSIDE")"
+run_kiln predict "$REGISTRY/hostile/absdev:1" --runtime native
+expect_outside_intact
+expect_contains "$ERR" "2 device nodes or sockets of the image were not made in its root"
+ROOT=$(root_of absdev)
+expect_eq "$(cat "$ROOT$OUTSIDE/victim" 2>/dev/null)" "pwned" "the absolute name, inside the root"
+[ ! -e "$ROOT/dev/evil" ] && [ ! -e "$ROOT/null-too" ] || t_fail "a device node was made"
+expect_no_partial_root
 
 t_case "a gzip bomb is refused before it is written, naming the layer, and leaves no root"
 reset_outside

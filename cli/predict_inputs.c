@@ -265,24 +265,11 @@ static int check_values(const json_t *schema, const json_t *input, struct kiln_e
 	return rc;
 }
 
-/* The name -i ARG sets: NAME in NAME=VALUE (an '=' before any '@'), else the first input; NULL: none. */
+/* The name -i ARG sets (shim_inputs_arg_name); NULL: none. */
 static char *arg_name(const char *arg, const json_t *schema)
 {
-	const char *eq = strchr(arg, '=');
-	if (eq && eq > arg && strcspn(arg, "@") > (size_t)(eq - arg))
-		return strndup(arg, (size_t)(eq - arg));
-	const char *best = NULL, *key;
-	json_int_t order = 0;
-	json_t *v;
-	json_object_foreach((json_t *)input_properties(schema), key, v)
-	{
-		json_int_t o = json_integer_value(json_object_get(v, "x-order"));
-		if (!best || o < order) {
-			best = key;
-			order = o;
-		}
-	}
-	return best ? strdup(best) : NULL;
+	const char *value;
+	return shim_inputs_arg_name(arg, schema, &value);
 }
 
 /* ARG with Cog's surrounding double quotes taken off its value (NAME="a b" is NAME=a b), newly made. */

@@ -175,6 +175,22 @@ static const char *first_input(const json_t *doc)
 	return best;
 }
 
+char *shim_inputs_arg_name(const char *arg, const json_t *schema, const char **value)
+{
+	const char *eq = strchr(arg, '=');
+	*value = arg;
+	if (eq && eq > arg && strcspn(arg, "@") > (size_t)(eq - arg)) {
+		*value = eq + 1;
+		return strndup(arg, (size_t)(eq - arg));
+	}
+	const char *first = first_input(schema); /* as cog predict: -i VALUE is the first input */
+	if (!first) {
+		errno = ENOENT;
+		return NULL;
+	}
+	return strdup(first);
+}
+
 /* "a, b and c": the input names the schema has, for messages. */
 static char *input_names(const json_t *doc)
 {
@@ -202,17 +218,10 @@ int shim_inputs_from_args(json_t **out, const json_t *schema, const json_t *base
 	json_auto_t *given = json_object(); /* names set by ARGS: their lists start afresh */
 	for (size_t i = 0; i < n; i++) {
 		const char *arg = args[i];
-		const char *eq = strchr(arg, '=');
-		_cleanup_free_ char *name = NULL;
 		const char *value = arg;
-		if (eq && eq > arg && strcspn(arg, "@") > (size_t)(eq - arg)) {
-			name = strndup(arg, (size_t)(eq - arg));
-			value = eq + 1;
-		} else if (first_input(schema)) {
-			name = strdup(first_input(schema)); /* as cog predict: -i VALUE is the first input */
-		} else {
+		_cleanup_free_ char *name = shim_inputs_arg_name(arg, schema, &value);
+		if (!name && errno == ENOENT)
 			return kiln_error_set(err, KILN_EINVAL, "-i %s: the model takes no input", arg);
-		}
 		if (!name)
 			return kiln_error_set(err, KILN_EFAIL, "out of memory");
 		const json_t *p = property(schema, name);

@@ -143,6 +143,10 @@ int shim_files_save_data_uri(const char *uri, const char *path, struct kiln_erro
  */
 int shim_inputs_from_args(json_t **out, const json_t *schema, const json_t *base, char *const *args, size_t n,
                           struct kiln_error **err);
+/* The name that -i ARG sets (newly made): NAME of NAME=VALUE (an '=' before any '@'), *VALUE then what
+ * follows the '='; else SCHEMA's first input by x-order, *VALUE then ARG. NULL with errno ENOENT when ARG
+ * names none and the schema has no input, ENOMEM when memory runs out. */
+char *shim_inputs_arg_name(const char *arg, const json_t *schema, const char **value);
 
 /* ---- webhook.c: prediction webhooks, sent by a few background threads, in order per prediction ---- */
 

@@ -38,7 +38,7 @@ int shim_put_text(struct kiln_buf *b, const char *text, size_t len)
 		rc |= kiln_buf_puts(b, "\"");
 		return rc ? -1 : 0;
 	}
-	json_t *j = json_stringn(text, len);
+	json_t *j = shim_json_text(text, len); /* what is not UTF-8 becomes U+FFFD: never a missing value */
 	int rc = j ? shim_put_json(b, j) : -1;
 	json_decref(j);
 	return rc;

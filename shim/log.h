@@ -21,7 +21,7 @@ void shim_seconds_text(char out[32], double t);
 /* Append V's JSON text to B. 0, or -1 when memory runs out. */
 int shim_put_json(struct kiln_buf *b, const json_t *v);
 /* Append the JSON string for TEXT (LEN bytes) to B: as it is when JSON needs no escape in it, else written
- * by jansson. 0, or -1 when memory runs out or TEXT is not UTF-8. */
+ * by jansson, with what is not UTF-8 replaced by U+FFFD (shim_json_text). 0, or -1 when memory runs out. */
 int shim_put_text(struct kiln_buf *b, const char *text, size_t len);
 
 /* Where shim_log writes: stderr, or the shim's own copy of it while native.c captures fds 1 and 2. */

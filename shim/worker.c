@@ -51,7 +51,8 @@ void shim_setup_done(struct shim *s, const char *status, enum shim_health health
 	if (error) {
 		if (s->setup_logs.len && s->setup_logs.ptr[s->setup_logs.len - 1] != '\n')
 			kiln_buf_puts(&s->setup_logs, "\n");
-		kiln_buf_printf(&s->setup_logs, "%s\n", error);
+		shim_put_utf8(&s->setup_logs, error, strlen(error)); /* it may quote the worker's bytes */
+		kiln_buf_puts(&s->setup_logs, "\n");
 	}
 	s->setup_status = status;
 	shim_now(s->setup_completed);

@@ -86,6 +86,17 @@ Test(log, bytes_that_are_not_utf8_become_replacement_characters)
 	}
 }
 
+Test(log, json_text_of_bytes_that_are_not_utf8_is_written_with_replacement_characters)
+{
+	/* found by fuzz_worker: an unknown event's type cut at 64 bytes in the middle of a character made a
+	 * prediction's error, and then its whole response, impossible to write */
+	struct kiln_buf b = KILN_BUF_INIT;
+	cr_assert_eq(shim_put_text(&b, "unknown event 'caf\xc3", 19), 0);
+	cr_assert(kiln_buf_puts(&b, "") == 0);
+	cr_assert_str_eq(b.ptr, "\"unknown event 'caf\xef\xbf\xbd\"");
+	kiln_buf_release(&b);
+}
+
 /* A thread that holds its log lines back, as the server's request threads do. */
 static void *deferring_thread(void *arg)
 {

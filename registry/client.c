@@ -120,6 +120,7 @@ static int settle_scheme(struct kiln_registry *r, struct kiln_error **err)
 		if (asprintf(&plain, "http://%s", api) >= 0) {
 			free(r->base);
 			r->base = plain;
+			r->probe_timed_out = resp.curl_code == CURLE_OPERATION_TIMEDOUT;
 		}
 	}
 	kiln_error_free(e);
@@ -286,6 +287,12 @@ int kiln_reg_status_error(struct kiln_registry *r, const struct kiln_http_respon
 		return kiln_error_set(err, KILN_EFAIL, "%s: permission denied for %s (403)%s%s", r->host,
 		                      repo ? repo : "this request", sep, words);
 	int code = s == 404 ? KILN_ENOTFOUND : s == 400 ? KILN_EINVAL : KILN_EFAIL;
+	if (s == 400 && r->probe_timed_out) /* an HTTPS server spoken to in plain HTTP answers 400 */
+		return kiln_error_set(
+		    err, code,
+		    "%s answered HTTP 400 to plain HTTP, which kiln used because a TLS handshake "
+		    "did not complete within %d s: the registry may speak HTTPS and be slow",
+		    r->host, PROBE_TIMEOUT_MS / 1000);
 	if (words[0])
 		return kiln_error_set(err, code, "%s (HTTP %ld)", words, s);
 	return kiln_error_set(err, code, "%s answered HTTP %ld", r->host, s);

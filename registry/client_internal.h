@@ -27,9 +27,10 @@ struct kiln_registry {
 	struct kiln_registry_options opt;
 	struct kiln_credentials cred;
 	struct kiln_http *http;
-	bool monolithic_only;      /* registries that reject chunked uploads */
-	bool plain_ok;             /* loopback or insecure: plain HTTP allowed when the host speaks no TLS */
-	bool probed;               /* the scheme has been settled (HTTPS first, then HTTP when plain_ok) */
+	bool monolithic_only; /* registries that reject chunked uploads */
+	bool plain_ok;        /* loopback or insecure: plain HTTP allowed when the host speaks no TLS */
+	bool probed;          /* the scheme has been settled (HTTPS first, then HTTP when plain_ok) */
+	bool probe_timed_out; /* HTTP because the TLS probe ran out of time (not because it was refused) */
 	pthread_mutex_t auth_lock; /* one authentication at a time: threads share its token */
 	unsigned auth_gen;         /* bumped by each authentication (under lock) */
 	pthread_mutex_t lock;      /* guards what follows */

@@ -186,4 +186,36 @@ expect_eq "$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/vnd.
 	"http://$R/v2/silent/model/manifests/1")" "200" "manifest pushed"
 fault_proxy_set none >/dev/null
 
+t_case "an HTTPS registry too slow to finish its handshake: plain HTTP's 400 is explained, not just shown"
+# a port that never answers a TLS ClientHello and answers plain HTTP as an HTTPS server does (Go's 400)
+cat >"$T_WORK/slowtls.py" <<'EOF'
+import socket, threading
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+print(s.getsockname()[1], flush=True)
+def serve(c):
+    if c.recv(1) == b"\x16":  # a TLS handshake: silence until the client gives up
+        while c.recv(65536):
+            pass
+    else:
+        c.recv(65536)
+        c.sendall(b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+                  b"Client sent an HTTP request to an HTTPS server.\n")
+    c.close()
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
+EOF
+python3 "$T_WORK/slowtls.py" >"$T_WORK/slowtls.port" &
+t_defer "kill $! 2>/dev/null"
+for _ in $(seq 50); do [ -s "$T_WORK/slowtls.port" ] && break; sleep 0.1; done
+SLOW=127.0.0.1:$(cat "$T_WORK/slowtls.port")
+export KILN_HOME=$T_WORK/home-slowtls
+OUT=$(timeout 25 "$KILN" pull "$SLOW/any/model:1" 2>"$T_WORK/stderr")
+RC=$?
+ERR=$(cat "$T_WORK/stderr")
+expect_rc 1
+expect_contains "$ERR" "$SLOW answered HTTP 400 to plain HTTP, which kiln used because a TLS handshake did not complete within 5 s"
+export KILN_HOME=$T_WORK/home
+
 t_finish

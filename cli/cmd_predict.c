@@ -414,7 +414,6 @@ static json_t *training_view(json_t *doc, struct kiln_error **err)
 	return view;
 }
 
-/* kiln predict, or kiln train when TRAIN. */
 /* kiln predict's and kiln train's options (cmd_run tells a prediction's line by them too). */
 static const struct option longopts[] = {
     {"input", required_argument, NULL, 'i'},
@@ -432,6 +431,7 @@ static const struct option longopts[] = {
 };
 #define SHORTOPTS ":i:o:e:f:" CLI_COMMON_SHORT
 
+/* kiln predict, or kiln train when TRAIN. */
 static int run_job(int argc, char **argv, bool train)
 {
 	const char *path = train ? "/trainings" : "/predictions";

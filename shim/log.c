@@ -91,9 +91,8 @@ int shim_put_utf8(struct kiln_buf *b, const char *text, size_t len)
 
 json_t *shim_json_text(const char *text, size_t len)
 {
-	json_t *j = json_stringn(text, len);
-	if (j)
-		return j;
+	if (shim_utf8_valid(text, len))
+		return json_stringn(text, len);
 	_cleanup_buf_ struct kiln_buf fixed = KILN_BUF_INIT;
 	if (shim_put_utf8(&fixed, text, len) < 0)
 		return NULL;

@@ -4,7 +4,6 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "common/cleanup.h"
 #include "common/fs.h"
 #include "shim/table.h"
 
@@ -212,11 +211,8 @@ void shim_job_finish(struct shim *s, struct shim_job *p, enum shim_status st, co
 	for (size_t i = 0; i < p->nevents; i++)
 		p->bytes += json_bytes(p->events[i].metric, 0);
 	s->done_bytes += p->bytes;
-	if (error && !p->error) { /* an error may quote what the worker sent: JSON carries only UTF-8 */
-		_cleanup_buf_ struct kiln_buf e = KILN_BUF_INIT;
-		if (shim_put_utf8(&e, error, strlen(error)) == 0 && kiln_buf_puts(&e, "") == 0)
-			p->error = steal_pointer(&e.ptr);
-	}
+	if (error && !p->error)
+		p->error = strdup(error);
 	shim_now(p->completed_at);
 	if (!*p->started_at)
 		memcpy(p->started_at, p->completed_at, sizeof(p->started_at));

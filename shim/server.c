@@ -153,7 +153,7 @@ static json_t *setup_json(const struct shim *s)
 		json_object_set_new(o, "completed_at", json_string(s->setup_completed));
 	json_object_set_new(o, "status", json_string(s->setup_status ? s->setup_status : "starting"));
 	if (s->setup_status && s->setup_logs.len)
-		json_object_set_new(o, "logs", json_stringn(s->setup_logs.ptr, s->setup_logs.len));
+		json_object_set_new(o, "logs", shim_json_text(s->setup_logs.ptr, s->setup_logs.len));
 	return o;
 }
 

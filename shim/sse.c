@@ -42,7 +42,7 @@ static void sse_job_event(struct kiln_buf *b, const struct shim_job *p, const st
 	case SHIM_EVENT_LOG:
 		sse_event(b, "log",
 		          json_pack("{s:s, s:o}", "source", ev->stderr ? "stderr" : "stdout", "data",
-		                    json_stringn(p->logs.ptr + ev->from, ev->to - ev->from)));
+		                    shim_json_text(p->logs.ptr + ev->from, ev->to - ev->from)));
 		break;
 	case SHIM_EVENT_OUTPUT: {
 		json_t *chunk = json_array_get(p->output, ev->from);

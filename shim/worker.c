@@ -51,8 +51,7 @@ void shim_setup_done(struct shim *s, const char *status, enum shim_health health
 	if (error) {
 		if (s->setup_logs.len && s->setup_logs.ptr[s->setup_logs.len - 1] != '\n')
 			kiln_buf_puts(&s->setup_logs, "\n");
-		shim_put_utf8(&s->setup_logs, error, strlen(error)); /* it may quote the worker's bytes */
-		kiln_buf_puts(&s->setup_logs, "\n");
+		kiln_buf_printf(&s->setup_logs, "%s\n", error);
 	}
 	s->setup_status = status;
 	shim_now(s->setup_completed);
@@ -227,16 +226,10 @@ void shim_worker_event(struct shim *s, json_t *ev)
 }
 
 /* A line the worker wrote to stdout or stderr: the logs of setup, of the one running prediction, or ours.
- * Raw bytes (a C library's, a subprocess's) that are not UTF-8 become U+FFFD: JSON carries only UTF-8. */
+ * Kept as written (a C library's or a subprocess's bytes may not be UTF-8: shim_json_text, which every JSON
+ * writer of them uses, makes them so). */
 static void on_output(struct shim *s, struct shim_stream *st, const char *line, size_t len)
 {
-	_cleanup_buf_ struct kiln_buf fixed = KILN_BUF_INIT;
-	if (!shim_utf8_valid(line, len)) {
-		if (shim_put_utf8(&fixed, line, len) < 0)
-			return;
-		line = fixed.ptr ? fixed.ptr : "";
-		len = fixed.len;
-	}
 	if (!s->setup_status || s->warming) {
 		kiln_buf_put(&s->setup_logs, line, len);
 		kiln_buf_puts(&s->setup_logs, "\n");

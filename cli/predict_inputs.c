@@ -177,61 +177,54 @@ static const char *json_type_name(const json_t *v)
 	}
 }
 
-/* The schema type pydantic's error TYPE ("type_error.integer") says was expected, or NULL. */
-static const char *expected_type(const char *type)
+/* The value at coglet's field name FIELD ("tags" or "tags/1") of INPUT, or NULL. */
+static const json_t *value_at(const json_t *input, const char *field)
 {
-	static const char *const map[][2] = {
-	    {"type_error.str", "string"},   {"type_error.integer", "integer"}, {"type_error.float", "number"},
-	    {"type_error.bool", "boolean"}, {"type_error.list", "array"},      {"type_error.dict", "object"},
-	};
-	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-		if (strcmp(type, map[i][0]) == 0)
-			return map[i][1];
-	return NULL;
+	_cleanup_free_ char *copy = strdup(field);
+	const json_t *v = input;
+	for (char *save = NULL, *part = copy ? strtok_r(copy, "/", &save) : NULL; part && v;
+	     part = strtok_r(NULL, "/", &save))
+		v = json_is_array(v) ? json_array_get(v, strtoul(part, NULL, 10)) : json_object_get(v, part);
+	return v;
 }
 
-/* One shim detail entry E (loc ["body", "input", NAME, ...]) about INPUT, in Cog's CLI words, into B. */
+/*
+ * One shim detail entry E (loc ["body", "input", FIELD], coglet's words) about INPUT, in Cog's CLI words,
+ * into B: a missing input, a value of the wrong type, one that is no choice, else the shim's message.
+ */
 static void cog_message(struct kiln_buf *b, const json_t *e, const json_t *input)
 {
-	const json_t *loc = json_object_get(e, "loc");
+	const char *field = json_string_value(json_array_get(json_object_get(e, "loc"), 2));
 	const char *type = json_string_value(json_object_get(e, "type"));
 	const char *msg = json_string_value(json_object_get(e, "msg"));
-	struct kiln_buf name = KILN_BUF_INIT;
-	const json_t *value = input;
-	for (size_t i = 2; i < json_array_size(loc); i++) {
-		const json_t *part = json_array_get(loc, i);
-		if (json_is_string(part)) {
-			kiln_buf_printf(&name, "%s%s", i > 2 ? "." : "", json_string_value(part));
-			value = json_object_get(value, json_string_value(part));
-		} else {
-			kiln_buf_printf(&name, "%s%" JSON_INTEGER_FORMAT, i > 2 ? "." : "",
-			                json_integer_value(part));
-			value = json_array_get(value, (size_t)json_integer_value(part));
-		}
-	}
-	const char *n = name.ptr ? name.ptr : "";
-	const char *want = type ? expected_type(type) : NULL;
-	const json_t *members = json_object_get(json_object_get(e, "ctx"), "enum_values");
+	field = field ? field : "";
+	msg = msg ? msg : "invalid";
+	/* an array item is "name/1": Cog's CLI names it "name.1" */
+	_cleanup_free_ char *name = strdup(field);
+	for (char *p = name; p && *p; p++)
+		if (*p == '/')
+			*p = '.';
+	const char *n = name ? name : field;
+	const char *of_type = strstr(msg, " is not of type \"");
+	const char *one_of = strstr(msg, " is not one of [");
+	json_auto_t *members = one_of ? json_loads(one_of + strlen(" is not one of "), 0, NULL) : NULL;
 	if (type && strcmp(type, "value_error.missing") == 0) {
 		kiln_buf_printf(b, "missing required input \"%s\"", n);
-	} else if (type && strcmp(type, "type_error.none.not_allowed") == 0) {
-		kiln_buf_printf(
-		    b, "invalid input \"%s\": must not be null (omit the input to use its default)", n);
-	} else if (want) {
-		kiln_buf_printf(b, "invalid input \"%s\": expected %s, got %s", n, want,
-		                value ? json_type_name(value) : "nothing");
+	} else if (of_type) {
+		const char *want = of_type + strlen(" is not of type \"");
+		const json_t *value = value_at(input, field);
+		kiln_buf_printf(b, "invalid input \"%s\": expected %.*s, got %s", n, (int)strcspn(want, "\""),
+		                want, value ? json_type_name(value) : "nothing");
 	} else if (json_is_array(members)) {
 		kiln_buf_printf(b, "invalid input \"%s\": must be one of: ", n);
 		for (size_t i = 0; i < json_array_size(members); i++) {
 			const json_t *m = json_array_get(members, i);
-			char *text = json_is_string(m) ? NULL : json_dumps(m, JSON_ENCODE_ANY);
+			_cleanup_free_ char *text = json_is_string(m) ? NULL : json_dumps(m, JSON_ENCODE_ANY);
 			kiln_buf_printf(b, "%s%s", i ? ", " : "", text ? text : json_string_value(m));
-			free(text);
 		}
 	} else {
-		kiln_buf_printf(b, "invalid input \"%s\": %s", n, msg ? msg : "invalid");
+		kiln_buf_printf(b, "invalid input \"%s\": %s", n, msg);
 	}
-	kiln_buf_release(&name);
 }
 
 /* INPUT against the schema's rules: explicit nulls, then the shim's own validation, in Cog's words. */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * fuzz_validate.c: libFuzzer target for the shim's request validation: a body's input against a fixed
- * schema (shim_validate_input: types, coercion, enums, bounds, files) and its data: URIs decoded as the
+ * schema (shim_validate_input: strict types, enums, bounds, files) and its data: URIs decoded as the
  * shim saves them (shim_files_save_data_uri).
  */
 #include <jansson.h>

@@ -285,10 +285,7 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 		                    "prediction ID must match the ID supplied in the URL", "value_error");
 	if (url_id)
 		id = url_id;
-	json_t *input = json_object_get(body, "input");
-	if (input && !json_is_null(input) && !json_is_object(input))
-		return http_invalid(c, json_pack("[s,s]", "body", "input"), "value is not a valid dict",
-		                    "type_error.dict");
+	json_t *input = json_object_get(body, "input"); /* one that is no object: the validator's 422 */
 	bool hook_ok;
 	enum MHD_Result hook_answer = check_webhook(c, body, &hook_ok);
 	if (!hook_ok)
@@ -342,8 +339,8 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 		return answer(s, c, req, p, async || running, sse, true, 202);
 	}
 	json_t *normalized = NULL, *problems = NULL;
-	json_auto_t *none = json_object(); /* no input, or not an object: validated as {} */
-	if (shim_validate_input(schema, input && json_is_object(input) ? input : none, &normalized,
+	json_auto_t *none = json_object(); /* no input, or null: validated as {}, as coglet does */
+	if (shim_validate_input(schema, input && !json_is_null(input) ? input : none, &normalized,
 	                        &problems) < 0) {
 		pthread_mutex_unlock(&s->lock);
 		return http_reply(c, 422, json_pack("{s:o}", "detail", problems));
@@ -355,6 +352,12 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 	}
 	p = shim_job_new(s, kind, id, body, normalized);
 	json_decref(normalized);
+	_cleanup_free_ char *unknown = shim_validate_unknown(schema, input);
+	if (unknown) {
+		/* dropped as Cog 0.22 drops them, and said so: in the shim's log and the job's own logs */
+		kiln_buf_printf(&p->logs, "warning: ignored input%s %s: not an input of this model\n",
+		                strchr(unknown, ',') ? "s" : "", unknown);
+	}
 	bool fetch = may_fetch(s, kind, p->input);
 	pthread_mutex_unlock(&s->lock);
 	char idtext[48];
@@ -364,6 +367,12 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 	snprintf(started, sizeof(started), "%s started", shim_job_noun(kind));
 	shim_log_fields("info", started, "\"%s\":%s,\"async\":%s", shim_job_id_key(kind), qid,
 	                async ? "true" : "false");
+	if (unknown) {
+		_cleanup_buf_ struct kiln_buf names = KILN_BUF_INIT;
+		const char *q = shim_quoted(unknown, NULL, 0, &names);
+		shim_log_fields("warning", "ignored unknown inputs", "\"%s\":%s,\"fields\":%s",
+		                shim_job_id_key(kind), qid, q);
+	}
 
 	if (fetch && (async || sse) && fetch_later(s, p) == 0) {
 		/* answered now, as Cog does: its files are fetched meanwhile ("starting" until then) */

@@ -26,17 +26,22 @@ const json_t *shim_schema_get(const json_t *root, const json_t *schema, const ch
 
 /*
  * Validate INPUT (a JSON object) against SCHEMA's components.schemas.Input (Cog's OpenAPI shape, see
- * shim/PROTOCOL.md): unknown names are dropped (as Cog's pydantic model ignores them), required names, types
- * (string, integer, number, boolean, array with items; an integer is accepted where a number is wanted,
- * "format": "uri" strings for Path/File), minimum/maximum, minLength/maxLength, pattern (POSIX extended regex
- * via regcomp), choices (enum, also behind allOf/$ref), nullable (Optional). On success *normalized is a new
- * object with the defaults filled in and 0 is returned. On failure *detail is Cog's 422 "detail" array —
- * [{"loc": ["body", "input", NAME], "msg": "...", "type": "..."}] with pydantic-style messages and types
- * ("field required" / "value_error.missing", "ensure this value is greater than or equal to 1" /
- * "value_error.number.not_ge", "value is not a valid integer" / "type_error.integer", ...) — one entry per
- * problem, and -1 is returned.
+ * shim/PROTOCOL.md) as Cog 0.22's server does (shim/validate.c): required names, JSON Schema's types taken
+ * strictly (string, integer, number, boolean, array with items, object; "format": "uri" strings for
+ * Path/File), minimum/maximum, minLength/maxLength, pattern (POSIX extended regex via regcomp), choices (enum,
+ * also behind allOf/$ref), unions (anyOf), nullable (Optional). Unknown names are left out (see
+ * shim_validate_unknown). On success *normalized is a new object with the defaults filled in and 0 is
+ * returned. On failure *detail is Cog's 422 "detail" array, [{"loc": ["body", "input", NAME], "msg": "...",
+ * "type": "..."}] in coglet's words ("Field required" / "value_error.missing", `0 is less than the minimum
+ * of 1` / "value_error", ...), one entry per field that fails, and -1 is returned.
  */
 int shim_validate_input(const json_t *schema, const json_t *input, json_t **normalized, json_t **detail);
+
+/*
+ * The names in INPUT (an object) that SCHEMA's Input does not have, as one string "'a', 'b'" (newly made),
+ * or NULL when there are none (or SCHEMA has no Input, so that every name is passed on).
+ */
+char *shim_validate_unknown(const json_t *schema, const json_t *input);
 
 /*
  * The document DOC as a training's input sees it: the same, but for components.schemas.Input, which is its

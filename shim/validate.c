@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* validate.c: check a prediction's input against Cog's Input schema, answering in pydantic v1's words. */
+/* validate.c: check a prediction's input against Cog's Input schema, answering as Cog 0.22's coglet does. */
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,34 +12,28 @@
 #include "shim/validate.h"
 
 /*
- * What Cog does, and so what validate*.c do (Cog's Python server: a pydantic v1 model built from predict()'s
- * signature, validated by FastAPI, errors returned as a 422 {"detail": [...]}):
+ * What Cog 0.22 does, and so what validate*.c do. Its server (coglet) checks a request's input against
+ * the schema's Input with a JSON Schema validator (jsonschema-rs) before the model sees it, and answers a
+ * failure 422 {"detail": [{"loc": ["body", "input", FIELD], "msg": ..., "type": ...}]}:
  *
- * - Unknown input names are refused, as Cog 0.22's server (coglet) refuses them: one error per name, after
- * the fields' own, {"loc": ["body", "input", NAME], "msg": "Unexpected field 'NAME'", "type":
- *   "value_error.extra"} (Cog's older Python server ignored them; a name kiln would drop is input ignored).
- * - Fields are checked in declaration order ("x-order"); each field reports at most one problem (pydantic
- *   stops at a field's first failing validator), and every field is checked, so several fields can fail at
- *   once. Array items each report their own problem, with the index appended to "loc".
- * - Defaults are not validated (pydantic v1's validate_all is off) and are copied as they are. A field that
- *   is not required and has no default (`x: Optional[int] = Input()`; an Optional's default=None is
- *   written as "default": null) becomes null, as predict() receives None.
- * - null is accepted where pydantic would allow None: a "nullable" property, or one whose default is None.
- * - Coercions are pydantic v1's:
- *     integer: JSON integers; reals truncated toward zero (int(5.9) == 5); true/false as 1/0; strings that
- *              Python's int() reads (" 42", "-7", "1_000"), not "5.0".
- *     number:  integers and reals; true/false as 1.0/0.0; strings that Python's float() reads ("2.5",
- *              "1e3"). Always a JSON real afterwards (5 becomes 5.0, as float(5)).
- *     boolean: true/false; 1/0 (also 1.0/0.0); the strings "1" "on" "t" "true" "y" "yes" and "0" "off" "f"
- *              "false" "n" "no", in any case.
- *     string:  strings; numbers become Python's str() of them (1.5 -> "1.5", 1e16 -> "1e+16", true ->
- *              "True"); anything else is "str type expected".
- *     choices: string choices need the exact string; integer choices coerce like integer first (IntEnum).
- * - A union ("anyOf", Cog 0.22's `str | float` inputs) is checked as Cog's newer runtime checks it, strictly:
- *   the value must have one member's JSON type (an integer fits a number), no coercion between types.
- * - Where JSON cannot carry what Python would produce, the value is refused instead: integers beyond 64 bits,
- *   and "nan"/"inf" strings for a number. A File/Path that is not a string is refused as "str type expected"
- *   (Cog answers 500 there).
+ * - A missing required field is {"msg": "Field required", "type": "value_error.missing"}.
+ * - Any other problem is jsonschema's message with "type": "value_error": `"abc" is not of type
+ *   "integer"`, `0 is less than the minimum of 1`, `"ab" is shorter than 3 characters`, `"x" is not one of
+ *   ["a","b"]`, `[] has less than 1 item`, `"1a" does not match "^[a-z]+"`, `5 is not valid under any of
+ *   the schemas listed in the 'anyOf' keyword`; the value as serde_json writes it. An array item's FIELD is
+ *   its JSON pointer without the leading '/' ("weights/1"); an input that is no object is "__root__".
+ * - Types are JSON Schema's, strictly: no coercion ("5" is no integer, 1 no boolean, 5 no string); an
+ *   integer-valued real is an integer (passed on as one), any number a number (passed on as a real, as
+ *   float() gives predict()).
+ * - Unknown input names are no error (coglet drops them since Cog 0.22 took Replicate's behaviour): they
+ *   are left out of the normalized input; the caller tells the client (shim_validate_unknown).
+ * - Fields are checked in declaration order ("x-order"); each reports its first problem (type, choices,
+ *   bounds, lengths, pattern), and every field is checked, so several can fail at once.
+ * - Defaults are not validated and are copied as they are. A field that is not required and has no
+ *   default (`x: Optional[int] = Input()`) becomes null, as predict() receives None. null is accepted for a
+ *   "nullable" property or one whose default is None.
+ * - Where JSON cannot carry what Python would get, the value is refused: integers beyond 64 bits. A File or
+ *   Path must be a data:, http: or https: URL (Cog's SDK refuses other schemes).
  */
 
 /* Deepest chain of $ref/allOf/anyOf followed before giving up (a schema that refers to itself). */
@@ -123,84 +117,43 @@ static json_t *check_value(struct vctx *v, const json_t *schema, const json_t *v
                            int depth);
 
 /*
- * Whether VALUE has the JSON type of union member SCHEMA, as Cog's union inputs take them: strictly (a bool
- * is no number, "5" no integer), an integer also a number unless EXACT; an array's items each so.
+ * Whether VALUE has the JSON type of union member SCHEMA exactly (5 an integer, 5.0 a number), for picking
+ * the member a value is taken as when it is valid under several.
  */
-static bool member_fits(const json_t *root, const json_t *schema, const json_t *value, bool exact, int depth)
+static bool member_exact(const json_t *root, const json_t *schema, const json_t *value)
 {
 	const char *type = schema_type(root, schema);
-	if (!strcmp(type, "string"))
-		return json_is_string(value);
 	if (!strcmp(type, "integer"))
 		return json_is_integer(value);
 	if (!strcmp(type, "number"))
-		return exact ? json_is_real(value) : json_is_number(value);
-	if (!strcmp(type, "boolean"))
-		return json_is_boolean(value);
-	if (!strcmp(type, "object"))
-		return json_is_object(value);
-	if (!strcmp(type, "array")) {
-		const json_t *items = shim_schema_get(root, schema, "items");
-		size_t i;
-		const json_t *item;
-		if (!json_is_array(value))
-			return false;
-		json_array_foreach(value, i, item)
-		{
-			if (items && depth < MAX_DEPTH && !member_fits(root, items, item, exact, depth + 1))
-				return false;
-		}
-		return true;
-	}
-	return true; /* no type: Any */
-}
-
-/* The problem pydantic names for a value that is not of union member SCHEMA's type. */
-static void add_member_error(struct vctx *v, const json_t *schema, const json_t *loc)
-{
-	static const char *const words[][3] = {
-	    {"string", "str type expected", "type_error.str"},
-	    {"integer", "value is not a valid integer", "type_error.integer"},
-	    {"number", "value is not a valid float", "type_error.float"},
-	    {"boolean", "value could not be parsed to a boolean", "type_error.bool"},
-	    {"array", "value is not a valid list", "type_error.list"},
-	    {"object", "value is not a valid dict", "type_error.dict"},
-	};
-	const char *type = schema_type(v->root, schema);
-	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
-		if (!strcmp(type, words[i][0])) {
-			vadd_error(v, loc, words[i][1], words[i][2], NULL);
-			return;
-		}
-	}
+		return json_is_real(value);
+	return true;
 }
 
 /*
- * A union ("anyOf", Cog's `str | float` inputs, of JSON's own types): VALUE is taken as the first member
- * whose type it has exactly (5 an integer, 5.0 a number), else the first it fits (5 for a number), and
- * checked against that member's constraints; no coercion between types (Cog validates union inputs strictly).
- * When it fits none, each member's type problem is reported, all at LOC.
+ * A union ("anyOf", Cog 0.22's `str | float` inputs): VALUE is valid when it is valid under one member,
+ * and is taken as the first member whose type it has exactly, else the first it is valid under. When it
+ * is valid under none, jsonschema's one message for the whole union.
  */
 static json_t *check_any_of(struct vctx *v, const json_t *members, const json_t *value, const json_t *loc,
                             int depth)
 {
-	size_t i;
-	const json_t *m;
-	if (json_is_null(value)) {
-		vadd_error(v, loc, "none is not an allowed value", "type_error.none.not_allowed", NULL);
-		return NULL;
-	}
 	for (int exact = 1; exact >= 0; exact--) {
+		size_t i;
+		const json_t *m;
 		json_array_foreach(members, i, m)
 		{
-			if (member_fits(v->root, m, value, exact, depth))
-				return check_value(v, m, value, loc, depth + 1);
+			if (exact && !member_exact(v->root, m, value))
+				continue;
+			struct vctx scratch = {.root = v->root, .detail = json_array()};
+			json_t *c = scratch.detail ? check_value(&scratch, m, value, loc, depth + 1) : NULL;
+			json_decref(scratch.detail);
+			if (c)
+				return c;
 		}
 	}
-	json_array_foreach(members, i, m)
-	{
-		add_member_error(v, m, loc);
-	}
+	vadd_text_error(v, loc, value,
+	                " is not valid under any of the schemas listed in the 'anyOf' keyword");
 	return NULL;
 }
 
@@ -208,7 +161,7 @@ static json_t *check_any_of(struct vctx *v, const json_t *members, const json_t 
 static json_t *check_uri(struct vctx *v, const json_t *value, const json_t *loc)
 {
 	if (!json_is_string(value)) {
-		vadd_error(v, loc, "str type expected", "type_error.str", NULL);
+		vadd_type_error(v, loc, value, "string");
 		return NULL;
 	}
 	/* urllib.parse.urlparse's scheme: letters first, then letters, digits, '+', '-', '.', before ':'. */
@@ -224,18 +177,18 @@ static json_t *check_uri(struct vctx *v, const json_t *value, const json_t *loc)
 		_cleanup_buf_ struct kiln_buf msg = KILN_BUF_INIT;
 		kiln_buf_printf(
 		    &msg, "'%s' is not a valid URL scheme. 'data', 'http', or 'https' is supported.", scheme);
-		vadd_error(v, loc, msg.ptr, "value_error", NULL);
+		vadd_error(v, loc, msg.ptr, "value_error");
 		return NULL;
 	}
 	return json_incref((json_t *)value);
 }
 
-/* An array: each item against "items" (LOC plus its index), then minItems/maxItems. */
+/* An array: each item against "items" (LOC "name/INDEX"), then minItems/maxItems. */
 static json_t *check_array(struct vctx *v, const json_t *schema, const json_t *value, const json_t *loc,
                            int depth)
 {
 	if (!json_is_array(value)) {
-		vadd_error(v, loc, "value is not a valid list", "type_error.list", NULL);
+		vadd_type_error(v, loc, value, "array");
 		return NULL;
 	}
 	const json_t *items = shim_schema_get(v->root, schema, "items");
@@ -255,12 +208,12 @@ static json_t *check_array(struct vctx *v, const json_t *schema, const json_t *v
 	}
 	const json_t *min = shim_schema_get(v->root, schema, "minItems");
 	const json_t *max = shim_schema_get(v->root, schema, "maxItems");
-	if (ok && json_is_integer(min) && (json_int_t)json_array_size(value) < json_integer_value(min)) {
-		vadd_length_error(v, loc, "at least", min, "items", "value_error.list.min_items");
+	json_int_t count = (json_int_t)json_array_size(value);
+	if (ok && json_is_integer(min) && count < json_integer_value(min)) {
+		vadd_count_error(v, loc, value, "has less than", json_integer_value(min), "item");
 		ok = false;
-	} else if (ok && json_is_integer(max) &&
-	           (json_int_t)json_array_size(value) > json_integer_value(max)) {
-		vadd_length_error(v, loc, "at most", max, "items", "value_error.list.max_items");
+	} else if (ok && json_is_integer(max) && count > json_integer_value(max)) {
+		vadd_count_error(v, loc, value, "has more than", json_integer_value(max), "item");
 		ok = false;
 	}
 	if (!ok) {
@@ -271,8 +224,36 @@ static json_t *check_array(struct vctx *v, const json_t *schema, const json_t *v
 }
 
 /*
- * Check VALUE (not null-checked by the caller for top-level fields) against SCHEMA. Returns the coerced
- * value (a new reference), or NULL after adding the problem to v->detail at LOC.
+ * VALUE as JSON Schema type TYPE takes it, strictly (no coercion: "5" is no integer, 1 no boolean), as a
+ * new reference: an integer-valued real for "integer" becomes that integer, any number for "number" a real
+ * (what Python's int() and float() give predict()). NULL when VALUE is not of TYPE.
+ */
+static json_t *typed(const char *type, const json_t *value)
+{
+	if (!strcmp(type, "string"))
+		return json_is_string(value) ? json_incref((json_t *)value) : NULL;
+	if (!strcmp(type, "integer")) {
+		if (json_is_integer(value))
+			return json_incref((json_t *)value);
+		double d = json_is_real(value) ? json_real_value(value) : NAN;
+		/* within the range a JSON integer of 64 bits holds exactly */
+		if (isfinite(d) && d == floor(d) && fabs(d) < 9007199254740992.0)
+			return json_integer((json_int_t)d);
+		return NULL;
+	}
+	if (!strcmp(type, "number"))
+		return json_is_number(value) ? json_real(json_number_value(value)) : NULL;
+	if (!strcmp(type, "boolean"))
+		return json_is_boolean(value) ? json_incref((json_t *)value) : NULL;
+	if (!strcmp(type, "object"))
+		return json_is_object(value) ? json_deep_copy(value) : NULL;
+	return json_deep_copy(value); /* no type: Any, or choices of mixed types */
+}
+
+/*
+ * Check VALUE against SCHEMA: its type, then choices, bounds, lengths and pattern; a field reports its
+ * first problem only. Returns the value to run with (a new reference), or NULL after adding the problem to
+ * v->detail at LOC.
  */
 static json_t *check_value(struct vctx *v, const json_t *schema, const json_t *value, const json_t *loc,
                            int depth)
@@ -282,73 +263,28 @@ static json_t *check_value(struct vctx *v, const json_t *schema, const json_t *v
 	const json_t *any_of = shim_schema_get(v->root, schema, "anyOf");
 	if (json_is_array(any_of) && json_array_size(any_of) > 0)
 		return check_any_of(v, any_of, value, loc, depth);
-	if (json_is_null(value)) {
-		if (schema_nullable(v->root, schema))
-			return json_null();
-		vadd_error(v, loc, "none is not an allowed value", "type_error.none.not_allowed", NULL);
-		return NULL;
-	}
+	if (json_is_null(value) && schema_nullable(v->root, schema))
+		return json_null();
 
 	const char *type = schema_type(v->root, schema);
-	const json_t *members = shim_schema_get(v->root, schema, "enum");
-	if (!json_is_array(members))
-		members = NULL;
-	json_t *out = NULL;
-
-	if (!strcmp(type, "string") && members) {
-		/* A str Enum: pydantic looks the value up as it is, no str() first. */
-		if (!json_is_string(value) || !venum_has(members, value)) {
-			vadd_enum_error(v, loc, members);
-			return NULL;
-		}
-		return json_incref((json_t *)value);
-	} else if (!strcmp(type, "string")) {
-		const char *format = json_string_value(shim_schema_get(v->root, schema, "format"));
-		if (format && !strcmp(format, "uri"))
-			return check_uri(v, value, loc);
-		if (!(out = vcoerce_str(value))) {
-			vadd_error(v, loc, "str type expected", "type_error.str", NULL);
-			return NULL;
-		}
-		if (!vcheck_string(v, schema, json_string_value(out), loc))
-			goto fail;
-		return out;
-	} else if (!strcmp(type, "integer")) {
-		if (!(out = vcoerce_int(value))) {
-			vadd_error(v, loc, "value is not a valid integer", "type_error.integer", NULL);
-			return NULL;
-		}
-	} else if (!strcmp(type, "number")) {
-		if (!(out = vcoerce_float(value))) {
-			vadd_error(v, loc, "value is not a valid float", "type_error.float", NULL);
-			return NULL;
-		}
-	} else if (!strcmp(type, "boolean")) {
-		if (!(out = vcoerce_bool(value))) {
-			vadd_error(v, loc, "value could not be parsed to a boolean", "type_error.bool", NULL);
-			return NULL;
-		}
-	} else if (!strcmp(type, "array")) {
+	if (!strcmp(type, "array"))
 		return check_array(v, schema, value, loc, depth);
-	} else if (!strcmp(type, "object")) {
-		if (!json_is_object(value)) {
-			vadd_error(v, loc, "value is not a valid dict", "type_error.dict", NULL);
-			return NULL;
-		}
-		return json_deep_copy(value);
-	} else {
-		/* No type (Any, or choices of mixed types): taken as it is. */
-		out = json_deep_copy(value);
+	const char *format = json_string_value(shim_schema_get(v->root, schema, "format"));
+	if (!strcmp(type, "string") && format && !strcmp(format, "uri"))
+		return check_uri(v, value, loc);
+	json_t *out = typed(type, value);
+	if (!out) {
+		vadd_type_error(v, loc, value, type);
+		return NULL;
 	}
-
-	if (members) {
-		if (!venum_has(members, out)) {
-			vadd_enum_error(v, loc, members);
-			goto fail;
-		}
-		return out;
+	const json_t *members = shim_schema_get(v->root, schema, "enum");
+	if (json_is_array(members) && !venum_has(members, out)) {
+		vadd_enum_error(v, loc, value, members);
+		goto fail;
 	}
-	if (json_is_number(out) && !vcheck_bounds(v, schema, json_number_value(out), loc))
+	if (json_is_number(out) && !vcheck_bounds(v, schema, value, loc))
+		goto fail;
+	if (json_is_string(out) && !vcheck_string(v, schema, out, loc))
 		goto fail;
 	return out;
 fail:
@@ -408,12 +344,12 @@ static void check_field(struct vctx *v, const json_t *required, const struct fie
 
 	if (!value) {
 		if (req)
-			vadd_error(v, loc, "field required", "value_error.missing", NULL);
+			vadd_error(v, loc, "Field required", "value_error.missing");
 		else
 			json_object_set_new(out, f->name, def ? json_deep_copy(def) : json_null());
 	} else if (json_is_null(value) &&
 	           (schema_nullable(v->root, f->schema) || (!req && (!def || json_is_null(def))))) {
-		/* pydantic allows None where the type is Optional, and a None default makes it so. */
+		/* None is allowed where the type is Optional, and a None default makes it so. */
 		json_object_set_new(out, f->name, json_null());
 	} else {
 		json_t *c = check_value(v, f->schema, value, loc, 0);
@@ -445,18 +381,24 @@ static int check_fields(struct vctx *v, const json_t *in, const json_t *input, j
 	qsort(fields, n, sizeof(*fields), field_cmp);
 	for (i = 0; i < n; i++)
 		check_field(v, required, &fields[i], input, out);
+	return 0;
+}
+
+char *shim_validate_unknown(const json_t *schema, const json_t *input)
+{
+	const json_t *in = input_schema(schema);
+	const json_t *props = in ? json_object_get(in, "properties") : NULL;
+	if (!in || !json_is_object(input))
+		return NULL;
+	_cleanup_buf_ struct kiln_buf names = KILN_BUF_INIT;
+	const char *name;
 	const json_t *value;
 	json_object_foreach((json_t *)input, name, value)
 	{
-		if (json_object_get(props, name))
-			continue;
-		_cleanup_free_ char *msg = NULL;
-		json_t *loc = json_pack("[s,s,s]", "body", "input", name);
-		if (loc && asprintf(&msg, "Unexpected field '%s'", name) >= 0)
-			vadd_error(v, loc, msg, "value_error.extra", NULL);
-		json_decref(loc);
+		if (!json_object_get(props, name))
+			kiln_buf_printf(&names, "%s'%s'", names.len ? ", " : "", name);
 	}
-	return 0;
+	return names.len ? kiln_buf_detach(&names) : NULL;
 }
 
 int shim_validate_input(const json_t *schema, const json_t *input, json_t **normalized, json_t **detail)
@@ -473,8 +415,9 @@ int shim_validate_input(const json_t *schema, const json_t *input, json_t **norm
 	json_t *out = json_object();
 	int rc = v.detail && out ? 0 : -1;
 	if (rc == 0 && input && !json_is_null(input) && !json_is_object(input)) {
-		json_t *loc = json_pack("[s,s]", "body", "input");
-		vadd_error(&v, loc, "value is not a valid dict", "type_error.dict", NULL);
+		/* coglet names the whole input "__root__" */
+		json_t *loc = json_pack("[s,s,s]", "body", "input", "__root__");
+		vadd_type_error(&v, loc, input, "object");
 		json_decref(loc);
 	} else if (rc == 0) {
 		rc = check_fields(&v, in, input, out);

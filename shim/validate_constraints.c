@@ -19,13 +19,14 @@ static size_t utf8_length(const char *s)
 /* ---- patterns ---- */
 
 /*
- * Whether S matches PATTERN the way pydantic v1 checks constr(regex=...): Python's re.match, which anchors
- * at the start only ("[a-z]+" accepts "abc123"). The pattern is compiled as a POSIX extended regex
- * (regcomp with REG_EXTENDED | REG_NOSUB, wrapped as "^(PATTERN)"), which is not Python's dialect: there
- * are no lazy quantifiers (*?), lookarounds, (?:...) or (?i) groups, and inside [...] a backslash is a
- * literal. \d and \D outside brackets are rewritten to [0-9] and [^0-9]; glibc understands \w \W \s \S \b
- * itself. Returns 1 on a match, 0 on none, and -1 when PATTERN does not compile as POSIX: the caller then
- * leaves the check to the Python runner rather than refusing every request.
+ * Whether S matches PATTERN the way Cog's SDK checks Input(regex=...) after coglet's JSON Schema check:
+ * Python's re.match, which anchors at the start only ("[a-z]+" accepts "abc123"; JSON Schema's unanchored
+ * search would accept "123abc" too, which the SDK then refuses, so kiln refuses it at once). The pattern is
+ * compiled as a POSIX extended regex (regcomp with REG_EXTENDED | REG_NOSUB, wrapped as "^(PATTERN)"), which
+ * is not Python's dialect: there are no lazy quantifiers (*?), lookarounds, (?:...) or (?i) groups, and
+ * inside [...] a backslash is a literal. \d and \D outside brackets are rewritten to [0-9] and [^0-9]; glibc
+ * understands \w \W \s \S \b itself. Returns 1 on a match, 0 on none, and -1 when PATTERN does not compile as
+ * POSIX: the caller then leaves the check to the Python runner rather than refusing every request.
  */
 static int pattern_match(const char *pattern, const char *s)
 {
@@ -82,44 +83,45 @@ bool venum_has(const json_t *members, const json_t *value)
 	return false;
 }
 
-bool vcheck_bounds(struct vctx *v, const json_t *schema, double x, const json_t *loc)
+bool vcheck_bounds(struct vctx *v, const json_t *schema, const json_t *value, const json_t *loc)
 {
+	double x = json_number_value(value);
 	const json_t *gt = shim_schema_get(v->root, schema, "exclusiveMinimum");
 	const json_t *ge = shim_schema_get(v->root, schema, "minimum");
 	const json_t *lt = shim_schema_get(v->root, schema, "exclusiveMaximum");
 	const json_t *le = shim_schema_get(v->root, schema, "maximum");
 	if (json_is_number(gt) && !(x > json_number_value(gt)))
-		vadd_bound_error(v, loc, "greater than", "not_gt", gt);
+		vadd_bound_error(v, loc, value, "less than or equal to the minimum of", gt);
 	else if (json_is_number(ge) && !(x >= json_number_value(ge)))
-		vadd_bound_error(v, loc, "greater than or equal to", "not_ge", ge);
+		vadd_bound_error(v, loc, value, "less than the minimum of", ge);
 	else if (json_is_number(lt) && !(x < json_number_value(lt)))
-		vadd_bound_error(v, loc, "less than", "not_lt", lt);
+		vadd_bound_error(v, loc, value, "greater than or equal to the maximum of", lt);
 	else if (json_is_number(le) && !(x <= json_number_value(le)))
-		vadd_bound_error(v, loc, "less than or equal to", "not_le", le);
+		vadd_bound_error(v, loc, value, "greater than the maximum of", le);
 	else
 		return true;
 	return false;
 }
 
-bool vcheck_string(struct vctx *v, const json_t *schema, const char *s, const json_t *loc)
+bool vcheck_string(struct vctx *v, const json_t *schema, const json_t *value, const json_t *loc)
 {
+	const char *s = json_string_value(value);
 	const json_t *min = shim_schema_get(v->root, schema, "minLength");
 	const json_t *max = shim_schema_get(v->root, schema, "maxLength");
 	const json_t *pattern = shim_schema_get(v->root, schema, "pattern");
 	size_t len = utf8_length(s);
 	if (json_is_integer(min) && (json_int_t)len < json_integer_value(min)) {
-		vadd_length_error(v, loc, "at least", min, "characters", "value_error.any_str.min_length");
+		vadd_count_error(v, loc, value, "is shorter than", json_integer_value(min), "character");
 		return false;
 	}
 	if (json_is_integer(max) && (json_int_t)len > json_integer_value(max)) {
-		vadd_length_error(v, loc, "at most", max, "characters", "value_error.any_str.max_length");
+		vadd_count_error(v, loc, value, "is longer than", json_integer_value(max), "character");
 		return false;
 	}
 	if (json_is_string(pattern) && pattern_match(json_string_value(pattern), s) == 0) {
-		_cleanup_buf_ struct kiln_buf msg = KILN_BUF_INIT;
-		kiln_buf_printf(&msg, "string does not match regex \"%s\"", json_string_value(pattern));
-		vadd_error(v, loc, msg.ptr, "value_error.str.regex",
-		           json_pack("{s:O}", "pattern", (json_t *)pattern));
+		_cleanup_buf_ struct kiln_buf text = KILN_BUF_INIT;
+		kiln_buf_printf(&text, " does not match \"%s\"", json_string_value(pattern));
+		vadd_text_error(v, loc, value, text.ptr);
 		return false;
 	}
 	return true;

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* validate_detail.c: the 422 detail entries in pydantic's words, with Python's text for the values. */
+/*
+ * validate_detail.c: the 422 detail entries as Cog 0.22's server (coglet) writes them: its JSON Schema
+ * validator's messages (jsonschema-rs), with the offending value shown as serde_json shows it.
+ */
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,17 +13,16 @@
 #include "common/cleanup.h"
 #include "shim/validate.h"
 
-/* ---- Python's text for values, as pydantic's messages show them ---- */
+/* ---- values as serde_json's Display writes them: compact JSON, floats in their shortest form ---- */
 
-/* Python's repr() of a float: the shortest text that reads back the same, in Python's layout. */
-static void py_float_repr(char *out, size_t size, double d)
+/*
+ * A JSON real as serde_json (ryu) writes it: the shortest digits that read back the same, "20.0" for a
+ * whole number, and an exponent ("1e16", "1.5e-7") outside [1e-5, 1e16).
+ */
+static void real_text(struct kiln_buf *b, double d)
 {
-	if (isnan(d)) {
-		snprintf(out, size, "nan");
-		return;
-	}
-	if (isinf(d)) {
-		snprintf(out, size, d < 0 ? "-inf" : "inf");
+	if (!isfinite(d)) {
+		kiln_buf_puts(b, "null"); /* serde_json has no text for them either */
 		return;
 	}
 	char sci[40];
@@ -31,9 +33,10 @@ static void py_float_repr(char *out, size_t size, double d)
 	}
 	/* sci is "[-]D[.DDD]e[+-]XX": split into sign, digits and decimal exponent. */
 	const char *s = sci;
-	bool neg = *s == '-';
-	if (neg)
+	if (*s == '-') {
+		kiln_buf_puts(b, "-");
 		s++;
+	}
 	char digits[24];
 	size_t nd = 0;
 	for (; *s && *s != 'e'; s++)
@@ -43,81 +46,72 @@ static void py_float_repr(char *out, size_t size, double d)
 		nd--;
 	digits[nd] = '\0';
 	int exp10 = *s == 'e' ? atoi(s + 1) : 0;
-
-	struct kiln_buf b = KILN_BUF_INIT;
-	if (neg)
-		kiln_buf_puts(&b, "-");
-	if (exp10 < -4 || exp10 >= 16) {
-		kiln_buf_put(&b, digits, 1);
+	if (exp10 < -5 || exp10 >= 16) {
+		kiln_buf_put(b, digits, 1);
 		if (nd > 1)
-			kiln_buf_printf(&b, ".%s", digits + 1);
-		kiln_buf_printf(&b, "e%c%02d", exp10 < 0 ? '-' : '+', abs(exp10));
+			kiln_buf_printf(b, ".%s", digits + 1);
+		kiln_buf_printf(b, "e%d", exp10);
 	} else if (exp10 >= 0) {
 		for (int i = 0; i <= exp10; i++)
-			kiln_buf_put(&b, (size_t)i < nd ? &digits[i] : "0", 1);
-		kiln_buf_printf(&b, ".%s", (size_t)exp10 + 1 < nd ? digits + exp10 + 1 : "0");
+			kiln_buf_put(b, (size_t)i < nd ? &digits[i] : "0", 1);
+		kiln_buf_printf(b, ".%s", (size_t)exp10 + 1 < nd ? digits + exp10 + 1 : "0");
 	} else {
-		kiln_buf_puts(&b, "0.");
+		kiln_buf_puts(b, "0.");
 		for (int i = 0; i < -exp10 - 1; i++)
-			kiln_buf_puts(&b, "0");
-		kiln_buf_puts(&b, digits);
+			kiln_buf_puts(b, "0");
+		kiln_buf_puts(b, digits);
 	}
-	snprintf(out, size, "%s", b.ptr ? b.ptr : "");
-	kiln_buf_release(&b);
 }
 
-/* Python's repr() of a str: single quotes unless it holds one and no double quote; escapes as Python's. */
-static void py_str_repr(struct kiln_buf *b, const char *s)
+void vjson_text(struct kiln_buf *b, const json_t *v)
 {
-	char q = strchr(s, '\'') && !strchr(s, '"') ? '"' : '\'';
-	kiln_buf_put(b, &q, 1);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '\\' || *p == (unsigned char)q)
-			kiln_buf_printf(b, "\\%c", *p);
-		else if (*p == '\n')
-			kiln_buf_puts(b, "\\n");
-		else if (*p == '\r')
-			kiln_buf_puts(b, "\\r");
-		else if (*p == '\t')
-			kiln_buf_puts(b, "\\t");
-		else if (*p < 0x20 || *p == 0x7f)
-			kiln_buf_printf(b, "\\x%02x", *p);
-		else
-			kiln_buf_put(b, p, 1);
-	}
-	kiln_buf_put(b, &q, 1);
-}
-
-void vpy_text(struct kiln_buf *b, const json_t *v, bool repr)
-{
-	char num[48];
+	size_t i;
+	const json_t *item;
+	const char *key;
 	switch (json_typeof(v)) {
-	case JSON_STRING:
-		if (repr)
-			py_str_repr(b, json_string_value(v));
-		else
-			kiln_buf_puts(b, json_string_value(v));
-		break;
-	case JSON_INTEGER:
-		kiln_buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-		break;
 	case JSON_REAL:
-		py_float_repr(num, sizeof(num), json_real_value(v));
-		kiln_buf_puts(b, num);
-		break;
-	case JSON_TRUE:
-		kiln_buf_puts(b, "True");
-		break;
-	case JSON_FALSE:
-		kiln_buf_puts(b, "False");
-		break;
-	case JSON_NULL:
-		kiln_buf_puts(b, "None");
-		break;
+		real_text(b, json_real_value(v));
+		return;
+	case JSON_ARRAY:
+		kiln_buf_puts(b, "[");
+		json_array_foreach(v, i, item)
+		{
+			if (i)
+				kiln_buf_puts(b, ",");
+			vjson_text(b, item);
+		}
+		kiln_buf_puts(b, "]");
+		return;
+	case JSON_OBJECT: {
+		/* serde_json's map is sorted by key (an insertion sort: inputs are small) */
+		kiln_buf_puts(b, "{");
+		size_t n = 0;
+		_cleanup_free_ const char **keys = calloc(json_object_size(v) + 1, sizeof(*keys));
+		json_object_foreach((json_t *)v, key, item)
+		{
+			if (keys)
+				keys[n++] = key;
+		}
+		for (size_t a = 1; a < n; a++)
+			for (size_t z = a; z > 0 && strcmp(keys[z - 1], keys[z]) > 0; z--) {
+				const char *t = keys[z];
+				keys[z] = keys[z - 1];
+				keys[z - 1] = t;
+			}
+		for (size_t k = 0; k < n; k++) {
+			json_auto_t *name = json_string(keys[k]);
+			if (k)
+				kiln_buf_puts(b, ",");
+			vjson_text(b, name);
+			kiln_buf_puts(b, ":");
+			vjson_text(b, json_object_get(v, keys[k]));
+		}
+		kiln_buf_puts(b, "}");
+		return;
+	}
 	default: {
-		char *dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-		kiln_buf_puts(b, dump ? dump : "?");
-		free(dump);
+		_cleanup_free_ char *dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		kiln_buf_puts(b, dump ? dump : "null");
 	}
 	}
 }
@@ -126,52 +120,64 @@ void vpy_text(struct kiln_buf *b, const json_t *v, bool repr)
 
 json_t *vloc_with_index(const json_t *loc, size_t index)
 {
+	/* coglet names an item by its JSON pointer without the leading '/': "weights/1" */
 	json_t *l = json_copy((json_t *)loc);
-	json_array_append_new(l, json_integer((json_int_t)index));
+	size_t last = json_array_size(l) - 1;
+	_cleanup_buf_ struct kiln_buf name = KILN_BUF_INIT;
+	kiln_buf_printf(&name, "%s/%zu", json_string_value(json_array_get(l, last)), index);
+	json_array_set_new(l, last, json_string(name.ptr ? name.ptr : ""));
 	return l;
 }
 
-void vadd_error(struct vctx *v, const json_t *loc, const char *msg, const char *type, json_t *ctx)
+void vadd_error(struct vctx *v, const json_t *loc, const char *msg, const char *type)
 {
-	json_t *e = json_pack("{s:o,s:s,s:s}", "loc", json_deep_copy(loc), "msg", msg, "type", type);
-	if (e && ctx)
-		json_object_set(e, "ctx", ctx);
-	json_decref(ctx);
-	json_array_append_new(v->detail, e);
+	json_array_append_new(
+	    v->detail, json_pack("{s:o,s:s,s:s}", "loc", json_deep_copy(loc), "msg", msg, "type", type));
 }
 
-void vadd_bound_error(struct vctx *v, const json_t *loc, const char *words, const char *code,
+/* VALUE, then TEXT, as one value_error entry. */
+static void add_value_error(struct vctx *v, const json_t *loc, const json_t *value, const char *text)
+{
+	_cleanup_buf_ struct kiln_buf msg = KILN_BUF_INIT;
+	vjson_text(&msg, value);
+	kiln_buf_puts(&msg, text);
+	vadd_error(v, loc, msg.ptr ? msg.ptr : "", "value_error");
+}
+
+void vadd_type_error(struct vctx *v, const json_t *loc, const json_t *value, const char *type)
+{
+	_cleanup_buf_ struct kiln_buf text = KILN_BUF_INIT;
+	kiln_buf_printf(&text, " is not of type \"%s\"", type);
+	add_value_error(v, loc, value, text.ptr);
+}
+
+void vadd_bound_error(struct vctx *v, const json_t *loc, const json_t *value, const char *words,
                       const json_t *limit)
 {
-	_cleanup_buf_ struct kiln_buf msg = KILN_BUF_INIT;
-	kiln_buf_printf(&msg, "ensure this value is %s ", words);
-	vpy_text(&msg, limit, false);
-	char type[64];
-	snprintf(type, sizeof(type), "value_error.number.%s", code);
-	vadd_error(v, loc, msg.ptr, type, json_pack("{s:O}", "limit_value", (json_t *)limit));
+	_cleanup_buf_ struct kiln_buf text = KILN_BUF_INIT;
+	kiln_buf_printf(&text, " is %s ", words);
+	vjson_text(&text, limit);
+	add_value_error(v, loc, value, text.ptr);
 }
 
-void vadd_length_error(struct vctx *v, const json_t *loc, const char *words, const json_t *limit,
-                       const char *noun, const char *type)
+void vadd_count_error(struct vctx *v, const json_t *loc, const json_t *value, const char *words,
+                      json_int_t limit, const char *noun)
 {
-	_cleanup_buf_ struct kiln_buf msg = KILN_BUF_INIT;
-	kiln_buf_printf(&msg, "ensure this value has %s ", words);
-	vpy_text(&msg, limit, false);
-	kiln_buf_printf(&msg, " %s", noun);
-	vadd_error(v, loc, msg.ptr, type, json_pack("{s:O}", "limit_value", (json_t *)limit));
+	_cleanup_buf_ struct kiln_buf text = KILN_BUF_INIT;
+	kiln_buf_printf(&text, " %s %" JSON_INTEGER_FORMAT " %s%s", words, limit, noun,
+	                limit == 1 ? "" : "s");
+	add_value_error(v, loc, value, text.ptr);
 }
 
-void vadd_enum_error(struct vctx *v, const json_t *loc, const json_t *members)
+void vadd_enum_error(struct vctx *v, const json_t *loc, const json_t *value, const json_t *members)
 {
-	_cleanup_buf_ struct kiln_buf msg = KILN_BUF_INIT;
-	kiln_buf_puts(&msg, "value is not a valid enumeration member; permitted: ");
-	size_t i;
-	const json_t *m;
-	json_array_foreach(members, i, m)
-	{
-		if (i)
-			kiln_buf_puts(&msg, ", ");
-		vpy_text(&msg, m, true);
-	}
-	vadd_error(v, loc, msg.ptr, "type_error.enum", json_pack("{s:O}", "enum_values", (json_t *)members));
+	_cleanup_buf_ struct kiln_buf text = KILN_BUF_INIT;
+	kiln_buf_puts(&text, " is not one of ");
+	vjson_text(&text, members);
+	add_value_error(v, loc, value, text.ptr);
+}
+
+void vadd_text_error(struct vctx *v, const json_t *loc, const json_t *value, const char *text)
+{
+	add_value_error(v, loc, value, text);
 }

@@ -71,6 +71,17 @@ static void on_ready(struct shim *s)
 		return;
 	}
 	json_t *input = NULL, *detail = NULL;
+	char *unknown = shim_validate_unknown(s->schema, warmup);
+	if (unknown) {
+		/* the manifest's own input: a name the model does not have is a mistake to name, not to drop
+		 */
+		char msg[512];
+		snprintf(msg, sizeof(msg), "invalid serve.warmup input: %s %s not an input of this model",
+		         unknown, strchr(unknown, ',') ? "are" : "is");
+		free(unknown);
+		shim_setup_done(s, "failed", SHIM_SETUP_FAILED, msg);
+		return;
+	}
 	if (shim_validate_input(s->schema, warmup, &input, &detail) < 0) {
 		char *d = kiln_json_dumps(detail, JSON_COMPACT);
 		char msg[512];

@@ -221,7 +221,7 @@ refused $'input validation failed:\n- missing required input "text"\n- missing r
 refused 'invalid input "n": expected integer, got string' kNumber --json '{"n": "three"}'
 refused 'invalid input "n": must not be null (omit the input to use its default)' kNumber --json '{"n": null}'
 refused 'invalid input "mode": must be one of: fast, slow' types -i text=abc -i image=@../doc.txt -i mode=medium
-refused 'invalid input "steps": ensure this value is less than or equal to 50' types -i text=abc -i image=@../doc.txt -i steps=99
+refused 'invalid input "steps": 99 is greater than the maximum of 50' types -i text=abc -i image=@../doc.txt -i steps=99
 
 t_case "-i NAME=\"VALUE\" loses its quotes, as in Cog; a failed prediction in Cog's words"
 predict kText -i 'text="quoted words"'

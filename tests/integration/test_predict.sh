@@ -107,7 +107,7 @@ run_kiln predict types -i text=a -i image=@missing.png --runtime native
 expect_contains "$ERR" "input 'image': cannot open 'missing.png'"
 run_kiln predict types -i text=BAD -i image=@doc.txt --runtime native
 expect_rc 1
-expect_contains "$ERR" 'invalid input "text": string does not match regex'
+expect_contains "$ERR" 'invalid input "text": "BAD" does not match "^[a-z ]+$"'
 
 t_case "a predictor that raises, a setup that fails: exit 1 with the error and the logs"
 fixture raises raises.py

@@ -84,7 +84,7 @@ predict "$UNION" -i value=x
 expect_rc 1
 expect_contains "$ERR" 'missing required input "need"'
 
-t_case "kiln-shim: union inputs over HTTP, strictly typed, 422 with each member's problem"
+t_case "kiln-shim: union inputs over HTTP, strictly typed, 422 in jsonschema's one message for the union"
 start "$UNION"
 wait_health READY
 post '{"input": {"value": 5, "need": null, "count": 4, "nums": [1, 2.5], "either": {"k": [1]}, "maybe": 9}}'
@@ -94,14 +94,14 @@ expect_eq "$(field '[j["output"][k] for k in ("value", "need", "count", "nums", 
 post '{"input": {"value": true, "need": "x"}}'
 expect_eq "$CODE" 422
 expect_eq "$(field 'j["detail"]')" \
-	'[{"loc": ["body", "input", "value"], "msg": "str type expected", "type": "type_error.str"}, {"loc": ["body", "input", "value"], "msg": "value is not a valid float", "type": "type_error.float"}]'
+	"[{\"loc\": [\"body\", \"input\", \"value\"], \"msg\": \"true is not valid under any of the schemas listed in the 'anyOf' keyword\", \"type\": \"value_error\"}]"
 post '{"input": {"value": "a", "need": "x", "count": 2.5, "nums": [true]}}'
 expect_eq "$CODE" 422
 expect_eq "$(field '[(e["loc"][-1], e["type"]) for e in j["detail"]]')" \
-	'[["count", "type_error.integer"], ["count", "type_error.str"], ["nums", "type_error.list"], ["nums", "type_error.list"]]'
+	'[["count", "value_error"], ["nums", "value_error"]]'
 post '{"input": {"value": "a"}}'
 expect_eq "$CODE" 422
-expect_eq "$(field 'j["detail"]')" '[{"loc": ["body", "input", "need"], "msg": "field required", "type": "value_error.missing"}]'
+expect_eq "$(field 'j["detail"]')" '[{"loc": ["body", "input", "need"], "msg": "Field required", "type": "value_error.missing"}]'
 kill -TERM "$SPID"
 
 # ---- dict, Dict[str, Any], TypedDict, Opaque inputs; TypedDict outputs
@@ -145,7 +145,7 @@ expect_eq "$(field 'j["input"]["typed"]')" '{"a": 1}' "the default in the respon
 post '{"input": {"plain": [1], "options": "x"}}'
 expect_eq "$CODE" 422
 expect_eq "$(field '[(e["loc"][-1], e["msg"]) for e in j["detail"]]')" \
-	'[["plain", "value is not a valid dict"], ["options", "value is not a valid dict"]]'
+	'[["plain", "[1] is not of type \"object\""], ["options", "\"x\" is not of type \"object\""]]'
 kill -TERM "$SPID"
 FUNCTIONAL=$(project functional dicts.py dicts.py:Functional)
 start "$FUNCTIONAL"
@@ -260,7 +260,7 @@ start "$DEFAULTS"
 wait_health READY
 post '{"input": {"image": "data:image/png;base64,aGk="}}'
 expect_eq "$CODE" 422
-expect_eq "$(field 'j["detail"]')" '[{"loc": ["body", "input", "seed"], "msg": "field required", "type": "value_error.missing"}]'
+expect_eq "$(field 'j["detail"]')" '[{"loc": ["body", "input", "seed"], "msg": "Field required", "type": "value_error.missing"}]'
 post '{"input": {"image": "data:image/png;base64,aGk=", "seed": 1, "key": "k", "m": null}}'
 expect_eq "$CODE" 200 "status ($BODY)"
 expect_eq "$(field 'j["output"]')" "1 k None None None"

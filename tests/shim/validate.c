@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* tests/shim/validate.c: input validation: coercions, constraints, defaults and Cog's 422 details. */
+/* tests/shim/validate.c: input validation: strict types, constraints, defaults and coglet's 422 details. */
 #include <criterion/criterion.h>
 
 #include <stdlib.h>
@@ -137,20 +137,48 @@ Test(validate, every_type_accepted_as_given)
 	json_decref(norm);
 }
 
-Test(validate, unknown_fields_are_refused_like_coglet)
+/* Validate INPUT, expecting exactly one problem: FIELD's, value_error, in the words MSG. */
+static void refused_with(const char *input, const char *field, const char *msg)
 {
-	refused("{" BASE ", \"negative_prompt\": \"dogs\", \"extra\": {\"x\": 1}}",
-	        "[{\"loc\": [\"body\", \"input\", \"negative_prompt\"], \"msg\": \"Unexpected field "
-	        "'negative_prompt'\", \"type\": \"value_error.extra\"},"
-	        " {\"loc\": [\"body\", \"input\", \"extra\"], \"msg\": \"Unexpected field 'extra'\", "
-	        "\"type\": \"value_error.extra\"}]");
+	json_t *in = js(input);
+	json_t *norm = NULL, *detail = NULL;
+	int rc = shim_validate_input(schema, in, &norm, &detail);
+	cr_assert_eq(rc, -1, "input %s accepted", input);
+	json_t *want = json_pack("[{s:[s,s,s],s:s,s:s}]", "loc", "body", "input", field, "msg", msg, "type",
+	                         "value_error");
+	char *w = json_dumps(want, JSON_COMPACT);
+	assert_json(detail, w);
+	free(w);
+	json_decref(want);
+	json_decref(detail);
+	json_decref(in);
+}
+
+/* "{" BASE ", NAME: VALUE}" into OUT. */
+#define WITH(out, name, value) snprintf(out, sizeof(out), "{" BASE ", \"%s\": %s}", name, value)
+
+Test(validate, unknown_fields_are_left_out_and_named_as_coglet_drops_them)
+{
+	json_t *norm = ok("{" BASE ", \"negative_prompt\": \"dogs\", \"extra\": {\"x\": 1}}");
+	cr_assert_null(json_object_get(norm, "negative_prompt"));
+	cr_assert_null(json_object_get(norm, "extra"));
+	cr_assert_str_eq(json_string_value(json_object_get(norm, "prompt")), "a cat");
+	json_decref(norm);
+	json_t *in = js("{" BASE ", \"negative_prompt\": \"dogs\", \"extra\": 1}");
+	char *names = shim_validate_unknown(schema, in);
+	cr_assert_str_eq(names, "'negative_prompt', 'extra'");
+	free(names);
+	json_decref(in);
+	in = js("{" BASE "}");
+	cr_assert_null(shim_validate_unknown(schema, in));
+	json_decref(in);
 }
 
 Test(validate, missing_required_fields_are_field_required)
 {
-	refused("{}", "[{\"loc\": [\"body\", \"input\", \"prompt\"], \"msg\": \"field required\","
+	refused("{}", "[{\"loc\": [\"body\", \"input\", \"prompt\"], \"msg\": \"Field required\","
 	              " \"type\": \"value_error.missing\"},"
-	              " {\"loc\": [\"body\", \"input\", \"image\"], \"msg\": \"field required\","
+	              " {\"loc\": [\"body\", \"input\", \"image\"], \"msg\": \"Field required\","
 	              " \"type\": \"value_error.missing\"}]");
 }
 
@@ -167,139 +195,94 @@ Test(validate, null_or_absent_input_is_an_empty_object)
 	json_decref(null);
 }
 
-Test(validate, input_that_is_not_an_object_is_not_a_valid_dict)
+Test(validate, input_that_is_not_an_object_is_the_root_s_type_error)
 {
-	refused("[1, 2]", "[{\"loc\": [\"body\", \"input\"], \"msg\": \"value is not a valid dict\","
-	                  " \"type\": \"type_error.dict\"}]");
+	refused_with("[1, 2]", "__root__", "[1,2] is not of type \"object\"");
+	refused_with("\"text\"", "__root__", "\"text\" is not of type \"object\"");
 }
 
-Test(validate, integer_coerces_like_pydantic_v1)
+Test(validate, integer_takes_json_integers_and_whole_reals_only)
 {
-	normalized_field("{" BASE ", \"steps\": \"42\"}", "steps", "42");
-	normalized_field("{" BASE ", \"steps\": \" 7 \"}", "steps", "7");
-	normalized_field("{" BASE ", \"steps\": \"1_0\"}", "steps", "10");
-	normalized_field("{" BASE ", \"steps\": 5.9}", "steps", "5");
-	normalized_field("{" BASE ", \"steps\": true}", "steps", "1");
+	normalized_field("{" BASE ", \"steps\": 42}", "steps", "42");
+	normalized_field("{" BASE ", \"steps\": 5.0}", "steps", "5");
+	json_t *norm = ok("{" BASE ", \"steps\": 5.0}");
+	cr_assert(json_is_integer(json_object_get(norm, "steps")));
+	json_decref(norm);
 	normalized_field("{" BASE ", \"seed\": -9223372036854775807}", "seed", "-9223372036854775807");
-}
-
-Test(validate, integer_refuses_what_int_cannot_read)
-{
-	const char *bad[] = {
-	    "\"foo\"", "\"5.0\"", "\"\"", "\"1__0\"", "[1]", "{}", "\"99999999999999999999\""};
+	const char *bad[][2] = {{"\"42\"", "\"42\""}, {"5.9", "5.9"},   {"true", "true"},   {"[1]", "[1]"},
+	                        {"{}", "{}"},         {"\"\"", "\"\""}, {"1e300", "1e300"}, {"0.5", "0.5"}};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		char input[256];
-		snprintf(input, sizeof(input), "{" BASE ", \"seed\": %s}", bad[i]);
-		refused(
-		    input,
-		    "[{\"loc\": [\"body\", \"input\", \"seed\"], \"msg\": \"value is not a valid integer\","
-		    " \"type\": \"type_error.integer\"}]");
+		char input[256], msg[256];
+		WITH(input, "seed", bad[i][0]);
+		snprintf(msg, sizeof(msg), "%s is not of type \"integer\"", bad[i][1]);
+		refused_with(input, "seed", msg);
 	}
 }
 
-Test(validate, number_coerces_to_a_real)
+Test(validate, number_takes_any_json_number_as_a_real)
 {
 	normalized_field("{" BASE ", \"guidance\": 5}", "guidance", "5.0");
-	normalized_field("{" BASE ", \"guidance\": \"12.5\"}", "guidance", "12.5");
-	normalized_field("{" BASE ", \"guidance\": \"1e1\"}", "guidance", "10.0");
+	normalized_field("{" BASE ", \"guidance\": 12.5}", "guidance", "12.5");
 	json_t *norm = ok("{" BASE ", \"guidance\": 5}");
 	cr_assert(json_is_real(json_object_get(norm, "guidance")));
 	json_decref(norm);
-}
-
-Test(validate, number_refuses_text_and_non_finite_values)
-{
-	const char *bad[] = {"\"abc\"", "\"nan\"", "\"inf\"", "\"0x10\"", "[]", "\"1e\""};
+	const char *bad[] = {"\"abc\"", "\"12.5\"", "\"nan\"", "false", "[]"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		char input[256];
-		snprintf(input, sizeof(input), "{" BASE ", \"guidance\": %s}", bad[i]);
-		refused(
-		    input,
-		    "[{\"loc\": [\"body\", \"input\", \"guidance\"], \"msg\": \"value is not a valid float\","
-		    " \"type\": \"type_error.float\"}]");
+		char input[256], msg[256];
+		WITH(input, "guidance", bad[i]);
+		snprintf(msg, sizeof(msg), "%s is not of type \"number\"", bad[i]);
+		refused_with(input, "guidance", msg);
 	}
 }
 
-Test(validate, boolean_takes_pydantic_v1_words_and_numbers)
+Test(validate, boolean_takes_true_and_false_only)
 {
-	const char *yes[] = {"true", "1", "1.0", "\"yes\"", "\"On\"", "\"t\"", "\"TRUE\"", "\"y\"", "\"1\""};
-	const char *no[] = {"false", "0", "\"no\"", "\"off\"", "\"F\"", "\"false\"", "\"n\"", "\"0\""};
-	char input[256];
-	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-		snprintf(input, sizeof(input), "{" BASE ", \"hd\": %s}", yes[i]);
-		normalized_field(input, "hd", "true");
-	}
-	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
-		snprintf(input, sizeof(input), "{" BASE ", \"hd\": %s}", no[i]);
-		normalized_field(input, "hd", "false");
-	}
-}
-
-Test(validate, boolean_refuses_other_values)
-{
-	const char *bad[] = {"2", "\"maybe\"", "\" true\"", "[]"};
+	normalized_field("{" BASE ", \"hd\": true}", "hd", "true");
+	normalized_field("{" BASE ", \"hd\": false}", "hd", "false");
+	const char *bad[] = {"1", "0", "\"true\"", "\"yes\"", "[]"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		char input[256];
-		snprintf(input, sizeof(input), "{" BASE ", \"hd\": %s}", bad[i]);
-		refused(
-		    input,
-		    "[{\"loc\": [\"body\", \"input\", \"hd\"],"
-		    " \"msg\": \"value could not be parsed to a boolean\", \"type\": \"type_error.bool\"}]");
+		char input[256], msg[256];
+		WITH(input, "hd", bad[i]);
+		snprintf(msg, sizeof(msg), "%s is not of type \"boolean\"", bad[i]);
+		refused_with(input, "hd", msg);
 	}
 }
 
-Test(validate, string_takes_numbers_as_python_str_of_them)
+Test(validate, string_takes_json_strings_only_and_shows_values_as_serde_json_does)
 {
-	normalized_field("{\"prompt\": 42, \"image\": \"http://x\"}", "prompt", "\"42\"");
-	normalized_field("{\"prompt\": 1.5, \"image\": \"http://x\"}", "prompt", "\"1.5\"");
-	normalized_field("{\"prompt\": 0.1, \"image\": \"http://x\"}", "prompt", "\"0.1\"");
-	normalized_field("{\"prompt\": 1e16, \"image\": \"http://x\"}", "prompt", "\"1e+16\"");
-	normalized_field("{\"prompt\": 1e15, \"image\": \"http://x\"}", "prompt", "\"1000000000000000.0\"");
-	normalized_field("{\"prompt\": 0.00001, \"image\": \"http://x\"}", "prompt", "\"1e-05\"");
-	normalized_field("{\"prompt\": 0.0001, \"image\": \"http://x\"}", "prompt", "\"0.0001\"");
-	normalized_field("{\"prompt\": -2.5e-7, \"image\": \"http://x\"}", "prompt", "\"-2.5e-07\"");
-	normalized_field("{\"prompt\": true, \"image\": \"http://x\"}", "prompt", "\"True\"");
+	refused_with("{\"prompt\": 42, \"image\": \"http://x\"}", "prompt", "42 is not of type \"string\"");
+	refused_with("{\"prompt\": 20.0, \"image\": \"http://x\"}", "prompt",
+	             "20.0 is not of type \"string\"");
+	refused_with("{\"prompt\": 0.1, \"image\": \"http://x\"}", "prompt", "0.1 is not of type \"string\"");
+	refused_with("{\"prompt\": 1e16, \"image\": \"http://x\"}", "prompt",
+	             "1e16 is not of type \"string\"");
+	refused_with("{\"prompt\": -2.5e-7, \"image\": \"http://x\"}", "prompt",
+	             "-2.5e-7 is not of type \"string\"");
+	refused_with("{\"prompt\": true, \"image\": \"http://x\"}", "prompt",
+	             "true is not of type \"string\"");
+	refused_with("{\"prompt\": {\"b\": 1, \"a\": [1.5, \"x\"]}, \"image\": \"http://x\"}", "prompt",
+	             "{\"a\":[1.5,\"x\"],\"b\":1} is not of type \"string\"");
 }
 
-Test(validate, string_refuses_objects_and_arrays)
+Test(validate, minimum_and_maximum_in_jsonschema_s_words)
 {
-	refused("{\"prompt\": {\"a\": 1}, \"image\": \"http://x\"}",
-	        "[{\"loc\": [\"body\", \"input\", \"prompt\"], \"msg\": \"str type expected\","
-	        " \"type\": \"type_error.str\"}]");
-}
-
-Test(validate, minimum_and_maximum_report_the_limit)
-{
-	refused("{" BASE ", \"steps\": 0}",
-	        "[{\"loc\": [\"body\", \"input\", \"steps\"], \"msg\": \"ensure this value is greater than "
-	        "or equal to 1\","
-	        " \"type\": \"value_error.number.not_ge\", \"ctx\": {\"limit_value\": 1}}]");
-	refused("{" BASE ", \"steps\": 101}",
-	        "[{\"loc\": [\"body\", \"input\", \"steps\"], \"msg\": \"ensure this value is less than or "
-	        "equal to 100\","
-	        " \"type\": \"value_error.number.not_le\", \"ctx\": {\"limit_value\": 100}}]");
-	refused("{" BASE ", \"guidance\": 2}",
-	        "[{\"loc\": [\"body\", \"input\", \"guidance\"],"
-	        " \"msg\": \"ensure this value is greater than or equal to 3.01\","
-	        " \"type\": \"value_error.number.not_ge\", \"ctx\": {\"limit_value\": 3.01}}]");
-	refused("{" BASE ", \"guidance\": 20.5}",
-	        "[{\"loc\": [\"body\", \"input\", \"guidance\"],"
-	        " \"msg\": \"ensure this value is less than or equal to 20.0\","
-	        " \"type\": \"value_error.number.not_le\", \"ctx\": {\"limit_value\": 20.0}}]");
+	refused_with("{" BASE ", \"steps\": 0}", "steps", "0 is less than the minimum of 1");
+	refused_with("{" BASE ", \"steps\": 101}", "steps", "101 is greater than the maximum of 100");
+	refused_with("{" BASE ", \"guidance\": 2}", "guidance", "2 is less than the minimum of 3.01");
+	refused_with("{" BASE ", \"guidance\": 20.5}", "guidance",
+	             "20.5 is greater than the maximum of 20.0");
 	normalized_field("{" BASE ", \"steps\": 100}", "steps", "100");
 	normalized_field("{" BASE ", \"steps\": 1}", "steps", "1");
+	json_object_set_new(property("steps"), "exclusiveMinimum", json_integer(5));
+	refused_with("{" BASE ", \"steps\": 5}", "steps", "5 is less than or equal to the minimum of 5");
 }
 
 Test(validate, string_length_counts_characters_not_bytes)
 {
-	refused("{\"prompt\": \"\", \"image\": \"http://x\"}",
-	        "[{\"loc\": [\"body\", \"input\", \"prompt\"], \"msg\": \"ensure this value has at least 1 "
-	        "characters\","
-	        " \"type\": \"value_error.any_str.min_length\", \"ctx\": {\"limit_value\": 1}}]");
-	refused("{\"prompt\": \"abcdefghijklmnopqrstu\", \"image\": \"http://x\"}",
-	        "[{\"loc\": [\"body\", \"input\", \"prompt\"], \"msg\": \"ensure this value has at most 20 "
-	        "characters\","
-	        " \"type\": \"value_error.any_str.max_length\", \"ctx\": {\"limit_value\": 20}}]");
+	refused_with("{\"prompt\": \"\", \"image\": \"http://x\"}", "prompt",
+	             "\"\" is shorter than 1 character");
+	refused_with("{\"prompt\": \"abcdefghijklmnopqrstu\", \"image\": \"http://x\"}", "prompt",
+	             "\"abcdefghijklmnopqrstu\" is longer than 20 characters");
 	/* 20 characters, 40 bytes. */
 	normalized_field("{\"prompt\": \"éééééééééééééééééééé\", \"image\": \"http://x\"}", "prompt",
 	                 "\"éééééééééééééééééééé\"");
@@ -309,10 +292,7 @@ Test(validate, pattern_is_anchored_at_the_start_only_like_re_match)
 {
 	normalized_field("{" BASE ", \"code\": \"abc123\"}", "code", "\"abc123\"");
 	normalized_field("{" BASE ", \"code\": \"abc-trailing\"}", "code", "\"abc-trailing\"");
-	refused("{" BASE ", \"code\": \"1abc\"}",
-	        "[{\"loc\": [\"body\", \"input\", \"code\"], \"msg\": \"string does not match regex "
-	        "\\\"[a-z]+[0-9]*\\\"\","
-	        " \"type\": \"value_error.str.regex\", \"ctx\": {\"pattern\": \"[a-z]+[0-9]*\"}}]");
+	refused_with("{" BASE ", \"code\": \"1abc\"}", "code", "\"1abc\" does not match \"[a-z]+[0-9]*\"");
 }
 
 Test(validate, pattern_understands_backslash_d_and_alternation)
@@ -320,114 +300,88 @@ Test(validate, pattern_understands_backslash_d_and_alternation)
 	json_object_set_new(property("code"), "pattern", json_string("\\d{3}-\\d{4}|x"));
 	normalized_field("{" BASE ", \"code\": \"555-1234\"}", "code", "\"555-1234\"");
 	normalized_field("{" BASE ", \"code\": \"xyz\"}", "code", "\"xyz\"");
-	refused("{" BASE ", \"code\": \"55-1234\"}",
-	        "[{\"loc\": [\"body\", \"input\", \"code\"], \"msg\": \"string does not match regex "
-	        "\\\"\\\\d{3}-\\\\d{4}|x\\\"\","
-	        " \"type\": \"value_error.str.regex\", \"ctx\": {\"pattern\": \"\\\\d{3}-\\\\d{4}|x\"}}]");
+	refused_with("{" BASE ", \"code\": \"55-1234\"}", "code",
+	             "\"55-1234\" does not match \"\\d{3}-\\d{4}|x\"");
 }
 
 Test(validate, choices_behind_allof_ref)
 {
 	normalized_field("{" BASE ", \"scheduler\": \"DPMSolverMultistep\"}", "scheduler",
 	                 "\"DPMSolverMultistep\"");
-	refused("{" BASE ", \"scheduler\": \"ddim\"}",
-	        "[{\"loc\": [\"body\", \"input\", \"scheduler\"],"
-	        " \"msg\": \"value is not a valid enumeration member; permitted: 'DDIM', 'K_EULER', "
-	        "'DPMSolverMultistep'\","
-	        " \"type\": \"type_error.enum\", \"ctx\": {\"enum_values\": [\"DDIM\", \"K_EULER\", "
-	        "\"DPMSolverMultistep\"]}}]");
-	/* A str Enum takes no str() first: 1 is not "1". */
-	refused("{" BASE ", \"style\": 1}",
-	        "[{\"loc\": [\"body\", \"input\", \"style\"],"
-	        " \"msg\": \"value is not a valid enumeration member; permitted: 'photo', 'anime'\","
-	        " \"type\": \"type_error.enum\", \"ctx\": {\"enum_values\": [\"photo\", \"anime\"]}}]");
+	refused_with("{" BASE ", \"scheduler\": \"ddim\"}", "scheduler",
+	             "\"ddim\" is not one of [\"DDIM\",\"K_EULER\",\"DPMSolverMultistep\"]");
+	refused_with("{" BASE ", \"style\": 1}", "style", "1 is not of type \"string\"");
 }
 
-Test(validate, integer_choices_coerce_first_like_int_enum)
+Test(validate, integer_choices_compare_by_value)
 {
-	normalized_field("{" BASE ", \"num_outputs\": \"2\"}", "num_outputs", "2");
+	normalized_field("{" BASE ", \"num_outputs\": 2}", "num_outputs", "2");
 	normalized_field("{" BASE ", \"num_outputs\": 4.0}", "num_outputs", "4");
-	refused("{" BASE ", \"num_outputs\": 3}",
-	        "[{\"loc\": [\"body\", \"input\", \"num_outputs\"],"
-	        " \"msg\": \"value is not a valid enumeration member; permitted: 1, 2, 4\","
-	        " \"type\": \"type_error.enum\", \"ctx\": {\"enum_values\": [1, 2, 4]}}]");
-	refused(
-	    "{" BASE ", \"num_outputs\": \"two\"}",
-	    "[{\"loc\": [\"body\", \"input\", \"num_outputs\"], \"msg\": \"value is not a valid integer\","
-	    " \"type\": \"type_error.integer\"}]");
+	refused_with("{" BASE ", \"num_outputs\": 3}", "num_outputs", "3 is not one of [1,2,4]");
+	refused_with("{" BASE ", \"num_outputs\": \"2\"}", "num_outputs", "\"2\" is not of type \"integer\"");
 }
 
 Test(validate, file_inputs_need_data_or_http_urls)
 {
 	normalized_field("{\"prompt\": \"p\", \"image\": \"HTTPS://example.com/a.png\"}", "image",
 	                 "\"HTTPS://example.com/a.png\"");
-	refused("{\"prompt\": \"p\", \"image\": \"foo\"}",
-	        "[{\"loc\": [\"body\", \"input\", \"image\"],"
-	        " \"msg\": \"'' is not a valid URL scheme. 'data', 'http', or 'https' is supported.\","
-	        " \"type\": \"value_error\"}]");
-	refused("{\"prompt\": \"p\", \"image\": \"file:///etc/passwd\"}",
-	        "[{\"loc\": [\"body\", \"input\", \"image\"],"
-	        " \"msg\": \"'file' is not a valid URL scheme. 'data', 'http', or 'https' is supported.\","
-	        " \"type\": \"value_error\"}]");
-	refused("{\"prompt\": \"p\", \"image\": 5}",
-	        "[{\"loc\": [\"body\", \"input\", \"image\"], \"msg\": \"str type expected\","
-	        " \"type\": \"type_error.str\"}]");
+	refused_with("{\"prompt\": \"p\", \"image\": \"foo\"}", "image",
+	             "'' is not a valid URL scheme. 'data', 'http', or 'https' is supported.");
+	refused_with("{\"prompt\": \"p\", \"image\": \"file:///etc/passwd\"}", "image",
+	             "'file' is not a valid URL scheme. 'data', 'http', or 'https' is supported.");
+	refused_with("{\"prompt\": \"p\", \"image\": 5}", "image", "5 is not of type \"string\"");
 }
 
-Test(validate, array_items_are_checked_one_by_one_with_their_index)
+Test(validate, array_items_are_named_by_their_json_pointer)
 {
-	normalized_field("{" BASE ", \"tags\": [\"a\", 2]}", "tags", "[\"a\", \"2\"]");
+	normalized_field("{" BASE ", \"tags\": [\"a\", \"b\"]}", "tags", "[\"a\", \"b\"]");
 	refused("{" BASE ", \"weights\": [0.5, \"x\", 2]}",
-	        "[{\"loc\": [\"body\", \"input\", \"weights\", 1], \"msg\": \"value is not a valid float\","
-	        " \"type\": \"type_error.float\"},"
-	        " {\"loc\": [\"body\", \"input\", \"weights\", 2], \"msg\": \"ensure this value is less than "
-	        "or equal to 1\","
-	        " \"type\": \"value_error.number.not_le\", \"ctx\": {\"limit_value\": 1}}]");
-	refused("{" BASE ", \"images\": [\"ftp://x\"]}",
-	        "[{\"loc\": [\"body\", \"input\", \"images\", 0],"
-	        " \"msg\": \"'ftp' is not a valid URL scheme. 'data', 'http', or 'https' is supported.\","
+	        "[{\"loc\": [\"body\", \"input\", \"weights/1\"], \"msg\": \"\\\"x\\\" is not of type "
+	        "\\\"number\\\"\", \"type\": \"value_error\"},"
+	        " {\"loc\": [\"body\", \"input\", \"weights/2\"], \"msg\": \"2 is greater than the maximum "
+	        "of 1\","
 	        " \"type\": \"value_error\"}]");
-	refused("{" BASE ", \"tags\": \"a\"}",
-	        "[{\"loc\": [\"body\", \"input\", \"tags\"], \"msg\": \"value is not a valid list\","
-	        " \"type\": \"type_error.list\"}]");
+	refused_with("{" BASE ", \"images\": [\"ftp://x\"]}", "images/0",
+	             "'ftp' is not a valid URL scheme. 'data', 'http', or 'https' is supported.");
+	refused_with("{" BASE ", \"tags\": \"a\"}", "tags", "\"a\" is not of type \"array\"");
+	refused_with("{" BASE ", \"tags\": [\"a\", 2]}", "tags/1", "2 is not of type \"string\"");
+}
+
+Test(validate, array_lengths_in_jsonschema_s_words)
+{
+	json_object_set_new(property("tags"), "minItems", json_integer(1));
+	json_object_set_new(property("weights"), "maxItems", json_integer(2));
+	refused_with("{" BASE ", \"tags\": []}", "tags", "[] has less than 1 item");
+	refused_with("{" BASE ", \"weights\": [0, 0, 0]}", "weights", "[0,0,0] has more than 2 items");
 }
 
 Test(validate, null_is_allowed_only_where_python_allows_none)
 {
 	normalized_field("{" BASE ", \"seed\": null}", "seed", "null");
 	normalized_field("{" BASE ", \"mask\": null}", "mask", "null");
-	refused("{\"prompt\": null, \"image\": \"http://x\"}",
-	        "[{\"loc\": [\"body\", \"input\", \"prompt\"], \"msg\": \"none is not an allowed value\","
-	        " \"type\": \"type_error.none.not_allowed\"}]");
-	refused("{" BASE ", \"steps\": null}",
-	        "[{\"loc\": [\"body\", \"input\", \"steps\"], \"msg\": \"none is not an allowed value\","
-	        " \"type\": \"type_error.none.not_allowed\"}]");
-	refused("{" BASE ", \"tags\": [\"a\", null]}",
-	        "[{\"loc\": [\"body\", \"input\", \"tags\", 1], \"msg\": \"none is not an allowed value\","
-	        " \"type\": \"type_error.none.not_allowed\"}]");
+	refused_with("{\"prompt\": null, \"image\": \"http://x\"}", "prompt",
+	             "null is not of type \"string\"");
+	refused_with("{" BASE ", \"steps\": null}", "steps", "null is not of type \"integer\"");
+	refused_with("{" BASE ", \"tags\": [\"a\", null]}", "tags/1", "null is not of type \"string\"");
 }
 
 Test(validate, several_errors_come_back_together_in_field_order)
 {
 	refused(
 	    "{\"image\": \"nope\", \"hd\": \"maybe\", \"steps\": 0, \"scheduler\": \"X\", \"unknown\": 1}",
-	    "[{\"loc\": [\"body\", \"input\", \"prompt\"], \"msg\": \"field required\", \"type\": "
+	    "[{\"loc\": [\"body\", \"input\", \"prompt\"], \"msg\": \"Field required\", \"type\": "
 	    "\"value_error.missing\"},"
 	    " {\"loc\": [\"body\", \"input\", \"image\"],"
 	    " \"msg\": \"'' is not a valid URL scheme. 'data', 'http', or 'https' is supported.\", \"type\": "
 	    "\"value_error\"},"
-	    " {\"loc\": [\"body\", \"input\", \"steps\"], \"msg\": \"ensure this value is greater than or "
-	    "equal to 1\","
-	    " \"type\": \"value_error.number.not_ge\", \"ctx\": {\"limit_value\": 1}},"
-	    " {\"loc\": [\"body\", \"input\", \"hd\"], \"msg\": \"value could not be parsed to a boolean\","
-	    " \"type\": \"type_error.bool\"},"
+	    " {\"loc\": [\"body\", \"input\", \"steps\"], \"msg\": \"0 is less than the minimum of 1\","
+	    " \"type\": \"value_error\"},"
+	    " {\"loc\": [\"body\", \"input\", \"hd\"], \"msg\": \"\\\"maybe\\\" is not of type "
+	    "\\\"boolean\\\"\","
+	    " \"type\": \"value_error\"},"
 	    " {\"loc\": [\"body\", \"input\", \"scheduler\"],"
-	    " \"msg\": \"value is not a valid enumeration member; permitted: 'DDIM', 'K_EULER', "
-	    "'DPMSolverMultistep'\","
-	    " \"type\": \"type_error.enum\", \"ctx\": {\"enum_values\": [\"DDIM\", \"K_EULER\", "
-	    "\"DPMSolverMultistep\"]}},"
-	    " {\"loc\": [\"body\", \"input\", \"unknown\"], \"msg\": \"Unexpected field 'unknown'\","
-	    " \"type\": \"value_error.extra\"}]");
+	    " \"msg\": \"\\\"X\\\" is not one of [\\\"DDIM\\\",\\\"K_EULER\\\",\\\"DPMSolverMultistep\\\"]\","
+	    " \"type\": \"value_error\"}]");
 }
 
 Test(validate, defaults_are_copied_not_validated)
@@ -444,36 +398,24 @@ Test(validate, predictor_without_inputs_takes_none)
 	json_t *norm = ok("{}");
 	assert_json(norm, "{}");
 	json_decref(norm);
-	refused("{\"anything\": 1}", "[{\"loc\": [\"body\", \"input\", \"anything\"], \"msg\": \"Unexpected "
-	                             "field 'anything'\", \"type\": \"value_error.extra\"}]");
+	norm = ok("{\"anything\": 1}");
+	assert_json(norm, "{}");
+	json_decref(norm);
 }
 
-Test(validate, union_takes_the_member_of_the_value_s_type_strictly_else_reports_all)
+Test(validate, union_takes_the_member_of_the_value_s_type_strictly)
 {
 	load("union.json");
 	normalized_field("{\"args\": 123}", "args", "123");
 	normalized_field("{\"args\": [1, 2]}", "args", "[1, 2]");
-	const char *both =
-	    "[{\"loc\": [\"body\", \"input\", \"args\"], \"msg\": \"value is not a valid integer\","
-	    " \"type\": \"type_error.integer\"},"
-	    " {\"loc\": [\"body\", \"input\", \"args\"], \"msg\": \"value is not a valid list\","
-	    " \"type\": \"type_error.list\"}]";
-	/* Cog 0.22 checks union inputs strictly: no "2" for an integer, no true, no 2.5 */
-	refused("{\"args\": \"abc\"}", both);
-	refused("{\"args\": \"2\"}", both);
-	refused("{\"args\": true}", both);
-	refused("{\"args\": 2.5}", both);
-	refused("{\"args\": [1, \"2\"]}", both);
-	refused("{\"args\": null}",
-	        "[{\"loc\": [\"body\", \"input\", \"args\"], \"msg\": \"none is not an allowed "
-	        "value\", \"type\": \"type_error.none.not_allowed\"}]");
-}
-
-Test(validate, nullable_property_takes_null_despite_its_default)
-{
-	load("union.json");
-	normalized_field("{\"args\": 1, \"label\": null}", "label", "null");
-	normalized_field("{\"args\": 1}", "label", "\"none\"");
+	const char *bad[] = {"\"abc\"", "\"2\"", "true", "2.5", "[1,\"2\"]", "null"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char input[256], msg[256];
+		snprintf(input, sizeof(input), "{\"args\": %s}", bad[i]);
+		snprintf(msg, sizeof(msg),
+		         "%s is not valid under any of the schemas listed in the 'anyOf' keyword", bad[i]);
+		refused_with(input, "args", msg);
+	}
 }
 
 Test(validate, bare_input_schema_is_accepted_too)
@@ -481,7 +423,7 @@ Test(validate, bare_input_schema_is_accepted_too)
 	json_t *bare = json_deep_copy(input_object());
 	json_decref(schema);
 	schema = bare;
-	json_t *norm = ok("{" BASE ", \"steps\": \"3\"}");
+	json_t *norm = ok("{" BASE ", \"steps\": 3}");
 	cr_assert_eq(json_integer_value(json_object_get(norm, "steps")), 3);
 	json_decref(norm);
 }

@@ -101,6 +101,15 @@ wait_exit "$SPID" 10
 expect_eq "$RC" 0 "exit status"
 expect_contains "$(cat "$ECHO.log")" "kiln-shim stopped"
 
+t_case "a serve.warmup input the model does not have fails setup, naming it (requests' unknown inputs are only dropped)"
+BADWARM=$(project badwarm echo "serve:" "  warmup: {text: warm, txet: typo}")
+start "$BADWARM"
+wait_health SETUP_FAILED
+req GET /health-check
+expect_contains "$(field 'j["setup"]["logs"]')" "invalid serve.warmup input: 'txet' is not an input of this model"
+kill -TERM "$SPID"
+wait_exit "$SPID" 10
+
 # ---- setup failure, predict failure
 FAILS=$(project setup_fails setup_fails)
 start "$FAILS"

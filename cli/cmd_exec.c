@@ -239,10 +239,71 @@ static void on_signal(int sig)
 		forward = sig;
 }
 
+/*
+ * Start C as posix_spawnp would (signals SIGS default, in C->cwd), but with OV's writable layer mounted
+ * over the image's root for it first (bubblewrap's "--ro-bind ROOT /" becomes "--bind LAYER /"); when the
+ * layer cannot be mounted, with the read-only root and a warning that says why. 0 with *pid, or an errno.
+ */
+static int spawn_layered(pid_t *pid, const struct predict_command *c, const struct exec_overlay *ov,
+                         const int *sigs, size_t nsigs)
+{
+	size_t n = 0;
+	while (c->argv[n])
+		n++;
+	_cleanup_free_ char **argv = calloc(n + 1, sizeof(*argv));
+	int fds[2];
+	if (!argv || pipe2(fds, O_CLOEXEC) < 0)
+		return errno ? errno : ENOMEM;
+	memcpy(argv, c->argv, n * sizeof(*argv));
+	for (size_t i = 0; i + 2 < n; i++)
+		if (strcmp(argv[i], "--ro-bind") == 0 && strcmp(argv[i + 1], ov->lower) == 0 &&
+		    strcmp(argv[i + 2], "/") == 0) {
+			argv[i] = "--bind";
+			argv[i + 1] = ov->merged;
+			break;
+		}
+	fflush(NULL);
+	*pid = fork();
+	if (*pid < 0) {
+		int e = errno;
+		close(fds[0]);
+		close(fds[1]);
+		return e;
+	}
+	if (*pid == 0) {
+		for (size_t i = 0; i < nsigs; i++)
+			signal(sigs[i], SIG_DFL);
+		char why[256];
+		char *const *use = argv;
+		if (exec_overlay_enter(ov, why, sizeof(why)) < 0) {
+			warnf("the image's root is read-only for this command (its writable layer: %s)", why);
+			use = c->argv;
+		}
+		int e = c->cwd && chdir(c->cwd) < 0 ? errno : 0;
+		if (!e) {
+			execvpe(use[0], use, c->envp);
+			e = errno;
+		}
+		(void)!write(fds[1], &e, sizeof(e));
+		_exit(127);
+	}
+	close(fds[1]);
+	int e = 0;
+	ssize_t got = read(fds[0], &e, sizeof(e));
+	close(fds[0]);
+	if (got == (ssize_t)sizeof(e) && e) {
+		while (waitpid(*pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		return e;
+	}
+	return 0;
+}
+
 /* Run C attached to this terminal and wait for it: its exit status (128 + N for signal N), or the status of
  * a command that could not be run. Ctrl-C reaches the command (it shares the terminal's process group);
- * SIGTERM and SIGHUP sent to kiln are passed on to it. SANDBOXED: C is bubblewrap's (see below). */
-static int run(const struct predict_command *c, bool sandboxed)
+ * SIGTERM and SIGHUP sent to kiln are passed on to it. SANDBOXED: C is bubblewrap's (see below); OV (NULL:
+ * none) the writable layer over its root. */
+static int run(const struct predict_command *c, bool sandboxed, const struct exec_overlay *ov)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -266,7 +327,8 @@ static int run(const struct predict_command *c, bool sandboxed)
 	if (sandboxed)
 		prctl(PR_SET_CHILD_SUBREAPER, 1);
 	pid_t pid;
-	int rc = posix_spawnp(&pid, c->argv[0], &fa, &attr, c->argv, c->envp);
+	int rc = ov ? spawn_layered(&pid, c, ov, sigs, sizeof(sigs) / sizeof(sigs[0]))
+	            : posix_spawnp(&pid, c->argv[0], &fa, &attr, c->argv, c->envp);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	/* bubblewrap's monitor dies of the terminal's Ctrl-C while the command may live on (as a shell or
@@ -425,7 +487,14 @@ int cmd_exec(int argc, char **argv)
 		status = EXIT_FAIL;
 		goto out;
 	}
-	status = run(&c, rt.kind == RUNTIME_BWRAP);
+	struct exec_overlay ov = {0};
+	_cleanup_error_ struct kiln_error *ov_err = NULL;
+	bool layered = rt.kind == RUNTIME_BWRAP && exec_overlay_prepare(&ov, store, rt.root, &ov_err) == 0;
+	if (rt.kind == RUNTIME_BWRAP && !layered)
+		warnf("the image's root is read-only for this command (its writable layer: %s)",
+		      ov_err->message);
+	status = run(&c, rt.kind == RUNTIME_BWRAP, layered ? &ov : NULL);
+	exec_overlay_release(&ov);
 out:
 	if (err)
 		status = cli_fail(err);

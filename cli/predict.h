@@ -75,6 +75,21 @@ int predict_runtime_command(struct predict_command *out, const struct predict_ru
                             size_t n, char *const *cmd, struct kiln_error **err);
 void predict_command_release(struct predict_command *c);
 
+/* exec_overlay.c: a writable layer over an image's root for one command, thrown away after it. */
+struct exec_overlay {
+	char *dir;                   /* the store's tmp/PID-exec-XXXXXX, holding the three below */
+	char *upper, *work, *merged; /* overlayfs' upper and work directories, and where it is mounted */
+	const char *lower;           /* the image's unpacked root */
+};
+/* Make O's directories for LOWER under the store S's tmp/; 0, or an error (nothing left behind). */
+int exec_overlay_prepare(struct exec_overlay *o, struct kiln_store *s, const char *lower,
+                         struct kiln_error **err);
+/* In the command's process, before it becomes bubblewrap: a mount namespace of its own (and a user
+ * namespace for a user who is not root) with O mounted at O->merged; 0, or -1 with why in WHY. */
+int exec_overlay_enter(const struct exec_overlay *o, char *why, size_t size);
+/* Remove O's directories (the layer and all the command wrote there). */
+void exec_overlay_release(struct exec_overlay *o);
+
 /*
  * Unpack the image MANIFEST_DIGEST (its config CONFIG) for KIND into a cache directory of the store, and
  * start its shim on a free loopback port with ENVS (N "NAME=VALUE" strings, -e) added to the image's Env,

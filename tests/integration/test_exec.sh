@@ -203,11 +203,21 @@ run_kiln exec "$B" --runtime bwrap -e FROM_E=e -- python3 -c 'import kilnpure, o
 expect_rc 0
 expect_eq "$OUT" "hello x /src yaml e (3, 11)" "output"
 touch "$B/after-build"
-run_kiln exec -q "$B" --runtime bwrap -- sh -c 'ls /src; echo made >/src/made; touch /etc/x'
-expect_rc 1
+run_kiln exec -q "$B" --runtime bwrap -- sh -c 'ls /src; echo made >/src/made; echo layer >/etc/x && cat /etc/x'
+expect_rc 0
 expect_contains "$OUT" "after-build"
 expect_eq "$(cat "$B/made" 2>/dev/null)" "made" "a file written in /src is in the project"
-expect_contains "$ERR" "/etc/x"
+
+t_case "bwrap: the image's root is writable for the command, as a container's layer, and thrown away after it"
+expect_contains "$OUT" "layer" "a file written in /etc, read back"
+run_kiln exec -q "$B" --runtime bwrap -- sh -c 'test -e /etc/x || echo gone; python3 -m pip --version >/dev/null && echo > /usr/lib/python3/dist-packages/kiln_probe.py && python3 -c "import kiln_probe; print(\"imported\")"'
+expect_rc 0
+expect_eq "$OUT" "$(printf 'gone\nimported')" "the next command sees the image as it was, and may install into it"
+expect_eq "$(find "$KILN_HOME/run" -name x -path '*/etc/x' -o -name kiln_probe.py | wc -l)" 0 "the unpacked root is untouched"
+expect_eq "$(find "$KILN_HOME/tmp" -mindepth 1 -maxdepth 1 -name '*-exec-*' | wc -l)" 0 "the layer is removed"
+KILN_HOME="$T_WORK/home,comma" run_kiln exec "$B" --runtime bwrap -- sh -c 'touch /etc/x'
+expect_rc 1
+expect_contains "$ERR" "warning: the image's root is read-only for this command (its writable layer: the store's path"
 run_kiln exec -q "$B" --runtime bwrap -- sh -c 'kill -TERM $$'
 expect_rc 143
 

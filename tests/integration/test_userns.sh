@@ -71,6 +71,15 @@ expect_contains "$LIST" "etc/.wh.issue.net"
 expect_contains "$(echo "$LIST" | grep 'opt/made.txt')" " 0/0 "
 expect_eq "$(tar -tvzf "$U/store/blobs/sha256/${PIPL#sha256:}" | awk '{print $2}' | sort -u)" "0/0" "owners in the pip layer"
 
+t_case "kiln exec as that user: the image's root writable for the command (overlayfs in a user namespace), then as it was"
+as_user "$KILN" exec -q userns:1 --runtime bwrap -- sh -c 'echo layer >/opt/made.txt && cat /opt/made.txt && id -u'
+expect_rc 0
+expect_eq "$OUT" "$(printf 'layer\n%s' "$(id -u "$NAME")")" "written, read back, as the user"
+expect_not_contains "$ERR" "read-only"
+as_user "$KILN" exec -q userns:1 --runtime bwrap -- cat /opt/made.txt
+expect_eq "$OUT" made "the next command sees the image's own file"
+expect_eq "$(ls -A "$U/store/tmp" | grep -c exec)" 0 "the layer is removed"
+
 t_case "a rebuild as that user runs no step"
 as_user "$KILN" --progress plain build "$P" -t userns:1
 expect_rc 0

@@ -11,6 +11,10 @@
 #include "common/fs.h"
 #include "shim/http.h"
 
+/* The most event streams one prediction has open at once, as coglet's MAX_STREAM_SUBSCRIBERS: one more is
+ * answered 429 {"error": "Too many stream subscribers"}. */
+#define SHIM_MAX_STREAMS 1024
+
 /* The state of an SSE stream: what of its prediction was sent, and bytes not yet taken by MHD. */
 struct sse {
 	struct shim *s;
@@ -147,6 +151,7 @@ static void sse_free(void *cls)
 	struct sse *e = cls;
 	pthread_mutex_lock(&e->s->lock);
 	http_unlink_waiter(e->p, &e->wait);
+	e->p->streams--;
 	shim_job_release(e->s, e->p);
 	pthread_mutex_unlock(&e->s->lock);
 	kiln_buf_release(&e->pending);
@@ -157,6 +162,12 @@ static void sse_free(void *cls)
  * ATTACH: P was there before this request (a PUT with its id), its events so far are replayed. */
 enum MHD_Result http_sse_answer(struct shim *s, struct MHD_Connection *c, struct shim_job *p, bool attach)
 {
+	if (p->streams >= SHIM_MAX_STREAMS) {
+		/* as coglet caps a prediction's live subscribers */
+		shim_job_release(s, p);
+		pthread_mutex_unlock(&s->lock);
+		return http_reply(c, 429, json_pack("{s:s}", "error", "Too many stream subscribers"));
+	}
 	struct sse *e = calloc(1, sizeof(*e));
 	if (!e) {
 		shim_job_release(s, p);
@@ -165,6 +176,7 @@ enum MHD_Result http_sse_answer(struct shim *s, struct MHD_Connection *c, struct
 	}
 	e->s = s;
 	e->p = p;
+	p->streams++;
 	e->c = c;
 	e->wait.sse = e;
 	if (attach)

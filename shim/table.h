@@ -60,6 +60,7 @@ struct shim_job {
 	bool dispatched;             /* sent to the worker */
 	bool counted;                /* holds a slot */
 	int refs;                    /* request threads waiting on it */
+	unsigned streams;            /* event streams of it open now (sse.c) */
 	pthread_cond_t done;         /* broadcast when it finishes */
 	struct shim_waiter *waiters; /* the HTTP layer's suspended connections (http.h), resumed through
 	                                s->job_changed */

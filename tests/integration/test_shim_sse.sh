@@ -111,11 +111,51 @@ replay() {
 	expect_eq "$(events "$T_WORK/$1.sse")" "$3" "once it ended"
 }
 
-start "$GATED"
+start "$GATED" KILN_SHIM_MAX_CONNECTIONS=1100 # room for the 1025 streams below
 wait_health READY 20
 t_case "default history (1024): a stream attaching to a running prediction gets all its events, then the rest"
 replay d1 "start output output output " "start output output output output completed "
 expect_eq "$(data "$T_WORK/d1.sse" 5)" '{"chunk":"t3","index":3}'
+
+t_case "1024 event streams of one prediction at once, as coglet allows; one more is 429 Too many stream subscribers"
+post "{\"id\": \"many\", \"input\": {\"go\": \"$T_WORK/many\"}}" -H 'Prefer: respond-async'
+expect_eq "$CODE" 202
+for _ in $(seq 100); do [ -e "$T_WORK/many.ready" ] && break; sleep 0.1; done
+# 1024 streams held open (each answered 200), then a PUT more with curl, then all closed
+python3 - "$URL" "$T_WORK/many" >"$T_WORK/many.out" 2>&1 <<'PY' &
+import socket, sys, time, urllib.parse
+url, go = urllib.parse.urlsplit(sys.argv[1]), sys.argv[2]
+body = ('{"input": {"go": "%s"}}' % go).encode()
+req = (b"PUT /predictions/many HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n"
+       b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+socks = []
+for _ in range(1024):
+    s = socket.create_connection((url.hostname, url.port))
+    s.sendall(req)
+    socks.append(s)
+ok = 0
+for s in socks:
+    s.settimeout(20)
+    if s.recv(64).startswith(b"HTTP/1.1 200"):
+        ok += 1
+print("open", ok, flush=True)
+time.sleep(3)
+for s in socks:
+    s.close()
+PY
+HOLD=$!
+for _ in $(seq 200); do grep -q open "$T_WORK/many.out" 2>/dev/null && break; sleep 0.1; done
+expect_eq "$(cat "$T_WORK/many.out")" "open 1024" "streams answered 200"
+req PUT /predictions/many -H 'Accept: text/event-stream' -H 'Content-Type: application/json' \
+	-d "{\"input\": {\"go\": \"$T_WORK/many\"}}"
+expect_eq "$CODE" 429 "the 1025th"
+expect_eq "$BODY" '{"error":"Too many stream subscribers"}'
+wait "$HOLD"
+touch "$T_WORK/many"
+wait_health READY
+curl -s -N -m 10 -H 'Accept: text/event-stream' -H 'Content-Type: application/json' \
+	-d '{"input": {"n": 1}}' "$URL/predictions" >"$T_WORK/after"
+expect_eq "$(events "$T_WORK/after")" "start output output completed " "a new prediction's stream once they closed"
 stop_shim
 
 start "$GATED" COG_STREAM_HISTORY_CAPACITY=2

@@ -32,11 +32,15 @@ if ! command -v clang >/dev/null; then
 	echo "fuzz: clang is needed (apt-get install clang)" >&2
 	exit 1
 fi
-CC=clang cmake -S . -B build-fuzz -DKILN_FUZZ=ON -DKILN_TESTS=OFF -DKILN_WERROR=ON \
-	-DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-build_targets=()
-for t in "${targets[@]}"; do build_targets+=(--target "fuzz_$t"); done
-cmake --build build-fuzz -j"$(nproc)" "${build_targets[@]}" >/dev/null
+# KILN_FUZZ_BIN=DIR: run DIR/fuzz_TARGET, built elsewhere, instead of building build-fuzz
+bin=${KILN_FUZZ_BIN:-$src/build-fuzz/fuzz}
+if [ -z "${KILN_FUZZ_BIN:-}" ]; then
+	CC=clang cmake -S . -B build-fuzz -DKILN_FUZZ=ON -DKILN_TESTS=OFF -DKILN_WERROR=ON \
+		-DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	build_targets=()
+	for t in "${targets[@]}"; do build_targets+=(--target "fuzz_$t"); done
+	cmake --build build-fuzz -j"$(nproc)" "${build_targets[@]}" >/dev/null
+fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-fuzz.XXXXXX")
 echo "fuzz: corpora, logs and crashes under $work"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:allocator_may_return_null=1}
@@ -55,7 +59,7 @@ for t in "${targets[@]}"; do
 	if [ -f "fuzz/$t.dict" ]; then dict=(-dict="$src/fuzz/$t.dict"); fi
 	rc=0
 	# (in a subshell whose stderr is the log: bash's own "Aborted" line goes there too)
-	(TMPDIR=$dir/tmp "$src/build-fuzz/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 \
+	(TMPDIR=$dir/tmp "$bin/fuzz_$t" -max_total_time="$seconds" -timeout=10 \
 		-rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$dir/crashes/" "${dict[@]}" \
 		"$dir/corpus") >"$dir/log" 2>&1 || rc=$?
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -1)
@@ -65,7 +69,7 @@ for t in "${targets[@]}"; do
 		failed=1
 		echo "fuzz: fuzz_$t failed (exit $rc) on input ${found:-(none written)}; its log: $dir/log" >&2
 		grep -m1 -E "ERROR: |runtime error|SUMMARY" "$dir/log" >&2 || tail -5 "$dir/log" >&2
-		echo "fuzz: reproduce with: build-fuzz/fuzz/fuzz_$t ${found:-}" >&2
+		echo "fuzz: reproduce with: ${bin#"$src"/}/fuzz_$t ${found:-}" >&2
 	else
 		echo "fuzz_$t: ${runs:-?} executions in $seconds s, corpus of $inputs inputs, no crash"
 	fi

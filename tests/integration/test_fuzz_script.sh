@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # scripts/fuzz.sh: bad arguments are usage errors (exit 2) naming what is wrong, before anything is built;
-# every fuzz target has a seed corpus or seed script and parses its dictionary. (The runs themselves are
-# scripts/test.sh's last step.)
+# every fuzz target has a seed corpus or seed script and parses its dictionary; a target that crashes fails
+# the run, naming it and its input. (The runs of kiln's targets are scripts/test.sh's last step.)
 source "$(dirname "$0")/lib.sh"
 
 fuzz_sh() {
@@ -35,6 +35,37 @@ t_case "--help prints the usage and exits 0"
 fuzz_sh --help
 expect_rc 0
 expect_contains "$OUT" "usage: scripts/fuzz.sh [TARGET|all] [SECONDS]"
+
+t_case "a target that crashes: exit 1 naming it, the sanitizer's report, the input kept and how to reproduce it"
+if command -v clang >/dev/null; then
+	# a real libFuzzer target with a real heap overflow on any input starting with '{'
+	mkdir -p "$T_WORK/bin"
+	cat >"$T_WORK/crash.c" <<'C'
+#include <stdint.h>
+#include <stdlib.h>
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size > 0 && data[0] == '{') {
+		volatile char *p = malloc(4);
+		p[4 + size % 3] = 1;
+		free((void *)p);
+	}
+	return 0;
+}
+C
+	clang -g -fsanitize=fuzzer,address "$T_WORK/crash.c" -o "$T_WORK/bin/fuzz_validate" ||
+		t_fail "cannot build the crashing target"
+	KILN_FUZZ_BIN=$T_WORK/bin fuzz_sh validate 20
+	expect_rc 1
+	expect_contains "$ERR" "fuzz: fuzz_validate failed (exit 134) on input /" # ASan's abort_on_error
+	expect_contains "$ERR" "ERROR: AddressSanitizer: heap-buffer-overflow"
+	expect_contains "$ERR" "fuzz: reproduce with: $T_WORK/bin/fuzz_validate /"
+	crash=$(echo "$ERR" | sed -n 's/^fuzz: fuzz_validate failed (exit [0-9]*) on input \([^;]*\);.*/\1/p')
+	expect_eq "$(head -c1 "$crash" 2>/dev/null)" "{" "the input it crashed on, kept"
+	rm -rf "$(dirname "$(dirname "$(dirname "$crash")")")"
+else
+	t_fail "clang is needed (scripts/deps.sh installs it)"
+fi
 
 t_case "every target has seeds, and each dictionary is one quoted token a line"
 for src in "$KILN_SOURCE_DIR"/fuzz/fuzz_*.c; do

@@ -219,12 +219,14 @@ static int fetch_base(struct kiln_store *s, const json_t *layers, size_t first,
                       const struct kiln_registry_options *ropt, struct kiln_error **err)
 {
 	for (size_t i = 0; i < first; i++) {
-		const char *digest = json_string_value(json_object_get(json_array_get(layers, i), "digest"));
+		const json_t *layer = json_array_get(layers, i);
+		const char *digest = json_string_value(json_object_get(layer, "digest"));
 		if (!digest || kiln_store_blob_exists(s, digest))
 			continue;
 		infof("fetching the base's layer %.19s", digest);
 		uint64_t got = 0;
-		if (kiln_fetch_blob(s, digest, ropt, &got, err) < 0)
+		if (kiln_fetch_blob(s, digest, (uint64_t)json_integer_value(json_object_get(layer, "size")),
+		                    ropt, &got, err) < 0)
 			return kiln_error_wrap(err, "cannot fetch the base's layer %s", digest);
 	}
 	return 0;

@@ -14,6 +14,7 @@ enum {
 	KILN_ECHANGED = -5,  /* a source file changed while or since it was read */
 	KILN_EINTR = -6,     /* interrupted by a signal */
 	KILN_ENOSPC = -7,    /* no space left on device */
+	KILN_ENOTSUP = -8,   /* the other side does not do what was asked (a registry that gives no ranges) */
 };
 
 /*

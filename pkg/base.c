@@ -385,7 +385,9 @@ static int find_python(struct kiln_base *b, char **versions, struct kiln_store *
 		const char *ld = json_string_value(json_object_get(json_array_get(b->layers, i), "digest"));
 		_cleanup_free_ char *path = ld ? kiln_store_blob_path(s, ld) : NULL;
 		if (path == NULL && ld && !local_only) {
-			if (kiln_fetch_blob(s, ld, ropt, NULL, err) < 0)
+			uint64_t size = (uint64_t)json_integer_value(
+			    json_object_get(json_array_get(b->layers, i), "size"));
+			if (kiln_fetch_blob(s, ld, size, ropt, NULL, err) < 0)
 				return kiln_error_wrap(
 				    err, "cannot fetch the base's layer %s to look for Python", ld);
 			path = kiln_store_blob_path(s, ld);

@@ -271,7 +271,7 @@ int kiln_export(struct kiln_store *s, const char *digest, const char *dest, cons
 		return -1;
 	for (size_t i = 0; i < b.n; i++) {
 		if (!kiln_store_blob_exists(s, b.digest[i]) &&
-		    kiln_fetch_blob(s, b.digest[i], ropt, NULL, err) < 0) {
+		    kiln_fetch_blob(s, b.digest[i], 0, ropt, NULL, err) < 0) {
 			blobs_release(&b);
 			return kiln_error_wrap(err, "cannot write '%s'", dest);
 		}

@@ -3,6 +3,7 @@
 #include "pkg/pull.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
+#include "common/pool.h"
 #include "pkg/image.h"
 #include "registry/reference.h"
 
@@ -14,15 +15,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Download DIGEST from REG/REPO into the store (verified by the client, committed atomically). */
+/* Download DIGEST (SIZE bytes, 0: not known) from REG/REPO into the store (verified by the client,
+ * committed atomically). */
 static int download(struct kiln_store *s, struct kiln_registry *reg, const char *repo, const char *digest,
-                    struct kiln_error **err)
+                    uint64_t size, struct kiln_error **err)
 {
 	int fd;
 	_cleanup_free_ char *tmp = NULL;
 	if (kiln_store_tmpfile(s, &fd, &tmp, err) < 0)
 		return -1;
-	if (kiln_registry_blob_get(reg, repo, digest, kiln_write_to_fd, &fd, err) < 0) {
+	if (kiln_registry_blob_fetch(reg, repo, digest, size, fd, NULL, NULL, err) < 0) {
 		close(fd);
 		unlink(tmp);
 		return -1;
@@ -162,7 +164,7 @@ int kiln_remote_resolve(struct kiln_remote_image *out, struct kiln_store *s, con
 	if (keep(s, data, len, digest, err) < 0)
 		goto cleanup;
 	cpath = kiln_store_blob_path(s, cd);
-	if (cpath == NULL && download(s, reg, ref->repository, cd, err) < 0)
+	if (cpath == NULL && download(s, reg, ref->repository, cd, 0, err) < 0)
 		goto cleanup;
 	char *ctext = NULL;
 	size_t clen = 0;
@@ -205,8 +207,8 @@ void kiln_remote_image_release(struct kiln_remote_image *img)
 	memset(img, 0, sizeof(*img));
 }
 
-int kiln_fetch_blob(struct kiln_store *s, const char *digest, const struct kiln_registry_options *ropt,
-                    uint64_t *received, struct kiln_error **err)
+int kiln_fetch_blob(struct kiln_store *s, const char *digest, uint64_t size,
+                    const struct kiln_registry_options *ropt, uint64_t *received, struct kiln_error **err)
 {
 	json_t *locs = kiln_store_locations(s, digest);
 	size_t i;
@@ -226,7 +228,7 @@ int kiln_fetch_blob(struct kiln_store *s, const char *digest, const struct kiln_
 		}
 		rc = kiln_registry_open(&reg, host, ropt, err);
 		if (rc == 0)
-			rc = download(s, reg, repo, digest, err);
+			rc = download(s, reg, repo, digest, size, err);
 		kiln_registry_free(reg);
 		if (rc == 0)
 			break;
@@ -242,6 +244,30 @@ int kiln_fetch_blob(struct kiln_store *s, const char *digest, const struct kiln_
 	return rc;
 }
 
+/* Layers pulled at once. */
+#define PULL_LAYERS_AT_ONCE 3
+
+/* The layers of a pull the store lacks, fetched by kiln_pool_run's threads. */
+struct layer_jobs {
+	struct kiln_store *s;
+	const struct kiln_registry_options *ropt;
+	json_t **missing; /* their descriptors */
+	uint64_t *received;
+	size_t n;
+	volatile sig_atomic_t stop;
+};
+
+static int fetch_layer(void *ctx, size_t i, struct kiln_error **err)
+{
+	struct layer_jobs *j = ctx;
+	const json_t *l = j->missing[i];
+	if (j->ropt && j->ropt->cancel && *j->ropt->cancel)
+		return kiln_error_set(err, KILN_EINTR, "interrupted");
+	return kiln_fetch_blob(j->s, json_string_value(json_object_get(l, "digest")),
+	                       (uint64_t)json_integer_value(json_object_get(l, "size")), j->ropt,
+	                       &j->received[i], err);
+}
+
 int kiln_pull(struct kiln_pull_result **out, struct kiln_store *s, const char *reference,
               const char *platform, const struct kiln_registry_options *ropt, struct kiln_error **err)
 {
@@ -250,6 +276,7 @@ int kiln_pull(struct kiln_pull_result **out, struct kiln_store *s, const char *r
 	struct kiln_reference *ref = NULL;
 	struct kiln_pull_result *r = calloc(1, sizeof(*r));
 	_cleanup_free_ char *name = NULL;
+	struct layer_jobs jobs = {0};
 	if (r == NULL)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	int rc = -1;
@@ -262,23 +289,31 @@ int kiln_pull(struct kiln_pull_result **out, struct kiln_store *s, const char *r
 	r->reference = kiln_reference_string(ref);
 	r->familiar = kiln_reference_familiar(ref);
 	memcpy(r->manifest_digest, img.manifest_digest, KILN_DIGEST_LEN);
+	json_t *layers = json_object_get(img.manifest, "layers");
+	r->layers = json_array_size(layers);
+	jobs.s = s;
+	jobs.ropt = ropt;
+	jobs.missing = calloc(r->layers + 1, sizeof(*jobs.missing));
+	jobs.received = calloc(r->layers + 1, sizeof(*jobs.received));
+	if (!jobs.missing || !jobs.received) {
+		kiln_error_set(err, KILN_EFAIL, "out of memory");
+		goto cleanup;
+	}
 	size_t i;
 	json_t *l;
-	json_array_foreach(json_object_get(img.manifest, "layers"), i, l)
+	json_array_foreach(layers, i, l)
 	{
-		const char *ld = json_string_value(json_object_get(l, "digest"));
-		r->layers++;
-		if (ropt && ropt->cancel && *ropt->cancel) {
-			kiln_error_set(err, KILN_EINTR, "interrupted");
-			goto cleanup;
-		}
-		_cleanup_free_ char *have = kiln_store_blob_path(s, ld);
-		if (have)
-			continue;
-		if (kiln_fetch_blob(s, ld, ropt, &r->bytes_received, err) < 0)
-			goto cleanup;
-		r->fetched++;
+		_cleanup_free_ char *have =
+		    kiln_store_blob_path(s, json_string_value(json_object_get(l, "digest")));
+		if (!have)
+			jobs.missing[jobs.n++] = l;
 	}
+	/* the layers the store lacks, a few at once (each large one in parts: kiln_registry_blob_fetch) */
+	if (kiln_pool_run(jobs.n, PULL_LAYERS_AT_ONCE, fetch_layer, &jobs, &jobs.stop, err) < 0)
+		goto cleanup;
+	for (i = 0; i < jobs.n; i++)
+		r->bytes_received += jobs.received[i];
+	r->fetched = jobs.n;
 	/* Tag it by the name it was pulled by (a digest reference is kept under its repository alone). */
 	if (ref->tag)
 		name = kiln_reference_string(ref);
@@ -292,6 +327,8 @@ int kiln_pull(struct kiln_pull_result **out, struct kiln_store *s, const char *r
 	r = NULL;
 	rc = 0;
 cleanup:
+	free(jobs.missing);
+	free(jobs.received);
 	kiln_remote_image_release(&img);
 cleanup_ref:
 	kiln_reference_free(ref);

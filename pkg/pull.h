@@ -43,9 +43,10 @@ void kiln_remote_image_release(struct kiln_remote_image *img);
 int kiln_remote_manifest_read(json_t **out, char **next, const char *data, size_t len, const char *mt,
                               const char *platform, const char *reference, struct kiln_error **err);
 
-/* Download the blob DIGEST into the store from a registry known to hold it (kiln_store_locations). */
-int kiln_fetch_blob(struct kiln_store *s, const char *digest, const struct kiln_registry_options *ropt,
-                    uint64_t *received, struct kiln_error **err);
+/* Download the blob DIGEST of SIZE bytes (0: not known) into the store from a registry known to hold it
+ * (kiln_store_locations); a large one in parts, several at once (kiln_registry_blob_fetch). */
+int kiln_fetch_blob(struct kiln_store *s, const char *digest, uint64_t size,
+                    const struct kiln_registry_options *ropt, uint64_t *received, struct kiln_error **err);
 
 struct kiln_pull_result {
 	char *reference; /* full form */

@@ -73,7 +73,8 @@ int kiln_rootfs_base(char **dir, struct kiln_store *s, const struct kiln_base *b
 		if (!digest || kiln_store_blob_exists(s, digest))
 			continue;
 		uint64_t got = 0;
-		if (kiln_fetch_blob(s, digest, ropt, &got, err) < 0)
+		if (kiln_fetch_blob(s, digest, (uint64_t)json_integer_value(json_object_get(l, "size")), ropt,
+		                    &got, err) < 0)
 			return kiln_error_wrap(err, "cannot fetch the layer %s of base '%s'", digest,
 			                       base->name);
 	}

@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* blob.c: blobs in a registry: whether one exists, cross-repository mounts, and downloads (redirects too). */
 #include "common/cleanup.h"
+#include "common/pool.h"
 #include "layers/digest.h"
 #include "registry/client_internal.h"
 
+#include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_REDIRECTS 5
 
@@ -119,6 +123,16 @@ static int follow_redirects(struct kiln_registry *r, const char *scope, struct k
 	return 0;
 }
 
+/* After a failed GET (RC, or RESP's status when RC is 0): 0 to try again, after the backoff, when the failure
+ * is transient and retries are left; else the error. */
+static int retry_or_fail(struct kiln_registry *r, const char *repo, int *retries, int rc,
+                         struct kiln_http_response *resp, struct kiln_error **err)
+{
+	if (!kiln_reg_transient(rc, resp))
+		return rc == 0 ? kiln_reg_status_error(r, resp, repo, err) : rc;
+	return kiln_reg_retry_after_failure(r, retries, repo, rc, resp, err);
+}
+
 /*
  * GET the blob into HW, following redirects. A transfer cut off mid-body goes on with a Range request from
  * the bytes HW has (a registry that answers 416 to it, or the whole blob with 200, sends it whole again and
@@ -144,12 +158,7 @@ static int get_resuming(struct kiln_registry *r, const char *repo, const char *s
 			req.resume_whole = true;
 			continue;
 		}
-		if (!kiln_reg_transient(rc, &resp)) {
-			if (rc == 0)
-				rc = kiln_reg_status_error(r, &resp, repo, err);
-			break;
-		}
-		if ((rc = kiln_reg_retry_after_failure(r, &retries, repo, rc, &resp, err)) < 0)
+		if ((rc = retry_or_fail(r, repo, &retries, rc, &resp, err)) < 0)
 			break;
 	}
 	kiln_http_response_release(&resp);
@@ -176,4 +185,195 @@ int kiln_registry_blob_get(struct kiln_registry *r, const char *repo, const char
 		return kiln_error_wrap(err, "cannot get blob %s from %s/%s", kiln_reg_short(digest).s,
 		                       r->host, repo);
 	return 0;
+}
+
+/* ---- a large blob in parts, several at once ---- */
+
+/* Writes a part's bytes at their place in the file FD: OFFSET is where the next byte goes. */
+struct part_writer {
+	int fd;
+	uint64_t offset;
+	uint64_t written; /* of this part, in all attempts */
+	_Atomic uint64_t *total;
+	void (*progress)(void *ctx, uint64_t done);
+	void *progress_ctx;
+};
+
+static int part_write(void *ctx, const void *data, size_t len, struct kiln_error **err)
+{
+	struct part_writer *w = ctx;
+	const char *p = data;
+	while (len > 0) {
+		ssize_t n = pwrite(w->fd, p, len, (off_t)w->offset);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return kiln_error_errno(err, errno, "cannot write the blob");
+		p += n;
+		len -= (size_t)n;
+		w->offset += (uint64_t)n;
+		w->written += (uint64_t)n;
+		uint64_t total = atomic_fetch_add(w->total, (uint64_t)n) + (uint64_t)n;
+		if (w->progress)
+			w->progress(w->progress_ctx, total);
+	}
+	return 0;
+}
+
+/*
+ * GET bytes FIRST..LAST of the blob at URL into W, following redirects. A transfer cut off goes on from the
+ * bytes W has with a new range; failures and 408/429/5xx answers are retried with backoff (the part's own
+ * budget of opt.max_retries). KILN_ENOTSUP when the registry answers without a range.
+ */
+static int get_range(struct kiln_registry *r, const char *repo, const char *scope, const char *url,
+                     uint64_t first, uint64_t last, struct part_writer *w, struct kiln_error **err)
+{
+	struct kiln_http_request req = {.method = "GET", .write = part_write, .write_ctx = w, .ranged = true};
+	struct kiln_http_response resp = {0};
+	int retries = 0;
+	int rc;
+	for (;;) {
+		req.url = url;
+		req.range_first = first + w->written;
+		req.range_last = last;
+		rc = kiln_reg_request(r, scope, false, &req, &resp, err);
+		if (rc == 0 && is_redirect(resp.status))
+			rc = follow_redirects(r, scope, &req, &resp, err);
+		if (rc == KILN_ENOTSUP)
+			break;
+		if (rc == 0 && resp.status == 200) {
+			/* a registry that ignores Range and sends nothing (HEAD-like) or the whole */
+			rc = kiln_error_set(err, KILN_ENOTSUP, "%s answered 200 to a Range request", r->host);
+			break;
+		}
+		if (rc == 0 && resp.status == 206 && w->written == last - first + 1)
+			break;
+		if (rc == 0 && resp.status == 206) /* short: asked again for the rest */
+			rc = kiln_reg_retry_after_failure(
+			    r, &retries, repo,
+			    kiln_error_set(err, KILN_EIO, "the registry sent %llu of bytes %llu-%llu",
+			                   (unsigned long long)w->written, (unsigned long long)first,
+			                   (unsigned long long)last),
+			    &resp, err);
+		else
+			rc = retry_or_fail(r, repo, &retries, rc, &resp, err);
+		if (rc < 0)
+			break;
+	}
+	kiln_http_response_release(&resp);
+	return rc;
+}
+
+struct parted {
+	struct kiln_registry *r;
+	const char *repo, *scope, *url;
+	int fd;
+	uint64_t size, part;
+	_Atomic uint64_t total;
+	void (*progress)(void *ctx, uint64_t done);
+	void *progress_ctx;
+	volatile sig_atomic_t stop;
+};
+
+static int fetch_part(void *ctx, size_t i, struct kiln_error **err)
+{
+	struct parted *f = ctx;
+	uint64_t first = (uint64_t)i * f->part;
+	uint64_t last = first + f->part < f->size ? first + f->part - 1 : f->size - 1;
+	struct part_writer w = {.fd = f->fd,
+	                        .offset = first,
+	                        .total = &f->total,
+	                        .progress = f->progress,
+	                        .progress_ctx = f->progress_ctx};
+	return get_range(f->r, f->repo, f->scope, f->url, first, last, &w, err);
+}
+
+/* The digest of the first SIZE bytes of FD, read back, into OUT. */
+static int digest_of_fd(int fd, uint64_t size, char out[KILN_DIGEST_LEN], struct kiln_error **err)
+{
+	struct kiln_sha256 *sha = NULL;
+	if (kiln_sha256_new(&sha, err) < 0)
+		return (*err)->code;
+	_cleanup_free_ char *buf = malloc(1 << 20);
+	uint64_t at = 0;
+	while (buf && at < size) {
+		size_t want = size - at < (1 << 20) ? (size_t)(size - at) : (size_t)(1 << 20);
+		ssize_t n = pread(fd, buf, want, (off_t)at);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			kiln_sha256_free(sha);
+			return n < 0 ? kiln_error_errno(err, errno, "cannot read the blob back")
+			             : kiln_error_set(err, KILN_EIO, "the blob ended after %llu bytes",
+			                              (unsigned long long)at);
+		}
+		kiln_sha256_update(sha, buf, (size_t)n);
+		at += (uint64_t)n;
+	}
+	kiln_sha256_final(sha, out);
+	kiln_sha256_free(sha);
+	return buf ? 0 : kiln_error_set(err, KILN_EFAIL, "out of memory");
+}
+
+/* KILN_FETCH_PART_SIZE / KILN_FETCH_PARALLEL into *OUT: unset or empty, DEF; else a positive whole number
+ * up to MAX (a value that is not one is an error naming the variable, never passed over). */
+static int env_count(const char *name, uint64_t def, uint64_t max, uint64_t *out, struct kiln_error **err)
+{
+	const char *v = getenv(name);
+	char *end = NULL;
+	*out = def;
+	if (v == NULL || *v == '\0')
+		return 0;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (errno || *end || n == 0 || *v == '-' || *v == '+')
+		return kiln_error_set(err, KILN_EINVAL, "%s=%s: not a positive whole number", name, v);
+	if (n > max)
+		return kiln_error_set(err, KILN_EINVAL, "%s=%s: at most %llu", name, v,
+		                      (unsigned long long)max);
+	*out = (uint64_t)n;
+	return 0;
+}
+
+int kiln_registry_blob_fetch(struct kiln_registry *r, const char *repo, const char *digest, uint64_t size,
+                             int fd, void (*progress)(void *ctx, uint64_t done), void *progress_ctx,
+                             struct kiln_error **err)
+{
+	uint64_t part, parallel;
+	if (env_count("KILN_FETCH_PART_SIZE", KILN_FETCH_PART_SIZE_DEFAULT, UINT64_MAX, &part, err) < 0 ||
+	    env_count("KILN_FETCH_PARALLEL", KILN_FETCH_PARALLEL_DEFAULT, KILN_FETCH_PARALLEL_MAX, &parallel,
+	              err) < 0)
+		return (*err)->code;
+	if (size > part && parallel > 1) {
+		_cleanup_free_ char *url = kiln_reg_url(r, "%s/blobs/%s", repo, digest);
+		_cleanup_free_ char *scope = NULL;
+		if (url == NULL || asprintf(&scope, "repository:%s:pull", repo) < 0)
+			return kiln_error_set(err, KILN_EFAIL, "out of memory");
+		struct parted f = {.r = r,
+		                   .repo = repo,
+		                   .scope = scope,
+		                   .url = url,
+		                   .fd = fd,
+		                   .size = size,
+		                   .part = part,
+		                   .progress = progress,
+		                   .progress_ctx = progress_ctx};
+		size_t nparts = (size_t)((size + part - 1) / part);
+		int rc = kiln_pool_run(nparts, (size_t)parallel, fetch_part, &f, &f.stop, err);
+		char got[KILN_DIGEST_LEN];
+		if (rc == 0 && (rc = digest_of_fd(fd, size, got, err)) == 0 && strcmp(got, digest) != 0)
+			rc = kiln_error_set(err, KILN_EIO, "the registry sent content with digest %s", got);
+		if (rc != KILN_ENOTSUP) {
+			if (rc < 0)
+				return kiln_error_wrap(err, "cannot get blob %s from %s/%s",
+				                       kiln_reg_short(digest).s, r->host, repo);
+			return 0;
+		}
+		/* no ranges here: the whole blob in one GET */
+		kiln_error_free(*err);
+		*err = NULL;
+		if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0)
+			return kiln_error_errno(err, errno, "cannot write the blob");
+	}
+	return kiln_registry_blob_get(r, repo, digest, kiln_write_to_fd, &fd, err);
 }

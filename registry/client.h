@@ -82,6 +82,25 @@ int kiln_registry_blob_upload(struct kiln_registry *r, const char *repo, const s
 int kiln_registry_blob_get(struct kiln_registry *r, const char *repo, const char *digest, kiln_write_fn write,
                            void *ctx, struct kiln_error **err);
 
+/* A blob larger than this is fetched in parts of this size (KILN_FETCH_PART_SIZE overrides), this many at
+ * once (KILN_FETCH_PARALLEL). */
+#define KILN_FETCH_PART_SIZE_DEFAULT (32ULL << 20)
+#define KILN_FETCH_PARALLEL_DEFAULT  4
+#define KILN_FETCH_PARALLEL_MAX      64
+
+/*
+ * Download the blob DIGEST of SIZE bytes into the file FD (empty, at offset 0): a blob larger than a part
+ * as ranged GETs of its parts, several at once, each written at its place, each resumed and retried on
+ * its own (kiln_registry_blob_get's faults), then its digest checked by reading the file back; a
+ * registry that gives no ranges gets one GET of the whole. PROGRESS (may be NULL; called from several
+ * threads) gets the bytes written so far. KILN_EIO when the digest does not match (FD then holds bytes
+ * the caller must discard); KILN_EINVAL when KILN_FETCH_PART_SIZE or KILN_FETCH_PARALLEL is set to
+ * something other than a whole number from 1 (to KILN_FETCH_PARALLEL_MAX).
+ */
+int kiln_registry_blob_fetch(struct kiln_registry *r, const char *repo, const char *digest, uint64_t size,
+                             int fd, void (*progress)(void *ctx, uint64_t done), void *progress_ctx,
+                             struct kiln_error **err);
+
 /* PUT a manifest by tag or digest with its media type as Content-Type; its digest goes to digest_out. */
 int kiln_registry_manifest_put(struct kiln_registry *r, const char *repo, const char *reference,
                                const char *media_type, const char *data, size_t len,

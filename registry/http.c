@@ -154,6 +154,23 @@ static int settle_resume(struct xfer *x)
 {
 	const struct kiln_http_request *req = x->req;
 	x->answer_started = true;
+	if (req->ranged) {
+		uint64_t first = 0;
+		const char *cr = x->resp->content_range;
+		if (status_of(x->curl) != 206) {
+			kiln_error_set(&x->cb_err, KILN_ENOTSUP, "%s answered %ld to a Range request",
+			               req->url, status_of(x->curl));
+			return -1;
+		}
+		if (kiln_http_content_range_first(cr, &first) < 0 || first != req->range_first) {
+			kiln_error_set(&x->cb_err, KILN_EIO,
+			               "asked for bytes %llu-%llu of %s, the answer has 'Content-Range: %s'",
+			               (unsigned long long)req->range_first,
+			               (unsigned long long)req->range_last, req->url, cr ? cr : "");
+			return -1;
+		}
+		return 0;
+	}
 	if (req->resume_offset == 0)
 		return 0;
 	if (status_of(x->curl) != 206) {
@@ -412,7 +429,12 @@ static int setup(struct kiln_http *h, CURL *c, struct xfer *x, struct curl_slist
 	}
 	if (l && has_body && !has_type)
 		l = curl_slist_append(l, "Content-Type:");
-	if (l && req->resume_offset && !req->resume_whole) {
+	if (l && req->ranged) {
+		char range[80];
+		snprintf(range, sizeof(range), "Range: bytes=%llu-%llu", (unsigned long long)req->range_first,
+		         (unsigned long long)req->range_last);
+		l = curl_slist_append(l, range);
+	} else if (l && req->resume_offset && !req->resume_whole) {
 		char range[64];
 		snprintf(range, sizeof(range), "Range: bytes=%llu-", (unsigned long long)req->resume_offset);
 		l = curl_slist_append(l, range);

@@ -48,6 +48,11 @@ struct kiln_http_request {
 	 * whole body) are dropped, so that WRITE gets each byte of the body once, in order. */
 	uint64_t resume_offset;
 	bool resume_whole;
+	/* A part of the body: "Range: bytes=RANGE_FIRST-RANGE_LAST" is sent instead, and only a 206 answer
+	 * starting at RANGE_FIRST is taken (a 200 fails with KILN_ENOTSUP: the server does not give ranges).
+	 */
+	bool ranged;
+	uint64_t range_first, range_last;
 	volatile sig_atomic_t *cancel;
 	long connect_timeout_ms;                    /* for the connection and the TLS handshake; 0: 30 s */
 	void (*progress)(void *ctx, uint64_t sent); /* body bytes sent by this request so far */

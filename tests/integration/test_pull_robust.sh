@@ -147,6 +147,62 @@ expect_eq "$(fault_proxy_state | json '[f["fired"] for f in j["faults"]]')" "[1,
 expect_eq "$(layer_ranges)" "bytes=1000000-" "Range headers sent (none after the 416)"
 expect_layer_stored
 
+# ---------------------------------------------------------------- large blobs in ranged parts
+
+LSIZE=$(curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$R/v2/cut/img/manifests/1" |
+	json 'j["layers"][0]["size"]')
+# The ranges of 1 MiB parts of the layer, sorted, as the proxy records them.
+part_ranges() {
+	python3 -c 'import sys
+size, part = int(sys.argv[1]), 1 << 20
+print(" ".join(sorted("bytes=%d-%d" % (a, min(a + part, size) - 1) for a in range(0, size, part))))' "$LSIZE"
+}
+sorted_ranges() { layer_ranges | tr ' ' '\n' | sort | tr '\n' ' ' | sed 's/ $//'; }
+
+t_case "a layer larger than KILN_FETCH_PART_SIZE comes in ranged parts, several at once, and is stored whole"
+fault_proxy_set none >/dev/null
+KILN_FETCH_PART_SIZE=1048576 KILN_FETCH_PARALLEL=3 pull_fresh parts
+expect_rc 0
+[ "$LSIZE" -gt $((3 * MiB)) ] || t_fail "the layer is $LSIZE bytes, not more than three parts"
+expect_eq "$(sorted_ranges)" "$(part_ranges)" "Range headers sent"
+expect_layer_stored
+
+t_case "a part cut off mid-body goes on from the bytes it has, within its own range"
+fault_proxy_set "drop_mid_response:300000:1;path=$LHEX" >/dev/null
+KILN_FETCH_PART_SIZE=1048576 pull_fresh partcut
+expect_rc 0
+expect_eq "$(fault_proxy_state | json 'j["faults"][0]["fired"]')" "1" "cuts"
+# one part was asked for again from 300000 bytes in, up to its own end
+RESUMED=$(layer_ranges | tr ' ' '\n' | python3 -c 'import sys
+size, part = int(sys.argv[1]), 1 << 20
+for r in sys.stdin.read().split():
+    a, b = map(int, r[6:].split("-"))
+    if a % part == 300000 and b == min(a - 300000 + part, size) - 1:
+        print("yes")' "$LSIZE")
+expect_eq "$RESUMED" "yes" "a part resumed at 300000 bytes in"
+expect_layer_stored
+
+t_case "a registry that ignores Range for a part (a 200 with the whole): the layer comes in one GET instead"
+fault_proxy_set "strip_range:1;path=$LHEX" >/dev/null
+KILN_FETCH_PART_SIZE=1048576 KILN_FETCH_PARALLEL=2 pull_fresh norange
+expect_rc 0
+expect_eq "$(fault_proxy_state | json 'j["faults"][0]["fired"]')" "1" "Range stripped"
+expect_layer_stored
+fault_proxy_set none >/dev/null
+
+t_case "KILN_FETCH_PART_SIZE and KILN_FETCH_PARALLEL that are not whole numbers are errors naming them"
+KILN_FETCH_PART_SIZE=32M pull_fresh badpart
+expect_rc 1
+expect_contains "$ERR" "KILN_FETCH_PART_SIZE=32M: not a positive whole number"
+[ ! -e "$KILN_HOME/blobs/sha256/$LHEX" ] || t_fail "the layer is in the store"
+expect_store_consistent
+KILN_FETCH_PARALLEL=0 pull_fresh badpar
+expect_rc 1
+expect_contains "$ERR" "KILN_FETCH_PARALLEL=0: not a positive whole number"
+KILN_FETCH_PARALLEL=1000 pull_fresh bigpar
+expect_rc 1
+expect_contains "$ERR" "KILN_FETCH_PARALLEL=1000: at most 64"
+
 t_case "every third blob GET cut off: pulls into fresh stores all succeed"
 fault_proxy_set "drop_mid_response:300000;every=3" >/dev/null
 for i in 1 2 3 4; do

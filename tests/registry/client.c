@@ -664,6 +664,8 @@ enum proxy_mode {
 	PROXY_BEARER,     /* act as a token-auth registry: 401 Bearer challenges, a token server at /token */
 	PROXY_CUT_ANSWER, /* forward the first CUT bytes of the answers to the first N matching requests, then
 	                     close */
+	PROXY_NO_RANGE,   /* forward matching requests with their Range header renamed: a registry that
+	                     ignores ranges (and answers 200 with the whole blob) */
 };
 
 struct proxy {
@@ -759,7 +761,7 @@ static void *pump_thread(void *arg)
 	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	if (connect(up, (struct sockaddr *)&a, sizeof(a)) < 0)
 		goto out;
-	static char buf[65536];
+	char *buf = malloc(65536); /* each connection its own: several run at once */
 	char *b = malloc(65536);
 	size_t cut_left = 0, answer_left = 0;
 	bool cutting = false, cutting_answer = false;
@@ -791,6 +793,11 @@ static void *pump_thread(void *arg)
 				cutting_answer = true;
 				answer_left = px->cut;
 			}
+			if (match && px->mode == PROXY_NO_RANGE) {
+				char *range = memmem(b, (size_t)n, "\r\nRange:", 8);
+				if (range)
+					range[2] = 'X'; /* "Xange:", a header the registry ignores */
+			}
 			if (match && px->mode == PROXY_TRUNCATE && k == px->n) {
 				cutting = true;
 				cut_left = px->cut;
@@ -807,7 +814,7 @@ static void *pump_thread(void *arg)
 			}
 		}
 		if (fds[1].revents) {
-			ssize_t n = recv(up, buf, sizeof(buf), 0);
+			ssize_t n = recv(up, buf, 65536, 0);
 			size_t fwd = n > 0 ? (size_t)n : 0;
 			if (cutting_answer && fwd > answer_left)
 				fwd = answer_left;
@@ -818,6 +825,7 @@ static void *pump_thread(void *arg)
 		}
 	}
 	free(b);
+	free(buf);
 out:
 	close(up);
 	close(client);
@@ -1214,5 +1222,86 @@ Test(client_faults, bearer_wrong_password_fails_without_showing_it)
 	cr_assert_null(strstr(err->message, "Wr0ng-Pa55word"), "%s", err->message);
 	kiln_error_free(err);
 	kiln_registry_free(r);
+	proxy_stop(&px);
+}
+
+/* ---------------------------------------------------------------- large blobs in parts */
+
+/* Fetch SRC's blob from REPO through PX in parts of PART bytes, PARALLEL at once; its bytes must be M's. */
+static void fetch_parted(struct proxy *px, const char *repo, const struct kiln_blob_source *src,
+                         const struct mem_src *m, const char *part, const char *parallel)
+{
+	setenv("KILN_FETCH_PART_SIZE", part, 1);
+	setenv("KILN_FETCH_PARALLEL", parallel, 1);
+	struct kiln_registry_options opt;
+	quick_options(&opt);
+	struct kiln_registry *r = open_registry(proxy_host(px), &opt);
+	char path[] = "/tmp/kiln-fetch-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert(fd >= 0);
+	unlink(path);
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_registry_blob_fetch(r, repo, src->digest, src->size, fd, NULL, NULL, &err), 0, "%s",
+	             err ? err->message : "");
+	struct stat st;
+	cr_assert_eq(fstat(fd, &st), 0);
+	cr_assert_eq((uint64_t)st.st_size, m->size, "%lld bytes written", (long long)st.st_size);
+	char *back = malloc(m->size);
+	cr_assert_eq(pread(fd, back, m->size, 0), (ssize_t)m->size);
+	cr_assert(memcmp(back, m->data, m->size) == 0, "the blob read back differs");
+	free(back);
+	close(fd);
+	kiln_registry_free(r);
+	unsetenv("KILN_FETCH_PART_SIZE");
+	unsetenv("KILN_FETCH_PARALLEL");
+}
+
+Test(client_faults, large_blob_comes_in_ranged_parts_several_at_once)
+{
+	struct mem_src m;
+	struct kiln_blob_source src = seed_blob(&m, "kiln/parts", 5 * MIB + 3, 21);
+	struct proxy px = {.mode = PROXY_PASS, .match = "GET /v2/kiln/parts/blobs/"};
+	proxy_start(&px, reg.port, htonl(INADDR_LOOPBACK));
+	fetch_parted(&px, "kiln/parts", &src, &m, "1048576", "3");
+	cr_assert_eq(px.seen, 6, "%d GETs for 6 parts", px.seen);
+	cr_assert_eq(px.saw_range, 6, "%d GETs with Range", px.saw_range);
+	free(m.data);
+	proxy_stop(&px);
+}
+
+Test(client_faults, a_part_cut_midway_resumes_within_its_range)
+{
+	struct mem_src m;
+	struct kiln_blob_source src = seed_blob(&m, "kiln/parts", 4 * MIB, 22);
+	struct proxy px = {
+	    .mode = PROXY_CUT_ANSWER, .match = "GET /v2/kiln/parts/blobs/", .n = 2, .cut = 300000};
+	proxy_start(&px, reg.port, htonl(INADDR_LOOPBACK));
+	fetch_parted(&px, "kiln/parts", &src, &m, "1048576", "2");
+	cr_assert_eq(px.seen, 6, "%d GETs: 4 parts and 2 resumed", px.seen);
+	free(m.data);
+	proxy_stop(&px);
+}
+
+Test(client_faults, registry_without_ranges_sends_the_blob_whole)
+{
+	struct mem_src m;
+	struct kiln_blob_source src = seed_blob(&m, "kiln/parts", 3 * MIB + 1, 23);
+	struct proxy px = {.mode = PROXY_NO_RANGE, .match = "GET /v2/kiln/parts/blobs/"};
+	proxy_start(&px, reg.port, htonl(INADDR_LOOPBACK));
+	fetch_parted(&px, "kiln/parts", &src, &m, "1048576", "2");
+	free(m.data);
+	proxy_stop(&px);
+}
+
+Test(client_faults, blob_no_larger_than_a_part_is_one_plain_get)
+{
+	struct mem_src m;
+	struct kiln_blob_source src = seed_blob(&m, "kiln/parts", 1 * MIB, 24);
+	struct proxy px = {.mode = PROXY_PASS, .match = "GET /v2/kiln/parts/blobs/"};
+	proxy_start(&px, reg.port, htonl(INADDR_LOOPBACK));
+	fetch_parted(&px, "kiln/parts", &src, &m, "1048576", "4");
+	cr_assert_eq(px.seen, 1);
+	cr_assert_eq(px.saw_range, 0);
+	free(m.data);
 	proxy_stop(&px);
 }

@@ -8,7 +8,9 @@
 #include <ftw.h>
 #include <libgen.h>
 #include <linux/openat2.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -212,6 +214,13 @@ int kiln_read_file(char **out, size_t *len, const char *path, size_t max_len, st
 static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	return remove(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+bool kiln_tmp_name_stale(const char *name)
+{
+	char *end = NULL;
+	long pid = strtol(name, &end, 10);
+	return end != name && *end == '-' && pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
 int kiln_remove_tree(const char *path, struct kiln_error **err)

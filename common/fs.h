@@ -58,6 +58,9 @@ int kiln_write_all(int fd, const void *data, size_t len);
 /* fsync the directory that holds PATH. */
 int kiln_fsync_parent(const char *path, struct kiln_error **err);
 
+/* true when NAME is a temporary file's "<pid>-..." and that process is gone (the file is stale). */
+bool kiln_tmp_name_stale(const char *name);
+
 /* rm -rf PATH; a missing PATH is fine. */
 int kiln_remove_tree(const char *path, struct kiln_error **err);
 

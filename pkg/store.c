@@ -63,11 +63,7 @@ static void remove_stale_tmp(struct kiln_store *s)
 		return;
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
-		char *end = NULL;
-		long pid = strtol(de->d_name, &end, 10);
-		if (end == de->d_name || *end != '-')
-			continue;
-		if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+		if (!kiln_tmp_name_stale(de->d_name))
 			continue;
 		if (unlinkat(dirfd(d), de->d_name, 0) < 0 && (errno == EISDIR || errno == EPERM)) {
 			_cleanup_free_ char *path = store_path(s, "tmp/%s", de->d_name);

@@ -335,6 +335,26 @@ static int env_count(const char *name, uint64_t def, uint64_t max, uint64_t *out
 	return 0;
 }
 
+/* The whole blob to a file, its progress reported. */
+struct whole_writer {
+	int fd;
+	uint64_t done;
+	void (*progress)(void *ctx, uint64_t done);
+	void *progress_ctx;
+};
+
+static int whole_write(void *ctx, const void *data, size_t len, struct kiln_error **err)
+{
+	struct whole_writer *w = ctx;
+	int rc = kiln_write_to_fd(&w->fd, data, len, err);
+	if (rc < 0)
+		return rc;
+	w->done += len;
+	if (w->progress)
+		w->progress(w->progress_ctx, w->done);
+	return 0;
+}
+
 int kiln_registry_blob_fetch(struct kiln_registry *r, const char *repo, const char *digest, uint64_t size,
                              int fd, void (*progress)(void *ctx, uint64_t done), void *progress_ctx,
                              struct kiln_error **err)
@@ -375,5 +395,6 @@ int kiln_registry_blob_fetch(struct kiln_registry *r, const char *repo, const ch
 		if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0)
 			return kiln_error_errno(err, errno, "cannot write the blob");
 	}
-	return kiln_registry_blob_get(r, repo, digest, kiln_write_to_fd, &fd, err);
+	struct whole_writer w = {.fd = fd, .progress = progress, .progress_ctx = progress_ctx};
+	return kiln_registry_blob_get(r, repo, digest, whole_write, &w, err);
 }

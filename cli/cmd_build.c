@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { OPT_OUTPUT = 2000, OPT_JSON, OPT_PUSH, OPT_PLATFORM, OPT_SECRET };
+enum { OPT_OUTPUT = 2000, OPT_JSON, OPT_PUSH, OPT_PLATFORM, OPT_SECRET, OPT_WEIGHTS };
 
 /* cmd_push.c */
 int cli_push_image(struct kiln_store *store, const char *image, int jobs,
@@ -73,6 +73,7 @@ static json_t *report_json(const struct kiln_build_result *r, const char *output
 	                      (json_int_t)r->bytes_hashed, "bytes_written", (json_int_t)r->bytes_written,
 	                      "seconds", r->seconds, "skipped", skipped);
 	json_object_set_new(j, "runtime", json_boolean(r->runtime));
+	json_object_set_new(j, "weights", json_string(r->weights_registry ? "registry" : "image"));
 	if (r->base)
 		json_object_set_new(j, "base", json_string(r->base));
 	json_t *warnings = json_array();
@@ -183,6 +184,11 @@ static int build_option(int c, const char *arg, void *ctx)
 		return 0;
 	case OPT_SECRET:
 		return parse_secret(a, arg);
+	case OPT_WEIGHTS:
+		if (strcmp(arg, "image") != 0 && strcmp(arg, "registry") != 0)
+			return cli_usage_error("--weights: expected 'image' or 'registry', got '%s'", arg);
+		a->opt->weights = arg;
+		return 0;
 	}
 	return -1;
 }
@@ -201,6 +207,7 @@ int cmd_build(int argc, char **argv)
 	    {"push", no_argument, NULL, OPT_PUSH},
 	    {"platform", required_argument, NULL, OPT_PLATFORM},
 	    {"secret", required_argument, NULL, OPT_SECRET},
+	    {"weights", required_argument, NULL, OPT_WEIGHTS},
 	    CLI_REGISTRY_LONG,
 	    CLI_COMMON_LONG,
 	    {NULL, 0, NULL, 0},

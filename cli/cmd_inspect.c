@@ -6,6 +6,7 @@
 #include "layers/archive.h"
 #include "pkg/build.h"
 #include "pkg/image.h"
+#include "pkg/weights_registry.h"
 #include "pkg/store.h"
 #include "registry/reference.h"
 
@@ -20,6 +21,13 @@ static void add_file(void *ctx, const char *name, char type, uint64_t size)
 {
 	if (type != 'd')
 		json_array_append_new(ctx, json_string(name));
+}
+
+/* A compressed layer (weights are uncompressed layers, but for the small one of a registry-weights image). */
+static bool is_gzip(const json_t *d)
+{
+	const char *mt = json_string_value(json_object_get(d, "mediaType"));
+	return mt && strcmp(mt, KILN_MEDIA_LAYER_GZIP) == 0;
 }
 
 /* A label that holds JSON text, decoded (NULL when absent or not JSON). */
@@ -66,8 +74,9 @@ static json_t *describe(struct kiln_store *s, const char *ref, const char *diges
 			if (wl && ld && strcmp(wl, ld) == 0)
 				json_array_append(files, json_object_get(f, "path"));
 		}
-		_cleanup_free_ char *path =
-		    ld && kind && strcmp(kind, "weights") != 0 ? kiln_store_blob_path(s, ld) : NULL;
+		_cleanup_free_ char *path = ld && kind && (strcmp(kind, "weights") != 0 || is_gzip(d))
+		                                ? kiln_store_blob_path(s, ld)
+		                                : NULL;
 		if (path)
 			kiln_archive_list(path, add_file, files, NULL);
 		total += (uint64_t)json_integer_value(json_object_get(d, "size"));
@@ -86,6 +95,21 @@ static json_t *describe(struct kiln_store *s, const char *ref, const char *diges
 	              layers, "labels", labels ? json_incref(labels) : json_object());
 	json_object_set_new(out, "serve", serve ? serve : json_object());
 	json_object_set_new(out, "weights", weights ? weights : json_array());
+	/* where the weights are: layers of the image, or blobs in its repository the shim fetches */
+	json_t *remote = kiln_weights_registry_of(config);
+	json_object_set_new(out, "weights_mode", json_string(remote ? "registry" : "image"));
+	if (remote) {
+		json_t *env = json_object_get(json_object_get(config, "config"), "Env");
+		size_t e;
+		json_t *v;
+		json_array_foreach(env, e, v)
+		{
+			const char *kv = json_string_value(v);
+			if (kv && strncmp(kv, "KILN_WEIGHTS_SOURCE=", 20) == 0)
+				json_object_set_new(out, "weights_source", json_string(kv + 20));
+		}
+		json_object_set_new(out, "registry_weights", remote);
+	}
 	json_t *base = label_json(labels, KILN_LABEL_BASE);
 	if (json_is_object(base))
 		json_object_set_new(out, "base", base);
@@ -115,6 +139,12 @@ static void print_text(json_t *d)
 			printf(", Python %s", python);
 		printf("\n");
 	}
+	json_t *remote = json_object_get(d, "registry_weights");
+	printf("  weights  %s", json_string_value(json_object_get(d, "weights_mode")));
+	if (remote)
+		printf(": %zu blobs fetched from %s at start", json_array_size(remote),
+		       json_string_value(json_object_get(d, "weights_source")) ?: "KILN_WEIGHTS_SOURCE");
+	printf("\n");
 	printf("\nlayers:\n  %-8s %-44s %10s  %-19s  %s\n", "KIND", "MEDIA TYPE", "SIZE", "DIGEST", "FILES");
 	json_t *l;
 	size_t i;
@@ -133,6 +163,15 @@ static void print_text(json_t *d)
 		if (n == 0)
 			printf("-");
 		printf("\n");
+	}
+	if (remote) {
+		printf("\nweights in the registry:\n  %-44s %10s  %s\n", "PATH", "SIZE", "DIGEST");
+		json_array_foreach(remote, i, l)
+		{
+			cli_human_size(size, (uint64_t)json_integer_value(json_object_get(l, "size")));
+			printf("  %-44s %10s  %.19s\n", json_string_value(json_object_get(l, "path")), size,
+			       json_string_value(json_object_get(l, "digest")));
+		}
 	}
 	printf("\nlabels:\n");
 	const char *key;

@@ -65,14 +65,17 @@ int cmd_pull(int argc, char **argv)
 		                      r->reference, "digest", r->manifest_digest, "layers",
 		                      (json_int_t)r->layers, "fetched", (json_int_t)r->fetched,
 		                      "bytes_received", (json_int_t)r->bytes_received, "seconds", r->seconds);
+		json_object_set_new(j, "weights", json_integer((json_int_t)r->weights));
 		json_dumpf(j, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
 		json_decref(j);
 	} else {
-		char got[32];
+		char got[32], w[64] = "";
 		cli_human_size(got, r->bytes_received);
-		infof("pulled %s in %.2fs: %zu layers, %zu fetched, %s received", r->familiar, r->seconds,
-		      r->layers, r->fetched, got);
+		if (r->weights)
+			snprintf(w, sizeof(w), " and %zu weight blobs", r->weights);
+		infof("pulled %s in %.2fs: %zu layers%s, %zu fetched, %s received", r->familiar, r->seconds,
+		      r->layers, w, r->fetched, got);
 		printf("%s@%s\n", r->familiar, r->manifest_digest);
 	}
 	kiln_pull_result_free(r);

@@ -31,13 +31,14 @@
 const struct command commands[] = {
     {"build", cmd_build, "build an image from a model project",
      "kiln build [DIR] [-f FILE] [-t REF] [--output oci:DIR | oci-archive:FILE] [--push] [-j N] [--json]\n"
-     "           [--secret id=ID,src=FILE|env=NAME]...",
+     "           [--secret id=ID,src=FILE|env=NAME]... [--weights image|registry]",
      "  -f, --file FILE      the manifest (default: DIR/kiln.yaml, else DIR/cog.yaml)\n"
      "  -t, --tag REF        the image's reference (default: the manifest's image, else DIR's name)\n"
      "  --output DEST        also write the image to oci:DIR[:TAG] or oci-archive:FILE[:TAG]\n"
      "  --push               push the image to its registry once built\n"
      "  --platform P         the platform of a multi-platform base (default: linux/amd64)\n"
      "  --secret SPEC        a secret for build.run's mounts: id=ID,src=FILE or id=ID,env=NAME\n"
+     "  --weights MODE       image (default: weights are layers) or registry (blobs the shim fetches)\n"
      "  -j, --jobs N         layers built (and blobs pushed) at once (default: one per CPU; push: 4)\n"
      "  --json               print the build report as JSON\n" CLI_REGISTRY_HELP},
     {"dockerfile", cmd_dockerfile, "print the Dockerfile equivalent to what kiln builds (cog debug)",

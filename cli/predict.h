@@ -21,9 +21,10 @@ enum predict_runtime_kind {
 struct predict_runtime {
 	enum predict_runtime_kind kind; /* what runs: never AUTO once started */
 	pid_t pid;
-	char url[64]; /* http://127.0.0.1:PORT */
-	char *log;    /* the shim's standard error, a file */
-	char *root;   /* the image's files (native: the layers above the base; bwrap: the whole root) */
+	char url[64];  /* http://127.0.0.1:PORT */
+	char *log;     /* the shim's standard error, a file */
+	char *root;    /* the image's files (native: the layers above the base; bwrap: the whole root) */
+	char *weights; /* serve.weights: registry: the weights cache, mounted at /var/lib/kiln/weights */
 };
 
 /* ---- cmd_predict.c ---- */

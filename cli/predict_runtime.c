@@ -30,6 +30,8 @@
 #include "common/fs.h"
 #include "layers/extract.h"
 #include "pkg/image.h"
+#include "pkg/weights_cache.h"
+#include "pkg/weights_registry.h"
 #include "pkg/pull.h"
 #include "pkg/store.h"
 #include "pkg/unpack.h"
@@ -331,6 +333,50 @@ int predict_runtime_option(enum predict_runtime_kind *out, const char *arg)
 	return cli_usage_error("--runtime: '%s' is not auto, native or bwrap", arg);
 }
 
+/*
+ * serve.weights: registry: the weights cache (KILN_WEIGHTS_DIR, else the store's weights/) into rt->weights,
+ * with the blobs the store holds put there; the shim fetches the others from the image's repository.
+ * Only under bubblewrap, where the cache is mounted where the image's links point.
+ */
+static int registry_weights(struct predict_runtime *rt, struct kiln_store *s, const json_t *config,
+                            struct kiln_error **err)
+{
+	json_auto_t *list = kiln_weights_registry_of(config);
+	if (list == NULL)
+		return 0;
+	if (rt->kind != RUNTIME_BWRAP)
+		return kiln_error_set(
+		    err, KILN_EINVAL,
+		    "the image's weights are in the registry (serve.weights: registry): it runs "
+		    "only under bubblewrap (--runtime bwrap), which mounts the weights cache where "
+		    "its links point");
+	const char *dir = getenv("KILN_WEIGHTS_DIR");
+	if (dir && *dir) {
+		if ((rt->weights = strdup(dir)) == NULL)
+			return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	} else if (kiln_store_private_dir(&rt->weights, s, "weights", err) < 0) {
+		return -1;
+	}
+	size_t n = json_array_size(list), placed = 0;
+	struct kiln_weight_blob *b = calloc(n + 1, sizeof(*b));
+	if (b == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		const json_t *w = json_array_get(list, i);
+		b[i] = (struct kiln_weight_blob){.digest = json_string_value(json_object_get(w, "digest")),
+		                                 .size =
+		                                     (uint64_t)json_integer_value(json_object_get(w, "size")),
+		                                 .name = json_string_value(json_object_get(w, "path"))};
+	}
+	int rc = kiln_weights_from_store(rt->weights, s, b, n, &placed, err);
+	free(b);
+	if (rc < 0)
+		return kiln_error_wrap(err, "the weights cache '%s'", rt->weights);
+	if (placed)
+		infof("weights: %zu of %zu files put in the cache %s from the store", placed, n, rt->weights);
+	return 0;
+}
+
 int predict_runtime_prepare(struct predict_runtime *rt, struct kiln_store *s, const char *manifest_digest,
                             const json_t *config, enum predict_runtime_kind kind,
                             const struct kiln_registry_options *ropt, struct kiln_error **err)
@@ -375,6 +421,8 @@ int predict_runtime_prepare(struct predict_runtime *rt, struct kiln_store *s, co
 			return -1;
 	}
 	rt->kind = kind;
+	if (registry_weights(rt, s, config, err) < 0)
+		return -1;
 
 	/* the cache: HOME/run/<digest>-<native|full>, made once (unpacked aside, renamed into place) */
 	const char *hex = strchr(manifest_digest, ':') ? strchr(manifest_digest, ':') + 1 : manifest_digest;
@@ -405,7 +453,8 @@ int predict_runtime_prepare(struct predict_runtime *rt, struct kiln_store *s, co
 	}
 	/* bubblewrap mounts /proc, /dev and /tmp on the read-only root: their mount points must be there
 	 * (made in the root by name: an image's link there is left for bubblewrap, in its own namespace) */
-	static const char *const mounts[] = {"proc", "dev", "tmp"};
+	static const char *const mounts[] = {
+	    "proc", "dev", "tmp", "var", "var/lib", "var/lib/kiln", "var/lib/kiln/weights"};
 	_cleanup_close_ int rootfd =
 	    kind == RUNTIME_BWRAP ? open(rt->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
 	if (kind == RUNTIME_BWRAP && rootfd < 0)
@@ -438,6 +487,12 @@ int predict_runtime_command(struct predict_command *out, const struct predict_ru
 		rc = bwrap_args(&args, config, rt->root, workdir);
 		if (rc == 0 && !attached)
 			rc = strv_add(&args, "--die-with-parent");
+		/* the weights cache where the image's links point (the shim fills what it lacks) */
+		if (rc == 0 && rt->weights)
+			rc = strv_add(&args, "--bind") < 0 || strv_add(&args, rt->weights) < 0 ||
+			             strv_add(&args, KILN_WEIGHTS_IMAGE_DIR) < 0
+			         ? -1
+			         : 0;
 		/* the project over the image's copy of it, as cog exec mounts it at /src */
 		if (rc == 0 && project)
 			rc = strv_add(&args, "--bind") < 0 || strv_add(&args, project) < 0 ||
@@ -582,5 +637,6 @@ void predict_runtime_stop(struct predict_runtime *rt, bool keep_log)
 		unlink(rt->log);
 	free(rt->log);
 	free(rt->root);
-	rt->log = rt->root = NULL;
+	free(rt->weights);
+	rt->log = rt->root = rt->weights = NULL;
 }

@@ -17,7 +17,7 @@ int kiln_sink_init(struct kiln_sink *s, int fd, enum kiln_compression compressio
 	memset(s, 0, sizeof(*s));
 	s->fd = fd;
 	s->compression = compression;
-	s->record = compression == KILN_COMPRESS_NONE;
+	s->record = compression != KILN_COMPRESS_GZIP;
 	int r = kiln_sha256_new(&s->tar_hash, err);
 	if (r < 0)
 		return r;

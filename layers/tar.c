@@ -35,6 +35,7 @@ struct layer_state {
 	bool opened; /* archive_write_open succeeded */
 	struct archive_entry *ae;
 	struct kiln_sink sink;
+	bool raw; /* KILN_COMPRESS_RAW: the file's bytes straight to the sink, no archive */
 };
 
 static int compare_items(const void *x, const void *y)
@@ -183,6 +184,8 @@ static int archive_failure(struct layer_state *st, const char *name, struct kiln
 static int write_data(struct layer_state *st, const unsigned char *p, size_t len, const char *name,
                       struct kiln_error **err)
 {
+	if (st->raw)
+		return kiln_sink_write(&st->sink, p, len) < 0 ? archive_failure(st, name, err) : 0;
 	while (len > 0) {
 		la_ssize_t w = archive_write_data(st->a, p, len);
 		if (w <= 0)
@@ -229,10 +232,12 @@ static int write_file(struct layer_state *st, const struct item *it, const struc
 		return kiln_error_set(err, KILN_ECHANGED, "'%s' changed since it was listed", e->source);
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 
-	archive_entry_set_filetype(st->ae, AE_IFREG);
-	archive_entry_set_size(st->ae, (la_int64_t)e->size);
-	if (archive_write_header(st->a, st->ae) < ARCHIVE_WARN)
-		return archive_failure(st, it->name, err);
+	if (!st->raw) {
+		archive_entry_set_filetype(st->ae, AE_IFREG);
+		archive_entry_set_size(st->ae, (la_int64_t)e->size);
+		if (archive_write_header(st->a, st->ae) < ARCHIVE_WARN)
+			return archive_failure(st, it->name, err);
+	}
 	int r = kiln_sink_begin_file(&st->sink, e, err);
 	if (r < 0)
 		return r;
@@ -267,7 +272,7 @@ static int write_file(struct layer_state *st, const struct item *it, const struc
 		return kiln_error_set(err, KILN_ECHANGED, "'%s' changed while being read", e->source);
 	if ((r = kiln_sink_end_file(&st->sink, err)) < 0)
 		return r;
-	if (archive_write_finish_entry(st->a) != ARCHIVE_OK)
+	if (!st->raw && archive_write_finish_entry(st->a) != ARCHIVE_OK)
 		return archive_failure(st, it->name, err);
 	return 0;
 }
@@ -347,8 +352,21 @@ static int write_layer(struct layer_state *st, struct kiln_layer_out *out,
                        const struct kiln_tar_entry *entries, size_t n, const struct kiln_layer_options *opt,
                        struct kiln_error **err)
 {
-	int r = plan_items(st, entries, n, err);
-	if (r < 0)
+	int r;
+	if (opt->compression == KILN_COMPRESS_RAW) {
+		if (n != 1 || entries[0].type != KILN_TAR_FILE || entries[0].source == NULL)
+			return kiln_error_set(err, KILN_EINVAL, "a raw blob is one regular file");
+		st->raw = true;
+		if ((r = kiln_sink_init(&st->sink, opt->fd, opt->compression, err)) < 0)
+			return r;
+		if ((st->buf = malloc(READ_CHUNK)) == NULL)
+			return kiln_error_set(err, KILN_EFAIL, "out of memory");
+		struct item it = {.name = entries[0].name, .type = KILN_TAR_FILE, .e = &entries[0]};
+		if ((r = write_file(st, &it, opt, &out->bytes_read, err)) < 0)
+			return r;
+		return kiln_sink_finish(&st->sink, out, err);
+	}
+	if ((r = plan_items(st, entries, n, err)) < 0)
 		return r;
 	if ((r = kiln_sink_init(&st->sink, opt->fd, opt->compression, err)) < 0)
 		return r;
@@ -374,7 +392,8 @@ int kiln_layer_write(struct kiln_layer_out *out, const struct kiln_tar_entry *en
 	memset(out, 0, sizeof(*out));
 	if (opt == NULL || (n > 0 && entries == NULL))
 		return kiln_error_set(err, KILN_EINVAL, "no layer options or entries");
-	if (opt->compression != KILN_COMPRESS_NONE && opt->compression != KILN_COMPRESS_GZIP)
+	if (opt->compression != KILN_COMPRESS_NONE && opt->compression != KILN_COMPRESS_GZIP &&
+	    opt->compression != KILN_COMPRESS_RAW)
 		return kiln_error_set(err, KILN_EINVAL, "unknown layer compression %d",
 		                      (int)opt->compression);
 	if (opt->compression == KILN_COMPRESS_GZIP && opt->fd < 0)

@@ -40,6 +40,8 @@ struct kiln_tar_entry {
 enum kiln_compression {
 	KILN_COMPRESS_NONE,
 	KILN_COMPRESS_GZIP,
+	KILN_COMPRESS_RAW, /* no tar: the one regular file's bytes alone (a weight blob kept out of the
+	                    * image's layers); digest and diff_id are the file's, recorded as a recipe */
 };
 
 struct kiln_layer_out {

@@ -11,6 +11,7 @@
 #include "pkg/runtime.h"
 #include "pkg/schema.h"
 #include "pkg/source.h"
+#include "pkg/weights_registry.h"
 #include "registry/reference.h"
 
 #include <ctype.h>
@@ -361,6 +362,40 @@ static void drop_base_runtime(struct kiln_build_result *r, struct kiln_plan *pla
 	}
 }
 
+/* serve.weights: registry: the layer of links that stands for the raw weight blobs, after the last of
+ * them in R's layers (they stay there, for the report; the image's manifest leaves them out). */
+static int add_weight_links(struct kiln_build_result *r, const struct kiln_plan *plan, size_t nbase,
+                            struct kiln_store *s, int64_t mtime, struct kiln_error **err)
+{
+	json_t *list = kiln_weights_registry_list(plan, r->layers + nbase);
+	if (list == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	if (json_array_size(list) == 0) { /* no weights: nothing stands for them */
+		json_decref(list);
+		return 0;
+	}
+	struct kiln_built_layer links = {0};
+	int rc = kiln_weights_links_layer(&links, s, list, mtime, err);
+	json_decref(list);
+	if (rc < 0)
+		return rc;
+	struct kiln_built_layer *layers = realloc(r->layers, (r->n + 1) * sizeof(*layers));
+	if (layers == NULL) {
+		free((char *)links.media_type);
+		free(links.title);
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+	r->layers = layers;
+	size_t at = nbase;
+	for (size_t i = nbase; i < r->n; i++)
+		if (layers[i].kind == KILN_LAYER_WEIGHTS)
+			at = i + 1;
+	memmove(&layers[at + 1], &layers[at], (r->n - at) * sizeof(*layers));
+	layers[at] = links;
+	r->n++;
+	return 0;
+}
+
 static size_t count_files(const struct kiln_plan_layer *pl)
 {
 	size_t n = 0;
@@ -399,6 +434,7 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 	char *config = NULL, *manifest = NULL;
 	json_t *schema = NULL;
 	_cleanup_free_ char *tag = NULL;
+	char *wsource = NULL;
 	int64_t epoch = 0;
 	int rc = -1;
 	if (r == NULL)
@@ -423,12 +459,19 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 	}
 	r->reference = kiln_reference_string(ref);
 	r->familiar = kiln_reference_familiar(ref);
+	const char *wmode = opt->weights ? opt->weights : m->serve.weights ? m->serve.weights : "image";
+	r->weights_registry = strcmp(wmode, "registry") == 0;
 	struct kiln_plan_options po;
 	kiln_plan_options_init(&po);
 	po.manifest = opt->file ? m->path : NULL;
+	if (r->weights_registry)
+		po.single_threshold = 0; /* every weight file a blob of its own */
 	if (kiln_plan_make(&plan, m, &po, err) < 0 ||
 	    kiln_base_load(&base, m, s, opt->platform, opt->registry, err) < 0)
 		goto cleanup;
+	for (size_t i = 0; r->weights_registry && i < plan->n; i++)
+		if (plan->layers[i].kind == KILN_LAYER_WEIGHTS)
+			plan->layers[i].compression = KILN_COMPRESS_RAW;
 	struct kiln_env_options eo = {
 	    .secrets = opt->secrets,
 	    .nsecrets = opt->nsecrets,
@@ -498,23 +541,28 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 	struct kiln_built_layer *mine = r->layers + nbase;
 	for (size_t i = 0; i < plan->n; i++) {
 		mine[i].kind = plan->layers[i].kind;
-		mine[i].media_type =
-		    strdup(plan->layers[i].compression == KILN_COMPRESS_GZIP ? KILN_MEDIA_LAYER_GZIP
-		                                                             : KILN_MEDIA_LAYER);
+		enum kiln_compression c = plan->layers[i].compression;
+		mine[i].media_type = strdup(c == KILN_COMPRESS_GZIP  ? KILN_MEDIA_LAYER_GZIP
+		                            : c == KILN_COMPRESS_RAW ? KILN_MEDIA_WEIGHT_RAW
+		                                                     : KILN_MEDIA_LAYER);
 		mine[i].title = strdup(plan->layers[i].title);
 		mine[i].files = count_files(&plan->layers[i]);
 	}
 	if (build_layers(mine, plan, s, opt, epoch, &r->bytes_hashed, &r->bytes_written, err) < 0)
 		goto cleanup;
 	drop_base_runtime(r, plan, nbase);
+	if (r->weights_registry && add_weight_links(r, plan, nbase, s, epoch, err) < 0)
+		goto cleanup;
 	mine = r->layers + nbase;
+	if (r->weights_registry && asprintf(&wsource, "%s/%s", ref->registry, ref->repository) < 0)
+		goto oom;
 
 	struct kiln_image_spec spec = {
 	    .manifest = m,
 	    .plan = plan,
 	    .base = &base,
 	    .layers = mine,
-	    .nlayers = plan->n,
+	    .nlayers = r->n - nbase,
 	    .created = epoch,
 	    .revision = src.revision,
 	    .runtime = r->runtime,
@@ -525,6 +573,8 @@ int kiln_build(struct kiln_build_result **out, struct kiln_store *s, const struc
 	    .nenv = envr.n,
 	    .pip_freeze = envr.pip_freeze,
 	    .deps = envr.deps,
+	    .weights_registry = r->weights_registry,
+	    .weights_source = wsource,
 	};
 	if (kiln_image_assemble(&config, &manifest, &spec, err) < 0)
 		goto cleanup;
@@ -561,6 +611,7 @@ cleanup:
 	}
 	free(config);
 	free(manifest);
+	free(wsource);
 	json_decref(schema);
 	kiln_reference_free(ref);
 	kiln_source_release(&src);

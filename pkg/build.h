@@ -17,10 +17,11 @@
 #include "registry/client.h"
 
 struct kiln_build_options {
-	const char *dir;  /* the project directory */
-	const char *file; /* -f: the manifest, or NULL */
-	const char *tag;  /* -t: the reference, or NULL (manifest's image, else the directory's name) */
-	int jobs;         /* layers built at once; 0: one per CPU, at most 8 */
+	const char *dir;     /* the project directory */
+	const char *file;    /* -f: the manifest, or NULL */
+	const char *tag;     /* -t: the reference, or NULL (manifest's image, else the directory's name) */
+	const char *weights; /* --weights: "image" or "registry", or NULL (serve.weights, else "image") */
+	int jobs;            /* layers built at once; 0: one per CPU, at most 8 */
 	/* Events for progress output; called from worker threads, so they must be thread-safe. */
 	void (*on_layer)(void *ctx, const struct kiln_built_layer *layer);
 	void (*on_bytes)(void *ctx, uint64_t total_read, uint64_t total_to_read);
@@ -54,6 +55,7 @@ struct kiln_build_result {
 	uint64_t bytes_written; /* bytes written to the store */
 	uint64_t image_size;    /* sum of layer sizes */
 	bool runtime;           /* the image has the runtime layer (the shim as its Entrypoint) */
+	bool weights_registry;  /* its weight files are blobs left out of its layers (serve.weights) */
 	char *runtime_missing;  /* else why not (the shim is not installed) */
 	char *schema_missing;   /* why the image has no run.cog.openapi_schema label (no Python here) */
 	char *base;     /* the base and why: "python:3.12-slim (a Python predictor without base:, ...)" */

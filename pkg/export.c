@@ -5,6 +5,7 @@
 #include "common/fs.h"
 #include "layers/archive.h"
 #include "pkg/image.h"
+#include "pkg/weights_registry.h"
 #include "pkg/pull.h"
 
 #include <errno.h>
@@ -22,6 +23,9 @@ struct blobs {
 	char (*digest)[KILN_DIGEST_LEN];
 	uint64_t *size;
 	size_t n;
+	/* serve.weights: registry: the artifact that carries the weights (among the blobs), else "" */
+	char artifact[KILN_DIGEST_LEN];
+	uint64_t artifact_size;
 };
 
 static void blobs_release(struct blobs *b)
@@ -67,6 +71,51 @@ static int list_blobs(struct blobs *out, struct kiln_store *s, const char *diges
 	}
 	json_decref(m);
 	return 0;
+}
+
+/*
+ * serve.weights: registry: the weight blobs join the image's, with the artifact that carries them (its
+ * config and manifest put in the store), so that the layout holds everything the image needs.
+ */
+static int add_weights(struct blobs *b, struct kiln_store *s, struct kiln_error **err)
+{
+	json_t *config = NULL;
+	if (kiln_store_json_read(s, b->digest[1], 16 << 20, &config, err) < 0)
+		return -1;
+	json_t *list = kiln_weights_registry_of(config);
+	json_decref(config);
+	if (list == NULL)
+		return 0;
+	_cleanup_free_ char *am = NULL, *ac = NULL;
+	char acd[KILN_DIGEST_LEN];
+	size_t nw = json_array_size(list);
+	char(*digest)[KILN_DIGEST_LEN] = realloc(b->digest, (b->n + nw + 2) * sizeof(*digest));
+	if (digest)
+		b->digest = digest;
+	uint64_t *size = digest ? realloc(b->size, (b->n + nw + 2) * sizeof(*size)) : NULL;
+	if (size)
+		b->size = size;
+	int rc = !digest || !size ? kiln_error_set(err, KILN_EFAIL, "out of memory")
+	                          : kiln_weights_artifact(&am, &ac, list, b->digest[0], b->size[0], err);
+	if (rc == 0)
+		rc = kiln_store_blob_put(s, ac, strlen(ac), acd, err);
+	if (rc == 0)
+		rc = kiln_store_blob_put(s, am, strlen(am), b->artifact, err);
+	for (size_t i = 0; rc == 0 && i < nw; i++) {
+		const json_t *w = json_array_get(list, i);
+		snprintf(b->digest[b->n], KILN_DIGEST_LEN, "%s",
+		         json_string_value(json_object_get(w, "digest")));
+		b->size[b->n++] = (uint64_t)json_integer_value(json_object_get(w, "size"));
+	}
+	if (rc == 0) {
+		memcpy(b->digest[b->n], acd, KILN_DIGEST_LEN);
+		b->size[b->n++] = strlen(ac);
+		memcpy(b->digest[b->n], b->artifact, KILN_DIGEST_LEN);
+		b->artifact_size = strlen(am);
+		b->size[b->n++] = b->artifact_size;
+	}
+	json_decref(list);
+	return rc;
 }
 
 /* Split "oci:DIR:TAG" into its path and tag (TAG only when the last ':' part has no '/'). */
@@ -130,9 +179,12 @@ static int produce_text(void *ctx, kiln_write_fn write, void *wctx, struct kiln_
 	return write(wctx, text, strlen(text), err);
 }
 
-/* The layout's index.json with TAG pointing at the manifest (other images kept). */
-static char *index_text(const char *existing_path, const char *digest, uint64_t size, const char *tag)
+/* The layout's index.json with TAG pointing at the manifest (other images kept), and the weights'
+ * artifact of B when it has one. */
+static char *index_text(const char *existing_path, const struct blobs *b, const char *tag)
 {
+	const char *digest = b->digest[0];
+	uint64_t size = b->size[0];
 	json_t *index = existing_path ? json_load_file(existing_path, 0, NULL) : NULL;
 	if (!json_is_array(json_object_get(index, "manifests"))) {
 		json_decref(index);
@@ -151,6 +203,16 @@ static char *index_text(const char *existing_path, const char *digest, uint64_t 
 	json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:{s:s}}", "mediaType", KILN_MEDIA_MANIFEST,
 	                                      "digest", digest, "size", (json_int_t)size, "annotations",
 	                                      REF_ANNOTATION, tag));
+	bool listed = false;
+	for (size_t i = 0; *b->artifact && i < json_array_size(list); i++)
+		listed = listed ||
+		         strcmp(json_string_value(json_object_get(json_array_get(list, i), "digest")) ?: "",
+		                b->artifact) == 0;
+	if (*b->artifact && !listed)
+		json_array_append_new(list,
+		                      json_pack("{s:s,s:s,s:I,s:s}", "mediaType", KILN_MEDIA_MANIFEST,
+		                                "digest", b->artifact, "size", (json_int_t)b->artifact_size,
+		                                "artifactType", KILN_MEDIA_WEIGHTS_ARTIFACT));
 	char *text = json_dumps(index, JSON_COMPACT);
 	json_decref(index);
 	return text;
@@ -199,7 +261,7 @@ static int export_layout(struct kiln_store *s, const struct blobs *b, const char
 			return -1;
 	if (kiln_write_file_atomic(layout, LAYOUT_TEXT, strlen(LAYOUT_TEXT), err) < 0)
 		return -1;
-	char *text = index_text(access(index, F_OK) == 0 ? index : NULL, b->digest[0], b->size[0], tag);
+	char *text = index_text(access(index, F_OK) == 0 ? index : NULL, b, tag);
 	if (text == NULL)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	int rc = kiln_write_file_atomic(index, text, strlen(text), err);
@@ -217,7 +279,7 @@ static int export_archive(struct kiln_store *s, const struct blobs *b, const cha
 	if (fd < 0)
 		return kiln_error_errno(err, errno, "cannot create '%s'", tmp);
 	struct kiln_archive *a = NULL;
-	_cleanup_free_ char *index = index_text(NULL, b->digest[0], b->size[0], tag);
+	_cleanup_free_ char *index = index_text(NULL, b, tag);
 	int rc =
 	    index ? kiln_archive_create(&a, fd, 0, err) : kiln_error_set(err, KILN_EFAIL, "out of memory");
 	if (rc == 0)
@@ -269,6 +331,10 @@ int kiln_export(struct kiln_store *s, const char *digest, const char *dest, cons
 	struct blobs b = {0};
 	if (list_blobs(&b, s, digest, err) < 0)
 		return -1;
+	if (add_weights(&b, s, err) < 0) {
+		blobs_release(&b);
+		return kiln_error_wrap(err, "cannot write '%s'", dest);
+	}
 	for (size_t i = 0; i < b.n; i++) {
 		if (!kiln_store_blob_exists(s, b.digest[i]) &&
 		    kiln_fetch_blob(s, b.digest[i], 0, ropt, NULL, err) < 0) {

@@ -214,6 +214,16 @@ int kiln_image_assemble(char **config_out, char **manifest_out, const struct kil
 	if (spec->deps)
 		set_label_json(labels, "dev.kiln.dependencies", json_incref((json_t *)spec->deps));
 	set_label_json(labels, KILN_LABEL_WEIGHTS, weights_label(spec));
+	if (spec->weights_registry) {
+		json_object_set_new(labels, KILN_LABEL_WEIGHTS_MODE, json_string("registry"));
+		if (spec->weights_source) {
+			_cleanup_free_ char *v = NULL;
+			if (asprintf(&v, "KILN_WEIGHTS_SOURCE=%s", spec->weights_source) >= 0)
+				env_set(env, v);
+		}
+	} else {
+		json_object_del(labels, KILN_LABEL_WEIGHTS_MODE); /* the base's, not ours */
+	}
 	set_label_json(labels, KILN_LABEL_SERVE, serve_label(spec, workdir));
 	if (spec->base && spec->base->name)
 		set_label_json(labels, KILN_LABEL_BASE,
@@ -245,7 +255,7 @@ int kiln_image_assemble(char **config_out, char **manifest_out, const struct kil
 				          spec->env_created_by[e], created);
 			env_done = true;
 		}
-		if (i < spec->nlayers)
+		if (i < spec->nlayers && strcmp(spec->layers[i].media_type, KILN_MEDIA_WEIGHT_RAW) != 0)
 			add_layer(layers, diff_ids, history, &spec->layers[i], NULL, created);
 	}
 

@@ -23,10 +23,15 @@
 #define KILN_MEDIA_LAYER_GZIP      "application/vnd.oci.image.layer.v1.tar+gzip"
 #define KILN_MEDIA_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
 #define KILN_MEDIA_DOCKER_LIST     "application/vnd.docker.distribution.manifest.list.v2+json"
+/* A weight file's bytes alone, a blob kept out of the layers (serve.weights: registry; CNCF ModelPack's
+ * media type) */
+#define KILN_MEDIA_WEIGHT_RAW "application/vnd.cncf.model.weight.v1.raw"
 
 /* Labels kiln writes besides Cog's and OCI's. */
 #define KILN_LABEL_WEIGHTS "dev.kiln.weights"
 #define KILN_LABEL_SERVE   "dev.kiln.serve"
+/* "registry" when the weights are blobs in the registry (pkg/weights_registry.h); absent: in the image */
+#define KILN_LABEL_WEIGHTS_MODE "dev.kiln.weights.mode"
 /* The base the image was built on and why: {"name", "reason", "digest", "python"} (pkg/base.h). */
 #define KILN_LABEL_BASE "dev.kiln.base"
 /* Annotation on each layer descriptor: its kind ("weights", "code", ...). */
@@ -76,6 +81,10 @@ struct kiln_image_spec {
 	size_t nenv;
 	const char *pip_freeze; /* run.cog.pip_freeze, or NULL */
 	const json_t *deps;     /* dev.kiln.dependencies, or NULL */
+	/* serve.weights: registry: the raw weight blobs (pkg/weights_registry.h), left out of the layers
+	 * (their links layer is among LAYERS), and the repository they are fetched from ("host/repo") */
+	bool weights_registry;
+	const char *weights_source;
 };
 
 /* Make the config and manifest JSON documents (compact, deterministic); the caller frees both. */

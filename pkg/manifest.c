@@ -136,6 +136,7 @@ static const struct field serve_fields[] = {
     FIELD("scaledown_window", FIELD_COUNT, AT(serve.scaledown_window)),
     FIELD("target_concurrency", FIELD_COUNT, AT(serve.target_concurrency)),
     FIELD("warmup", FIELD_CUSTOM, JSON_ONLY, .parse = parse_warmup),
+    FIELD("weights", FIELD_STRING, AT(serve.weights), .check = mcheck_weights_mode),
     {.key = NULL},
 };
 
@@ -833,6 +834,7 @@ void kiln_manifest_free(struct kiln_manifest *m)
 	strv_release(&m->weights);
 	strv_release(&m->serve.prefetch);
 	json_decref(m->serve.warmup);
+	free(m->serve.weights);
 	json_decref(m->json);
 	free(m);
 }

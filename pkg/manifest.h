@@ -81,6 +81,8 @@ struct kiln_manifest {
 		long scaledown_window;     /* seconds, -1 when absent */
 		long target_concurrency;   /* -1 when absent */
 		json_t *warmup;            /* an input object, or NULL */
+		char *weights; /* "image" or "registry" (where large weights go), NULL when absent */
+		struct kiln_pos weights_pos;
 	} serve;
 
 	json_t *json; /* the whole manifest as JSON, keys as written (the run.cog.config label) */

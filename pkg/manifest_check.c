@@ -190,6 +190,15 @@ int mcheck_image(struct mparser *p, yaml_node_t *val, const char *where)
 	return 0;
 }
 
+int mcheck_weights_mode(struct mparser *p, yaml_node_t *val, const char *where)
+{
+	const char *mode = p->m->serve.weights;
+	p->m->serve.weights_pos = mpos(val);
+	if (strcmp(mode, "image") != 0 && strcmp(mode, "registry") != 0)
+		return mfail(p, val, "%s: expected 'image' or 'registry', got '%s'", where, mquote(mode).s);
+	return 0;
+}
+
 int mcheck_base(struct mparser *p, yaml_node_t *val, const char *where)
 {
 	const char *base = p->m->base;

@@ -169,6 +169,8 @@ int mcheck_image(struct mparser *p, yaml_node_t *val, const char *where);
 /* Patterns are not empty, not absolute and have no ".." component. */
 int mcheck_weights(struct mparser *p, yaml_node_t *val, const char *where);
 int mcheck_prefetch(struct mparser *p, yaml_node_t *val, const char *where);
+/* serve.weights: "image" or "registry". */
+int mcheck_weights_mode(struct mparser *p, yaml_node_t *val, const char *where);
 /* serve.min_instances <= serve.max_instances. */
 int mcheck_serve(struct mparser *p, yaml_node_t *val, const char *where);
 

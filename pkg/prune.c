@@ -4,6 +4,7 @@
 #include "common/cleanup.h"
 #include "common/fs.h"
 #include "layers/extract.h"
+#include "pkg/weights_registry.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #define MANIFEST_MAX (4 << 20)
+#define CONFIG_MAX   (16 << 20)
 #define DEPTH_MAX    4
 #define RUN_PREFIX   32 /* hex digits of the manifest digest in a run/ directory's name */
 
@@ -88,8 +90,21 @@ static int walk(json_t *set, struct kiln_store *s, const json_t *desc, int depth
 			}
 		}
 	} else {
-		mark(set, json_object_get(doc, "config"));
+		json_t *cd = json_object_get(doc, "config");
+		mark(set, cd);
 		json_array_foreach(json_object_get(doc, "layers"), i, v) mark(set, v);
+		/* serve.weights: registry: the weight blobs its config lists are the image's too */
+		const char *cdigest = json_string_value(json_object_get(cd, "digest"));
+		json_t *config = NULL;
+		struct kiln_error *e = NULL;
+		if (cdigest && kiln_store_blob_exists(s, cdigest) &&
+		    kiln_store_json_read(s, cdigest, CONFIG_MAX, &config, &e) == 0) {
+			json_t *remote = kiln_weights_registry_of(config);
+			json_array_foreach(remote, i, v) mark(set, v);
+			json_decref(remote);
+			json_decref(config);
+		}
+		kiln_error_free(e);
 	}
 	json_decref(doc);
 	return rc;

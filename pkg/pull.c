@@ -5,6 +5,7 @@
 #include "common/fs.h"
 #include "common/pool.h"
 #include "pkg/image.h"
+#include "pkg/weights_registry.h"
 #include "registry/reference.h"
 
 #include <errno.h>
@@ -277,6 +278,7 @@ int kiln_pull(struct kiln_pull_result **out, struct kiln_store *s, const char *r
 	struct kiln_pull_result *r = calloc(1, sizeof(*r));
 	_cleanup_free_ char *name = NULL;
 	struct layer_jobs jobs = {0};
+	json_t *remote = NULL;
 	if (r == NULL)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	int rc = -1;
@@ -291,10 +293,13 @@ int kiln_pull(struct kiln_pull_result **out, struct kiln_store *s, const char *r
 	memcpy(r->manifest_digest, img.manifest_digest, KILN_DIGEST_LEN);
 	json_t *layers = json_object_get(img.manifest, "layers");
 	r->layers = json_array_size(layers);
+	/* serve.weights: registry: the weight blobs, in the same repository, come too */
+	remote = kiln_weights_registry_of(img.config);
+	r->weights = json_array_size(remote);
 	jobs.s = s;
 	jobs.ropt = ropt;
-	jobs.missing = calloc(r->layers + 1, sizeof(*jobs.missing));
-	jobs.received = calloc(r->layers + 1, sizeof(*jobs.received));
+	jobs.missing = calloc(r->layers + r->weights + 1, sizeof(*jobs.missing));
+	jobs.received = calloc(r->layers + r->weights + 1, sizeof(*jobs.received));
 	if (!jobs.missing || !jobs.received) {
 		kiln_error_set(err, KILN_EFAIL, "out of memory");
 		goto cleanup;
@@ -305,6 +310,15 @@ int kiln_pull(struct kiln_pull_result **out, struct kiln_store *s, const char *r
 	{
 		_cleanup_free_ char *have =
 		    kiln_store_blob_path(s, json_string_value(json_object_get(l, "digest")));
+		if (!have)
+			jobs.missing[jobs.n++] = l;
+	}
+	json_array_foreach(remote, i, l)
+	{
+		const char *wd = json_string_value(json_object_get(l, "digest"));
+		_cleanup_free_ char *have = kiln_store_blob_path(s, wd);
+		if (!have && kiln_store_location_add(s, wd, ref->registry, ref->repository, err) < 0)
+			goto cleanup;
 		if (!have)
 			jobs.missing[jobs.n++] = l;
 	}
@@ -329,6 +343,7 @@ int kiln_pull(struct kiln_pull_result **out, struct kiln_store *s, const char *r
 cleanup:
 	free(jobs.missing);
 	free(jobs.received);
+	json_decref(remote);
 	kiln_remote_image_release(&img);
 cleanup_ref:
 	kiln_reference_free(ref);

@@ -53,7 +53,8 @@ struct kiln_pull_result {
 	char *familiar;
 	char manifest_digest[KILN_DIGEST_LEN];
 	size_t layers;
-	size_t fetched; /* layers downloaded (the others were in the store already) */
+	size_t weights; /* weight blobs outside the layers (serve.weights: registry), pulled too */
+	size_t fetched; /* layers and weight blobs downloaded (the others were in the store already) */
 	uint64_t bytes_received;
 	double seconds;
 };

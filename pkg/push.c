@@ -6,6 +6,7 @@
 #include "common/pool.h"
 #include "layers/reader.h"
 #include "pkg/image.h"
+#include "pkg/weights_registry.h"
 #include "registry/reference.h"
 
 #include <errno.h>
@@ -348,6 +349,103 @@ static int list_blobs(struct kiln_push_result *r, const char *manifest, size_t l
 	return 0;
 }
 
+/*
+ * serve.weights: registry: the image's weight blobs join its blobs (before the config, the last), and the
+ * artifact that carries them is made (its config put in the store, its manifest into *ARTIFACT). Nothing
+ * for an image whose weights are layers.
+ */
+static int add_weight_blobs(struct kiln_push_result *r, struct kiln_store *s, const char *manifest,
+                            size_t mlen, char **artifact, struct kiln_error **err)
+{
+	json_t *m = json_loadb(manifest, mlen, 0, NULL);
+	const char *cd = json_string_value(json_object_get(json_object_get(m, "config"), "digest"));
+	json_t *config = NULL;
+	int rc = cd ? kiln_store_json_read(s, cd, 16 << 20, &config, err) : 0;
+	json_decref(m);
+	if (rc < 0)
+		return rc;
+	json_t *list = kiln_weights_registry_of(config);
+	json_decref(config);
+	if (list == NULL)
+		return 0;
+	_cleanup_free_ char *aconfig = NULL;
+	char adigest[KILN_DIGEST_LEN];
+	size_t nw = json_array_size(list);
+	struct kiln_pushed_blob *blobs = realloc(r->blobs, (r->n + nw + 1) * sizeof(*blobs));
+	if (blobs == NULL) {
+		json_decref(list);
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+	r->blobs = blobs;
+	if ((rc = kiln_weights_artifact(artifact, &aconfig, list, r->manifest_digest, mlen, err)) < 0 ||
+	    (rc = kiln_store_blob_put(s, aconfig, strlen(aconfig), adigest, err)) < 0) {
+		json_decref(list);
+		return rc;
+	}
+	/* the image's config stays last; the weights and the artifact's config go before it */
+	struct kiln_pushed_blob cfg = blobs[r->n - 1];
+	size_t at = r->n - 1;
+	for (size_t i = 0; i < nw; i++) {
+		const json_t *w = json_array_get(list, i);
+		blobs[at + i] = (struct kiln_pushed_blob){
+		    .size = (uint64_t)json_integer_value(json_object_get(w, "size")), .what = "weights"};
+		snprintf(blobs[at + i].digest, KILN_DIGEST_LEN, "%s",
+		         json_string_value(json_object_get(w, "digest")));
+	}
+	blobs[at + nw] = (struct kiln_pushed_blob){.size = strlen(aconfig), .what = "weights config"};
+	memcpy(blobs[at + nw].digest, adigest, KILN_DIGEST_LEN);
+	r->n += nw + 1;
+	blobs[r->n - 1] = cfg;
+	json_decref(list);
+	return 0;
+}
+
+/*
+ * The referrers tag schema (OCI distribution-spec 1.1, for registries without the referrers API): the
+ * index at tag sha256-<hex> of the image lists the artifact ARTIFACT (DIGEST) that refers to it.
+ */
+static int put_referrer(struct kiln_registry *reg, const char *repo, const char *subject,
+                        const char *artifact, const char *digest, struct kiln_error **err)
+{
+	char tag[80];
+	snprintf(tag, sizeof(tag), "sha256-%s", kiln_digest_hex(subject));
+	_cleanup_free_ char *data = NULL, *mt = NULL;
+	size_t len = 0;
+	char got[KILN_DIGEST_LEN];
+	json_t *index = NULL;
+	int rc = kiln_registry_manifest_get(reg, repo, tag, &data, &len, &mt, got, err);
+	if (rc == KILN_ENOTFOUND) {
+		kiln_error_free(*err);
+		*err = NULL;
+		index = json_pack("{s:i,s:s,s:[]}", "schemaVersion", 2, "mediaType", KILN_MEDIA_INDEX,
+		                  "manifests");
+	} else if (rc < 0) {
+		return rc;
+	} else if ((index = json_loadb(data, len, 0, NULL)) == NULL ||
+	           !json_is_array(json_object_get(index, "manifests"))) {
+		json_decref(index);
+		return kiln_error_set(err, KILN_EIO, "%s:%s is not an image index", repo, tag);
+	}
+	json_t *ms = json_object_get(index, "manifests");
+	size_t i;
+	json_t *d;
+	json_array_foreach(ms, i, d)
+	{
+		if (strcmp(json_string_value(json_object_get(d, "digest")) ?: "", digest) == 0) {
+			json_decref(index);
+			return 0; /* listed already */
+		}
+	}
+	json_array_append_new(ms, json_pack("{s:s,s:s,s:I,s:s}", "mediaType", KILN_MEDIA_MANIFEST, "digest",
+	                                    digest, "size", (json_int_t)strlen(artifact), "artifactType",
+	                                    KILN_MEDIA_WEIGHTS_ARTIFACT));
+	_cleanup_free_ char *text = json_dumps(index, JSON_COMPACT);
+	json_decref(index);
+	if (text == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	return kiln_registry_manifest_put(reg, repo, tag, KILN_MEDIA_INDEX, text, strlen(text), got, err);
+}
+
 int kiln_push(struct kiln_push_result **out, struct kiln_store *s, const struct kiln_push_options *opt,
               struct kiln_error **err)
 {
@@ -355,7 +453,7 @@ int kiln_push(struct kiln_push_result **out, struct kiln_store *s, const struct 
 	struct kiln_reference *src = NULL, *dst = NULL;
 	struct kiln_push_result *r = calloc(1, sizeof(*r));
 	struct push p = {.store = s, .opt = opt};
-	_cleanup_free_ char *manifest = NULL, *src_full = NULL;
+	_cleanup_free_ char *manifest = NULL, *src_full = NULL, *artifact = NULL;
 	size_t mlen = 0;
 	int rc = -1;
 	if (r == NULL)
@@ -373,7 +471,8 @@ int kiln_push(struct kiln_push_result **out, struct kiln_store *s, const struct 
 	r->familiar = kiln_reference_familiar(dst);
 	if (kiln_store_resolve(s, src_full, r->manifest_digest, err) < 0 ||
 	    kiln_store_blob_read(s, r->manifest_digest, &manifest, &mlen, 4 << 20, err) < 0 ||
-	    list_blobs(r, manifest, mlen, err) < 0)
+	    list_blobs(r, manifest, mlen, err) < 0 ||
+	    add_weight_blobs(r, s, manifest, mlen, &artifact, err) < 0)
 		goto cleanup;
 	if (kiln_registry_open(&p.target, dst->registry, opt->registry, err) < 0)
 		goto cleanup;
@@ -392,6 +491,18 @@ int kiln_push(struct kiln_push_result **out, struct kiln_store *s, const struct 
 		kiln_error_set(err, KILN_EIO, "the registry holds manifest %s, not %s", pushed,
 		               r->manifest_digest);
 		goto cleanup;
+	}
+	/* the weights' artifact, by digest, and the referrers tag that finds it from the image */
+	if (artifact) {
+		char adigest[KILN_DIGEST_LEN];
+		kiln_digest_buffer(adigest, artifact, strlen(artifact));
+		if (kiln_registry_manifest_put(p.target, dst->repository, adigest, KILN_MEDIA_MANIFEST,
+		                               artifact, strlen(artifact), adigest, err) < 0 ||
+		    put_referrer(p.target, dst->repository, r->manifest_digest, artifact, adigest, err) < 0) {
+			kiln_error_wrap(err, "the weights' artifact");
+			goto cleanup;
+		}
+		mlen += strlen(artifact);
 	}
 	r->bytes_sent = p.sent + mlen;
 	r->seconds = kiln_monotonic() - t0;

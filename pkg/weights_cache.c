@@ -191,9 +191,8 @@ static int fill_one(void *ctx, size_t i, struct kiln_error **err)
 	return rc;
 }
 
-int kiln_weights_fill(const char *dir, struct kiln_registry *r, const char *repo,
-                      const struct kiln_weight_blob *b, size_t n, size_t at_once,
-                      struct kiln_weights_progress *p, struct kiln_error **err)
+/* DIR's subdirectories, made when missing; stale temporary files removed. */
+static int make_cache(const char *dir, struct kiln_error **err)
 {
 	static const char *const subdirs[] = {"sha256", "tmp", "locks"};
 	for (size_t i = 0; i < sizeof(subdirs) / sizeof(*subdirs); i++) {
@@ -204,6 +203,64 @@ int kiln_weights_fill(const char *dir, struct kiln_registry *r, const char *repo
 			return kiln_error_wrap(err, "the weights cache '%s'", dir);
 	}
 	remove_stale_tmp(dir);
+	return 0;
+}
+
+int kiln_weights_fill(const char *dir, struct kiln_registry *r, const char *repo,
+                      const struct kiln_weight_blob *b, size_t n, size_t at_once,
+                      struct kiln_weights_progress *p, struct kiln_error **err)
+{
+	if (make_cache(dir, err) < 0)
+		return -1;
 	struct fill f = {.dir = dir, .r = r, .repo = repo, .b = b, .p = p};
 	return kiln_pool_run(n, at_once ? at_once : 1, fill_one, &f, &f.stop, err);
+}
+
+/* Blob B of the store S into the cache file DST: linked when stored whole, else streamed and renamed. */
+static int place_from_store(const char *dir, struct kiln_store *s, const struct kiln_weight_blob *b,
+                            const char *dst, struct kiln_error **err)
+{
+	_cleanup_free_ char *whole = kiln_store_blob_path(s, b->digest);
+	if (whole && link(whole, dst) == 0)
+		return kiln_fsync_parent(dst, err);
+	if (whole && errno == EEXIST)
+		return 0;
+	_cleanup_free_ char *tmp = NULL;
+	if (asprintf(&tmp, "%s/tmp/%d-%.16s-XXXXXX", dir, (int)getpid(), kiln_digest_hex(b->digest)) < 0)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return kiln_error_errno(err, errno, "cannot create a file in '%s/tmp'", dir);
+	int rc = kiln_store_blob_stream(s, b->digest, kiln_write_to_fd, &fd, err);
+	if (rc == 0 && (fsync(fd) < 0 || rename(tmp, dst) < 0))
+		rc = kiln_error_errno(err, errno, "cannot write %s into '%s'", b->name, dir);
+	close(fd);
+	if (rc < 0) {
+		unlink(tmp);
+		return kiln_error_wrap(err, "cannot put %s in the weights cache", b->name);
+	}
+	return kiln_fsync_parent(dst, err);
+}
+
+int kiln_weights_from_store(const char *dir, struct kiln_store *s, const struct kiln_weight_blob *b, size_t n,
+                            size_t *placed, struct kiln_error **err)
+{
+	if (placed)
+		*placed = 0;
+	if (make_cache(dir, err) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *dst = kiln_weights_cache_path(dir, b[i].digest);
+		if (dst == NULL)
+			return kiln_error_set(err, KILN_EINVAL, "%s: '%s' is not a sha256 digest", b[i].name,
+			                      b[i].digest);
+		if (cached(dst, b[i].size) || !kiln_store_blob_exists(s, b[i].digest))
+			continue;
+		unlink(dst); /* of the wrong size */
+		if (place_from_store(dir, s, &b[i], dst, err) < 0)
+			return -1;
+		if (placed)
+			(*placed)++;
+	}
+	return 0;
 }

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "pkg/store.h"
 #include "registry/client.h"
 
 /* One weight blob: its digest, its size, and its file's path in the image (for messages). */
@@ -63,5 +64,14 @@ char *kiln_weights_cache_path(const char *dir, const char *digest);
 int kiln_weights_fill(const char *dir, struct kiln_registry *r, const char *repo,
                       const struct kiln_weight_blob *b, size_t n, size_t at_once,
                       struct kiln_weights_progress *p, struct kiln_error **err);
+
+/*
+ * Put in the cache DIR each of the N blobs B that it lacks and the store S holds (whole: a hard link when
+ * both are on one filesystem, else a copy; as a recipe: streamed from the source files, checked): what
+ * kiln predict and kiln serve do before starting an image, so that its shim finds them. Blobs the store
+ * lacks are left for the shim to fetch. *PLACED (may be NULL): how many were put there.
+ */
+int kiln_weights_from_store(const char *dir, struct kiln_store *s, const struct kiln_weight_blob *b, size_t n,
+                            size_t *placed, struct kiln_error **err);
 
 #endif

@@ -55,6 +55,8 @@ struct shim {
 	struct kiln_manifest *manifest;
 	struct shim_gpu_info gpu;
 	struct shim_prefetch *prefetch;
+	struct shim_weights *weights; /* serve.weights: registry: fetched at start (weights.h), or NULL */
+	bool setup_pending;           /* main.c: setup waits for the weights (main thread only) */
 	struct shim_webhooks *webhooks;
 
 	/* every layer's state below is guarded by lock; cond is broadcast on every change */

@@ -15,6 +15,7 @@
 #include "common/cleanup.h"
 #include "kiln_version.h"
 #include "shim/http.h"
+#include "shim/weights.h"
 
 #define DEFAULT_BODY_LIMIT      (64u * 1024 * 1024)
 #define DEFAULT_MAX_CONNECTIONS 1000
@@ -316,6 +317,60 @@ static void start_prefetch(struct shim *s)
 	free(files);
 }
 
+/* Setup, once the weights are there: prefetch them, check the GPU, start the worker (or say why not). */
+static void start_setup(struct shim *s)
+{
+	const char *why = NULL;
+	if (s->weights && shim_weights_state(s->weights, &why) == SHIM_WEIGHTS_FAILED) {
+		shim_log("error", json_pack("{s:o}", "weights", shim_weights_json(s->weights)),
+		         "cannot fetch the weights");
+		pthread_mutex_lock(&s->lock);
+		if (!s->setup_status)
+			shim_setup_done(s, "failed", SHIM_SETUP_FAILED, why);
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
+	if (s->weights) {
+		json_t *j = shim_weights_json(s->weights);
+		char line[512];
+		snprintf(line, sizeof(line),
+		         "weights: %lld files, %lld bytes fetched from %s in %.2fs (%lld cached)\n",
+		         (long long)json_integer_value(json_object_get(j, "files")),
+		         (long long)json_integer_value(json_object_get(j, "bytes_fetched")),
+		         json_string_value(json_object_get(j, "source")),
+		         json_real_value(json_object_get(j, "seconds")),
+		         (long long)json_integer_value(json_object_get(j, "cached")));
+		shim_log("info", j, "weights ready");
+		pthread_mutex_lock(&s->lock);
+		kiln_buf_puts(&s->setup_logs, line);
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_mutex_lock(&s->lock);
+	bool over = s->setup_status != NULL; /* timed out while the weights came */
+	pthread_mutex_unlock(&s->lock);
+	if (over)
+		return;
+	start_prefetch(s);
+	struct kiln_error *err = NULL;
+	const char *allow_cpu = getenv("KILN_ALLOW_CPU");
+	if (s->manifest->gpu && s->gpu.count == 0 && !(allow_cpu && strcmp(allow_cpu, "1") == 0)) {
+		char msg[1024];
+		snprintf(
+		    msg, sizeof(msg),
+		    "the manifest has build.gpu: true but no GPU was found (%s); set KILN_ALLOW_CPU=1 to run "
+		    "on the CPU",
+		    *s->gpu.error ? s->gpu.error : "no device");
+		pthread_mutex_lock(&s->lock);
+		shim_setup_done(s, "failed", SHIM_SETUP_FAILED, msg);
+		pthread_mutex_unlock(&s->lock);
+	} else if (shim_worker_start(s, &err) < 0) {
+		pthread_mutex_lock(&s->lock);
+		shim_setup_done(s, "failed", SHIM_SETUP_FAILED, err->message);
+		pthread_mutex_unlock(&s->lock);
+		kiln_error_free(err);
+	}
+}
+
 /* The socket systemd passed (LISTEN_PID/LISTEN_FDS: fd 3), or -1. */
 static int activation_socket(void)
 {
@@ -339,6 +394,10 @@ static void serve(struct shim *s, const sigset_t *sigs)
 		siginfo_t si;
 		int sig = sigtimedwait(sigs, &si, &tick);
 		shim_server_tick(s);
+		if (s->setup_pending && shim_weights_state(s->weights, NULL) != SHIM_WEIGHTS_FETCHING) {
+			s->setup_pending = false;
+			start_setup(s);
+		}
 		if (sig == SIGTERM && s->await_explicit_shutdown) {
 			shim_log("info", NULL,
 			         "ignoring SIGTERM (--await-explicit-shutdown): POST /shutdown to stop");
@@ -458,7 +517,9 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &s->setup_start_mono);
 	s->last_request_ns =
 	    (long long)s->setup_start_mono.tv_sec * 1000000000LL + s->setup_start_mono.tv_nsec;
-	start_prefetch(s);
+	if (shim_weights_start(&s->weights, &err) < 0)
+		return fail("the image's weights from the registry", err);
+	s->setup_pending = s->weights && shim_weights_state(s->weights, NULL) == SHIM_WEIGHTS_FETCHING;
 	shim_gpu_probe(&s->gpu);
 	if (shim_server_start(s, &err) < 0)
 		return fail("cannot start the HTTP server", err);
@@ -469,23 +530,11 @@ int main(int argc, char **argv)
 	                   shim_gpu_json(&s->gpu)),
 	         "kiln-shim listening");
 
-	const char *allow_cpu = getenv("KILN_ALLOW_CPU");
-	if (s->manifest->gpu && s->gpu.count == 0 && !(allow_cpu && strcmp(allow_cpu, "1") == 0)) {
-		char msg[1024];
-		snprintf(
-		    msg, sizeof(msg),
-		    "the manifest has build.gpu: true but no GPU was found (%s); set KILN_ALLOW_CPU=1 to run "
-		    "on the CPU",
-		    *s->gpu.error ? s->gpu.error : "no device");
-		pthread_mutex_lock(&s->lock);
-		shim_setup_done(s, "failed", SHIM_SETUP_FAILED, msg);
-		pthread_mutex_unlock(&s->lock);
-	} else if (shim_worker_start(s, &err) < 0) {
-		pthread_mutex_lock(&s->lock);
-		shim_setup_done(s, "failed", SHIM_SETUP_FAILED, err->message);
-		pthread_mutex_unlock(&s->lock);
-		kiln_error_free(err);
-	}
+	if (s->setup_pending)
+		shim_log("info", json_pack("{s:o}", "weights", shim_weights_json(s->weights)),
+		         "fetching the weights before setup");
+	else
+		start_setup(s);
 
 	serve(s, &sigs);
 	drain(s, &sigs);
@@ -493,6 +542,7 @@ int main(int argc, char **argv)
 		shim_webhooks_free(s->webhooks, 10);
 	if (s->prefetch)
 		shim_prefetch_free(s->prefetch, true);
+	shim_weights_free(s->weights);
 	shim_log("info", NULL, "kiln-shim stopped");
 	shim_job_free_all(s);
 	json_decref(s->schema);

@@ -16,6 +16,7 @@
 #include "common/fs.h"
 #include "kiln_version.h"
 #include "shim/http.h"
+#include "shim/weights.h"
 
 /* Suspend W's connection until P changes (s->lock held; from MHD's callbacks only). */
 void http_suspend_on(struct shim_job *p, struct shim_waiter *w, struct MHD_Connection *c)
@@ -176,8 +177,9 @@ static enum MHD_Result health_check(struct shim *s, struct MHD_Connection *c)
 	              hint(m ? m->serve.scaledown_window : -1), "target_concurrency",
 	              hint(m ? m->serve.target_concurrency : -1));
 	json_object_set_new(o, "kiln",
-	                    json_pack("{s:s, s:o, s:o, s:o}", "version", KILN_VERSION, "prefetch",
-	                              s->prefetch ? shim_prefetch_json(s->prefetch) : json_null(), "gpu",
+	                    json_pack("{s:s, s:o, s:o, s:o, s:o}", "version", KILN_VERSION, "prefetch",
+	                              s->prefetch ? shim_prefetch_json(s->prefetch) : json_null(), "weights",
+	                              s->weights ? shim_weights_json(s->weights) : json_null(), "gpu",
 	                              shim_gpu_json(&s->gpu), "hints", hints));
 	return http_reply(c, 200, o);
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "common/buf.h"
 #include "common/fs.h"
 #include "layers/digest.h"
 #include "layers/tar.h"
@@ -525,6 +526,47 @@ Test(tar, gzip_layer_decompresses_to_its_diff_id)
 	release_seen(s, n);
 	kiln_layer_out_release(&gz);
 	kiln_layer_out_release(&plain);
+	release_entries(e, 2);
+}
+
+/* A recipe streamed into a buffer. */
+static int to_buf(void *ctx, const void *data, size_t len, struct kiln_error **err)
+{
+	(void)err;
+	return kiln_buf_put(ctx, data, len) < 0 ? KILN_EFAIL : 0;
+}
+
+Test(tar, raw_blob_is_the_file_itself_with_its_digest)
+{
+	write_pattern(in_tmp(0, "w.bin"), 2 * 1024 * 1024 + 5, 9);
+	struct kiln_tar_entry e[] = {
+	    file_entry("src/w.bin", in_tmp(0, "w.bin"), 0644),
+	    file_entry("src/w2.bin", in_tmp(0, "w.bin"), 0644),
+	};
+	struct kiln_layer_out raw;
+	write_ok(&raw, e, 1, NULL, KILN_COMPRESS_RAW, MTIME);
+	char want[KILN_DIGEST_LEN];
+	cr_assert_eq(kiln_digest_file(want, in_tmp(0, "w.bin"), NULL), 0);
+	cr_expect_str_eq(raw.digest, want);
+	cr_expect_str_eq(raw.diff_id, want);
+	cr_expect_eq(raw.size, 2 * 1024 * 1024 + 5);
+	cr_assert_not_null(raw.recipe);
+	cr_expect_eq(raw.recipe->nsegs, 1, "%zu segments", raw.recipe->nsegs);
+	struct kiln_buf b = KILN_BUF_INIT;
+	struct kiln_error *err = NULL;
+	cr_assert_eq(kiln_recipe_stream(raw.recipe, to_buf, &b, &err), 0, "%s", err ? err->message : "");
+	size_t len = 0;
+	char *file = slurp(in_tmp(0, "w.bin"), &len);
+	cr_assert_eq(b.len, len);
+	cr_expect(memcmp(b.ptr, file, len) == 0, "the raw blob is not the file's bytes");
+	free(file);
+	kiln_buf_release(&b);
+	kiln_layer_out_release(&raw);
+	/* anything but one regular file is not a raw blob */
+	struct kiln_layer_options opt = {.fd = -1, .compression = KILN_COMPRESS_RAW};
+	write_fails(e, 2, &opt, &err);
+	cr_expect(strstr(err->message, "one regular file"), "%s", err->message);
+	kiln_error_free(err);
 	release_entries(e, 2);
 }
 

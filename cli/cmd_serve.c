@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_serve.c: `kiln serve`: run the predictor shim against a project directory (the development loop). */
 #include "cli/cli.h"
+#include "cli/predict.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "pkg/image.h"
 #include "pkg/manifest.h"
 #include "pkg/plan.h"
 #include "pkg/runtime.h"
+#include "pkg/store.h"
+#include "registry/client.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -14,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum {
@@ -120,6 +124,42 @@ static char *weight_files(const char *dir, const char *file, struct kiln_error *
 	return kiln_buf_detach(&b);
 }
 
+/*
+ * kiln serve REF: the image from the store (pulled when it is not there) run as kiln predict runs it,
+ * under bubblewrap when it can, its shim in the foreground on HOST:PORT.
+ */
+static int serve_image(const char *ref, const struct serve_args *a)
+{
+	_cleanup_error_ struct kiln_error *err = NULL;
+	struct kiln_registry_options ropt;
+	kiln_registry_options_init(&ropt);
+	struct kiln_store *store = NULL;
+	json_t *config = NULL;
+	char digest[KILN_DIGEST_LEN];
+	struct predict_runtime rt = {.pid = -1};
+	struct predict_command c = {0};
+	int status = EXIT_FAIL;
+	if (kiln_store_open(&store, NULL, &err) < 0 ||
+	    predict_resolve_image(store, ref, NULL, &ropt, digest, &config, &err) < 0 ||
+	    predict_runtime_prepare(&rt, store, digest, config, RUNTIME_AUTO, &ropt, &err) < 0 ||
+	    predict_runtime_shim_command(&c, &rt, config, a->host, a->port, true, NULL, 0,
+	                                 (char *const *)a->pass, a->npass, &err) < 0)
+		goto out;
+	fflush(NULL);
+	execvpe(c.argv[0], c.argv, c.envp);
+	kiln_error_errno(&err, errno, "cannot run '%s'", c.argv[0]);
+out:
+	if (err) {
+		kiln_error_wrap(&err, "cannot serve '%s'", ref);
+		status = cli_fail(err);
+	}
+	predict_command_release(&c);
+	predict_runtime_stop(&rt, false);
+	json_decref(config);
+	kiln_store_free(store);
+	return status;
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -146,6 +186,14 @@ int cmd_serve(int argc, char **argv)
 	if (status < 0 && a.project && first < argc)
 		status = cli_usage_error("--project '%s' and DIR '%s': give one", a.project, argv[first]);
 	if (status >= 0) {
+		for (size_t i = 0; i < a.npass; i++)
+			free(a.pass[i]);
+		return status;
+	}
+	/* an image reference, not a project directory */
+	struct stat st;
+	if (!a.project && !a.file && first < argc && stat(argv[first], &st) < 0) {
+		status = serve_image(argv[first], &a);
 		for (size_t i = 0; i < a.npass; i++)
 			free(a.pass[i]);
 		return status;

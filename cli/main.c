@@ -88,9 +88,9 @@ const struct command commands[] = {
     {"run", cmd_run,
      "the same as predict (cog run, Cog 0.20's name for predict); with a command, exec (deprecated)",
      PREDICT_USAGE("run") "\nkiln run [options] COMMAND [ARG...]   # deprecated: kiln exec", PREDICT_HELP},
-    {"serve", cmd_serve, "serve a project over Cog's HTTP API, as its image would",
-     "kiln serve [DIR | --project DIR] [-f FILE] [--port N] [--host ADDR] [--upload-url URL] [--idle-exit "
-     "S|auto]\n"
+    {"serve", cmd_serve, "serve a project (or an image) over Cog's HTTP API, as its image would",
+     "kiln serve [DIR | --project DIR | REF] [-f FILE] [--port N] [--host ADDR] [--upload-url URL] "
+     "[--idle-exit S|auto]\n"
      "           [--await-explicit-shutdown [true|false]] [--max-connections N] [--connection-timeout S]\n"
      "           [--request-timeout S] [--keep-bytes N] [--allow-private-urls] [--threads N]",
      "  -p, --port N         the port to listen on (default: $PORT, else 5000)\n"

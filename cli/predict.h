@@ -76,6 +76,13 @@ int predict_runtime_command(struct predict_command *out, const struct predict_ru
                             size_t n, char *const *cmd, struct kiln_error **err);
 void predict_command_release(struct predict_command *c);
 
+/* The command that runs the image's shim (its Entrypoint) on its code, with --host HOST and --port PORT
+ * (each when not NULL) and ARGS after them; otherwise as predict_runtime_command. */
+int predict_runtime_shim_command(struct predict_command *out, const struct predict_runtime *rt,
+                                 const json_t *config, const char *host, const char *port, bool attached,
+                                 char *const *envs, size_t n, char *const *args, size_t nargs,
+                                 struct kiln_error **err);
+
 /* exec_overlay.c: a writable layer over an image's root for one command, thrown away after it. */
 struct exec_overlay {
 	char *dir;                   /* the store's tmp/PID-exec-XXXXXX, holding the three below */

@@ -533,25 +533,16 @@ void predict_command_release(struct predict_command *c)
 	memset(c, 0, sizeof(*c));
 }
 
-int predict_runtime_start(struct predict_runtime *rt, struct kiln_store *s, const char *manifest_digest,
-                          const json_t *config, enum predict_runtime_kind kind, char *const *envs, size_t n,
-                          const char *setup_timeout, const struct kiln_registry_options *ropt,
-                          struct kiln_error **err)
+int predict_runtime_shim_command(struct predict_command *out, const struct predict_runtime *rt,
+                                 const json_t *config, const char *host, const char *port, bool attached,
+                                 char *const *envs, size_t n, char *const *args, size_t nargs,
+                                 struct kiln_error **err)
 {
-	if (predict_runtime_prepare(rt, s, manifest_digest, config, kind, ropt, err) < 0)
-		return -1;
+	/* the image's Entrypoint (native: its files under the root), on the image's own code */
 	const json_t *ep = json_object_get(json_object_get(config, "config"), "Entrypoint");
-	if (asprintf(&rt->log, "%s.%d.log", rt->root, (int)getpid()) < 0)
-		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	int port = free_port();
-	if (port < 0)
-		return kiln_error_errno(err, errno, "cannot find a free port on 127.0.0.1");
-	snprintf(rt->url, sizeof(rt->url), "http://127.0.0.1:%d", port);
-
-	/* the shim: the image's Entrypoint (native: its files under the root), on the image's own code */
 	bool native = rt->kind == RUNTIME_NATIVE;
 	const char *workdir = predict_runtime_workdir(config);
-	struct strv cmd = {0}, env = {0};
+	struct strv cmd = {0};
 	int rc = 0;
 	size_t i;
 	json_t *v;
@@ -565,20 +556,49 @@ int predict_runtime_start(struct predict_runtime *rt, struct kiln_store *s, cons
 	}
 	if (rc == 0)
 		rc = strv_addf(&cmd, "--project=%s%s", native ? rt->root : "", workdir);
-	if (rc == 0)
-		rc = strv_addf(&cmd, "--host=127.0.0.1");
-	if (rc == 0)
-		rc = strv_addf(&cmd, "--port=%d", port);
+	if (rc == 0 && host)
+		rc = strv_addf(&cmd, "--host=%s", host);
+	if (rc == 0 && port)
+		rc = strv_addf(&cmd, "--port=%s", port);
+	for (size_t k = 0; rc == 0 && k < nargs; k++)
+		rc = strv_add(&cmd, args[k]);
+	if (rc < 0) {
+		strv_free(&cmd);
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+	rc = predict_runtime_command(out, rt, config, NULL, attached, envs, n, cmd.v, err);
+	strv_free(&cmd);
+	return rc;
+}
+
+int predict_runtime_start(struct predict_runtime *rt, struct kiln_store *s, const char *manifest_digest,
+                          const json_t *config, enum predict_runtime_kind kind, char *const *envs, size_t n,
+                          const char *setup_timeout, const struct kiln_registry_options *ropt,
+                          struct kiln_error **err)
+{
+	if (predict_runtime_prepare(rt, s, manifest_digest, config, kind, ropt, err) < 0)
+		return -1;
+	if (asprintf(&rt->log, "%s.%d.log", rt->root, (int)getpid()) < 0)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	int port = free_port();
+	if (port < 0)
+		return kiln_error_errno(err, errno, "cannot find a free port on 127.0.0.1");
+	snprintf(rt->url, sizeof(rt->url), "http://127.0.0.1:%d", port);
+
+	struct strv env = {0};
+	int rc = 0;
 	for (size_t k = 0; rc == 0 && k < n; k++)
 		rc = strv_add(&env, envs[k]);
 	if (rc == 0 && setup_timeout)
 		rc = strv_addf(&env, "COG_SETUP_TIMEOUT=%s", setup_timeout);
+	char portarg[16];
+	snprintf(portarg, sizeof(portarg), "%d", port);
 	struct predict_command c = {0};
 	if (rc < 0)
 		rc = kiln_error_set(err, KILN_EFAIL, "out of memory");
 	else
-		rc = predict_runtime_command(&c, rt, config, NULL, false, env.v, env.n, cmd.v, err);
-	strv_free(&cmd);
+		rc = predict_runtime_shim_command(&c, rt, config, "127.0.0.1", portarg, false, env.v, env.n,
+		                                  NULL, 0, err);
 	strv_free(&env);
 	if (rc < 0)
 		return -1;

@@ -125,6 +125,30 @@ expect_eq "$OUT" "$BIG" "the prediction"
 expect_contains "$ERR" "weights: 2 files, 0 bytes fetched from $R/rw/model"
 expect_contains "$ERR" "(2 cached)"
 
+t_case "kiln serve on the pulled image: the health check shows the fetch, then READY, and it answers"
+export KILN_HOME=$T_WORK/home-serve
+run_kiln pull "$REF"
+rm -f "$KILN_HOME/blobs/sha256/$BIG" "$KILN_HOME/blobs/sha256/$SMALL"
+SPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$KILN" serve "$REF" --host 127.0.0.1 --port "$SPORT" >"$T_WORK/serve.out" 2>"$T_WORK/serve.err" &
+SPID=$!
+t_defer "kill $SPID 2>/dev/null"
+HC=
+for _ in $(seq 200); do
+	HC=$(curl -s "http://127.0.0.1:$SPORT/health-check") && [[ $HC == *'"READY"'* ]] && break
+	sleep 0.1
+done
+expect_eq "$(echo "$HC" | json 'j["status"]')" "READY" "the health check"
+expect_eq "$(echo "$HC" | json 'j["kiln"]["weights"]["state"]')" "done" "kiln.weights.state"
+expect_eq "$(echo "$HC" | json 'j["kiln"]["weights"]["bytes_fetched"]')" "$((3 * MiB + 11 + 1000))" "kiln.weights.bytes_fetched"
+expect_eq "$(echo "$HC" | json 'sorted(f["state"] for f in j["kiln"]["weights"]["per_file"])')" '["fetched", "fetched"]' \
+	"per_file states"
+A=$(curl -s -H 'Content-Type: application/json' -d '{"input": {"name": "small"}}' "http://127.0.0.1:$SPORT/predictions")
+expect_eq "$(echo "$A" | json 'j["output"]')" "$SMALL" "the served prediction"
+kill -TERM $SPID
+wait $SPID 2>/dev/null
+expect_file_same "$P/models/small.bin" "$KILN_HOME/weights/sha256/$SMALL"
+
 t_case "KILN_WEIGHTS_DIR: a node's cache shared by stores, filled once"
 export KILN_WEIGHTS_DIR=$T_WORK/node-cache
 export KILN_HOME=$T_WORK/home-node1

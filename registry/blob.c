@@ -6,6 +6,7 @@
 #include "registry/client_internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,6 +190,10 @@ int kiln_registry_blob_get(struct kiln_registry *r, const char *repo, const char
 
 /* ---- a large blob in parts, several at once ---- */
 
+struct parted;
+struct part_writer;
+static void hash_arrived_at(struct part_writer *w);
+
 /* Writes a part's bytes at their place in the file FD: OFFSET is where the next byte goes. */
 struct part_writer {
 	int fd;
@@ -197,6 +202,8 @@ struct part_writer {
 	_Atomic uint64_t *total;
 	void (*progress)(void *ctx, uint64_t done);
 	void *progress_ctx;
+	struct parted *f; /* whose digest follows the bytes as they arrive */
+	size_t index;     /* of this part */
 };
 
 static int part_write(void *ctx, const void *data, size_t len, struct kiln_error **err)
@@ -216,6 +223,8 @@ static int part_write(void *ctx, const void *data, size_t len, struct kiln_error
 		uint64_t total = atomic_fetch_add(w->total, (uint64_t)n) + (uint64_t)n;
 		if (w->progress)
 			w->progress(w->progress_ctx, total);
+		if (w->f)
+			hash_arrived_at(w);
 	}
 	return 0;
 }
@@ -273,7 +282,57 @@ struct parted {
 	void (*progress)(void *ctx, uint64_t done);
 	void *progress_ctx;
 	volatile sig_atomic_t stop;
+	/* the digest, over the bytes written from the start without a gap, by whichever writer takes the lock
+	 * (read back from the page cache, so that little is left to hash once the last part is in) */
+	pthread_mutex_t hash_lock;
+	struct kiln_sha256 *sha;
+	uint64_t hashed;
+	_Atomic uint64_t *written; /* of each part */
+	size_t nparts;
+	unsigned char *buf;
+	bool hash_failed; /* a read back failed: the digest is made again at the end */
 };
+
+/* Hash the bytes from f->hashed that have arrived without a gap (f->hash_lock held). */
+static void hash_locked(struct parted *f)
+{
+	while (!f->hash_failed && f->hashed < f->size) {
+		size_t p = (size_t)(f->hashed / f->part);
+		uint64_t end = (uint64_t)p * f->part + atomic_load(&f->written[p]);
+		if (end <= f->hashed)
+			return;
+		while (f->hashed < end) {
+			size_t want =
+			    end - f->hashed < (1 << 20) ? (size_t)(end - f->hashed) : (size_t)(1 << 20);
+			ssize_t n = pread(f->fd, f->buf, want, (off_t)f->hashed);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				f->hash_failed = true;
+				return;
+			}
+			kiln_sha256_update(f->sha, f->buf, (size_t)n);
+			f->hashed += (uint64_t)n;
+		}
+	}
+}
+
+static void hash_arrived(struct parted *f, bool wait)
+{
+	if (wait)
+		pthread_mutex_lock(&f->hash_lock);
+	else if (pthread_mutex_trylock(&f->hash_lock) != 0)
+		return; /* another writer is hashing */
+	hash_locked(f);
+	pthread_mutex_unlock(&f->hash_lock);
+}
+
+/* W's part has more bytes: they count for the digest once the bytes before them are there. */
+static void hash_arrived_at(struct part_writer *w)
+{
+	atomic_store(&w->f->written[w->index], w->written);
+	hash_arrived(w->f, false);
+}
 
 static int fetch_part(void *ctx, size_t i, struct kiln_error **err)
 {
@@ -284,7 +343,9 @@ static int fetch_part(void *ctx, size_t i, struct kiln_error **err)
 	                        .offset = first,
 	                        .total = &f->total,
 	                        .progress = f->progress,
-	                        .progress_ctx = f->progress_ctx};
+	                        .progress_ctx = f->progress_ctx,
+	                        .f = f,
+	                        .index = i};
 	return get_range(f->r, f->repo, f->scope, f->url, first, last, &w, err);
 }
 
@@ -379,10 +440,28 @@ int kiln_registry_blob_fetch(struct kiln_registry *r, const char *repo, const ch
 		                   .progress = progress,
 		                   .progress_ctx = progress_ctx};
 		size_t nparts = (size_t)((size + part - 1) / part);
-		int rc = kiln_pool_run(nparts, (size_t)parallel, fetch_part, &f, &f.stop, err);
+		f.nparts = nparts;
+		f.written = calloc(nparts, sizeof(*f.written));
+		f.buf = malloc(1 << 20);
+		pthread_mutex_init(&f.hash_lock, NULL);
+		int rc = !f.written || !f.buf ? kiln_error_set(err, KILN_EFAIL, "out of memory")
+		                              : kiln_sha256_new(&f.sha, err);
+		if (rc == 0)
+			rc = kiln_pool_run(nparts, (size_t)parallel, fetch_part, &f, &f.stop, err);
 		char got[KILN_DIGEST_LEN];
-		if (rc == 0 && (rc = digest_of_fd(fd, size, got, err)) == 0 && strcmp(got, digest) != 0)
+		if (rc == 0) {
+			hash_arrived(&f, true); /* what is left */
+			if (!f.hash_failed && f.hashed == size)
+				kiln_sha256_final(f.sha, got);
+			else
+				rc = digest_of_fd(fd, size, got, err);
+		}
+		if (rc == 0 && strcmp(got, digest) != 0)
 			rc = kiln_error_set(err, KILN_EIO, "the registry sent content with digest %s", got);
+		kiln_sha256_free(f.sha);
+		pthread_mutex_destroy(&f.hash_lock);
+		free((void *)f.written);
+		free(f.buf);
 		if (rc != KILN_ENOTSUP) {
 			if (rc < 0)
 				return kiln_error_wrap(err, "cannot get blob %s from %s/%s",

@@ -91,7 +91,8 @@ int kiln_registry_blob_get(struct kiln_registry *r, const char *repo, const char
 /*
  * Download the blob DIGEST of SIZE bytes into the file FD (empty, at offset 0): a blob larger than a part
  * as ranged GETs of its parts, several at once, each written at its place, each resumed and retried on
- * its own (kiln_registry_blob_get's faults), then its digest checked by reading the file back; a
+ * its own (kiln_registry_blob_get's faults), its digest following the bytes written without a gap
+ * (read back from the page cache by whichever writer is free) and checked at the end; a
  * registry that gives no ranges gets one GET of the whole. PROGRESS (may be NULL; called from several
  * threads) gets the bytes written so far. KILN_EIO when the digest does not match (FD then holds bytes
  * the caller must discard); KILN_EINVAL when KILN_FETCH_PART_SIZE or KILN_FETCH_PARALLEL is set to

@@ -1140,3 +1140,29 @@ Test(client_faults, blob_no_larger_than_a_part_is_one_plain_get)
 	free(m.data);
 	proxy_stop(&px);
 }
+
+Test(client_faults, parts_of_a_blob_told_the_wrong_size_fail_its_digest)
+{
+	struct mem_src m;
+	struct kiln_blob_source src = seed_blob(&m, "kiln/parts", 3 * MIB + 5, 23);
+	setenv("KILN_FETCH_PART_SIZE", "1048576", 1);
+	setenv("KILN_FETCH_PARALLEL", "3", 1);
+	struct kiln_registry_options opt;
+	quick_options(&opt);
+	struct kiln_registry *r = open_registry(reg.host, &opt);
+	char path[] = "/tmp/kiln-fetch-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert(fd >= 0);
+	unlink(path);
+	struct kiln_error *err = NULL;
+	/* one byte short: every part comes, and the digest of what came is not the blob's */
+	cr_assert_lt(
+	    kiln_registry_blob_fetch(r, "kiln/parts", src.digest, src.size - 1, fd, NULL, NULL, &err), 0);
+	cr_assert(strstr(err->message, "the registry sent content with digest sha256:"), "%s", err->message);
+	kiln_error_free(err);
+	close(fd);
+	free(m.data);
+	kiln_registry_free(r);
+	unsetenv("KILN_FETCH_PART_SIZE");
+	unsetenv("KILN_FETCH_PARALLEL");
+}

@@ -17,7 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 enum {
@@ -125,6 +128,51 @@ static char *weight_files(const char *dir, const char *file, struct kiln_error *
 }
 
 /*
+ * Run C in a process group of its own and wait for it, passing SIGINT, SIGTERM and SIGHUP on to that
+ * group: the shim inside bubblewrap gets them (bubblewrap itself passes none on), stops as it does on
+ * them, and kiln exits with its status.
+ */
+static int run_foreground(const struct predict_command *c, struct kiln_error **err)
+{
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, &old);
+	posix_spawnattr_t attr;
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
+	posix_spawnattr_setpgroup(&attr, 0);
+	posix_spawnattr_setsigmask(&attr, &old);
+	pid_t pid;
+	fflush(NULL);
+	int rc = posix_spawnp(&pid, c->argv[0], NULL, &attr, c->argv, c->envp);
+	posix_spawnattr_destroy(&attr);
+	if (rc != 0) {
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		kiln_error_errno(err, rc, "cannot run '%s'", c->argv[0]);
+		return EXIT_FAIL;
+	}
+	int wstatus = 0;
+	for (;;) {
+		int sig = sigwaitinfo(&set, NULL);
+		if (sig == SIGCHLD || sig < 0) {
+			pid_t r = waitpid(pid, &wstatus, WNOHANG);
+			if (r == pid || (r < 0 && errno == ECHILD))
+				break;
+			continue;
+		}
+		kill(-pid, sig);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (WIFSIGNALED(wstatus))
+		return 128 + WTERMSIG(wstatus);
+	return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : EXIT_FAIL;
+}
+
+/*
  * kiln serve REF: the image from the store (pulled when it is not there) run as kiln predict runs it,
  * under bubblewrap when it can, its shim in the foreground on HOST:PORT.
  */
@@ -145,9 +193,7 @@ static int serve_image(const char *ref, const struct serve_args *a)
 	    predict_runtime_shim_command(&c, &rt, config, a->host, a->port, true, NULL, 0,
 	                                 (char *const *)a->pass, a->npass, &err) < 0)
 		goto out;
-	fflush(NULL);
-	execvpe(c.argv[0], c.argv, c.envp);
-	kiln_error_errno(&err, errno, "cannot run '%s'", c.argv[0]);
+	status = run_foreground(&c, &err);
 out:
 	if (err) {
 		kiln_error_wrap(&err, "cannot serve '%s'", ref);

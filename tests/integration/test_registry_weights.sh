@@ -145,8 +145,16 @@ expect_eq "$(echo "$HC" | json 'sorted(f["state"] for f in j["kiln"]["weights"][
 	"per_file states"
 A=$(curl -s -H 'Content-Type: application/json' -d '{"input": {"name": "small"}}' "http://127.0.0.1:$SPORT/predictions")
 expect_eq "$(echo "$A" | json 'j["output"]')" "$SMALL" "the served prediction"
+# SIGTERM to kiln reaches the shim inside bubblewrap: it stops, and kiln with it
 kill -TERM $SPID
-wait $SPID 2>/dev/null
+RC=0
+timeout 20 tail --pid=$SPID -f /dev/null || t_fail "kiln serve still runs 20 s after SIGTERM"
+wait $SPID 2>/dev/null || RC=$?
+# (bubblewrap's monitor goes with the signal too: 143, as after SIGTERM)
+[ "$RC" = 0 ] || [ "$RC" = 143 ] || t_fail "kiln serve's exit status after SIGTERM: $RC"
+sleep 1
+pgrep -f "kiln-shim --project=/src --host=127.0.0.1 --port=$SPORT" >/dev/null && t_fail "the shim still runs after SIGTERM"
+! curl -s --max-time 2 "http://127.0.0.1:$SPORT/health-check" >/dev/null || t_fail "the shim still answers after SIGTERM"
 expect_file_same "$P/models/small.bin" "$KILN_HOME/weights/sha256/$SMALL"
 
 t_case "KILN_WEIGHTS_DIR: a node's cache shared by stores, filled once"

@@ -8,6 +8,7 @@
 
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 #define OPT_RUNTIME_IMAGE 2000
@@ -50,6 +51,10 @@ int cmd_dockerfile(int argc, char **argv)
 	if (kiln_manifest_load(&m, dir, a.file, &err) < 0)
 		return cli_fail(err);
 	cli_manifest_warnings(&m->warnings);
+	if (m->serve.weights && strcmp(m->serve.weights, "registry") == 0)
+		warnf("%s:%d:%d: serve.weights: a Dockerfile has no registry weights: it copies the weight files "
+		      "into the image, as serve.weights: image does",
+		      m->path, m->serve.weights_pos.line, m->serve.weights_pos.column);
 	_cleanup_free_ char *tag = a.runtime_image ? NULL : kiln_build_manifest_tag(m, dir);
 	_cleanup_free_ char *text = NULL;
 	int rc = kiln_dockerfile(&text, m,

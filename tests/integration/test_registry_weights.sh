@@ -283,6 +283,12 @@ run_kiln build "$P" --weights lfs
 expect_rc 2
 expect_contains "$ERR" "--weights: expected 'image' or 'registry', got 'lfs'"
 
+t_case "kiln dockerfile says that a Dockerfile puts the weights in the image"
+run_kiln dockerfile "$P"
+expect_rc 0
+expect_contains "$ERR" "kiln.yaml:5:12: serve.weights: a Dockerfile has no registry weights"
+expect_contains "$OUT" "models/big.bin"
+
 t_case "--weights image overrides the manifest: the weights are layers again (two small files: one bundle)"
 export KILN_HOME=$T_WORK/home
 run_kiln build "$P" -t "$R/rw/model:image" --weights image --json

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-# bench/lib.sh: the helpers bench/build.sh, bench/push.sh and bench/shim.sh share; sourced, never run.
+# bench/lib.sh: the helpers bench/build.sh, bench/push.sh, bench/pull.sh and bench/shim.sh share; sourced, never run.
 # shellcheck shell=bash
 
 # me: the script's name for messages, e.g. bench/build.sh.
@@ -107,6 +107,62 @@ stop_pid() {
 need_free_mib() {
     avail_mib=$(df -Pm "$work" | awk 'NR == 2 { print $4 }')
     ((avail_mib > $1)) || die "needs ${1} MiB free under $base, has ${avail_mib} MiB"
+}
+
+# start_registry: start Debian's docker-registry ($regbin) on a free loopback port, with filesystem storage
+# in a fresh directory under BENCH_REGISTRY_DIR (default $work), and wait until it answers /v2/ (a port
+# taken meanwhile is tried again, up to 3 times). Sets regroot (that directory: the caller's cleanup removes
+# it), regdata (the storage), reglog, regpid (the caller's cleanup stops it: stop_pid), port and reg
+# (127.0.0.1:PORT); says so on stderr. Needs openssl, curl and python3.
+start_registry() {
+    regroot=$(mktemp -d "${BENCH_REGISTRY_DIR:-$work}/registry.XXXXXX")
+    regdata=$regroot/data
+    reglog=$regroot/registry.log
+    mkdir -p "$regdata"
+    local try up code
+    port=
+    for try in 1 2 3; do
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        # Debian's docker-registry (distribution) with filesystem storage and nothing else: no blob descriptor
+        # cache (a deleted storage must read as empty), no access log, warnings only.
+        cat >"$regroot/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $regdata
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:$port
+  secret: $(openssl rand -hex 16)
+EOF
+        # A clean environment: distribution reads REGISTRY_* variables as configuration overrides.
+        env -i PATH="$PATH" "$regbin" serve "$regroot/config.yml" >>"$reglog" 2>&1 </dev/null &
+        regpid=$!
+        up=0
+        for _ in $(seq 200); do
+            kill -0 "$regpid" 2>/dev/null || break
+            code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/v2/" 2>/dev/null || true)
+            if [[ -n $code && $code != 000 ]]; then up=1; break; fi
+            sleep 0.1
+        done
+        ((up)) && break
+        kill -KILL "$regpid" 2>/dev/null || true
+        wait "$regpid" 2>/dev/null || true
+        regpid=
+        if ((try < 3)) && grep -q "address already in use" "$reglog"; then continue; fi
+        tail -n 20 "$reglog" >&2
+        die "docker-registry did not start"
+    done
+    reg=127.0.0.1:$port
+    say "registry: $regbin on $reg (pid $regpid), storage in $regdata"
 }
 
 # The benchmarks' projects build on scratch, as the tests do: the weights, the runtime layer and the code are
@@ -224,3 +280,70 @@ machine_line() {
     printf '%s CPUs, %s, Linux %s, %s\n' "$ncpu" "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" \
         "$(uname -r)" "$(date -u +%Y-%m-%dT%H:%MZ)"
 }
+
+# registry_bench NAME TOOL...: what the benchmarks against a local registry (push.sh, pull.sh, coldstart.sh)
+# start with: BENCH_FILES/BENCH_FILE_MIB/BENCH_REPS checked (nfiles, mib, reps), bash 5, the TOOLs and
+# $regbin there, the installed kiln (need_kiln), a work directory NAME.XXXXXX removed at the end with the
+# registry (regpid, regroot) on failure too, a private kiln, and an empty HOME (kiln and skopeo read
+# credentials from it: the user's stay out of the way) with KILN_HOME=$work/home.
+registry_bench() {
+    local name=$1 tool
+    shift
+    need_posint "$nfiles" BENCH_FILES
+    need_posint "$mib" BENCH_FILE_MIB
+    need_posint "$reps" BENCH_REPS
+    [[ -n ${EPOCHREALTIME:-} ]] || die "needs bash 5 (EPOCHREALTIME)"
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || die "$tool is missing (scripts/deps.sh installs it)"
+    done
+    [[ -x $regbin ]] || die "$regbin is missing (scripts/deps.sh installs docker-registry)"
+    need_kiln
+    make_work "$name"
+    regpid=
+    regroot=
+    trap registry_bench_cleanup EXIT
+    trap_signals
+    private_kiln
+    export HOME=$work/userhome KILN_HOME=$work/home
+    mkdir -p "$HOME"
+}
+
+registry_bench_cleanup() {
+    [[ -z $regpid ]] || stop_pid "$regpid"
+    [[ -z $regroot ]] || rm -rf "$regroot"
+    rm -rf "$work"
+    if ((made_base)); then rmdir "$base" 2>/dev/null || true; fi
+}
+
+# ---- timings against a registry (push.sh, pull.sh, coldstart.sh; regpid is the registry's process)
+REGT=0
+# snap_reg: snap (BUSY and MINE), and REGT = ticks the registry (all its threads) spent. No process is started.
+snap_reg() {
+    local r
+    snap
+    read -r -a r <"/proc/$regpid/stat"
+    REGT=$((r[13] + r[14]))
+}
+T=0 OTHER=0 CLIENT=0 REGCPU=0
+# timeit_reg CMD...: run CMD; T = its wall-clock seconds, CLIENT = CPU seconds of CMD (the tool measured),
+# REGCPU = CPU seconds of the registry, OTHER = the share of the machine's CPUs (percent) that anything else
+# (other processes, the hypervisor, and interrupts, loopback's softirqs included) used meanwhile: a noisy
+# neighbour shows up there. Runs of 0.25 s or more are collected in `others` for the summary.
+timeit_reg() {
+    local t0 t1 b0 m0 r0
+    snap_reg; b0=$BUSY m0=$MINE r0=$REGT
+    t0=$EPOCHREALTIME
+    "$@"
+    t1=$EPOCHREALTIME
+    snap_reg
+    T=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    CLIENT=$(awk -v t="$((MINE - m0))" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')
+    REGCPU=$(awk -v t="$((REGT - r0))" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')
+    OTHER=$(awk -v o="$((BUSY - b0 - (MINE - m0) - (REGT - r0)))" -v hz="$hz" -v t="$T" -v n="$ncpu" \
+        'BEGIN { p = t > 0 ? 100 * o / hz / t / n : 0; if (p < 0) p = 0; printf "%.0f", p }')
+    note_other
+}
+# json_first_str KEY FILE: the first string with that key (a report's top-level digest precedes its blobs).
+json_first_str() { grep -o "\"$1\": *\"[^\"]*\"" "$2" | head -n 1 | sed 's/.*: *"//; s/"$//'; }
+# mibs SECONDS BYTES: MiB a second.
+mibs() { awk -v s="$1" -v b="$2" 'BEGIN { if (s > 0) printf "%.0f", b / s / 1048576; else print "inf" }'; }

@@ -30,34 +30,8 @@ regbin=${REGISTRY_BIN:-/usr/bin/docker-registry}
 # shellcheck source=bench/lib.sh
 . "$here/lib.sh"
 
-need_posint "$nfiles" BENCH_FILES
-need_posint "$mib" BENCH_FILE_MIB
-need_posint "$reps" BENCH_REPS
-[[ -n ${EPOCHREALTIME:-} ]] || die "needs bash 5 (EPOCHREALTIME)"
-for tool in openssl curl python3 skopeo du awk sort; do
-    command -v "$tool" >/dev/null || die "$tool is missing (scripts/deps.sh installs it)"
-done
-[[ -x $regbin ]] || die "$regbin is missing (scripts/deps.sh installs docker-registry)"
-
+registry_bench push openssl curl python3 skopeo du awk sort
 need_gnu_time
-need_kiln
-
-make_work push
-regpid=
-regroot=
-cleanup() {
-    [[ -z $regpid ]] || stop_pid "$regpid"
-    [[ -z $regroot ]] || rm -rf "$regroot"
-    rm -rf "$work"
-    if ((made_base)); then rmdir "$base" 2>/dev/null || true; fi
-}
-trap cleanup EXIT
-trap_signals
-
-private_kiln
-# kiln and skopeo read credentials from $HOME: an empty one keeps the user's out of the way.
-export HOME=$work/userhome KILN_HOME=$work/home
-mkdir -p "$HOME"
 
 file_bytes=$((mib * 1048576))
 weight_bytes=$((nfiles * file_bytes))
@@ -69,53 +43,7 @@ if ((3 * weight_bytes / 1024 > avail_kib * 8 / 10)); then
 fi
 
 # ---------------------------------------------------------------- the registry
-regroot=$(mktemp -d "${BENCH_REGISTRY_DIR:-$work}/registry.XXXXXX")
-regdata=$regroot/data
-reglog=$regroot/registry.log
-mkdir -p "$regdata"
-port=
-for try in 1 2 3; do
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    # Debian's docker-registry (distribution) with filesystem storage and nothing else: no blob descriptor
-    # cache (a deleted storage must read as empty), no access log, warnings only.
-    cat >"$regroot/config.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $regdata
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: 127.0.0.1:$port
-  secret: $(openssl rand -hex 16)
-EOF
-    # A clean environment: distribution reads REGISTRY_* variables as configuration overrides.
-    env -i PATH="$PATH" "$regbin" serve "$regroot/config.yml" >>"$reglog" 2>&1 </dev/null &
-    regpid=$!
-    up=0
-    for _ in $(seq 200); do
-        kill -0 "$regpid" 2>/dev/null || break
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/v2/" 2>/dev/null || true)
-        if [[ -n $code && $code != 000 ]]; then up=1; break; fi
-        sleep 0.1
-    done
-    ((up)) && break
-    kill -KILL "$regpid" 2>/dev/null || true
-    wait "$regpid" 2>/dev/null || true
-    regpid=
-    if ((try < 3)) && grep -q "address already in use" "$reglog"; then continue; fi
-    tail -n 20 "$reglog" >&2
-    die "docker-registry did not start"
-done
-reg=127.0.0.1:$port
-say "registry: $regbin on $reg (pid $regpid), storage in $regdata"
+start_registry
 
 # wipe_registry: delete everything the registry stores (it keeps no cache of it), then sync, so that the
 # next push finds nothing and starts with no writeback of the previous one pending.
@@ -144,37 +72,6 @@ say "warming the page cache: reading every weight file and every blob of the OCI
 cat "${wfiles[@]}" "$oci"/blobs/sha256/* >/dev/null
 
 # ---------------------------------------------------------------- helpers
-REGT=0
-# snap_reg: snap (BUSY and MINE, see bench/lib.sh), and REGT = ticks the registry (all its threads) spent.
-# No process is started.
-snap_reg() {
-    local r
-    snap
-    read -r -a r <"/proc/$regpid/stat"
-    REGT=$((r[13] + r[14]))
-}
-T=0 OTHER=0 CLIENT=0 REGCPU=0
-# timeit CMD...: run CMD; T = its wall-clock seconds, CLIENT = CPU seconds of CMD (the pushing tool),
-# REGCPU = CPU seconds of the registry, OTHER = the share of the machine's CPUs (percent) that anything else
-# (other processes, the hypervisor, and interrupts, loopback's softirqs included) used meanwhile: a noisy
-# neighbour shows up there. Runs of 0.25 s or more are collected in `others` for the summary.
-timeit() {
-    local t0 t1 b0 m0 r0
-    snap_reg; b0=$BUSY m0=$MINE r0=$REGT
-    t0=$EPOCHREALTIME
-    "$@"
-    t1=$EPOCHREALTIME
-    snap_reg
-    T=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-    CLIENT=$(awk -v t="$((MINE - m0))" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')
-    REGCPU=$(awk -v t="$((REGT - r0))" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')
-    OTHER=$(awk -v o="$((BUSY - b0 - (MINE - m0) - (REGT - r0)))" -v hz="$hz" -v t="$T" -v n="$ncpu" \
-        'BEGIN { p = t > 0 ? 100 * o / hz / t / n : 0; if (p < 0) p = 0; printf "%.0f", p }')
-    note_other
-}
-# json_first_str KEY FILE: the first string with that key (the report's top-level digest precedes its blobs).
-json_first_str() { grep -o "\"$1\": *\"[^\"]*\"" "$2" | head -n 1 | sed 's/.*: *"//; s/"$//'; }
-mibs() { awk -v s="$1" -v b="$2" 'BEGIN { if (s > 0) printf "%.0f", b / s / 1048576; else print "inf" }'; }
 # manifest_digest REPO: the digest the registry gives for REPO:v1.
 manifest_digest() {
     curl -sfI -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$reg/v2/$1/manifests/v1" |
@@ -216,12 +113,12 @@ t_gz=() c_gz=() r_gz=() st_gz=()
 # One untimed push first: the first push after the registry starts was slower (on a 2-CPU VM, 7.6 s against
 # 5.1-5.4 s, the registry using 12.5 s of CPU against 8), and kiln goes first in every round.
 wipe_registry
-timeit push "$runs/warmup.json"
+timeit_reg push "$runs/warmup.json"
 say "warm-up: kiln push ${T}s, untimed (others ${OTHER}% CPU; kiln ${CLIENT}s CPU, registry ${REGCPU}s CPU)"
 others=()
 for ((r = 1; r <= reps; r++)); do
     wipe_registry
-    timeit push_rss "$runs/full$r.json"
+    timeit_reg push_rss "$runs/full$r.json"
     t_kiln+=("$T") c_kiln+=("$CLIENT") r_kiln+=("$REGCPU")
     t_kiln_rep+=("$(json_num seconds "$runs/full$r.json")")
     sent+=("$(json_num bytes_sent "$runs/full$r.json")")
@@ -231,7 +128,7 @@ for ((r = 1; r <= reps; r++)); do
     say "round $r: kiln push ${T}s (others ${OTHER}% CPU; kiln ${CLIENT}s CPU, registry ${REGCPU}s CPU; report ${t_kiln_rep[-1]}s, ${sent[-1]} B sent, ${rss[-1]} KiB max RSS, registry stores ${st_kiln[-1]} B)"
 
     wipe_registry
-    timeit skopeo_copy
+    timeit_reg skopeo_copy
     t_sk+=("$T") c_sk+=("$CLIENT") r_sk+=("$REGCPU")
     st_sk+=("$(stored)")
     d=$(manifest_digest bench/skopeo)
@@ -239,7 +136,7 @@ for ((r = 1; r <= reps; r++)); do
     say "round $r: skopeo copy --preserve-digests ${T}s (others ${OTHER}% CPU; skopeo ${CLIENT}s CPU, registry ${REGCPU}s CPU; registry stores ${st_sk[-1]} B)"
 
     wipe_registry
-    timeit skopeo_gzip
+    timeit_reg skopeo_gzip
     t_gz+=("$T") c_gz+=("$CLIENT") r_gz+=("$REGCPU")
     st_gz+=("$(stored)")
     gz_digest=$(manifest_digest bench/skopeo-gzip)
@@ -259,7 +156,7 @@ jobs_list=(1 4 8)
 t_jobs=() jobs_line=()
 for j in "${jobs_list[@]}"; do
     wipe_registry
-    timeit push "$runs/j$j.json" -j "$j"
+    timeit_reg push "$runs/j$j.json" -j "$j"
     t_jobs+=("$T")
     jobs_line+=("-j $j: $(fmt "$T") s ($(mibs "$T" "$image_bytes") MiB/s)")
     say "kiln push -j $j: ${T}s (others ${OTHER}% CPU; kiln ${CLIENT}s CPU, registry ${REGCPU}s CPU)"
@@ -271,9 +168,9 @@ push "$runs/first.json"
 t_re=() t_re_rep=() t_rebuild=() sent_re=() uploaded_re=()
 for ((r = 1; r <= reps; r++)); do
     echo "# bench change $r" >>"$proj/predict.py"
-    timeit "$kiln" build "$proj" -t "$kref" --progress quiet --json >"$runs/rebuild$r.json"
+    timeit_reg "$kiln" build "$proj" -t "$kref" --progress quiet --json >"$runs/rebuild$r.json"
     t_rebuild+=("$T")
-    timeit push "$runs/re$r.json"
+    timeit_reg push "$runs/re$r.json"
     t_re+=("$T")
     t_re_rep+=("$(json_num seconds "$runs/re$r.json")")
     sent_re+=("$(json_num bytes_sent "$runs/re$r.json")")

@@ -195,6 +195,16 @@ expect_eq "$OUT" "$BIG" "the prediction"
 expect_file_same "$P/models/big.bin" "$KILN_HOME/weights/sha256/$BIG"
 expect_eq "$(fault_proxy_state | json '[f["fired"] for f in j["faults"]]')" "[2, 1, 1]" "faults fired"
 
+t_case "a stalled answer and a corrupted blob: the stall is cut and resumed, the bad bytes fetched again"
+fault_proxy_set "stall:30:1;path=$BIG" "corrupt:500:1;path=$SMALL" >/dev/null
+fresh_cold stallcorrupt
+run_kiln predict "$REF" --runtime bwrap -e "KILN_WEIGHTS_SOURCE=$F/rw/model" -e KILN_HTTP_STALL_SECONDS=3 -i name=small
+expect_rc 0
+expect_eq "$OUT" "$SMALL" "the prediction"
+expect_file_same "$P/models/big.bin" "$KILN_HOME/weights/sha256/$BIG"
+expect_file_same "$P/models/small.bin" "$KILN_HOME/weights/sha256/$SMALL"
+expect_eq "$(fault_proxy_state | json '[f["fired"] for f in j["faults"]]')" "[1, 1]" "faults fired"
+
 t_case "a blob the proxy always cuts: setup fails naming the blob, nothing half-written is used"
 fault_proxy_set "drop_mid_response:100000:*;path=$BIG" >/dev/null
 fresh_cold giveup

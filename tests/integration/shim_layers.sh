@@ -10,7 +10,7 @@ dir=${1:?usage: shim_layers.sh SHIM_DIR}
 layer_of() {
 	case $1 in
 	shim.h | log.h | core.h | files.h | validate.h | log.c | webhook.c | files.c | files_*.c | validate.c | \
-		validate_*.c | gpu.c | prefetch.c | inputs.c) echo 0 ;;
+		validate_*.c | gpu.c | prefetch.c | inputs.c | weights.h | weights.c) echo 0 ;;
 	worker.h | native.h | worker.c | native.c | native_*.c) echo 1 ;;
 	table.h | predictions.c | responses.c) echo 2 ;;
 	http.h | server.c | connections.c | requests.c | sse.c) echo 3 ;;

@@ -52,7 +52,8 @@ int cmd_dockerfile(int argc, char **argv)
 		return cli_fail(err);
 	cli_manifest_warnings(&m->warnings);
 	if (m->serve.weights && strcmp(m->serve.weights, "registry") == 0)
-		warnf("%s:%d:%d: serve.weights: a Dockerfile has no registry weights: it copies the weight files "
+		warnf("%s:%d:%d: serve.weights: a Dockerfile has no registry weights: it copies the weight "
+		      "files "
 		      "into the image, as serve.weights: image does",
 		      m->path, m->serve.weights_pos.line, m->serve.weights_pos.column);
 	_cleanup_free_ char *tag = a.runtime_image ? NULL : kiln_build_manifest_tag(m, dir);

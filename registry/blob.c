@@ -378,7 +378,7 @@ static int digest_of_fd(int fd, uint64_t size, char out[KILN_DIGEST_LEN], struct
 
 /* KILN_FETCH_PART_SIZE / KILN_FETCH_PARALLEL into *OUT: unset or empty, DEF; else a positive whole number
  * up to MAX (a value that is not one is an error naming the variable, never passed over). */
-static int env_count(const char *name, uint64_t def, uint64_t max, uint64_t *out, struct kiln_error **err)
+int kiln_env_count(const char *name, uint64_t def, uint64_t max, uint64_t *out, struct kiln_error **err)
 {
 	const char *v = getenv(name);
 	char *end = NULL;
@@ -421,9 +421,10 @@ int kiln_registry_blob_fetch(struct kiln_registry *r, const char *repo, const ch
                              struct kiln_error **err)
 {
 	uint64_t part, parallel;
-	if (env_count("KILN_FETCH_PART_SIZE", KILN_FETCH_PART_SIZE_DEFAULT, UINT64_MAX, &part, err) < 0 ||
-	    env_count("KILN_FETCH_PARALLEL", KILN_FETCH_PARALLEL_DEFAULT, KILN_FETCH_PARALLEL_MAX, &parallel,
-	              err) < 0)
+	if (kiln_env_count("KILN_FETCH_PART_SIZE", KILN_FETCH_PART_SIZE_DEFAULT, UINT64_MAX, &part, err) <
+	        0 ||
+	    kiln_env_count("KILN_FETCH_PARALLEL", KILN_FETCH_PARALLEL_DEFAULT, KILN_FETCH_PARALLEL_MAX,
+	                   &parallel, err) < 0)
 		return (*err)->code;
 	if (size > part && parallel > 1) {
 		_cleanup_free_ char *url = kiln_reg_url(r, "%s/blobs/%s", repo, digest);

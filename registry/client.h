@@ -102,6 +102,10 @@ int kiln_registry_blob_fetch(struct kiln_registry *r, const char *repo, const ch
                              int fd, void (*progress)(void *ctx, uint64_t done), void *progress_ctx,
                              struct kiln_error **err);
 
+/* The environment variable NAME into *OUT: unset or empty, DEF; else a whole number from 1 to MAX (any
+ * other value is a KILN_EINVAL error naming the variable). */
+int kiln_env_count(const char *name, uint64_t def, uint64_t max, uint64_t *out, struct kiln_error **err);
+
 /* PUT a manifest by tag or digest with its media type as Content-Type; its digest goes to digest_out. */
 int kiln_registry_manifest_put(struct kiln_registry *r, const char *repo, const char *reference,
                                const char *media_type, const char *data, size_t len,

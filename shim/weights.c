@@ -109,22 +109,6 @@ static void *fetch_thread(void *arg)
 	return NULL;
 }
 
-/* A positive whole number from the environment, else DEF (a value that is not one is an error). */
-static int env_count(const char *name, size_t def, size_t *out, struct kiln_error **err)
-{
-	const char *v = getenv(name);
-	*out = def;
-	if (v == NULL || *v == '\0')
-		return 0;
-	char *end = NULL;
-	errno = 0;
-	unsigned long n = strtoul(v, &end, 10);
-	if (errno || *end || n == 0 || n > 64 || *v == '-' || *v == '+')
-		return kiln_error_set(err, KILN_EINVAL, "%s=%s: not a whole number from 1 to 64", name, v);
-	*out = n;
-	return 0;
-}
-
 /* Read and check the list at PATH into W. */
 static int read_list(struct shim_weights *w, const char *path, struct kiln_error **err)
 {
@@ -163,16 +147,18 @@ int shim_weights_start(struct shim_weights **out, struct kiln_error **err)
 	if (w == NULL)
 		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	clock_gettime(CLOCK_MONOTONIC, &w->start);
+	uint64_t parallel = DEFAULT_PARALLEL;
 	const char *dir = getenv("KILN_WEIGHTS_DIR");
 	const char *source = getenv("KILN_WEIGHTS_SOURCE");
 	w->dir = strdup(dir && *dir ? dir : DEFAULT_DIR);
 	w->source = strdup(source ? source : "");
 	if (!w->dir || !w->source || read_list(w, list, err) < 0 ||
-	    env_count("KILN_WEIGHTS_PARALLEL", DEFAULT_PARALLEL, &w->parallel, err) < 0 ||
+	    kiln_env_count("KILN_WEIGHTS_PARALLEL", DEFAULT_PARALLEL, 64, &parallel, err) < 0 ||
 	    kiln_weights_progress_init(&w->progress, w->n, err) < 0) {
 		shim_weights_free(w);
 		return err && *err ? (*err)->code : KILN_EFAIL;
 	}
+	w->parallel = (size_t)parallel;
 	*out = w;
 	/* a warm node: everything is there, nothing to fetch */
 	bool all = true;

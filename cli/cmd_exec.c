@@ -453,6 +453,7 @@ int cmd_exec(int argc, char **argv)
 	}
 	target = cli_project_dir(target, a.file);
 	_cleanup_error_ struct kiln_error *err = NULL;
+	_cleanup_error_ struct kiln_error *ov_err = NULL;
 	json_t *config = NULL;
 	struct kiln_store *store = NULL;
 	struct predict_runtime rt = {.pid = -1};
@@ -488,7 +489,6 @@ int cmd_exec(int argc, char **argv)
 		goto out;
 	}
 	struct exec_overlay ov = {0};
-	_cleanup_error_ struct kiln_error *ov_err = NULL;
 	bool layered = rt.kind == RUNTIME_BWRAP && exec_overlay_prepare(&ov, store, rt.root, &ov_err) == 0;
 	if (rt.kind == RUNTIME_BWRAP && !layered)
 		warnf("the image's root is read-only for this command (its writable layer: %s)",

@@ -60,7 +60,7 @@ int kiln_weights_links_layer(struct kiln_built_layer *out, struct kiln_store *s,
 		rc = kiln_error_errno(err, errno, "cannot write the weights list");
 		goto done;
 	}
-	e[n] = (struct kiln_tar_entry){.name = strdup(KILN_WEIGHTS_LIST + 1),
+	e[n] = (struct kiln_tar_entry){.name = strdup(&KILN_WEIGHTS_LIST[1]),
 	                               .type = KILN_TAR_FILE,
 	                               .mode = 0644,
 	                               .source = strdup(tmp),

@@ -269,7 +269,7 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 			                            jerr.column));
 		}
 	}
-	json_auto_t *owned = body;
+	__attribute__((unused)) json_auto_t *owned = body; /* frees the body on every return */
 	if (!json_is_object(body))
 		return http_invalid(c, json_pack("[s]", "body"), "value is not a valid dict",
 		                    "type_error.dict");

@@ -12,6 +12,7 @@
 #include "registry/client.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -187,10 +188,23 @@ static int serve_image(const char *ref, const struct serve_args *a)
 	struct predict_runtime rt = {.pid = -1};
 	struct predict_command c = {0};
 	int status = EXIT_FAIL;
+	/* the socket systemd passed kiln serve (a socket unit, kiln deploy --target systemd): fd 3 stays open
+	 * into the sandbox and the shim takes it by KILN_LISTEN_FD, its pid there unknown here */
+	char *envs[] = {"KILN_LISTEN_FD=3"};
+	size_t nenv = 0;
+	const char *lpid = getenv("LISTEN_PID"), *lfds = getenv("LISTEN_FDS");
+	if (lpid && lfds && atol(lpid) == (long)getpid() && atoi(lfds) >= 1) {
+		int flags = fcntl(3, F_GETFD);
+		if (flags >= 0 && fcntl(3, F_SETFD, flags & ~FD_CLOEXEC) == 0)
+			nenv = 1;
+		unsetenv("LISTEN_PID");
+		unsetenv("LISTEN_FDS");
+		unsetenv("LISTEN_FDNAMES");
+	}
 	if (kiln_store_open(&store, NULL, &err) < 0 ||
 	    predict_resolve_image(store, ref, NULL, &ropt, digest, &config, &err) < 0 ||
 	    predict_runtime_prepare(&rt, store, digest, config, RUNTIME_AUTO, &ropt, &err) < 0 ||
-	    predict_runtime_shim_command(&c, &rt, config, a->host, a->port, true, NULL, 0,
+	    predict_runtime_shim_command(&c, &rt, config, a->host, a->port, true, envs, nenv,
 	                                 (char *const *)a->pass, a->npass, &err) < 0)
 		goto out;
 	status = run_foreground(&c, &err);

@@ -93,13 +93,18 @@ struct shim {
 	long ndone;        /* finished jobs in the table */
 	size_t done_bytes; /* their bytes */
 	long busy;         /* slots taken */
-	/* called when a job changes (s->lock held), registered by the HTTP layer: it resumes its waiters */
+	/* called when a job changes, or with NULL when the health did (s->lock held), registered by the HTTP
+	 * layer: it resumes the requests that wait for them */
 	void (*job_changed)(struct shim *s, struct shim_job *p);
 
 	/* the HTTP layer (http.h) */
 	struct MHD_Daemon *daemon;
 	struct http_conns *conns; /* connections.c */
 	bool server_stopping;     /* suspended connections are resumed for good */
+	/* main.c: socket activation (LISTEN_FDS, KILN_LISTEN_FD): a prediction that arrives while STARTING or
+	 * with every slot taken waits (held) rather than answering 503 or 409, as the start it caused ends */
+	bool activated;
+	struct shim_waiter *held; /* those requests (s->lock) */
 	int requests; /* HTTP requests not finished yet (their responses still going); atomic (__atomic_*) */
 	long long last_request_ns; /* CLOCK_MONOTONIC, in ns; __atomic_* (no lock) */
 };

@@ -29,12 +29,15 @@ struct request {
 	bool answered; /* all of it arrived: it is being answered */
 	bool nul_url;  /* its path holds an escaped NUL ("%00"), which the unescaped URL cannot show */
 	bool too_large;
-	struct shim_job *pred; /* one reference held, or NULL */
-	struct shim_waiter wait;
+	struct shim_job *pred;   /* one reference held, or NULL */
+	struct shim_waiter wait; /* on pred's waiters, or on s->held */
 };
 
 /* Suspend W's connection until P changes (s->lock held; from MHD's callbacks only). */
 void http_suspend_on(struct shim_job *p, struct shim_waiter *w, struct MHD_Connection *c);
+/* Hold REQ's connection until the health changes or a slot frees: true when it is held (s->lock held;
+ * from MHD's callbacks only), as s->activated asks while STARTING or with every slot taken. */
+bool http_hold(struct shim *s, struct request *req, struct MHD_Connection *c);
 /* Take W out of P's list when it is there (s->lock held). */
 void http_unlink_waiter(struct shim_job *p, struct shim_waiter *w);
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -371,17 +372,33 @@ static void start_setup(struct shim *s)
 	}
 }
 
-/* The socket systemd passed (LISTEN_PID/LISTEN_FDS: fd 3), or -1. */
+/*
+ * The socket systemd passed (LISTEN_PID/LISTEN_FDS: fd 3), or the one kiln serve REF hands on into the
+ * sandbox (KILN_LISTEN_FD=N: the shim's pid there is not known to it), or -1 (an N that is not a socket:
+ * -2, an error).
+ */
 static int activation_socket(void)
 {
-	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
-	if (!pid || !fds || atol(pid) != (long)getpid() || atoi(fds) < 1)
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS"), *kfd = getenv("KILN_LISTEN_FD");
+	int from = 3;
+	if (kfd && *kfd) {
+		char *end;
+		long n = strtol(kfd, &end, 10);
+		struct stat st;
+		if (*end || n < 3 || n > 1024 || fstat((int)n, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+			shim_log("error", NULL, "KILN_LISTEN_FD: '%s' is not a socket this process has", kfd);
+			return -2;
+		}
+		from = (int)n;
+	} else if (!pid || !fds || atol(pid) != (long)getpid() || atoi(fds) < 1) {
 		return -1;
+	}
+	unsetenv("KILN_LISTEN_FD");
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_FDNAMES");
-	int fd = fcntl(3, F_DUPFD_CLOEXEC, 10); /* fd 3 is the worker's events pipe in the child */
-	close(3);
+	int fd = fcntl(from, F_DUPFD_CLOEXEC, 10); /* fd 3 is the worker's events pipe in the child */
+	close(from);
 	return fd;
 }
 
@@ -490,7 +507,9 @@ int main(int argc, char **argv)
 		return rc;
 	if (set_limits(s, &limits) < 0)
 		return 2;
-	s->listen_fd = activation_socket();
+	if ((s->listen_fd = activation_socket()) == -2)
+		return 2;
+	s->activated = s->listen_fd >= 0;
 	if (configure(s, idle) < 0) {
 		kiln_manifest_free(s->manifest);
 		free(s->predictor);

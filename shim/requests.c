@@ -305,6 +305,10 @@ enum MHD_Result http_predict(struct shim *s, struct MHD_Connection *c, struct re
 	bool any_model = always != NULL;
 
 	pthread_mutex_lock(&s->lock);
+	if (http_hold(s, req, c)) { /* routed again when it may run */
+		pthread_mutex_unlock(&s->lock);
+		return MHD_YES;
+	}
 	const char *why = not_ready(s);
 	if (why) {
 		pthread_mutex_unlock(&s->lock);

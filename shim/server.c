@@ -28,12 +28,12 @@ void http_suspend_on(struct shim_job *p, struct shim_waiter *w, struct MHD_Conne
 	MHD_suspend_connection(c);
 }
 
-/* Take W out of P's list when it is there (s->lock held). */
-void http_unlink_waiter(struct shim_job *p, struct shim_waiter *w)
+/* Take W out of the list at HEAD when it is there (s->lock held). */
+static void unlink_from(struct shim_waiter **head, struct shim_waiter *w)
 {
 	if (!w->linked)
 		return;
-	for (struct shim_waiter **pp = &p->waiters; *pp; pp = &(*pp)->next)
+	for (struct shim_waiter **pp = head; *pp; pp = &(*pp)->next)
 		if (*pp == w) {
 			*pp = w->next;
 			break;
@@ -41,18 +41,51 @@ void http_unlink_waiter(struct shim_job *p, struct shim_waiter *w)
 	w->linked = false;
 }
 
-/* Resume the connections that wait for P (s->lock held): s->job_changed. */
-static void wake(struct shim *s, struct shim_job *p)
+void http_unlink_waiter(struct shim_job *p, struct shim_waiter *w)
 {
-	(void)s;
-	struct shim_waiter *w = p->waiters;
-	p->waiters = NULL;
+	unlink_from(&p->waiters, w);
+}
+
+/* A prediction would wait for setup or a slot now (s->lock held). */
+static bool must_wait(const struct shim *s)
+{
+	return s->activated && !s->draining && !s->server_stopping &&
+	       (s->health == SHIM_STARTING || (s->health == SHIM_READY && s->busy >= s->concurrency));
+}
+
+bool http_hold(struct shim *s, struct request *req, struct MHD_Connection *c)
+{
+	if (!must_wait(s))
+		return false;
+	req->wait.c = c;
+	req->wait.next = s->held;
+	req->wait.linked = true;
+	s->held = &req->wait;
+	MHD_suspend_connection(c);
+	return true;
+}
+
+/* Resume the connections of the list at HEAD (s->lock held). */
+static void resume_all(struct shim_waiter **head)
+{
+	struct shim_waiter *w = *head;
+	*head = NULL;
 	while (w) {
 		struct shim_waiter *next = w->next;
 		w->linked = false;
 		MHD_resume_connection(w->c);
 		w = next;
 	}
+}
+
+/* Resume the connections that wait for P, and the held ones when they need not wait any more (s->lock
+ * held): s->job_changed (P NULL: the health changed). A held one routed again may be held again. */
+static void wake(struct shim *s, struct shim_job *p)
+{
+	if (p)
+		resume_all(&p->waiters);
+	if (s->held && !must_wait(s))
+		resume_all(&s->held);
 }
 
 /* Queue a reply with STATUS whose body is the JSON text in B (taken: B is left empty). */
@@ -184,6 +217,24 @@ static enum MHD_Result health_check(struct shim *s, struct MHD_Connection *c)
 	return http_reply(c, 200, o);
 }
 
+/*
+ * GET /readyz and /livez, the probes kiln deploy's manifests use ({"status"}, as /health-check names it).
+ * Ready: 200 while READY or BUSY, 503 while STARTING, after SETUP_FAILED, while healthcheck() fails, when
+ * DEFUNCT (draining for a shutdown, the shim takes no new connections). Live: 200 unless SETUP_FAILED or
+ * DEFUNCT (a restart is what helps then). Neither is a request for --idle-exit.
+ */
+static enum MHD_Result probe(struct shim *s, struct MHD_Connection *c, bool ready)
+{
+	pthread_mutex_lock(&s->lock);
+	char *unhealthy = ready ? shim_worker_healthcheck(s) : NULL;
+	bool ok = ready ? s->health == SHIM_READY && !unhealthy
+	                : s->health == SHIM_STARTING || s->health == SHIM_READY;
+	json_t *o = json_pack("{s:s}", "status", unhealthy ? "UNHEALTHY" : health_name(s));
+	pthread_mutex_unlock(&s->lock);
+	free(unhealthy);
+	return http_reply(c, ok ? 200 : 503, o);
+}
+
 /* GET /docs and /redoc: as FastAPI serves them for Cog, pages that load Swagger UI or ReDoc from the
  * jsDelivr CDN in the browser and point it at /openapi.json. */
 static enum MHD_Result docs_page(struct MHD_Connection *c, bool redoc)
@@ -248,6 +299,8 @@ static enum MHD_Result route(struct shim *s, struct MHD_Connection *c, const cha
 	bool post = strcmp(method, "POST") == 0;
 	if (strcmp(url, "/health-check") == 0)
 		return get ? health_check(s, c) : http_detail(c, 405, "Method Not Allowed");
+	if (strcmp(url, "/readyz") == 0 || strcmp(url, "/livez") == 0)
+		return get ? probe(s, c, url[1] == 'r') : http_detail(c, 405, "Method Not Allowed");
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	__atomic_store_n(&s->last_request_ns, (long long)now.tv_sec * 1000000000LL + now.tv_nsec,
@@ -402,6 +455,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		http_unlink_waiter(req->pred, &req->wait);
 		shim_job_release(s, req->pred);
 		pthread_mutex_unlock(&s->lock);
+	} else if (req->wait.linked) { /* held, and its connection broke */
+		pthread_mutex_lock(&s->lock);
+		unlink_from(&s->held, &req->wait);
+		pthread_mutex_unlock(&s->lock);
 	}
 	bool counted = req->started;
 	free(req);
@@ -554,6 +611,7 @@ void shim_server_stop(struct shim *s)
 	s->server_stopping = true;
 	for (struct shim_job *p = s->jobs; p; p = p->next)
 		wake(s, p);
+	wake(s, NULL);
 	pthread_mutex_unlock(&s->lock);
 	if (s->daemon)
 		MHD_stop_daemon(s->daemon);

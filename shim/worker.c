@@ -59,6 +59,8 @@ void shim_setup_done(struct shim *s, const char *status, enum shim_health health
 	shim_log(health == SHIM_READY ? "info" : "error",
 	         json_pack("{s:f}", "setup_time", shim_since(&s->setup_start_mono)), "setup %s%s%s", status,
 	         error ? ": " : "", error ? error : "");
+	if (s->job_changed)
+		s->job_changed(s, NULL);
 	pthread_cond_broadcast(&s->cond);
 }
 
@@ -385,6 +387,8 @@ static void *reader_main(void *arg)
 	} else if (!s->draining && s->health == SHIM_READY) {
 		s->health = SHIM_DEFUNCT;
 		shim_log("error", NULL, "%s: the shim is DEFUNCT", why);
+		if (s->job_changed)
+			s->job_changed(s, NULL);
 	}
 	s->job_ops->fail_all(s, WORKER_CRASHED, why);
 	pthread_cond_broadcast(&s->cond);

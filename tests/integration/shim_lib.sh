@@ -2,6 +2,20 @@
 # shim_lib.sh: helpers for integration tests that talk to kiln-shim over HTTP on loopback (source after lib.sh).
 
 SHIM=$(dirname "$KILN")/kiln-shim
+FIX=$KILN_SOURCE_DIR/tests/fixtures/predictors
+
+# project NAME FILE RUN [YAML...]: a project directory with FILE (a fixture name or a path) and a kiln.yaml.
+project() {
+	local dir=$T_WORK/$1 file=$2 run=$3
+	shift 3
+	mkdir -p "$dir"
+	if [ -f "$file" ]; then cp "$file" "$dir/"; else cp "$FIX/$file" "$dir/"; fi
+	{
+		echo "run: $run"
+		printf '%s\n' "$@"
+	} >"$dir/kiln.yaml"
+	echo "$dir"
+}
 
 # free_port: prints a TCP port on 127.0.0.1 that is free now. Sets nothing.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -6,22 +6,8 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/shim_lib.sh"
 
-FIX=$KILN_SOURCE_DIR/tests/fixtures/predictors
 export PYTHONDONTWRITEBYTECODE=1 KILN_ALLOW_CPU=1
 unset KILN_PREFETCH_FILES COG_SETUP_TIMEOUT PORT
-
-# project NAME FILE RUN [YAML...]: a project directory with FILE (a fixture name or a path) and a kiln.yaml.
-project() {
-	local dir=$T_WORK/$1 file=$2 run=$3
-	shift 3
-	mkdir -p "$dir"
-	if [ -f "$file" ]; then cp "$file" "$dir/"; else cp "$FIX/$file" "$dir/"; fi
-	{
-		echo "run: $run"
-		printf '%s\n' "$@"
-	} >"$dir/kiln.yaml"
-	echo "$dir"
-}
 
 TS_RE='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}\+00:00$'
 
@@ -294,16 +280,7 @@ expect_eq "$BODY" '{"error":"setup failed: see /health-check","status":"failed"}
 kill -TERM "$SPID"
 
 t_case "a slow setup: STARTING and 503, then COG_SETUP_TIMEOUT"
-cat >"$T_WORK/sleepy.py" <<'EOF'
-import time
-from cog import BasePredictor
-class Predictor(BasePredictor):
-    def setup(self):
-        time.sleep(20)
-    def predict(self) -> str:
-        return "late"
-EOF
-SLEEPY=$(project sleepy "$T_WORK/sleepy.py" sleepy.py:Predictor)
+SLEEPY=$(project sleepy slow_setup.py slow_setup.py:Predictor)
 start "$SLEEPY" COG_SETUP_TIMEOUT=4 # room for the requests below on a loaded machine
 req GET /health-check
 expect_eq "$(field 'j["status"]')" STARTING
@@ -319,14 +296,7 @@ expect_contains "$(field 'j["setup"]["logs"]')" "timed out"
 kill -TERM "$SPID"
 
 t_case "a worker that dies (os._exit): the prediction fails with Cog's \"Worker crashed\", DEFUNCT, 503"
-cat >"$T_WORK/crash.py" <<'EOF'
-import os
-from cog import BasePredictor
-class Predictor(BasePredictor):
-    def predict(self) -> str:
-        os._exit(3)
-EOF
-CRASH=$(project crash "$T_WORK/crash.py" crash.py:Predictor)
+CRASH=$(project crash crash.py crash.py:Predictor)
 start "$CRASH"
 wait_health READY
 post '{"input": {}}'

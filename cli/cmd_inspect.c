@@ -96,7 +96,13 @@ static json_t *describe(struct kiln_store *s, const char *ref, const char *diges
 	json_object_set_new(out, "serve", serve ? serve : json_object());
 	json_object_set_new(out, "weights", weights ? weights : json_array());
 	/* where the weights are: layers of the image, or blobs in its repository the shim fetches */
-	json_t *remote = kiln_weights_registry_of(config);
+	json_t *remote = NULL;
+	if (kiln_weights_registry_of(&remote, config, err) < 0) {
+		json_decref(out);
+		json_decref(manifest);
+		json_decref(config);
+		return NULL;
+	}
 	json_object_set_new(out, "weights_mode", json_string(remote ? "registry" : "image"));
 	if (remote) {
 		json_t *env = json_object_get(json_object_get(config, "config"), "Env");

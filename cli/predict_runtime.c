@@ -341,7 +341,9 @@ int predict_runtime_option(enum predict_runtime_kind *out, const char *arg)
 static int registry_weights(struct predict_runtime *rt, struct kiln_store *s, const json_t *config,
                             struct kiln_error **err)
 {
-	json_auto_t *list = kiln_weights_registry_of(config);
+	json_auto_t *list = NULL;
+	if (kiln_weights_registry_of(&list, config, err) < 0)
+		return -1;
 	if (list == NULL)
 		return 0;
 	if (rt->kind != RUNTIME_BWRAP)

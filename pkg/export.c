@@ -82,10 +82,11 @@ static int add_weights(struct blobs *b, struct kiln_store *s, struct kiln_error 
 	json_t *config = NULL;
 	if (kiln_store_json_read(s, b->digest[1], 16 << 20, &config, err) < 0)
 		return -1;
-	json_t *list = kiln_weights_registry_of(config);
+	json_t *list = NULL;
+	int rc = kiln_weights_registry_of(&list, config, err);
 	json_decref(config);
-	if (list == NULL)
-		return 0;
+	if (rc < 0 || list == NULL)
+		return rc;
 	_cleanup_free_ char *am = NULL, *ac = NULL;
 	char acd[KILN_DIGEST_LEN];
 	size_t nw = json_array_size(list);
@@ -95,8 +96,8 @@ static int add_weights(struct blobs *b, struct kiln_store *s, struct kiln_error 
 	uint64_t *size = digest ? realloc(b->size, (b->n + nw + 2) * sizeof(*size)) : NULL;
 	if (size)
 		b->size = size;
-	int rc = !digest || !size ? kiln_error_set(err, KILN_EFAIL, "out of memory")
-	                          : kiln_weights_artifact(&am, &ac, list, b->digest[0], b->size[0], err);
+	rc = !digest || !size ? kiln_error_set(err, KILN_EFAIL, "out of memory")
+	                      : kiln_weights_artifact(&am, &ac, list, b->digest[0], b->size[0], err);
 	if (rc == 0)
 		rc = kiln_store_blob_put(s, ac, strlen(ac), acd, err);
 	if (rc == 0)

@@ -99,7 +99,9 @@ static int walk(json_t *set, struct kiln_store *s, const json_t *desc, int depth
 		struct kiln_error *e = NULL;
 		if (cdigest && kiln_store_blob_exists(s, cdigest) &&
 		    kiln_store_json_read(s, cdigest, CONFIG_MAX, &config, &e) == 0) {
-			json_t *remote = kiln_weights_registry_of(config);
+			/* a label that is no list marks nothing: such an image cannot find its weights */
+			json_t *remote = NULL;
+			kiln_weights_registry_of(&remote, config, NULL);
 			json_array_foreach(remote, i, v) mark(set, v);
 			json_decref(remote);
 			json_decref(config);

@@ -294,7 +294,8 @@ int kiln_pull(struct kiln_pull_result **out, struct kiln_store *s, const char *r
 	json_t *layers = json_object_get(img.manifest, "layers");
 	r->layers = json_array_size(layers);
 	/* serve.weights: registry: the weight blobs, in the same repository, come too */
-	remote = kiln_weights_registry_of(img.config);
+	if (kiln_weights_registry_of(&remote, img.config, err) < 0)
+		goto cleanup;
 	r->weights = json_array_size(remote);
 	jobs.s = s;
 	jobs.ropt = ropt;

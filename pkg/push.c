@@ -364,10 +364,11 @@ static int add_weight_blobs(struct kiln_push_result *r, struct kiln_store *s, co
 	json_decref(m);
 	if (rc < 0)
 		return rc;
-	json_t *list = kiln_weights_registry_of(config);
+	json_t *list = NULL;
+	rc = kiln_weights_registry_of(&list, config, err);
 	json_decref(config);
-	if (list == NULL)
-		return 0;
+	if (rc < 0 || list == NULL)
+		return rc;
 	_cleanup_free_ char *aconfig = NULL;
 	char adigest[KILN_DIGEST_LEN];
 	size_t nw = json_array_size(list);

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,59 @@ char *kiln_weights_cache_path(const char *dir, const char *digest)
 	if (!kiln_digest_valid(digest) || asprintf(&path, "%s/sha256/%s", dir, kiln_digest_hex(digest)) < 0)
 		return NULL;
 	return path;
+}
+
+/* Whether PATH is absolute, names a file (no trailing '/') and has no '..' part. */
+static bool path_in_image(const char *path)
+{
+	if (path[0] != '/' || path[strlen(path) - 1] == '/')
+		return false;
+	for (const char *c = path; (c = strstr(c, "..")) != NULL; c += 2) {
+		if (c[-1] == '/' && (c[2] == '/' || c[2] == '\0'))
+			return false;
+	}
+	return true;
+}
+
+int kiln_weights_list_blobs(const json_t *list, const char *where, struct kiln_weight_blob **out, size_t *n,
+                            uint64_t *bytes, struct kiln_error **err)
+{
+	*out = NULL;
+	*n = 0;
+	*bytes = 0;
+	if (!json_is_array(list))
+		return kiln_error_set(err, KILN_EINVAL, "%s: not a list of weights", where);
+	size_t count = json_array_size(list);
+	struct kiln_weight_blob *b = calloc(count + 1, sizeof(*b));
+	if (b == NULL)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	uint64_t total = 0;
+	for (size_t i = 0; i < count; i++) {
+		const json_t *e = json_array_get(list, i);
+		const char *path = json_string_value(json_object_get(e, "path"));
+		const char *digest = json_string_value(json_object_get(e, "digest"));
+		const json_t *size = json_object_get(e, "size");
+		const char *bad =
+		    !json_is_object(e)                             ? "is not an object"
+		    : path == NULL || !path_in_image(path)         ? "has no absolute 'path' without '..'"
+		    : digest == NULL || !kiln_digest_valid(digest) ? "has no valid sha256 'digest'"
+		    : !json_is_integer(size) || json_integer_value(size) < 0
+		        ? "has no 'size' of 0 or more bytes"
+		        : NULL;
+		if (bad == NULL && total + (uint64_t)json_integer_value(size) < total)
+			bad = "makes the weights' size overflow";
+		if (bad) {
+			free(b);
+			return kiln_error_set(err, KILN_EINVAL, "%s: entry %zu %s", where, i, bad);
+		}
+		b[i] = (struct kiln_weight_blob){
+		    .digest = digest, .size = (uint64_t)json_integer_value(size), .name = path};
+		total += b[i].size;
+	}
+	*out = b;
+	*n = count;
+	*bytes = total;
+	return 0;
 }
 
 /* Remove DIR/tmp/<pid>-* files whose process is gone (a fetch killed midway). */

@@ -12,6 +12,7 @@
 #ifndef KILN_WEIGHTS_CACHE_H
 #define KILN_WEIGHTS_CACHE_H
 
+#include <jansson.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -27,6 +28,15 @@ struct kiln_weight_blob {
 	uint64_t size;
 	const char *name;
 };
+
+/*
+ * The weights list LIST (an image's KILN_WEIGHTS_LIST: [{"path", "digest", "size"}], as
+ * kiln_weights_registry_list writes it) as *N blobs in *OUT (the caller frees the array; its names and
+ * digests point into LIST) of *BYTES in all. Each path is absolute without a '..' part and each digest a
+ * valid sha256 digest; else an error naming WHERE and the entry.
+ */
+int kiln_weights_list_blobs(const json_t *list, const char *where, struct kiln_weight_blob **out, size_t *n,
+                            uint64_t *bytes, struct kiln_error **err);
 
 enum kiln_weight_state {
 	KILN_WEIGHT_PENDING,

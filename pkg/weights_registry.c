@@ -5,6 +5,7 @@
 #include "common/fs.h"
 #include "layers/digest.h"
 #include "layers/tar.h"
+#include "pkg/weights_cache.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -106,30 +107,41 @@ done:
 	return rc;
 }
 
-json_t *kiln_weights_registry_of(const json_t *config)
+int kiln_weights_registry_of(json_t **out, const json_t *config, struct kiln_error **err)
 {
+	*out = NULL;
 	const json_t *labels = json_object_get(json_object_get(config, "config"), "Labels");
 	const char *mode = json_string_value(json_object_get(labels, KILN_LABEL_WEIGHTS_MODE));
+	if (mode == NULL || strcmp(mode, "registry") != 0)
+		return 0;
 	const char *text = json_string_value(json_object_get(labels, KILN_LABEL_WEIGHTS));
-	if (mode == NULL || strcmp(mode, "registry") != 0 || text == NULL)
-		return NULL;
-	json_t *w = json_loads(text, 0, NULL);
-	json_t *list = json_array();
+	json_auto_t *w = text ? json_loads(text, 0, NULL) : NULL;
+	if (!json_is_array(w))
+		return kiln_error_set(err, KILN_EINVAL,
+		                      "the image's label %s is 'registry' but its label %s is not a list of "
+		                      "weights",
+		                      KILN_LABEL_WEIGHTS_MODE, KILN_LABEL_WEIGHTS);
+	/* from a registry, maybe anyone's: a path in the project (under /src), a digest, a size */
+	json_auto_t *list = json_array();
 	size_t i;
 	json_t *f;
 	json_array_foreach(w, i, f)
 	{
 		const char *path = json_string_value(json_object_get(f, "path"));
-		const char *digest = json_string_value(json_object_get(f, "layer"));
-		json_t *size = json_object_get(f, "size");
-		/* from a registry, maybe anyone's: a path in the project, a digest, a size */
-		if (path && digest && kiln_digest_valid(digest) && json_is_integer(size) &&
-		    json_integer_value(size) >= 0 && *path && *path != '/' && strstr(path, "..") == NULL)
-			json_array_append_new(list, json_pack("{s:s+,s:s,s:O}", "path", "/src/", path,
-			                                      "digest", digest, "size", size));
+		json_t *e =
+		    json_pack("{s:s+,s:O?,s:O?}", "path", "/src/", path && *path != '/' ? path : "/",
+		              "digest", json_object_get(f, "layer"), "size", json_object_get(f, "size"));
+		if (json_array_append_new(list, e) < 0)
+			return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	}
-	json_decref(w);
-	return list;
+	_cleanup_free_ struct kiln_weight_blob *blobs = NULL;
+	size_t n;
+	uint64_t bytes;
+	if (kiln_weights_list_blobs(list, "the image's label " KILN_LABEL_WEIGHTS, &blobs, &n, &bytes, err) <
+	    0)
+		return -1;
+	*out = json_incref(list);
+	return 0;
 }
 
 int kiln_weights_artifact(char **manifest_out, char **config_out, const json_t *list, const char *subject,

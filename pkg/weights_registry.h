@@ -38,9 +38,12 @@ json_t *kiln_weights_registry_list(const struct kiln_plan *plan, const struct ki
 int kiln_weights_links_layer(struct kiln_built_layer *out, struct kiln_store *s, const json_t *list,
                              int64_t mtime, struct kiln_error **err);
 
-/* The weights of an image config (from its labels): the list (a new reference) when its mode is
- * "registry"; else NULL. */
-json_t *kiln_weights_registry_of(const json_t *config);
+/*
+ * The weights of an image CONFIG (from its labels) into *OUT: the list (a new reference, each entry checked
+ * as kiln_weights_list_blobs checks it) when its mode is "registry", else NULL. A label that is no such
+ * list is an error naming the label and the entry: the image would not find its weights.
+ */
+int kiln_weights_registry_of(json_t **out, const json_t *config, struct kiln_error **err);
 
 /*
  * The artifact manifest that carries the weights LIST of the image manifest SUBJECT (its digest and size)

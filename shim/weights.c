@@ -57,7 +57,7 @@ static void finish(struct shim_weights *w, enum shim_weights_state st, char *err
 static char *check_links(struct shim_weights *w)
 {
 	for (size_t i = 0; i < w->n; i++) {
-		const char *path = json_string_value(json_object_get(json_array_get(w->list, i), "path"));
+		const char *path = w->blobs[i].name;
 		struct stat st;
 		char *msg = NULL;
 		errno = 0;
@@ -114,25 +114,9 @@ static int read_list(struct shim_weights *w, const char *path, struct kiln_error
 {
 	json_error_t je;
 	w->list = json_load_file(path, 0, &je);
-	if (!json_is_array(w->list))
+	if (w->list == NULL)
 		return kiln_error_set(err, KILN_EINVAL, "%s: not a list of weights (%s)", path, je.text);
-	w->n = json_array_size(w->list);
-	w->blobs = calloc(w->n + 1, sizeof(*w->blobs));
-	if (w->blobs == NULL)
-		return kiln_error_set(err, KILN_EFAIL, "out of memory");
-	for (size_t i = 0; i < w->n; i++) {
-		const json_t *e = json_array_get(w->list, i);
-		const char *p = json_string_value(json_object_get(e, "path"));
-		const char *d = json_string_value(json_object_get(e, "digest"));
-		json_t *size = json_object_get(e, "size");
-		if (!p || !d || !json_is_integer(size) || json_integer_value(size) < 0)
-			return kiln_error_set(err, KILN_EINVAL, "%s: entry %zu is not {path, digest, size}",
-			                      path, i);
-		w->blobs[i] = (struct kiln_weight_blob){
-		    .digest = d, .size = (uint64_t)json_integer_value(size), .name = p};
-		w->bytes += w->blobs[i].size;
-	}
-	return 0;
+	return kiln_weights_list_blobs(w->list, path, &w->blobs, &w->n, &w->bytes, err);
 }
 
 int shim_weights_start(struct shim_weights **out, struct kiln_error **err)

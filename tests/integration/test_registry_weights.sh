@@ -276,6 +276,31 @@ expect_rc 1
 expect_contains "$ERR" "cannot fetch the weights from $R/other/model"
 expect_contains "$ERR" "/src/models/"
 
+t_case "KILN_WEIGHTS_PARALLEL that is no count from 1 to 64: the shim stops naming it, nothing fetched"
+for v in lots 0 65 -1; do
+	fresh_cold parallel
+	run_kiln predict "$REF" --runtime bwrap -e "KILN_WEIGHTS_SOURCE=$R/rw/model" -e "KILN_WEIGHTS_PARALLEL=$v" -i name=big
+	expect_rc 1
+	expect_contains "$ERR" "KILN_WEIGHTS_PARALLEL=$v: "
+	[ ! -e "$KILN_HOME/weights/sha256/$BIG" ] || t_fail "KILN_WEIGHTS_PARALLEL=$v: the weights were fetched"
+done
+
+t_case "an image whose weights label is no valid list: pull and predict refuse it naming the entry"
+export KILN_HOME=$T_WORK/home-badlabel
+rm -rf "$T_WORK/badlabel"
+skopeo copy -q --src-tls-verify=false "docker://$REF" "oci:$T_WORK/badlabel:1" >/dev/null || t_fail "skopeo copy"
+label=$(skopeo inspect --config "oci:$T_WORK/badlabel:1" | json 'j["config"]["Labels"]["dev.kiln.weights"]')
+bad=$(python3 -c 'import json,sys; w=json.loads(sys.argv[1]); w[0]["path"]="../../etc/passwd"; print(json.dumps(w))' "$label")
+umoci config --image "$T_WORK/badlabel:1" --tag 2 --config.label "dev.kiln.weights=$bad" || t_fail "umoci config"
+skopeo copy -q --dest-tls-verify=false "oci:$T_WORK/badlabel:2" "docker://$R/rw/badlabel:1" >/dev/null || t_fail "skopeo push"
+run_kiln pull "$R/rw/badlabel:1"
+expect_rc 1
+expect_contains "$ERR" "the image's label dev.kiln.weights: entry 0 has no absolute 'path' without '..'"
+expect_store_consistent
+run_kiln predict "$R/rw/badlabel:1" --runtime bwrap -i name=big
+expect_rc 1
+expect_contains "$ERR" "entry 0 has no absolute 'path' without '..'"
+
 t_case "--runtime native cannot run registry weights: a clear error"
 export KILN_HOME=$T_WORK/home-pull
 run_kiln predict "$REF" --runtime native -i name=big

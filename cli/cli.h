@@ -142,6 +142,7 @@ int cli_parse_jobs(const char *arg, int max, int *out);
 /* `kiln __runtime-layer DIR`: not for users; the build of kiln runs it (CMakeLists.txt, pkg/runtime.h). */
 int cmd_runtime_layer(int argc, char **argv);
 int cmd_build(int argc, char **argv);
+int cmd_deploy(int argc, char **argv);
 int cmd_dockerfile(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 

@@ -41,6 +41,21 @@ const struct command commands[] = {
      "  --weights MODE       image (default: weights are layers) or registry (blobs the shim fetches)\n"
      "  -j, --jobs N         layers built (and blobs pushed) at once (default: one per CPU; push: 4)\n"
      "  --json               print the build report as JSON\n" CLI_REGISTRY_HELP},
+    {"deploy", cmd_deploy, "write Knative, KServe, Kubernetes or systemd manifests from an image's hints",
+     "kiln deploy REF --target knative|kserve|kubernetes|systemd [-o FILE|DIR|-] [--name NAME]\n"
+     "            [--namespace NS] [--pull-secret NAME] [--setup-timeout S] [--port N]",
+     "  --target T           knative (a Knative Service), kserve (an InferenceService), kubernetes\n"
+     "                       (Deployment, Service, HorizontalPodAutoscaler) or systemd (socket and service)\n"
+     "  -o, --output FILE    where the manifests go (default: standard output, also -); systemd: a\n"
+     "                       directory the units NAME.socket and NAME.service are written into\n"
+     "  --name NAME          the resources' name (default: the repository's last component)\n"
+     "  --namespace NS       the namespace written into the manifests (default: none)\n"
+     "  --pull-secret NAME   a dockerconfigjson Secret: imagePullSecrets, and the registry weights'\n"
+     "                       credentials\n"
+     "  --setup-timeout S    the startup probe's budget and the shim's COG_SETUP_TIMEOUT (default: the\n"
+     "                       image's COG_SETUP_TIMEOUT, else 300)\n"
+     "  --port N             kubernetes: the Service's port (default 80); systemd: ListenStream "
+     "(5000)\n" CLI_REGISTRY_HELP},
     {"dockerfile", cmd_dockerfile, "print the Dockerfile equivalent to what kiln builds (cog debug)",
      "kiln dockerfile [DIR] [-f FILE] [--runtime-image REF]",
      "  -f, --file FILE      the manifest (default: DIR/kiln.yaml, else DIR/cog.yaml)\n"

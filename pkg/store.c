@@ -433,12 +433,22 @@ int kiln_store_resolve(struct kiln_store *s, const char *ref, char out[KILN_DIGE
 		return err && *err ? (*err)->code : KILN_EIO;
 	json_t *list = json_object_get(index, "manifests");
 	int rc = kiln_error_set(err, KILN_ENOTFOUND, "no image '%s' in the store '%s'", ref, s->home);
+	/* "host/repo@sha256:..." (a tag before the digest or not) is also an image of host/repo the store
+	 * holds under another reference with that digest, as kiln deploy pins images */
+	const char *at = strchr(ref, '@'), *slash = strrchr(ref, '/');
+	const char *colon =
+	    at ? memchr(slash ? slash : ref, ':', (size_t)(at - (slash ? slash : ref))) : NULL;
+	size_t repo_len = at ? (size_t)((colon ? colon : at) - ref) : 0;
 	for (size_t i = 0; i < json_array_size(list); i++) {
 		json_t *m = json_array_get(list, i);
 		const char *name =
 		    json_string_value(json_object_get(json_object_get(m, "annotations"), REF_ANNOTATION));
 		const char *d = json_string_value(json_object_get(m, "digest"));
-		if (name && d && strcmp(name, ref) == 0 && kiln_digest_valid(d)) {
+		bool same = name && d &&
+		            (strcmp(name, ref) == 0 ||
+		             (at && strcmp(d, at + 1) == 0 && strncmp(name, ref, repo_len) == 0 &&
+		              (name[repo_len] == ':' || name[repo_len] == '@')));
+		if (same && kiln_digest_valid(d)) {
 			snprintf(out, KILN_DIGEST_LEN, "%s", d);
 			kiln_error_free(err ? *err : NULL);
 			if (err)

@@ -159,3 +159,59 @@ first_hook() {
 	for _ in $(seq 50); do [ -f "$1/001.json" ] && break; sleep 0.1; done
 	cat "$1/001.json" 2>/dev/null
 }
+
+# socket_activate_once PORT NAME ARG...: systemd-socket-activate -l 127.0.0.1:PORT ARG... (its -E options,
+# then the command: kiln serve of the hello.py image); the request that starts it is answered "hello NAME",
+# then the command exits idle with 0. Fails the current case otherwise; its stderr is $T_WORK/activate.err.
+socket_activate_once() {
+	local port=$1 name=$2
+	shift 2
+	systemd-socket-activate -l "127.0.0.1:$port" "$@" >"$T_WORK/activate.out" 2>"$T_WORK/activate.err" &
+	local spid=$!
+	t_defer "kill -9 $spid 2>/dev/null"
+	# the socket is there before the model: the request waits in its backlog through the start
+	for _ in $(seq 50); do ss -ltn | grep -q ":$port " && break; sleep 0.1; done
+	local code
+	code=$(curl -s -m 120 -o "$T_WORK/body" -w '%{http_code}' -H 'Content-Type: application/json' \
+		-d "{\"input\": {\"name\": \"$name\"}}" "http://127.0.0.1:$port/predictions")
+	BODY=$(cat "$T_WORK/body" 2>/dev/null)
+	expect_eq "$code" 200 "the first request ($BODY, $(tail -5 "$T_WORK/activate.err"))"
+	expect_eq "$(field 'j["output"]')" "hello $name"
+	wait_exit "$spid" 30
+	expect_rc 0
+	expect_contains "$(cat "$T_WORK/activate.err")" "idle: exiting"
+}
+
+# socket_unit_cycle COMMAND [ARG...]: COMMAND (kiln serve REF --idle-exit 3 of the hello.py image, or what a
+# unit's ExecStart says) under tests/integration/socket_unit.py, systemd's socket unit stand-in: three
+# requests at once into the stopped service are each answered, the service exits idle, the next three
+# start it again and are answered; two starts in all. Fails the current case otherwise. Sets $URL.
+socket_unit_cycle() {
+	python3 "$KILN_SOURCE_DIR/tests/integration/socket_unit.py" "$@" >"$T_WORK/unit.out" 2>"$T_WORK/unit.err" &
+	local upid=$!
+	t_defer "kill $upid 2>/dev/null"
+	for _ in $(seq 50); do [ -s "$T_WORK/unit.out" ] && break; sleep 0.1; done
+	URL=http://127.0.0.1:$(head -1 "$T_WORK/unit.out")
+	_socket_wave 1
+	for _ in $(seq 300); do grep -q '^exit 1 ' "$T_WORK/unit.out" && break; sleep 0.1; done
+	expect_eq "$(grep '^exit 1 ' "$T_WORK/unit.out")" "exit 1 0" "the service's first run ended idle"
+	_socket_wave 2
+	expect_eq "$(grep -c '^start' "$T_WORK/unit.out")" 2 "starts"
+	kill "$upid"
+	wait "$upid" 2>/dev/null
+}
+
+# _socket_wave N: three requests at once to $URL, each must be answered "hello wN.I".
+_socket_wave() {
+	local pids=() i
+	for i in 1 2 3; do
+		curl -s -m 120 -o "$T_WORK/wave$1.$i" -w '%{http_code}' -H 'Content-Type: application/json' \
+			-d "{\"input\": {\"name\": \"w$1.$i\"}}" "$URL/predictions" >"$T_WORK/wave$1.$i.code" &
+		pids+=($!)
+	done
+	wait "${pids[@]}"
+	for i in 1 2 3; do
+		expect_eq "$(cat "$T_WORK/wave$1.$i.code")" 200 "wave $1 request $i ($(tail -3 "$T_WORK/unit.err"))"
+		expect_eq "$(json 'j["output"]' <"$T_WORK/wave$1.$i")" "hello w$1.$i"
+	done
+}

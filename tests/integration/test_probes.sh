@@ -110,52 +110,12 @@ run_kiln build "$IMG" -t probes/hello:1
 [ "$RC" -eq 0 ] || { t_fail "build: $ERR"; t_finish; exit 1; }
 
 t_case "systemd-socket-activate starts kiln serve REF: the first request is answered, idle exit ends it"
-PORT_A=$(free_port)
 # (it passes on only the environment named with -E, as a unit's Environment= does)
-systemd-socket-activate -l "127.0.0.1:$PORT_A" -E KILN_HOME -E HOME -E PATH -E KILN_ALLOW_CPU "$KILN" serve probes/hello:1 --idle-exit 3 \
-	>"$T_WORK/activate.out" 2>"$T_WORK/activate.err" &
-SPID=$!
-t_defer "kill -9 $SPID 2>/dev/null"
-URL=http://127.0.0.1:$PORT_A
-# the socket is there before the model: this request waits in its backlog through the start
-for _ in $(seq 50); do ss -ltn | grep -q ":$PORT_A " && break; sleep 0.1; done
-CODE=$(curl -s -m 120 -o "$T_WORK/body" -w '%{http_code}' -H 'Content-Type: application/json' \
-	-d '{"input": {"name": "socket"}}' "$URL/predictions")
-BODY=$(cat "$T_WORK/body" 2>/dev/null)
-expect_eq "$CODE" 200 "the first request ($BODY, $(tail -5 "$T_WORK/activate.err"))"
-expect_eq "$(field 'j["output"]')" "hello socket"
+socket_activate_once "$(free_port)" socket -E KILN_HOME -E HOME -E PATH -E KILN_ALLOW_CPU \
+	"$KILN" serve probes/hello:1 --idle-exit 3
 expect_contains "$(cat "$T_WORK/activate.err")" '(socket activation)'
-wait_exit "$SPID" 30
-expect_rc 0
-expect_contains "$(cat "$T_WORK/activate.err")" "idle: exiting"
 
 t_case "a socket unit starts it again on the next requests: none lost, one start each time"
-python3 "$KILN_SOURCE_DIR/tests/integration/socket_unit.py" "$KILN" serve probes/hello:1 --idle-exit 3 \
-	>"$T_WORK/unit.out" 2>"$T_WORK/unit.err" &
-UPID=$!
-t_defer "kill $UPID 2>/dev/null"
-for _ in $(seq 50); do [ -s "$T_WORK/unit.out" ] && break; sleep 0.1; done
-URL=http://127.0.0.1:$(head -1 "$T_WORK/unit.out")
-# wave N: three requests at once into a stopped service, each must be answered
-wave() {
-	local pids=() i
-	for i in 1 2 3; do
-		curl -s -m 120 -o "$T_WORK/wave$1.$i" -w '%{http_code}' -H 'Content-Type: application/json' \
-			-d "{\"input\": {\"name\": \"w$1.$i\"}}" "$URL/predictions" >"$T_WORK/wave$1.$i.code" &
-		pids+=($!)
-	done
-	wait "${pids[@]}"
-	for i in 1 2 3; do
-		expect_eq "$(cat "$T_WORK/wave$1.$i.code")" 200 "wave $1 request $i ($(tail -3 "$T_WORK/unit.err"))"
-		expect_eq "$(json 'j["output"]' <"$T_WORK/wave$1.$i")" "hello w$1.$i"
-	done
-}
-wave 1
-for _ in $(seq 300); do grep -q '^exit 1 ' "$T_WORK/unit.out" && break; sleep 0.1; done
-expect_eq "$(grep '^exit 1 ' "$T_WORK/unit.out")" "exit 1 0" "the service's first run ended idle"
-wave 2
-expect_eq "$(grep -c '^start' "$T_WORK/unit.out")" 2 "starts"
-kill "$UPID"
-wait "$UPID" 2>/dev/null
+socket_unit_cycle "$KILN" serve probes/hello:1 --idle-exit 3
 
 t_finish

@@ -128,12 +128,28 @@ static char *weight_files(const char *dir, const char *file, struct kiln_error *
 	return kiln_buf_detach(&b);
 }
 
+/* SIG to the descendants of PID DEPTH generations below it (its children are 1); how many got it. */
+static size_t kill_generation(pid_t pid, int depth, int sig)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+	_cleanup_fclose_ FILE *f = fopen(path, "re");
+	size_t n = 0;
+	int child;
+	while (f && fscanf(f, "%d", &child) == 1)
+		n += depth <= 1 ? kill(child, sig) == 0 : kill_generation(child, depth - 1, sig);
+	return n;
+}
+
 /*
- * Run C in a process group of its own and wait for it, passing SIGINT, SIGTERM and SIGHUP on to that
- * group: the shim inside bubblewrap gets them (bubblewrap itself passes none on), stops as it does on
- * them, and kiln exits with its status.
+ * Run C in a process group of its own and wait for it, passing SIGINT, SIGTERM and SIGHUP on: under
+ * bubblewrap (SANDBOXED) to the shim alone, two generations down (bubblewrap and the sandbox's init pass
+ * none on and bubblewrap would die of them; the worker is the shim's to stop), as a container's signal
+ * reaches its first process only, so that the shim drains, its predictions in flight answered, while
+ * kiln waits; to the whole group when nothing runs there yet, or without a sandbox. kiln exits with C's
+ * status.
  */
-static int run_foreground(const struct predict_command *c, struct kiln_error **err)
+static int run_foreground(const struct predict_command *c, bool sandboxed, struct kiln_error **err)
 {
 	sigset_t set, old;
 	sigemptyset(&set);
@@ -165,7 +181,8 @@ static int run_foreground(const struct predict_command *c, struct kiln_error **e
 				break;
 			continue;
 		}
-		kill(-pid, sig);
+		if (!sandboxed || kill_generation(pid, 2, sig) == 0)
+			kill(-pid, sig);
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (WIFSIGNALED(wstatus))
@@ -207,7 +224,7 @@ static int serve_image(const char *ref, const struct serve_args *a)
 	    predict_runtime_shim_command(&c, &rt, config, a->host, a->port, true, envs, nenv,
 	                                 (char *const *)a->pass, a->npass, &err) < 0)
 		goto out;
-	status = run_foreground(&c, &err);
+	status = run_foreground(&c, rt.kind == RUNTIME_BWRAP, &err);
 out:
 	if (err) {
 		kiln_error_wrap(&err, "cannot serve '%s'", ref);

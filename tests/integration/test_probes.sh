@@ -118,4 +118,31 @@ expect_contains "$(cat "$T_WORK/activate.err")" '(socket activation)'
 t_case "a socket unit starts it again on the next requests: none lost, one start each time"
 socket_unit_cycle "$KILN" serve probes/hello:1 --idle-exit 3
 
+t_case "SIGTERM to kiln serve REF with a prediction in flight: answered, then kiln exits 0 after the shim"
+SLOWIMG=$T_WORK/slowimg
+mkdir -p "$SLOWIMG"
+cp "$FIX/slow.py" "$SLOWIMG/"
+printf 'base: oci:%s:bookworm\nrun: slow.py:Predictor\n' "$DEBIAN_BASE" >"$SLOWIMG/kiln.yaml"
+run_kiln build "$SLOWIMG" -t probes/slow:1
+expect_rc 0
+SPORT=$(free_port)
+"$KILN" serve probes/slow:1 --port "$SPORT" >"$T_WORK/slow.out" 2>"$T_WORK/slow.err" &
+SPID=$!
+t_defer "kill -9 $SPID 2>/dev/null"
+URL=http://127.0.0.1:$SPORT
+wait_health READY 60
+curl -s -m 60 -o "$T_WORK/slow.body" -w '%{http_code}' -H 'Content-Type: application/json' \
+	-d '{"input": {"seconds": 4}}' "$URL/predictions" >"$T_WORK/slow.code" &
+CPID=$!
+wait_health BUSY 10
+kill -TERM "$SPID"
+sleep 1
+kill -0 "$SPID" 2>/dev/null || t_fail "kiln serve exited while its shim drained ($(tail -3 "$T_WORK/slow.err"))"
+wait "$CPID"
+expect_eq "$(cat "$T_WORK/slow.code")" 200 "the prediction in flight ($(cat "$T_WORK/slow.body"))"
+expect_eq "$(json 'j["output"]' <"$T_WORK/slow.body")" "woke up"
+wait_exit "$SPID" 20
+expect_rc 0
+expect_contains "$(cat "$T_WORK/slow.err")" "stopping on a signal"
+
 t_finish

@@ -74,6 +74,16 @@ expect_eq "$(yq "$T_WORK/kn.yaml" "\"resources\" in $C")" False "resources of a 
 # the annotations' values are YAML strings, quoted
 expect_contains "$(cat "$T_WORK/kn.yaml")" 'autoscaling.knative.dev/min-scale: "1"'
 
+t_case "the validator refuses what the API server would: an undeclared field, a wrong type, another kind"
+"$PY" -c 'import sys,yaml; d=yaml.safe_load(open(sys.argv[1])); c=d["spec"]["template"]["spec"]["containers"][0]; c["bogus"]=1; c["ports"][0]["containerPort"]="5000"; yaml.safe_dump(d, open(sys.argv[2], "w"))' \
+	"$T_WORK/kn.yaml" "$T_WORK/kn-bad.yaml"
+out=$("$PY" "$VALIDATE" "$K8S/knative-serving-service.crd.yaml" "$T_WORK/kn-bad.yaml" 2>&1)
+expect_eq "$?" 1 "the validator's status on a bad manifest"
+expect_contains "$out" "bogus"
+expect_contains "$out" "containerPort"
+out=$("$PY" "$VALIDATE" "$K8S/kserve-inferenceservice.crd.yaml" "$T_WORK/kn.yaml" 2>&1)
+expect_eq "$?" 1 "the validator's status on a Service checked as an InferenceService"
+
 t_case "kserve: an InferenceService the CRD accepts, with the replicas, scale target and concurrency of the hints"
 run_kiln deploy "$R/deploy/hinted-model:1" --target kserve --namespace models --setup-timeout 900 -o "$T_WORK/ks.yaml"
 expect_rc 0

@@ -136,6 +136,10 @@ bool cli_is_project(const char *dir);
  * one, as Cog finds cog.yaml from a subdirectory ("." when there is none). */
 const char *cli_project_dir(const char *given, const char *file);
 
+/* ARG of option OPT, a whole number from MIN to MAX, into *out; else a usage error naming OPT (its exit
+ * status is returned). */
+int cli_parse_number(long *out, const char *opt, const char *arg, long min, long max);
+
 /* -j N: a number from 1 to MAX into *out, else a usage error (its exit status is returned). */
 int cli_parse_jobs(const char *arg, int max, int *out);
 

@@ -35,18 +35,6 @@ struct deploy_args {
 	const char *output; /* -o: NULL or "-" for standard output */
 };
 
-/* A whole number of seconds or a port: ARG into *out, from MIN to MAX; else a usage error naming OPT. */
-static int number(long *out, const char *opt, const char *arg, long min, long max)
-{
-	char *end = NULL;
-	errno = 0;
-	long n = strtol(arg, &end, 10);
-	if (*arg == '\0' || *end || errno || n < min || n > max)
-		return cli_usage_error("%s: '%s' is not a number from %ld to %ld", opt, arg, min, max);
-	*out = n;
-	return 0;
-}
-
 static int deploy_option(int c, const char *arg, void *ctx)
 {
 	struct deploy_args *a = ctx;
@@ -80,9 +68,9 @@ static int deploy_option(int c, const char *arg, void *ctx)
 		a->o.pull_secret = arg;
 		return 0;
 	case OPT_SETUP_TIMEOUT:
-		return number(&a->o.setup_timeout, "--setup-timeout", arg, 1, 86400);
+		return cli_parse_number(&a->o.setup_timeout, "--setup-timeout", arg, 1, 86400);
 	case OPT_PORT:
-		return number(&a->o.port, "--port", arg, 1, 65535);
+		return cli_parse_number(&a->o.port, "--port", arg, 1, 65535);
 	}
 	return -1;
 }
@@ -103,16 +91,6 @@ static int check_target(const struct deploy_args *a)
 		                       "kubernetes (the Service's port) and systemd (ListenStream) take one",
 		                       a->target_name);
 	return -1;
-}
-
-/* Whether REF, as typed, names a registry ("host.domain/...", "host:port/...", "localhost/..."). */
-static bool names_registry(const char *ref)
-{
-	const char *slash = strchr(ref, '/');
-	if (slash == NULL)
-		return false;
-	size_t n = (size_t)(slash - ref);
-	return memchr(ref, '.', n) || memchr(ref, ':', n) || (n == 9 && strncmp(ref, "localhost", 9) == 0);
 }
 
 /* Write TEXT to PATH atomically, or to standard output when PATH is NULL or "-". */
@@ -183,7 +161,12 @@ static int deploy(struct deploy_args *a, const char *ref, const json_t *config, 
 		return -1;
 	warn_labels(ref, &h);
 	json_auto_t *warnings = json_array();
+	/* the text first, so that its warnings come before anything is written */
 	char self[PATH_MAX], home[PATH_MAX];
+	_cleanup_free_ char *sock = NULL, *svc = NULL;
+	json_auto_t *docs = NULL;
+	struct kiln_buf yaml = KILN_BUF_INIT;
+	int rc;
 	if (a->o.target == KILN_DEPLOY_SYSTEMD) {
 		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 		if (n < 0)
@@ -194,22 +177,18 @@ static int deploy(struct deploy_args *a, const char *ref, const json_t *config, 
 			                        kiln_store_home(store));
 		a->o.kiln = self;
 		a->o.home = home;
-		_cleanup_free_ char *sock = NULL, *svc = NULL;
-		if (kiln_deploy_systemd(&sock, &svc, &h, &a->o, warnings, err) < 0)
-			return -1;
+		rc = kiln_deploy_systemd(&sock, &svc, &h, &a->o, warnings, err);
+	} else {
+		docs = kiln_deploy_documents(&h, &a->o, warnings);
+		rc = docs ? kiln_deploy_yaml(&yaml, docs, err)
+		          : kiln_error_set(err, KILN_EFAIL, "out of memory");
+	}
+	if (rc == 0) {
 		for (size_t i = 0; i < json_array_size(warnings); i++)
 			warnf("%s", json_string_value(json_array_get(warnings, i)));
-		return put_units(a->output, a->o.name, sock, svc, err);
+		rc = sock ? put_units(a->output, a->o.name, sock, svc, err)
+		          : put(a->output, yaml.ptr ? yaml.ptr : "", err);
 	}
-	json_auto_t *docs = kiln_deploy_documents(&h, &a->o, warnings);
-	struct kiln_buf yaml = KILN_BUF_INIT;
-	if (docs == NULL || kiln_deploy_yaml(&yaml, docs, err) < 0) {
-		kiln_buf_release(&yaml);
-		return docs ? -1 : kiln_error_set(err, KILN_EFAIL, "out of memory");
-	}
-	for (size_t i = 0; i < json_array_size(warnings); i++)
-		warnf("%s", json_string_value(json_array_get(warnings, i)));
-	int rc = put(a->output, yaml.ptr ? yaml.ptr : "", err);
 	kiln_buf_release(&yaml);
 	return rc;
 }
@@ -263,7 +242,7 @@ int cmd_deploy(int argc, char **argv)
 		status = EXIT_FAIL;
 	} else {
 		a.o.image = image;
-		if (!names_registry(target))
+		if (!ref->named_registry)
 			warnf("'%s' names no registry: the manifests pull '%s'; the cluster must be able to "
 			      "pull "
 			      "it (kiln push it to a registry the cluster reaches and deploy that reference)",

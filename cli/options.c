@@ -2,6 +2,7 @@
 /* options.c: option parsing shared by every command. */
 #include "cli/cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -45,14 +46,24 @@ int cli_parse(int argc, char **argv, const char *shortopts, const struct option 
 	return -1;
 }
 
-int cli_parse_jobs(const char *arg, int max, int *out)
+int cli_parse_number(long *out, const char *opt, const char *arg, long min, long max)
 {
 	char *end = NULL;
+	errno = 0;
 	long n = strtol(arg, &end, 10);
-	if (*arg == '\0' || *end || n < 1 || n > max)
-		return cli_usage_error("--jobs: '%s' is not a number from 1 to %d", arg, max);
-	*out = (int)n;
+	if (*arg == '\0' || *end || errno || n < min || n > max)
+		return cli_usage_error("%s: '%s' is not a number from %ld to %ld", opt, arg, min, max);
+	*out = n;
 	return 0;
+}
+
+int cli_parse_jobs(const char *arg, int max, int *out)
+{
+	long n;
+	int rc = cli_parse_number(&n, "--jobs", arg, 1, max);
+	if (rc == 0)
+		*out = (int)n;
+	return rc;
 }
 
 int cli_format_option(bool *json, const char *arg)

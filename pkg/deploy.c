@@ -275,19 +275,25 @@ static void annotate(json_t *ann, const char *key, long value)
 	json_object_set_new(ann, name, json_string(text));
 }
 
+/* scaledown_window in seconds, at most an hour: the longest LONGEST (what it becomes, named in the
+ * warning) may be. */
+static long scaledown_window(const struct kiln_deploy_hints *h, const char *longest, json_t *warnings)
+{
+	long s = h->scaledown_window;
+	if (s > KILN_DEPLOY_KNATIVE_MAX_DELAY) {
+		kiln_deploy_warn(warnings, "scaledown_window %ld s is longer than %s: %d s", s, longest,
+		                 KILN_DEPLOY_KNATIVE_MAX_DELAY);
+		s = KILN_DEPLOY_KNATIVE_MAX_DELAY;
+	}
+	return s;
+}
+
 /* scale-down-delay from scaledown_window ("Ns"), clamped to Knative's hour. */
 static void scale_down_delay(json_t *ann, const struct kiln_deploy_hints *h, json_t *warnings)
 {
-	long s = h->scaledown_window;
-	if (s <= 0)
+	if (h->scaledown_window <= 0)
 		return;
-	if (s > KILN_DEPLOY_KNATIVE_MAX_DELAY) {
-		kiln_deploy_warn(
-		    warnings,
-		    "scaledown_window %ld s is longer than Knative's longest scale-down-delay: %d s", s,
-		    KILN_DEPLOY_KNATIVE_MAX_DELAY);
-		s = KILN_DEPLOY_KNATIVE_MAX_DELAY;
-	}
+	long s = scaledown_window(h, "Knative's longest scale-down-delay", warnings);
 	json_object_set_new(ann, "autoscaling.knative.dev/scale-down-delay", json_sprintf("%lds", s));
 }
 
@@ -376,15 +382,7 @@ static json_t *kubernetes(const struct kiln_deploy_hints *h, const struct kiln_d
 	                        (json_int_t)max, "metrics", "type", "Resource", "resource", "name", "cpu",
 	                        "target", "type", "Utilization", "averageUtilization", 80);
 	if (h->scaledown_window >= 0) {
-		long s = h->scaledown_window;
-		if (s > KILN_DEPLOY_KNATIVE_MAX_DELAY) {
-			kiln_deploy_warn(w,
-			                 "scaledown_window %ld s: a HorizontalPodAutoscaler's longest "
-			                 "stabilization window "
-			                 "is %d s",
-			                 s, KILN_DEPLOY_KNATIVE_MAX_DELAY);
-			s = KILN_DEPLOY_KNATIVE_MAX_DELAY;
-		}
+		long s = scaledown_window(h, "a HorizontalPodAutoscaler's longest stabilization window", w);
 		json_object_set_new(
 		    json_object_get(hpa, "spec"), "behavior",
 		    json_pack("{s:{s:I}}", "scaleDown", "stabilizationWindowSeconds", (json_int_t)s));

@@ -85,6 +85,7 @@ int kiln_reference_parse(struct kiln_reference **out, const char *s, struct kiln
 	char *slash = strchr(rest, '/');
 	if (slash && looks_like_registry(rest, (size_t)(slash - rest))) {
 		*slash = '\0';
+		r->named_registry = true;
 		r->registry = strdup(strcmp(rest, "index.docker.io") == 0 ? DEFAULT_REGISTRY : rest);
 		rest = slash + 1;
 		for (char *p = r->registry; *p; p++)

@@ -6,13 +6,16 @@
 #ifndef KILN_REFERENCE_H
 #define KILN_REFERENCE_H
 
+#include <stdbool.h>
+
 #include "common/error.h"
 
 struct kiln_reference {
-	char *registry;   /* "docker.io", "localhost:5000", "ghcr.io" */
-	char *repository; /* "library/hello", "org/model" */
-	char *tag;        /* "latest" when neither tag nor digest was given; NULL with a digest alone */
-	char *digest;     /* "sha256:..." or NULL */
+	char *registry;      /* "docker.io", "localhost:5000", "ghcr.io" */
+	char *repository;    /* "library/hello", "org/model" */
+	char *tag;           /* "latest" when neither tag nor digest was given; NULL with a digest alone */
+	char *digest;        /* "sha256:..." or NULL */
+	bool named_registry; /* S named the registry ("localhost:5000/m"), not left it to the default */
 };
 
 /* Parse and normalize S. Errors (KILN_EINVAL) quote S and say what is wrong with it. */

@@ -18,14 +18,20 @@
 #include "shim/http.h"
 #include "shim/weights.h"
 
+/* Put W, for connection C, on the list at HEAD and suspend C (s->lock held; from MHD's callbacks only). */
+static void suspend_into(struct shim_waiter **head, struct shim_waiter *w, struct MHD_Connection *c)
+{
+	w->c = c;
+	w->next = *head;
+	w->linked = true;
+	*head = w;
+	MHD_suspend_connection(c);
+}
+
 /* Suspend W's connection until P changes (s->lock held; from MHD's callbacks only). */
 void http_suspend_on(struct shim_job *p, struct shim_waiter *w, struct MHD_Connection *c)
 {
-	w->c = c;
-	w->next = p->waiters;
-	w->linked = true;
-	p->waiters = w;
-	MHD_suspend_connection(c);
+	suspend_into(&p->waiters, w, c);
 }
 
 /* Take W out of the list at HEAD when it is there (s->lock held). */
@@ -57,11 +63,7 @@ bool http_hold(struct shim *s, struct request *req, struct MHD_Connection *c)
 {
 	if (!must_wait(s))
 		return false;
-	req->wait.c = c;
-	req->wait.next = s->held;
-	req->wait.linked = true;
-	s->held = &req->wait;
-	MHD_suspend_connection(c);
+	suspend_into(&s->held, &req->wait, c);
 	return true;
 }
 

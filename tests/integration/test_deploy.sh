@@ -220,6 +220,22 @@ expect_rc 1
 expect_eq "$(cat "$T_WORK/kept.yaml")" "kept" "an existing -o file after an error"
 expect_eq "$(ls "$T_WORK" | grep -c 'kept.yaml.')" 0 "temporary files left"
 
+t_case "a scaledown_window over an hour: clamped to Knative's and the HPA's hour, with a warning each"
+umoci config --image "$T_WORK/minmax-oci:1" --tag 2 --config.label 'dev.kiln.serve={"scaledown_window":7200}' \
+	2>"$T_WORK/umoci.err" || t_fail "umoci config: $(cat "$T_WORK/umoci.err")"
+skopeo copy --dest-tls-verify=false "oci:$T_WORK/minmax-oci:2" "docker://$R/deploy/window:1" >/dev/null 2>"$T_WORK/skopeo.err" ||
+	t_fail "skopeo copy: $(cat "$T_WORK/skopeo.err")"
+run_kiln deploy "$R/deploy/window:1" --target knative -o "$T_WORK/window-kn.yaml"
+expect_rc 0
+expect_contains "$ERR" "scaledown_window 7200 s is longer than Knative's longest scale-down-delay: 3600 s"
+expect_eq "$(yq "$T_WORK/window-kn.yaml" 'd[0]["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/scale-down-delay"]')" \
+	"3600s" "the clamped scale-down-delay"
+run_kiln deploy "$R/deploy/window:1" --target kubernetes -o "$T_WORK/window-k8s.yaml"
+expect_rc 0
+expect_contains "$ERR" "scaledown_window 7200 s is longer than a HorizontalPodAutoscaler's longest stabilization window: 3600 s"
+expect_eq "$(yq "$T_WORK/window-k8s.yaml" 'd[2]["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"]')" \
+	3600 "the clamped stabilization window"
+
 t_case "-o into a directory that does not exist: a clear error, nothing made"
 run_kiln deploy "$R/deploy/hinted-model:1" --target knative -o "$T_WORK/nowhere/kn.yaml"
 expect_rc 1

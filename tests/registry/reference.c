@@ -71,6 +71,7 @@ Test(reference, bare_name_gets_docker_hub_library_and_latest)
 	cr_assert_str_eq(r->repository, "library/hello");
 	cr_assert_str_eq(r->tag, "latest");
 	cr_assert_null(r->digest);
+	cr_assert(!r->named_registry);
 	assert_forms(r, "docker.io/library/hello:latest", "hello:latest");
 }
 
@@ -102,6 +103,7 @@ Test(reference, registry_with_port_and_nested_repository)
 {
 	struct kiln_reference *r = parse_ok("localhost:5000/a/b:v1");
 	cr_assert_str_eq(r->registry, "localhost:5000");
+	cr_assert(r->named_registry);
 	cr_assert_str_eq(r->repository, "a/b");
 	cr_assert_str_eq(r->tag, "v1");
 	cr_assert_null(r->digest);
@@ -112,6 +114,7 @@ Test(reference, localhost_alone_is_a_registry)
 {
 	struct kiln_reference *r = parse_ok("localhost/m");
 	cr_assert_str_eq(r->registry, "localhost");
+	cr_assert(r->named_registry);
 	cr_assert_str_eq(r->repository, "m");
 	cr_assert_str_eq(r->tag, "latest");
 }

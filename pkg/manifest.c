@@ -124,8 +124,7 @@ static const struct field run_item_fields[] = {
 
 static const struct field concurrency_fields[] = {
     FIELD("max", FIELD_COUNT, AT(concurrency_max), .min = 1),
-    FIELD("default_target", FIELD_COUNT, JSON_ONLY, .min = 1,
-          .warn = "an autoscaler's setting" WARN_RECORDED "; kiln serve uses serve.target_concurrency"),
+    FIELD("default_target", FIELD_COUNT, AT(concurrency_default_target), .min = 1),
     {.key = NULL},
 };
 
@@ -675,6 +674,33 @@ static int check_concurrency(struct mparser *p, yaml_node_t *val, const char *wh
 	return require_keys(p, val, where, required);
 }
 
+/* Cog's concurrency.default_target is the autoscaler's target: serve.target_concurrency (the warm-pool hint
+ * kiln deploy maps to Knative's and KServe's target) where that is not set. */
+static int apply_default_target(struct mparser *p, yaml_node_t *root)
+{
+	long t = p->m->concurrency_default_target, max = p->m->concurrency_max,
+	     own = p->m->serve.target_concurrency;
+	if (t <= 0)
+		return 0;
+	yaml_node_t *n = mmap_get(p, mmap_get(p, root, "concurrency"), "default_target");
+	int rc = 0;
+	if (max > 0 && t > max)
+		rc =
+		    mwarn(p, n,
+		          "concurrency.default_target: %ld is above concurrency.max (%ld): an instance never "
+		          "takes more than %ld at once, so the autoscaler's target is %ld in effect",
+		          t, max, max, max);
+	if (rc == 0 && own >= 0 && own != t)
+		rc = mwarn(
+		    p, n,
+		    "concurrency.default_target: %ld is not used: serve.target_concurrency (%ld) is the "
+		    "autoscaler's target",
+		    t, own);
+	if (own < 0)
+		p->m->serve.target_concurrency = t;
+	return rc;
+}
+
 static void manifest_init(struct kiln_manifest *m)
 {
 	m->concurrency_max = 0;
@@ -734,7 +760,8 @@ static int parse_text(struct mparser *p, const char *text, size_t len)
 		rc = mfail_type(p, root, "top level", "a map");
 		goto out;
 	}
-	if ((rc = walk_map(p, root, "", top_fields, &p->m->json)) < 0)
+	if ((rc = walk_map(p, root, "", top_fields, &p->m->json)) < 0 ||
+	    (rc = apply_default_target(p, root)) < 0)
 		goto out;
 	if (p->predictor == NULL)
 		rc = mfail(p, root, "missing required key 'run'");

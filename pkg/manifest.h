@@ -66,9 +66,10 @@ struct kiln_manifest {
 	char *predict;
 	struct kiln_pos predict_pos;
 	char *train;
-	char *image;                  /* default reference for build -t and push */
-	long concurrency_max;         /* 0 when absent */
-	struct kiln_strv environment; /* "NAME=value" */
+	char *image;                     /* default reference for build -t and push */
+	long concurrency_max;            /* 0 when absent */
+	long concurrency_default_target; /* 0 when absent; serve.target_concurrency when that is absent */
+	struct kiln_strv environment;    /* "NAME=value" */
 
 	/* kiln's keys */
 	char *base; /* "scratch", "oci:DIR:TAG", a registry reference, or NULL when absent (pkg/base.h) */

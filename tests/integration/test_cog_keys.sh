@@ -8,16 +8,16 @@ P=$T_WORK/p
 make_project "$P" 'build:
   fast: true
   sdk_version: "0.16.0"
+  cog_runtime: true
 concurrency:
-  max: 2
-  default_target: 1'
+  max: 2'
 
 t_case "kiln build names each key it does not act on"
 run_kiln build "$P"
 expect_rc 0
 expect_contains "$ERR" "kiln: warning: $P/kiln.yaml:3:3: build.fast: kiln's layering is always on"
 expect_contains "$ERR" "kiln: warning: $P/kiln.yaml:4:3: build.sdk_version: kiln bundles its own cog module"
-expect_contains "$ERR" "kiln: warning: $P/kiln.yaml:7:3: concurrency.default_target:"
+expect_contains "$ERR" "kiln: warning: $P/kiln.yaml:5:3: build.cog_runtime: kiln's own runtime"
 
 t_case "kiln build --json lists them under warnings"
 run_kiln build "$P" --json

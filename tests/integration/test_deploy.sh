@@ -40,13 +40,14 @@ build_push() {
 }
 
 HINTS=$T_WORK/hinted
+# Cog's concurrency.default_target is the autoscaler's target (serve.target_concurrency)
 make_project "$HINTS" "concurrency:
   max: 3
+  default_target: 2
 serve:
   min_instances: 1
   max_instances: 4
-  scaledown_window: 120
-  target_concurrency: 2"
+  scaledown_window: 120"
 build_push "$HINTS" "$R/deploy/hinted-model:1"
 DIGEST=$(registry_digest "$R/deploy/hinted-model:1")
 PINNED=$R/deploy/hinted-model@$DIGEST

@@ -161,9 +161,26 @@ Test(manifest_keys, build_environment)
 
 Test(manifest_keys, concurrency_default_target)
 {
-	warns("concurrency:\n  max: 4\n  default_target: 2\n",
-	      "4:3: concurrency.default_target: an autoscaler's setting is recorded in the run.cog.config "
-	      "label only; kiln serve uses serve.target_concurrency");
+	/* the autoscaler's target: serve.target_concurrency, which kiln deploy and the hints carry */
+	struct kiln_manifest *m = load("concurrency:\n  max: 4\n  default_target: 2\n");
+	cr_assert_eq(m->serve.target_concurrency, 2);
+	cr_assert_eq(m->warnings.n, 0);
+	kiln_manifest_free(m);
+	m = load("serve:\n  target_concurrency: 3\nconcurrency:\n  max: 4\n  default_target: 3\n");
+	cr_assert_eq(m->serve.target_concurrency, 3);
+	cr_assert_eq(m->warnings.n, 0);
+	kiln_manifest_free(m);
+	/* kiln's own key wins, and kiln says so */
+	m = load("concurrency:\n  max: 4\n  default_target: 2\nserve:\n  target_concurrency: 3\n");
+	cr_assert_eq(m->serve.target_concurrency, 3);
+	cr_assert_eq(m->warnings.n, 1);
+	cr_assert(strstr(m->warnings.v[0], "4:19: concurrency.default_target: 2 is not used: "
+	                                   "serve.target_concurrency (3) is the autoscaler's target") != NULL,
+	          "%s", m->warnings.v[0]);
+	kiln_manifest_free(m);
+	warns("concurrency:\n  max: 2\n  default_target: 5\n",
+	      "4:19: concurrency.default_target: 5 is above concurrency.max (2): an instance never takes "
+	      "more than 2 at once, so the autoscaler's target is 2 in effect");
 	refused("concurrency:\n  max: 4\n  default_target: 0\n",
 	        "4:19: concurrency.default_target: expected a positive integer, got '0'");
 }

@@ -56,6 +56,12 @@ int cmd_dockerfile(int argc, char **argv)
 		      "files "
 		      "into the image, as serve.weights: image does",
 		      m->path, m->serve.weights_pos.line, m->serve.weights_pos.column);
+	if (m->python_overrides)
+		warnf("%s:%d:%d: build.python_overrides: a Dockerfile's pip takes no overrides: it installs "
+		      "the "
+		      "requirements as pip resolves them (kiln build applies '%s')",
+		      m->path, m->python_overrides_pos.line, m->python_overrides_pos.column,
+		      m->python_overrides);
 	_cleanup_free_ char *tag = a.runtime_image ? NULL : kiln_build_manifest_tag(m, dir);
 	_cleanup_free_ char *text = NULL;
 	int rc = kiln_dockerfile(&text, m,

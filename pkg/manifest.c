@@ -100,8 +100,7 @@ static const struct field build_fields[] = {
     FIELD("fast", FIELD_BOOL, JSON_ONLY, .warn = "kiln's layering is always on; the key has no effect"),
     FIELD("cog_runtime", FIELD_BOOL, JSON_ONLY,
           .warn = "kiln's own runtime (kiln-shim) serves the model; the key has no effect"),
-    FIELD("python_overrides", FIELD_STRING, JSON_ONLY,
-          .warn = "not applied: pip installs the requirements as it resolves them"),
+    FIELD("python_overrides", FIELD_STRING, AT(python_overrides), .check = mcheck_overrides),
     {.key = NULL},
 };
 
@@ -701,6 +700,16 @@ static int apply_default_target(struct mparser *p, yaml_node_t *root)
 	return rc;
 }
 
+/* An overrides file changes what pip resolves; with nothing for pip to install it does nothing. */
+static int check_overrides(struct mparser *p, yaml_node_t *root)
+{
+	if (p->m->python_overrides == NULL || p->m->python_requirements || p->m->python_packages.n)
+		return 0;
+	return mwarn(p, mmap_get(p, mmap_get(p, root, "build"), "python_overrides"),
+	             "build.python_overrides: not used: there is no python_requirements (or python_packages) "
+	             "for it to override");
+}
+
 static void manifest_init(struct kiln_manifest *m)
 {
 	m->concurrency_max = 0;
@@ -761,7 +770,7 @@ static int parse_text(struct mparser *p, const char *text, size_t len)
 		goto out;
 	}
 	if ((rc = walk_map(p, root, "", top_fields, &p->m->json)) < 0 ||
-	    (rc = apply_default_target(p, root)) < 0)
+	    (rc = apply_default_target(p, root)) < 0 || (rc = check_overrides(p, root)) < 0)
 		goto out;
 	if (p->predictor == NULL)
 		rc = mfail(p, root, "missing required key 'run'");
@@ -846,6 +855,7 @@ void kiln_manifest_free(struct kiln_manifest *m)
 	free(m->cudnn);
 	free(m->python_version);
 	free(m->python_requirements);
+	free(m->python_overrides);
 	strv_release(&m->python_packages);
 	strv_release(&m->system_packages);
 	strv_release(&m->run_commands);

@@ -53,6 +53,8 @@ struct kiln_manifest {
 	char *python_version; /* NULL when absent (kiln_base_load applies Cog's default) */
 	struct kiln_pos python_version_pos;
 	char *python_requirements;
+	char *python_overrides; /* Cog's overrides file: a requirement of its name replaces every other */
+	struct kiln_pos python_overrides_pos;
 	struct kiln_strv python_packages;
 	struct kiln_strv system_packages;
 	struct kiln_strv run_commands;   /* build.run, the command of each item */

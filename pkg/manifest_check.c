@@ -101,6 +101,12 @@ int mcheck_requirements(struct mparser *p, yaml_node_t *val, const char *where)
 	return check_file(p, val, where, p->m->python_requirements, false);
 }
 
+int mcheck_overrides(struct mparser *p, yaml_node_t *val, const char *where)
+{
+	p->m->python_overrides_pos = mpos(val);
+	return check_file(p, val, where, p->m->python_overrides, false);
+}
+
 int mcheck_serve(struct mparser *p, yaml_node_t *val, const char *where)
 {
 	long lo = p->m->serve.min_instances, hi = p->m->serve.max_instances;

@@ -157,6 +157,8 @@ static inline struct kiln_pos mpos(yaml_node_t *n)
 /* REF is "FILE.py:NAME" or "native:PATH", and the file is a regular file inside the project. */
 int mcheck_program(struct mparser *p, yaml_node_t *val, const char *where, const char *ref);
 int mcheck_train(struct mparser *p, yaml_node_t *val, const char *where);
+/* build.python_overrides exists (relative to the project directory, or absolute). */
+int mcheck_overrides(struct mparser *p, yaml_node_t *val, const char *where);
 /* build.python_requirements exists (relative to the project directory, or absolute). */
 int mcheck_requirements(struct mparser *p, yaml_node_t *val, const char *where);
 /* Each item is NAME=value with a valid NAME, set once, not reserved by the runtime. */

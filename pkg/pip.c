@@ -361,10 +361,9 @@ static char *missing_name(const char *tail)
 	return strndup(p, strcspn(p, " \n\r"));
 }
 
-/* Where the requirements file is in the sandbox. */
-static char *req_in_sandbox(struct run *r)
+/* Where the manifest's file Q (the requirements, the overrides) is in the sandbox. */
+static char *file_in_sandbox(struct run *r, const char *q)
 {
-	const char *q = r->c->m->python_requirements;
 	_cleanup_free_ char *full =
 	    q[0] == '/' ? strdup(q) : kiln_path_join(r->c->m->dir ? r->c->m->dir : ".", q);
 	_cleanup_free_ char *real = full ? realpath(full, NULL) : NULL;
@@ -513,6 +512,12 @@ static void stop_installer(struct run *r)
  * directory, on every change of a requirement). Its hash_file is wrapped to remember each file's hash
  * on its path and stat fingerprint (size, mtime, inode, ctime) in pip's kept cache; a pip without that
  * function runs unwrapped.
+ *
+ * With --kiln-overrides FILE SHOWN (build.python_overrides, Cog's overrides as uv takes them), each
+ * requirement of a name the file lists, the project's own and every distribution's dependency alike, is
+ * replaced by the file's (its extras added, its own environment marker kept): the resolver sees only the
+ * override. A line whose marker does not match the base's Python is left out; two lines for one name,
+ * a line that is no requirement, or a pip without the resolver's hook are errors naming SHOWN:LINE.
  */
 static const char resolver_py[] =
     "import json, os, sys\n"
@@ -545,6 +550,52 @@ static const char resolver_py[] =
     "    prepare.hash_file = hash_file\n"
     "except (ImportError, AttributeError):\n"
     "    pass\n"
+    "if sys.argv[1:2] == ['--kiln-overrides']:\n"
+    "    opath, oname = sys.argv[2], sys.argv[3]\n"
+    "    del sys.argv[1:4]\n"
+    "    from pip._vendor.packaging.requirements import Requirement\n"
+    "    from pip._vendor.packaging.utils import canonicalize_name\n"
+    "    def refuse(n, msg):\n"
+    "        at = '%s:%d' % (oname, n) if n else oname\n"
+    "        sys.stderr.write('kiln-overrides: %s: build.python_overrides: %s\\n' % (at, msg))\n"
+    "        sys.exit(2)\n"
+    "    over, where = {}, {}\n"
+    "    with open(opath) as f:\n"
+    "        lines = f.read().split('\\n')\n"
+    "    for n, line in enumerate(lines, 1):\n"
+    "        line = ('  ' + line).split(' #')[0].split('\\t#')[0].strip()\n"
+    "        if not line or line.startswith('#'):\n"
+    "            continue\n"
+    "        try:\n"
+    "            o = Requirement(line)\n"
+    "        except Exception as e:\n"
+    "            refuse(n, str(e))\n"
+    "        if o.marker is not None and not o.marker.evaluate():\n"
+    "            continue\n"
+    "        key = canonicalize_name(o.name)\n"
+    "        if key in over:\n"
+    "            refuse(n, 'a second override of %s (the first is line %d)' % (o.name, where[key]))\n"
+    "        o.marker = None\n"
+    "        over[key], where[key] = o, n\n"
+    "    from pip._internal.resolution.resolvelib import factory\n"
+    "    hook = '_make_requirement_from_install_req'\n"
+    "    if not hasattr(factory.Factory, hook):\n"
+    "        hook = '_make_requirements_from_install_req'\n"
+    "    if not hasattr(factory.Factory, hook):\n"
+    "        refuse(0, \"the base's pip has no resolver hook kiln applies overrides with\")\n"
+    "    plain_make = getattr(factory.Factory, hook)\n"
+    "    def make(self, ireq, requested_extras):\n"
+    "        o = over.get(canonicalize_name(ireq.name)) if ireq.name and not ireq.constraint else None\n"
+    "        if o is not None and ireq.req is not None:\n"
+    "            r = Requirement(str(o))\n"
+    "            r.extras = set(r.extras) | set(ireq.req.extras)\n"
+    "            r.marker = ireq.req.marker\n"
+    "            cf = ireq.comes_from\n"
+    "            new = self._make_install_req_from_spec(str(r), None if isinstance(cf, str) else cf)\n"
+    "            new.comes_from, new.user_supplied = cf, ireq.user_supplied\n"
+    "            ireq = new\n"
+    "        return plain_make(self, ireq, requested_extras)\n"
+    "    setattr(factory.Factory, hook, make)\n"
     "rc = main(sys.argv[1:])\n"
     "if db is not None:\n"
     "    try:\n"
@@ -557,14 +608,26 @@ static const char resolver_py[] =
 
 static int resolve(struct run *r, struct kiln_error **err)
 {
-	_cleanup_free_ char *req = r->c->m->python_requirements ? req_in_sandbox(r) : NULL;
-	if (r->c->m->python_requirements && req == NULL)
+	const struct kiln_manifest *m = r->c->m;
+	_cleanup_free_ char *req = m->python_requirements ? file_in_sandbox(r, m->python_requirements) : NULL;
+	if (m->python_requirements && req == NULL)
 		return kiln_error_errno(err, errno, "python_requirements: cannot open '%s'",
-		                        r->c->m->python_requirements);
-	char *argv[16];
+		                        m->python_requirements);
+	_cleanup_free_ char *over = m->python_overrides ? file_in_sandbox(r, m->python_overrides) : NULL;
+	if (m->python_overrides && over == NULL)
+		return kiln_error_errno(err, errno, "build.python_overrides: cannot open '%s'",
+		                        m->python_overrides);
+	char *argv[20];
 	size_t a = 0;
-	const char *const head[] = {
-	    "python3", "-c", resolver_py, "install", "--dry-run", "--report", PIP_WORK "/report.json", NULL};
+	argv[a++] = "python3";
+	argv[a++] = "-c";
+	argv[a++] = (char *)resolver_py;
+	if (over) {
+		argv[a++] = "--kiln-overrides";
+		argv[a++] = over;
+		argv[a++] = m->python_overrides;
+	}
+	const char *const head[] = {"install", "--dry-run", "--report", PIP_WORK "/report.json", NULL};
 	for (size_t i = 0; head[i]; i++)
 		argv[a++] = (char *)head[i];
 	if (req) {
@@ -580,8 +643,12 @@ static int resolve(struct run *r, struct kiln_error **err)
 	if (run_pip(r, argv, &res, err) < 0)
 		return kiln_error_wrap(err, "cannot run pip");
 	int rc = 0;
+	const char *refused = res.tail ? strstr(res.tail, "kiln-overrides: ") : NULL;
 	if (res.status != 0 && no_pip(err, &res)) {
 		rc = KILN_EINVAL;
+	} else if (res.status != 0 && refused) {
+		refused += strlen("kiln-overrides: ");
+		rc = kiln_error_set(err, KILN_EINVAL, "%.*s", (int)strcspn(refused, "\n"), refused);
 	} else if (res.status != 0) {
 		_cleanup_free_ char *name = missing_name(res.tail);
 		if (name) {

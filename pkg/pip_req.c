@@ -29,6 +29,7 @@ struct scan {
 	struct kiln_pip_reqs *r;
 	int depth;
 	size_t nfiles;
+	bool overrides; /* scanning build.python_overrides: requirements only */
 };
 
 static int push_str(char ***v, size_t *n, const char *s)
@@ -191,6 +192,12 @@ static int scan_line(struct scan *sc, const char *file, int lineno, const char *
 {
 	struct kiln_pip_reqs *r = sc->r;
 	const char *v;
+	if (sc->overrides && line[0] == '-')
+		return kiln_error_set(
+		    err, KILN_EINVAL,
+		    "%s:%d: build.python_overrides: '%s': an overrides file holds requirements "
+		    "(a name with a version, or name @ URL), not pip's options",
+		    file, lineno, line);
 	if ((v = opt_value(line, "-r", "--requirement")) || (v = opt_value(line, "-c", "--constraint"))) {
 		_cleanup_free_ char *inc = v[0] == '/' ? strdup(v) : kiln_path_join(dir, v);
 		if (inc == NULL)
@@ -374,6 +381,20 @@ static int scan_config(struct kiln_pip_reqs *r, struct kiln_error **err)
 	return 0;
 }
 
+/* A file the manifest names (KEY: FILE, relative to the project or absolute): bound when outside it. */
+static int scan_top(struct scan *sc, const struct kiln_manifest *m, const char *file, const char *key,
+                    struct kiln_error **err)
+{
+	_cleanup_free_ char *full =
+	    file[0] == '/' ? strdup(file) : kiln_path_join(m->dir ? m->dir : ".", file);
+	_cleanup_free_ char *real = full ? realpath(full, NULL) : NULL;
+	if (real == NULL)
+		return kiln_error_errno(err, errno, "%s: cannot open '%s'", key, file);
+	if (under(real, sc->r->project) == NULL && push_str(&sc->r->binds, &sc->r->nbinds, real) < 0)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	return scan_file(sc, real, file, err);
+}
+
 int kiln_pip_reqs_scan(struct kiln_pip_reqs *out, const struct kiln_manifest *m, struct kiln_error **err)
 {
 	struct kiln_pip_reqs r = {.text = KILN_BUF_INIT};
@@ -385,20 +406,9 @@ int kiln_pip_reqs_scan(struct kiln_pip_reqs *out, const struct kiln_manifest *m,
 		goto out;
 	}
 	kiln_buf_puts(&r.text, "kiln-pip-inputs 1\n");
-	if (m->python_requirements) {
-		const char *q = m->python_requirements;
-		_cleanup_free_ char *full =
-		    q[0] == '/' ? strdup(q) : kiln_path_join(m->dir ? m->dir : ".", q);
-		_cleanup_free_ char *real = full ? realpath(full, NULL) : NULL;
-		if (real == NULL) {
-			rc = kiln_error_errno(err, errno, "python_requirements: cannot open '%s'", q);
-			goto out;
-		}
-		if (under(real, r.project) == NULL && push_str(&r.binds, &r.nbinds, real) < 0)
-			goto oom;
-		if (scan_file(&sc, real, q, err) < 0)
-			goto out;
-	}
+	if (m->python_requirements &&
+	    scan_top(&sc, m, m->python_requirements, "python_requirements", err) < 0)
+		goto out;
 	for (size_t i = 0; i < m->python_packages.n; i++) {
 		kiln_buf_printf(&r.text, "package %s\n", m->python_packages.v[i]);
 		char shown[64];
@@ -408,6 +418,12 @@ int kiln_pip_reqs_scan(struct kiln_pip_reqs *out, const struct kiln_manifest *m,
 			goto oom;
 		if (scan_line(&sc, shown, m->python_packages.pos ? m->python_packages.pos[i].line : 0,
 		              r.project, line, err) < 0)
+			goto out;
+	}
+	if (m->python_overrides) {
+		kiln_buf_puts(&r.text, "overrides\n");
+		sc.overrides = true;
+		if (scan_top(&sc, m, m->python_overrides, "build.python_overrides", err) < 0)
 			goto out;
 	}
 	if (scan_config(&r, err) < 0)

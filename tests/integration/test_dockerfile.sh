@@ -90,6 +90,17 @@ expect_contains "$OUT" "ARG KILN_RUNTIME_IMAGE=r.example/kiln:1"
 KILN_PYTHON_BASE='registry.example/py:{python_version}' run_kiln dockerfile "$P"
 expect_contains "$OUT" "FROM registry.example/py:3.11"
 
+t_case "build.python_overrides: the Dockerfile's pip cannot apply them, and kiln dockerfile says so"
+O=$T_WORK/over
+mkdir -p "$O"
+cp "$P/predict.py" "$P/requirements.txt" "$O/"
+printf 'numpy==2.0.0\n' >"$O/overrides.txt"
+printf 'build:\n  python_requirements: requirements.txt\n  python_overrides: overrides.txt\nrun: predict.py:Predictor\n' >"$O/kiln.yaml"
+run_kiln dockerfile "$O"
+expect_rc 0
+expect_contains "$ERR" "kiln: warning: $O/kiln.yaml:3:21: build.python_overrides: a Dockerfile's pip takes no overrides"
+expect_contains "$OUT" "pip install --no-cache-dir -r 'requirements.txt'"
+
 t_case "docker parses the Dockerfile when it is here"
 if docker buildx version >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
 	printf '%s\n' "$DF" >"$T_WORK/Dockerfile"

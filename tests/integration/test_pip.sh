@@ -168,6 +168,44 @@ expect_rc 0
 export PIP_INDEX_URL=http://127.0.0.1:$PORT/empty/
 rm -f "$HOME/.config/pip/pip.conf"
 
+t_case "build.python_overrides: a requirement of the project and a dependency's are both replaced"
+# kilndep needs kilnpure<1.0.1, the project pins 1.0.0; the override makes both 1.0.1 (were only one of
+# them replaced, pip would find them in conflict)
+O=$T_WORK/over
+mkdir -p "$O/wheels" "$T_WORK/dep/kilndep"
+echo 'from kilnpure import greet' >"$T_WORK/dep/kilndep/__init__.py"
+python3 "$FIX/mkwheel.py" kilndep 1.0.0 py3-none-any "$T_WORK/dep" "$O/wheels" 'kilnpure<1.0.1' >/dev/null
+cp "$W"/kilnpure-1.0.*-py3-none-any.whl "$O/wheels/"
+printf 'from cog import BasePredictor\nimport kilndep\n\n\nclass Predictor(BasePredictor):\n    def predict(self, name: str = "x") -> str:\n        return kilndep.greet(name)\n' >"$O/predict.py"
+printf -- '--no-index\n--find-links wheels\nkilndep\nkilnpure==1.0.0\n' >"$O/requirements.txt"
+printf '# the fixed release, whatever asks for kilnpure\nkilnpure==1.0.1  # pinned\nkilnbig==9; python_version < "3"\n' >"$O/overrides.txt"
+printf 'base: oci:%s:bookworm\nbuild:\n  python_requirements: requirements.txt\n  python_overrides: overrides.txt\npredict: predict.py:Predictor\n' "$BASE" >"$O/kiln.yaml"
+run_kiln build "$O" -t pipover
+expect_rc 0
+expect_not_contains "$ERR" "python_overrides"
+run_kiln predict --runtime bwrap pipover -i name=o
+expect_rc 0
+expect_eq "$OUT" "hi o" "kilnpure 1.0.1's greeting"
+expect_eq "$("$KILN" inspect pipover --json | json "j['labels']['run.cog.pip_freeze']")" "$(printf 'kilndep==1.0.0\nkilnpure==1.0.1')" freeze
+
+t_case "build.python_overrides: without it the same requirements conflict; a bad line is named FILE:LINE"
+sed -i '/python_overrides/d' "$O/kiln.yaml"
+sed -i 's/kilnpure==1.0.0/kilnpure==1.0.1/' "$O/requirements.txt"
+run_kiln build "$O" -t pipover:conflict
+expect_rc 1
+expect_contains "$ERR" "pip cannot resolve the requirements"
+printf 'base: oci:%s:bookworm\nbuild:\n  python_requirements: requirements.txt\n  python_overrides: overrides.txt\npredict: predict.py:Predictor\n' "$BASE" >"$O/kiln.yaml"
+printf 'kilnpure==1.0.1\nkilnpure=>1\n' >"$O/overrides.txt"
+run_kiln build "$O" -t pipover:bad
+expect_rc 1
+expect_contains "$ERR" "overrides.txt:2: build.python_overrides:"
+expect_not_contains "$ERR" "Traceback"
+printf 'kilnpure==1.0.1\n-r requirements.txt\n' >"$O/overrides.txt"
+run_kiln build "$O" -t pipover:bad
+expect_rc 1
+expect_contains "$ERR" "overrides.txt:2: build.python_overrides: '-r requirements.txt': an overrides file holds requirements"
+expect_store_consistent
+
 t_case "a requirement the index does not have: named, with pip's tail; nothing half-written"
 printf 'base: oci:%s:bookworm\nbuild:\n  python_packages: [kiln-no-such-thing]\npredict: predict.py:Predictor\n' "$BASE" >"$R/kiln.yaml"
 PIP_INDEX_URL=$INDEX run_kiln build "$R" -t pipbad

@@ -123,8 +123,19 @@ Test(manifest_keys, cog_runtime)
 
 Test(manifest_keys, python_overrides)
 {
+	put("requirements.txt", "numpy\n");
+	put("overrides.txt", "numpy==2.0.0\n");
+	struct kiln_manifest *m =
+	    load("build:\n  python_requirements: requirements.txt\n  python_overrides: overrides.txt\n");
+	cr_assert_str_eq(m->python_overrides, "overrides.txt");
+	cr_assert_eq(m->warnings.n, 0);
+	kiln_manifest_free(m);
+	/* nothing for pip to resolve: the file would do nothing */
 	warns("build:\n  python_overrides: overrides.txt\n",
-	      "3:3: build.python_overrides: not applied: pip installs the requirements as it resolves them");
+	      "3:21: build.python_overrides: not used: there is no python_requirements (or "
+	      "python_packages) for it to override");
+	refused("build:\n  python_requirements: requirements.txt\n  python_overrides: nothere.txt\n",
+	        "4:21: build.python_overrides: file 'nothere.txt' does not exist");
 	refused("build:\n  python_overrides: {a: 1}\n",
 	        "3:21: build.python_overrides: expected a string, got a map");
 }

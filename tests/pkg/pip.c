@@ -36,12 +36,14 @@ static void put(const char *rel, const char *text)
 	cr_assert_eq(kiln_write_file_atomic(p, text, strlen(text), NULL), 0);
 }
 
-/* The key of a manifest with requirements.txt and PACKAGE (may be NULL); NULL and *msg on an error. */
-static char *key(const char *package, char **msg)
+/* The key of a manifest with requirements.txt, PACKAGE and OVERRIDES (either may be NULL); NULL and
+ * *msg on an error. */
+static char *key_of(const char *package, const char *overrides, char **msg)
 {
 	char *pkgs[] = {(char *)package};
 	struct kiln_pos pos[] = {{7, 5}};
-	struct kiln_manifest m = {.dir = dir, .python_requirements = "requirements.txt"};
+	struct kiln_manifest m = {
+	    .dir = dir, .python_requirements = "requirements.txt", .python_overrides = (char *)overrides};
 	if (package)
 		m.python_packages = (struct kiln_strv){pkgs, pos, 1};
 	static char out[65];
@@ -52,6 +54,11 @@ static char *key(const char *package, char **msg)
 		return NULL;
 	}
 	return out;
+}
+
+static char *key(const char *package, char **msg)
+{
+	return key_of(package, NULL, msg);
 }
 
 Test(pip, key_follows_includes_packages_variables_and_local_wheels)
@@ -111,6 +118,39 @@ Test(pip, missing_local_wheel_and_path_outside_project)
 	char up[4096];
 	snprintf(up, sizeof(up), "%s/../elsewhere", dir);
 	cr_assert_not_null(key(NULL, &msg)); /* a missing find-links directory is pip's to report */
+}
+
+/* The key with overrides.txt as build.python_overrides; NULL and *msg on an error. */
+static char *key_overridden(char **msg)
+{
+	return key_of(NULL, "overrides.txt", msg);
+}
+
+Test(pip, overrides_are_part_of_the_key_and_hold_requirements_only)
+{
+	char *msg = NULL;
+	put("requirements.txt", "numpy\n");
+	char plain[65], a[65];
+	snprintf(plain, sizeof(plain), "%s", key(NULL, &msg));
+	put("overrides.txt", "numpy==1.26.4  # the pin\n");
+	snprintf(a, sizeof(a), "%s", key_overridden(&msg));
+	cr_assert_str_neq(a, plain, "an overrides file changes the key");
+	put("overrides.txt", "numpy==1.26.3\n");
+	cr_assert_str_neq(key_overridden(&msg), a, "its contents are part of the key");
+	/* the same text as requirements and as overrides are different inputs */
+	put("requirements.txt", "numpy\nnumpy==1.26.3\n");
+	put("overrides.txt", "\n");
+	snprintf(a, sizeof(a), "%s", key_overridden(&msg));
+	put("requirements.txt", "numpy\n");
+	put("overrides.txt", "numpy==1.26.3\n");
+	cr_assert_str_neq(key_overridden(&msg), a);
+	put("overrides.txt", "numpy==1.26.3\n--index-url http://127.0.0.1:1/simple\n");
+	cr_assert_null(key_overridden(&msg));
+	cr_assert(strstr(msg,
+	                 "overrides.txt:2: build.python_overrides: '--index-url http://127.0.0.1:1/simple': "
+	                 "an overrides file holds requirements"),
+	          "%s", msg);
+	free(msg);
 }
 
 Test(pip, missing_requirements_file)

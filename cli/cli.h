@@ -148,6 +148,7 @@ int cmd_runtime_layer(int argc, char **argv);
 int cmd_build(int argc, char **argv);
 int cmd_deploy(int argc, char **argv);
 int cmd_dockerfile(int argc, char **argv);
+int cmd_playground(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 
 /* doctor_fix.c: kiln doctor --fix's migration of the starter project's predict interface (predict:

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_serve.c: `kiln serve`: run the predictor shim against a project directory (the development loop). */
 #include "cli/cli.h"
+#include "cli/playground.h"
 #include "cli/predict.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -29,6 +31,7 @@ enum {
 	OPT_HOST,
 	OPT_PROJECT,
 	OPT_VERSION,
+	OPT_PLAYGROUND,
 	/* kiln-shim's own options, passed to it as they are given (the shim checks their values): PASSED */
 	OPT_PASS,
 	OPT_AWAIT = OPT_PASS + 8,
@@ -41,7 +44,9 @@ struct serve_args {
 	const char *host;
 	const char *project;
 	const char *file; /* -f: the manifest */
-	char *pass[64];   /* the shim's options, each "--NAME" or "--NAME=VALUE", owned */
+	bool playground;  /* --playground[=PORT] */
+	long playground_port;
+	char *pass[64]; /* the shim's options, each "--NAME" or "--NAME=VALUE", owned */
 	size_t npass;
 };
 
@@ -87,6 +92,10 @@ static int serve_option(int c, const char *arg, void *ctx)
 	case 'f':
 		a->file = arg;
 		return 0;
+	case OPT_PLAYGROUND:
+		a->playground = true;
+		a->playground_port = 8080;
+		return arg ? cli_parse_number(&a->playground_port, "--playground", arg, 0, 65535) : 0;
 	case OPT_VERSION:
 		return cli_usage_error(
 		    "--version: kiln serve runs the shim of this kiln; see 'kiln version'");
@@ -149,14 +158,20 @@ static size_t kill_generation(pid_t pid, int depth, int sig)
  * kiln waits; to the whole group when nothing runs there yet, or without a sandbox. kiln exits with C's
  * status.
  */
+/* The signals kiln serve waits for in the foreground: those it passes on, and its child's end. */
+static void foreground_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGCHLD);
+}
+
 static int run_foreground(const struct predict_command *c, bool sandboxed, struct kiln_error **err)
 {
 	sigset_t set, old;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGCHLD);
+	foreground_signals(&set);
 	sigprocmask(SIG_BLOCK, &set, &old);
 	posix_spawnattr_t attr;
 	posix_spawnattr_init(&attr);
@@ -191,6 +206,32 @@ static int run_foreground(const struct predict_command *c, bool sandboxed, struc
 }
 
 /*
+ * --playground: the web playground (kiln-playground(1)) of the shim that is about to listen on A's host and
+ * port, for WHAT (the project or image, in the page's kiln predict lines). Its threads are made with the
+ * signals kiln waits for blocked, so that they reach kiln's sigwaitinfo (run_foreground), not a thread.
+ */
+static int start_playground(struct kiln_playground **pg, const struct serve_args *a, const char *what,
+                            struct kiln_error **err)
+{
+	const char *port = a->port ? a->port : getenv("PORT") ? getenv("PORT") : "5000";
+	const char *host = a->host && strcmp(a->host, "0.0.0.0") != 0 && *a->host ? a->host : "127.0.0.1";
+	_cleanup_free_ char *target = NULL, *url = NULL;
+	if (asprintf(&target, "http://%s:%s", host, port) < 0)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
+	struct kiln_playground_options o = {.target = target, .port = a->playground_port, .ref = what};
+	sigset_t set, old;
+	foreground_signals(&set);
+	sigaddset(&set, SIGPIPE); /* a page gone away is a write's error there */
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	int rc = kiln_playground_start(pg, &url, &o, err);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc < 0)
+		return kiln_error_wrap(err, "--playground");
+	infof("playground: %s/ (for %s)", url, target);
+	return 0;
+}
+
+/*
  * kiln serve REF: the image from the store (pulled when it is not there) run as kiln predict runs it,
  * under bubblewrap when it can, its shim in the foreground on HOST:PORT.
  */
@@ -204,6 +245,7 @@ static int serve_image(const char *ref, const struct serve_args *a)
 	char digest[KILN_DIGEST_LEN];
 	struct predict_runtime rt = {.pid = -1};
 	struct predict_command c = {0};
+	struct kiln_playground *pg = NULL;
 	int status = EXIT_FAIL;
 	/* the socket systemd passed kiln serve (a socket unit, kiln deploy --target systemd): fd 3 stays open
 	 * into the sandbox and the shim takes it by KILN_LISTEN_FD, its pid there unknown here */
@@ -222,7 +264,8 @@ static int serve_image(const char *ref, const struct serve_args *a)
 	    predict_resolve_image(store, ref, NULL, &ropt, digest, &config, &err) < 0 ||
 	    predict_runtime_prepare(&rt, store, digest, config, RUNTIME_AUTO, &ropt, &err) < 0 ||
 	    predict_runtime_shim_command(&c, &rt, config, a->host, a->port, true, envs, nenv,
-	                                 (char *const *)a->pass, a->npass, &err) < 0)
+	                                 (char *const *)a->pass, a->npass, &err) < 0 ||
+	    (a->playground && start_playground(&pg, a, ref, &err) < 0))
 		goto out;
 	status = run_foreground(&c, rt.kind == RUNTIME_BWRAP, &err);
 out:
@@ -230,6 +273,7 @@ out:
 		kiln_error_wrap(&err, "cannot serve '%s'", ref);
 		status = cli_fail(err);
 	}
+	kiln_playground_stop(pg);
 	predict_command_release(&c);
 	predict_runtime_stop(&rt, false);
 	json_decref(config);
@@ -254,6 +298,7 @@ int cmd_serve(int argc, char **argv)
 	    {"threads", required_argument, NULL, OPT_PASS + 6},
 	    {"upload-url", required_argument, NULL, OPT_PASS + 7},
 	    {"version", no_argument, NULL, OPT_VERSION},
+	    {"playground", optional_argument, NULL, OPT_PLAYGROUND},
 	    CLI_COMMON_LONG,
 	    {NULL, 0, NULL, 0},
 	};
@@ -262,6 +307,10 @@ int cmd_serve(int argc, char **argv)
 	                              0, 1, &first);
 	if (status < 0 && a.project && first < argc)
 		status = cli_usage_error("--project '%s' and DIR '%s': give one", a.project, argv[first]);
+	if (status < 0 && a.playground && a.port && atol(a.port) == 0)
+		status =
+		    cli_usage_error("--playground needs the shim's port: --port 0 (a free one) leaves it "
+		                    "unknown");
 	if (status >= 0) {
 		for (size_t i = 0; i < a.npass; i++)
 			free(a.pass[i]);
@@ -310,6 +359,18 @@ int cmd_serve(int argc, char **argv)
 	for (size_t i = 0; i < a.npass; i++)
 		args[n++] = a.pass[i];
 	args[n] = NULL;
+	if (a.playground) { /* kiln stays, the playground's server in it, the shim its child */
+		struct kiln_playground *pg = NULL;
+		int rc = start_playground(&pg, &a, dir, &err);
+		if (rc == 0) {
+			extern char **environ;
+			struct predict_command c = {.argv = args, .envp = environ};
+			rc = run_foreground(&c, false, &err);
+		}
+		kiln_playground_stop(pg);
+		kiln_runtime_release(&rt);
+		return err ? cli_fail(err) : rc;
+	}
 	fflush(NULL);
 	execv(rt.shim, args);
 	int e = errno;

@@ -84,6 +84,15 @@ const struct command commands[] = {
      "  -u, --username USER  the user name (asked on the terminal when missing)\n"
      "  --password-stdin     read the password from standard input\n" CLI_REGISTRY_HELP},
     {"logout", cmd_logout, "remove the credentials of a registry", "kiln logout REGISTRY", ""},
+    {"playground", cmd_playground, "a web page to try a served model: a form of its schema, its outputs",
+     "kiln playground --target URL [--port N] [--host ADDR] [--ref REF] [--webhook-base URL]",
+     "  --target URL         the model's Cog API (kiln serve's: http://127.0.0.1:5000); the playground\n"
+     "                       passes on that API under /api/ and nothing else\n"
+     "  --port N             the port to listen on (default 8080; 0: a free one)\n"
+     "  --host ADDR          the IPv4 address to listen on (default 127.0.0.1)\n"
+     "  --ref REF            the image (or project) the page's kiln predict lines name\n"
+     "  --webhook-base URL   the playground as the target reaches it, for async predictions' webhooks\n"
+     "                       (default: where it listens)\n"},
     {"predict", cmd_predict, "run one prediction with an image, as cog predict does",
      PREDICT_USAGE("predict"), PREDICT_HELP},
     {"prune", cmd_prune, "remove from the local store what no tagged image reaches",
@@ -107,12 +116,15 @@ const struct command commands[] = {
      "kiln serve [DIR | --project DIR | REF] [-f FILE] [--port N] [--host ADDR] [--upload-url URL] "
      "[--idle-exit S|auto]\n"
      "           [--await-explicit-shutdown [true|false]] [--max-connections N] [--connection-timeout S]\n"
-     "           [--request-timeout S] [--keep-bytes N] [--allow-private-urls] [--threads N]",
+     "           [--request-timeout S] [--keep-bytes N] [--allow-private-urls] [--threads N]\n"
+     "           [--playground[=PORT]]",
      "  -p, --port N         the port to listen on (default: $PORT, else 5000)\n"
      "  --host ADDR          the address to listen on (default: 0.0.0.0)\n"
      "  --project DIR        the project (as kiln-shim takes it; the same as DIR)\n"
      "  -f, --file FILE      the manifest to serve DIR with (the shim's KILN_MANIFEST)\n"
      "  --upload-url URL     PUT file outputs under URL and answer with their URLs\n"
+     "  --playground[=PORT]  also the web playground for it on 127.0.0.1:PORT (default 8080;\n"
+     "                       kiln-playground(1))\n"
      "  --idle-exit S|auto, --await-explicit-shutdown [true|false], --max-connections N,\n"
      "  --connection-timeout S, --request-timeout S, --keep-bytes N, --allow-private-urls, --threads N\n"
      "                       passed to kiln-shim as they are (see kiln-shim(1))\n"},

@@ -6,7 +6,7 @@ pkgs=(build-essential cmake pkg-config libarchive-dev libgit2-dev libyaml-dev li
       libcurl4-openssl-dev libcriterion-dev zlib1g-dev libmicrohttpd-dev skopeo umoci bubblewrap
       docker-registry apache2-utils openssl curl git python3 python3-yaml util-linux busybox-static
       python3-numpy python3-sklearn python3-pil mmdebstrap apt-utils clang libclang-rt-14-dev zstd wrk
-      systemd python3-jsonschema)
+      systemd python3-jsonschema chromium chromium-driver fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -485,7 +485,9 @@ function history() {
 
 function remember(input, mode, res) {
   const small = {};
-  for (const [k, v] of Object.entries(input)) small[k] = typeof v === "string" && v.startsWith("data:") ? "(file)" : v;
+  const secret = new Set(fields.filter((f) => f.kind === "secret").map((f) => f.name));
+  for (const [k, v] of Object.entries(input))
+    small[k] = secret.has(k) ? "**********" : typeof v === "string" && v.startsWith("data:") ? "(file)" : v;
   const h = [{ at: new Date().toISOString(), mode, input: small, status: res.status || "" }].concat(history()).slice(0, 20);
   try { localStorage.setItem(HISTORY_KEY, JSON.stringify(h)); } catch (e) { /* full: not kept */ }
   showHistory();

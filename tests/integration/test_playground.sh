@@ -158,6 +158,8 @@ wd_clear "#in-prompt" && wd_keys "#in-prompt" "changed"
 wd_click "#history li:nth-child(4) button"
 expect_eq "$(wd_js 'return document.getElementById("in-prompt").value')" "a blue square" "the first run's prompt"
 expect_eq "$(wd_js 'return document.querySelector("input[name=mode]:checked").value')" sync "the first run's mode"
+expect_not_contains "$(wd_js 'return localStorage.getItem("kiln-playground-history")')" "s3cret"
+expect_eq "$(wd_js 'return document.getElementById("in-token").value')" "" "a secret is not kept"
 
 t_case "a narrow screen: no sideways scrolling; the keyboard runs the form"
 wd_size 420 900

@@ -129,6 +129,15 @@ expect_contains "$CURL" "curl -s -X POST $MODEL_URL/predictions -H 'Content-Type
 expect_contains "$CURL" '"prompt":"a blue square"'
 expect_contains "$(wd_js 'return document.getElementById("kiln").textContent')" "kiln predict playground/model:1 --json '{\"prompt\":\"a blue square\""
 
+t_case "outputs by kind: images, audio, video, other files, objects and text"
+expect_eq "$(wd_js 'return ["data:image/webp;base64,AA", "https://x.example/a.PNG?sig=1", "data:audio/wav;base64,AA", "http://x.example/s.mp3", "data:video/mp4;base64,AA", "https://x.example/v.webm", "https://x.example/weights.safetensors", "data:application/octet-stream;base64,AA", {"a": [1, 2]}, "plain <b>text</b>", 0.5, null].map(v => { const e = renderValue(v); const a = e.querySelector("a"); return e.tagName + (a ? ":" + a.getAttribute("download") : "") + (e.tagName == "PRE" || e.tagName == "P" && !a ? ":" + e.textContent : ""); }).join(" ")')" \
+	'IMG IMG AUDIO AUDIO VIDEO VIDEO P:weights.safetensors P:output PRE:{
+  "a": [
+    1,
+    2
+  ]
+} PRE:plain <b>text</b> PRE:0.5 P:No output' "each value's element"
+
 t_case "a file dropped on the file control is sent"
 wd_js 'const d = new DataTransfer(); d.items.add(new File(["dropped-bytes"], "d.txt", {type: "text/plain"})); const z = document.querySelector("#fields .field[data-name=image] .drop"); z.dispatchEvent(new DragEvent("drop", {dataTransfer: d, bubbles: true, cancelable: true})); return 1' >/dev/null
 expect_contains "$(wd_js 'return document.querySelector("#fields .field[data-name=image] .chosen").textContent')" "d.txt (13 bytes)"

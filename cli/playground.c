@@ -88,18 +88,28 @@ bool kiln_playground_path_allowed(const char *p)
 	return false;
 }
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type, const void *data,
-                             size_t len)
+/* Queue R (NULL when it could not be made) with its TYPE and the headers every answer has; an answer
+ * not to STORE (the API's, the webhooks') says no-store. */
+static enum MHD_Result send_response(struct MHD_Connection *c, unsigned status, struct MHD_Response *r,
+                                     const char *type, bool store)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
 	if (r == NULL)
 		return MHD_NO;
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (!store)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	enum MHD_Result ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type, const void *data,
+                             size_t len)
+{
+	return send_response(c, status,
+	                     MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY), type,
+	                     false);
 }
 
 static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, json_t *j)
@@ -141,17 +151,13 @@ static enum MHD_Result asset(struct MHD_Connection *c, const char *url)
 		    MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
 		if (r == NULL)
 			return MHD_NO;
-		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, asset_type(a->path));
-		MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 		MHD_add_response_header(r, "Content-Security-Policy",
 		                        "default-src 'self'; script-src 'self'; style-src 'self'; "
 		                        "img-src 'self' data: blob: http: https:; media-src 'self' data: "
 		                        "blob: http: https:; connect-src 'self'; object-src 'none'; "
 		                        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'");
 		MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
-		enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
-		MHD_destroy_response(r);
-		return ret;
+		return send_response(c, MHD_HTTP_OK, r, asset_type(a->path), true);
 	}
 	return reply_error(c, MHD_HTTP_NOT_FOUND, "Not Found");
 }
@@ -165,6 +171,7 @@ struct proxy {
 	size_t len;
 	int fd[2]; /* the target's body: written by the transfer's thread, read by MHD's */
 	pthread_t thread;
+	bool started; /* the thread runs: it closes fd[1] */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool head; /* the final response's headers are in */
@@ -235,7 +242,10 @@ static void proxy_free(struct proxy *p)
 {
 	if (p->fd[0] >= 0)
 		close(p->fd[0]);
-	pthread_join(p->thread, NULL);
+	if (p->started)
+		pthread_join(p->thread, NULL);
+	else if (p->fd[1] >= 0)
+		close(p->fd[1]);
 	curl_easy_cleanup(p->curl);
 	curl_slist_free_all(p->headers);
 	free(p->body);
@@ -295,8 +305,8 @@ static enum MHD_Result proxy(struct kiln_playground *pg, struct MHD_Connection *
 	_cleanup_free_ char *url = NULL;
 	if (asprintf(&url, "%s/%s", pg->target, path) < 0 || (p->curl = curl_easy_init()) == NULL ||
 	    pipe2(p->fd, O_CLOEXEC) < 0) {
-		p->thread = pthread_self();
-		goto fail_early;
+		proxy_free(p);
+		return MHD_NO;
 	}
 	p->len = req->body.len;
 	p->body = kiln_buf_detach(&req->body);
@@ -321,9 +331,10 @@ static enum MHD_Result proxy(struct kiln_playground *pg, struct MHD_Connection *
 		curl_easy_setopt(p->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)p->len);
 	}
 	if (pthread_create(&p->thread, NULL, proxy_run, p) != 0) {
-		p->thread = pthread_self();
-		goto fail_early;
+		proxy_free(p);
+		return MHD_NO;
 	}
+	p->started = true;
 	pthread_mutex_lock(&p->mu);
 	while (!p->head && !p->finished)
 		pthread_cond_wait(&p->cv, &p->mu);
@@ -342,25 +353,8 @@ static enum MHD_Result proxy(struct kiln_playground *pg, struct MHD_Connection *
 		proxy_free(p);
 		return MHD_NO;
 	}
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-	                        p->type[0] ? p->type : "application/octet-stream");
-	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	enum MHD_Result ret = MHD_queue_response(c, (unsigned)p->status, r);
-	MHD_destroy_response(r);
-	return ret;
-fail_early:
-	if (p->fd[1] >= 0)
-		close(p->fd[1]);
-	p->fd[1] = -1;
-	if (p->fd[0] >= 0)
-		close(p->fd[0]);
-	p->fd[0] = -1;
-	curl_easy_cleanup(p->curl);
-	curl_slist_free_all(p->headers);
-	free(p->body);
-	free(p);
-	return MHD_NO;
+	return send_response(c, (unsigned)p->status, r, p->type[0] ? p->type : "application/octet-stream",
+	                     false);
 }
 
 /* ---- the webhook sink ---- */
@@ -385,16 +379,17 @@ static enum MHD_Result webhook(struct kiln_playground *pg, struct MHD_Connection
 	return reply_json(c, MHD_HTTP_OK, json_object());
 }
 
-/* GET /playground/events?after=N: the webhooks after N, waiting up to PG_POLL_S for one. */
+/* GET /playground/events?after=N: the webhooks after N, waiting up to PG_POLL_S for one; without after,
+ * at once, none but the last one's number (where a page starts from). */
 static enum MHD_Result events(struct kiln_playground *pg, struct MHD_Connection *c)
 {
 	const char *a = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
-	long long after = a ? strtoll(a, NULL, 10) : 0;
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += PG_POLL_S;
 	pthread_mutex_lock(&pg->mu);
-	while (pg->seq <= after && !pg->stopping)
+	long long after = a ? strtoll(a, NULL, 10) : pg->seq;
+	while (a && pg->seq <= after && !pg->stopping)
 		if (pthread_cond_timedwait(&pg->cv, &pg->mu, &until) == ETIMEDOUT)
 			break;
 	json_t *out = json_array();

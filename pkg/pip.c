@@ -248,6 +248,13 @@ static int prepare(struct run *r, struct kiln_error **err)
 	kiln_buf_release(&b);
 	if (rc < 0)
 		return -1;
+	/* build.python_overrides' requirements, as pip_req.c read them */
+	if (c->m->python_overrides) {
+		_cleanup_free_ char *ov = kiln_path_join(r->work, "overrides.txt");
+		const struct kiln_buf *o = &r->reqs.overrides;
+		if (ov == NULL || kiln_write_file_atomic(ov, o->ptr ? o->ptr : "", o->len, err) < 0)
+			return ov ? -1 : oom(err);
+	}
 	/* pip's cache (index pages, downloads, wheels built from sdists) is kept in the store, so that a
 	 * changed requirement does not download the unchanged ones again */
 	if (kiln_store_private_dir(&r->pipcache, c->store, "pip-cache", err) < 0)
@@ -513,7 +520,8 @@ static void stop_installer(struct run *r)
  * on its path and stat fingerprint (size, mtime, inode, ctime) in pip's kept cache; a pip without that
  * function runs unwrapped.
  *
- * With --kiln-overrides FILE SHOWN (build.python_overrides, Cog's overrides as uv takes them), each
+ * With --kiln-overrides FILE SHOWN (build.python_overrides, Cog's overrides as uv takes them; FILE its
+ * requirements as pip_req.c read them, "LINE<TAB>REQUIREMENT" each), each
  * requirement of a name the file lists, the project's own and every distribution's dependency alike, is
  * replaced by the file's (its extras added, its own environment marker kept): the resolver sees only the
  * override. A line whose marker does not match the base's Python is left out; two lines for one name,
@@ -561,11 +569,8 @@ static const char resolver_py[] =
     "        sys.exit(2)\n"
     "    over, where = {}, {}\n"
     "    with open(opath) as f:\n"
-    "        lines = f.read().split('\\n')\n"
-    "    for n, line in enumerate(lines, 1):\n"
-    "        line = ('  ' + line).split(' #')[0].split('\\t#')[0].strip()\n"
-    "        if not line or line.startswith('#'):\n"
-    "            continue\n"
+    "        lines = [l.split('\\t', 1) for l in f.read().splitlines()]\n"
+    "    for n, line in ((int(n), line) for n, line in lines):\n"
     "        try:\n"
     "            o = Requirement(line)\n"
     "        except Exception as e:\n"
@@ -613,18 +618,14 @@ static int resolve(struct run *r, struct kiln_error **err)
 	if (m->python_requirements && req == NULL)
 		return kiln_error_errno(err, errno, "python_requirements: cannot open '%s'",
 		                        m->python_requirements);
-	_cleanup_free_ char *over = m->python_overrides ? file_in_sandbox(r, m->python_overrides) : NULL;
-	if (m->python_overrides && over == NULL)
-		return kiln_error_errno(err, errno, "build.python_overrides: cannot open '%s'",
-		                        m->python_overrides);
 	char *argv[20];
 	size_t a = 0;
 	argv[a++] = "python3";
 	argv[a++] = "-c";
 	argv[a++] = (char *)resolver_py;
-	if (over) {
+	if (m->python_overrides) {
 		argv[a++] = "--kiln-overrides";
-		argv[a++] = over;
+		argv[a++] = PIP_WORK "/overrides.txt";
 		argv[a++] = m->python_overrides;
 	}
 	const char *const head[] = {"install", "--dry-run", "--report", PIP_WORK "/report.json", NULL};

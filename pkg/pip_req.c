@@ -198,6 +198,8 @@ static int scan_line(struct scan *sc, const char *file, int lineno, const char *
 		    "%s:%d: build.python_overrides: '%s': an overrides file holds requirements "
 		    "(a name with a version, or name @ URL), not pip's options",
 		    file, lineno, line);
+	if (sc->overrides && kiln_buf_printf(&r->overrides, "%d\t%s\n", lineno, line) < 0)
+		return kiln_error_set(err, KILN_EFAIL, "out of memory");
 	if ((v = opt_value(line, "-r", "--requirement")) || (v = opt_value(line, "-c", "--constraint"))) {
 		_cleanup_free_ char *inc = v[0] == '/' ? strdup(v) : kiln_path_join(dir, v);
 		if (inc == NULL)
@@ -397,7 +399,7 @@ static int scan_top(struct scan *sc, const struct kiln_manifest *m, const char *
 
 int kiln_pip_reqs_scan(struct kiln_pip_reqs *out, const struct kiln_manifest *m, struct kiln_error **err)
 {
-	struct kiln_pip_reqs r = {.text = KILN_BUF_INIT};
+	struct kiln_pip_reqs r = {.text = KILN_BUF_INIT, .overrides = KILN_BUF_INIT};
 	struct scan sc = {.r = &r};
 	int rc = -1;
 	r.project = realpath(m->dir ? m->dir : ".", NULL);
@@ -440,6 +442,7 @@ out:
 void kiln_pip_reqs_release(struct kiln_pip_reqs *r)
 {
 	kiln_buf_release(&r->text);
+	kiln_buf_release(&r->overrides);
 	free(r->project);
 	for (size_t i = 0; i < r->nbinds; i++)
 		free(r->binds[i]);

@@ -29,6 +29,9 @@ struct kiln_pip_reqs {
 	char **opts; /* index and find-links options of the requirements, as pip sees them */
 	size_t nopts;
 	char *conf[KILN_PIP_CONF_SLOTS]; /* the host's pip configuration file of each slot, or NULL */
+	/* build.python_overrides' requirements as this reads them (comments out, continuations joined):
+	 * "LINE<TAB>REQUIREMENT\n" each, for the resolver (pip.c) */
+	struct kiln_buf overrides;
 };
 
 /* Read M's requirements (and what they include) into OUT. Errors name FILE:LINE. */

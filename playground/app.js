@@ -342,7 +342,7 @@ function showValidation(j) {
   }
   setStatus("failed");
   $("form-error").textContent = placed ? "The model refused some inputs: see the fields." :
-    (j.error || j.detail ? JSON.stringify(j.detail || j.error) : "The model refused the request.");
+    j.detail || j.error ? JSON.stringify(j.detail || j.error) : "The model refused the request.";
 }
 
 function shellQuote(s) {
@@ -389,8 +389,8 @@ async function readStream(r) {
       else if (event === "metric") {
         $("metrics").append(el("tr", {}, el("td", { text: String(d.name) }), el("td", { text: JSON.stringify(d.value) })));
       } else if (event === "completed") {
-        const keep = pieces;
-        showResponse(Object.assign({}, d, { output: keep ? undefined : d.output }));
+        // the pieces shown stay: the whole output is theirs
+        showResponse(pieces ? Object.assign({}, d, { output: undefined }) : d);
       } else if (event === "error") {
         $("error").textContent = d && d.error ? d.error : String(data);
       }
@@ -445,7 +445,7 @@ async function run(e) {
     body.webhook = config.webhook;
     body.webhook_events_filter = ["start", "output", "logs", "completed"];
     $("webhooks-box").open = true;
-    try { after = (await (await fetch("/playground/events?after=" + 1e15)).json()).last; } catch (e2) { after = 0; }
+    try { after = (await (await fetch("/playground/events")).json()).last; } catch (e2) { after = 0; }
   }
   let final = null;
   try {

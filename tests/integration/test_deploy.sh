@@ -204,13 +204,19 @@ run_kiln deploy "$HINTS" --target knative
 expect_rc 2
 expect_contains "$ERR" "is a directory: kiln deploy takes an image reference"
 
+# push_serve_label TAG LABEL REF: the image at $T_WORK/minmax-oci:1 with its dev.kiln.serve label set to
+# LABEL (umoci, as TAG there), copied to REF (skopeo): hints kiln itself would not write.
+push_serve_label() {
+	umoci config --image "$T_WORK/minmax-oci:1" --tag "$1" --config.label "dev.kiln.serve=$2" \
+		2>"$T_WORK/umoci.err" || t_fail "umoci config: $(cat "$T_WORK/umoci.err")"
+	skopeo copy --dest-tls-verify=false "oci:$T_WORK/minmax-oci:$1" "docker://$3" >/dev/null 2>"$T_WORK/skopeo.err" ||
+		t_fail "skopeo copy: $(cat "$T_WORK/skopeo.err")"
+}
+
 t_case "min_instances above max_instances: exit 1 naming both, nothing written to -o"
 run_kiln build "$HINTS" -t deploy/minmax:1 --output "oci:$T_WORK/minmax-oci:1"
 expect_rc 0
-umoci config --image "$T_WORK/minmax-oci:1" --config.label 'dev.kiln.serve={"min_instances":3,"max_instances":1}' \
-	2>"$T_WORK/umoci.err" || t_fail "umoci config: $(cat "$T_WORK/umoci.err")"
-skopeo copy --dest-tls-verify=false "oci:$T_WORK/minmax-oci:1" "docker://$R/deploy/minmax:1" >/dev/null 2>"$T_WORK/skopeo.err" ||
-	t_fail "skopeo copy: $(cat "$T_WORK/skopeo.err")"
+push_serve_label 1 '{"min_instances":3,"max_instances":1}' "$R/deploy/minmax:1"
 run_kiln deploy "$R/deploy/minmax:1" --target knative -o "$T_WORK/minmax.yaml"
 expect_rc 1
 expect_contains "$ERR" "label dev.kiln.serve: min_instances (3) is greater than max_instances (1)"
@@ -222,10 +228,7 @@ expect_eq "$(cat "$T_WORK/kept.yaml")" "kept" "an existing -o file after an erro
 expect_eq "$(ls "$T_WORK" | grep -c 'kept.yaml.')" 0 "temporary files left"
 
 t_case "a scaledown_window over an hour: clamped to Knative's and the HPA's hour, with a warning each"
-umoci config --image "$T_WORK/minmax-oci:1" --tag 2 --config.label 'dev.kiln.serve={"scaledown_window":7200}' \
-	2>"$T_WORK/umoci.err" || t_fail "umoci config: $(cat "$T_WORK/umoci.err")"
-skopeo copy --dest-tls-verify=false "oci:$T_WORK/minmax-oci:2" "docker://$R/deploy/window:1" >/dev/null 2>"$T_WORK/skopeo.err" ||
-	t_fail "skopeo copy: $(cat "$T_WORK/skopeo.err")"
+push_serve_label 2 '{"scaledown_window":7200}' "$R/deploy/window:1"
 run_kiln deploy "$R/deploy/window:1" --target knative -o "$T_WORK/window-kn.yaml"
 expect_rc 0
 expect_contains "$ERR" "scaledown_window 7200 s is longer than Knative's longest scale-down-delay: 3600 s"
